@@ -1,0 +1,407 @@
+"""Concurrency and memory: many sleeping trials at once, against the ideal and a bare pool.
+
+Every trial sleeps 100 ms and returns.  With ``T`` trials and ``C`` slots the
+ideal wall time is ``ceil(T / C) * sleep`` (1.0 s for the default scenarios).
+Scenarios, each run in a fresh subprocess that reports its wall time, CPU
+time and peak RSS:
+
+``hpt-1k``
+    hpt-async, 10,000 trials, concurrency 1,000 (goal: <= 1.2x the ideal).
+``bare-1k``
+    a bare anyio worker pool doing the same 10,000 sleeps with 1,000 tasks.
+``hpt-10k``
+    hpt-async, 100,000 trials, concurrency 10,000 (goal: <= 1.5x ``bare-10k``).
+``bare-10k``
+    the bare pool with 10,000 tasks, 100,000 sleeps: the floor of this design.
+``optuna``
+    Optuna's ``study.optimize(n_jobs=500)``, 10,000 trials of ``time.sleep``.
+``idle``
+    the interpreter with hpt-async, anyio and numpy imported and nothing run:
+    the memory every scenario starts from.
+
+The scenarios are run round-robin for ``--repeat`` rounds; the median wall
+time and the largest peak RSS of each are reported.
+
+    /work/venv/bin/python benchmarks/bench_concurrency.py                    # everything
+    /work/venv/bin/python benchmarks/bench_concurrency.py --quick            # smoke run, about 20 s
+    /work/venv/bin/python benchmarks/bench_concurrency.py -s hpt-1k bare-1k  # some scenarios
+    /work/venv/bin/python benchmarks/bench_concurrency.py --profile hpt-10k  # cProfile one, in process
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import json
+import math
+import os
+import platform
+import pstats
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+SLEEP = 0.1
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One measured configuration: which runner, how many trials, how many at once."""
+
+    name: str
+    kind: str  # "hpt", "bare", "optuna" or "idle"
+    trials: int
+    concurrency: int
+    goal: str = ""
+
+    @property
+    def ideal(self) -> float:
+        """Wall time if every slot were busy sleeping all the time."""
+        if self.kind == "idle":
+            return 0.0
+        return math.ceil(self.trials / self.concurrency) * SLEEP
+
+
+FULL = {
+    s.name: s
+    for s in (
+        Scenario("hpt-1k", "hpt", 10_000, 1_000, "<= 1.2x ideal"),
+        Scenario("bare-1k", "bare", 10_000, 1_000),
+        Scenario("hpt-10k", "hpt", 100_000, 10_000, "<= 1.5x bare-10k"),
+        Scenario("bare-10k", "bare", 100_000, 10_000),
+        Scenario("optuna", "optuna", 10_000, 500),
+        Scenario("idle", "idle", 0, 1),
+    )
+}
+# The same shapes, a tenth of the work (ideal still 1.0 s; Optuna's 0.6 s).
+QUICK = {
+    s.name: s
+    for s in (
+        Scenario("hpt-1k", "hpt", 1_000, 100, "<= 1.2x ideal"),
+        Scenario("bare-1k", "bare", 1_000, 100),
+        Scenario("hpt-10k", "hpt", 10_000, 1_000, "<= 1.5x bare-10k"),
+        Scenario("bare-10k", "bare", 10_000, 1_000),
+        Scenario("optuna", "optuna", 600, 100),
+        Scenario("idle", "idle", 0, 1),
+    )
+}
+BASELINE = {"hpt-1k": "bare-1k", "hpt-10k": "bare-10k"}
+
+
+# -- what runs in the child process ----------------------------------------------
+
+
+def _space() -> Any:
+    import hpt_async as hpt
+
+    return hpt.Space({
+        "lr": hpt.Float(1e-5, 1e-1, log=True),
+        "layers": hpt.Int(1, 8),
+        "optimizer": hpt.Choice(["adam", "sgd", "rmsprop"]),
+    })
+
+
+async def _run_hpt(trials: int, concurrency: int) -> None:
+    import anyio
+
+    import hpt_async as hpt
+
+    async def objective(trial: hpt.Trial) -> float:
+        await anyio.sleep(SLEEP)
+        return trial.params["lr"] * trial.params["layers"]
+
+    tuner = hpt.Tuner(objective, _space(), strategy="random", storage="memory", loggers=[],
+                      concurrency=concurrency, max_trials=trials, seed=0)
+    result = await tuner.run()
+    done = result.count(hpt.TrialState.COMPLETE)
+    if done != trials:
+        raise RuntimeError(f"hpt-async finished {done} COMPLETE trials, expected {trials}")
+
+
+async def _run_bare(trials: int, concurrency: int) -> None:
+    import anyio
+
+    started = 0
+
+    async def worker() -> None:
+        nonlocal started
+        while started < trials:
+            started += 1
+            await anyio.sleep(SLEEP)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(concurrency):
+            tg.start_soon(worker)
+    if started != trials:
+        raise RuntimeError(f"the bare pool ran {started} sleeps, expected {trials}")
+
+
+def _run_optuna(trials: int, concurrency: int) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def objective(trial: Any) -> float:
+        lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+        layers = trial.suggest_int("layers", 1, 8)
+        trial.suggest_categorical("optimizer", ["adam", "sgd", "rmsprop"])
+        time.sleep(SLEEP)
+        return lr * layers
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=trials, n_jobs=concurrency)
+    if len(study.trials) != trials:
+        raise RuntimeError(f"Optuna ran {len(study.trials)} trials, expected {trials}")
+
+
+def _imports(kind: str) -> None:
+    """Import what a scenario needs before the clock starts (every scenario pays hpt-async's imports)."""
+    import anyio  # noqa: F401
+
+    import hpt_async  # noqa: F401
+
+    if kind == "optuna":
+        import optuna  # noqa: F401
+
+
+def run_scenario(kind: str, trials: int, concurrency: int) -> float:
+    """Run one scenario in this process; return its wall time in seconds."""
+    import anyio
+
+    _imports(kind)
+    if kind == "optuna":
+        t0 = time.perf_counter()
+        _run_optuna(trials, concurrency)
+        return time.perf_counter() - t0
+    if kind == "idle":
+        return 0.0
+    elapsed = 0.0
+
+    async def main() -> None:
+        nonlocal elapsed
+        t0 = time.perf_counter()
+        if kind == "hpt":
+            await _run_hpt(trials, concurrency)
+        else:
+            await _run_bare(trials, concurrency)
+        elapsed = time.perf_counter() - t0
+
+    anyio.run(main, backend="asyncio")
+    return elapsed
+
+
+def _status_mib(field: str) -> float | None:
+    """A memory field of /proc/self/status (``VmRSS``, ``VmHWM``) in MiB, or None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (Linux >= 4.0) so that import-time peaks do not hide the run's."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _maxrss_mib() -> float:
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (kib / 1024 if sys.platform == "darwin" else kib) / 1024
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def child(kind: str, trials: int, concurrency: int) -> None:
+    """Run a scenario and print one JSON line: wall and CPU seconds of the run, and memory.
+
+    ``rss_start_mib`` is the resident set once everything is imported,
+    ``rss_mib`` the peak resident set during the run (where the peak mark
+    cannot be reset, the peak of the whole process, imports included).
+    """
+    _imports(kind)
+    gc.collect()
+    gc_time = _GcClock()
+    gc.callbacks.append(gc_time)
+    exact = _reset_peak()
+    rss0 = _status_mib("VmRSS") or _maxrss_mib()
+    cpu0 = _cpu()
+    wall = run_scenario(kind, trials, concurrency)
+    cpu = _cpu() - cpu0
+    peak = _status_mib("VmHWM") if exact else None
+    print(json.dumps({"wall": wall, "cpu": cpu, "rss_mib": peak or _maxrss_mib(), "rss_start_mib": rss0,
+                      "process_peak_mib": _maxrss_mib(), "gc_s": gc_time.total, "gc_full": gc_time.full}))
+
+
+class _GcClock:
+    """A ``gc.callbacks`` entry that adds up the time spent in garbage collection."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.full = 0  # collections of the oldest generation
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self._t0
+            self.full += info["generation"] == 2
+
+
+# -- the parent ------------------------------------------------------------------
+
+
+def spawn(s: Scenario, timeout: float) -> dict[str, float]:
+    """Run scenario ``s`` in a fresh interpreter and parse its report."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", s.kind, str(s.trials), str(s.concurrency)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"scenario {s.name} failed (exit {proc.returncode}):\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def profile(s: Scenario, top: int) -> None:
+    """Profile one scenario in this process with cProfile and print the hot spots."""
+    prof = cProfile.Profile()
+    prof.enable()
+    wall = run_scenario(s.kind, s.trials, s.concurrency)
+    prof.disable()
+    print(f"{s.name}: {s.trials} trials at {s.concurrency} at once, {wall:.2f} s under the profiler "
+          f"(ideal {s.ideal:.1f} s)")
+    for key in ("tottime", "cumulative"):
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).strip_dirs().sort_stats(key).print_stats(top)
+        print(f"--- sorted by {key} ---")
+        print(out.getvalue())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-s", "--scenarios", nargs="+", metavar="NAME",
+                        help=f"scenarios to run (default: all of {', '.join(FULL)})")
+    parser.add_argument("-r", "--repeat", type=int, help="rounds of every scenario (default 3, 1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="a tenth of the work, one round")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds before a scenario is abandoned")
+    parser.add_argument("--profile", metavar="NAME", help="profile one scenario in process instead")
+    parser.add_argument("--top", type=int, default=30, help="functions shown by --profile (default 30)")
+    parser.add_argument("--child", nargs=3, metavar=("KIND", "TRIALS", "CONCURRENCY"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        kind, trials, concurrency = args.child
+        child(kind, int(trials), int(concurrency))
+        return 0
+
+    table = QUICK if args.quick else FULL
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.profile:
+        if args.profile not in table:
+            parser.error(f"unknown scenario {args.profile!r}; choose from {', '.join(table)}")
+        profile(table[args.profile], args.top)
+        return 0
+    names = args.scenarios or list(table)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(table)}")
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
+    chosen = [table[n] for n in names]
+
+    import optuna
+
+    import hpt_async as hpt
+
+    print(f"concurrency: {args.repeat} round(s), each scenario in a fresh process, "
+          f"sleep {SLEEP * 1000:.0f} ms per trial")
+    print(f"python {platform.python_version()}, hpt-async {hpt.__version__}, anyio {_version('anyio')}, "
+          f"optuna {optuna.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    runs: dict[str, list[dict[str, float]]] = {s.name: [] for s in chosen}
+    for i in range(args.repeat):
+        for s in chosen:
+            r = spawn(s, args.timeout)
+            runs[s.name].append(r)
+            print(f"  round {i + 1} {s.name:<9} wall {r['wall']:7.2f} s  cpu {r['cpu']:7.2f} s  "
+                  f"gc {r['gc_s']:5.2f} s ({r['gc_full']} full)  peak RSS {r['rss_mib']:7.1f} MiB", flush=True)
+
+    summary = {
+        name: {
+            "wall": statistics.median(r["wall"] for r in rs),
+            "cpu": statistics.median(r["cpu"] for r in rs),
+            "gc": statistics.median(r["gc_s"] for r in rs),
+            "rss": max(r["rss_mib"] for r in rs),
+            "rss0": statistics.median(r["rss_start_mib"] for r in rs),
+        }
+        for name, rs in runs.items()
+    }
+    print()
+    header = (f"{'scenario':<10}{'trials':>9}{'at once':>9}{'ideal s':>9}{'wall s':>9}{'x ideal':>9}"
+              f"{'x bare':>8}{'cpu s':>8}{'gc s':>7}{'start MiB':>10}{'peak MiB':>10}{'+run MiB':>10}  goal")
+    print(header)
+    print("-" * len(header))
+    for s in chosen:
+        m = summary[s.name]
+        x_ideal = f"{m['wall'] / s.ideal:.2f}" if s.ideal else "-"
+        base = BASELINE.get(s.name)
+        x_bare = f"{m['wall'] / summary[base]['wall']:.2f}" if base in summary else "-"
+        verdict = ""
+        if s.goal:
+            verdict = s.goal + ": " + _verdict(s, summary)
+        trials = f"{s.trials:,}" if s.trials else "-"
+        at_once = f"{s.concurrency:,}" if s.kind != "idle" else "-"
+        ideal = f"{s.ideal:.1f}" if s.ideal else "-"
+        print(f"{s.name:<10}{trials:>9}{at_once:>9}{ideal:>9}{m['wall']:>9.2f}{x_ideal:>9}{x_bare:>8}"
+              f"{m['cpu']:>8.2f}{m['gc']:>7.2f}{m['rss0']:>10.1f}{m['rss']:>10.1f}{m['rss'] - m['rss0']:>10.1f}"
+              f"  {verdict}")
+    print("\nstart: resident set once everything is imported; peak: peak resident set during the run; "
+          "+run: peak - start.")
+    print("cpu: CPU seconds of the run itself (imports excluded); gc: seconds of it spent in the garbage collector;")
+    print("x ideal, x bare: ratios of the median wall times.")
+    if "hpt-10k" in summary and "bare-10k" in summary:
+        hpt10, bare10 = summary["hpt-10k"], summary["bare-10k"]
+        extra = hpt10["rss"] - bare10["rss"]
+        print(f"peak RSS of the {table['hpt-10k'].concurrency:,}-at-once run: {hpt10['rss']:.1f} MiB, "
+              f"bare pool {bare10['rss']:.1f} MiB: hpt-async adds {extra:.1f} MiB for "
+              f"{table['hpt-10k'].trials:,} trials ({extra * 1024 * 1024 / table['hpt-10k'].trials:.0f} bytes a trial)")
+    return 0
+
+
+def _verdict(s: Scenario, summary: dict[str, dict[str, float]]) -> str:
+    wall = summary[s.name]["wall"]
+    if s.name == "hpt-1k":
+        return "MET" if wall <= 1.2 * s.ideal else "NOT MET"
+    base = BASELINE.get(s.name)
+    if base in summary:
+        return "MET" if wall <= 1.5 * summary[base]["wall"] else "NOT MET"
+    return "(run the baseline too)"
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""hpt-async: asynchronous, event-driven hyperparameter tuning.
+
+>>> import hpt_async as hpt
+>>> space = hpt.Space({"lr": hpt.Float(1e-5, 1e-1, log=True), "layers": hpt.Int(1, 4)})
+>>> async def objective(trial):
+...     return trial.params["lr"] * trial.params["layers"]
+>>> result = anyio.run(hpt.Tuner(objective, space, max_trials=20, loggers=[]).run)  # doctest: +SKIP
+"""
+
+from .events import StudyEnded, StudyStarted, TrialCreated, TrialEnded, TrialReported, TrialStarted
+from .exceptions import (
+    PluginError,
+    PluginNotFound,
+    StrategyExhausted,
+    StudyError,
+    StudyFailed,
+    TrialCancelled,
+    TrialPruned,
+)
+from .executors import AsyncExecutor, Executor, ThreadExecutor
+from .hookspecs import hookimpl
+from .loggers import ConsoleLogger
+from .plugins import get_registry, register_plugin
+from .pruners import Decision, Pruner
+from .result import StopReason, StudyResult
+from .space import Choice, Domain, Float, Int, Space, SpaceError
+from .storage import MemoryStorage, Storage
+from .strategies import GridStrategy, RandomStrategy, SobolStrategy, Strategy
+from .study import StudyView
+from .trial import SyncTrial, Trial, TrialRecord, TrialState
+from .tuner import Tuner
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncExecutor",
+    "Choice",
+    "ConsoleLogger",
+    "Decision",
+    "Domain",
+    "Executor",
+    "Float",
+    "GridStrategy",
+    "Int",
+    "MemoryStorage",
+    "PluginError",
+    "PluginNotFound",
+    "Pruner",
+    "RandomStrategy",
+    "SobolStrategy",
+    "Space",
+    "SpaceError",
+    "StopReason",
+    "Storage",
+    "Strategy",
+    "StrategyExhausted",
+    "StudyEnded",
+    "StudyError",
+    "StudyFailed",
+    "StudyResult",
+    "StudyStarted",
+    "StudyView",
+    "SyncTrial",
+    "ThreadExecutor",
+    "Trial",
+    "TrialCancelled",
+    "TrialCreated",
+    "TrialEnded",
+    "TrialPruned",
+    "TrialRecord",
+    "TrialReported",
+    "TrialStarted",
+    "TrialState",
+    "Tuner",
+    "__version__",
+    "get_registry",
+    "hookimpl",
+    "register_plugin",
+]

@@ -1,0 +1,7 @@
+"""Executors: where an objective runs."""
+
+from .base import Executor
+from .inloop import AsyncExecutor
+from .thread import ThreadExecutor
+
+__all__ = ["AsyncExecutor", "Executor", "ThreadExecutor"]

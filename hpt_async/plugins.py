@@ -1,0 +1,275 @@
+"""The plugin machinery: a process-wide registry of names, and a per-tuner hook relay.
+
+* :class:`Registry` maps ``(kind, name)`` to a factory.  It is built once per
+  process from :data:`DEFAULT_PLUGINS` and then from the entry-point group
+  ``hpt_async`` (unless ``HPT_ASYNC_DISABLE_PLUGIN_AUTOLOAD`` is set), by
+  calling each plugin's ``hpt_register(register)`` hook.  Builtins and
+  third-party plugins go through exactly the same call.
+* :class:`HookRelay` holds the objects one Tuner was given and delivers the
+  lifecycle notifications to them, awaiting async implementations and
+  isolating any that raise.  Tracing every call to the log is switched on by
+  ``HPT_ASYNC_TRACE_HOOKS=1``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .exceptions import PluginError, PluginNotFound
+
+__all__ = [
+    "AUTOLOAD_ENV",
+    "DEFAULT_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "KINDS",
+    "TRACE_ENV",
+    "HookRelay",
+    "Registry",
+    "get_registry",
+    "register_plugin",
+]
+
+log = logging.getLogger("hpt_async")
+
+KINDS: tuple[str, ...] = ("strategy", "pruner", "storage", "logger", "executor")
+"""The kinds of named component a plugin can register."""
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "hpt_async.strategies.random",
+    "hpt_async.strategies.sobol",
+    "hpt_async.strategies.grid",
+    "hpt_async.storage.memory",
+    "hpt_async.executors.inloop",
+    "hpt_async.executors.thread",
+    "hpt_async.loggers.console",
+)
+"""Modules of the builtin plugins, registered like any third-party plugin."""
+
+ENTRY_POINT_GROUP = "hpt_async"
+"""The entry-point group third-party distributions declare their plugin under."""
+
+AUTOLOAD_ENV = "HPT_ASYNC_DISABLE_PLUGIN_AUTOLOAD"
+"""Set (to anything but empty) to skip the entry-point group."""
+
+TRACE_ENV = "HPT_ASYNC_TRACE_HOOKS"
+"""Set to log every lifecycle hook call at DEBUG level on the ``hpt_async`` logger."""
+
+LIFECYCLE_HOOKS: tuple[str, ...] = (
+    "hpt_study_started",
+    "hpt_trial_created",
+    "hpt_trial_started",
+    "hpt_trial_reported",
+    "hpt_trial_ended",
+    "hpt_study_ended",
+)
+
+
+def _new_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+class Registry:
+    """Names of strategies, pruners, storages, loggers and executors.
+
+    ``Registry(autoload=False)`` skips the entry points (the environment
+    variable :data:`AUTOLOAD_ENV` does the same for the process-wide one).
+    """
+
+    def __init__(self, *, defaults: bool = True, autoload: bool | None = None) -> None:
+        self._pm = _new_manager()
+        self._factories: dict[str, dict[str, Callable[..., Any]]] = {k: {} for k in KINDS}
+        self._owners: dict[tuple[str, str], str] = {}
+        if defaults:
+            for module_name in DEFAULT_PLUGINS:
+                self.register_plugin(importlib.import_module(module_name), name=module_name)
+        if autoload is None:
+            autoload = not os.environ.get(AUTOLOAD_ENV)
+        if autoload:
+            self._load_entry_points()
+
+    def _load_entry_points(self) -> None:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {ep.name!r} ({ep.value}) from entry-point group {ENTRY_POINT_GROUP!r} "
+                    f"failed to load: {type(exc).__name__}: {exc}. "
+                    f"Set {AUTOLOAD_ENV}=1 to start without third-party plugins."
+                ) from exc
+            self.register_plugin(plugin, name=f"{ep.name} ({ep.value})")
+
+    def register_plugin(self, plugin: object, name: str | None = None) -> None:
+        """Register a plugin module or object and run its ``hpt_register`` hook."""
+        label = name or getattr(plugin, "__name__", None) or repr(plugin)
+        if self._pm.is_registered(plugin):
+            return
+        try:
+            self._pm.register(plugin, name=label)
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            raise PluginError(f"plugin {label!r} cannot be registered: {exc}") from exc
+        for impl in self._pm.hook.hpt_register.get_hookimpls():
+            if impl.plugin is plugin:
+                try:
+                    impl.function(register=self._registrar(label))
+                except PluginError:
+                    raise
+                except Exception as exc:
+                    raise PluginError(f"plugin {label!r} failed in hpt_register: {type(exc).__name__}: {exc}") from exc
+
+    def _registrar(self, owner: str) -> Callable[[str, str, Callable[..., Any]], None]:
+        def register(kind: str, name: str, factory: Callable[..., Any]) -> None:
+            if kind not in self._factories:
+                raise PluginError(f"plugin {owner!r} registers unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
+            if not isinstance(name, str) or not name:
+                raise PluginError(f"plugin {owner!r} registers a {kind} with an invalid name {name!r}")
+            if not callable(factory):
+                raise PluginError(f"plugin {owner!r} registers {kind} {name!r} with a non-callable {factory!r}")
+            if name in self._factories[kind]:
+                raise PluginError(
+                    f"{kind} {name!r} is registered twice: by {self._owners[(kind, name)]!r} and by {owner!r}"
+                )
+            self._factories[kind][name] = factory
+            self._owners[(kind, name)] = owner
+
+        return register
+
+    def names(self, kind: str) -> list[str]:
+        """Sorted registered names of ``kind``."""
+        self._check_kind(kind)
+        return sorted(self._factories[kind])
+
+    def owner(self, kind: str, name: str) -> str:
+        """The plugin that registered ``name``."""
+        self.get(kind, name)
+        return self._owners[(kind, name)]
+
+    def get(self, kind: str, name: str) -> Callable[..., Any]:
+        """The factory registered as ``name`` of ``kind``; :class:`PluginNotFound` lists the others."""
+        self._check_kind(kind)
+        try:
+            return self._factories[kind][name]
+        except KeyError:
+            known = ", ".join(sorted(self._factories[kind])) or "none"
+            raise PluginNotFound(f"unknown {kind} {name!r}; registered {kind} names: {known}") from None
+
+    def create(self, kind: str, spec: Any, *args: Any) -> Any:
+        """An instance from a registered name (the factory gets ``args``), or ``spec`` itself."""
+        if isinstance(spec, str):
+            factory = self.get(kind, spec)
+            try:
+                return factory(*args)
+            except (PluginError, ValueError, TypeError):
+                raise
+            except Exception as exc:
+                owner = self._owners[(kind, spec)]
+                message = f"{kind} {spec!r} (from {owner!r}) failed to start: {type(exc).__name__}: {exc}"
+                raise PluginError(message) from exc
+        return spec
+
+    @staticmethod
+    def _check_kind(kind: str) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown plugin kind {kind!r}; kinds are {', '.join(KINDS)}")
+
+
+_registry: Registry | None = None
+_registry_lock = threading.Lock()
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, built on first use."""
+    global _registry
+    if _registry is None:
+        with _registry_lock:
+            if _registry is None:
+                _registry = Registry()
+    return _registry
+
+
+def register_plugin(plugin: object, name: str | None = None) -> None:
+    """Register an in-process plugin (module or object) in the process-wide registry."""
+    get_registry().register_plugin(plugin, name)
+
+
+class _Impl:
+    __slots__ = ("argnames", "failures", "function", "label")
+
+    def __init__(self, function: Callable[..., Any], argnames: tuple[str, ...], label: str) -> None:
+        self.function = function
+        self.argnames = argnames
+        self.label = label
+        self.failures = 0
+
+
+class HookRelay:
+    """Delivers lifecycle notifications to the objects of one tuner.
+
+    Each implementation is called on its own: one that raises is logged
+    (with its traceback the first time) and counted in :attr:`errors`, and
+    the others still run.  Awaitable results are awaited in order.
+    """
+
+    def __init__(self, plugins: Iterable[object]) -> None:
+        self._pm = _new_manager()
+        for plugin in plugins:
+            if plugin is None or self._pm.is_registered(plugin):
+                continue
+            label = getattr(plugin, "name", None)
+            label = label if isinstance(label, str) else type(plugin).__name__
+            try:
+                self._pm.register(plugin, name=f"{label}@{id(plugin):x}")
+            except (ValueError, pluggy.PluginValidationError) as exc:
+                raise PluginError(f"plugin {label!r} cannot be activated: {exc}") from exc
+        self._impls: dict[str, list[_Impl]] = {}
+        for hook_name in LIFECYCLE_HOOKS:
+            caller = getattr(self._pm.hook, hook_name)
+            impls = []
+            # pluggy calls the last registered first; keep its order.
+            for impl in reversed(caller.get_hookimpls()):
+                owner = impl.plugin_name.rsplit("@", 1)[0]
+                impls.append(_Impl(impl.function, tuple(impl.argnames), f"{owner}.{hook_name}"))
+            self._impls[hook_name] = impls
+        self._trace = bool(os.environ.get(TRACE_ENV))
+        self.errors: dict[str, int] = {}
+
+    def listens(self, hook_name: str) -> bool:
+        """True when some object implements ``hook_name`` (events are built only then)."""
+        return bool(self._impls[hook_name]) or self._trace
+
+    async def emit(self, hook_name: str, progress: list[int] | None = None, **kwargs: Any) -> None:
+        """Call every implementation of ``hook_name`` with its subset of ``kwargs``.
+
+        With ``progress``, ``progress[1]`` counts the implementations already
+        called, so that an emission interrupted by cancellation can be
+        finished by calling again with the same list.
+        """
+        if self._trace:
+            log.debug("hook %s(%s)", hook_name, ", ".join(f"{k}={v!r}" for k, v in kwargs.items() if k != "study"))
+        impls = self._impls[hook_name]
+        start = 0 if progress is None else progress[1]
+        for i in range(start, len(impls)):
+            impl = impls[i]
+            if progress is not None:
+                progress[1] = i + 1
+            try:
+                result = impl.function(*[kwargs[a] for a in impl.argnames])
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                impl.failures += 1
+                self.errors[impl.label] = impl.failures
+                if impl.failures == 1:
+                    log.exception("plugin hook %s raised; it is skipped and the study goes on", impl.label)

@@ -1,0 +1,41 @@
+"""The decision contract answered at every report."""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..study import StudyView
+    from ..trial import TrialRecord
+
+__all__ = ["Decision", "Pruner"]
+
+
+class Decision(enum.StrEnum):
+    """What happens to a trial after a report."""
+
+    CONTINUE = "continue"
+    STOP = "stop"
+
+
+class Pruner:
+    """Answers on each report whether the trial goes on.
+
+    :meth:`decide` is awaited by the tuner after the report has been stored
+    and announced; ``trial`` is the RUNNING record (its ``reports`` include
+    this one), ``study.running`` the trials running now.  Returning
+    :attr:`Decision.STOP` makes the objective's ``report`` raise
+    :class:`~hpt_async.TrialPruned`.  On resume, :meth:`start` sees the
+    stored history so that state can be rebuilt from it.  An exception is
+    fatal to the study.
+    """
+
+    name = "pruner"
+
+    async def start(self, study: StudyView) -> None:
+        """Prepare for ``study`` (its history included)."""
+
+    async def decide(self, study: StudyView, trial: TrialRecord, step: int, value: float) -> Decision:
+        """CONTINUE or STOP after ``trial`` reported ``value`` at ``step``."""
+        raise NotImplementedError

@@ -1,0 +1,181 @@
+"""The storage contract every backend follows.
+
+A :class:`Storage` is a backend (a database file, a server, a dict in
+memory).  A tuner opens one study on it and gets a :class:`StudySession`:
+its own connection to that study, through which it persists its trials and
+hears of everyone else's.  Several sessions (tuners in one process, or in
+several processes) may share a study.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..space import Space
+    from ..trial import TrialRecord
+
+__all__ = ["Storage", "StudyNotFound", "StudySession", "StudySummary", "parse_storage_url"]
+
+
+class StudyNotFound(LookupError):
+    """The storage holds no study of that name (admin methods raise it)."""
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """What an admin listing shows of one study.
+
+    ``counts`` maps a state's value (``"complete"``, ``"running"``, ...) to
+    its number of trials; ``space`` is the :meth:`Space.describe` the study
+    was created with; ``created`` is a Unix timestamp, or ``None`` when the
+    backend does not keep it.
+    """
+
+    name: str
+    direction: str
+    space: Mapping[str, Any] = field(default_factory=dict)
+    counts: Mapping[str, int] = field(default_factory=dict)
+    created: float | None = None
+
+    @property
+    def n_trials(self) -> int:
+        """Trials of every state."""
+        return sum(self.counts.values())
+
+
+def parse_storage_url(url: str) -> str:
+    """The scheme of a storage URL: ``"memory"`` -> ``memory``, ``"sqlite:///x.db"`` -> ``sqlite``."""
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"a storage URL is a non-empty string, got {url!r}")
+    scheme = url.split(":", 1)[0]
+    if not scheme.replace("+", "").replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"storage URL {url!r} has no scheme (expected e.g. 'memory' or 'sqlite:///tuning.db')")
+    return scheme
+
+
+class StudySession:
+    """One tuner's connection to one study; the tuner awaits it directly.
+
+    Contract:
+
+    * :attr:`history` holds the study's trials when the session opened,
+      ordered by number, so that a tuner can resume.
+    * :meth:`reserve` hands out trial numbers, unique within the study across
+      every session, in increasing order.
+    * The session that created a trial owns it until it ends: only it reports
+      and ends it.
+    * :meth:`trial_ended` returns once the final record is committed (as
+      durable as the backend promises); only then do the strategy and the
+      plugins hear of the end.  If a cancellation interrupts it, the tuner
+      awaits it again with the same record: writing a final record twice
+      must be harmless.
+    * :meth:`refresh`, :meth:`heartbeat` and :meth:`claim_lost` are awaited
+      every :attr:`sync_interval` seconds while the tuner runs (never when it
+      is ``None``): they keep sessions in step and recover the trials of a
+      tuner that died.
+    * A method that raises is fatal to the study; the error names the storage.
+    """
+
+    #: Seconds between maintenance calls; ``None`` for never.
+    sync_interval: float | None = None
+
+    def __init__(self, history: list[TrialRecord]) -> None:
+        self.history = history
+
+    async def reserve(self) -> int:
+        """A new trial number."""
+        raise NotImplementedError
+
+    async def trial_created(self, record: TrialRecord) -> None:
+        """Persist a RUNNING trial with its configuration."""
+        raise NotImplementedError
+
+    async def trial_reported(self, number: int, step: int, value: float) -> None:
+        """Persist an intermediate value."""
+        raise NotImplementedError
+
+    async def trial_ended(self, record: TrialRecord) -> None:
+        """Commit the final record of a trial."""
+        raise NotImplementedError
+
+    async def refresh(self) -> list[TrialRecord]:
+        """Records created or changed by *other* sessions since this one opened or last refreshed.
+
+        The tuner puts them into its view (so strategies and ``max_trials``
+        see the whole study) and tells its strategy of those that finished.
+        """
+        return []
+
+    async def heartbeat(self) -> None:
+        """Renew this session's lease on its running trials."""
+
+    async def claim_lost(self) -> list[TrialRecord]:
+        """Mark LOST the running trials whose session's lease has expired.
+
+        Returns the LOST records that this call marked (each such trial is
+        claimed by exactly one caller), so that the caller can queue its
+        configuration again.
+        """
+        return []
+
+    async def close(self) -> None:
+        """End the session (the tuner calls it when a run ends)."""
+
+
+class Storage:
+    """A backend that keeps studies.
+
+    * :meth:`open` creates ``study`` or opens it to resume; opening an
+      existing study with another direction, or with a space that differs
+      from the one it was created with, raises ``ValueError`` saying how.
+    * ``durable`` backends keep trials beyond the process; a Tuner on one
+      needs an explicit ``study=`` name.
+    """
+
+    name = "storage"
+
+    #: True when trials outlive the process.
+    durable: bool = False
+
+    async def open(self, study: str, *, direction: str, space: Space) -> StudySession:
+        """A session on ``study``, created if it does not exist."""
+        raise NotImplementedError
+
+    async def load(self, study: str, *, space: Space | None = None) -> list[TrialRecord]:
+        """Every trial of ``study`` as stored now, ordered by number.
+
+        A backend that stores a Choice by its index decodes it with
+        ``space`` (the study's own space, else ``ValueError``) so that values
+        come back as the very objects; without ``space`` it gives the JSON
+        description of each value (see :meth:`Space.describe`).
+        """
+        raise NotImplementedError
+
+    # -- administration (load_study and the hpt-async command use these) ----
+
+    async def studies(self) -> list[StudySummary]:
+        """Every study held, ordered by name, with its trial counts."""
+        raise NotImplementedError
+
+    async def summary(self, study: str) -> StudySummary:
+        """The summary of ``study``; :class:`StudyNotFound` when there is none."""
+        for s in await self.studies():
+            if s.name == study:
+                return s
+        raise StudyNotFound(f"no study named {study!r} in storage {self.name!r}")
+
+    async def delete(self, study: str) -> None:
+        """Remove ``study`` and all its trials; :class:`StudyNotFound` when there is none."""
+        raise NotImplementedError
+
+    async def rename(self, old: str, new: str) -> None:
+        """Give study ``old`` the name ``new``.
+
+        :class:`StudyNotFound` when ``old`` does not exist, ``ValueError``
+        when ``new`` is taken or not a non-empty string.  A tuner resumes a
+        renamed study under its new name.
+        """
+        raise NotImplementedError

@@ -1,0 +1,32 @@
+"""``strategy="random"``: independent uniform sampling."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..hookspecs import hookimpl
+from .base import Strategy
+
+if TYPE_CHECKING:
+    from ..study import StudyView
+
+__all__ = ["RandomStrategy"]
+
+
+class RandomStrategy(Strategy):
+    """Each trial's configuration is drawn uniformly (log-uniformly for log
+    domains) from a counter-based generator, so trial ``n`` depends only on
+    ``(seed, n)``: reproducible at any concurrency and across processes."""
+
+    name = "random"
+    check_output = False
+
+    async def ask(self, study: StudyView, number: int) -> dict[str, Any]:
+        return study.space.sample(study.seed, number)
+
+
+@hookimpl
+def hpt_register(register: Callable[[str, str, Callable[..., Any]], None]) -> None:
+    """Register ``random``."""
+    register("strategy", "random", RandomStrategy)

@@ -1,0 +1,115 @@
+"""The study as strategies, pruners and plugins see it: a read-only view kept current by the tuner."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from .space import Space
+from .trial import TrialRecord, TrialState
+
+__all__ = ["StudyView", "better"]
+
+
+def better(direction: str, a: float, b: float) -> bool:
+    """True when value ``a`` is strictly better than ``b`` for ``direction``."""
+    return a < b if direction == "minimize" else a > b
+
+
+class StudyView:
+    """Read-only view of one study.
+
+    ``trials`` maps number to the latest :class:`TrialRecord` of every trial
+    (RUNNING ones included, their ``reports`` live); ``running`` only the
+    running ones, which a model-based strategy treats as pending points.
+    Trials of other processes appear once storage has shared them.
+    ``name``, ``direction``, ``space``, ``seed`` and ``max_trials`` are the
+    study's settings for this run.
+    """
+
+    def __init__(self, name: str, direction: str, space: Space, seed: int, max_trials: int | None = None) -> None:
+        self.name = name
+        self.max_trials = max_trials
+        self.direction = direction
+        self.space = space
+        self.seed = seed
+        self._records: dict[int, TrialRecord] = {}
+        self._running: dict[int, TrialRecord] = {}
+        self._trials_view = MappingProxyType(self._records)
+        self._running_view = MappingProxyType(self._running)
+        self._counts: dict[TrialState, int] = dict.fromkeys(TrialState, 0)
+        self._best: TrialRecord | None = None
+
+    # -- reading ---------------------------------------------------------
+
+    @property
+    def trials(self) -> Mapping[int, TrialRecord]:
+        """Every trial by number."""
+        return self._trials_view
+
+    @property
+    def running(self) -> Mapping[int, TrialRecord]:
+        """The trials still running, by number."""
+        return self._running_view
+
+    @property
+    def best(self) -> TrialRecord | None:
+        """The best COMPLETE trial, or ``None``."""
+        return self._best
+
+    def count(self, state: TrialState | str) -> int:
+        """How many trials are in ``state``."""
+        return self._counts[TrialState(state)]
+
+    @property
+    def n_counted(self) -> int:
+        """Trials that use up ``max_trials`` (COMPLETE, PRUNED, FAILED)."""
+        c = self._counts
+        return c[TrialState.COMPLETE] + c[TrialState.PRUNED] + c[TrialState.FAILED]
+
+    def finished(self, *states: TrialState) -> list[TrialRecord]:
+        """Finished trials in number order, restricted to ``states`` when given."""
+        wanted = set(states) if states else None
+        return [
+            r
+            for _, r in sorted(self._records.items())
+            if r.state is not TrialState.RUNNING and (wanted is None or r.state in wanted)
+        ]
+
+    def sign(self) -> float:
+        """+1 for minimise, -1 for maximise: ``sign * value`` is a loss."""
+        return 1.0 if self.direction == "minimize" else -1.0
+
+    def __repr__(self) -> str:
+        return f"StudyView(name={self.name!r}, trials={len(self._records)}, running={len(self._running)})"
+
+    # -- updating (the tuner and storage only) ----------------------------
+
+    def _put(self, record: TrialRecord) -> None:
+        old = self._records.get(record.number)
+        if old is not None:
+            self._counts[old.state] -= 1
+            if old.state is TrialState.RUNNING:
+                del self._running[record.number]
+        self._records[record.number] = record
+        self._counts[record.state] += 1
+        state = record.state
+        if state is TrialState.RUNNING:
+            self._running[record.number] = record
+        elif state is TrialState.COMPLETE and record.value is not None:
+            best = self._best
+            if best is None or better(self.direction, record.value, best.value):  # type: ignore[arg-type]
+                self._best = record
+        elif old is not None and self._best is old:
+            self._best = None
+            self._recompute_best()
+
+    def _recompute_best(self) -> None:
+        for r in self._records.values():
+            if r.state is TrialState.COMPLETE and r.value is not None:
+                if self._best is None or better(self.direction, r.value, self._best.value):  # type: ignore[arg-type]
+                    self._best = r
+
+    def _summary(self) -> dict[str, Any]:
+        return {s.value: n for s, n in self._counts.items() if n}

@@ -1,0 +1,712 @@
+"""The Tuner: runs trials concurrently on an anyio task group and emits their events.
+
+Read from :meth:`Tuner.run` down.  A run opens the study (storage, strategy,
+pruner, executor, ``hpt_study_started``), then ``concurrency`` worker tasks
+each loop: take the next trial (an enqueued configuration or the strategy's
+answer; storage persists it; ``hpt_trial_created``), run the objective on the
+executor (``hpt_trial_started``; each ``report`` is stored, announced and
+decided by the pruner), and end it (storage commits, the strategy learns,
+``hpt_trial_ended``).  A worker takes its next trial the moment its slot
+frees.  Stop conditions cancel the run's scope; every trial still running
+is then recorded CANCELLED before ``run`` returns.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import secrets
+import time
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from .events import StudyEnded, StudyStarted, TrialCreated, TrialEnded, TrialReported, TrialStarted
+from .exceptions import StrategyExhausted, StudyError, StudyFailed, TrialCancelled, TrialPruned
+from .executors.base import Executor
+from .executors.inloop import is_async_callable
+from .plugins import HookRelay, Registry, get_registry
+from .pruners.base import Decision, Pruner
+from .result import StopReason, StudyResult
+from .space import Space, as_space
+from .storage.base import Storage, StudySession, parse_storage_url
+from .strategies.base import Strategy
+from .study import StudyView, better
+from .trial import Trial, TrialRecord, TrialState
+
+__all__ = ["Tuner"]
+
+_DIRECTIONS = ("minimize", "maximize")
+_EMPTY: Mapping[Any, Any] = MappingProxyType({})
+# A worker that has not let the event loop run for this long yields once.
+_SLICE = 0.005
+
+
+class _Fatal(Exception):
+    """Internal: a component failed; the study is stopping (see ``Tuner._fatal``)."""
+
+
+def _positive(name: str, value: Any, kind: type | tuple[type, ...] = (int, float), minimum: float = 0) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, kind) or not value > minimum:
+        raise ValueError(f"{name} must be a number > {minimum}, got {value!r}")
+
+
+def _label(obj: Any) -> str:
+    name = getattr(obj, "name", None)
+    return name if isinstance(name, str) else type(obj).__name__
+
+
+class Tuner:
+    """Tunes ``objective`` over ``space``.
+
+    ``objective(trial)`` returns the value to minimise or maximise; ``async
+    def`` objectives run on the event loop, plain ``def`` ones in worker
+    threads (``executor`` overrides).  Components are registered names or
+    objects: ``strategy`` (default ``"random"``), ``pruner`` (default none),
+    ``storage`` (a URL, default ``"memory"``, or a :class:`Storage`),
+    ``executor``, ``loggers`` (``None`` means ``["console"]``, ``[]``
+    silences) and ``plugins`` (any objects implementing lifecycle hooks).
+
+    Stop conditions: ``max_trials`` (COMPLETE + PRUNED + FAILED trials of the
+    study), ``timeout`` (seconds of wall time; running trials are cancelled),
+    ``target`` (a COMPLETE value at least this good; running trials are
+    cancelled), a strategy with nothing left, or cancellation from outside.
+    ``max_failures`` FAILED trials make :meth:`run` raise
+    :class:`~hpt_async.StudyFailed`.  ``trial_timeout`` fails a trial that
+    runs longer.  ``seed`` makes suggestions reproducible (a random one is
+    drawn and kept in the result when omitted).
+    """
+
+    def __init__(
+        self,
+        objective: Callable[..., Any],
+        space: Space | Mapping[str, Any],
+        *,
+        direction: str = "minimize",
+        strategy: str | Strategy = "random",
+        pruner: str | Pruner | None = None,
+        storage: str | Storage = "memory",
+        study: str | None = None,
+        executor: str | Executor | None = None,
+        loggers: list[Any] | tuple[Any, ...] | None = None,
+        plugins: list[Any] | tuple[Any, ...] = (),
+        concurrency: int = 1,
+        max_trials: int | None = None,
+        timeout: float | None = None,
+        target: float | None = None,
+        trial_timeout: float | None = None,
+        max_failures: int | None = None,
+        seed: int | None = None,
+        retry_lost: bool = True,
+        registry: Registry | None = None,
+    ) -> None:
+        if not callable(objective):
+            raise TypeError(f"objective must be callable, got {objective!r}")
+        if direction not in _DIRECTIONS:
+            raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        for name, value in (("max_trials", max_trials), ("max_failures", max_failures)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        _positive("timeout", timeout)
+        _positive("trial_timeout", trial_timeout)
+        if target is not None and (
+            isinstance(target, bool) or not isinstance(target, numbers.Real) or not math.isfinite(target)
+        ):
+            raise ValueError(f"target must be a finite number, got {target!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        if seed is not None and not 0 <= seed < 2**64:
+            raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+        if study is not None and (not isinstance(study, str) or not study):
+            raise ValueError(f"study must be a non-empty string, got {study!r}")
+
+        reg = registry or get_registry()
+        self.objective = objective
+        self.space = as_space(space)
+        self.direction = direction
+        self.concurrency = concurrency
+        self.max_trials = max_trials
+        self.timeout = timeout
+        self.target = None if target is None else float(target)
+        self.trial_timeout = trial_timeout
+        self.max_failures = max_failures
+        self.seed = secrets.randbits(32) if seed is None else seed
+        self.study_name = study or f"study-{uuid.uuid4().hex[:8]}"
+
+        self.strategy: Strategy = reg.create("strategy", strategy)
+        if not callable(getattr(self.strategy, "ask", None)):
+            raise TypeError(f"strategy {self.strategy!r} has no ask() method")
+        self._check_output = getattr(self.strategy, "check_output", True) is not False
+        self.pruner: Pruner | None = None if pruner is None else reg.create("pruner", pruner)
+        if self.pruner is not None and not callable(getattr(self.pruner, "decide", None)):
+            raise TypeError(f"pruner {self.pruner!r} has no decide() method")
+        if isinstance(storage, str):
+            self.storage: Storage = reg.create("storage", parse_storage_url(storage), storage)
+        else:
+            self.storage = storage
+        if not callable(getattr(self.storage, "open", None)):
+            raise TypeError(f"storage {self.storage!r} has no open() method")
+        if getattr(self.storage, "durable", False) and study is None:
+            raise ValueError(
+                f"storage {_label(self.storage)!r} keeps studies beyond this process: "
+                "name the study with study='...' so that it can be found and resumed"
+            )
+        self.retry_lost = bool(retry_lost)
+        if executor is None:
+            executor = "async" if is_async_callable(objective) else "thread"
+        self.executor: Executor = reg.create("executor", executor)
+        self.executor.check(objective)
+        if loggers is None:
+            loggers = ["console"]
+        self.loggers = [reg.create("logger", lg) for lg in loggers]
+        self.plugins = list(plugins)
+
+        self._queue: deque[tuple[dict[str, Any], int | None]] = deque()
+        self._session: StudySession | None = None
+        self._running = False
+        self._open = False
+        self._view: StudyView | None = None
+        self._relay: HookRelay | None = None
+        self._reset_run_state()
+
+    # -- public API --------------------------------------------------------
+
+    @property
+    def study(self) -> StudyView:
+        """The live view of the study (after the run or the first ``ask`` opened it)."""
+        if self._view is None:
+            raise RuntimeError("the study is not open yet: call run() or ask() first")
+        return self._view
+
+    def enqueue(self, params: Mapping[str, Any]) -> None:
+        """Queue a configuration to run before the strategy is asked.
+
+        ``params`` may be partial: missing active parameters are sampled at
+        random (reproducibly from the seed and trial number).  Values are
+        checked against the space now.
+        """
+        self._queue.append((self.space.validate(params, partial=True), None))
+
+    async def run(self) -> StudyResult:
+        """Run trials until a stop condition holds; return every trial and the best.
+
+        Raises :class:`~hpt_async.StudyFailed` at ``max_failures`` and
+        :class:`~hpt_async.StudyError` when a component fails; both carry the
+        partial result.  Cancelled from outside, it records running trials as
+        CANCELLED and re-raises the cancellation.
+        """
+        if self._running:
+            raise RuntimeError("this tuner is already running")
+        self._running = True
+        try:
+            if not self._open:
+                await self._start()
+            view = self._view
+            assert view is not None
+            workers = self.concurrency
+            if self.max_trials is not None:
+                workers = min(workers, self.max_trials - view.n_counted)
+            try:
+                with anyio.CancelScope() as self._scope:
+                    if self.timeout is not None:
+                        self._scope.deadline = anyio.current_time() + self.timeout
+                    if workers > 0:
+                        async with anyio.create_task_group() as outer:
+                            outer.start_soon(self._heartbeat)
+                            if self._session is not None and self._session.sync_interval is not None:
+                                outer.start_soon(self._maintain, self._session.sync_interval)
+                            async with anyio.create_task_group() as tg:
+                                for _ in range(workers):
+                                    tg.start_soon(self._worker)
+                            outer.cancel_scope.cancel()
+                if self._scope.cancelled_caught and self._reason is None:
+                    self._reason = StopReason.TIMEOUT
+            except anyio.get_cancelled_exc_class():
+                self._reason = StopReason.CANCELLED
+                with anyio.CancelScope(shield=True):
+                    await self._finish()
+                raise
+            result = await self._finish()
+        finally:
+            self._running = False
+        if self._fatal is not None:
+            raise StudyError(str(self._fatal), result) from self._fatal.__cause__
+        if self._reason == StopReason.MAX_FAILURES:
+            raise StudyFailed(
+                f"study {self.study_name!r} stopped after {self._failures} failed trials "
+                f"(max_failures={self.max_failures})",
+                result,
+            )
+        return result
+
+    async def ask(self) -> Trial:
+        """Create a trial for a loop of the user's own (ask-and-tell).
+
+        Opens the study on first use.  Raises
+        :class:`~hpt_async.StrategyExhausted` when the strategy has nothing
+        left.  ``max_trials`` and ``timeout`` are :meth:`run`'s and do not
+        apply here.
+        """
+        if not self._open:
+            await self._start()
+        await self._acquire_ask()
+        try:
+            trial = await self._create_trial()
+        except _Fatal:
+            assert self._fatal is not None
+            raise self._fatal from self._fatal.__cause__
+        finally:
+            self._release_ask()
+        if trial is None:
+            raise StrategyExhausted(f"strategy {_label(self.strategy)!r} has no configuration left")
+        relay = self._relay
+        assert relay is not None
+        if relay.listens("hpt_trial_created"):
+            event = TrialCreated(trial.number, dict(trial.params), trial.started)
+            await relay.emit("hpt_trial_created", event=event, study=self._view)
+        return trial
+
+    async def tell(
+        self,
+        trial: Trial,
+        value: float | None = None,
+        *,
+        state: TrialState | str | None = None,
+        error: str | None = None,
+    ) -> TrialRecord:
+        """End a trial from :meth:`ask` with ``value`` or with ``state``.
+
+        ``state`` defaults to COMPLETE; a missing or non-finite value then
+        makes the trial FAILED.  PRUNED keeps the last reported value.
+        Returns the final record.
+        """
+        if not isinstance(trial, Trial):
+            raise TypeError(f"tell() takes the Trial returned by ask(), got {trial!r}")
+        if trial._ended or self._live.get(trial.number) is not trial:
+            raise ValueError(f"trial {trial.number} is not running in this tuner")
+        st = TrialState.COMPLETE if state is None else TrialState(state)
+        if st is TrialState.RUNNING:
+            raise ValueError("tell() ends a trial; RUNNING is not an end state")
+        if st is TrialState.COMPLETE:
+            record = await self._end_with_value(trial, value)
+        elif st is TrialState.PRUNED:
+            kept = self._last_value(trial) if value is None else float(value)
+            record = await self._end(trial, st, kept if kept is not None and math.isfinite(kept) else None)
+        else:
+            record = await self._end(trial, st, None, error)
+        if self._fatal is not None:
+            raise self._fatal
+        return record
+
+    async def close(self) -> StudyResult:
+        """Close a study opened by :meth:`ask`: running trials are recorded CANCELLED."""
+        if not self._open:
+            raise RuntimeError("the study is not open")
+        if self._reason is None:
+            self._reason = StopReason.EXHAUSTED if self._exhausted else StopReason.CLOSED
+        for number in list(self.study.running):
+            trial = self._live.get(number)
+            if trial is not None:
+                await self._end(trial, TrialState.CANCELLED)
+        return await self._finish()
+
+    # -- opening and closing -------------------------------------------------
+
+    def _reset_run_state(self) -> None:
+        self._reason: str | None = None
+        self._fatal: StudyError | None = None
+        self._stopping = False
+        self._exhausted = False
+        self._failures = 0
+        self._beat = time.monotonic()
+        self._ask_busy = False
+        self._ask_waiters: deque[anyio.Event] = deque()
+        self._live: dict[int, Trial] = {}
+        self._scope: anyio.CancelScope | None = None  # made in run(): needs a running loop
+
+    async def _start(self) -> None:
+        self._reset_run_state()
+        view = StudyView(self.study_name, self.direction, self.space, self.seed, self.max_trials)
+        try:
+            self._session = await self.storage.open(self.study_name, direction=self.direction, space=self.space)
+            history = self._session.history
+        except ValueError:
+            raise
+        except Exception as exc:
+            raise StudyError(
+                f"storage {_label(self.storage)!r} failed to open study {self.study_name!r}: {exc}"
+            ) from exc
+        for record in history:
+            view._put(record)
+        try:
+            # Trials left RUNNING by a tuner that died are found now, before the strategy starts.
+            lost = await self._session.claim_lost()
+        except Exception as exc:
+            raise StudyError(f"storage {_label(self.storage)!r} failed to recover lost trials: {exc}") from exc
+        for record in lost:
+            view._put(record)
+        self._requeue(lost)
+        self._view = view
+        self._failures = view.count(TrialState.FAILED)
+        components = [*self.loggers, *self.plugins, self.strategy, self.pruner, self.storage, self.executor]
+        self._relay = HookRelay(components)
+        for component, kind in ((self.strategy, "strategy"), (self.pruner, "pruner")):
+            if component is not None and hasattr(component, "start"):
+                try:
+                    await component.start(view)
+                except Exception as exc:
+                    raise StudyError(
+                        f"{kind} {_label(component)!r} failed to start: {type(exc).__name__}: {exc}"
+                    ) from exc
+        await self.executor.open(self.concurrency)
+        self._open = True
+        if self._relay.listens("hpt_study_started"):
+            event = StudyStarted(self.study_name, self.direction, self.space, self.seed, time.time())
+            await self._relay.emit("hpt_study_started", event=event, study=view)
+
+    async def _finish(self) -> StudyResult:
+        view = self._view
+        assert view is not None and self._relay is not None
+        if self._reason is None:
+            if self._exhausted:
+                self._reason = StopReason.EXHAUSTED
+            elif self.max_trials is not None and view.n_counted >= self.max_trials:
+                self._reason = StopReason.MAX_TRIALS
+            else:
+                self._reason = StopReason.CANCELLED
+        result = StudyResult(
+            study=self.study_name,
+            direction=self.direction,
+            seed=self.seed,
+            trials=tuple(view.trials[n] for n in sorted(view.trials)),
+            best=view.best,
+            reason=self._reason,
+            plugin_errors=dict(self._relay.errors),
+        )
+        try:
+            if self._relay.listens("hpt_study_ended"):
+                await self._relay.emit("hpt_study_ended", event=StudyEnded(result, time.time()), study=view)
+            await self.executor.close()
+            if self._session is not None:
+                await self._session.close()
+        finally:
+            self._open = False
+        return result
+
+    def _stop(self, reason: str, *, cancel: bool) -> None:
+        if self._reason is None:
+            self._reason = reason
+        self._stopping = True
+        if cancel and self._scope is not None:
+            self._scope.cancel()
+
+    def _fail(self, message: str, exc: BaseException) -> _Fatal:
+        """Record the first fatal error, stop everything, and return an exception to unwind with."""
+        if self._fatal is None:
+            err = StudyError(f"{message}: {type(exc).__name__}: {exc}")
+            err.__cause__ = exc
+            self._fatal = err
+        self._stop(StopReason.CANCELLED, cancel=True)
+        return _Fatal(message)
+
+    # -- the workers -----------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        # Proves the loop is flowing; a worker that finds it stale yields (see _worker).
+        while True:
+            self._beat = time.monotonic()
+            await anyio.sleep(_SLICE / 2)
+
+    async def _maintain(self, interval: float) -> None:
+        # Keeps this tuner in step with others sharing the study, and recovers LOST trials.
+        session = self._session
+        view = self._view
+        assert session is not None and view is not None
+        while True:
+            await anyio.sleep(interval)
+            try:
+                await session.heartbeat()
+                lost = await session.claim_lost()
+                changed = await session.refresh()
+            except Exception as exc:
+                raise self._fail(f"storage {_label(self.storage)!r} failed to synchronise", exc) from exc
+            self._requeue(lost)
+            for record in (*changed, *lost):
+                old = view.trials.get(record.number)
+                if old is not None and old.state is record.state and old.state.finished:
+                    continue
+                view._put(record)
+                if record.state.finished:
+                    try:
+                        await self.strategy.tell(view, record)
+                    except Exception as exc:
+                        raise self._fail(f"strategy {_label(self.strategy)!r} failed in tell", exc) from exc
+
+    def _requeue(self, lost: list[TrialRecord]) -> None:
+        if self.retry_lost:
+            self._queue.extend((dict(r.params), r.number) for r in lost)
+
+    async def _worker(self) -> None:
+        view = self._view
+        assert view is not None
+        max_trials = self.max_trials
+        while not self._stopping:
+            await self._acquire_ask()
+            try:
+                if self._stopping:
+                    return
+                if max_trials is not None and view.n_counted + len(view.running) >= max_trials:
+                    return
+                trial = await self._create_trial()
+            except _Fatal:
+                return
+            finally:
+                self._release_ask()
+            if trial is None:
+                return
+            try:
+                await self._run_trial(trial)
+            except _Fatal:
+                return
+            # Objectives that never suspend would starve the loop (timeouts,
+            # other workers); yield when the heartbeat has gone stale.
+            if time.monotonic() - self._beat > _SLICE:
+                await anyio.lowlevel.checkpoint()
+
+    async def _acquire_ask(self) -> None:
+        # A FIFO lock that costs nothing when free: strategies see one ask at a time.
+        if not self._ask_busy:
+            self._ask_busy = True
+            return
+        event = anyio.Event()
+        self._ask_waiters.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event.is_set():
+                self._release_ask()  # the lock was handed to us: pass it on
+            else:
+                self._ask_waiters.remove(event)
+            raise
+
+    def _release_ask(self) -> None:
+        if self._ask_waiters:
+            self._ask_waiters.popleft().set()
+        else:
+            self._ask_busy = False
+
+    async def _create_trial(self) -> Trial | None:
+        view = self._view
+        assert view is not None
+        if self._exhausted and not self._queue:
+            return None
+        try:
+            number = await self._session.reserve()  # type: ignore[union-attr]
+        except Exception as exc:
+            raise self._fail(f"storage {_label(self.storage)!r} failed to reserve a trial number", exc) from exc
+        retry_of = None
+        if self._queue:
+            queued, retry_of = self._queue.popleft()
+            try:
+                params = self.space.complete(queued, self.seed, number)
+            except Exception as exc:
+                raise self._fail("an enqueued configuration could not be completed", exc) from exc
+        else:
+            try:
+                suggested = await self.strategy.ask(view, number)
+            except Exception as exc:
+                raise self._fail(f"strategy {_label(self.strategy)!r} failed in ask", exc) from exc
+            if suggested is None:
+                self._exhausted = True
+                self._stopping = True
+                return None
+            if self._check_output:
+                try:
+                    params = self.space.validate(suggested)
+                except Exception as exc:
+                    message = f"strategy {_label(self.strategy)!r} suggested an invalid configuration"
+                    raise self._fail(message, exc) from exc
+            else:
+                params = suggested
+        trial = Trial(number, params, self, time.time(), retry_of)
+        record = trial.snapshot()
+        view._put(record)
+        self._live[number] = trial
+        try:
+            await self._session.trial_created(record)  # type: ignore[union-attr]
+        except anyio.get_cancelled_exc_class():
+            await self._end(trial, TrialState.CANCELLED)
+            raise
+        except Exception as exc:
+            raise self._fail(f"storage {_label(self.storage)!r} failed to persist trial {number}", exc) from exc
+        return trial
+
+    async def _run_trial(self, trial: Trial) -> None:
+        relay = self._relay
+        assert relay is not None
+        try:
+            if relay.listens("hpt_trial_created"):
+                event = TrialCreated(trial.number, dict(trial.params), trial.started)
+                await relay.emit("hpt_trial_created", event=event, study=self._view)
+            if relay.listens("hpt_trial_started"):
+                await relay.emit("hpt_trial_started", event=TrialStarted(trial.number, time.time()), study=self._view)
+            if self.trial_timeout is None:
+                raw = await self.executor.run(self.objective, trial)
+            else:
+                with anyio.move_on_after(self.trial_timeout) as scope:
+                    raw = await self.executor.run(self.objective, trial)
+                if scope.cancelled_caught:
+                    message = f"TrialTimeout: trial ran longer than trial_timeout={self.trial_timeout}s"
+                    await self._end(trial, TrialState.FAILED, None, message)
+                    return
+        except TrialPruned:
+            await self._end(trial, TrialState.PRUNED, self._last_value(trial))
+        except anyio.get_cancelled_exc_class():
+            try:
+                await self._end(trial, TrialState.CANCELLED)
+            except _Fatal:
+                pass
+            raise
+        except TrialCancelled:
+            # Raised into the objective by a fatal error elsewhere; the study is stopping.
+            await self._end(trial, TrialState.CANCELLED)
+        except Exception as exc:
+            tb = "".join(traceback.format_exception(exc))
+            await self._end(trial, TrialState.FAILED, None, f"{type(exc).__name__}: {exc}", tb)
+        else:
+            await self._end_with_value(trial, raw)
+
+    @staticmethod
+    def _last_value(trial: Trial) -> float | None:
+        reports = trial._reports
+        if not reports:
+            return None
+        value = reports[max(reports)]
+        return value if math.isfinite(value) else None
+
+    async def _end_with_value(self, trial: Trial, raw: Any) -> TrialRecord:
+        kind = type(raw)
+        if kind is not float and kind is not int and (kind is bool or not isinstance(raw, numbers.Real)):
+            message = f"TypeError: the objective returned {raw!r}; expected a number"
+            return await self._end(trial, TrialState.FAILED, None, message)
+        value = float(raw)
+        if not math.isfinite(value):
+            return await self._end(trial, TrialState.FAILED, None, f"ValueError: the objective returned {value}")
+        return await self._end(trial, TrialState.COMPLETE, value)
+
+    async def _end(
+        self,
+        trial: Trial,
+        state: TrialState,
+        value: float | None = None,
+        error: str | None = None,
+        tb: str | None = None,
+    ) -> TrialRecord:
+        """Record the end of ``trial``: storage commits, the strategy learns, plugins hear.
+
+        Runs to completion even when the study is being cancelled: the first
+        attempt is unshielded (cheap), and if a cancellation interrupts it the
+        remaining steps are finished under a shield, resuming at the step that
+        was interrupted (storage and strategy may thus see that one step twice
+        with the same record).
+        """
+        if trial._ended:
+            return self._view.trials[trial.number]  # type: ignore[union-attr]
+        trial._ended = True
+        self._live.pop(trial.number, None)
+        record = TrialRecord(
+            number=trial.number,
+            state=state,
+            params=MappingProxyType(trial.params),
+            value=value,
+            reports=MappingProxyType(dict(trial._reports)) if trial._reports else _EMPTY,
+            user_attrs=MappingProxyType(dict(trial.user_attrs)) if trial.user_attrs else _EMPTY,
+            error=error,
+            traceback=tb,
+            started=trial.started,
+            ended=time.time(),
+            retry_of=trial.retry_of,
+        )
+        progress = [0, 0]
+        try:
+            await self._commit(record, progress)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._commit(record, progress)
+            raise
+        return record
+
+    async def _commit(self, record: TrialRecord, progress: list[int]) -> None:
+        # progress[0]: steps done (1 stored, 2 told); progress[1]: hook implementations called.
+        view = self._view
+        assert view is not None
+        if progress[0] < 1:
+            try:
+                await self._session.trial_ended(record)  # type: ignore[union-attr]
+            except Exception as exc:
+                view._put(record)
+                raise self._fail(
+                    f"storage {_label(self.storage)!r} failed to commit trial {record.number}", exc
+                ) from exc
+            view._put(record)
+            progress[0] = 1
+        if progress[0] < 2:
+            try:
+                await self.strategy.tell(view, record)
+            except Exception as exc:
+                raise self._fail(f"strategy {_label(self.strategy)!r} failed in tell", exc) from exc
+            progress[0] = 2
+            state, value = record.state, record.value
+            if state is TrialState.FAILED:
+                self._failures += 1
+                if self.max_failures is not None and self._failures >= self.max_failures:
+                    self._stop(StopReason.MAX_FAILURES, cancel=True)
+            elif state is TrialState.COMPLETE and self.target is not None and value is not None:
+                if value == self.target or better(self.direction, value, self.target):
+                    self._stop(StopReason.TARGET, cancel=True)
+        relay = self._relay
+        assert relay is not None
+        if relay.listens("hpt_trial_ended"):
+            await relay.emit("hpt_trial_ended", progress, event=TrialEnded(record), study=view)
+
+    # -- called by live trials ---------------------------------------------------
+
+    async def on_report(self, trial: Trial, step: int, value: float) -> None:
+        """Store a report, announce it, and let the pruner decide (``Trial.report`` calls this)."""
+        view = self._view
+        assert view is not None
+        try:
+            await self._session.trial_reported(trial.number, step, value)  # type: ignore[union-attr]
+        except Exception as exc:
+            self._fail(f"storage {_label(self.storage)!r} failed to store a report of trial {trial.number}", exc)
+            raise TrialCancelled(f"trial {trial.number}: the study stopped") from exc
+        relay = self._relay
+        assert relay is not None
+        if relay.listens("hpt_trial_reported"):
+            await relay.emit(
+                "hpt_trial_reported", event=TrialReported(trial.number, step, value, time.time()), study=view
+            )
+        pruner = self.pruner
+        if pruner is None:
+            return
+        try:
+            decision = await pruner.decide(view, view.running[trial.number], step, value)
+        except Exception as exc:
+            self._fail(f"pruner {_label(pruner)!r} failed in decide", exc)
+            raise TrialCancelled(f"trial {trial.number}: the study stopped") from exc
+        if decision is Decision.STOP:
+            raise TrialPruned(f"trial {trial.number} pruned at step {step}")
+        if decision is not Decision.CONTINUE:
+            exc = TypeError(f"expected a Decision, got {decision!r}")
+            self._fail(f"pruner {_label(pruner)!r} answered {decision!r}", exc)
+            raise TrialCancelled(f"trial {trial.number}: the study stopped") from exc

@@ -1,0 +1,197 @@
+"""The examples in examples/ run, small, and print what they claim.
+
+Each example runs as a script in a fresh interpreter (``sys.executable``, so
+any virtual environment works), exactly as a reader would run it; a few also
+run in-process through their ``main(argv)`` to check the returned result.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import math
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import hpt_async as hpt
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# Guards against a hung example only; a healthy small run takes a second or two.
+TIMEOUT = 180
+
+
+def run_example(name: str, *args: str) -> dict[str, str]:
+    """Run ``examples/<name>`` with ``args``; return its ``key: value`` output lines as a dict."""
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=EXAMPLES.parent,
+    )
+    assert proc.returncode == 0, (
+        f"{name} {args} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    out: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and not line.startswith(" "):
+            out[key] = value
+    return out
+
+
+def load_example(name: str) -> ModuleType:
+    """Import ``examples/<name>`` as a module without running its ``__main__`` block."""
+    spec = importlib.util.spec_from_file_location(f"example_{Path(name).stem}", EXAMPLES / name)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def number(text: str) -> float:
+    """Parse a printed number, failing the test when it is not a finite one."""
+    value = float(text)
+    assert math.isfinite(value), text
+    return value
+
+
+def trial_counts(out: dict[str, str]) -> tuple[int, int, int]:
+    """``(total, complete, failed)`` from a ``trials: N (C complete, F failed)`` line."""
+    total, _, rest = out["trials"].partition(" (")
+    complete, _, failed = rest.rstrip(")").partition(" complete, ")
+    return int(total), int(complete), int(failed.removesuffix(" failed"))
+
+
+def best_params(out: dict[str, str]) -> dict[str, Any]:
+    """The printed best configuration, parsed back into a dict."""
+    params = ast.literal_eval(out["best params"])
+    assert isinstance(params, dict)
+    return params
+
+
+# -- quickstart -----------------------------------------------------------------
+
+QUICK = ["--trials", "12", "--concurrency", "4", "--epochs", "3", "--epoch-seconds", "0"]
+
+
+def test_quickstart_runs_the_trials_asked_and_prints_the_best() -> None:
+    out = run_example("quickstart.py", *QUICK, "--seed", "0")
+    assert trial_counts(out) == (12, 12, 0)
+    value = number(out["best value"])
+    # The synthetic loss never goes below its floor of 0.05 (and starts at 1.0).
+    assert 0.05 < value < 1.5
+    params = best_params(out)
+    assert set(params) >= {"lr", "layers", "optimizer"}
+    assert 1e-5 <= params["lr"] <= 1e-1
+    assert params["optimizer"] in ("adam", "sgd")
+    # Conditional parameters: a layer's width exists exactly when the layer does.
+    assert ("units_3" in params) == (params["layers"] >= 3)
+    assert ("units_4" in params) == (params["layers"] == 4)
+    assert 0 <= int(out["best trial"]) < 12
+
+
+def test_quickstart_is_reproducible_from_its_seed_whatever_the_concurrency(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Trial n's configuration depends only on (seed, n), and the synthetic loss only on
+    # the configuration and n, so no result can depend on completion order.
+    quickstart = load_example("quickstart.py")
+    small = ["--trials", "12", "--epochs", "3", "--epoch-seconds", "0"]
+    first = quickstart.main([*small, "--concurrency", "4", "--seed", "3"])
+    again = quickstart.main([*small, "--concurrency", "1", "--seed", "3"])
+    other = quickstart.main([*small, "--concurrency", "4", "--seed", "4"])
+    capsys.readouterr()
+
+    def trials(result: hpt.StudyResult) -> list[tuple[int, dict[str, Any], float | None]]:
+        return [(t.number, dict(t.params), t.value) for t in result.trials]
+
+    assert trials(first) == trials(again)
+    assert first.best is not None and again.best is not None
+    assert (first.best.number, first.best.value) == (again.best.number, again.best.value)
+    assert [p for _, p, _ in trials(other)] != [p for _, p, _ in trials(first)]
+
+
+def test_quickstart_main_reports_every_epoch(capsys: pytest.CaptureFixture[str]) -> None:
+    quickstart = load_example("quickstart.py")
+    result = quickstart.main(["--trials", "6", "--concurrency", "3", "--epochs", "4", "--epoch-seconds", "0"])
+    assert isinstance(result, hpt.StudyResult)
+    assert len(result.trials) == 6
+    assert all(t.state is hpt.TrialState.COMPLETE for t in result.trials)
+    for t in result.trials:
+        assert sorted(t.reports) == [0, 1, 2, 3]
+        assert t.value == t.reports[3]  # the objective returns its last reported loss
+    assert result.best is not None
+    assert result.best.value == min(t.value for t in result.trials)
+    assert f"best value: {result.best.value}" in capsys.readouterr().out
+
+
+# -- async_io -------------------------------------------------------------------
+
+
+def test_async_io_runs_the_trials_asked_and_prints_a_speedup() -> None:
+    out = run_example("async_io.py", "--trials", "16", "--concurrency", "8", "--seed", "0")
+    assert trial_counts(out) == (16, 16, 0)
+    assert out["concurrency"] == "8"
+    assert number(out["wall time"].removesuffix(" s")) > 0
+    sequential = number(out["sequential time (sum of trial durations)"].removesuffix(" s"))
+    speedup = number(out["speedup over sequential"].removesuffix("x"))
+    assert sequential > 0 and speedup > 0
+    slowest = [number(d.removesuffix(" s")) for d in out["slowest trials"].split(", ")]
+    assert len(slowest) == 3 and slowest == sorted(slowest, reverse=True)
+    number(out["best value"])
+    params = best_params(out)
+    assert params["batch_size"] in (32, 64, 128, 256)
+    assert 1 <= params["replicas"] <= 8
+
+
+def test_async_io_main_waits_for_every_replica(capsys: pytest.CaptureFixture[str]) -> None:
+    async_io = load_example("async_io.py")
+    result = async_io.main(["--trials", "8", "--concurrency", "8", "--seed", "1"])
+    assert len(result.trials) == 8
+    for t in result.trials:
+        assert t.state is hpt.TrialState.COMPLETE
+        # A trial lasts at least as long as its slowest remote reply.
+        slowest = t.user_attrs["slowest_reply_s"]
+        assert 0.05 <= slowest <= t.duration + 1e-3
+    assert "speedup over sequential: " in capsys.readouterr().out
+
+
+# -- sklearn_model --------------------------------------------------------------
+
+
+def test_sklearn_example_tunes_with_sobol() -> None:
+    pytest.importorskip("sklearn")
+    out = run_example("sklearn_model.py", "--trials", "8", "--concurrency", "2", "--seed", "0")
+    assert trial_counts(out) == (8, 8, 0)
+    assert out["stopped because"] == "max_trials"
+    assert 0.0 <= number(out["default SGDClassifier accuracy"]) <= 1.0
+    accuracy = number(out["best value"])
+    assert 0.5 < accuracy <= 1.0  # the best of 8 linear models on this data set is far above chance
+    params = best_params(out)
+    assert params["loss"] in ("hinge", "log_loss", "modified_huber")
+    assert ("l1_ratio" in params) == (params["penalty"] == "elasticnet")
+
+
+def test_sklearn_example_grid_visits_each_point_once(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("sklearn")
+    sklearn_model = load_example("sklearn_model.py")
+    # 2 alphas x 3 losses x (l2 + l1 + elasticnet with 2 l1_ratios) = 24 points, fewer than asked.
+    result = sklearn_model.main(["--strategy", "grid", "--grid-points", "2", "--trials", "100", "--concurrency", "3"])
+    assert result.reason == hpt.StopReason.EXHAUSTED
+    assert len(result.trials) == 24
+    assert all(t.state is hpt.TrialState.COMPLETE for t in result.trials)
+    points = {tuple(sorted(t.params.items())) for t in result.trials}
+    assert len(points) == 24
+    for t in result.trials:
+        assert sorted(t.reports) == list(range(sklearn_model.FOLDS))  # one report per fold, synchronously
+    assert result.best is not None and result.best.value == max(t.value for t in result.trials)
+    out = capsys.readouterr().out
+    assert "trials: 24 (24 complete, 0 failed)" in out
+    assert f"best value: {result.best.value}" in out
