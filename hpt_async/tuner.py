@@ -297,13 +297,16 @@ class Tuner:
         st = TrialState.COMPLETE if state is None else TrialState(state)
         if st is TrialState.RUNNING:
             raise ValueError("tell() ends a trial; RUNNING is not an end state")
-        if st is TrialState.COMPLETE:
-            record = await self._end_with_value(trial, value)
-        elif st is TrialState.PRUNED:
-            kept = self._last_value(trial) if value is None else float(value)
-            record = await self._end(trial, st, kept if kept is not None and math.isfinite(kept) else None)
-        else:
-            record = await self._end(trial, st, None, error)
+        try:
+            if st is TrialState.COMPLETE:
+                record = await self._end_with_value(trial, value)
+            elif st is TrialState.PRUNED:
+                kept = self._last_value(trial) if value is None else float(value)
+                record = await self._end(trial, st, kept if kept is not None and math.isfinite(kept) else None)
+            else:
+                record = await self._end(trial, st, None, error)
+        except _Fatal:
+            pass
         if self._fatal is not None:
             raise self._fatal
         return record
@@ -317,8 +320,14 @@ class Tuner:
         for number in list(self.study.running):
             trial = self._live.get(number)
             if trial is not None:
-                await self._end(trial, TrialState.CANCELLED)
-        return await self._finish()
+                try:
+                    await self._end(trial, TrialState.CANCELLED)
+                except _Fatal:
+                    break
+        result = await self._finish()
+        if self._fatal is not None:
+            raise StudyError(str(self._fatal), result) from self._fatal.__cause__
+        return result
 
     # -- opening and closing -------------------------------------------------
 
@@ -439,7 +448,8 @@ class Tuner:
                 lost = await session.claim_lost()
                 changed = await session.refresh()
             except Exception as exc:
-                raise self._fail(f"storage {_label(self.storage)!r} failed to synchronise", exc) from exc
+                self._fail(f"storage {_label(self.storage)!r} failed to synchronise", exc)
+                return
             self._requeue(lost)
             for record in (*changed, *lost):
                 old = view.trials.get(record.number)
@@ -450,7 +460,8 @@ class Tuner:
                     try:
                         await self.strategy.tell(view, record)
                     except Exception as exc:
-                        raise self._fail(f"strategy {_label(self.strategy)!r} failed in tell", exc) from exc
+                        self._fail(f"strategy {_label(self.strategy)!r} failed in tell", exc)
+                        return
 
     def _requeue(self, lost: list[TrialRecord]) -> None:
         if self.retry_lost:

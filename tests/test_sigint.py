@@ -39,9 +39,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_sigint_cancels_running_trials_and_ends_the_study() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     started = 0
     deadline = time.monotonic() + 30

@@ -25,7 +25,9 @@ class Strategy:
       ends once running trials finish).  ``study.running`` lists the pending
       trials.
     * :meth:`tell` is awaited with every finished record, after storage
-      committed it.  FAILED and CANCELLED records carry no value.
+      committed it: this tuner's own, and those of other tuners sharing the
+      study as the tuner hears of them.  FAILED, CANCELLED and LOST records
+      carry no value.
 
     An exception from any of them is fatal to the study, and the error
     names the strategy.  Long computations belong off the event loop
