@@ -49,6 +49,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "hpt_async.strategies.sobol",
     "hpt_async.strategies.grid",
     "hpt_async.storage.memory",
+    "hpt_async.storage.sqlite",
     "hpt_async.executors.inloop",
     "hpt_async.executors.thread",
     "hpt_async.loggers.console",
@@ -91,6 +92,8 @@ class Registry:
         self._pm = _new_manager()
         self._factories: dict[str, dict[str, Callable[..., Any]]] = {k: {} for k in KINDS}
         self._owners: dict[tuple[str, str], str] = {}
+        # Names that installed distributions registered twice: unusable, but only they are.
+        self._clashes: dict[tuple[str, str], list[str]] = {}
         if defaults:
             for module_name in DEFAULT_PLUGINS:
                 self.register_plugin(importlib.import_module(module_name), name=module_name)
@@ -109,27 +112,39 @@ class Registry:
                     f"failed to load: {type(exc).__name__}: {exc}. "
                     f"Set {AUTOLOAD_ENV}=1 to start without third-party plugins."
                 ) from exc
-            self.register_plugin(plugin, name=f"{ep.name} ({ep.value})")
+            self._register(plugin, f"{ep.name} ({ep.value})", strict=False)
 
     def register_plugin(self, plugin: object, name: str | None = None) -> None:
-        """Register a plugin module or object and run its ``hpt_register`` hook."""
+        """Register a plugin module or object and run its ``hpt_register`` hook.
+
+        A name that is already registered raises :class:`PluginError` naming
+        both plugins.  (Between two installed distributions found through
+        entry points, a clash instead makes only that name unusable: asking
+        for it raises the same error, and every other name still works.)
+        """
+        self._register(plugin, name, strict=True)
+
+    def _register(self, plugin: object, name: str | None, *, strict: bool) -> None:
         label = name or getattr(plugin, "__name__", None) or repr(plugin)
         if self._pm.is_registered(plugin):
             return
         try:
             self._pm.register(plugin, name=label)
+            _check_impls(self._pm, plugin)
         except (ValueError, pluggy.PluginValidationError) as exc:
+            if self._pm.is_registered(plugin):
+                self._pm.unregister(plugin)
             raise PluginError(f"plugin {label!r} cannot be registered: {exc}") from exc
         for impl in self._pm.hook.hpt_register.get_hookimpls():
             if impl.plugin is plugin:
                 try:
-                    impl.function(register=self._registrar(label))
+                    impl.function(register=self._registrar(label, strict))
                 except PluginError:
                     raise
                 except Exception as exc:
                     raise PluginError(f"plugin {label!r} failed in hpt_register: {type(exc).__name__}: {exc}") from exc
 
-    def _registrar(self, owner: str) -> Callable[[str, str, Callable[..., Any]], None]:
+    def _registrar(self, owner: str, strict: bool) -> Callable[[str, str, Callable[..., Any]], None]:
         def register(kind: str, name: str, factory: Callable[..., Any]) -> None:
             if kind not in self._factories:
                 raise PluginError(f"plugin {owner!r} registers unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
@@ -138,6 +153,10 @@ class Registry:
             if not callable(factory):
                 raise PluginError(f"plugin {owner!r} registers {kind} {name!r} with a non-callable {factory!r}")
             if name in self._factories[kind]:
+                if not strict:
+                    self._clashes.setdefault((kind, name), [self._owners[(kind, name)]]).append(owner)
+                    log.warning("%s %r is registered by both %s", kind, name, " and ".join(self._clashes[(kind, name)]))
+                    return
                 raise PluginError(
                     f"{kind} {name!r} is registered twice: by {self._owners[(kind, name)]!r} and by {owner!r}"
                 )
@@ -159,6 +178,10 @@ class Registry:
     def get(self, kind: str, name: str) -> Callable[..., Any]:
         """The factory registered as ``name`` of ``kind``; :class:`PluginNotFound` lists the others."""
         self._check_kind(kind)
+        clash = self._clashes.get((kind, name))
+        if clash:
+            owners = " and ".join(repr(o) for o in clash)
+            raise PluginError(f"{kind} {name!r} is registered twice: by {owners}; uninstall one of them")
         try:
             return self._factories[kind][name]
         except KeyError:
@@ -204,6 +227,28 @@ def register_plugin(plugin: object, name: str | None = None) -> None:
     get_registry().register_plugin(plugin, name)
 
 
+Register = Callable[[str, str, Callable[..., Any]], None]
+"""The type of the ``register`` callback that ``hpt_register`` receives."""
+
+
+def _check_impls(pm: pluggy.PluginManager, plugin: object) -> None:
+    """Reject hook implementations of ``plugin`` that would silently never run."""
+    for caller in pm.get_hookcallers(plugin) or ():
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and (impl.hookwrapper or impl.wrapper):
+                raise pluggy.PluginValidationError(
+                    plugin, f"hook {caller.name!r} is a wrapper; hpt-async hooks take plain implementations only"
+                )
+    known = {name for name in dir(hookspecs) if name.startswith("hpt_")}
+    for attr in dir(plugin):
+        if attr.startswith("hpt_") and attr not in known:
+            function = getattr(plugin, attr, None)
+            if callable(function) and pm.parse_hookimpl_opts(plugin, attr) is not None:
+                raise pluggy.PluginValidationError(
+                    plugin, f"{attr!r} is marked as a hook but no hook has that name; hooks are {sorted(known)}"
+                )
+
+
 class _Impl:
     __slots__ = ("argnames", "failures", "function", "label")
 
@@ -228,22 +273,31 @@ class HookRelay:
             if plugin is None or self._pm.is_registered(plugin):
                 continue
             label = getattr(plugin, "name", None)
-            label = label if isinstance(label, str) else type(plugin).__name__
+            if not isinstance(label, str):
+                label = getattr(plugin, "__name__", None) or type(plugin).__name__
             try:
                 self._pm.register(plugin, name=f"{label}@{id(plugin):x}")
+                _check_impls(self._pm, plugin)
             except (ValueError, pluggy.PluginValidationError) as exc:
                 raise PluginError(f"plugin {label!r} cannot be activated: {exc}") from exc
         self._impls: dict[str, list[_Impl]] = {}
         for hook_name in LIFECYCLE_HOOKS:
             caller = getattr(self._pm.hook, hook_name)
             impls = []
-            # pluggy calls the last registered first; keep its order.
-            for impl in reversed(caller.get_hookimpls()):
+            # In the order the objects were given (pluggy itself would call the last one first).
+            for impl in caller.get_hookimpls():
                 owner = impl.plugin_name.rsplit("@", 1)[0]
                 impls.append(_Impl(impl.function, tuple(impl.argnames), f"{owner}.{hook_name}"))
             self._impls[hook_name] = impls
         self._trace = bool(os.environ.get(TRACE_ENV))
         self.errors: dict[str, int] = {}
+
+    def reset(self) -> None:
+        """Forget the failures counted so far (a new run starts)."""
+        self.errors = {}
+        for impls in self._impls.values():
+            for impl in impls:
+                impl.failures = 0
 
     def listens(self, hook_name: str) -> bool:
         """True when some object implements ``hook_name`` (events are built only then)."""

@@ -13,6 +13,7 @@ is then recorded CANCELLED before ``run`` returns.
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import secrets
@@ -41,6 +42,8 @@ from .study import StudyView, better
 from .trial import Trial, TrialRecord, TrialState
 
 __all__ = ["Tuner"]
+
+log = logging.getLogger("hpt_async")
 
 _DIRECTIONS = ("minimize", "maximize")
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
@@ -176,7 +179,9 @@ class Tuner:
         self._running = False
         self._open = False
         self._view: StudyView | None = None
-        self._relay: HookRelay | None = None
+        # The tuner's own components hear events first, then plugins and loggers in the order given.
+        components = [self.strategy, self.pruner, self.storage, self.executor, *self.plugins, *self.loggers]
+        self._relay = HookRelay(components)
         self._reset_run_state()
 
     # -- public API --------------------------------------------------------
@@ -270,10 +275,11 @@ class Tuner:
         if trial is None:
             raise StrategyExhausted(f"strategy {_label(self.strategy)!r} has no configuration left")
         relay = self._relay
-        assert relay is not None
         if relay.listens("hpt_trial_created"):
             event = TrialCreated(trial.number, dict(trial.params), trial.started)
             await relay.emit("hpt_trial_created", event=event, study=self._view)
+        if relay.listens("hpt_trial_started"):
+            await relay.emit("hpt_trial_started", event=TrialStarted(trial.number, time.time()), study=self._view)
         return trial
 
     async def tell(
@@ -299,7 +305,7 @@ class Tuner:
             raise ValueError("tell() ends a trial; RUNNING is not an end state")
         try:
             if st is TrialState.COMPLETE:
-                record = await self._end_with_value(trial, value)
+                record = await self._end(trial, *self._outcome(value))
             elif st is TrialState.PRUNED:
                 kept = self._last_value(trial) if value is None else float(value)
                 record = await self._end(trial, st, kept if kept is not None and math.isfinite(kept) else None)
@@ -338,6 +344,7 @@ class Tuner:
         self._exhausted = False
         self._failures = 0
         self._beat = time.monotonic()
+        self._tick = 0
         self._ask_busy = False
         self._ask_waiters: deque[anyio.Event] = deque()
         self._live: dict[int, Trial] = {}
@@ -345,39 +352,46 @@ class Tuner:
 
     async def _start(self) -> None:
         self._reset_run_state()
+        self._relay.reset()
         view = StudyView(self.study_name, self.direction, self.space, self.seed, self.max_trials)
         try:
-            self._session = await self.storage.open(self.study_name, direction=self.direction, space=self.space)
-            history = self._session.history
+            session = await self.storage.open(self.study_name, direction=self.direction, space=self.space)
         except ValueError:
             raise
         except Exception as exc:
             raise StudyError(
                 f"storage {_label(self.storage)!r} failed to open study {self.study_name!r}: {exc}"
             ) from exc
-        for record in history:
-            view._put(record)
+        self._session = session
         try:
-            # Trials left RUNNING by a tuner that died are found now, before the strategy starts.
-            lost = await self._session.claim_lost()
-        except Exception as exc:
-            raise StudyError(f"storage {_label(self.storage)!r} failed to recover lost trials: {exc}") from exc
-        for record in lost:
-            view._put(record)
-        self._requeue(lost)
-        self._view = view
-        self._failures = view.count(TrialState.FAILED)
-        components = [*self.loggers, *self.plugins, self.strategy, self.pruner, self.storage, self.executor]
-        self._relay = HookRelay(components)
-        for component, kind in ((self.strategy, "strategy"), (self.pruner, "pruner")):
-            if component is not None and hasattr(component, "start"):
+            for record in session.history:
+                view._put(record)
+            try:
+                # Trials left RUNNING by a tuner that died are found now, before the strategy starts.
+                lost = await session.claim_lost()
+            except Exception as exc:
+                raise StudyError(f"storage {_label(self.storage)!r} failed to recover lost trials: {exc}") from exc
+            for record in lost:
+                view._put(record)
+            self._requeue(lost)
+            self._view = view
+            self._failures = view.count(TrialState.FAILED)
+            for component, kind in ((self.strategy, "strategy"), (self.pruner, "pruner")):
+                if component is not None and hasattr(component, "start"):
+                    try:
+                        await component.start(view)
+                    except Exception as exc:
+                        raise StudyError(
+                            f"{kind} {_label(component)!r} failed to start: {type(exc).__name__}: {exc}"
+                        ) from exc
+            await self.executor.open(self.concurrency)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
                 try:
-                    await component.start(view)
-                except Exception as exc:
-                    raise StudyError(
-                        f"{kind} {_label(component)!r} failed to start: {type(exc).__name__}: {exc}"
-                    ) from exc
-        await self.executor.open(self.concurrency)
+                    await session.close()
+                except Exception:
+                    log.exception("storage %r failed to close after a failed start", _label(self.storage))
+            raise
         self._open = True
         if self._relay.listens("hpt_study_started"):
             event = StudyStarted(self.study_name, self.direction, self.space, self.seed, time.time())
@@ -385,7 +399,7 @@ class Tuner:
 
     async def _finish(self) -> StudyResult:
         view = self._view
-        assert view is not None and self._relay is not None
+        assert view is not None
         if self._reason is None:
             if self._exhausted:
                 self._reason = StopReason.EXHAUSTED
@@ -434,6 +448,7 @@ class Tuner:
         # Proves the loop is flowing; a worker that finds it stale yields (see _worker).
         while True:
             self._beat = time.monotonic()
+            self._tick += 1
             await anyio.sleep(_SLICE / 2)
 
     async def _maintain(self, interval: float) -> None:
@@ -485,13 +500,16 @@ class Tuner:
                 self._release_ask()
             if trial is None:
                 return
+            tick = self._tick
             try:
                 await self._run_trial(trial)
             except _Fatal:
                 return
             # Objectives that never suspend would starve the loop (timeouts,
-            # other workers); yield when the heartbeat has gone stale.
-            if time.monotonic() - self._beat > _SLICE:
+            # other workers): yield when the heartbeat has not run during this
+            # trial and has gone stale.  A trial that awaited something long
+            # enough let the heartbeat run, and needs no extra yield.
+            if self._tick == tick and time.monotonic() - self._beat > _SLICE:
                 await anyio.lowlevel.checkpoint()
 
     async def _acquire_ask(self) -> None:
@@ -564,7 +582,6 @@ class Tuner:
 
     async def _run_trial(self, trial: Trial) -> None:
         relay = self._relay
-        assert relay is not None
         try:
             if relay.listens("hpt_trial_created"):
                 event = TrialCreated(trial.number, dict(trial.params), trial.started)
@@ -595,7 +612,7 @@ class Tuner:
             tb = "".join(traceback.format_exception(exc))
             await self._end(trial, TrialState.FAILED, None, f"{type(exc).__name__}: {exc}", tb)
         else:
-            await self._end_with_value(trial, raw)
+            await self._end(trial, *self._outcome(raw))
 
     @staticmethod
     def _last_value(trial: Trial) -> float | None:
@@ -605,15 +622,16 @@ class Tuner:
         value = reports[max(reports)]
         return value if math.isfinite(value) else None
 
-    async def _end_with_value(self, trial: Trial, raw: Any) -> TrialRecord:
+    @staticmethod
+    def _outcome(raw: Any) -> tuple[TrialState, float | None, str | None]:
+        """State, value and error for what an objective returned: only finite numbers COMPLETE."""
         kind = type(raw)
         if kind is not float and kind is not int and (kind is bool or not isinstance(raw, numbers.Real)):
-            message = f"TypeError: the objective returned {raw!r}; expected a number"
-            return await self._end(trial, TrialState.FAILED, None, message)
+            return TrialState.FAILED, None, f"TypeError: the objective returned {raw!r}; expected a number"
         value = float(raw)
         if not math.isfinite(value):
-            return await self._end(trial, TrialState.FAILED, None, f"ValueError: the objective returned {value}")
-        return await self._end(trial, TrialState.COMPLETE, value)
+            return TrialState.FAILED, None, f"ValueError: the objective returned {value}"
+        return TrialState.COMPLETE, value, None
 
     async def _end(
         self,
@@ -686,7 +704,6 @@ class Tuner:
                 if value == self.target or better(self.direction, value, self.target):
                     self._stop(StopReason.TARGET, cancel=True)
         relay = self._relay
-        assert relay is not None
         if relay.listens("hpt_trial_ended"):
             await relay.emit("hpt_trial_ended", progress, event=TrialEnded(record), study=view)
 
@@ -702,7 +719,6 @@ class Tuner:
             self._fail(f"storage {_label(self.storage)!r} failed to store a report of trial {trial.number}", exc)
             raise TrialCancelled(f"trial {trial.number}: the study stopped") from exc
         relay = self._relay
-        assert relay is not None
         if relay.listens("hpt_trial_reported"):
             await relay.emit(
                 "hpt_trial_reported", event=TrialReported(trial.number, step, value, time.time()), study=view

@@ -485,3 +485,112 @@ async def test_empty_loggers_print_nothing(capsys: pytest.CaptureFixture[str]) -
     out, err = capsys.readouterr()
     assert out == ""
     assert err == ""
+
+
+# -- hook validation and ordering ---------------------------------------------------
+
+
+class Misspelt:
+    @hpt.hookimpl
+    def hpt_trial_finished(self, event: Any) -> None:  # no such hook
+        raise AssertionError("never called")
+
+
+class Wrapper:
+    @hpt.hookimpl(wrapper=True)
+    def hpt_trial_ended(self, event: Any) -> Any:
+        yield
+
+
+@pytest.mark.parametrize(
+    ("plugin", "words"),
+    [(Misspelt(), "hpt_trial_finished"), (Wrapper(), "wrapper")],
+)
+def test_a_hook_that_would_never_run_is_rejected_when_the_tuner_is_built(plugin: object, words: str) -> None:
+    with pytest.raises(hpt.PluginError) as info:
+        hpt.Tuner(lambda t: 0.0, {"x": hpt.Float(0, 1)}, plugins=[plugin], loggers=[])
+    assert words in str(info.value)
+
+
+def test_hooks_run_in_the_order_the_objects_were_given() -> None:
+    calls: list[str] = []
+
+    class Named:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @hpt.hookimpl
+        def hpt_study_started(self) -> None:
+            calls.append(self.name)
+
+    class Strategy(hpt.RandomStrategy):
+        @hpt.hookimpl
+        def hpt_study_started(self) -> None:
+            calls.append("strategy")
+
+    tuner = hpt.Tuner(
+        lambda t: 0.0,
+        {"x": hpt.Float(0, 1)},
+        strategy=Strategy(),
+        plugins=[Named("p1"), Named("p2")],
+        loggers=[Named("l1")],
+        max_trials=1,
+    )
+    anyio.run(tuner.run)
+    assert calls == ["strategy", "p1", "p2", "l1"]
+
+
+def test_a_module_plugin_is_labelled_by_its_module_name() -> None:
+    import types
+
+    module = types.ModuleType("acme_watch")
+
+    def hpt_trial_ended(event: Any) -> None:
+        raise RuntimeError("boom")
+
+    module.hpt_trial_ended = hpt.hookimpl(hpt_trial_ended)  # type: ignore[attr-defined]
+    tuner = hpt.Tuner(lambda t: 0.0, {"x": hpt.Float(0, 1)}, plugins=[module], loggers=[], max_trials=2)
+    result = anyio.run(tuner.run)
+    assert result.plugin_errors == {"acme_watch.hpt_trial_ended": 2}
+
+
+async def test_ask_announces_created_and_started() -> None:
+    seen: list[tuple[str, int]] = []
+
+    class Watch:
+        @hpt.hookimpl
+        def hpt_trial_created(self, event: hpt.TrialCreated) -> None:
+            seen.append(("created", event.number))
+
+        @hpt.hookimpl
+        def hpt_trial_started(self, event: hpt.TrialStarted) -> None:
+            seen.append(("started", event.number))
+
+    tuner = hpt.Tuner(lambda t: 0.0, {"x": hpt.Float(0, 1)}, plugins=[Watch()], loggers=[])
+    trial = await tuner.ask()
+    assert seen == [("created", trial.number), ("started", trial.number)]
+    await tuner.tell(trial, 1.0)
+    await tuner.close()
+
+
+async def test_a_failed_start_closes_the_storage_session() -> None:
+    closed: list[bool] = []
+
+    class Storage(hpt.MemoryStorage):
+        async def open(self, study: str, *, direction: str, space: hpt.Space) -> Any:
+            session = await super().open(study, direction=direction, space=space)
+
+            async def close() -> None:
+                closed.append(True)
+
+            session.close = close  # type: ignore[method-assign]
+            return session
+
+    class Broken(hpt.RandomStrategy):
+        async def start(self, study: hpt.StudyView) -> None:
+            raise RuntimeError("no start")
+
+    tuner = hpt.Tuner(lambda t: 0.0, {"x": hpt.Float(0, 1)}, strategy=Broken(), storage=Storage(), loggers=[])
+    with pytest.raises(hpt.StudyError, match="no start"):
+        await tuner.run()
+    assert closed == [True]

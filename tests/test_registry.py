@@ -308,13 +308,20 @@ def test_entry_point_that_fails_to_import_is_named(monkeypatch: pytest.MonkeyPat
 
 
 def test_entry_point_whose_registration_clashes_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed plugin that takes an existing name makes only that name unusable, with both owners named."""
     monkeypatch.delenv(AUTOLOAD_ENV, raising=False)
     module = plugin_module("grid_again", lambda register: register("strategy", "grid", PickFirst))
     fake_entry_points(monkeypatch, FakeEntryPoint("grid-again", "grid_again.plugin", lambda: module))
+    reg = Registry()
     with pytest.raises(hpt.PluginError) as info:
-        Registry()
+        reg.get("strategy", "grid")
     message = str(info.value)
     assert "grid-again" in message and "'hpt_async.strategies.grid'" in message
+    with pytest.raises(hpt.PluginError):
+        hpt.Tuner(lambda t: 0.0, {"x": hpt.Float(0, 1)}, strategy="grid", registry=reg, loggers=[])
+    # Every other name still works.
+    assert reg.get("strategy", "random") is hpt.RandomStrategy
+    hpt.Tuner(lambda t: 0.0, {"x": hpt.Float(0, 1)}, strategy="random", registry=reg, loggers=[])
 
 
 @pytest.mark.parametrize("value", ["1", "true", "yes"])
