@@ -200,7 +200,9 @@ class Tuner:
         random (reproducibly from the seed and trial number).  Values are
         checked against the space now.
         """
-        self._queue.append((self.space.validate(params, partial=True), None))
+        checked = self.space.validate(params, partial=True)
+        self.space.complete(checked, 0, 0)  # raises now if no completion can keep the given values active
+        self._queue.append((checked, None))
 
     async def run(self) -> StudyResult:
         """Run trials until a stop condition holds; return every trial and the best.

@@ -775,3 +775,32 @@ async def test_an_async_callable_object_is_an_async_objective() -> None:
 
     result = await run(make(Objective(), max_trials=2))
     assert result.count("complete") == 2
+
+
+async def test_timeout_stops_a_study_whose_objective_never_suspends() -> None:
+    """An objective that returns at once never yields to the loop; the tuner must, so the timeout fires."""
+    calls = 0
+
+    async def objective(trial: hpt.Trial) -> float:
+        nonlocal calls
+        calls += 1
+        return 0.0
+
+    tuner = hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, timeout=0.2, concurrency=2, loggers=[])
+    with anyio.fail_after(20):
+        result = await tuner.run()
+    assert result.reason == "timeout"
+    assert calls > 10
+    assert result.count(hpt.TrialState.RUNNING) == 0
+
+
+def test_enqueue_rejects_a_partial_configuration_no_completion_can_satisfy() -> None:
+    space = {
+        "layers": hpt.Int(1, 4),
+        "units_3": hpt.Int(16, 64, when={"layers": [3, 4]}),
+        "units_1": hpt.Int(16, 64, when={"layers": [1]}),
+    }
+    tuner = hpt.Tuner(lambda t: 0.0, space, loggers=[])
+    tuner.enqueue({"units_3": 32})  # layers is drawn among 3 and 4
+    with pytest.raises(hpt.SpaceError):
+        tuner.enqueue({"units_3": 32, "units_1": 16})
