@@ -2,8 +2,8 @@
 
 Every trial sleeps 100 ms and returns.  With ``T`` trials and ``C`` slots the
 ideal wall time is ``ceil(T / C) * sleep`` (1.0 s for the default scenarios).
-Scenarios, each run in a fresh subprocess that reports its wall time, CPU
-time and peak RSS:
+Scenarios, each run in a fresh subprocess that reports its wall time, its
+CPU time and the part of it spent in the garbage collector, and its peak RSS:
 
 ``hpt-1k``
     hpt-async, 10,000 trials, concurrency 1,000 (goal: <= 1.2x the ideal).
@@ -16,14 +16,16 @@ time and peak RSS:
 ``optuna``
     Optuna's ``study.optimize(n_jobs=500)``, 10,000 trials of ``time.sleep``.
 ``idle``
-    the interpreter with hpt-async, anyio and numpy imported and nothing run:
-    the memory every scenario starts from.
+    the interpreter with hpt-async and anyio imported and the plugin registry
+    loaded, nothing run: the start-up time and memory every scenario pays
+    before its clock starts.
 
-The scenarios are run round-robin for ``--repeat`` rounds; the median wall
-time and the largest peak RSS of each are reported.
+The scenarios are run round-robin for ``--repeat`` rounds (so that noise on
+a shared machine falls on all of them); the median wall and CPU times and the
+largest peak RSS of each are reported.
 
     /work/venv/bin/python benchmarks/bench_concurrency.py                    # everything
-    /work/venv/bin/python benchmarks/bench_concurrency.py --quick            # smoke run, about 20 s
+    /work/venv/bin/python benchmarks/bench_concurrency.py --quick            # smoke run, about 15 s
     /work/venv/bin/python benchmarks/bench_concurrency.py -s hpt-1k bare-1k  # some scenarios
     /work/venv/bin/python benchmarks/bench_concurrency.py --profile hpt-10k  # cProfile one, in process
 """
@@ -161,11 +163,17 @@ def _run_optuna(trials: int, concurrency: int) -> None:
 
 
 def _imports(kind: str) -> None:
-    """Import what a scenario needs before the clock starts (every scenario pays hpt-async's imports)."""
+    """Import what a scenario needs before the clock starts.
+
+    Every scenario pays hpt-async's import and the loading of its plugin
+    registry (installed third-party plugins included), so that the start-up
+    stays out of the measured run and the memory baselines compare.
+    """
     import anyio  # noqa: F401
 
-    import hpt_async  # noqa: F401
+    import hpt_async
 
+    hpt_async.get_registry()
     if kind == "optuna":
         import optuna  # noqa: F401
 
@@ -235,7 +243,9 @@ def child(kind: str, trials: int, concurrency: int) -> None:
     ``rss_mib`` the peak resident set during the run (where the peak mark
     cannot be reset, the peak of the whole process, imports included).
     """
+    t0 = time.perf_counter()
     _imports(kind)
+    startup = time.perf_counter() - t0
     gc.collect()
     gc_time = _GcClock()
     gc.callbacks.append(gc_time)
@@ -246,11 +256,16 @@ def child(kind: str, trials: int, concurrency: int) -> None:
     cpu = _cpu() - cpu0
     peak = _status_mib("VmHWM") if exact else None
     print(json.dumps({"wall": wall, "cpu": cpu, "rss_mib": peak or _maxrss_mib(), "rss_start_mib": rss0,
-                      "process_peak_mib": _maxrss_mib(), "gc_s": gc_time.total, "gc_full": gc_time.full}))
+                      "process_peak_mib": _maxrss_mib(), "gc_s": gc_time.total, "gc_full": gc_time.full,
+                      "startup_s": startup}))
 
 
 class _GcClock:
-    """A ``gc.callbacks`` entry that adds up the time spent in garbage collection."""
+    """A ``gc.callbacks`` entry that adds up the CPU time spent in garbage collection.
+
+    CPU time of the collecting thread, not wall time, so that a busy machine
+    descheduling the process mid-collection does not inflate it.
+    """
 
     def __init__(self) -> None:
         self.total = 0.0
@@ -259,9 +274,9 @@ class _GcClock:
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            self._t0 = time.perf_counter()
+            self._t0 = time.thread_time()
         else:
-            self.total += time.perf_counter() - self._t0
+            self.total += time.thread_time() - self._t0
             self.full += info["generation"] == 2
 
 
@@ -347,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             "wall": statistics.median(r["wall"] for r in rs),
             "cpu": statistics.median(r["cpu"] for r in rs),
             "gc": statistics.median(r["gc_s"] for r in rs),
+            "startup": statistics.median(r["startup_s"] for r in rs),
             "rss": max(r["rss_mib"] for r in rs),
             "rss0": statistics.median(r["rss_start_mib"] for r in rs),
         }
@@ -368,13 +384,17 @@ def main(argv: list[str] | None = None) -> int:
         trials = f"{s.trials:,}" if s.trials else "-"
         at_once = f"{s.concurrency:,}" if s.kind != "idle" else "-"
         ideal = f"{s.ideal:.1f}" if s.ideal else "-"
-        print(f"{s.name:<10}{trials:>9}{at_once:>9}{ideal:>9}{m['wall']:>9.2f}{x_ideal:>9}{x_bare:>8}"
+        wall = f"{m['wall']:.2f}" if s.kind != "idle" else "-"
+        print(f"{s.name:<10}{trials:>9}{at_once:>9}{ideal:>9}{wall:>9}{x_ideal:>9}{x_bare:>8}"
               f"{m['cpu']:>8.2f}{m['gc']:>7.2f}{m['rss0']:>10.1f}{m['rss']:>10.1f}{m['rss'] - m['rss0']:>10.1f}"
               f"  {verdict}")
     print("\nstart: resident set once everything is imported; peak: peak resident set during the run; "
           "+run: peak - start.")
-    print("cpu: CPU seconds of the run itself (imports excluded); gc: seconds of it spent in the garbage collector;")
+    print("cpu: CPU seconds of the run itself (imports excluded); gc: the part of them spent in the garbage collector;")
     print("x ideal, x bare: ratios of the median wall times.")
+    startup = {name: m["startup"] for name, m in summary.items()}
+    print("start-up before each clock (import hpt-async, load its plugin registry): "
+          + ", ".join(f"{name} {t:.2f} s" for name, t in startup.items()))
     if "hpt-10k" in summary and "bare-10k" in summary:
         hpt10, bare10 = summary["hpt-10k"], summary["bare-10k"]
         extra = hpt10["rss"] - bare10["rss"]

@@ -21,6 +21,7 @@ import cProfile
 import gc
 import io
 import math
+import os
 import platform
 import pstats
 import statistics
@@ -137,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"per-trial overhead: {args.trials} trials x {args.rounds} rounds, concurrency 1, random search, memory")
     print(f"python {platform.python_version()}, hpt-async {hpt.__version__}, optuna {optuna.__version__}, "
-          f"anyio {_version('anyio')}, {platform.machine()}")
+          f"anyio {_version('anyio')}, {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f}")
     # Warm-up: imports, caches, first-call costs of both, not measured.
     run_hpt(min(args.trials, 200))
     run_optuna(min(args.trials, 200))
