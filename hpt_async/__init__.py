@@ -24,8 +24,18 @@ from .plugins import get_registry, register_plugin
 from .pruners import Decision, Pruner
 from .result import StopReason, StudyResult
 from .space import Choice, Domain, Float, Int, Space, SpaceError
-from .storage import MemoryStorage, Storage
+from .storage import (
+    MemoryStorage,
+    SQLiteStorage,
+    Storage,
+    StorageBusyError,
+    StorageFileError,
+    StudyNotFound,
+    StudySession,
+    StudySummary,
+)
 from .strategies import GridStrategy, RandomStrategy, SobolStrategy, Strategy
+from .studies import LoadedStudy, load_study, load_study_async
 from .study import StudyView
 from .trial import SyncTrial, Trial, TrialRecord, TrialState
 from .tuner import Tuner
@@ -33,6 +43,15 @@ from .tuner import Tuner
 __version__ = "0.1.0"
 
 __all__ = [
+    "LoadedStudy",
+    "SQLiteStorage",
+    "StorageBusyError",
+    "StorageFileError",
+    "StudyNotFound",
+    "StudySession",
+    "StudySummary",
+    "load_study",
+    "load_study_async",
     "AsyncExecutor",
     "Choice",
     "ConsoleLogger",

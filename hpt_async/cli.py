@@ -1,22 +1,97 @@
-"""The ``hpt-async`` command."""
+"""The ``hpt-async`` command: plugins, and the studies kept in a storage."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import functools
+import os
+import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import anyio
 
 from . import __version__
 from .exceptions import PluginError
 from .plugins import KINDS, get_registry
+from .storage.base import Storage, StudySummary
+from .studies import LoadedStudy, load_study_async, open_storage
+from .trial import TrialRecord, TrialState
 
-__all__ = ["main"]
+__all__ = ["DEFAULT_STORAGE", "STORAGE_ENV", "build_parser", "main"]
 
-EPILOG = """examples:
-  hpt-async plugins               list every registered strategy, pruner, storage, logger and executor
+T = TypeVar("T")
+
+STORAGE_ENV = "HPT_ASYNC_STORAGE"
+"""Environment variable holding the storage URL used when ``--storage`` is not given."""
+
+DEFAULT_STORAGE = "sqlite:///hpt.db"
+"""The storage used when neither ``--storage`` nor :data:`STORAGE_ENV` is given."""
+
+EPILOG = f"""examples:
+  hpt-async plugins                                list every registered strategy, pruner, storage, ...
   hpt-async plugins --kind strategy
+  hpt-async studies --storage sqlite:///tuning.db  list the studies in tuning.db with their trial counts
+  hpt-async trials resnet                          every trial of study 'resnet'
+  hpt-async trials resnet --state complete --limit 20
+  hpt-async best resnet                            the best trial of 'resnet' with its configuration
+  hpt-async export resnet --format csv -o resnet.csv
+  hpt-async export resnet --format json            (to standard output)
+  hpt-async rename resnet resnet-2024
+  hpt-async delete resnet-2024 --yes
   hpt-async --version
+
+Every study command takes --storage URL; without it the URL comes from the
+environment variable {STORAGE_ENV}, else it is {DEFAULT_STORAGE} (the file
+hpt.db in the working directory).  Commands that read never create a file.
 """
+
+
+def _run(fn: Callable[[], Awaitable[T]]) -> T:
+    return anyio.run(fn, backend="asyncio")
+
+
+def _storage(args: argparse.Namespace) -> Storage:
+    return open_storage(args.storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE)
+
+
+def _name(text: str) -> str:
+    """A study name printable on one line (repr when it holds control characters)."""
+    return text if text.isprintable() else repr(text)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, Mapping) and set(v) == {"repr"}:
+        return str(v["repr"])
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def _params(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={_value(v)}" for k, v in params.items())
+
+
+def _table(header: Sequence[str], rows: list[Sequence[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    for line in (header, *rows):
+        cells = [c.ljust(w) for c, w in zip(line[:-1], widths[:-1], strict=True)]
+        print("  ".join([*cells, line[-1]]).rstrip())
+
+
+# -- commands -------------------------------------------------------------------
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
@@ -29,6 +104,99 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         for name in registry.names(kind):
             print(f"  {name:<16} {registry.owner(kind, name)}")
     return 0
+
+
+def _cmd_studies(args: argparse.Namespace) -> int:
+    storage = _storage(args)
+    found: list[StudySummary] = _run(storage.studies)
+    if not found:
+        print(f"no studies in {getattr(storage, 'url', storage.name)}")
+        return 0
+    header = ("STUDY", "DIRECTION", "TRIALS", "COMPLETE", "PRUNED", "FAILED", "RUNNING", "CREATED")
+    rows = []
+    for s in found:
+        c = s.counts
+        counts = [str(c.get(st, 0)) for st in ("complete", "pruned", "failed", "running")]
+        rows.append((_name(s.name), s.direction, str(s.n_trials), *counts, _when(s.created)))
+    _table(header, rows)
+    return 0
+
+
+def _load(args: argparse.Namespace) -> LoadedStudy:
+    return _run(functools.partial(load_study_async, _storage(args), args.study))
+
+
+def _cmd_trials(args: argparse.Namespace) -> int:
+    study = _load(args)
+    trials: list[TrialRecord] = list(study.trials)
+    if args.state:
+        trials = [t for t in trials if t.state is TrialState(args.state)]
+    if args.limit is not None:
+        if args.limit < 0:
+            raise ValueError(f"--limit takes a number >= 0, got {args.limit}")
+        trials = trials[-args.limit :] if args.limit else []
+    if not trials:
+        print(f"study {_name(study.name)} has no trials" + (f" in state {args.state}" if args.state else ""))
+        return 0
+    rows = []
+    for t in trials:
+        retry = f" (retry of {t.retry_of})" if t.retry_of is not None else ""
+        rows.append((str(t.number), t.state.value, _number(t.value), _number(t.duration), _params(t.params) + retry))
+    _table(("NUMBER", "STATE", "VALUE", "SECONDS", "PARAMS"), rows)
+    return 0
+
+
+def _cmd_best(args: argparse.Namespace) -> int:
+    study = _load(args)
+    best = study.best
+    if best is None:
+        print(f"study {_name(study.name)} ({study.direction}) has no complete trial yet")
+        return 1
+    print(f"study:     {_name(study.name)} ({study.direction}, {len(study.trials)} trials)")
+    print(f"best:      trial {best.number}")
+    print(f"value:     {best.value!r}")
+    print(f"duration:  {_number(best.duration)} s")
+    print("params:")
+    for key, value in best.params.items():
+        print(f"  {key} = {_value(value)}")
+    if best.user_attrs:
+        print("user attrs:")
+        for key, value in best.user_attrs.items():
+            print(f"  {key} = {value!r}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    study = _load(args)
+    fmt = args.format
+    if fmt is None:
+        ext = os.path.splitext(args.output or "")[1].lower()
+        fmt = {".csv": "csv", ".json": "json"}.get(ext, "csv")
+    if args.output in (None, "-"):
+        sys.stdout.write(study.to_csv() if fmt == "csv" else study.to_json())
+        return 0
+    (study.to_csv if fmt == "csv" else study.to_json)(args.output)
+    print(f"wrote {len(study.trials)} trials of study {_name(study.name)} to {args.output} ({fmt})", file=sys.stderr)
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise ValueError(f"deleting study {args.study!r} removes all its trials for good: add --yes to confirm")
+    storage = _storage(args)
+    _run(functools.partial(storage.delete, args.study))
+    print(f"deleted study {_name(args.study)}")
+    return 0
+
+
+def _cmd_rename(args: argparse.Namespace) -> int:
+    storage = _storage(args)
+    _run(functools.partial(storage.rename, args.old, args.new))
+    print(f"renamed study {_name(args.old)} to {_name(args.new)}")
+    return 0
+
+
+# -- the parser -------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +212,57 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list registered plugin names and the plugin that provides each")
     plugins.add_argument("--kind", choices=KINDS, help="only this kind")
     plugins.set_defaults(func=_cmd_plugins)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--storage",
+        metavar="URL",
+        help=f"storage URL, e.g. sqlite:///tuning.db (default: ${STORAGE_ENV}, else {DEFAULT_STORAGE})",
+    )
+
+    def add(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            parents=[common],
+            help=help_text,
+            description=help_text,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        return p
+
+    p = add(
+        "studies",
+        "list the studies in a storage with their trial counts",
+        "hpt-async studies --storage sqlite:///tuning.db",
+    )
+    p.set_defaults(func=_cmd_studies)
+
+    p = add("trials", "list the trials of a study", "hpt-async trials resnet --state complete --limit 20")
+    p.add_argument("study", help="the study's name")
+    p.add_argument("--state", choices=[s.value for s in TrialState], help="only trials in this state")
+    p.add_argument("--limit", type=int, metavar="N", help="only the last N trials")
+    p.set_defaults(func=_cmd_trials)
+
+    p = add("best", "show the best trial of a study", "hpt-async best resnet")
+    p.add_argument("study", help="the study's name")
+    p.set_defaults(func=_cmd_best)
+
+    p = add("export", "write a study's trials as CSV or JSON", "hpt-async export resnet --format csv -o resnet.csv")
+    p.add_argument("study", help="the study's name")
+    p.add_argument("--format", choices=("csv", "json"), help="default: from the -o suffix, else csv")
+    p.add_argument("-o", "--output", metavar="FILE", help="file to write (default: standard output)")
+    p.set_defaults(func=_cmd_export)
+
+    p = add("delete", "delete a study and all its trials", "hpt-async delete resnet --yes")
+    p.add_argument("study", help="the study's name")
+    p.add_argument("--yes", action="store_true", help="confirm the deletion (required)")
+    p.set_defaults(func=_cmd_delete)
+
+    p = add("rename", "give a study a new name", "hpt-async rename resnet resnet-2024")
+    p.add_argument("old", help="the study's current name")
+    p.add_argument("new", help="its new name")
+    p.set_defaults(func=_cmd_rename)
     return parser
 
 
@@ -56,9 +275,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args))
-    except (PluginError, LookupError, ValueError, OSError) as exc:
-        print(f"hpt-async: error: {exc}", file=sys.stderr)
+    except (PluginError, LookupError, ValueError, TypeError, OSError, RuntimeError, sqlite3.Error) as exc:
+        message = str(exc) or type(exc).__name__
+        print(f"hpt-async: error: {message}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("hpt-async: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -268,6 +268,7 @@ class Tuner:
             await self._start()
         await self._acquire_ask()
         try:
+            await self._sync_if_due()
             trial = await self._create_trial()
         except _Fatal:
             assert self._fatal is not None
@@ -313,6 +314,7 @@ class Tuner:
                 record = await self._end(trial, st, kept if kept is not None and math.isfinite(kept) else None)
             else:
                 record = await self._end(trial, st, None, error)
+            await self._sync_if_due()
         except _Fatal:
             pass
         if self._fatal is not None:
@@ -347,6 +349,8 @@ class Tuner:
         self._failures = 0
         self._beat = time.monotonic()
         self._tick = 0
+        self._last_sync = time.monotonic()
+        self._synced: anyio.Event | None = None  # made in _start(): needs a running loop
         self._ask_busy = False
         self._ask_waiters: deque[anyio.Event] = deque()
         self._live: dict[int, Trial] = {}
@@ -354,6 +358,7 @@ class Tuner:
 
     async def _start(self) -> None:
         self._reset_run_state()
+        self._synced = anyio.Event()
         self._relay.reset()
         view = StudyView(self.study_name, self.direction, self.space, self.seed, self.max_trials)
         try:
@@ -455,30 +460,61 @@ class Tuner:
 
     async def _maintain(self, interval: float) -> None:
         # Keeps this tuner in step with others sharing the study, and recovers LOST trials.
-        session = self._session
-        view = self._view
-        assert session is not None and view is not None
         while True:
             await anyio.sleep(interval)
             try:
-                await session.heartbeat()
-                lost = await session.claim_lost()
-                changed = await session.refresh()
-            except Exception as exc:
-                self._fail(f"storage {_label(self.storage)!r} failed to synchronise", exc)
+                await self._sync()
+            except _Fatal:
                 return
-            self._requeue(lost)
-            for record in (*changed, *lost):
-                old = view.trials.get(record.number)
-                if old is not None and old.state is record.state and old.state.finished:
-                    continue
-                view._put(record)
-                if record.state.finished:
-                    try:
-                        await self.strategy.tell(view, record)
-                    except Exception as exc:
-                        self._fail(f"strategy {_label(self.strategy)!r} failed in tell", exc)
-                        return
+
+    async def _sync(self) -> None:
+        """One maintenance pass: renew the lease, recover LOST trials, take in other tuners' trials."""
+        session = self._session
+        view = self._view
+        assert session is not None and view is not None
+        self._last_sync = time.monotonic()
+        try:
+            await session.heartbeat()
+            lost = await session.claim_lost()
+            changed = await session.refresh()
+        except Exception as exc:
+            raise self._fail(f"storage {_label(self.storage)!r} failed to synchronise", exc) from exc
+        self._requeue(lost)
+        if lost:
+            # Their configurations may be wanted again: a strategy that had run out is asked anew.
+            self._exhausted = False
+        for record in (*changed, *lost):
+            old = view.trials.get(record.number)
+            if old is not None and old.state is record.state and old.state.finished:
+                continue
+            view._put(record)
+            if record.state.finished:
+                try:
+                    await self.strategy.tell(view, record)
+                except Exception as exc:
+                    raise self._fail(f"strategy {_label(self.strategy)!r} failed in tell", exc) from exc
+        synced, self._synced = self._synced, anyio.Event()
+        if synced is not None:
+            synced.set()
+
+    async def _sync_if_due(self) -> None:
+        # Ask-and-tell has no maintenance task: keep the lease alive from ask() and tell().
+        session = self._session
+        if session is not None and session.sync_interval is not None:
+            if time.monotonic() - self._last_sync >= session.sync_interval:
+                await self._sync()
+
+    def _waiting_on_others(self) -> bool:
+        """True when trials of other tuners are running and the study may still need this one.
+
+        They may end uncounted (LOST when their tuner died, CANCELLED), or
+        their configurations may come back to be retried; a worker then waits
+        for the next maintenance pass instead of leaving.
+        """
+        if self._session is None or self._session.sync_interval is None:
+            return False
+        live = self._live
+        return any(n not in live for n in self._view.running)  # type: ignore[union-attr]
 
     def _requeue(self, lost: list[TrialRecord]) -> None:
         if self.retry_lost:
@@ -494,14 +530,23 @@ class Tuner:
                 if self._stopping:
                     return
                 if max_trials is not None and view.n_counted + len(view.running) >= max_trials:
-                    return
-                trial = await self._create_trial()
+                    trial = None
+                    if view.n_counted >= max_trials:
+                        return
+                else:
+                    trial = await self._create_trial()
             except _Fatal:
                 return
             finally:
                 self._release_ask()
             if trial is None:
-                return
+                # Out of budget or of configurations: done, unless trials of other tuners may
+                # still end uncounted or come back as LOST to be retried.
+                if not self._waiting_on_others():
+                    return
+                assert self._synced is not None
+                await self._synced.wait()
+                continue
             tick = self._tick
             try:
                 await self._run_trial(trial)
@@ -559,7 +604,6 @@ class Tuner:
                 raise self._fail(f"strategy {_label(self.strategy)!r} failed in ask", exc) from exc
             if suggested is None:
                 self._exhausted = True
-                self._stopping = True
                 return None
             if self._check_output:
                 try:

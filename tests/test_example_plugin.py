@@ -146,8 +146,10 @@ def test_autoload_disabled_leaves_the_names_out(monkeypatch: pytest.MonkeyPatch)
     assert "local-search" not in registry.names("strategy")
     assert "csv" not in registry.names("logger")
     assert "random" in registry.names("strategy")  # builtins do not depend on autoload
-    with pytest.raises(hpt.PluginNotFound, match="registered strategy names: grid, random, sobol"):
+    with pytest.raises(hpt.PluginNotFound, match="registered strategy names: ") as info:
         registry.get("strategy", "local-search")
+    listed = str(info.value).split("registered strategy names: ")[1].split(", ")
+    assert listed == registry.names("strategy") and "local-search" not in listed
     with pytest.raises(hpt.PluginNotFound, match="unknown strategy 'local-search'"):
         hpt.Tuner(quadratic, QUADRATIC_SPACE, strategy="local-search", loggers=[], registry=registry)
 

@@ -1,6 +1,17 @@
 """Storage backends: where a study's trials are kept."""
 
-from .base import Storage, StudySession, parse_storage_url
+from .base import Storage, StudyNotFound, StudySession, StudySummary, parse_storage_url
 from .memory import MemoryStorage
+from .sqlite import SQLiteStorage, StorageBusyError, StorageFileError
 
-__all__ = ["MemoryStorage", "Storage", "StudySession", "parse_storage_url"]
+__all__ = [
+    "MemoryStorage",
+    "SQLiteStorage",
+    "Storage",
+    "StorageBusyError",
+    "StorageFileError",
+    "StudyNotFound",
+    "StudySession",
+    "StudySummary",
+    "parse_storage_url",
+]

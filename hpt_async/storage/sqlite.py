@@ -1,0 +1,1048 @@
+"""``storage="sqlite:///tuning.db"``: studies in one SQLite file, shared by processes.
+
+URLs: ``sqlite:///relative/path.db`` (relative to the working directory when
+the storage is made), ``sqlite:////absolute/path.db``; options as a query
+string, e.g. ``sqlite:///tuning.db?synchronous=full&lease=30``:
+
+``synchronous``
+    ``normal`` (default) or ``full``.  The file is always in WAL mode.
+    With ``normal`` a committed trial survives the death of the process
+    (SIGKILL included); with ``full`` the commit of each trial's end is
+    also flushed to the disk (one fsync, which flushes every earlier commit
+    with it) before the tuner hears of it, so finished trials survive a
+    power loss too.
+``sync``
+    Seconds between the tuner's maintenance calls (heartbeat, recovery of
+    lost trials, refresh of other processes' trials); default 1.
+``lease``
+    Seconds after its last heartbeat that a session is presumed dead and its
+    running trials LOST; default 5 (at least twice ``sync``).  Given alone,
+    ``sync`` becomes a third of it when the default would not fit.
+``timeout``
+    Seconds an operation keeps retrying while other processes hold the
+    database locked before it fails; default 60.
+
+Every session (one per running tuner) has its own aiosqlite connection.
+Writes are single statements or short ``BEGIN IMMEDIATE`` transactions;
+"database is locked" answers are retried with back-off within ``timeout``.
+Values, configurations and user attributes are stored as JSON (never
+pickled); a Choice is stored as its index into the space's values, and the
+study keeps the space's description so that readers without the space can
+still show what each index means.  The storage needs the asyncio backend of
+anyio (aiosqlite does).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import socket
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote
+
+import aiosqlite
+import anyio
+
+from ..hookspecs import hookimpl
+from ..space import Choice, Space
+from ..trial import TrialRecord, TrialState
+from .base import Storage, StudyNotFound, StudySession, StudySummary
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStorage", "StorageBusyError", "StorageFileError", "parse_sqlite_url"]
+
+log = logging.getLogger("hpt_async")
+
+T = TypeVar("T")
+
+#: The layout this version writes; files with a higher number are refused.
+SCHEMA_VERSION = 1
+
+DEFAULT_SYNC = 1.0
+DEFAULT_LEASE = 5.0
+DEFAULT_TIMEOUT = 60.0
+
+_MAGIC = b"SQLite format 3\x00"
+_OPTIONS = ("synchronous", "sync", "lease", "timeout")
+_TABLES = frozenset({"schema_version", "studies", "sessions", "trials", "reports"})
+_EMPTY: Mapping[Any, Any] = MappingProxyType({})
+_STATES = {s.value: s for s in TrialState}
+# Placeholders per IN (...) list, well below SQLite's limit on bound parameters.
+_CHUNK = 500
+
+# Every statement is idempotent: two processes creating one file at once both succeed.
+_SCHEMA: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS schema_version (
+        version INTEGER NOT NULL,
+        written_by TEXT NOT NULL,
+        created REAL NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS studies (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        direction TEXT NOT NULL CHECK (direction IN ('minimize', 'maximize')),
+        space TEXT NOT NULL,
+        created REAL NOT NULL,
+        next_number INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS sessions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        study_id INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started REAL NOT NULL,
+        heartbeat REAL NOT NULL,
+        expires REAL NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS trials (
+        study_id INTEGER NOT NULL,
+        number INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        params TEXT NOT NULL,
+        value REAL,
+        user_attrs TEXT,
+        error TEXT,
+        traceback TEXT,
+        started REAL NOT NULL,
+        ended REAL,
+        retry_of INTEGER,
+        session INTEGER NOT NULL,
+        writer INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (study_id, number)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS trials_by_seq ON trials (study_id, seq)
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS trials_running ON trials (study_id, session) WHERE state = 'running'
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS reports (
+        study_id INTEGER NOT NULL,
+        number INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        value REAL,
+        PRIMARY KEY (study_id, number, step)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TRIGGER IF NOT EXISTS reports_touch_trial AFTER INSERT ON reports BEGIN
+        UPDATE trials
+           SET seq = (SELECT MAX(seq) + 1 FROM trials WHERE study_id = NEW.study_id), writer = session
+         WHERE study_id = NEW.study_id AND number = NEW.number;
+    END;
+    """,
+)
+
+_COLUMNS = "number, state, params, value, user_attrs, error, traceback, started, ended, retry_of"
+_NEXT_SEQ = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM trials WHERE study_id = ?)"
+_INSERT_TRIAL = (
+    "INSERT INTO trials (study_id, number, state, params, value, user_attrs, error, traceback, started, ended,"
+    f" retry_of, session, writer, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_NEXT_SEQ})"
+)
+_UPSERT_TRIAL = (
+    _INSERT_TRIAL + " ON CONFLICT (study_id, number) DO UPDATE SET state = excluded.state,"
+    " params = excluded.params, value = excluded.value, user_attrs = excluded.user_attrs,"
+    " error = excluded.error, traceback = excluded.traceback, started = excluded.started,"
+    " ended = excluded.ended, retry_of = excluded.retry_of, writer = excluded.writer, seq = excluded.seq"
+)
+_INSERT_REPORT = "INSERT OR REPLACE INTO reports (study_id, number, step, value) VALUES (?, ?, ?, ?)"
+# RUNNING trials of this study whose session is gone or whose lease ran out (not the caller's own).
+_ORPHANED = (
+    "study_id = ? AND state = 'running' AND session != ? AND NOT EXISTS "
+    "(SELECT 1 FROM sessions s WHERE s.id = trials.session AND s.expires >= ?)"
+)
+_LOST_ERROR = "LOST: the process running this trial stopped renewing its lease (it was killed or hung)"
+
+
+class StorageFileError(ValueError):
+    """The database file cannot be used: it is not SQLite, not hpt-async's,
+    written by a newer hpt-async, or it cannot be created.  The file is left
+    exactly as it was."""
+
+
+class StorageBusyError(RuntimeError):
+    """Other processes kept the database locked for longer than ``timeout``."""
+
+
+# -- URLs -----------------------------------------------------------------------
+
+
+def _seconds(key: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"sqlite option {key}={text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"sqlite option {key} must be > 0 seconds, got {text!r}")
+    return value
+
+
+def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
+    """``(path, options)`` of a ``sqlite:///...`` URL; ``ValueError`` says what is wrong."""
+    if not isinstance(url, str) or not url.startswith("sqlite:"):
+        raise ValueError(f"an SQLite storage URL starts with 'sqlite:///', got {url!r}")
+    rest = url[len("sqlite:") :]
+    if not rest.startswith("///"):
+        raise ValueError(
+            f"malformed SQLite URL {url!r}: use 'sqlite:///relative/path.db' or 'sqlite:////absolute/path.db'"
+        )
+    rest, _, query = rest[3:].partition("?")
+    path = unquote(rest)
+    if not path or path.endswith("/"):
+        raise ValueError(f"SQLite URL {url!r} names no database file")
+    if path == ":memory:" or path.startswith("file:"):
+        raise ValueError(
+            f"SQLite URL {url!r}: an in-memory or URI database cannot be shared by sessions; "
+            "use storage='memory' for trials kept in this process only"
+        )
+    options: dict[str, str] = {}
+    if query:
+        try:
+            pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+        except ValueError:
+            raise ValueError(f"SQLite URL {url!r} has a malformed query string {query!r}") from None
+        for key, value in pairs:
+            if key not in _OPTIONS:
+                raise ValueError(f"unknown sqlite option {key!r} in {url!r}; options are {', '.join(_OPTIONS)}")
+            if key in options:
+                raise ValueError(f"sqlite option {key!r} is given twice in {url!r}")
+            options[key] = value
+    return path, options
+
+
+# -- encoding ---------------------------------------------------------------------
+
+
+def _json_default(obj: Any) -> Any:
+    """JSON for numpy scalars and arrays; anything else is not serialisable."""
+    for attr in ("tolist", "item"):
+        fn = getattr(obj, attr, None)
+        if callable(fn) and type(obj).__module__ == "numpy":
+            return fn()
+    raise TypeError(f"{type(obj).__name__} {obj!r} is not JSON-serialisable")
+
+
+_ENCODER = json.JSONEncoder(default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def _dumps(obj: Any) -> str:
+    return _ENCODER.encode(obj)
+
+
+_RAW_DECODE = json.JSONDecoder().raw_decode
+
+
+def _loads(text: str) -> Any:
+    """JSON this module wrote (no surrounding whitespace: skips ``json.loads``' two regex scans)."""
+    return _RAW_DECODE(text)[0]
+
+
+def _dump_attrs(number: int, attrs: Mapping[str, Any]) -> str | None:
+    if not attrs:
+        return None
+    try:
+        return _dumps(dict(attrs))
+    except (TypeError, ValueError):
+        pass
+    out: dict[str, Any] = {}
+    for key, value in attrs.items():
+        try:
+            _dumps(value)
+            out[key] = value
+        except (TypeError, ValueError):
+            log.warning(
+                "trial %d: user attribute %r (%s) is not JSON-serialisable; its repr() is stored instead",
+                number,
+                key,
+                type(value).__name__,
+            )
+            try:
+                out[key] = repr(value)
+            except Exception:
+                out[key] = f"<unrepresentable {type(value).__name__}>"
+    return _dumps(out)
+
+
+class _Codec:
+    """Configurations to JSON and back: a Choice as its index, numbers as themselves."""
+
+    __slots__ = ("_choices", "_described")
+
+    def __init__(self, space: Space | None, description: Mapping[str, Any]) -> None:
+        # name -> the space's values (exact objects), and name -> their JSON descriptions.
+        self._choices: dict[str, Choice] = {}
+        if space is not None:
+            self._choices = {n: d for n, d in space.items() if isinstance(d, Choice)}
+        self._described: dict[str, list[Any]] = {
+            n: list(d.get("values", ())) for n, d in description.items() if d.get("type") == "choice"
+        }
+
+    def encode(self, params: Mapping[str, Any]) -> str:
+        choices = self._choices
+        if not choices:
+            return _dumps(dict(params))
+        return _dumps({k: choices[k].index(v) if k in choices else v for k, v in params.items()})
+
+    def decode(self, text: str) -> Mapping[str, Any]:
+        raw = _loads(text)
+        for name, values in self._described.items():
+            if name in raw:
+                i = raw[name]
+                if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(values):
+                    continue  # not an index this layout wrote: left as stored
+                choice = self._choices.get(name)
+                raw[name] = choice.values[i] if choice is not None else values[i]
+        return MappingProxyType(raw)
+
+
+def _record(row: Sequence[Any], reports: Mapping[int, float] | None, codec: _Codec) -> TrialRecord:
+    number, state, params, value, attrs, error, tb, started, ended, retry_of = row
+    return TrialRecord(
+        number=number,
+        state=_STATES[state],
+        params=codec.decode(params),
+        value=value,
+        reports=MappingProxyType(dict(reports)) if reports else _EMPTY,
+        user_attrs=MappingProxyType(_loads(attrs)) if attrs else _EMPTY,
+        error=error,
+        traceback=tb,
+        started=started,
+        ended=ended,
+        retry_of=retry_of,
+    )
+
+
+def _group_reports(rows: Iterable[Sequence[Any]]) -> dict[int, dict[int, float]]:
+    out: dict[int, dict[int, float]] = {}
+    for number, step, value in rows:
+        out.setdefault(number, {})[step] = math.nan if value is None else value
+    return out
+
+
+def _is_busy(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+# -- the connection -------------------------------------------------------------------
+
+
+class _Connection:
+    """One aiosqlite connection: retries on lock contention, and exclusive sections.
+
+    The connection's thread runs statements in the order they are queued,
+    and the tasks of one tuner queue them concurrently.  A transaction (or a
+    commit flushed with ``synchronous=FULL``) is an *exclusive section*:
+    while it runs, other statements of this connection wait at a gate, so
+    that none lands inside it (to be committed late, or rolled back with it).
+    Statements queued before the section starts run before it.
+    """
+
+    def __init__(self, db: aiosqlite.Connection, path: str, timeout: float, *, flush_ends: bool = False) -> None:
+        self.db = db
+        self.path = path
+        self.timeout = timeout
+        #: Commit trial ends with an fsync (``synchronous=FULL`` for that commit only).
+        self.flush_ends = flush_ends
+        self._section: anyio.Event | None = None
+        self._sections = anyio.Lock()
+
+    async def _gate(self) -> None:
+        while self._section is not None:
+            await self._section.wait()
+
+    async def _retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
+        # The connection has no SQLite busy handler (whose waits start at 1 ms and hold the
+        # connection's thread): a locked database is retried here, from 0.1 ms with jittered
+        # back-off up to 10 ms, which shares the write lock well between processes.
+        deadline: float | None = None
+        delay = 0.0002
+        while True:
+            try:
+                return await op()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.timeout
+                elif now >= deadline:
+                    raise StorageBusyError(
+                        f"the database {self.path} stayed locked by other processes for more than "
+                        f"{self.timeout:g} s while trying to {what} (raise the 'timeout' option?)"
+                    ) from exc
+                await anyio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 1.5, 0.01)
+
+    async def fetch(self, sql: str, params: Sequence[Any] = (), what: str = "read") -> list[Any]:
+        """All rows of one statement, which is its own transaction when it writes.
+
+        Not shielded: one statement is atomic, and the thread runs the
+        connection's statements in order, so a caller cancelled while
+        waiting leaves nothing half-done (the statement takes effect or not,
+        before anything this connection runs next).
+        """
+        db = self.db
+        if self._section is None:
+            try:
+                return await db.execute_fetchall(sql, params)  # type: ignore[return-value]
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+
+        async def gated() -> list[Any]:
+            await self._gate()
+            return await db.execute_fetchall(sql, params)  # type: ignore[return-value]
+
+        return await self._retry(gated, what)
+
+    async def exclusive(self, op: Callable[[], Awaitable[T]], what: str) -> T:
+        """Await ``op()`` alone on this connection, retried while the database is locked.
+
+        Shielded from cancellation, so that a transaction is never left open
+        (each attempt is short, and the retries are bounded by ``timeout``).
+        """
+        with anyio.CancelScope(shield=True):
+            async with self._sections:
+                self._section = anyio.Event()
+                try:
+                    return await self._retry(op, what)
+                finally:
+                    done, self._section = self._section, None
+                    done.set()
+
+    async def transaction(
+        self,
+        body: Callable[[aiosqlite.Connection], Awaitable[T]],
+        what: str,
+        *,
+        write: bool = True,
+        flush: bool = False,
+    ) -> T:
+        """Run ``body(db)`` in one transaction (``BEGIN IMMEDIATE`` when it writes), retried as a whole.
+
+        With ``flush`` and :attr:`flush_ends`, the commit waits for an fsync.
+        """
+        db = self.db
+        begin = "BEGIN IMMEDIATE" if write else "BEGIN"
+        flush = flush and self.flush_ends
+
+        async def attempt() -> T:
+            if flush:
+                await db.execute("PRAGMA synchronous = FULL")
+            try:
+                await db.execute(begin)
+                try:
+                    result = await body(db)
+                    await db.execute("COMMIT")
+                except BaseException:
+                    try:
+                        await db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                    raise
+            finally:
+                if flush:
+                    await db.execute("PRAGMA synchronous = NORMAL")
+            return result
+
+        return await self.exclusive(attempt, what)
+
+    async def commit(self, sql: str, params: Sequence[Any], what: str) -> None:
+        """One writing statement; with :attr:`flush_ends`, committed with an fsync before this returns."""
+        if not self.flush_ends:
+            await self.fetch(sql, params, what)
+            return
+        db = self.db
+
+        async def flushed() -> None:
+            await db.execute("PRAGMA synchronous = FULL")
+            try:
+                await db.execute_fetchall(sql, params)
+            finally:
+                await db.execute("PRAGMA synchronous = NORMAL")
+
+        await self.exclusive(flushed, what)
+
+    async def close(self) -> None:
+        """Close the connection (its worker thread ends)."""
+        with anyio.CancelScope(shield=True):
+            await self.db.close()
+
+
+# -- sessions ------------------------------------------------------------------------
+
+
+class _SQLiteSession(StudySession):
+    """One tuner's connection to one study in the file."""
+
+    def __init__(
+        self,
+        conn: _Connection,
+        study_id: int,
+        sid: int,
+        codec: _Codec,
+        history: list[TrialRecord],
+        cursor: int,
+        sync_interval: float,
+        lease: float,
+    ) -> None:
+        super().__init__(history)
+        self.sync_interval = sync_interval
+        self._conn = conn
+        self._study_id = study_id
+        self._sid = sid
+        self._codec = codec
+        self._cursor = cursor
+        self._lease = lease
+        self._reserved: set[int] = set()
+        self._reported: dict[int, int] = {}
+        self._closed = False
+
+    @property
+    def session_id(self) -> int:
+        """This session's id in the file's ``sessions`` table."""
+        return self._sid
+
+    def _row(self, record: TrialRecord) -> tuple[Any, ...]:
+        value = record.value
+        if value is not None and math.isnan(value):
+            value = None
+        return (
+            self._study_id,
+            record.number,
+            record.state.value,
+            self._codec.encode(record.params),
+            value,
+            _dump_attrs(record.number, record.user_attrs),
+            record.error,
+            record.traceback,
+            record.started,
+            record.ended,
+            record.retry_of,
+            self._sid,
+            self._sid,
+            self._study_id,
+        )
+
+    async def reserve(self) -> int:
+        rows = await self._conn.fetch(
+            "UPDATE studies SET next_number = next_number + 1 WHERE id = ? RETURNING next_number - 1",
+            (self._study_id,),
+            "reserve a trial number",
+        )
+        if not rows:
+            raise StudyNotFound(f"the study was deleted from {self._conn.path} while this tuner ran")
+        number = int(rows[0][0])
+        self._reserved.add(number)
+        return number
+
+    async def trial_created(self, record: TrialRecord) -> None:
+        await self._conn.fetch(_INSERT_TRIAL, self._row(record), f"store trial {record.number}")
+        self._reserved.discard(record.number)
+
+    async def trial_reported(self, number: int, step: int, value: float) -> None:
+        stored = None if math.isnan(value) else value
+        await self._conn.fetch(_INSERT_REPORT, (self._study_id, number, step, stored), "store a report")
+        self._reported[number] = self._reported.get(number, 0) + 1
+
+    async def trial_ended(self, record: TrialRecord) -> None:
+        row = self._row(record)
+        number = record.number
+        if len(record.reports) > self._reported.get(number, 0):
+            # Reports that did not go through trial_reported: write them with the final record.
+            sid = self._study_id
+            reports = [(sid, number, s, None if math.isnan(v) else v) for s, v in record.reports.items()]
+
+            async def body(db: aiosqlite.Connection) -> None:
+                await db.executemany(_INSERT_REPORT, reports)
+                await db.execute(_UPSERT_TRIAL, row)
+
+            await self._conn.transaction(body, f"commit trial {number}", flush=True)
+        else:
+            await self._conn.commit(_UPSERT_TRIAL, row, f"commit trial {number}")
+        self._reserved.discard(number)
+        self._reported.pop(number, None)
+
+    async def heartbeat(self) -> None:
+        now = time.time()
+        await self._conn.fetch(
+            "INSERT INTO sessions (id, study_id, host, pid, started, heartbeat, expires) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat, expires = excluded.expires",
+            (self._sid, self._study_id, socket.gethostname(), os.getpid(), now, now, now + self._lease),
+            "renew the session's lease",
+        )
+
+    async def claim_lost(self) -> list[TrialRecord]:
+        conn, study_id, sid = self._conn, self._study_id, self._sid
+        now = time.time()
+        # A cheap read first: most calls find nothing and take no write lock.
+        if not await conn.fetch(f"SELECT 1 FROM trials WHERE {_ORPHANED} LIMIT 1", (study_id, sid, now)):
+            return []
+
+        async def body(db: aiosqlite.Connection) -> list[TrialRecord]:
+            now = time.time()
+            rows = await db.execute_fetchall(
+                f"UPDATE trials SET state = 'lost', error = ?, writer = ?, seq = {_NEXT_SEQ},"
+                " ended = COALESCE((SELECT heartbeat FROM sessions s WHERE s.id = trials.session), ?)"
+                f" WHERE {_ORPHANED} RETURNING {_COLUMNS}",
+                (_LOST_ERROR, sid, study_id, now, study_id, sid, now),
+            )
+            await db.execute("DELETE FROM sessions WHERE study_id = ? AND expires < ?", (study_id, now))
+            numbers = sorted(int(r[0]) for r in rows)
+            reports = await _load_reports(db, study_id, numbers)
+            return [_record(r, reports.get(r[0]), self._codec) for r in sorted(rows, key=lambda r: r[0])]
+
+        lost = await conn.transaction(body, "mark lost trials")
+        if lost:
+            log.warning(
+                "study storage %s: %d trial(s) of a dead process marked LOST: %s",
+                conn.path,
+                len(lost),
+                ", ".join(str(r.number) for r in lost),
+            )
+        return lost
+
+    async def refresh(self) -> list[TrialRecord]:
+        study_id, sid, cursor = self._study_id, self._sid, self._cursor
+
+        async def body(db: aiosqlite.Connection) -> tuple[int, list[TrialRecord]]:
+            top = (await db.execute_fetchall("SELECT MAX(seq) FROM trials WHERE study_id = ?", (study_id,)))[0][0]
+            if top is None or top <= cursor:
+                return cursor, []
+            # Not this session's own trials either: while it is alive to ask, it knows them best
+            # (another session may have taken it for dead and marked one LOST).
+            where = "study_id = ? AND seq > ? AND seq <= ? AND writer != ? AND session != ?"
+            args = (study_id, cursor, top, sid, sid)
+            rows = await db.execute_fetchall(f"SELECT {_COLUMNS} FROM trials WHERE {where} ORDER BY number", args)
+            if not rows:
+                return top, []
+            rep = await db.execute_fetchall(
+                "SELECT number, step, value FROM reports WHERE study_id = ? AND number IN "
+                f"(SELECT number FROM trials WHERE {where}) ORDER BY number, step",
+                (study_id, *args),
+            )
+            reports = _group_reports(rep)
+            return top, [_record(r, reports.get(r[0]), self._codec) for r in rows]
+
+        self._cursor, records = await self._conn.transaction(body, "read other sessions' trials", write=False)
+        return records
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        study_id, sid = self._study_id, self._sid
+        unused = sorted(self._reserved, reverse=True)
+
+        async def body(db: aiosqlite.Connection) -> None:
+            # Numbers reserved but never used go back when they are the last ones handed out.
+            for number in unused:
+                await db.execute(
+                    "UPDATE studies SET next_number = ? WHERE id = ? AND next_number = ?",
+                    (number, study_id, number + 1),
+                )
+            await db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
+
+        try:
+            await self._conn.transaction(body, "close the session")
+        finally:
+            await self._conn.close()
+
+
+async def _load_reports(db: aiosqlite.Connection, study_id: int, numbers: list[int]) -> dict[int, dict[int, float]]:
+    rows: list[Any] = []
+    for i in range(0, len(numbers), _CHUNK):
+        chunk = numbers[i : i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows.extend(
+            await db.execute_fetchall(
+                f"SELECT number, step, value FROM reports WHERE study_id = ? AND number IN ({marks})"
+                " ORDER BY number, step",
+                (study_id, *chunk),
+            )
+        )
+    return _group_reports(rows)
+
+
+async def _load_all(db: aiosqlite.Connection, study_id: int, codec: _Codec) -> tuple[int, list[TrialRecord]]:
+    """``(max seq, every trial)`` of a study, read in the caller's transaction."""
+    top = await db.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM trials WHERE study_id = ?", (study_id,))
+    rows = await db.execute_fetchall(f"SELECT {_COLUMNS} FROM trials WHERE study_id = ? ORDER BY number", (study_id,))
+    rep = await db.execute_fetchall(
+        "SELECT number, step, value FROM reports WHERE study_id = ? ORDER BY number, step", (study_id,)
+    )
+    reports = _group_reports(rep)
+    return int(top[0][0]), [_record(r, reports.get(r[0]), codec) for r in rows]
+
+
+# -- the storage ---------------------------------------------------------------------
+
+
+class SQLiteStorage(Storage):
+    """Studies in one SQLite file, durable and shared by processes on one machine.
+
+    ``url`` is ``sqlite:///path.db`` with options in its query string (see
+    the module docstring); keyword arguments override them.  Making the
+    storage touches nothing: the file is checked, created or opened when a
+    study is opened or an admin method runs.
+    """
+
+    name = "sqlite"
+    durable = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        synchronous: str | None = None,
+        sync: float | None = None,
+        lease: float | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        path, options = parse_sqlite_url(url)
+        self.url = url
+        self.path = os.path.abspath(path)
+        sync_text = options.get("synchronous", "normal") if synchronous is None else synchronous
+        if not isinstance(sync_text, str) or sync_text.lower() not in ("normal", "full"):
+            raise ValueError(f"sqlite option synchronous must be 'normal' or 'full', got {sync_text!r}")
+        self.synchronous = sync_text.upper()
+        given_sync = sync if sync is not None else (_seconds("sync", options["sync"]) if "sync" in options else None)
+        given_lease = (
+            lease if lease is not None else (_seconds("lease", options["lease"]) if "lease" in options else None)
+        )
+        for key, value in (("sync", given_sync), ("lease", given_lease), ("timeout", timeout)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+                raise ValueError(f"sqlite option {key} must be a number of seconds > 0, got {value!r}")
+        self.lease = float(given_lease) if given_lease is not None else max(DEFAULT_LEASE, 2 * (given_sync or 0))
+        if given_sync is None:
+            given_sync = min(DEFAULT_SYNC, self.lease / 3)
+        self.sync_interval = float(given_sync)
+        if self.lease < 2 * self.sync_interval:
+            raise ValueError(
+                f"sqlite option lease ({self.lease:g} s) must be at least twice sync ({self.sync_interval:g} s): "
+                "a live session would otherwise be taken for dead"
+            )
+        if timeout is None:
+            timeout = _seconds("timeout", options["timeout"]) if "timeout" in options else DEFAULT_TIMEOUT
+        self.timeout = float(timeout)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStorage({self.url!r})"
+
+    # -- connecting --------------------------------------------------------------
+
+    def _inspect(self, create: bool) -> str:
+        """``"missing"``, ``"empty"`` or ``"sqlite"``; raises for files that must not be touched."""
+        path = self.path
+        if os.path.isdir(path):
+            raise StorageFileError(f"{path} is a directory, not an SQLite database file")
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(_MAGIC))
+        except FileNotFoundError:
+            if not create:
+                return "missing"
+            parent = os.path.dirname(path) or "."
+            if not os.path.isdir(parent):
+                raise StorageFileError(f"cannot create {path}: the directory {parent} does not exist") from None
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise StorageFileError(f"cannot create {path}: the directory {parent} is not writable") from None
+            # Create the (empty) file here, so that a path SQLite could not open fails with a clear message.
+            try:
+                with open(path, "xb"):
+                    pass
+            except FileExistsError:
+                pass  # another process made it meanwhile
+            except OSError as exc:
+                raise StorageFileError(f"cannot create {path}: {exc.strerror or exc}") from None
+            return "empty"
+        except PermissionError:
+            raise StorageFileError(f"cannot read {path}: permission denied") from None
+        if not head:
+            return "empty"
+        if head != _MAGIC:
+            raise StorageFileError(f"{path} is not an SQLite database (it was left untouched)")
+        if create and not os.access(path, os.W_OK):
+            raise StorageFileError(f"{path} is not writable")
+        return "sqlite"
+
+    async def _connect(self, *, create: bool) -> _Connection | None:
+        """A checked connection, or ``None`` when the file does not exist and ``create`` is false.
+
+        With ``create``, a new or empty file gets the schema and WAL mode.
+        A file that is not hpt-async's, or that a newer version wrote, is
+        refused before anything is written to it.
+        """
+        kind = await anyio.to_thread.run_sync(self._inspect, create)
+        if kind == "missing" and not create:
+            return None
+        try:
+            db = await aiosqlite.connect(self.path, timeout=0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StorageFileError(f"cannot open {self.path}: {exc}") from exc
+        conn = _Connection(db, self.path, self.timeout, flush_ends=self.synchronous == "FULL")
+        try:
+            tables = await self._tables(conn)
+            if tables:
+                await self._check_version(conn, tables)
+            if create:
+                # Commits wait for no fsync; with synchronous=full, trial ends are flushed one by one.
+                await conn.fetch("PRAGMA synchronous = NORMAL")
+                mode = await conn.fetch("PRAGMA journal_mode")
+                if str(mode[0][0]).lower() != "wal":
+                    await conn.fetch("PRAGMA journal_mode = WAL", what="switch the database to WAL mode")
+                if not tables:
+                    await self._create_schema(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _tables(self, conn: _Connection) -> set[str]:
+        try:
+            rows = await conn.fetch("SELECT name FROM sqlite_master WHERE type = 'table'")
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+                raise
+            raise StorageFileError(
+                f"{self.path} is not a usable SQLite database ({exc}); it was left untouched"
+            ) from exc
+        return {r[0] for r in rows} - {"sqlite_sequence"}
+
+    async def _check_version(self, conn: _Connection, tables: set[str]) -> None:
+        if "schema_version" not in tables:
+            raise StorageFileError(
+                f"{self.path} is an SQLite database that hpt-async did not write "
+                f"(tables: {', '.join(sorted(tables))}); it was left untouched"
+            )
+        rows = await conn.fetch("SELECT MAX(version), MAX(written_by) FROM schema_version")
+        version, writer = rows[0]
+        if not isinstance(version, int):
+            raise StorageFileError(f"{self.path} has no schema version; it was left untouched")
+        if version > SCHEMA_VERSION:
+            raise StorageFileError(
+                f"{self.path} was written by a newer hpt-async ({writer}, schema version {version}); this one "
+                f"reads schema version {SCHEMA_VERSION} at most: upgrade hpt-async (the file was left untouched)"
+            )
+        missing = _TABLES - tables
+        if missing:
+            raise StorageFileError(
+                f"{self.path} lacks the table(s) {', '.join(sorted(missing))}; it was left untouched"
+            )
+
+    async def _create_schema(self, conn: _Connection) -> None:
+        from .. import __version__
+
+        async def body(db: aiosqlite.Connection) -> None:
+            # Another process may have created it since we looked: every statement is idempotent.
+            for statement in _SCHEMA:
+                await db.execute(statement)
+            await db.execute(
+                "INSERT INTO schema_version (version, written_by, created) "
+                "SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM schema_version)",
+                (SCHEMA_VERSION, f"hpt-async {__version__}", time.time()),
+            )
+
+        await conn.transaction(body, "create the schema")
+
+    async def _reader(self) -> _Connection | None:
+        return await self._connect(create=False)
+
+    # -- the contract ------------------------------------------------------------
+
+    async def open(self, study: str, *, direction: str, space: Space) -> StudySession:
+        if not isinstance(study, str) or not study:
+            raise ValueError(f"a study name is a non-empty string, got {study!r}")
+        conn = await self._connect(create=True)
+        assert conn is not None
+        try:
+            description = space.describe()
+            space_text = _dumps(description)
+            lease = self.lease
+
+            async def register(db: aiosqlite.Connection) -> tuple[int, int]:
+                now = time.time()
+                rows = await db.execute_fetchall("SELECT id, direction, space FROM studies WHERE name = ?", (study,))
+                if rows:
+                    study_id, stored_direction, stored_space = rows[0]
+                    if stored_direction != direction:
+                        raise ValueError(
+                            f"study {study!r} in {self.path} was created with direction {stored_direction!r}, "
+                            f"not {direction!r}"
+                        )
+                    diffs = space.differences(json.loads(stored_space))
+                    if diffs:
+                        raise ValueError(
+                            f"study {study!r} in {self.path} was created with another space: " + "; ".join(diffs)
+                        )
+                else:
+                    cur = await db.execute(
+                        "INSERT INTO studies (name, direction, space, created) VALUES (?, ?, ?, ?)",
+                        (study, direction, space_text, now),
+                    )
+                    study_id = cur.lastrowid
+                cur = await db.execute(
+                    "INSERT INTO sessions (study_id, host, pid, started, heartbeat, expires) VALUES (?, ?, ?, ?, ?, ?)",
+                    (study_id, socket.gethostname(), os.getpid(), now, now, now + lease),
+                )
+                return int(study_id), int(cur.lastrowid)  # type: ignore[arg-type]
+
+            study_id, sid = await conn.transaction(register, f"open study {study!r}")
+            codec = _Codec(space, description)
+
+            async def read(db: aiosqlite.Connection) -> tuple[int, list[TrialRecord]]:
+                return await _load_all(db, study_id, codec)
+
+            cursor, history = await conn.transaction(read, f"read study {study!r}", write=False)
+        except BaseException:
+            await conn.close()
+            raise
+        return _SQLiteSession(conn, study_id, sid, codec, history, cursor, self.sync_interval, self.lease)
+
+    async def load(self, study: str, *, space: Space | None = None) -> list[TrialRecord]:
+        conn = await self._reader()
+        if conn is None:
+            return []
+        try:
+
+            async def read(db: aiosqlite.Connection) -> list[TrialRecord]:
+                if not await self._has_schema(db):
+                    return []
+                rows = await db.execute_fetchall("SELECT id, space FROM studies WHERE name = ?", (study,))
+                if not rows:
+                    return []
+                study_id, space_text = rows[0]
+                description = json.loads(space_text)
+                if space is not None:
+                    diffs = space.differences(description)
+                    if diffs:
+                        raise ValueError(f"study {study!r} was created with another space: " + "; ".join(diffs))
+                return (await _load_all(db, study_id, _Codec(space, description)))[1]
+
+            return await conn.transaction(read, f"read study {study!r}", write=False)
+        finally:
+            await conn.close()
+
+    @staticmethod
+    async def _has_schema(db: aiosqlite.Connection) -> bool:
+        rows = await db.execute_fetchall("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'studies'")
+        return bool(rows)
+
+    # -- administration ----------------------------------------------------------
+
+    async def _summaries(self, name: str | None) -> list[StudySummary]:
+        conn = await self._reader()
+        if conn is None:
+            raise FileNotFoundError(f"no database file at {self.path}")
+        try:
+
+            async def read(db: aiosqlite.Connection) -> list[StudySummary]:
+                if not await self._has_schema(db):
+                    return []
+                where, args = ("WHERE s.name = ?", (name,)) if name is not None else ("", ())
+                rows = await db.execute_fetchall(
+                    "SELECT s.name, s.direction, s.space, s.created, t.state, COUNT(t.number) FROM studies s "
+                    f"LEFT JOIN trials t ON t.study_id = s.id {where} GROUP BY s.id, t.state ORDER BY s.name",
+                    args,
+                )
+                out: dict[str, StudySummary] = {}
+                for sname, direction, space_text, created, state, count in rows:
+                    summary = out.get(sname)
+                    if summary is None:
+                        summary = out[sname] = StudySummary(
+                            name=sname, direction=direction, space=json.loads(space_text), counts={}, created=created
+                        )
+                    if state is not None:
+                        summary.counts[state] = count  # type: ignore[index]
+                return list(out.values())
+
+            return await conn.transaction(read, "list studies", write=False)
+        finally:
+            await conn.close()
+
+    async def studies(self) -> list[StudySummary]:
+        """Every study in the file (``FileNotFoundError`` when there is no file)."""
+        return await self._summaries(None)
+
+    async def summary(self, study: str) -> StudySummary:
+        try:
+            found = await self._summaries(study)
+        except FileNotFoundError:
+            found = []
+        if not found:
+            raise StudyNotFound(f"no study named {study!r} in {self.path}")
+        return found[0]
+
+    async def _write(self, body: Callable[[aiosqlite.Connection], Awaitable[T]], what: str, study: str) -> T:
+        conn = await self._reader()
+        if conn is None:
+            raise StudyNotFound(f"no study named {study!r}: there is no database file at {self.path}")
+        try:
+
+            async def guarded(db: aiosqlite.Connection) -> T:
+                if not await self._has_schema(db):
+                    raise StudyNotFound(f"no study named {study!r} in {self.path}")
+                return await body(db)
+
+            return await conn.transaction(guarded, what)
+        finally:
+            await conn.close()
+
+    async def delete(self, study: str) -> None:
+        """Remove ``study`` with its trials; refused while a live tuner has it open."""
+
+        async def body(db: aiosqlite.Connection) -> None:
+            rows = await db.execute_fetchall("SELECT id FROM studies WHERE name = ?", (study,))
+            if not rows:
+                raise StudyNotFound(f"no study named {study!r} in {self.path}")
+            study_id = rows[0][0]
+            live = await db.execute_fetchall(
+                "SELECT host, pid FROM sessions WHERE study_id = ? AND expires >= ?", (study_id, time.time())
+            )
+            if live:
+                who = ", ".join(f"pid {pid} on {host}" for host, pid in live)
+                raise ValueError(f"study {study!r} is open in a running tuner ({who}); stop it before deleting")
+            for table in ("reports", "trials", "sessions"):
+                await db.execute(f"DELETE FROM {table} WHERE study_id = ?", (study_id,))
+            await db.execute("DELETE FROM studies WHERE id = ?", (study_id,))
+
+        await self._write(body, f"delete study {study!r}", study)
+
+    async def rename(self, old: str, new: str) -> None:
+        if not isinstance(new, str) or not new:
+            raise ValueError(f"a study name is a non-empty string, got {new!r}")
+
+        async def body(db: aiosqlite.Connection) -> None:
+            if await db.execute_fetchall("SELECT 1 FROM studies WHERE name = ?", (new,)):
+                raise ValueError(f"a study named {new!r} exists already in {self.path}")
+            cur = await db.execute("UPDATE studies SET name = ? WHERE name = ?", (new, old))
+            if cur.rowcount != 1:
+                raise StudyNotFound(f"no study named {old!r} in {self.path}")
+
+        await self._write(body, f"rename study {old!r}", old)
+
+
+@hookimpl
+def hpt_register(register: Callable[[str, str, Callable[..., Any]], None]) -> None:
+    """Register ``sqlite``."""
+    register("storage", "sqlite", SQLiteStorage)
