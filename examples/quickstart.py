@@ -2,8 +2,15 @@
 
 Run it::
 
-    python examples/quickstart.py                 # 200 trials, 16 at once, seed 0
+    python examples/quickstart.py                 # 200 trials, 16 at once, seed 0, saved in hpt.db
     python examples/quickstart.py --trials 50 --concurrency 4 --seed 1
+    python examples/quickstart.py --study mine    # run it again later: the study resumes
+    hpt-async studies                             # what hpt.db holds
+    hpt-async best mine
+
+Every trial is saved in the SQLite file ``hpt.db`` (``--storage`` picks
+another) as it ends.  Each run is a new study unless ``--study`` names one:
+running the same study again continues it, up to ``--trials`` trials in all.
 
 The "model" here is a cheap synthetic stand-in for real training: its loss
 after each epoch is a deterministic function of the hyperparameters and the
@@ -20,6 +27,8 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -91,7 +100,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random strategy (default 0)")
     parser.add_argument("--epochs", type=int, default=20, help="epochs per trial (default 20)")
     parser.add_argument("--epoch-seconds", type=float, default=0.005, help="simulated time per epoch")
-    return parser.parse_args(argv)
+    parser.add_argument("--storage", default="sqlite:///hpt.db", help="storage URL (default sqlite:///hpt.db)")
+    parser.add_argument("--study", default=None, help="study name (default: a new study named after the time)")
+    args = parser.parse_args(argv)
+    if args.study is None:
+        args.study = "quickstart-" + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+    return args
 
 
 async def tune(args: argparse.Namespace) -> hpt.StudyResult:
@@ -104,7 +118,8 @@ async def tune(args: argparse.Namespace) -> hpt.StudyResult:
         max_trials=args.trials,
         concurrency=args.concurrency,
         seed=args.seed,
-        study="quickstart",
+        storage=args.storage,  # every trial is committed to the SQLite file as it ends
+        study=args.study,
     )  # progress goes to stderr through the default console logger
     return await tuner.run()
 
@@ -125,6 +140,7 @@ def print_summary(result: hpt.StudyResult, top: int = 5) -> None:
         print("best params: None")
         print("best value: None")
         return
+    print(f"study {result.study!r} is saved; see it again with: hpt-async best {result.study}")
     print(f"best trial: {result.best.number}")
     print(f"best params: {dict(result.best.params)}")
     print(f"best value: {result.best.value}")

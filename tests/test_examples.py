@@ -81,8 +81,8 @@ def best_params(out: dict[str, str]) -> dict[str, Any]:
 QUICK = ["--trials", "12", "--concurrency", "4", "--epochs", "3", "--epoch-seconds", "0"]
 
 
-def test_quickstart_runs_the_trials_asked_and_prints_the_best() -> None:
-    out = run_example("quickstart.py", *QUICK, "--seed", "0")
+def test_quickstart_runs_the_trials_asked_and_prints_the_best(tmp_path: Path) -> None:
+    out = run_example("quickstart.py", *QUICK, "--seed", "0", "--storage", f"sqlite:///{tmp_path / 'q.db'}")
     assert trial_counts(out) == (12, 12, 0)
     value = number(out["best value"])
     # The synthetic loss never goes below its floor of 0.05 (and starts at 1.0).
@@ -98,12 +98,12 @@ def test_quickstart_runs_the_trials_asked_and_prints_the_best() -> None:
 
 
 def test_quickstart_is_reproducible_from_its_seed_whatever_the_concurrency(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # Trial n's configuration depends only on (seed, n), and the synthetic loss only on
     # the configuration and n, so no result can depend on completion order.
     quickstart = load_example("quickstart.py")
-    small = ["--trials", "12", "--epochs", "3", "--epoch-seconds", "0"]
+    small = ["--trials", "12", "--epochs", "3", "--epoch-seconds", "0", "--storage", f"sqlite:///{tmp_path / 'q.db'}"]
     first = quickstart.main([*small, "--concurrency", "4", "--seed", "3"])
     again = quickstart.main([*small, "--concurrency", "1", "--seed", "3"])
     other = quickstart.main([*small, "--concurrency", "4", "--seed", "4"])
@@ -120,7 +120,8 @@ def test_quickstart_is_reproducible_from_its_seed_whatever_the_concurrency(
 
 def test_quickstart_main_reports_every_epoch(capsys: pytest.CaptureFixture[str]) -> None:
     quickstart = load_example("quickstart.py")
-    result = quickstart.main(["--trials", "6", "--concurrency", "3", "--epochs", "4", "--epoch-seconds", "0"])
+    args = ["--trials", "6", "--concurrency", "3", "--epochs", "4", "--epoch-seconds", "0", "--storage", "memory"]
+    result = quickstart.main(args)
     assert isinstance(result, hpt.StudyResult)
     assert len(result.trials) == 6
     assert all(t.state is hpt.TrialState.COMPLETE for t in result.trials)
@@ -195,3 +196,20 @@ def test_sklearn_example_grid_visits_each_point_once(capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert "trials: 24 (24 complete, 0 failed)" in out
     assert f"best value: {result.best.value}" in out
+
+
+def test_quickstart_saves_its_study_and_a_second_run_resumes_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    quickstart = load_example("quickstart.py")
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    common = ["--epochs", "2", "--epoch-seconds", "0", "--storage", url, "--study", "mine", "--seed", "5"]
+    first = quickstart.main(["--trials", "5", *common])
+    stored = hpt.load_study(url, "mine")
+    assert [t.number for t in stored.trials] == [0, 1, 2, 3, 4]
+    second = quickstart.main(["--trials", "9", *common])
+    capsys.readouterr()
+    assert [t.number for t in second.trials] == list(range(9))
+    # The first five trials are the stored ones, not run again.
+    assert [(t.number, t.value) for t in second.trials[:5]] == [(t.number, t.value) for t in first.trials]
+    assert len(hpt.load_study(url, "mine").trials) == 9
