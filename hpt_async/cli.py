@@ -275,6 +275,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        # The reader went away (``hpt-async trials x | head``): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except (PluginError, LookupError, ValueError, TypeError, OSError, RuntimeError, sqlite3.Error) as exc:
         message = str(exc) or type(exc).__name__
         print(f"hpt-async: error: {message}", file=sys.stderr)

@@ -594,3 +594,13 @@ async def test_a_failed_start_closes_the_storage_session() -> None:
     with pytest.raises(hpt.StudyError, match="no start"):
         await tuner.run()
     assert closed == [True]
+
+
+async def test_console_does_not_repeat_the_closing_status_line() -> None:
+    stream = io.StringIO()
+    logger = hpt.ConsoleLogger(stream=stream, interval=0.0)
+    tuner = hpt.Tuner(lambda t: t.params["x"], {"x": hpt.Float(0, 1)}, loggers=[logger], max_trials=3, seed=0)
+    await tuner.run()
+    lines = stream.getvalue().splitlines()
+    final = [line for line in lines if "3/3 done" in line]
+    assert len(final) == 1, lines

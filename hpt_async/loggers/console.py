@@ -36,7 +36,7 @@ class ConsoleLogger:
         self.quiet = quiet
         self._last = 0.0
         self._max_trials: int | None = None
-        self._dirty = False
+        self._shown = ""  # the last status line printed, so the closing one is not printed twice
 
     @property
     def stream(self) -> IO[str]:
@@ -88,12 +88,15 @@ class ConsoleLogger:
         now = time.monotonic()
         if now - self._last >= self.interval or (self._tty() and now - self._last >= 0.1):
             self._last = now
-            self._write(self.status(study))
+            self._shown = self.status(study)
+            self._write(self._shown)
 
     @hookimpl
     def hpt_study_ended(self, event: StudyEnded, study: StudyView) -> None:
         result = event.result
-        self._write(self.status(study), final=True)
+        status = self.status(study)
+        if status != self._shown or self._tty():
+            self._write(status, final=True)
         if result.best is not None:
             self._write(
                 f"[{study.name}] stopped ({result.reason}); best value {_fmt(result.best.value)} "
