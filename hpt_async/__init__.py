@@ -17,7 +17,7 @@ from .exceptions import (
     TrialCancelled,
     TrialPruned,
 )
-from .executors import AsyncExecutor, Executor, ThreadExecutor
+from .executors import AsyncExecutor, Executor, ProcessExecutor, ThreadExecutor
 from .hookspecs import hookimpl
 from .loggers import ConsoleLogger
 from .plugins import get_registry, register_plugin
@@ -43,6 +43,7 @@ from .tuner import Tuner
 __version__ = "0.1.0"
 
 __all__ = [
+    "ProcessExecutor",
     "LoadedStudy",
     "SQLiteStorage",
     "StorageBusyError",

@@ -52,6 +52,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "hpt_async.storage.sqlite",
     "hpt_async.executors.inloop",
     "hpt_async.executors.thread",
+    "hpt_async.executors.process",
     "hpt_async.loggers.console",
 )
 """Modules of the builtin plugins, registered like any third-party plugin."""

@@ -27,7 +27,9 @@ class TrialState(enum.StrEnum):
     """Where a trial is in its life.
 
     ``COMPLETE``, ``PRUNED`` and ``FAILED`` count toward ``max_trials``;
-    ``CANCELLED`` (stopped by the study) and ``LOST`` (its process died) do not.
+    ``CANCELLED`` (stopped by the study) and ``LOST`` (the tuner that ran it
+    died, found through storage leases) do not.  An objective whose worker
+    process crashes is FAILED: its tuner saw it end.
     """
 
     RUNNING = "running"

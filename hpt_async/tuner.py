@@ -221,6 +221,9 @@ class Tuner:
             view = self._view
             assert view is not None
             workers = self.concurrency
+            capacity = getattr(self.executor, "capacity", None)
+            if capacity is not None:
+                workers = min(workers, capacity)
             if self.max_trials is not None:
                 workers = min(workers, self.max_trials - view.n_counted)
             try:

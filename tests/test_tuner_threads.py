@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -306,3 +307,31 @@ async def test_max_workers_bounds_the_threads() -> None:
     result = await run(make(objective, executor=hpt.ThreadExecutor(max_workers=2), concurrency=6, max_trials=12))
     assert result.count("complete") == 12
     assert 1 <= peak <= 2
+
+
+def test_the_tuner_runs_no_more_trials_than_the_executor_can_hold() -> None:
+    """With max_workers=2 and concurrency 8, no trial waits as RUNNING for a free thread."""
+    most_running = 0
+
+    class Watch:
+        @hpt.hookimpl
+        def hpt_trial_started(self, study: hpt.StudyView) -> None:
+            nonlocal most_running
+            most_running = max(most_running, len(study.running))
+
+    def objective(trial: hpt.SyncTrial) -> float:
+        time.sleep(0.01)
+        return 0.0
+
+    tuner = hpt.Tuner(
+        objective,
+        {"x": hpt.Float(0, 1)},
+        executor=hpt.ThreadExecutor(max_workers=2),
+        concurrency=8,
+        max_trials=10,
+        plugins=[Watch()],
+        loggers=[],
+    )
+    result = anyio.run(tuner.run)
+    assert result.count(hpt.TrialState.COMPLETE) == 10
+    assert most_running == 2

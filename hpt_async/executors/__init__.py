@@ -2,6 +2,7 @@
 
 from .base import Executor
 from .inloop import AsyncExecutor
+from .process import ProcessExecutor
 from .thread import ThreadExecutor
 
-__all__ = ["AsyncExecutor", "Executor", "ThreadExecutor"]
+__all__ = ["AsyncExecutor", "Executor", "ProcessExecutor", "ThreadExecutor"]

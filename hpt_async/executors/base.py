@@ -16,7 +16,8 @@ class Executor:
     * :meth:`check` is called when the Tuner is built and raises ``TypeError``
       when the objective does not suit this executor.
     * :meth:`open` is awaited when a run starts, with the study's
-      ``concurrency``; :meth:`close` when it ends.
+      ``concurrency``, and sets :attr:`capacity` if it can run fewer trials
+      at once; :meth:`close` is awaited when the run ends.
     * :meth:`run` may be cancelled (study stopped, trial timed out): it
       must then return promptly, leaving nothing running that still affects
       the study.  The trial is recorded as ended before any work left behind
@@ -27,6 +28,11 @@ class Executor:
     """
 
     name = "executor"
+
+    #: How many trials this executor can run at once after :meth:`open`, or
+    #: ``None`` for as many as the tuner starts.  The tuner never runs more
+    #: trials at once than this, so none waits as RUNNING for a free worker.
+    capacity: int | None = None
 
     def check(self, objective: Callable[..., Any]) -> None:
         """Raise ``TypeError`` if ``objective`` cannot run here."""

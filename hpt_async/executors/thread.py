@@ -45,7 +45,8 @@ class ThreadExecutor(Executor):
             raise TypeError("executor 'thread' runs plain def objectives; an async def objective runs on 'async'")
 
     async def open(self, concurrency: int) -> None:
-        self._limiter = anyio.CapacityLimiter(self.max_workers or concurrency)
+        self.capacity = self.max_workers or concurrency
+        self._limiter = anyio.CapacityLimiter(self.capacity)
 
     async def run(self, objective: Callable[..., Any], trial: Trial) -> Any:
         if self._limiter is None:
