@@ -21,7 +21,7 @@ from .executors import AsyncExecutor, Executor, ProcessExecutor, ThreadExecutor
 from .hookspecs import hookimpl
 from .loggers import ConsoleLogger
 from .plugins import get_registry, register_plugin
-from .pruners import Decision, Pruner
+from .pruners import ASHAPruner, Decision, HyperbandPruner, MedianPruner, Pruner
 from .result import StopReason, StudyResult
 from .space import Choice, Domain, Float, Int, Space, SpaceError
 from .storage import (
@@ -43,6 +43,9 @@ from .tuner import Tuner
 __version__ = "0.1.0"
 
 __all__ = [
+    "ASHAPruner",
+    "HyperbandPruner",
+    "MedianPruner",
     "ProcessExecutor",
     "LoadedStudy",
     "SQLiteStorage",

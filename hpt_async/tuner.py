@@ -496,6 +496,11 @@ class Tuner:
                     await self.strategy.tell(view, record)
                 except Exception as exc:
                     raise self._fail(f"strategy {_label(self.strategy)!r} failed in tell", exc) from exc
+                if self.pruner is not None and hasattr(self.pruner, "tell"):
+                    try:
+                        await self.pruner.tell(view, record)
+                    except Exception as exc:
+                        raise self._fail(f"pruner {_label(self.pruner)!r} failed in tell", exc) from exc
         synced, self._synced = self._synced, anyio.Event()
         if synced is not None:
             synced.set()
@@ -743,6 +748,11 @@ class Tuner:
                 await self.strategy.tell(view, record)
             except Exception as exc:
                 raise self._fail(f"strategy {_label(self.strategy)!r} failed in tell", exc) from exc
+            if self.pruner is not None and hasattr(self.pruner, "tell"):
+                try:
+                    await self.pruner.tell(view, record)
+                except Exception as exc:
+                    raise self._fail(f"pruner {_label(self.pruner)!r} failed in tell", exc) from exc
             progress[0] = 2
             state, value = record.state, record.value
             if state is TrialState.FAILED:

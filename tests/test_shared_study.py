@@ -135,3 +135,43 @@ async def test_a_lost_trial_is_run_again_with_retry_of(retry: bool) -> None:
         assert retried == []
     # LOST trials do not count toward max_trials.
     assert result.count(hpt.TrialState.COMPLETE) == 3
+
+
+@pytest.mark.parametrize("pruner", ["median", "asha"])
+async def test_a_pruner_hears_the_trials_of_another_tuner(pruner: str) -> None:
+    """Tuner B's pruner must take in tuner A's reports, which it never decided on."""
+    storage = hpt.MemoryStorage()
+
+    async def curve(trial: hpt.Trial) -> float:
+        for step in range(9):
+            await trial.report(trial.params["x"] + 1.0 / (step + 1), step=step)
+        return trial.params["x"]
+
+    first = hpt.Tuner(curve, SPACE, storage=storage, study="s", loggers=[], seed=0, max_trials=8, concurrency=4)
+    seen: list[int] = []
+
+    class Told(hpt.MedianPruner if pruner == "median" else hpt.ASHAPruner):  # type: ignore[misc]
+        async def tell(self, study: hpt.StudyView, record: hpt.TrialRecord) -> None:
+            seen.append(record.number)
+            await super().tell(study, record)
+
+    kwargs = {"min_trials": 1} if pruner == "median" else {"min_resource": 1, "eta": 2}
+    watcher = Told(**kwargs)
+
+    async def idle(trial: hpt.Trial) -> float:
+        await anyio.sleep(0.3)  # runs while the first tuner works, so its trials arrive by refresh
+        return 1.0
+
+    second = hpt.Tuner(idle, SPACE, storage=storage, study="s", pruner=watcher, loggers=[], seed=1, max_trials=9)
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(second.run)
+            await anyio.sleep(0.05)
+            tg.start_soon(first.run)
+    foreign = [n for n in seen if second.study.trials[n].reports]
+    assert len(foreign) >= 4, seen
+    if pruner == "median":
+        # The median at step 0 now reflects the other tuner's trials.
+        assert watcher.median(0) is not None
+    else:
+        assert watcher.rungs()  # the other tuner's reports filled the rungs

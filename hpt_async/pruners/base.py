@@ -27,8 +27,9 @@ class Pruner:
     this one), ``study.running`` the trials running now.  Returning
     :attr:`Decision.STOP` makes the objective's ``report`` raise
     :class:`~hpt_async.TrialPruned`.  On resume, :meth:`start` sees the
-    stored history so that state can be rebuilt from it.  An exception is
-    fatal to the study.
+    stored history so that state can be rebuilt from it; :meth:`tell` hears of
+    every trial that ends, this tuner's or another's.  An exception is fatal
+    to the study.
     """
 
     name = "pruner"
@@ -39,3 +40,12 @@ class Pruner:
     async def decide(self, study: StudyView, trial: TrialRecord, step: int, value: float) -> Decision:
         """CONTINUE or STOP after ``trial`` reported ``value`` at ``step``."""
         raise NotImplementedError
+
+    async def tell(self, study: StudyView, record: TrialRecord) -> None:
+        """Learn a finished trial.
+
+        Awaited for this tuner's own trials once they end (after the strategy
+        heard of them), and for the trials of other tuners sharing the study
+        as the tuner hears of them; their reports were never passed to
+        :meth:`decide` here, so this is where a pruner takes them in.
+        """

@@ -1,0 +1,208 @@
+"""Asynchronous successive halving: the rungs of one bracket, and the pruner base ``asha`` and ``hyperband`` share.
+
+A bracket is a ladder of rungs at resources ``min_resource * eta**k``.  A
+trial *reaches* rung ``k`` with its first report whose step is at least that
+level; the value of that report is entered into the rung, and the trial goes
+on only if it ranks in the top ``1/eta`` of every value the rung has
+received so far, its own included.  Nothing ever waits for a rung to fill.
+
+Decisions are made at arrival, atomically on the event loop, from the
+values that arrived before: they are a function of the sequence of reports
+(and of completions, when ``max_resource`` is inferred), so replaying that
+sequence gives the same decisions, and rungs rebuilt from stored reports
+hold exactly the values the live rungs held.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from ..trial import TrialState
+from . import _options as opt
+from .base import Decision, Pruner
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ..study import StudyView
+    from ..trial import TrialRecord
+
+__all__ = ["Ladder", "Rung", "RungPruner"]
+
+_CONTINUE = Decision.CONTINUE
+_STOP = Decision.STOP
+
+
+@dataclass(frozen=True, slots=True)
+class Rung:
+    """One rung as it stands: its resource ``level`` and ``values`` (trial number -> value on reaching it)."""
+
+    level: float
+    values: Mapping[int, float]
+
+
+class Ladder:
+    """The rungs of one bracket; levels are made as trials climb to them."""
+
+    __slots__ = ("eta", "levels", "losses", "members", "min_resource")
+
+    def __init__(self, min_resource: float, eta: float) -> None:
+        self.min_resource = min_resource
+        self.eta = eta
+        self.levels: list[float] = []
+        # Per rung: every loss received, sorted (ranks by bisection), and number -> reported value.
+        self.losses: list[list[float]] = []
+        self.members: list[dict[int, float]] = []
+
+    def level(self, k: int) -> float:
+        """The resource of rung ``k``."""
+        levels = self.levels
+        while len(levels) <= k:
+            levels.append(self.min_resource * self.eta ** len(levels))
+            self.losses.append([])
+            self.members.append({})
+        return levels[k]
+
+    def enter(self, k: int, number: int, loss: float, value: float) -> bool:
+        """Enter trial ``number`` into rung ``k``; True when it ranks in the rung's top ``1/eta``.
+
+        With ``n`` losses in the rung (this one included), the trial ranks in
+        the top when fewer than ``max(1, floor(n / eta))`` of them are
+        strictly lower than its own: the best so far always does, ties go on.
+        A non-finite loss never does.
+        """
+        rung = self.losses[k]
+        pos = bisect_left(rung, loss)
+        rung.insert(pos, loss)
+        self.members[k][number] = value
+        return loss != math.inf and pos < max(1, math.floor(len(rung) / self.eta + 1e-9))
+
+
+class RungPruner(Pruner):
+    """Asynchronous successive halving over one or more brackets (subclasses say which trial goes where).
+
+    ``max_resource`` bounds the rungs: no decision is taken at a level at or
+    above it (a trial reaching it has had its full budget).  When it is not
+    given, it is inferred as the largest final step of the COMPLETE trials
+    seen so far; until one completes, every rung decides.
+    """
+
+    name = "rungs"
+
+    def __init__(self, min_resource: float, eta: float, max_resource: float | None) -> None:
+        self.min_resource: float = opt.number(self.name, "min_resource", min_resource, above=0)  # type: ignore[assignment]
+        self.eta: float = opt.number(self.name, "eta", eta, above=1)  # type: ignore[assignment]
+        self.max_resource = opt.number(self.name, "max_resource", max_resource, above=0, allow_none=True)
+        if self.max_resource is not None and self.max_resource < self.min_resource:
+            raise ValueError(
+                f"pruner {self.name!r}: max_resource ({max_resource!r}) is below min_resource ({min_resource!r})"
+            )
+        self._inferred: float | None = None
+        self._started = False
+
+    # -- what subclasses define ---------------------------------------------------
+
+    def _make_ladders(self) -> list[Ladder]:
+        """One ladder per bracket."""
+        raise NotImplementedError
+
+    def bracket_of(self, number: int) -> int:
+        """The bracket trial ``number`` belongs to."""
+        raise NotImplementedError
+
+    # -- the Pruner contract ---------------------------------------------------------
+
+    async def start(self, study: StudyView) -> None:
+        """Rebuild the rungs from every stored report of ``study``."""
+        self._reset(study.direction)
+        trials = study.trials
+        for number in sorted(trials):
+            self._absorb(trials[number])
+
+    async def decide(self, study: StudyView, trial: TrialRecord, step: int, value: float) -> Decision:
+        """STOP when this report brings the trial to a rung where it is not in the top ``1/eta``."""
+        if not self._started:
+            self._reset(study.direction)
+        return self.observe(trial.number, step, value)
+
+    async def tell(self, study: StudyView, record: TrialRecord) -> None:
+        """Take in the reports not seen yet (another tuner's trial), forget the trial's progress,
+        and learn the resource of a COMPLETE one."""
+        if not self._started:
+            self._reset(study.direction)
+        self._absorb(record)
+
+    # -- the rungs ---------------------------------------------------------------------
+
+    def observe(self, number: int, step: int, value: float) -> Decision:
+        """Take one report of trial ``number`` and decide (what :meth:`decide` does, synchronously).
+
+        A report whose step is not above the trial's previous one changes
+        nothing and goes on: steps are expected to increase.  Before
+        :meth:`start`, the study is taken to minimise.
+        """
+        if not self._started:
+            self._reset("minimize")
+        last = self._last.get(number)
+        if last is not None and step <= last:
+            return _CONTINUE
+        self._last[number] = step
+        k = self._next.get(number, 0)
+        ladder = self._ladders[self.bracket_of(number)]
+        if step < ladder.level(k):
+            return _CONTINUE
+        loss = self._sign * value if math.isfinite(value) else math.inf
+        limit = self.max_resource if self.max_resource is not None else self._inferred
+        stop = False
+        while step >= ladder.level(k):
+            if not ladder.enter(k, number, loss, value) and (limit is None or ladder.levels[k] < limit):
+                stop = True
+            k += 1
+        self._next[number] = k
+        return _STOP if stop else _CONTINUE
+
+    def rungs(self, bracket: int = 0) -> list[Rung]:
+        """The rungs of ``bracket`` that some trial has reached, lowest first."""
+        if not self._started:
+            self._reset("minimize")
+        if not 0 <= bracket < len(self._ladders):
+            raise ValueError(f"pruner {self.name!r} has brackets 0 to {len(self._ladders) - 1}, not {bracket!r}")
+        ladder = self._ladders[bracket]
+        return [
+            Rung(level, MappingProxyType(dict(members)))
+            for level, members in zip(ladder.levels, ladder.members, strict=True)
+            if members
+        ]
+
+    def resource_limit(self) -> float | None:
+        """``max_resource`` when given, else the one inferred so far (``None`` before any completion)."""
+        return self.max_resource if self.max_resource is not None else self._inferred
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _reset(self, direction: str) -> None:
+        self._sign = 1.0 if direction == "minimize" else -1.0
+        self._ladders = self._make_ladders()
+        self._next: dict[int, int] = {}  # trial -> index of the lowest rung it has not reached
+        self._last: dict[int, int] = {}  # trial -> highest step taken
+        self._inferred = None
+        self._started = True
+
+    def _absorb(self, record: TrialRecord) -> None:
+        reports = record.reports
+        for step in sorted(reports):
+            self.observe(record.number, step, reports[step])
+        if record.state.finished:
+            self._next.pop(record.number, None)
+            self._last.pop(record.number, None)
+        self._completed(record)
+
+    def _completed(self, record: TrialRecord) -> None:
+        if record.state is TrialState.COMPLETE and record.reports:
+            top = float(max(record.reports))
+            if self._inferred is None or top > self._inferred:
+                self._inferred = top
