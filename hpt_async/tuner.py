@@ -521,8 +521,8 @@ class Tuner:
         """
         if self._session is None or self._session.sync_interval is None:
             return False
-        live = self._live
-        return any(n not in live for n in self._view.running)  # type: ignore[union-attr]
+        # This tuner's running trials are exactly those in _live (removed when their end is put in the view).
+        return len(self._view.running) > len(self._live)  # type: ignore[union-attr]
 
     def _requeue(self, lost: list[TrialRecord]) -> None:
         if self.retry_lost:
@@ -706,7 +706,6 @@ class Tuner:
         if trial._ended:
             return self._view.trials[trial.number]  # type: ignore[union-attr]
         trial._ended = True
-        self._live.pop(trial.number, None)
         record = TrialRecord(
             number=trial.number,
             state=state,
@@ -738,10 +737,12 @@ class Tuner:
                 await self._session.trial_ended(record)  # type: ignore[union-attr]
             except Exception as exc:
                 view._put(record)
+                self._live.pop(record.number, None)
                 raise self._fail(
                     f"storage {_label(self.storage)!r} failed to commit trial {record.number}", exc
                 ) from exc
             view._put(record)
+            self._live.pop(record.number, None)
             progress[0] = 1
         if progress[0] < 2:
             try:
