@@ -238,3 +238,26 @@ async def test_a_resumed_study_continues_with_the_same_rungs(make_pruner: Any) -
     replayed = await replay(make_pruner(), [*first.events, *second.events])
     assert [r.decision for r in replayed] == [r.decision for r in [*first.decisions(), *second.decisions()]]
     assert any(r.decision is hpt.Decision.STOP for r in second.decisions())
+
+
+async def test_rungs_are_rebuilt_from_a_sqlite_study(tmp_path: Any) -> None:
+    """The reports stored in SQLite rebuild the same rungs the first run had built."""
+
+    async def objective(trial: hpt.Trial) -> float:
+        for step in range(9):
+            await trial.report(trial.params["x"] + 1 / (step + 1), step=step)
+        return trial.params["x"]
+
+    url = f"sqlite:///{tmp_path / 'rungs.db'}"
+    first = ASHAPruner()
+    await hpt.Tuner(
+        objective, {"x": hpt.Float(0, 1)}, storage=url, study="s", pruner=first, max_trials=20, loggers=[], seed=0
+    ).run()
+    before = first.rungs()
+    assert len(before) >= 2
+    again = ASHAPruner()
+    result = await hpt.Tuner(
+        objective, {"x": hpt.Float(0, 1)}, storage=url, study="s", pruner=again, max_trials=20, loggers=[], seed=0
+    ).run()
+    assert result.reason == "max_trials"  # nothing new ran: the rungs come from storage alone
+    assert again.rungs() == before
