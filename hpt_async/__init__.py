@@ -34,7 +34,7 @@ from .storage import (
     StudySession,
     StudySummary,
 )
-from .strategies import GridStrategy, RandomStrategy, SobolStrategy, Strategy
+from .strategies import BayesStrategy, GridStrategy, RandomStrategy, SobolStrategy, Strategy, TPEStrategy
 from .studies import LoadedStudy, load_study, load_study_async
 from .study import StudyView
 from .trial import SyncTrial, Trial, TrialRecord, TrialState
@@ -43,6 +43,8 @@ from .tuner import Tuner
 __version__ = "0.1.0"
 
 __all__ = [
+    "BayesStrategy",
+    "TPEStrategy",
     "ASHAPruner",
     "HyperbandPruner",
     "MedianPruner",

@@ -48,6 +48,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "hpt_async.strategies.random",
     "hpt_async.strategies.sobol",
     "hpt_async.strategies.grid",
+    "hpt_async.strategies.bayes",
+    "hpt_async.strategies.tpe",
     "hpt_async.pruners.median",
     "hpt_async.pruners.asha",
     "hpt_async.pruners.hyperband",

@@ -1,0 +1,295 @@
+"""``strategy="bayes"``: Gaussian-process Bayesian optimisation with expected improvement.
+
+Each suggestion is made the moment a slot frees, from every result that has
+arrived so far:
+
+1. The first trials follow a scrambled Sobol' design (the ``sobol``
+   strategy), until enough results have arrived to fit a model.
+2. Completed trials' losses are standardised robustly (power transform) and
+   a GP with a Matern 5/2 ARD kernel is fitted to them (see ``_gp``).
+   Hyperparameters are refitted, warm-started from the last fit, whenever
+   the data has grown by ``refit_fraction`` since; in between, only the
+   posterior is recomputed.  Beyond ``max_points`` observations the model
+   is trained on a subset (the best half, the most recent fifth, the rest
+   at random), which bounds the cost of a suggestion.
+3. Pending trials (``study.running``) enter as fantasies (a kriging
+   believer that is never more optimistic than the incumbent: the value of a
+   pending point is the larger of the model's mean there and the best loss
+   so far).  Uncertainty at those points collapses and improvement there is
+   nil, so concurrent suggestions spread out instead of piling onto one
+   point.  FAILED and PRUNED trials enter the same way with the median loss
+   as the floor: their configuration is not proposed again and its
+   neighbourhood is deemed ordinary, but the value they reported (if any)
+   never reaches the model.  A PRUNED trial's value is an intermediate one;
+   a multi-fidelity model could use it, this one does not.
+4. Log expected improvement is maximised over the space (see
+   ``_acquisition``), and the winner is decoded to a configuration.
+
+The fit and the acquisition run in a worker thread
+(``anyio.to_thread.run_sync``), so the event loop keeps handling reports and
+completions meanwhile.  The random draws of a suggestion come from
+``(seed, trial number)``: a seeded run at concurrency 1 is reproducible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+import numpy as np
+
+from ..hookspecs import hookimpl
+from ..trial import TrialState
+from ._encoding import Encoder
+from .base import Strategy
+from .sobol import SobolStrategy
+
+if TYPE_CHECKING:
+    from ..space import Space
+    from ..study import StudyView
+    from ..trial import TrialRecord
+
+__all__ = ["BayesStrategy"]
+
+try:  # Small matrices are faster on one BLAS thread than on several that contend for the cores.
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn, not with hpt-async
+    ThreadpoolController = None
+
+_controller: Any = None
+
+
+def _one_blas_thread() -> Any:
+    """A context that runs BLAS on one thread, or does nothing without threadpoolctl."""
+    global _controller
+    if ThreadpoolController is None:
+        return contextlib.nullcontext()
+    if _controller is None:
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=1, user_api="blas")
+
+
+_PENDING_MODES = ("believer", "ignore")
+_AVOIDED = (TrialState.FAILED, TrialState.PRUNED)
+_FIT_RUNS = 2
+_STALL_LOG_EI = -8.0  # log EI in standard deviations of the (transformed) losses
+_STALL_SHRINKS = 3
+_REFINE_ITERS = 50
+
+
+def default_initial(space_size: int) -> int:
+    """Trials of the initial design for a space of ``space_size`` parameters (6 to 10)."""
+    return max(6, min(10, space_size + 2))
+
+
+class BayesStrategy(Strategy):
+    """Gaussian-process Bayesian optimisation with log expected improvement.
+
+    Options (all have working defaults):
+
+    * ``n_initial``: trials of the quasi-random initial design (default: the
+      number of parameters plus two, between 6 and 10).
+    * ``candidates`` / ``local``: random and near-incumbent points scored per
+      suggestion; ``starts``: how many of the best are refined by L-BFGS-B.
+      They grow with the number of parameters ``d``: by default
+      ``min(4096, 512 d)``, an eighth of that (at least 256), and ``d + 2``
+      (between 5 and 10).
+    * ``max_points``: largest training set; beyond it a subset is used.
+    * ``refit_fraction``: refit hyperparameters when the data has grown by
+      this fraction since the last fit (0 refits at every suggestion).
+    * ``pending``: ``"believer"`` (default) conditions on running trials;
+      ``"ignore"`` does not (concurrent suggestions then tend to coincide;
+      for comparison only).  Failed and pruned trials are conditioned on in
+      both modes.
+    """
+
+    name = "bayes"
+    check_output = False
+
+    def __init__(
+        self,
+        *,
+        n_initial: int | None = None,
+        candidates: int | None = None,
+        local: int | None = None,
+        starts: int | None = None,
+        max_points: int = 256,
+        refit_fraction: float = 0.1,
+        pending: str = "believer",
+    ) -> None:
+        if n_initial is not None and (isinstance(n_initial, bool) or not isinstance(n_initial, int) or n_initial < 1):
+            raise ValueError(f"n_initial must be an int >= 1, got {n_initial!r}")
+        for name, value, low in (("candidates", candidates, 1), ("local", local, 0), ("starts", starts, 0)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 10:
+            raise ValueError(f"max_points must be an int >= 10, got {max_points!r}")
+        if not (isinstance(refit_fraction, (int, float)) and 0 <= refit_fraction <= 10):
+            raise ValueError(f"refit_fraction must be a number in [0, 10], got {refit_fraction!r}")
+        if pending not in _PENDING_MODES:
+            raise ValueError(f"pending must be one of {_PENDING_MODES}, got {pending!r}")
+        self.n_initial = n_initial
+        self.candidates = candidates
+        self.local = local
+        self.starts = starts
+        self.max_points = max_points
+        self.refit_fraction = float(refit_fraction)
+        self.pending = pending
+        self._design = SobolStrategy()
+        self._space: Space | None = None
+        self._enc: Encoder | None = None
+        self._obs: dict[int, tuple[np.ndarray, float]] = {}
+        self._failed: dict[int, np.ndarray] = {}
+        self._theta: np.ndarray | None = None
+        self._fit_n = 0
+
+    # -- state ------------------------------------------------------------------------
+
+    def _bind(self, study: StudyView) -> Encoder:
+        if self._enc is None or self._space is not study.space:
+            self._space = study.space
+            self._enc = Encoder(study.space)
+            self._obs.clear()
+            self._failed.clear()
+            self._theta = None
+            self._fit_n = 0
+            for record in study.finished():
+                self._learn(record)
+        return self._enc
+
+    def _learn(self, record: TrialRecord) -> None:
+        enc = self._enc
+        assert enc is not None
+        number = record.number
+        self._obs.pop(number, None)
+        self._failed.pop(number, None)
+        value = record.value
+        if record.state is TrialState.COMPLETE and value is not None and math.isfinite(value):
+            self._obs[number] = (enc.unit(record.params), float(value))
+        elif record.state in _AVOIDED and record.params:
+            self._failed[number] = enc.unit(record.params)
+
+    async def start(self, study: StudyView) -> None:
+        self._enc = None
+        self._bind(study)
+
+    async def tell(self, study: StudyView, record: TrialRecord) -> None:
+        self._bind(study)
+        self._learn(record)
+
+    # -- suggestions --------------------------------------------------------------------
+
+    async def ask(self, study: StudyView, number: int) -> dict[str, Any]:
+        enc = self._bind(study)
+        n_init = self.n_initial or default_initial(len(study.space))
+        n_obs = len(self._obs)
+        running = [r for r in study.running.values() if r.number != number and r.params]
+        if n_obs + len(running) < n_init or n_obs < max(2, n_init // 2):
+            return await self._design.ask(study, number)
+        numbers = sorted(self._obs)
+        u_obs = np.array([self._obs[n][0] for n in numbers])
+        sign = study.sign()
+        losses = np.array([sign * self._obs[n][1] for n in numbers])
+        pending = [enc.unit(r.params) for r in running] if self.pending == "believer" else []
+        u_pending = np.array(pending) if pending else np.empty((0, enc.n_params))
+        avoided = list(self._failed.values())
+        u_avoid = np.array(avoided) if avoided else np.empty((0, enc.n_params))
+        seed = [study.seed & (2**64 - 1), number & (2**64 - 1)]
+        u = await anyio.to_thread.run_sync(self._suggest, enc, u_obs, losses, u_pending, u_avoid, seed)
+        return enc.decode(u)
+
+    def _training_set(self, n: int, losses: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Indices the model trains on: all of them, or a subset past ``max_points``."""
+        cap = self.max_points
+        if n <= cap:
+            return np.arange(n)
+        keep = np.zeros(n, dtype=bool)
+        keep[np.argsort(losses, kind="stable")[: cap // 2]] = True
+        keep[n - cap // 5 :] = True
+        rest = np.flatnonzero(~keep)
+        need = cap - int(keep.sum())
+        if need > 0:
+            keep[rng.choice(rest, size=need, replace=False)] = True
+        return np.flatnonzero(keep)
+
+    def _suggest(
+        self,
+        enc: Encoder,
+        u_obs: np.ndarray,
+        losses: np.ndarray,
+        u_pending: np.ndarray,
+        u_avoid: np.ndarray,
+        seed: list[int],
+    ) -> np.ndarray:
+        """Fit the model and maximise the acquisition (runs in a worker thread)."""
+        with _one_blas_thread():
+            return self._fit_and_maximise(enc, u_obs, losses, u_pending, u_avoid, seed)
+
+    def _fit_and_maximise(
+        self,
+        enc: Encoder,
+        u_obs: np.ndarray,
+        losses: np.ndarray,
+        u_pending: np.ndarray,
+        u_avoid: np.ndarray,
+        seed: list[int],
+    ) -> np.ndarray:
+        # Imported here: scipy.optimize is slow to import and most tuners never need it.
+        from ._acquisition import maximise_log_ei
+        from ._gp import GP, fit_theta, standardise
+
+        rng = np.random.default_rng(seed)
+        n = len(losses)
+        idx = self._training_set(n, losses, rng)
+        x = enc.features(u_obs[idx])
+        y = standardise(losses[idx])
+        dim = enc.dim
+        if self._theta is None or len(self._theta) != dim + 2:
+            self._theta = fit_theta(x, y, None, rng, runs=_FIT_RUNS + 1)
+            self._fit_n = n
+        elif n >= self._fit_n + max(1, int(self.refit_fraction * self._fit_n)):
+            self._theta = fit_theta(x, y, self._theta, rng, runs=_FIT_RUNS)
+            self._fit_n = n
+        best = float(np.min(y))
+        anchors = u_obs[np.argsort(losses, kind="stable")[:5]]
+        d = enc.n_params
+        candidates = self.candidates or min(4096, 512 * d)
+        local = self.local if self.local is not None else max(256, candidates // 8)
+        starts = self.starts if self.starts is not None else min(10, max(5, d + 2))
+        theta = self._theta
+        for _ in range(_STALL_SHRINKS + 1):
+            gp = GP(x, y, theta)
+            if len(u_pending) or len(u_avoid):
+                # Fantasies: the model's mean, floored at the incumbent (pending) or the median (failed, pruned).
+                u_extra = np.vstack([u_pending, u_avoid])
+                floor = np.concatenate([np.full(len(u_pending), best), np.full(len(u_avoid), float(np.median(y)))])
+                z_extra = enc.features(u_extra)
+                believed, _ = gp.predict(z_extra)
+                gp = gp.with_points(z_extra, np.maximum(believed, floor))
+            u, value = maximise_log_ei(
+                gp,
+                enc,
+                best,
+                anchors,
+                rng,
+                candidates=candidates,
+                local=local,
+                starts=starts,
+                maxiter=_REFINE_ITERS,
+            )
+            if value >= _STALL_LOG_EI:
+                break
+            # The model sees no improvement worth having anywhere: it may be overconfident (a basin
+            # it has settled in).  Ask a less confident model, with shorter length scales.
+            theta = theta.copy()
+            theta[:dim] -= math.log(2.0)
+        return u
+
+
+@hookimpl
+def hpt_register(register: Callable[[str, str, Callable[..., Any]], None]) -> None:
+    """Register ``bayes``."""
+    register("strategy", "bayes", BayesStrategy)

@@ -1,0 +1,361 @@
+"""The ``bayes`` strategy: its GP, log EI, encoding, and behaviour through the Tuner."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+from scipy import optimize, stats
+
+import hpt_async as hpt
+from hpt_async.strategies import _gp
+from hpt_async.strategies._encoding import Encoder
+from hpt_async.strategies.bayes import BayesStrategy
+
+MIXED = {
+    "lr": hpt.Float(1e-5, 1e-1, log=True),
+    "layers": hpt.Int(1, 4),
+    "units": hpt.Int(16, 256, when={"layers": [3, 4]}),
+    "batch": hpt.Int(8, 512, log=True),
+    "dropout": hpt.Float(0.0, 0.5, step=0.1),
+    "optimizer": hpt.Choice(["adam", "sgd", ("sgd", "nesterov")]),
+    "momentum": hpt.Float(0.0, 0.99, when={"optimizer": ["sgd"]}),
+}
+
+SQUARE = {"x": hpt.Float(0.0, 1.0), "y": hpt.Float(0.0, 1.0)}
+
+
+def branin(params: Mapping[str, Any]) -> float:
+    """Branin on the unit square (rescaled to its usual box); minimum about 0.398."""
+    x1, x2 = 15 * params["x"] - 5, 15 * params["y"]
+    b, c = 5.1 / (4 * math.pi**2), 5 / math.pi
+    return (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1) + 10
+
+
+async def tune(
+    objective: Any,
+    space: Mapping[str, Any],
+    strategy: Any,
+    *,
+    seed: int = 0,
+    max_trials: int = 20,
+    concurrency: int = 1,
+    direction: str = "minimize",
+) -> hpt.StudyResult:
+    """One silent run, guarded against hangs."""
+    tuner = hpt.Tuner(
+        objective,
+        space,
+        strategy=strategy,
+        seed=seed,
+        max_trials=max_trials,
+        concurrency=concurrency,
+        direction=direction,
+        loggers=[],
+    )
+    with anyio.fail_after(60):
+        return await tuner.run()
+
+
+# -- the GP ------------------------------------------------------------------------------
+
+
+def test_gp_interpolates_its_data_and_is_uncertain_away_from_it() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((15, 2))
+    y = np.sin(5 * x[:, 0]) + np.cos(3 * x[:, 1])
+    y = (y - y.mean()) / y.std()
+    theta = _gp.fit_theta(x, y, None, rng)
+    gp = _gp.GP(x, y, theta)
+    mean, var = gp.predict(x)
+    assert np.max(np.abs(mean - y)) < 0.05
+    assert np.max(var) < 0.01 * gp.s2
+    # Far from every point the posterior falls back to the prior.
+    far_mean, far_var = gp.predict(np.full((1, 2), 30.0))
+    assert abs(far_mean[0]) < 1e-3
+    assert far_var[0] == pytest.approx(gp.s2, rel=1e-3)
+
+
+def test_fit_recovers_a_short_length_scale_where_the_function_varies() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.random((40, 2))
+    y = np.sin(12 * x[:, 0])  # varies along x only
+    y = (y - y.mean()) / y.std()
+    theta = _gp.fit_theta(x, y, None, rng)
+    assert math.exp(theta[0]) < 0.5 < math.exp(theta[1])
+
+
+def test_marginal_likelihood_gradient_matches_finite_differences() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.random((25, 3))
+    y = rng.normal(size=25)
+    for theta in (np.array([-1.0, -0.3, 0.5, 0.2, -4.0]), np.array([0.1, 1.0, -2.0, -0.5, -1.0])):
+        err = optimize.check_grad(
+            lambda t: _gp.neg_log_posterior(t, x, y)[0], lambda t: _gp.neg_log_posterior(t, x, y)[1], theta
+        )
+        scale = np.linalg.norm(_gp.neg_log_posterior(theta, x, y)[1])
+        assert err < 1e-5 * max(scale, 1.0)
+
+
+def test_log_ei_gradient_matches_finite_differences() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.random((20, 3))
+    y = rng.normal(size=20)
+    gp = _gp.GP(x, y, np.array([-1.2, -0.8, -0.5, 0.0, -6.0]))
+    z = rng.random((6, 3))
+    best = float(y.min())
+    value, grad = gp.log_ei_grad(z, best)
+    np.testing.assert_allclose(value, gp.log_ei(z, best), rtol=1e-6, atol=1e-6)
+    eps = 1e-6
+    for j in range(3):
+        step = np.zeros(3)
+        step[j] = eps
+        fd = (gp.log_ei(z + step, best) - gp.log_ei(z - step, best)) / (2 * eps)
+        np.testing.assert_allclose(grad[:, j], fd, rtol=1e-4, atol=1e-4 * np.abs(grad).max())
+
+
+def test_log_h_matches_the_direct_formula_and_stays_finite_in_the_tail() -> None:
+    z = np.linspace(-6, 6, 121)
+    direct = np.log(stats.norm.pdf(z) + z * stats.norm.cdf(z))
+    np.testing.assert_allclose(_gp.log_h(z), direct, rtol=1e-9, atol=1e-12)
+    tail = -np.logspace(0, 100, 50)
+    out = _gp.log_h(tail)
+    assert np.all(np.isfinite(out))
+    # Strictly increasing in z: the order of candidates survives underflow of EI itself.
+    assert np.all(np.diff(_gp.log_h(np.sort(tail))) > 0)
+    # Where EI underflows to zero, log EI is still informative.
+    assert stats.norm.pdf(-40.0) + -40.0 * stats.norm.cdf(-40.0) <= 0.0
+    assert math.isfinite(_gp.log_h(np.array([-40.0]))[0])
+
+
+def test_log_ei_is_finite_far_from_data_and_where_improvement_is_hopeless() -> None:
+    x = np.array([[0.1], [0.5], [0.9]])
+    y = np.array([-1.0, 0.0, 1.0])
+    gp = _gp.GP(x, y, np.array([math.log(0.2), 0.0, math.log(1e-6)]))
+    z = np.array([[0.1], [0.5], [0.9], [1e3], [-1e3]])
+    for best in (-1.0, -1e6):
+        value = gp.log_ei(z, best)
+        assert np.all(np.isfinite(value))
+        _, grad = gp.log_ei_grad(z, best)
+        assert np.all(np.isfinite(grad))
+    # Near the worst point improvement is least likely.
+    value = gp.log_ei(z, -1.0)
+    assert value[2] < value[1] < value[3]
+
+
+def test_standardise_is_monotone_and_tames_outliers() -> None:
+    rng = np.random.default_rng(4)
+    y = np.concatenate([rng.normal(size=40), [1e9]])
+    t = _gp.standardise(y)
+    assert np.all(np.isfinite(t))
+    assert np.array_equal(np.argsort(t, kind="stable"), np.argsort(y, kind="stable"))
+    # The outlier does not squash the others into one value.
+    assert np.std(t[:40]) > 0.3
+    assert np.all(_gp.standardise(np.full(5, 3.0)) == 0.0)
+
+
+def test_encoder_snaps_exactly_as_the_space_decodes() -> None:
+    space = hpt.Space(MIXED)
+    enc = Encoder(space)
+    u = np.random.default_rng(5).random((300, len(space)))
+    snapped, active = enc.snap(u)
+    for row, srow, arow in zip(u, snapped, active, strict=True):
+        params = space.from_unit(row.tolist())
+        assert list(arow) == [name in params for name in space]
+        np.testing.assert_allclose(np.nan_to_num(srow, nan=-1), np.nan_to_num(space.to_unit(params), nan=-1))
+        assert enc.decode(srow) == params
+    z = enc.features(snapped)
+    assert z.shape == (300, enc.dim) and enc.dim == len(space) + 2  # the Choice takes three columns
+    again, _ = enc.snap(enc.unit_of_features(z))
+    np.testing.assert_allclose(np.nan_to_num(again, nan=-1), np.nan_to_num(snapped, nan=-1))
+
+
+# -- the strategy -----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_bayes_is_registered_and_configurable_by_name() -> None:
+    result = await tune(lambda t: branin(t.params), SQUARE, "bayes", max_trials=12)
+    assert result.count(hpt.TrialState.COMPLETE) == 12
+    with pytest.raises(ValueError, match="pending"):
+        BayesStrategy(pending="nope")
+
+
+@pytest.mark.anyio
+async def test_same_seed_reproduces_the_sequence_and_another_seed_does_not() -> None:
+    async def objective(trial: hpt.Trial) -> float:
+        return branin(trial.params)
+
+    a = await tune(objective, SQUARE, BayesStrategy(), seed=11, max_trials=16)
+    b = await tune(objective, SQUARE, BayesStrategy(), seed=11, max_trials=16)
+    c = await tune(objective, SQUARE, BayesStrategy(), seed=12, max_trials=16)
+    assert [dict(t.params) for t in a.trials] == [dict(t.params) for t in b.trials]
+    assert [dict(t.params) for t in a.trials][8:] != [dict(t.params) for t in c.trials][8:]
+
+
+@pytest.mark.anyio
+async def test_bayes_beats_random_on_a_smooth_function() -> None:
+    async def objective(trial: hpt.Trial) -> float:
+        return branin(trial.params)
+
+    bayes, rand = [], []
+    for seed in range(3):
+        bayes.append((await tune(objective, SQUARE, "bayes", seed=seed, max_trials=25)).best_value)
+        rand.append((await tune(objective, SQUARE, "random", seed=seed, max_trials=25)).best_value)
+    assert np.median(bayes) < 0.45  # within 0.05 of the optimum, 0.398
+    assert np.median(bayes) < np.median(rand) - 0.2
+
+
+@pytest.mark.anyio
+async def test_maximise_direction_is_respected() -> None:
+    async def objective(trial: hpt.Trial) -> float:
+        return -branin(trial.params)
+
+    result = await tune(objective, SQUARE, "bayes", seed=3, max_trials=25, direction="maximize")
+    assert result.best_value > -1.0  # maximising branin itself would end far below
+
+
+@pytest.mark.anyio
+async def test_every_domain_kind_and_conditions_work_end_to_end() -> None:
+    def objective(trial: hpt.Trial) -> float:
+        p = trial.params
+        loss = (math.log10(p["lr"]) + 3) ** 2 + abs(p["layers"] - 3) + (p["dropout"] - 0.2) ** 2
+        loss += abs(math.log2(p["batch"]) - 6) / 3
+        loss += 0.0 if p["optimizer"] == ("sgd", "nesterov") else 1.0
+        if "units" in p:
+            loss += abs(p["units"] - 128) / 128
+        return loss
+
+    space = hpt.Space(MIXED)
+    result = await tune(objective, MIXED, "bayes", seed=4, max_trials=30)
+    assert result.count(hpt.TrialState.COMPLETE) == 30
+    for t in result.trials:
+        params = dict(t.params)
+        assert space.validate(params) == params  # right types, values on their grid, conditions honoured
+        assert ("units" in params) == (params["layers"] in (3, 4))
+        assert ("momentum" in params) == (params["optimizer"] == "sgd")
+    later = [dict(t.params) for t in result.trials[15:]]
+    # The model has learned which category and which layer count pay off.
+    assert sum(p["optimizer"] == ("sgd", "nesterov") for p in later) >= 8
+    assert result.best_value < 1.0
+
+
+@pytest.mark.anyio
+async def test_pending_points_change_the_suggestion() -> None:
+    """Asked twice with nothing told in between, the second suggestion avoids the first."""
+
+    async def suggestions(pending: str) -> tuple[np.ndarray, np.ndarray]:
+        tuner = hpt.Tuner(lambda t: 0.0, SQUARE, strategy=BayesStrategy(pending=pending), seed=5, loggers=[])
+        for _ in range(12):
+            trial = await tuner.ask()
+            await tuner.tell(trial, branin(trial.params))
+        first = await tuner.ask()
+        second = await tuner.ask()
+        await tuner.close()
+        space = hpt.Space(SQUARE)
+        return np.array(space.to_unit(first.params)), np.array(space.to_unit(second.params))
+
+    with anyio.fail_after(60):
+        a1, a2 = await suggestions("believer")
+        b1, b2 = await suggestions("ignore")
+    assert np.allclose(a1, b1)  # the same history gives the same first suggestion
+    assert np.linalg.norm(b2 - b1) < 0.02  # without pending points the second piles onto the first
+    assert np.linalg.norm(a2 - a1) > 0.05  # with them it moves away
+
+
+@pytest.mark.anyio
+async def test_eight_pending_suggestions_spread_out() -> None:
+    """Eight asks in a row with nothing told, as eight free workers would make them."""
+
+    async def batch(pending: str) -> np.ndarray:
+        tuner = hpt.Tuner(lambda t: 0.0, SQUARE, strategy=BayesStrategy(pending=pending), seed=6, loggers=[])
+        for _ in range(10):
+            trial = await tuner.ask()
+            await tuner.tell(trial, branin(trial.params))
+        space = hpt.Space(SQUARE)
+        points = np.array([space.to_unit((await tuner.ask()).params) for _ in range(8)])
+        await tuner.close()
+        return points
+
+    def nearest(points: np.ndarray) -> np.ndarray:
+        dist = np.linalg.norm(points[:, None] - points[None, :], axis=-1) + 9 * np.eye(len(points))
+        return dist.min(axis=1)
+
+    with anyio.fail_after(60):
+        spread = nearest(await batch("believer"))
+        piled = nearest(await batch("ignore"))
+    assert spread.min() > 0.02  # no two on top of each other
+    assert np.median(piled) < 0.01  # without pending points they coincide
+    assert np.median(spread) > 5 * np.median(piled)
+
+
+@pytest.mark.anyio
+async def test_concurrent_run_gives_valid_suggestions() -> None:
+    async def objective(trial: hpt.Trial) -> float:
+        await anyio.sleep(0.01 * (1 + trial.number % 3))
+        return branin(trial.params)
+
+    result = await tune(objective, SQUARE, "bayes", seed=6, max_trials=24, concurrency=8)
+    assert result.count(hpt.TrialState.COMPLETE) == 24
+    assert len({tuple(t.params.values()) for t in result.trials}) == 24
+
+
+@pytest.mark.anyio
+async def test_failed_and_pruned_trials_never_feed_the_model() -> None:
+    """Pruned trials report a tempting value and failed ones return nothing; neither lures the search."""
+
+    async def objective(trial: hpt.Trial) -> float:
+        x = trial.params["x"]
+        if x < 0.3:
+            await trial.report(-1e6, step=0)  # looks excellent, but the trial is pruned
+            raise hpt.TrialPruned()
+        if x > 0.85:
+            raise RuntimeError("diverged")
+        if 0.5 < x < 0.55:
+            return math.nan  # FAILED as well
+        return (x - 0.7) ** 2 + (trial.params["y"] - 0.4) ** 2
+
+    result = await tune(objective, SQUARE, "bayes", seed=7, max_trials=40)
+    assert result.count(hpt.TrialState.PRUNED) >= 1
+    assert result.count(hpt.TrialState.FAILED) >= 1
+    assert result.best_value < 0.01
+    late = [t.params["x"] for t in result.trials[20:]]
+    assert sum(x < 0.3 for x in late) <= 5  # the -1e6 of pruned trials would draw nearly all of them
+    pruned = [dict(t.params) for t in result.trials if t.state is hpt.TrialState.PRUNED]
+    assert len({tuple(p.values()) for p in pruned}) == len(pruned)  # a pruned configuration is not retried
+
+
+@pytest.mark.anyio
+async def test_model_work_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    threads: list[bool] = []
+    original = BayesStrategy._suggest
+
+    def spy(self: BayesStrategy, *args: Any) -> np.ndarray:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return original(self, *args)
+
+    monkeypatch.setattr(BayesStrategy, "_suggest", spy)
+    await tune(lambda t: branin(t.params), SQUARE, "bayes", max_trials=12)
+    assert threads and not any(threads)
+
+
+@pytest.mark.anyio
+async def test_a_resumed_strategy_learns_the_history_at_start() -> None:
+    async def objective(trial: hpt.Trial) -> float:
+        return branin(trial.params)
+
+    tuner = hpt.Tuner(objective, SQUARE, strategy=BayesStrategy(), seed=8, max_trials=12, loggers=[])
+    with anyio.fail_after(60):
+        await tuner.run()
+        fresh = BayesStrategy()
+        await fresh.start(tuner.study)
+        params = await fresh.ask(tuner.study, 12)
+    # With twelve results known the model is used, not the design.
+    design = await hpt.SobolStrategy().ask(tuner.study, 12)
+    assert params != design
+    assert hpt.Space(SQUARE).validate(params) == params
