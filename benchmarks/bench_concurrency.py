@@ -102,11 +102,13 @@ BASELINE = {"hpt-1k": "bare-1k", "hpt-10k": "bare-10k"}
 def _space() -> Any:
     import hpt_async as hpt
 
-    return hpt.Space({
-        "lr": hpt.Float(1e-5, 1e-1, log=True),
-        "layers": hpt.Int(1, 8),
-        "optimizer": hpt.Choice(["adam", "sgd", "rmsprop"]),
-    })
+    return hpt.Space(
+        {
+            "lr": hpt.Float(1e-5, 1e-1, log=True),
+            "layers": hpt.Int(1, 8),
+            "optimizer": hpt.Choice(["adam", "sgd", "rmsprop"]),
+        }
+    )
 
 
 async def _run_hpt(trials: int, concurrency: int) -> None:
@@ -118,8 +120,16 @@ async def _run_hpt(trials: int, concurrency: int) -> None:
         await anyio.sleep(SLEEP)
         return trial.params["lr"] * trial.params["layers"]
 
-    tuner = hpt.Tuner(objective, _space(), strategy="random", storage="memory", loggers=[],
-                      concurrency=concurrency, max_trials=trials, seed=0)
+    tuner = hpt.Tuner(
+        objective,
+        _space(),
+        strategy="random",
+        storage="memory",
+        loggers=[],
+        concurrency=concurrency,
+        max_trials=trials,
+        seed=0,
+    )
     result = await tuner.run()
     done = result.count(hpt.TrialState.COMPLETE)
     if done != trials:
@@ -255,9 +265,20 @@ def child(kind: str, trials: int, concurrency: int) -> None:
     wall = run_scenario(kind, trials, concurrency)
     cpu = _cpu() - cpu0
     peak = _status_mib("VmHWM") if exact else None
-    print(json.dumps({"wall": wall, "cpu": cpu, "rss_mib": peak or _maxrss_mib(), "rss_start_mib": rss0,
-                      "process_peak_mib": _maxrss_mib(), "gc_s": gc_time.total, "gc_full": gc_time.full,
-                      "startup_s": startup}))
+    print(
+        json.dumps(
+            {
+                "wall": wall,
+                "cpu": cpu,
+                "rss_mib": peak or _maxrss_mib(),
+                "rss_start_mib": rss0,
+                "process_peak_mib": _maxrss_mib(),
+                "gc_s": gc_time.total,
+                "gc_full": gc_time.full,
+                "startup_s": startup,
+            }
+        )
+    )
 
 
 class _GcClock:
@@ -298,8 +319,10 @@ def profile(s: Scenario, top: int) -> None:
     prof.enable()
     wall = run_scenario(s.kind, s.trials, s.concurrency)
     prof.disable()
-    print(f"{s.name}: {s.trials} trials at {s.concurrency} at once, {wall:.2f} s under the profiler "
-          f"(ideal {s.ideal:.1f} s)")
+    print(
+        f"{s.name}: {s.trials} trials at {s.concurrency} at once, {wall:.2f} s under the profiler "
+        f"(ideal {s.ideal:.1f} s)"
+    )
     for key in ("tottime", "cumulative"):
         out = io.StringIO()
         pstats.Stats(prof, stream=out).strip_dirs().sort_stats(key).print_stats(top)
@@ -310,8 +333,9 @@ def profile(s: Scenario, top: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-s", "--scenarios", nargs="+", metavar="NAME",
-                        help=f"scenarios to run (default: all of {', '.join(FULL)})")
+    parser.add_argument(
+        "-s", "--scenarios", nargs="+", metavar="NAME", help=f"scenarios to run (default: all of {', '.join(FULL)})"
+    )
     parser.add_argument("-r", "--repeat", type=int, help="rounds of every scenario (default 3, 1 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a tenth of the work, one round")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds before a scenario is abandoned")
@@ -345,17 +369,23 @@ def main(argv: list[str] | None = None) -> int:
 
     import hpt_async as hpt
 
-    print(f"concurrency: {args.repeat} round(s), each scenario in a fresh process, "
-          f"sleep {SLEEP * 1000:.0f} ms per trial")
-    print(f"python {platform.python_version()}, hpt-async {hpt.__version__}, anyio {_version('anyio')}, "
-          f"optuna {optuna.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"concurrency: {args.repeat} round(s), each scenario in a fresh process, sleep {SLEEP * 1000:.0f} ms per trial"
+    )
+    print(
+        f"python {platform.python_version()}, hpt-async {hpt.__version__}, anyio {_version('anyio')}, "
+        f"optuna {optuna.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
+    )
     runs: dict[str, list[dict[str, float]]] = {s.name: [] for s in chosen}
     for i in range(args.repeat):
         for s in chosen:
             r = spawn(s, args.timeout)
             runs[s.name].append(r)
-            print(f"  round {i + 1} {s.name:<9} wall {r['wall']:7.2f} s  cpu {r['cpu']:7.2f} s  "
-                  f"gc {r['gc_s']:5.2f} s ({r['gc_full']} full)  peak RSS {r['rss_mib']:7.1f} MiB", flush=True)
+            print(
+                f"  round {i + 1} {s.name:<9} wall {r['wall']:7.2f} s  cpu {r['cpu']:7.2f} s  "
+                f"gc {r['gc_s']:5.2f} s ({r['gc_full']} full)  peak RSS {r['rss_mib']:7.1f} MiB",
+                flush=True,
+            )
 
     summary = {
         name: {
@@ -369,8 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, rs in runs.items()
     }
     print()
-    header = (f"{'scenario':<10}{'trials':>9}{'at once':>9}{'ideal s':>9}{'wall s':>9}{'x ideal':>9}"
-              f"{'x bare':>8}{'cpu s':>8}{'gc s':>7}{'start MiB':>10}{'peak MiB':>10}{'+run MiB':>10}  goal")
+    header = (
+        f"{'scenario':<10}{'trials':>9}{'at once':>9}{'ideal s':>9}{'wall s':>9}{'x ideal':>9}"
+        f"{'x bare':>8}{'cpu s':>8}{'gc s':>7}{'start MiB':>10}{'peak MiB':>10}{'+run MiB':>10}  goal"
+    )
     print(header)
     print("-" * len(header))
     for s in chosen:
@@ -385,22 +417,29 @@ def main(argv: list[str] | None = None) -> int:
         at_once = f"{s.concurrency:,}" if s.kind != "idle" else "-"
         ideal = f"{s.ideal:.1f}" if s.ideal else "-"
         wall = f"{m['wall']:.2f}" if s.kind != "idle" else "-"
-        print(f"{s.name:<10}{trials:>9}{at_once:>9}{ideal:>9}{wall:>9}{x_ideal:>9}{x_bare:>8}"
-              f"{m['cpu']:>8.2f}{m['gc']:>7.2f}{m['rss0']:>10.1f}{m['rss']:>10.1f}{m['rss'] - m['rss0']:>10.1f}"
-              f"  {verdict}")
-    print("\nstart: resident set once everything is imported; peak: peak resident set during the run; "
-          "+run: peak - start.")
+        print(
+            f"{s.name:<10}{trials:>9}{at_once:>9}{ideal:>9}{wall:>9}{x_ideal:>9}{x_bare:>8}"
+            f"{m['cpu']:>8.2f}{m['gc']:>7.2f}{m['rss0']:>10.1f}{m['rss']:>10.1f}{m['rss'] - m['rss0']:>10.1f}"
+            f"  {verdict}"
+        )
+    print(
+        "\nstart: resident set once everything is imported; peak: peak resident set during the run; +run: peak - start."
+    )
     print("cpu: CPU seconds of the run itself (imports excluded); gc: the part of them spent in the garbage collector;")
     print("x ideal, x bare: ratios of the median wall times.")
     startup = {name: m["startup"] for name, m in summary.items()}
-    print("start-up before each clock (import hpt-async, load its plugin registry): "
-          + ", ".join(f"{name} {t:.2f} s" for name, t in startup.items()))
+    print(
+        "start-up before each clock (import hpt-async, load its plugin registry): "
+        + ", ".join(f"{name} {t:.2f} s" for name, t in startup.items())
+    )
     if "hpt-10k" in summary and "bare-10k" in summary:
         hpt10, bare10 = summary["hpt-10k"], summary["bare-10k"]
         extra = hpt10["rss"] - bare10["rss"]
-        print(f"peak RSS of the {table['hpt-10k'].concurrency:,}-at-once run: {hpt10['rss']:.1f} MiB, "
-              f"bare pool {bare10['rss']:.1f} MiB: hpt-async adds {extra:.1f} MiB for "
-              f"{table['hpt-10k'].trials:,} trials ({extra * 1024 * 1024 / table['hpt-10k'].trials:.0f} bytes a trial)")
+        print(
+            f"peak RSS of the {table['hpt-10k'].concurrency:,}-at-once run: {hpt10['rss']:.1f} MiB, "
+            f"bare pool {bare10['rss']:.1f} MiB: hpt-async adds {extra:.1f} MiB for "
+            f"{table['hpt-10k'].trials:,} trials ({extra * 1024 * 1024 / table['hpt-10k'].trials:.0f} bytes a trial)"
+        )
     return 0
 
 

@@ -36,11 +36,13 @@ import hpt_async as hpt
 
 GOAL = 5.0
 
-SPACE = hpt.Space({
-    "lr": hpt.Float(1e-5, 1e-1, log=True),
-    "layers": hpt.Int(1, 8),
-    "optimizer": hpt.Choice(["adam", "sgd", "rmsprop"]),
-})
+SPACE = hpt.Space(
+    {
+        "lr": hpt.Float(1e-5, 1e-1, log=True),
+        "layers": hpt.Int(1, 8),
+        "optimizer": hpt.Choice(["adam", "sgd", "rmsprop"]),
+    }
+)
 _PENALTY = {"adam": 0.0, "sgd": 0.5, "rmsprop": 0.25}
 
 
@@ -70,8 +72,9 @@ def run_hpt(n: int) -> float:
     async def main() -> None:
         nonlocal elapsed
         t0 = time.perf_counter()
-        tuner = hpt.Tuner(hpt_objective, SPACE, strategy="random", storage="memory", loggers=[],
-                          concurrency=1, max_trials=n, seed=0)
+        tuner = hpt.Tuner(
+            hpt_objective, SPACE, strategy="random", storage="memory", loggers=[], concurrency=1, max_trials=n, seed=0
+        )
         result = await tuner.run()
         elapsed = time.perf_counter() - t0
         done = result.count(hpt.TrialState.COMPLETE)
@@ -137,9 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     print(f"per-trial overhead: {args.trials} trials x {args.rounds} rounds, concurrency 1, random search, memory")
-    print(f"python {platform.python_version()}, hpt-async {hpt.__version__}, optuna {optuna.__version__}, "
-          f"anyio {_version('anyio')}, {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"python {platform.python_version()}, hpt-async {hpt.__version__}, optuna {optuna.__version__}, "
+        f"anyio {_version('anyio')}, {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     # Warm-up: imports, caches, first-call costs of both, not measured.
     run_hpt(min(args.trials, 200))
     run_optuna(min(args.trials, 200))
@@ -151,8 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, fn in order:
             gc.collect()
             times[name].append(fn(args.trials))
-        print(f"  round {i + 1}: " + ", ".join(f"{name} {_us(times[name][-1], args.trials):.1f} us/trial"
-                                               for name, _ in runners), flush=True)
+        print(
+            f"  round {i + 1}: "
+            + ", ".join(f"{name} {_us(times[name][-1], args.trials):.1f} us/trial" for name, _ in runners),
+            flush=True,
+        )
 
     med = {name: _us(statistics.median(ts), args.trials) for name, ts in times.items()}
     best = {name: _us(min(ts), args.trials) for name, ts in times.items()}
@@ -162,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, _ in runners:
         print(f"{name:<12}{med[name]:>18.1f}{best[name]:>16.1f}")
     print()
-    print(f"ratio optuna / hpt-async (medians): {ratio:.2f}x   "
-          f"(best rounds: {best['optuna'] / best['hpt-async']:.2f}x)")
+    print(
+        f"ratio optuna / hpt-async (medians): {ratio:.2f}x   (best rounds: {best['optuna'] / best['hpt-async']:.2f}x)"
+    )
     print(f"goal >= {GOAL:.0f}x: {'MET' if ratio >= GOAL else 'NOT MET'}")
     return 0
 
