@@ -492,15 +492,7 @@ class Tuner:
                 continue
             view._put(record)
             if record.state.finished:
-                try:
-                    await self.strategy.tell(view, record)
-                except Exception as exc:
-                    raise self._fail(f"strategy {_label(self.strategy)!r} failed in tell", exc) from exc
-                if self.pruner is not None and hasattr(self.pruner, "tell"):
-                    try:
-                        await self.pruner.tell(view, record)
-                    except Exception as exc:
-                        raise self._fail(f"pruner {_label(self.pruner)!r} failed in tell", exc) from exc
+                await self._learn(record)
         synced, self._synced = self._synced, anyio.Event()
         if synced is not None:
             synced.set()
@@ -523,6 +515,19 @@ class Tuner:
             return False
         # This tuner's running trials are exactly those in _live (removed when their end is put in the view).
         return len(self._view.running) > len(self._live)  # type: ignore[union-attr]
+
+    async def _learn(self, record: TrialRecord) -> None:
+        """Tell the strategy, then the pruner, that a trial of the study finished."""
+        view = self._view
+        try:
+            await self.strategy.tell(view, record)
+        except Exception as exc:
+            raise self._fail(f"strategy {_label(self.strategy)!r} failed in tell", exc) from exc
+        if self.pruner is not None and hasattr(self.pruner, "tell"):
+            try:
+                await self.pruner.tell(view, record)
+            except Exception as exc:
+                raise self._fail(f"pruner {_label(self.pruner)!r} failed in tell", exc) from exc
 
     def _requeue(self, lost: list[TrialRecord]) -> None:
         if self.retry_lost:
@@ -745,15 +750,7 @@ class Tuner:
             self._live.pop(record.number, None)
             progress[0] = 1
         if progress[0] < 2:
-            try:
-                await self.strategy.tell(view, record)
-            except Exception as exc:
-                raise self._fail(f"strategy {_label(self.strategy)!r} failed in tell", exc) from exc
-            if self.pruner is not None and hasattr(self.pruner, "tell"):
-                try:
-                    await self.pruner.tell(view, record)
-                except Exception as exc:
-                    raise self._fail(f"pruner {_label(self.pruner)!r} failed in tell", exc) from exc
+            await self._learn(record)
             progress[0] = 2
             state, value = record.state, record.value
             if state is TrialState.FAILED:
