@@ -96,4 +96,9 @@ def hpt_trial_ended(event: TrialEnded, study: StudyView) -> Any:
 
 @hookspec
 def hpt_study_ended(event: StudyEnded, study: StudyView) -> Any:
-    """The tuner has stopped; nothing of this study runs any more in this process."""
+    """The tuner has stopped: every trial it ran is recorded as ended.
+
+    Emitted before the executor closes.  A thread abandoned by the thread
+    executor (a sync objective that ignored cancellation) may still be
+    winding down; its trial is already recorded.
+    """

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
 
 from .space import Space
 from .trial import TrialRecord, TrialState
@@ -110,6 +109,3 @@ class StudyView:
             if r.state is TrialState.COMPLETE and r.value is not None:
                 if self._best is None or better(self.direction, r.value, self._best.value):  # type: ignore[arg-type]
                     self._best = r
-
-    def _summary(self) -> dict[str, Any]:
-        return {s.value: n for s, n in self._counts.items() if n}

@@ -8,6 +8,8 @@ immutable snapshot.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import enum
 import functools
 import numbers
@@ -228,9 +230,10 @@ class SyncTrial:
         fvalue, istep = _check_report(value, step)
         try:
             self._call(functools.partial(self._trial.report, step=istep), fvalue)
-        except RuntimeError as exc:
-            # The event loop is gone: the study has ended and left this thread behind.
-            if self._trial._ended:
+        except (RuntimeError, asyncio.CancelledError, concurrent.futures.CancelledError) as exc:
+            # The trial timed out or the study stopped while this report was on its way
+            # (cancelled), or the event loop is gone: either way this thread was left behind.
+            if self._trial._ended or not isinstance(exc, RuntimeError):
                 raise TrialCancelled(f"trial {self.number} has already ended") from exc
             raise
 

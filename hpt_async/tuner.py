@@ -22,6 +22,7 @@ import traceback
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -221,6 +222,9 @@ class Tuner:
             view = self._view
             assert view is not None
             workers = self.concurrency
+            if self.max_failures is not None and view.count(TrialState.FAILED) >= self.max_failures:
+                self._reason = StopReason.MAX_FAILURES
+                workers = 0
             capacity = getattr(self.executor, "capacity", None)
             if capacity is not None:
                 workers = min(workers, capacity)
@@ -253,7 +257,7 @@ class Tuner:
             raise StudyError(str(self._fatal), result) from self._fatal.__cause__
         if self._reason == StopReason.MAX_FAILURES:
             raise StudyFailed(
-                f"study {self.study_name!r} stopped after {self._failures} failed trials "
+                f"study {self.study_name!r} stopped after {result.count(TrialState.FAILED)} failed trials "
                 f"(max_failures={self.max_failures})",
                 result,
             )
@@ -349,7 +353,6 @@ class Tuner:
         self._fatal: StudyError | None = None
         self._stopping = False
         self._exhausted = False
-        self._failures = 0
         self._beat = time.monotonic()
         self._tick = 0
         self._last_sync = time.monotonic()
@@ -385,7 +388,6 @@ class Tuner:
                 view._put(record)
             self._requeue(lost)
             self._view = view
-            self._failures = view.count(TrialState.FAILED)
             for component, kind in ((self.strategy, "strategy"), (self.pruner, "pruner")):
                 if component is not None and hasattr(component, "start"):
                     try:
@@ -394,7 +396,17 @@ class Tuner:
                         raise StudyError(
                             f"{kind} {_label(component)!r} failed to start: {type(exc).__name__}: {exc}"
                         ) from exc
-            await self.executor.open(self.concurrency)
+            try:
+                await self.executor.open(self.concurrency)
+            except (TypeError, ValueError):
+                raise  # a setting of the executor's: its own message says what is wrong
+            except Exception as exc:
+                raise StudyError(
+                    f"executor {_label(self.executor)!r} failed to open: {type(exc).__name__}: {exc}"
+                ) from exc
+            if self._relay.listens("hpt_study_started"):
+                event = StudyStarted(self.study_name, self.direction, self.space, self.seed, time.time())
+                await self._relay.emit("hpt_study_started", event=event, study=view)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 try:
@@ -403,13 +415,16 @@ class Tuner:
                     log.exception("storage %r failed to close after a failed start", _label(self.storage))
             raise
         self._open = True
-        if self._relay.listens("hpt_study_started"):
-            event = StudyStarted(self.study_name, self.direction, self.space, self.seed, time.time())
-            await self._relay.emit("hpt_study_started", event=event, study=view)
 
     async def _finish(self) -> StudyResult:
         view = self._view
         assert view is not None
+        for trial in list(self._live.values()):
+            # A trial whose creation failed half-way, or one of ask() still open: it cannot run on.
+            try:
+                await self._end(trial, TrialState.CANCELLED, announce=False)
+            except _Fatal:
+                pass
         if self._reason is None:
             if self._exhausted:
                 self._reason = StopReason.EXHAUSTED
@@ -426,14 +441,23 @@ class Tuner:
             reason=self._reason,
             plugin_errors=dict(self._relay.errors),
         )
+        executor_error: Exception | None = None
         try:
             if self._relay.listens("hpt_study_ended"):
                 await self._relay.emit("hpt_study_ended", event=StudyEnded(result, time.time()), study=view)
-            await self.executor.close()
-            if self._session is not None:
-                await self._session.close()
+            try:
+                await self.executor.close()
+            except Exception as exc:
+                executor_error = exc
         finally:
             self._open = False
+            if self._session is not None:
+                await self._session.close()
+        if executor_error is not None and self._fatal is None:
+            message = (
+                f"executor {_label(self.executor)!r} failed to close: {type(executor_error).__name__}: {executor_error}"
+            )
+            raise StudyError(message, result) from executor_error
         return result
 
     def _stop(self, reason: str, *, cancel: bool) -> None:
@@ -463,8 +487,10 @@ class Tuner:
 
     async def _maintain(self, interval: float) -> None:
         # Keeps this tuner in step with others sharing the study, and recovers LOST trials.
+        session = self._session
         while True:
             await anyio.sleep(interval)
+            interval = session.sync_interval or interval  # type: ignore[union-attr]
             try:
                 await self._sync()
             except _Fatal:
@@ -483,9 +509,6 @@ class Tuner:
         except Exception as exc:
             raise self._fail(f"storage {_label(self.storage)!r} failed to synchronise", exc) from exc
         self._requeue(lost)
-        if lost:
-            # Their configurations may be wanted again: a strategy that had run out is asked anew.
-            self._exhausted = False
         for record in (*changed, *lost):
             old = view.trials.get(record.number)
             if old is not None and old.state is record.state and old.state.finished:
@@ -493,6 +516,7 @@ class Tuner:
             view._put(record)
             if record.state.finished:
                 await self._learn(record)
+                self._check_stop(record)
         synced, self._synced = self._synced, anyio.Event()
         if synced is not None:
             synced.set()
@@ -518,6 +542,9 @@ class Tuner:
 
     async def _learn(self, record: TrialRecord) -> None:
         """Tell the strategy, then the pruner, that a trial of the study finished."""
+        if record.state is TrialState.CANCELLED or record.state is TrialState.LOST:
+            # Its configuration may be offered again: a strategy that had run out is asked anew.
+            self._exhausted = False
         view = self._view
         try:
             await self.strategy.tell(view, record)
@@ -633,10 +660,15 @@ class Tuner:
         try:
             await self._session.trial_created(record)  # type: ignore[union-attr]
         except anyio.get_cancelled_exc_class():
-            await self._end(trial, TrialState.CANCELLED)
+            with anyio.CancelScope(shield=True):
+                await self._end(trial, TrialState.CANCELLED, announce=False)
             raise
         except Exception as exc:
-            raise self._fail(f"storage {_label(self.storage)!r} failed to persist trial {number}", exc) from exc
+            fatal = self._fail(f"storage {_label(self.storage)!r} failed to persist trial {number}", exc)
+            trial._ended = True
+            self._live.pop(number, None)
+            view._put(replace(record, state=TrialState.CANCELLED, ended=time.time()))
+            raise fatal from exc
         return trial
 
     async def _run_trial(self, trial: Trial) -> None:
@@ -659,10 +691,12 @@ class Tuner:
         except TrialPruned:
             await self._end(trial, TrialState.PRUNED, self._last_value(trial))
         except anyio.get_cancelled_exc_class():
-            try:
-                await self._end(trial, TrialState.CANCELLED)
-            except _Fatal:
-                pass
+            # The study is being cancelled: end the trial whole, hooks included, then unwind.
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._end(trial, TrialState.CANCELLED)
+                except _Fatal:
+                    pass
             raise
         except TrialCancelled:
             # Raised into the objective by a fatal error elsewhere; the study is stopping.
@@ -699,6 +733,8 @@ class Tuner:
         value: float | None = None,
         error: str | None = None,
         tb: str | None = None,
+        *,
+        announce: bool = True,
     ) -> TrialRecord:
         """Record the end of ``trial``: storage commits, the strategy learns, plugins hear.
 
@@ -726,14 +762,14 @@ class Tuner:
         )
         progress = [0, 0]
         try:
-            await self._commit(record, progress)
+            await self._commit(record, progress, announce)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
-                await self._commit(record, progress)
+                await self._commit(record, progress, announce)
             raise
         return record
 
-    async def _commit(self, record: TrialRecord, progress: list[int]) -> None:
+    async def _commit(self, record: TrialRecord, progress: list[int], announce: bool = True) -> None:
         # progress[0]: steps done (1 stored, 2 told); progress[1]: hook implementations called.
         view = self._view
         assert view is not None
@@ -752,17 +788,21 @@ class Tuner:
         if progress[0] < 2:
             await self._learn(record)
             progress[0] = 2
-            state, value = record.state, record.value
-            if state is TrialState.FAILED:
-                self._failures += 1
-                if self.max_failures is not None and self._failures >= self.max_failures:
-                    self._stop(StopReason.MAX_FAILURES, cancel=True)
-            elif state is TrialState.COMPLETE and self.target is not None and value is not None:
-                if value == self.target or better(self.direction, value, self.target):
-                    self._stop(StopReason.TARGET, cancel=True)
         relay = self._relay
-        if relay.listens("hpt_trial_ended"):
+        if announce and relay.listens("hpt_trial_ended"):
             await relay.emit("hpt_trial_ended", progress, event=TrialEnded(record), study=view)
+        # Only now, so that the trial that stops the study is announced whole before the cancel.
+        self._check_stop(record)
+
+    def _check_stop(self, record: TrialRecord) -> None:
+        """Stop on ``max_failures`` (FAILED trials of the whole study) or on reaching ``target``."""
+        state, value = record.state, record.value
+        if state is TrialState.FAILED:
+            if self.max_failures is not None and self._view.count(TrialState.FAILED) >= self.max_failures:  # type: ignore[union-attr]
+                self._stop(StopReason.MAX_FAILURES, cancel=True)
+        elif state is TrialState.COMPLETE and self.target is not None and value is not None:
+            if value == self.target or better(self.direction, value, self.target):
+                self._stop(StopReason.TARGET, cancel=True)
 
     # -- called by live trials ---------------------------------------------------
 

@@ -49,8 +49,6 @@ class ThreadExecutor(Executor):
         self._limiter = anyio.CapacityLimiter(self.capacity)
 
     async def run(self, objective: Callable[..., Any], trial: Trial) -> Any:
-        if self._limiter is None:
-            await self.open(1)
         sync_trial = SyncTrial(trial, anyio.from_thread.run)
         return await anyio.to_thread.run_sync(objective, sync_trial, abandon_on_cancel=True, limiter=self._limiter)
 
