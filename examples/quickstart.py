@@ -27,9 +27,11 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -140,7 +142,10 @@ def print_summary(result: hpt.StudyResult, top: int = 5) -> None:
         print("best params: None")
         print("best value: None")
         return
-    print(f"study {result.study!r} is saved; see it again with: hpt-async best {result.study}")
+    # The hpt-async command sits beside this Python (in its virtual environment's bin/).
+    command = Path(sys.executable).with_name("hpt-async")
+    cli = str(command) if command.exists() else "hpt-async"
+    print(f"study {result.study!r} is saved; see it again with: {cli} best {result.study}")
     print(f"best trial: {result.best.number}")
     print(f"best params: {dict(result.best.params)}")
     print(f"best value: {result.best.value}")
