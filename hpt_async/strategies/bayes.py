@@ -42,15 +42,11 @@ import anyio.to_thread
 import numpy as np
 
 from ..hookspecs import hookimpl
-from ..trial import TrialState
 from ._encoding import Encoder
-from .base import Strategy
-from .sobol import SobolStrategy
+from ._model import ModelStrategy
 
 if TYPE_CHECKING:
-    from ..space import Space
     from ..study import StudyView
-    from ..trial import TrialRecord
 
 __all__ = ["BayesStrategy"]
 
@@ -73,7 +69,6 @@ def _one_blas_thread() -> Any:
 
 
 _PENDING_MODES = ("believer", "ignore")
-_AVOIDED = (TrialState.FAILED, TrialState.PRUNED)
 _FIT_RUNS = 2
 _STALL_LOG_EI = -8.0  # log EI in standard deviations of the (transformed) losses
 _STALL_SHRINKS = 3
@@ -85,7 +80,7 @@ def default_initial(space_size: int) -> int:
     return max(6, min(10, space_size + 2))
 
 
-class BayesStrategy(Strategy):
+class BayesStrategy(ModelStrategy):
     """Gaussian-process Bayesian optimisation with log expected improvement.
 
     Options (all have working defaults):
@@ -107,7 +102,6 @@ class BayesStrategy(Strategy):
     """
 
     name = "bayes"
-    check_output = False
 
     def __init__(
         self,
@@ -138,47 +132,13 @@ class BayesStrategy(Strategy):
         self.max_points = max_points
         self.refit_fraction = float(refit_fraction)
         self.pending = pending
-        self._design = SobolStrategy()
-        self._space: Space | None = None
-        self._enc: Encoder | None = None
-        self._obs: dict[int, tuple[np.ndarray, float]] = {}
-        self._failed: dict[int, np.ndarray] = {}
+        super().__init__()
         self._theta: np.ndarray | None = None
         self._fit_n = 0
 
-    # -- state ------------------------------------------------------------------------
-
-    def _bind(self, study: StudyView) -> Encoder:
-        if self._enc is None or self._space is not study.space:
-            self._space = study.space
-            self._enc = Encoder(study.space)
-            self._obs.clear()
-            self._failed.clear()
-            self._theta = None
-            self._fit_n = 0
-            for record in study.finished():
-                self._learn(record)
-        return self._enc
-
-    def _learn(self, record: TrialRecord) -> None:
-        enc = self._enc
-        assert enc is not None
-        number = record.number
-        self._obs.pop(number, None)
-        self._failed.pop(number, None)
-        value = record.value
-        if record.state is TrialState.COMPLETE and value is not None and math.isfinite(value):
-            self._obs[number] = (enc.unit(record.params), float(value))
-        elif record.state in _AVOIDED and record.params:
-            self._failed[number] = enc.unit(record.params)
-
-    async def start(self, study: StudyView) -> None:
-        self._enc = None
-        self._bind(study)
-
-    async def tell(self, study: StudyView, record: TrialRecord) -> None:
-        self._bind(study)
-        self._learn(record)
+    def _reset(self) -> None:
+        self._theta = None
+        self._fit_n = 0
 
     # -- suggestions --------------------------------------------------------------------
 
@@ -189,10 +149,7 @@ class BayesStrategy(Strategy):
         running = [r for r in study.running.values() if r.number != number and r.params]
         if n_obs + len(running) < n_init or n_obs < max(2, n_init // 2):
             return await self._design.ask(study, number)
-        numbers = sorted(self._obs)
-        u_obs = np.array([self._obs[n][0] for n in numbers])
-        sign = study.sign()
-        losses = np.array([sign * self._obs[n][1] for n in numbers])
+        u_obs, losses = self._observed(study)
         pending = [enc.unit(r.params) for r in running] if self.pending == "believer" else []
         u_pending = np.array(pending) if pending else np.empty((0, enc.n_params))
         avoided = list(self._failed.values())

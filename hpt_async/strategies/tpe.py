@@ -35,15 +35,11 @@ import anyio.to_thread
 import numpy as np
 
 from ..hookspecs import hookimpl
-from ..trial import TrialState
 from ._encoding import Encoder
-from .base import Strategy
-from .sobol import SobolStrategy
+from ._model import ModelStrategy
 
 if TYPE_CHECKING:
-    from ..space import Space
     from ..study import StudyView
-    from ..trial import TrialRecord
 
 __all__ = ["ParzenEstimator", "TPEStrategy"]
 
@@ -155,7 +151,7 @@ class ParzenEstimator:
         return out
 
 
-class TPEStrategy(Strategy):
+class TPEStrategy(ModelStrategy):
     """Multivariate tree-structured Parzen estimator.
 
     Options: ``n_initial`` (quasi-random trials first, default 10),
@@ -166,7 +162,6 @@ class TPEStrategy(Strategy):
     """
 
     name = "tpe"
-    check_output = False
 
     def __init__(
         self,
@@ -193,40 +188,7 @@ class TPEStrategy(Strategy):
         self.candidates = candidates
         self.prior_weight = float(prior_weight)
         self.pending = pending
-        self._design = SobolStrategy()
-        self._space: Space | None = None
-        self._enc: Encoder | None = None
-        self._obs: dict[int, tuple[np.ndarray, float]] = {}
-        self._failed: dict[int, np.ndarray] = {}
-
-    def _bind(self, study: StudyView) -> Encoder:
-        if self._enc is None or self._space is not study.space:
-            self._space = study.space
-            self._enc = Encoder(study.space)
-            self._obs.clear()
-            self._failed.clear()
-            for record in study.finished():
-                self._learn(record)
-        return self._enc
-
-    def _learn(self, record: TrialRecord) -> None:
-        enc = self._enc
-        assert enc is not None
-        self._obs.pop(record.number, None)
-        self._failed.pop(record.number, None)
-        value = record.value
-        if record.state is TrialState.COMPLETE and value is not None and math.isfinite(value):
-            self._obs[record.number] = (enc.unit(record.params), float(value))
-        elif record.state in (TrialState.FAILED, TrialState.PRUNED) and record.params:
-            self._failed[record.number] = enc.unit(record.params)
-
-    async def start(self, study: StudyView) -> None:
-        self._enc = None
-        self._bind(study)
-
-    async def tell(self, study: StudyView, record: TrialRecord) -> None:
-        self._bind(study)
-        self._learn(record)
+        super().__init__()
 
     async def ask(self, study: StudyView, number: int) -> dict[str, Any]:
         enc = self._bind(study)
@@ -234,10 +196,7 @@ class TPEStrategy(Strategy):
         running = [r for r in study.running.values() if r.number != number and r.params]
         if n_obs + len(running) < self.n_initial or n_obs < 2:
             return await self._design.ask(study, number)
-        numbers = sorted(self._obs)
-        u_obs = np.array([self._obs[n][0] for n in numbers])
-        sign = study.sign()
-        losses = np.array([sign * self._obs[n][1] for n in numbers])
+        u_obs, losses = self._observed(study)
         extra = list(self._failed.values())
         if self.pending == "liar":
             extra += [enc.unit(r.params) for r in running]
