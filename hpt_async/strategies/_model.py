@@ -1,9 +1,25 @@
-"""What the model-based strategies share: their record of results, encoded, by trial number."""
+"""What the model-based strategies share: their record of results, encoded, by trial number.
+
+Multi-fidelity: when trials report intermediate values (``trial.report``),
+as they do under a pruner, the model learns from the highest *rung* that
+has enough results.  The levels are the reported steps, in order, topped by
+the final values of COMPLETE trials.  The level modelled is the highest one
+that at least ``fidelity_min`` trials have reached (default: the number of
+parameters plus two, at least 6).  At the final level, the observations are
+the COMPLETE trials' final values; at a step, they are the values every
+trial reported at that step, be it COMPLETE, PRUNED or still RUNNING.  So a
+pruned trial's intermediate value teaches the model as soon as the step it
+reached is the one being modelled, and once enough trials have completed
+the model is the usual full-budget one.  Trials are only compared at the
+same step.  ``fidelity=False`` keeps to final values throughout.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -17,9 +33,24 @@ if TYPE_CHECKING:
     from ..study import StudyView
     from ..trial import TrialRecord
 
-__all__ = ["ModelStrategy"]
+__all__ = ["ModelData", "ModelStrategy", "default_fidelity_min"]
 
 _AVOIDED = (TrialState.FAILED, TrialState.PRUNED)
+
+
+def default_fidelity_min(space_size: int) -> int:
+    """Trials a step needs before the model learns from it: ``max(6, space_size + 2)``."""
+    return max(6, space_size + 2)
+
+
+class ModelData(NamedTuple):
+    """What one suggestion's model is built from."""
+
+    u_obs: np.ndarray  # encoded configurations of the observations
+    losses: np.ndarray  # their losses (``sign * value``)
+    pending: list[TrialRecord]  # running trials that are not observations
+    u_avoid: np.ndarray  # FAILED and PRUNED trials that are not observations
+    step: int | None  # the step modelled, or None for final values
 
 
 class ModelStrategy(Strategy):
@@ -27,22 +58,39 @@ class ModelStrategy(Strategy):
 
     ``_obs`` maps a COMPLETE trial's number to its encoded configuration and
     value; ``_failed`` maps a FAILED or PRUNED trial's number to its encoded
-    configuration (never its value).  Both are rebuilt from the study when the
-    space changes (a new study) and kept current by :meth:`tell`.  Before a
-    model has enough to go on, subclasses ask ``_design`` (Sobol points).
+    configuration; ``_reported`` maps a finished trial that reported
+    intermediate values to its encoded configuration and reports.  All are
+    rebuilt from the study when the space changes (a new study) and kept
+    current by :meth:`tell`.  :meth:`_model_data` picks the level to model
+    (see the module's docstring).  Before a model has enough to go on,
+    subclasses ask ``_design`` (Sobol points).
     """
 
     check_output = False
 
-    def __init__(self) -> None:
+    def __init__(self, *, fidelity: bool = True, fidelity_min: int | None = None) -> None:
+        if not isinstance(fidelity, bool):
+            raise ValueError(f"fidelity must be a bool, got {fidelity!r}")
+        if fidelity_min is not None and (
+            isinstance(fidelity_min, bool) or not isinstance(fidelity_min, int) or fidelity_min < 2
+        ):
+            raise ValueError(f"fidelity_min must be an int >= 2, got {fidelity_min!r}")
+        self.fidelity = fidelity
+        self.fidelity_min = fidelity_min
         self._design = SobolStrategy()
         self._space: Space | None = None
         self._enc: Encoder | None = None
         self._obs: dict[int, tuple[np.ndarray, float]] = {}
         self._failed: dict[int, np.ndarray] = {}
+        self._reported: dict[int, tuple[np.ndarray, Mapping[int, float]]] = {}
+        self._step_counts: Counter[int] = Counter()
+        self.fidelity_step: int | None = None  # the step last modelled (None: final values)
 
     def _reset(self) -> None:
         """Forget model state derived from the results (a subclass's fitted parameters)."""
+
+    def _level_changed(self) -> None:
+        """Called when the level modelled changes (a subclass may refit)."""
 
     def _bind(self, study: StudyView) -> Encoder:
         if self._enc is None or self._space is not study.space:
@@ -50,6 +98,9 @@ class ModelStrategy(Strategy):
             self._enc = Encoder(study.space)
             self._obs.clear()
             self._failed.clear()
+            self._reported.clear()
+            self._step_counts.clear()
+            self.fidelity_step = None
             self._reset()
             for record in study.finished():
                 self._learn(record)
@@ -61,11 +112,25 @@ class ModelStrategy(Strategy):
         number = record.number
         self._obs.pop(number, None)
         self._failed.pop(number, None)
+        old = self._reported.pop(number, None)
+        if old is not None:
+            self._step_counts.subtract(old[1].keys())
         value = record.value
         if record.state is TrialState.COMPLETE and value is not None and math.isfinite(value):
             self._obs[number] = (enc.unit(record.params), float(value))
         elif record.state in _AVOIDED and record.params:
             self._failed[number] = enc.unit(record.params)
+        if (
+            self.fidelity
+            and record.reports
+            and record.params
+            and record.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        ):
+            reports = {s: v for s, v in record.reports.items() if math.isfinite(v)}
+            if reports:
+                u = self._obs[number][0] if number in self._obs else enc.unit(record.params)
+                self._reported[number] = (u, reports)
+                self._step_counts.update(reports.keys())
 
     def _observed(self, study: StudyView) -> tuple[np.ndarray, np.ndarray]:
         """Encoded configurations and losses (``sign * value``) of the COMPLETE trials, by number."""
@@ -73,6 +138,51 @@ class ModelStrategy(Strategy):
         u_obs = np.array([self._obs[n][0] for n in numbers])
         sign = study.sign()
         return u_obs, np.array([sign * self._obs[n][1] for n in numbers])
+
+    def _pick_step(self, study: StudyView, running: list[TrialRecord]) -> int | None:
+        """The highest step with enough reports, or ``None`` when final values are enough (or nothing is)."""
+        need = self.fidelity_min or default_fidelity_min(len(study.space))
+        if not self.fidelity or len(self._obs) >= need:
+            return None
+        counts = Counter(self._step_counts)
+        for r in running:
+            counts.update(s for s, v in r.reports.items() if math.isfinite(v))
+        reached = [s for s, c in counts.items() if c >= need]
+        return max(reached) if reached else None
+
+    def _model_data(self, study: StudyView, number: int) -> ModelData:
+        """Observations, pending trials and avoided points for the suggestion of trial ``number``."""
+        enc = self._enc
+        assert enc is not None
+        running = [r for _, r in sorted(study.running.items()) if r.number != number and r.params]
+        step = self._pick_step(study, running)
+        if step != self.fidelity_step:
+            self.fidelity_step = step
+            self._level_changed()
+        n_params = enc.n_params
+        if step is None:
+            u_obs, losses = self._observed(study)
+            avoided = list(self._failed.values())
+            u_avoid = np.array(avoided) if avoided else np.empty((0, n_params))
+            return ModelData(u_obs, losses, running, u_avoid, None)
+        sign = study.sign()
+        points: list[tuple[int, np.ndarray, float]] = [
+            (n, u, reports[step]) for n, (u, reports) in self._reported.items() if step in reports
+        ]
+        pending = []
+        for r in running:
+            v = r.reports.get(step)
+            if v is not None and math.isfinite(v):
+                points.append((r.number, enc.unit(r.params), v))
+            else:
+                pending.append(r)
+        points.sort(key=lambda p: p[0])
+        used = {p[0] for p in points}
+        avoided = [u for n, u in sorted(self._failed.items()) if n not in used]
+        u_obs = np.array([p[1] for p in points])
+        losses = np.array([sign * p[2] for p in points])
+        u_avoid = np.array(avoided) if avoided else np.empty((0, n_params))
+        return ModelData(u_obs, losses, pending, u_avoid, step)
 
     async def start(self, study: StudyView) -> None:
         self._enc = None

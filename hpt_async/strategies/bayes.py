@@ -20,8 +20,13 @@ arrived so far:
    point.  FAILED and PRUNED trials enter the same way with the median loss
    as the floor: their configuration is not proposed again and its
    neighbourhood is deemed ordinary, but the value they reported (if any)
-   never reaches the model.  A PRUNED trial's value is an intermediate one;
-   a multi-fidelity model could use it, this one does not.
+   never reaches the model as a final value.
+   Multi-fidelity (on by default): when trials report intermediate values,
+   as under ``pruner="asha"`` or ``"hyperband"``, and fewer than
+   ``fidelity_min`` trials have completed, the GP is fitted instead to the
+   values every trial (COMPLETE, PRUNED or RUNNING) reported at the highest
+   step that enough trials reached; those trials are then observations,
+   neither fantasies nor avoided points (see ``_model``).
 4. Log expected improvement is maximised over the space (see
    ``_acquisition``), and the winner is decoded to a configuration.
 
@@ -99,6 +104,9 @@ class BayesStrategy(ModelStrategy):
       ``"ignore"`` does not (concurrent suggestions then tend to coincide;
       for comparison only).  Failed and pruned trials are conditioned on in
       both modes.
+    * ``fidelity``: learn from intermediate reports (default ``True``);
+      ``fidelity_min``: reports a step needs to be modelled (default
+      ``max(6, d + 2)``).
     """
 
     name = "bayes"
@@ -113,6 +121,8 @@ class BayesStrategy(ModelStrategy):
         max_points: int = 256,
         refit_fraction: float = 0.1,
         pending: str = "believer",
+        fidelity: bool = True,
+        fidelity_min: int | None = None,
     ) -> None:
         if n_initial is not None and (isinstance(n_initial, bool) or not isinstance(n_initial, int) or n_initial < 1):
             raise ValueError(f"n_initial must be an int >= 1, got {n_initial!r}")
@@ -132,7 +142,7 @@ class BayesStrategy(ModelStrategy):
         self.max_points = max_points
         self.refit_fraction = float(refit_fraction)
         self.pending = pending
-        super().__init__()
+        super().__init__(fidelity=fidelity, fidelity_min=fidelity_min)
         self._theta: np.ndarray | None = None
         self._fit_n = 0
 
@@ -140,20 +150,21 @@ class BayesStrategy(ModelStrategy):
         self._theta = None
         self._fit_n = 0
 
+    def _level_changed(self) -> None:
+        self._fit_n = 0  # other values: refit at the next suggestion (warm-started)
+
     # -- suggestions --------------------------------------------------------------------
 
     async def ask(self, study: StudyView, number: int) -> dict[str, Any]:
         enc = self._bind(study)
         n_init = self.n_initial or default_initial(len(study.space))
-        n_obs = len(self._obs)
-        running = [r for r in study.running.values() if r.number != number and r.params]
-        if n_obs + len(running) < n_init or n_obs < max(2, n_init // 2):
+        data = self._model_data(study, number)
+        n_obs = len(data.losses)
+        if n_obs + len(data.pending) < n_init or n_obs < max(2, n_init // 2):
             return await self._design.ask(study, number)
-        u_obs, losses = self._observed(study)
-        pending = [enc.unit(r.params) for r in running] if self.pending == "believer" else []
+        u_obs, losses, u_avoid = data.u_obs, data.losses, data.u_avoid
+        pending = [enc.unit(r.params) for r in data.pending] if self.pending == "believer" else []
         u_pending = np.array(pending) if pending else np.empty((0, enc.n_params))
-        avoided = list(self._failed.values())
-        u_avoid = np.array(avoided) if avoided else np.empty((0, enc.n_params))
         seed = [study.seed & (2**64 - 1), number & (2**64 - 1)]
         u = await anyio.to_thread.run_sync(self._suggest, enc, u_obs, losses, u_pending, u_avoid, seed)
         return enc.decode(u)

@@ -18,9 +18,15 @@ parents.
 
 Running trials are added to the bad group (a constant liar), so concurrent
 suggestions avoid what is already being evaluated.  FAILED and PRUNED
-trials are added there too, as configurations, never with their value (a
-pruned trial's value is an intermediate one; a multi-fidelity model could
-use it).  CANCELLED and LOST trials are ignored.  The first trials
+trials are added there too, as configurations, never with their value as a
+final one.  CANCELLED and LOST trials are ignored.
+
+Multi-fidelity (on by default): when trials report intermediate values, as
+under ``pruner="asha"`` or ``"hyperband"``, and fewer than ``fidelity_min``
+trials have completed, the groups are split by the values every trial
+(COMPLETE, PRUNED or RUNNING) reported at the highest step that enough
+trials reached; those trials are then ranked, not lied about or avoided
+(see ``_model``).  The first trials
 follow a scrambled Sobol' design.  Draws come from ``(seed, trial number)``:
 a seeded run at concurrency 1 is reproducible.
 """
@@ -158,7 +164,10 @@ class TPEStrategy(ModelStrategy):
     ``gamma`` (fraction of trials in the good group, default 0.15, capped at
     ``max_good`` = 25), ``candidates`` drawn per suggestion (default 24),
     ``prior_weight`` of the uniform component (default 1), ``pending``:
-    ``"liar"`` (default: running trials count as bad) or ``"ignore"``.
+    ``"liar"`` (default: running trials count as bad) or ``"ignore"``,
+    ``fidelity``: learn from intermediate reports (default ``True``),
+    ``fidelity_min``: reports a step needs to be modelled (default
+    ``max(6, d + 2)``).
     """
 
     name = "tpe"
@@ -172,6 +181,8 @@ class TPEStrategy(ModelStrategy):
         candidates: int = 24,
         prior_weight: float = 1.0,
         pending: str = "liar",
+        fidelity: bool = True,
+        fidelity_min: int | None = None,
     ) -> None:
         for name, value in (("n_initial", n_initial), ("max_good", max_good), ("candidates", candidates)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -188,18 +199,18 @@ class TPEStrategy(ModelStrategy):
         self.candidates = candidates
         self.prior_weight = float(prior_weight)
         self.pending = pending
-        super().__init__()
+        super().__init__(fidelity=fidelity, fidelity_min=fidelity_min)
 
     async def ask(self, study: StudyView, number: int) -> dict[str, Any]:
         enc = self._bind(study)
-        n_obs = len(self._obs)
-        running = [r for r in study.running.values() if r.number != number and r.params]
-        if n_obs + len(running) < self.n_initial or n_obs < 2:
+        data = self._model_data(study, number)
+        n_obs = len(data.losses)
+        if n_obs + len(data.pending) < self.n_initial or n_obs < 2:
             return await self._design.ask(study, number)
-        u_obs, losses = self._observed(study)
-        extra = list(self._failed.values())
+        u_obs, losses = data.u_obs, data.losses
+        extra = list(data.u_avoid)
         if self.pending == "liar":
-            extra += [enc.unit(r.params) for r in running]
+            extra += [enc.unit(r.params) for r in data.pending]
         u_extra = np.array(extra) if extra else np.empty((0, enc.n_params))
         seed = [study.seed & (2**64 - 1), number & (2**64 - 1)]
         u = await anyio.to_thread.run_sync(self._suggest, enc, u_obs, losses, u_extra, seed)

@@ -1,0 +1,245 @@
+"""Multi-fidelity learning of ``bayes`` and ``tpe``: the model follows the highest step with enough reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+
+import hpt_async as hpt
+from hpt_async.strategies._model import ModelStrategy, default_fidelity_min
+
+SQUARE = {"x": hpt.Float(0.0, 1.0), "y": hpt.Float(0.0, 1.0)}
+STATES = hpt.TrialState
+
+
+def curve(x: float, steps: range) -> dict[int, float]:
+    """Loss-like reports: ``(x - 0.2)^2`` plus a term that shrinks with the step."""
+    return {s: (x - 0.2) ** 2 + 1.0 / s for s in steps}
+
+
+def view(records: list[hpt.TrialRecord], direction: str = "minimize") -> hpt.StudyView:
+    study = hpt.StudyView("fidelity", direction, hpt.Space(SQUARE), seed=3)
+    for record in records:
+        study._put(record)
+    return study
+
+
+def pruned_at_three(n_pruned: int, n_complete: int) -> list[hpt.TrialRecord]:
+    """``n_pruned`` trials stopped at step 3, then ``n_complete`` that reported steps 1 to 9 and completed."""
+    rng = np.random.default_rng(0)
+    records = []
+    for number in range(n_pruned + n_complete):
+        x, y = float(rng.random()), float(rng.random())
+        if number < n_pruned:
+            reports = curve(x, range(1, 4))
+            records.append(hpt.TrialRecord(number, STATES.PRUNED, {"x": x, "y": y}, reports[3], reports))
+        else:
+            reports = curve(x, range(1, 10))
+            final = reports[9] - 0.5  # the objective's result differs from its last report
+            records.append(hpt.TrialRecord(number, STATES.COMPLETE, {"x": x, "y": y}, final, reports))
+    return records
+
+
+def by_number(study: hpt.StudyView, strategy: ModelStrategy, number: int) -> dict[int, float]:
+    """The model's observations as {trial number: loss}, matched on the encoded configurations."""
+    data = strategy._model_data(study, number)
+    assert strategy._enc is not None
+    units = {r.number: strategy._enc.unit(r.params) for r in study.trials.values() if r.params}
+    out = {}
+    for u, loss in zip(data.u_obs, data.losses, strict=True):
+        matches = [n for n, v in units.items() if np.allclose(v, u)]
+        assert len(matches) == 1
+        out[matches[0]] = float(loss)
+    return out
+
+
+def test_default_needs_at_least_six_reports_or_d_plus_two() -> None:
+    assert default_fidelity_min(2) == 6
+    assert default_fidelity_min(9) == 11
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", ["tpe", "bayes"])
+async def test_most_trials_pruned_at_step_three_teach_the_model_at_step_three(name: str) -> None:
+    records = pruned_at_three(n_pruned=12, n_complete=3)
+    study = view(records)
+    strategy = hpt.TPEStrategy() if name == "tpe" else hpt.BayesStrategy()
+    await strategy.start(study)
+    data = strategy._model_data(study, 15)
+    assert data.step == 3
+    observed = by_number(study, strategy, 15)
+    assert sorted(observed) == list(range(15))  # the 12 pruned trials and the 3 completed ones
+    for record in records:
+        assert observed[record.number] == pytest.approx(record.reports[3])
+    assert len(data.u_avoid) == 0  # a pruned trial observed at the step is not also avoided
+    assert strategy.fidelity_step == 3
+
+
+@pytest.mark.anyio
+async def test_running_trials_that_reached_the_step_are_observations_not_pending() -> None:
+    records = pruned_at_three(n_pruned=5, n_complete=0)
+    live = curve(0.5, range(1, 5))
+    records.append(hpt.TrialRecord(5, STATES.RUNNING, {"x": 0.5, "y": 0.5}, None, live))
+    records.append(hpt.TrialRecord(6, STATES.RUNNING, {"x": 0.9, "y": 0.1}, None, curve(0.9, range(1, 2))))
+    records.append(hpt.TrialRecord(7, STATES.PRUNED, {"x": 0.7, "y": 0.7}, 1.5, curve(0.7, range(1, 2))))
+    study = view(records)
+    strategy = hpt.TPEStrategy()
+    await strategy.start(study)
+    data = strategy._model_data(study, 8)
+    assert data.step == 3  # 6 trials reached step 3 (5 pruned, 1 running); step 1 has 8 but is lower
+    observed = by_number(study, strategy, 8)
+    assert sorted(observed) == [0, 1, 2, 3, 4, 5]
+    assert observed[5] == pytest.approx(live[3])
+    assert [r.number for r in data.pending] == [6]
+    assert len(data.u_avoid) == 1  # trial 7, pruned at step 1, stays an avoided point
+    assert np.allclose(data.u_avoid[0], [0.7, 0.7])
+
+
+@pytest.mark.anyio
+async def test_enough_completed_trials_give_the_full_budget_values() -> None:
+    records = pruned_at_three(n_pruned=12, n_complete=6)
+    study = view(records)
+    strategy = hpt.BayesStrategy()
+    await strategy.start(study)
+    data = strategy._model_data(study, 18)
+    assert data.step is None
+    observed = by_number(study, strategy, 18)
+    assert sorted(observed) == list(range(12, 18))
+    for record in records[12:]:
+        assert observed[record.number] == pytest.approx(record.value)  # the result, not the last report
+    assert len(data.u_avoid) == 12  # pruned trials are avoided points again
+
+
+@pytest.mark.anyio
+async def test_the_threshold_is_an_option_and_fidelity_can_be_turned_off() -> None:
+    records = pruned_at_three(n_pruned=12, n_complete=3)
+    study = view(records)
+    at_most = hpt.TPEStrategy(fidelity_min=15)
+    await at_most.start(study)
+    assert at_most._model_data(study, 15).step == 3  # steps 1 to 3 have 15 reports each
+    strict = hpt.TPEStrategy(fidelity_min=16)
+    await strict.start(study)
+    assert strict._model_data(study, 15).step is None  # no step has 16: back to the completed trials
+    assert len(strict._model_data(study, 15).losses) == 3
+    loose = hpt.TPEStrategy(fidelity_min=3)
+    await loose.start(study)
+    assert loose._model_data(study, 15).step is None  # 3 completed trials are enough at this threshold
+    off = hpt.TPEStrategy(fidelity=False)
+    await off.start(study)
+    data = off._model_data(study, 15)
+    assert data.step is None and len(data.losses) == 3 and len(data.u_avoid) == 12
+    with pytest.raises(ValueError, match="fidelity_min"):
+        hpt.BayesStrategy(fidelity_min=1)
+    with pytest.raises(ValueError, match="fidelity"):
+        hpt.TPEStrategy(fidelity="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_told_one_by_one_equals_rebuilt_at_start() -> None:
+    records = pruned_at_three(n_pruned=10, n_complete=4)
+    study = view([])
+    told = hpt.TPEStrategy()
+    await told.start(study)
+    for record in records:
+        running = hpt.TrialRecord(record.number, STATES.RUNNING, record.params, None, record.reports)
+        study._put(running)
+        study._put(record)
+        await told.tell(study, record)
+    rebuilt = hpt.TPEStrategy()
+    await rebuilt.start(study)
+    a, b = told._model_data(study, 14), rebuilt._model_data(study, 14)
+    assert a.step == b.step == 3
+    assert np.allclose(a.u_obs, b.u_obs) and np.allclose(a.losses, b.losses)
+
+
+@pytest.mark.anyio
+async def test_maximised_reports_become_losses_with_the_right_sign() -> None:
+    records = pruned_at_three(n_pruned=8, n_complete=0)
+    study = view(records, direction="maximize")
+    strategy = hpt.TPEStrategy()
+    await strategy.start(study)
+    observed = by_number(study, strategy, 8)
+    for record in records:
+        assert observed[record.number] == pytest.approx(-record.reports[3])
+
+
+@pytest.mark.anyio
+async def test_suggestions_follow_the_values_at_the_modelled_step() -> None:
+    """Only pruned trials, all good near x = 0.2 at step 3: the model-based suggestion goes there."""
+    rng = np.random.default_rng(1)
+    records = []
+    for number in range(30):
+        x, y = float(rng.random()), float(rng.random())
+        reports = curve(x, range(1, 4))
+        records.append(hpt.TrialRecord(number, STATES.PRUNED, {"x": x, "y": y}, reports[3], reports))
+    study = view(records)
+    xs = []
+    for number in range(30, 36):
+        strategy = hpt.TPEStrategy()
+        await strategy.start(study)
+        xs.append((await strategy.ask(study, number))["x"])
+    assert np.median(np.abs(np.array(xs) - 0.2)) < 0.15
+    off = []
+    for number in range(30, 36):
+        strategy = hpt.TPEStrategy(fidelity=False)
+        await strategy.start(study)
+        off.append((await strategy.ask(study, number))["x"])
+    assert off != xs  # without fidelity there is no model yet (Sobol points)
+
+
+async def hyperband_run(strategy: str, seed: int, concurrency: int = 1) -> tuple[hpt.StudyResult, list[Any]]:
+    steps: list[Any] = []
+    cls = hpt.TPEStrategy if strategy == "tpe" else hpt.BayesStrategy
+    spy = cls()
+    original = spy._model_data
+
+    def recording(study: hpt.StudyView, number: int) -> Any:
+        data = original(study, number)
+        steps.append(data.step)
+        return data
+
+    spy._model_data = recording  # type: ignore[method-assign]
+
+    async def objective(trial: hpt.Trial) -> float:
+        x, y = trial.params["x"], trial.params["y"]
+        value = 0.0
+        for epoch in range(1, 10):
+            value = (x - 0.3) ** 2 + (y - 0.6) ** 2 + 0.5 / epoch
+            await trial.report(value, step=epoch)
+        return value
+
+    tuner = hpt.Tuner(
+        objective,
+        SQUARE,
+        strategy=spy,
+        pruner=hpt.HyperbandPruner(min_resource=1, max_resource=9, eta=3),
+        seed=seed,
+        max_trials=40,
+        concurrency=concurrency,
+        loggers=[],
+    )
+    with anyio.fail_after(60):
+        result = await tuner.run()
+    return result, steps
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", ["tpe", "bayes"])
+async def test_a_tuner_with_hyperband_learns_from_rungs_end_to_end(name: str) -> None:
+    result, steps = await hyperband_run(name, seed=4)
+    assert result.count(STATES.PRUNED) >= 10
+    assert result.count(STATES.COMPLETE) >= 1
+    assert any(s is not None and s < 9 for s in steps)  # a rung below the full budget was modelled
+    assert result.best_value < 0.3
+    again, _ = await hyperband_run(name, seed=4)
+    assert [dict(t.params) for t in again.trials] == [dict(t.params) for t in result.trials]
+
+
+@pytest.mark.anyio
+async def test_concurrent_hyperband_run_completes() -> None:
+    result, steps = await hyperband_run("tpe", seed=5, concurrency=4)
+    assert result.count(STATES.PRUNED) + result.count(STATES.COMPLETE) == 40
+    assert any(s is not None for s in steps)
