@@ -271,6 +271,8 @@ class Tuner:
         left.  ``max_trials`` and ``timeout`` are :meth:`run`'s and do not
         apply here.
         """
+        if self._fatal is not None:
+            self._raise_fatal()  # a component failed earlier: the study takes no new trial
         if not self._open:
             await self._start()
         await self._acquire_ask()
@@ -279,7 +281,7 @@ class Tuner:
             trial = await self._create_trial()
         except _Fatal:
             assert self._fatal is not None
-            raise self._fatal from self._fatal.__cause__
+            self._raise_fatal()
         finally:
             self._release_ask()
         if trial is None:
@@ -325,7 +327,7 @@ class Tuner:
         except _Fatal:
             pass
         if self._fatal is not None:
-            raise self._fatal
+            self._raise_fatal()
         return record
 
     async def close(self) -> StudyResult:
@@ -432,15 +434,7 @@ class Tuner:
                 self._reason = StopReason.MAX_TRIALS
             else:
                 self._reason = StopReason.CANCELLED
-        result = StudyResult(
-            study=self.study_name,
-            direction=self.direction,
-            seed=self.seed,
-            trials=tuple(view.trials[n] for n in sorted(view.trials)),
-            best=view.best,
-            reason=self._reason,
-            plugin_errors=dict(self._relay.errors),
-        )
+        result = self._result()
         executor_error: Exception | None = None
         try:
             if self._relay.listens("hpt_study_ended"):
@@ -459,6 +453,28 @@ class Tuner:
             )
             raise StudyError(message, result) from executor_error
         return result
+
+    def _result(self) -> StudyResult:
+        """The study as it stands: every trial in the view, the best, and why it stopped."""
+        view = self._view
+        assert view is not None
+        return StudyResult(
+            study=self.study_name,
+            direction=self.direction,
+            seed=self.seed,
+            trials=tuple(view.trials[n] for n in sorted(view.trials)),
+            best=view.best,
+            reason=self._reason or StopReason.CANCELLED,
+            plugin_errors=dict(self._relay.errors),
+        )
+
+    def _raise_fatal(self) -> None:
+        """Raise the recorded fatal error with the study as it stands (ask-and-tell)."""
+        fatal = self._fatal
+        assert fatal is not None
+        if fatal.result is None and self._view is not None:
+            fatal.result = self._result()
+        raise fatal from fatal.__cause__
 
     def _stop(self, reason: str, *, cancel: bool) -> None:
         if self._reason is None:

@@ -191,3 +191,24 @@ def test_a_thread_report_in_flight_at_trial_timeout_raises_trial_cancelled() -> 
     result = anyio.run(main)
     assert result.trials[0].state is hpt.TrialState.FAILED
     assert seen == ["cancelled"]
+
+
+async def test_ask_and_tell_report_a_failed_component_with_the_study_so_far() -> None:
+    class Forgetful(hpt.RandomStrategy):
+        async def tell(self, study: hpt.StudyView, record: hpt.TrialRecord) -> None:
+            if record.number == 1:
+                raise RuntimeError("lost my notes")
+
+    tuner = hpt.Tuner(lambda t: 0.0, SPACE, strategy=Forgetful(), loggers=[], seed=0)
+    first, second = await tuner.ask(), await tuner.ask()
+    await tuner.tell(first, 0.5)
+    with pytest.raises(hpt.StudyError, match="lost my notes") as info:
+        await tuner.tell(second, 0.25)
+    assert info.value.result is not None
+    assert [(t.number, t.state) for t in info.value.result.trials] == [
+        (0, hpt.TrialState.COMPLETE),
+        (1, hpt.TrialState.COMPLETE),
+    ]
+    with pytest.raises(hpt.StudyError, match="lost my notes"):
+        await tuner.ask()  # no new trial after a fatal error
+    assert len(tuner.study.trials) == 2
