@@ -19,7 +19,7 @@ from .exceptions import (
 )
 from .executors import AsyncExecutor, Executor, ProcessExecutor, ThreadExecutor
 from .hookspecs import hookimpl
-from .loggers import ConsoleLogger
+from .loggers import ConsoleLogger, JsonlLogger
 from .plugins import get_registry, register_plugin
 from .pruners import ASHAPruner, Decision, HyperbandPruner, MedianPruner, Pruner
 from .result import StopReason, StudyResult
@@ -34,7 +34,15 @@ from .storage import (
     StudySession,
     StudySummary,
 )
-from .strategies import BayesStrategy, GridStrategy, RandomStrategy, SobolStrategy, Strategy, TPEStrategy
+from .strategies import (
+    BayesStrategy,
+    EvolutionStrategy,
+    GridStrategy,
+    RandomStrategy,
+    SobolStrategy,
+    Strategy,
+    TPEStrategy,
+)
 from .studies import LoadedStudy, load_study, load_study_async
 from .study import StudyView
 from .trial import SyncTrial, Trial, TrialRecord, TrialState
@@ -44,6 +52,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BayesStrategy",
+    "EvolutionStrategy",
     "TPEStrategy",
     "ASHAPruner",
     "HyperbandPruner",
@@ -61,6 +70,7 @@ __all__ = [
     "AsyncExecutor",
     "Choice",
     "ConsoleLogger",
+    "JsonlLogger",
     "Decision",
     "Domain",
     "Executor",

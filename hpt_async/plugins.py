@@ -50,6 +50,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "hpt_async.strategies.grid",
     "hpt_async.strategies.bayes",
     "hpt_async.strategies.tpe",
+    "hpt_async.strategies.evolution",
     "hpt_async.pruners.median",
     "hpt_async.pruners.asha",
     "hpt_async.pruners.hyperband",
@@ -59,6 +60,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "hpt_async.executors.thread",
     "hpt_async.executors.process",
     "hpt_async.loggers.console",
+    "hpt_async.loggers.jsonl",
 )
 """Modules of the builtin plugins, registered like any third-party plugin."""
 
@@ -326,7 +328,7 @@ class HookRelay:
                 progress[1] = i + 1
             try:
                 result = impl.function(*[kwargs[a] for a in impl.argnames])
-                if inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):
                     await result
             except Exception:
                 impl.failures += 1

@@ -422,9 +422,9 @@ class Tuner:
         view = self._view
         assert view is not None
         for trial in list(self._live.values()):
-            # A trial whose creation failed half-way, or one of ask() still open: it cannot run on.
+            # A trial of ask() still open when the study closes: it cannot run on.
             try:
-                await self._end(trial, TrialState.CANCELLED, announce=False)
+                await self._end(trial, TrialState.CANCELLED)
             except _Fatal:
                 pass
         if self._reason is None:

@@ -1,5 +1,6 @@
 """Loggers: plugins that watch a study and tell people about it."""
 
 from .console import ConsoleLogger
+from .jsonl import JsonlLogger, read_events
 
-__all__ = ["ConsoleLogger"]
+__all__ = ["ConsoleLogger", "JsonlLogger", "read_events"]

@@ -2,9 +2,18 @@
 
 from .base import Strategy
 from .bayes import BayesStrategy
+from .evolution import EvolutionStrategy
 from .grid import GridStrategy
 from .random import RandomStrategy
 from .sobol import SobolStrategy
 from .tpe import TPEStrategy
 
-__all__ = ["BayesStrategy", "GridStrategy", "RandomStrategy", "SobolStrategy", "Strategy", "TPEStrategy"]
+__all__ = [
+    "BayesStrategy",
+    "EvolutionStrategy",
+    "GridStrategy",
+    "RandomStrategy",
+    "SobolStrategy",
+    "Strategy",
+    "TPEStrategy",
+]

@@ -1,0 +1,174 @@
+"""``strategy="evolution"``: regularised (aging) evolution.
+
+The population is the ``population`` youngest COMPLETE trials, age being
+the trial number (a lower number was born earlier).  Until the population
+is full, trials are drawn uniformly at random, exactly as ``random`` draws
+them.  After that, each new trial is a child: ``sample_size`` members are
+picked at random, the best of them is the parent, and the child is the
+parent with one parameter changed.  When a child completes it joins the
+population and the oldest member leaves it, whatever its value: that aging
+is what regularises the search (a lucky configuration cannot stay forever).
+
+A child is bred the moment a slot frees, from whatever has completed by
+then, so the strategy is asynchronous by construction.  FAILED, PRUNED,
+CANCELLED and LOST trials never join the population.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..hookspecs import hookimpl
+from ..space import Choice, Domain, Float, Int, Space, SpaceError
+from ..trial import TrialState
+from .base import Strategy
+
+if TYPE_CHECKING:
+    from ..study import StudyView
+    from ..trial import TrialRecord
+
+__all__ = ["EvolutionStrategy", "mutable", "mutate"]
+
+# Gaussian perturbations tried before falling back to a value that surely differs.
+_PERTURB_TRIES = 8
+
+
+def mutable(domain: Domain) -> bool:
+    """True when ``domain`` has more than one value, so a mutation can change it."""
+    if isinstance(domain, Choice):
+        return len(domain.values) > 1
+    if isinstance(domain, (Int, Float)):
+        return domain.low < domain.high
+    return False
+
+
+def _reflect(u: float) -> float:
+    """Fold ``u`` back into ``[0, 1]`` by reflection at both ends."""
+    u = math.fmod(abs(u), 2.0)
+    return 2.0 - u if u > 1.0 else u
+
+
+def _new_value(domain: Domain, value: Any, rng: random.Random, scale: float | None) -> Any:
+    """A value of ``domain`` different from ``value``.
+
+    A Choice takes another of its values, uniformly.  A numeric domain is
+    moved by a Gaussian step of standard deviation ``scale`` in the unit
+    cube (reflected at the bounds), or redrawn uniformly when ``scale`` is
+    ``None``; should rounding keep the value, the farther bound is taken.
+    """
+    if isinstance(domain, Choice):
+        index = domain.index(value)
+        other = rng.randrange(len(domain.values) - 1)
+        return domain.values[other + (other >= index)]
+    u = domain.to_unit(value)
+    for _ in range(_PERTURB_TRIES):
+        x = rng.random() if scale is None else _reflect(u + rng.gauss(0.0, scale))
+        candidate = domain.from_unit(x)
+        if candidate != value:
+            return candidate
+    low, high = domain.from_unit(0.0), domain.from_unit(1.0)
+    return low if abs(value - low) > abs(value - high) else high
+
+
+def mutate(space: Space, parent: Mapping[str, Any], rng: random.Random, scale: float | None = 0.2) -> dict[str, Any]:
+    """``parent`` with one active parameter changed; activity re-derived.
+
+    The parameter is chosen uniformly among the parent's active parameters
+    that have more than one value.  Parameters that the change makes active
+    get uniformly random values; those it makes inactive are dropped; all
+    others keep the parent's values.  A space where nothing can change
+    returns a copy of ``parent``.
+    """
+    names = [n for n in space.names if n in parent and mutable(space[n])]
+    if not names:
+        return dict(parent)
+    name = names[rng.randrange(len(names))]
+    changed = dict(parent)
+    changed[name] = _new_value(space[name], parent[name], rng, scale)
+    child: dict[str, Any] = {}
+    for n in space.names:
+        if space.is_active(n, child):
+            child[n] = changed[n] if n in changed else space[n].from_unit(rng.random())
+    return child
+
+
+class EvolutionStrategy(Strategy):
+    """Regularised evolution (tournament selection, one-parameter mutation, aging).
+
+    ``population`` (default 50) is how many of the youngest COMPLETE trials
+    breed; ``sample_size`` (default 10) how many of them a tournament
+    compares.  ``scale`` is the standard deviation, in the unit cube, of the
+    Gaussian step that mutates a numeric parameter (``None``: redraw it
+    uniformly instead).  Trial ``n``'s random choices depend only on
+    ``(seed, n)``, so a seeded run at concurrency 1 repeats itself.  A
+    resumed study rebuilds the population from its history.
+    """
+
+    name = "evolution"
+
+    def __init__(self, population: int = 50, sample_size: int = 10, *, scale: float | None = 0.2) -> None:
+        if isinstance(population, bool) or not isinstance(population, int) or population < 2:
+            raise ValueError(f"population must be an int >= 2, got {population!r}")
+        if isinstance(sample_size, bool) or not isinstance(sample_size, int) or not 1 <= sample_size <= population:
+            raise ValueError(f"sample_size must be an int in [1, population={population}], got {sample_size!r}")
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1):
+            raise ValueError(f"scale must be a number in (0, 1] or None, got {scale!r}")
+        self.population = population
+        self.sample_size = sample_size
+        self.scale = None if scale is None else float(scale)
+        self._members: dict[int, tuple[dict[str, Any], float]] = {}
+
+    @property
+    def members(self) -> list[int]:
+        """Trial numbers of the current population, oldest first."""
+        return sorted(self._members)
+
+    def _rng(self, seed: int, number: int) -> random.Random:
+        return random.Random(f"evolution:{seed}:{number}")
+
+    def _admit(self, study: StudyView, record: TrialRecord) -> None:
+        """Add a COMPLETE trial with a finite value; retire the oldest when over size."""
+        if record.state is not TrialState.COMPLETE or record.value is None or not math.isfinite(record.value):
+            return
+        if record.number in self._members:
+            return
+        members = self._members
+        if len(members) >= self.population and record.number < min(members):
+            return  # older than every member: it would be retired at once
+        try:
+            params = study.space.validate(record.params)
+        except SpaceError:
+            return  # a configuration the current space cannot take cannot breed
+        members[record.number] = (params, study.sign() * float(record.value))
+        while len(members) > self.population:
+            del members[min(members)]
+
+    async def start(self, study: StudyView) -> None:
+        self._members = {}
+        for record in study.finished(TrialState.COMPLETE):
+            self._admit(study, record)
+
+    def select(self, rng: random.Random) -> int:
+        """The tournament: the best (lowest loss, then oldest) of ``sample_size`` random members."""
+        numbers = self.members
+        entrants = rng.sample(numbers, min(self.sample_size, len(numbers)))
+        return min(entrants, key=lambda n: (self._members[n][1], n))
+
+    async def ask(self, study: StudyView, number: int) -> dict[str, Any]:
+        if len(self._members) < self.population:
+            return study.space.sample(study.seed, number)
+        rng = self._rng(study.seed, number)
+        parent = self._members[self.select(rng)][0]
+        return mutate(study.space, parent, rng, self.scale)
+
+    async def tell(self, study: StudyView, record: TrialRecord) -> None:
+        self._admit(study, record)
+
+
+@hookimpl
+def hpt_register(register: Callable[[str, str, Callable[..., Any]], None]) -> None:
+    """Register ``evolution``."""
+    register("strategy", "evolution", EvolutionStrategy)
