@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
+from common import StopAtStep
 
 import hpt_async as hpt
 
@@ -24,16 +25,6 @@ def make(**kwargs: Any) -> hpt.Tuner:
     kwargs.setdefault("loggers", [])
     kwargs.setdefault("seed", 0)
     return hpt.Tuner(_unused_objective, kwargs.pop("space", SPACE), **kwargs)
-
-
-class StopAtStep(hpt.Pruner):
-    """Stops every trial once it reports ``step``."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    async def decide(self, study: hpt.StudyView, trial: hpt.TrialRecord, step: int, value: float) -> hpt.Decision:
-        return hpt.Decision.STOP if step >= self.step else hpt.Decision.CONTINUE
 
 
 async def test_ask_then_tell_completes_trials_and_close_returns_the_result() -> None:

@@ -10,31 +10,13 @@ from typing import Any
 import anyio
 import numpy as np
 import pytest
+from common import MIXED, SQUARE, branin
 from scipy import optimize, stats
 
 import hpt_async as hpt
 from hpt_async.strategies import _gp
 from hpt_async.strategies._encoding import Encoder
 from hpt_async.strategies.bayes import BayesStrategy
-
-MIXED = {
-    "lr": hpt.Float(1e-5, 1e-1, log=True),
-    "layers": hpt.Int(1, 4),
-    "units": hpt.Int(16, 256, when={"layers": [3, 4]}),
-    "batch": hpt.Int(8, 512, log=True),
-    "dropout": hpt.Float(0.0, 0.5, step=0.1),
-    "optimizer": hpt.Choice(["adam", "sgd", ("sgd", "nesterov")]),
-    "momentum": hpt.Float(0.0, 0.99, when={"optimizer": ["sgd"]}),
-}
-
-SQUARE = {"x": hpt.Float(0.0, 1.0), "y": hpt.Float(0.0, 1.0)}
-
-
-def branin(params: Mapping[str, Any]) -> float:
-    """Branin on the unit square (rescaled to its usual box); minimum about 0.398."""
-    x1, x2 = 15 * params["x"] - 5, 15 * params["y"]
-    b, c = 5.1 / (4 * math.pi**2), 5 / math.pi
-    return (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1) + 10
 
 
 async def tune(

@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
+from common import StopAtStep
 
 import hpt_async as hpt
 from hpt_async.plugins import ENTRY_POINT_GROUP
@@ -83,16 +84,6 @@ async def pids_of_workers(address: str) -> set[int]:
 
     async with Client(address, asynchronous=True) as client:
         return set((await client.run(os.getpid)).values())
-
-
-class StopAtStep(hpt.Pruner):
-    """Stops every trial once it reports ``step``."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    async def decide(self, study: hpt.StudyView, trial: hpt.TrialRecord, step: int, value: float) -> hpt.Decision:
-        return hpt.Decision.STOP if step >= self.step else hpt.Decision.CONTINUE
 
 
 # -- objectives (run on the Dask workers) -----------------------------------------------

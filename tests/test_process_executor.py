@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 import pytest
+from common import StopAtStep
 
 import hpt_async as hpt
 from hpt_async.executors import ProcessExecutor
@@ -79,16 +80,6 @@ def wait_for_files(folder: Path, count: int) -> bool:
             return True
         time.sleep(0.01)
     return False
-
-
-class StopAtStep(hpt.Pruner):
-    """Stops every trial once it reports ``step``."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    async def decide(self, study: hpt.StudyView, trial: hpt.TrialRecord, step: int, value: float) -> hpt.Decision:
-        return hpt.Decision.STOP if step >= self.step else hpt.Decision.CONTINUE
 
 
 # -- objectives (run in worker processes) ---------------------------------------------

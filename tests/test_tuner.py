@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import numpy as np
 import pytest
+from common import StopAtStep
 
 import hpt_async as hpt
 
@@ -55,18 +56,6 @@ class RecordingStrategy(hpt.RandomStrategy):
 
     async def tell(self, study: hpt.StudyView, record: hpt.TrialRecord) -> None:
         self.told.append(record)
-
-
-class StopAtStep(hpt.Pruner):
-    """Stops every trial once it reports ``step``."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-        self.seen: list[tuple[int, int, float]] = []
-
-    async def decide(self, study: hpt.StudyView, trial: hpt.TrialRecord, step: int, value: float) -> hpt.Decision:
-        self.seen.append((trial.number, step, value))
-        return hpt.Decision.STOP if step >= self.step else hpt.Decision.CONTINUE
 
 
 # -- the public contract -------------------------------------------------------

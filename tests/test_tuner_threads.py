@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
+from common import StopAtStep
 
 import hpt_async as hpt
 
@@ -32,16 +33,6 @@ async def run(tuner: hpt.Tuner) -> hpt.StudyResult:
     """Run ``tuner`` under a hang guard."""
     with anyio.fail_after(HANG_GUARD):
         return await tuner.run()
-
-
-class StopAtStep(hpt.Pruner):
-    """Stops every trial once it reports ``step``."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    async def decide(self, study: hpt.StudyView, trial: hpt.TrialRecord, step: int, value: float) -> hpt.Decision:
-        return hpt.Decision.STOP if step >= self.step else hpt.Decision.CONTINUE
 
 
 @pytest.fixture

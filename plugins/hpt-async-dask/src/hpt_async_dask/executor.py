@@ -15,7 +15,7 @@ from hpt_async.executors.inloop import is_async_callable
 from hpt_async.executors.remote import answer_report, dumps, outcome_result, params_blob, pickled
 from hpt_async.trial import Trial
 
-from .task import run_trial
+from .task import close_queues, run_trial
 
 __all__ = ["SCHEDULER_ENV", "DaskExecutor", "WorkerLost"]
 
@@ -144,11 +144,7 @@ class DaskExecutor(Executor):
                 await self._abandon(client, future, down, trial)
                 raise
         finally:
-            for queue in (up, down):
-                try:
-                    queue.close()
-                except Exception:
-                    pass
+            close_queues(up, down)
         return outcome_result(trial, outcome)
 
     # -- internals -----------------------------------------------------------------------

@@ -24,6 +24,15 @@ DECISION_POLL = 2.0
 _loaded: dict[str, Any] = {}  # token -> objective, in this worker process
 
 
+def close_queues(*queues: Any) -> None:
+    """Close a trial's report queues; one that is already gone is no error."""
+    for queue in queues:
+        try:
+            queue.close()
+        except Exception:
+            pass
+
+
 def _load(token: str, blob: bytes) -> Any:
     objective = _loaded.get(token)
     if objective is None:
@@ -75,8 +84,4 @@ def run_trial(token: str, blob: bytes, number: int, params_blob: bytes, started:
         outcome["attempt"] = attempt
         return outcome
     finally:
-        for queue in (up, down):
-            try:
-                queue.close()
-            except Exception:
-                pass
+        close_queues(up, down)
