@@ -9,9 +9,10 @@ Subcommands (``--help`` on each lists its options):
   GPSampler needs torch).  Long: run problems as separate shards.
 * ``report``: median final regret with its spread, per problem and method,
   from the JSON lines of ``quality``, as Markdown, with the win counts the
-  targets ask for.
-* ``speed``: wall time per trial over 100 sequential trials on Hartmann-6,
-  ``bayes`` and Optuna's GPSampler alternated in one process.
+  targets ask for (a problem, method and seed found in several files counts
+  once).
+* ``speed``: wall and CPU time per trial over 100 sequential trials on
+  Hartmann-6, ``bayes`` and Optuna's GPSampler alternated in one process.
 * ``growth``: time of one suggestion with 100 and with 1,000 observations
   (amortised over a window that includes the periodic refits), default
   settings against exact refits from scratch.
@@ -139,9 +140,17 @@ def _fmt(x: float) -> str:
 
 def cmd_report(args: argparse.Namespace) -> None:
     rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, str, int]] = set()
     for path in args.files:
         with open(path) as fh:
-            rows += [json.loads(line) for line in fh if line.strip()]
+            for line in fh:
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                key = (row["problem"], row["method"], row["seed"])
+                if key not in seen:  # a run repeated in another shard counts once (the first)
+                    seen.add(key)
+                    rows.append(row)
     problems = list(dict.fromkeys(r["problem"] for r in rows))
     methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
     medians: dict[tuple[str, str], float] = {}
@@ -194,23 +203,42 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_speed(args: argparse.Namespace) -> None:
+    """Wall and CPU time per trial, ``bayes`` and GPSampler alternated in one process.
+
+    CPU time (``time.process_time``, all threads of the process) is reported
+    next to wall time: on a shared machine the wall time of a single-threaded
+    run also counts the time other processes held the core.
+    """
     problem = PROBLEMS["hartmann6"]()
     # Warm-up (not timed): first use imports scipy.optimize on one side and torch on the other.
     _run_n(problem, 12, 99)
     _run_optuna_n(problem, 12, 99)
-    ours, theirs = [], []
+    wall: dict[str, list[float]] = {"hpt-bayes": [], "optuna-gp": []}
+    cpu: dict[str, list[float]] = {"hpt-bayes": [], "optuna-gp": []}
     for r in range(args.rounds):
         for method in ("hpt-bayes", "optuna-gp"):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             if method == "hpt-bayes":
                 values = _run_n(problem, args.trials, r)
             else:
                 values = _run_optuna_n(problem, args.trials, r)
             per = (time.perf_counter() - start) / args.trials
-            (ours if method == "hpt-bayes" else theirs).append(per)
-            print(f"round {r} {method:10s} {1000 * per:7.1f} ms/trial  best regret {min(values) - problem.best:.3g}")
-    a, b = statistics.mean(ours), statistics.mean(theirs)
-    print(f"mean: hpt-bayes {1000 * a:.1f} ms/trial, optuna-gp {1000 * b:.1f} ms/trial, ratio {a / b:.3f}")
+            per_cpu = (time.process_time() - start_cpu) / args.trials
+            wall[method].append(per)
+            cpu[method].append(per_cpu)
+            print(
+                f"round {r} {method:10s} wall {1000 * per:7.1f} ms/trial, cpu {1000 * per_cpu:7.1f} ms/trial,"
+                f" best regret {min(values) - problem.best:.3g}",
+                flush=True,
+            )
+    for label, table in (("wall", wall), ("cpu", cpu)):
+        a, b = statistics.median(table["hpt-bayes"]), statistics.median(table["optuna-gp"])
+        ratios = [x / y for x, y in zip(table["hpt-bayes"], table["optuna-gp"], strict=True)]
+        print(
+            f"{label} (median of {args.rounds} rounds): hpt-bayes {1000 * a:.1f} ms/trial,"
+            f" optuna-gp {1000 * b:.1f} ms/trial, ratio {a / b:.3f}"
+            f" (per-round ratios {', '.join(f'{x:.3f}' for x in ratios)})"
+        )
 
 
 def _run_n(problem: Problem, trials: int, seed: int) -> list[float]:
@@ -241,8 +269,10 @@ def _record(number: int, params: Mapping[str, Any], value: float) -> TrialRecord
     return TrialRecord(number=number, state=TrialState.COMPLETE, params=dict(params), value=value, ended=0.0)
 
 
-async def _time_asks(strategy: BayesStrategy, size: int, asks: int, warmup: int, seed: int) -> list[float]:
-    """Seconds of each of ``asks`` suggestions made after ``size`` random observations (Hartmann-6)."""
+async def _time_asks(
+    strategy: BayesStrategy, size: int, asks: int, warmup: int, seed: int
+) -> list[tuple[float, float]]:
+    """Wall and CPU seconds of each of ``asks`` suggestions made after ``size`` random observations (Hartmann-6)."""
     problem = PROBLEMS["hartmann6"]()
     space = hpt.Space(problem.space)
     view = StudyView("growth", "minimize", space, seed)
@@ -253,19 +283,19 @@ async def _time_asks(strategy: BayesStrategy, size: int, asks: int, warmup: int,
     times = []
     for i in range(warmup + asks):
         number = size + i
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         params = await strategy.ask(view, number)
-        elapsed = time.perf_counter() - start
+        elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
         record = _record(number, params, problem.evaluate(params))
         view._put(record)
         await strategy.tell(view, record)
         if i >= warmup:
-            times.append(elapsed)
+            times.append((elapsed, elapsed_cpu))
     return times
 
 
 def cmd_growth(args: argparse.Namespace) -> None:
-    results: dict[tuple[str, int], float] = {}
+    results: dict[tuple[str, int], tuple[float, float]] = {}
     for label in args.variants:
         for size in args.sizes:
             if label == "default":
@@ -275,18 +305,21 @@ def cmd_growth(args: argparse.Namespace) -> None:
             else:  # exact: every observation, hyperparameters refitted at every suggestion
                 strategy = BayesStrategy(max_points=10**9, refit_fraction=0.0)
                 asks = args.exact_asks
-            times = anyio.run(_time_asks, strategy, size, asks, args.warmup, 0)
-            mean = statistics.mean(times)
-            results[(label, size)] = mean
+            pairs = anyio.run(_time_asks, strategy, size, asks, args.warmup, 0)
+            times = [w for w, _ in pairs]
+            cpu = [c for _, c in pairs]
+            mean, mean_cpu = statistics.mean(times), statistics.mean(cpu)
+            results[(label, size)] = (mean, mean_cpu)
             print(
                 f"{label:8s} n={size:5d}: mean {1000 * mean:8.1f} ms, median {1000 * statistics.median(times):8.1f} ms,"
-                f" max {1000 * max(times):8.1f} ms over {len(times)} suggestions",
+                f" max {1000 * max(times):8.1f} ms; cpu mean {1000 * mean_cpu:8.1f} ms over {len(times)} suggestions",
                 flush=True,
             )
     for label in args.variants:
         small, large = min(args.sizes), max(args.sizes)
         if (label, small) in results and (label, large) in results:
-            print(f"{label}: growth {small} -> {large}: x{results[(label, large)] / results[(label, small)]:.1f}")
+            (w0, c0), (w1, c1) = results[(label, small)], results[(label, large)]
+            print(f"{label}: growth {small} -> {large}: wall x{w1 / w0:.1f}, cpu x{c1 / c0:.1f}")
 
 
 # -- concurrency --------------------------------------------------------------------------------

@@ -26,6 +26,12 @@ Part ``quality`` (one trial at a time) answers:
 with Optuna's RandomSampler + SuccessiveHalvingPruner, full-budget random
 search of both libraries and ``hyperband`` with random search alongside.
 
+Part ``diagnose`` (run only when asked) explains item 1 and what
+``hyperband`` offers a model: where the configuration that sets the target
+is stopped by ``asha``, how many trials complete within 1/4 of the budget,
+how well early epochs rank configurations, and how an oracle ``asha``
+(shown each trial's final accuracy) would do.
+
 Part ``concurrency`` runs ``asha`` with 8 trials at once (training in worker
 threads) and reports how busy the 8 slots were (slot time over 8 x wall
 time; Optuna's ``n_jobs=8`` alongside), and whether replaying the recorded
@@ -43,12 +49,14 @@ are real.
     /work/venv/bin/python benchmarks/bench_pruners.py                     # both parts, 5 seeds
     /work/venv/bin/python benchmarks/bench_pruners.py --part quality --seeds 0 1 2 3 4 5 6
     /work/venv/bin/python benchmarks/bench_pruners.py --part concurrency
+    /work/venv/bin/python benchmarks/bench_pruners.py --part diagnose --seeds 0 1 2
     /work/venv/bin/python benchmarks/bench_pruners.py --quick             # smoke run, small budget
     /work/venv/bin/python benchmarks/bench_pruners.py --part quality --variants   # + min_resource=3 rows
+    /work/venv/bin/python benchmarks/bench_pruners.py --part quality --midpoint-rank  # a rung-rule variant
 
-The row ``hpt tpe + hyperband (rung model)`` is a prototype kept in this file,
-not part of the library: it lets ``tpe`` learn from the highest rung with
-enough values (as BOHB does) instead of from completed trials only.
+``--curve-cache PATH`` keeps the learning curves in a file, so that shards
+and later runs read the epochs already trained instead of training them
+again (the figures are the same: training is deterministic).
 """
 
 from __future__ import annotations
@@ -60,6 +68,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import math  # noqa: E402
+import pickle  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -118,11 +127,38 @@ def optuna_params(trial: optuna.Trial) -> dict[str, Any]:
 # -- learning curves ----------------------------------------------------------------------------
 
 
+# Learning curves kept across runs (``--curve-cache``): configuration -> accuracy after each epoch.
+STORE: dict[tuple[Any, ...], list[float]] = {}
+
+
+def load_store(path: str) -> None:
+    """Read the curves kept in ``path`` (if it exists) into ``STORE``."""
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            STORE.update(pickle.load(f))
+
+
+def save_store(path: str) -> None:
+    """Merge ``STORE`` into ``path`` (longest curve wins), written atomically: shards may share a file."""
+    merged: dict[tuple[Any, ...], list[float]] = {}
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            merged = pickle.load(f)
+    for key, accs in STORE.items():
+        if len(accs) > len(merged.get(key, ())):
+            merged[key] = accs
+    tmp = f"{path}.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        pickle.dump(merged, f)
+    os.replace(tmp, path)
+
+
 class Curves:
     """Validation accuracy of a configuration after each epoch, trained on demand.
 
     With ``share=True`` a configuration asked for again continues from the
-    epochs already trained (same result: training is deterministic).
+    epochs already trained (same result: training is deterministic), and
+    epochs found in ``STORE`` are read from there instead of trained again.
     """
 
     def __init__(self, share: bool) -> None:
@@ -133,7 +169,12 @@ class Curves:
 
     def accuracy(self, params: dict[str, Any], epoch: int, key: Any = None) -> float:
         """Accuracy after ``epoch`` (1-based) epochs; ``key`` tells apart private entries."""
-        key = (tuple(sorted(params.items())), None if self.share else key)
+        config = tuple(sorted(params.items()))
+        if self.share:
+            kept = STORE.get(config)
+            if kept is not None and len(kept) >= epoch:
+                return kept[epoch - 1]
+        key = (config, None if self.share else key)
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -154,6 +195,8 @@ class Curves:
                     model.partial_fit(X_TRAIN, Y_TRAIN, classes=CLASSES)
                 accs.append(float(model.score(X_VALID, Y_VALID)))
                 self.trained += 1
+            if self.share and len(accs) > len(STORE.get(config, ())):
+                STORE[config] = list(accs)
             return accs[epoch - 1]
 
     def forget(self, params: dict[str, Any], key: Any) -> None:
@@ -254,8 +297,14 @@ def run_optuna(
     curves: Curves,
     budget: int,
     n_jobs: int = 1,
+    name: str = "bench-pruners",
 ) -> tuple[Meter, optuna.Study]:
-    """One Optuna study until ``budget`` epochs are spent."""
+    """One Optuna study until ``budget`` epochs are spent.
+
+    ``name`` is the study's name: Optuna's HyperbandPruner deals trials to
+    brackets by a hash of the study name and trial number, so a fixed name
+    makes a seeded run repeat.
+    """
     meter = Meter(budget)
 
     def objective(trial: optuna.Trial) -> float:
@@ -276,46 +325,13 @@ def run_optuna(
             curves.forget(params, trial.number)
 
     study = optuna.create_study(
-        direction="maximize", sampler=sampler, pruner=pruner if pruner is not None else optuna.pruners.NopPruner()
+        study_name=name,
+        direction="maximize",
+        sampler=sampler,
+        pruner=pruner if pruner is not None else optuna.pruners.NopPruner(),
     )
     study.optimize(objective, n_trials=100_000, n_jobs=n_jobs)
     return meter, study
-
-
-# -- the rung-model prototype -------------------------------------------------------------------------------
-
-
-class RungModel(hpt.Strategy):
-    """Prototype: a model-based strategy that learns from the highest rung with ``min_count`` values.
-
-    At each ask, every trial with a report at that rung's step is shown to a
-    fresh ``inner`` strategy as a COMPLETE trial whose value is the one at
-    the rung (running trials stay pending).  Not part of the library.
-    """
-
-    name = "rung-model"
-
-    def __init__(self, factory: Callable[[], hpt.Strategy], levels: list[int], min_count: int) -> None:
-        self.factory = factory
-        self.levels = levels
-        self.min_count = min_count
-
-    async def ask(self, study: hpt.StudyView, number: int) -> dict[str, Any] | None:
-        records = list(study.trials.values())
-        level = self.levels[0]
-        for candidate in reversed(self.levels):
-            if sum(1 for r in records if candidate in r.reports) >= self.min_count:
-                level = candidate
-                break
-        view = hpt.StudyView(study.name, study.direction, study.space, study.seed)
-        for r in records:
-            if level in r.reports:
-                view._put(hpt.TrialRecord(r.number, hpt.TrialState.COMPLETE, r.params, value=r.reports[level]))
-            elif r.state is hpt.TrialState.RUNNING:
-                view._put(r)
-        inner = self.factory()
-        await inner.start(view)
-        return await inner.ask(view, number)
 
 
 # -- part: quality ------------------------------------------------------------------------------------------
@@ -359,7 +375,9 @@ def quality_methods(strategies: dict[str, Callable[[], hpt.Strategy]], variants:
 
     def optuna_method(sampler: Callable[[int], Any], pruner: Callable[[], Any] | None) -> Method:
         async def method(seed: int, curves: Curves, budget: int) -> Meter:
-            return run_optuna(sampler(seed), None if pruner is None else pruner(), curves, budget)[0]
+            return run_optuna(sampler(seed), None if pruner is None else pruner(), curves, budget, name=f"seed-{seed}")[
+                0
+            ]
 
         return method
 
@@ -381,10 +399,6 @@ def quality_methods(strategies: dict[str, Callable[[], hpt.Strategy]], variants:
     for name, factory in strategies.items():
         methods[f"hpt {name}, full budget"] = hpt_method(factory, None)
         methods[f"hpt {name} + hyperband"] = hpt_method(factory, hyperband)
-    if "tpe" in strategies:
-        levels = [ETA**k for k in range(round(math.log(EPOCHS, ETA)) + 1)]
-        tpe = strategies["tpe"]
-        methods["hpt tpe + hyperband (rung model)"] = hpt_method(lambda: RungModel(tpe, levels, 10), hyperband)
     methods["optuna random, full budget"] = optuna_method(lambda s: optuna.samplers.RandomSampler(seed=s), None)
     methods["optuna random + SHA"] = optuna_method(
         lambda s: optuna.samplers.RandomSampler(seed=s),
@@ -395,6 +409,15 @@ def quality_methods(strategies: dict[str, Callable[[], hpt.Strategy]], variants:
         lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=EPOCHS, reduction_factor=ETA),
     )
     return methods
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided sign-test p-value of ``wins`` against ``losses`` (ties left out)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
+    return min(1.0, 2 * tail)
 
 
 def fmt(x: float | None, spec: str = ".4f") -> str:
@@ -460,11 +483,178 @@ async def part_quality(seeds: list[int], budget: int, variants: bool, only: list
     optuna_hb = finals.get("optuna TPE + hyperband", [])
     model_hb = [m for m in methods if m.startswith("hpt ") and "+ hyperband" in m and "random" not in m]
     for name in model_hb if optuna_hb else []:
-        wins = sum(1 for a, b in zip(finals[name], optuna_hb, strict=True) if a > b)
-        ties = sum(1 for a, b in zip(finals[name], optuna_hb, strict=True) if a == b)
-        print(f"item 2: {name} beats optuna TPE + hyperband on {wins}/{len(seeds)} seeds ({ties} ties)")
+        pairs = list(zip(finals[name], optuna_hb, strict=True))
+        wins = sum(1 for a, b in pairs if a > b)
+        losses = sum(1 for a, b in pairs if a < b)
+        diff = statistics.fmean(a - b for a, b in pairs) * len(Y_VALID)
+        print(
+            f"item 2: {name} beats optuna TPE + hyperband on {wins}/{len(seeds)} seeds "
+            f"({len(pairs) - wins - losses} ties, {losses} losses; mean difference {diff:+.1f} validation images; "
+            f"two-sided sign test p = {sign_test(wins, losses):.2f})"
+        )
     if not strategies:
         print("item 2: not measurable (no tpe or bayes strategy in this checkout)")
+
+
+# -- part: diagnose -------------------------------------------------------------------------------------------
+
+
+def sequential(
+    pruner: hpt.Pruner,
+    seed: int,
+    curves: Curves,
+    budget: int,
+    judged: Callable[[dict[str, Any], int], float],
+    until: float | None = None,
+) -> tuple[list[tuple[int, int, float]], list[tuple[int, int]], list[tuple[int, int, int, int, bool]]]:
+    """hpt-async random search with ``pruner``, one trial at a time, replayed without a Tuner.
+
+    The pruner is shown ``judged(params, epoch)`` at each report (the accuracy,
+    or anything else).  Returns the completions ``(epochs used, trial,
+    accuracy)``, each trial's ``(number, last epoch)`` and, for asha and
+    hyperband, every rung entry ``(trial, level, rank, values in the rung,
+    went on)``.  With ``until``, it ends at the first completion that
+    reaches that accuracy.
+    """
+    entries: list[tuple[int, int, int, int, bool]] = []
+    completions: list[tuple[int, int, float]] = []
+    trials: list[tuple[int, int]] = []
+    used = number = 0
+
+    async def run() -> None:
+        nonlocal used, number
+        study = hpt.StudyView("diagnose", "maximize", SPACE, seed)
+        await pruner.start(study)
+        while used < budget:
+            params = SPACE.sample(seed, number)
+            reports: dict[int, float] = {}
+            state = hpt.TrialState.COMPLETE
+            for epoch in range(1, EPOCHS + 1):
+                if used >= budget:
+                    return
+                accuracy = curves.accuracy(params, epoch)
+                used += 1
+                if epoch == EPOCHS:
+                    completions.append((used, number, accuracy))
+                    if until is not None and accuracy >= until - 1e-12:
+                        return
+                value = judged(params, epoch)
+                reports[epoch] = value
+                record = hpt.TrialRecord(number, hpt.TrialState.RUNNING, params, reports=dict(reports))
+                before = _rung_sizes(pruner)
+                decision = await pruner.decide(study, record, epoch, value)
+                for level, size in _rung_sizes(pruner).items():
+                    if size != before.get(level, 0):
+                        rank = 1 + sum(1 for v in _rung_values(pruner, level) if v > value)
+                        entries.append((number, level, rank, size, decision is hpt.Decision.CONTINUE))
+                if decision is hpt.Decision.STOP:
+                    state = hpt.TrialState.PRUNED
+                    break
+            trials.append((number, max(reports)))
+            await pruner.tell(study, hpt.TrialRecord(number, state, params, value=value, reports=reports))
+            number += 1
+
+    anyio.run(run, backend="asyncio")
+    return completions, trials, entries
+
+
+def _rung_sizes(pruner: hpt.Pruner) -> dict[int, int]:
+    """Values per rung level of ``pruner`` (bracket 0 only), or nothing for other pruners."""
+    if not isinstance(pruner, ASHAPruner):
+        return {}
+    return {int(r.level): len(r.values) for r in pruner.rungs()}
+
+
+def _rung_values(pruner: hpt.Pruner, level: int) -> list[float]:
+    assert isinstance(pruner, ASHAPruner)
+    return next(list(r.values.values()) for r in pruner.rungs() if int(r.level) == level)
+
+
+def part_diagnose(seeds: list[int], budget: int) -> None:
+    """Why ``asha`` misses item 1 on some seeds, and what ``hyperband`` leaves a model to learn from."""
+    from scipy.stats import spearmanr
+
+    quarter = budget // 4
+    full = budget // EPOCHS
+    print(f"\n## part diagnose: budget {budget} epochs, seeds {seeds}")
+    print(
+        "  target = best final accuracy of the first "
+        f"{full} random configurations (trial c*); asha = ASHAPruner(min_resource=1, eta={ETA}, "
+        f"max_resource={EPOCHS}); oracle = the same asha shown each trial's final accuracy at every report"
+    )
+    met = oracle_met = same_with_pruned = 0
+    rhos: dict[int, list[float]] = {1: [], 3: [], 9: []}
+    for seed in seeds:
+        curves = Curves(share=True)
+        finals = [curves.accuracy(SPACE.sample(seed, n), EPOCHS) for n in range(full)]
+        target = max(finals)
+        star = finals.index(target)
+        for e in rhos:
+            early = [curves.accuracy(SPACE.sample(seed, n), e) for n in range(full)]
+            rhos[e].append(float(spearmanr(early, finals).statistic))
+        asha = ASHAPruner(min_resource=1, eta=ETA, max_resource=EPOCHS)
+        done, trials, entries = sequential(asha, seed, curves, budget, curves.accuracy)
+        reach = next((u for u, _, a in done if a >= target - 1e-12), None)
+        oracle_done, _, _ = sequential(
+            ASHAPruner(min_resource=1, eta=ETA, max_resource=EPOCHS),
+            seed,
+            curves,
+            budget,
+            lambda p, e, curves=curves: curves.accuracy(p, EPOCHS),
+            until=target,
+        )
+        oracle = next((u for u, _, a in oracle_done if a >= target - 1e-12), None)
+        # Counting pruned trials too, each with its last value (what a PRUNED trial keeps).
+        ended = 0
+        any_reach = None
+        for n, last in trials:
+            ended += last
+            if curves.accuracy(SPACE.sample(seed, n), last) >= target - 1e-12:
+                any_reach = ended
+                break
+        same_with_pruned += any_reach == reach
+        met += reach is not None and reach <= quarter
+        oracle_met += oracle is not None and oracle <= quarter
+        in_quarter = [a for u, _, a in done if u <= quarter]
+        spent = 0
+        started = 0
+        for _, last in trials:
+            if spent >= quarter:
+                break
+            started += 1
+            spent += last
+        path = " ".join(f"{lv}:{rank}/{size}{'' if ok else ' STOP'}" for n, lv, rank, size, ok in entries if n == star)
+        gap = (target - max(in_quarter, default=0.0)) * len(Y_VALID)
+        end_jitter = statistics.pstdev(curves.accuracy(SPACE.sample(seed, star), e) for e in range(22, 28))
+        print(
+            f"  seed {seed}: target {target:.4f} (c* = trial {star}); asha epochs to target {fmt(reach, 'd')}, "
+            f"oracle {fmt(oracle, 'd')}; in the first {quarter} epochs asha started {started} trials and completed "
+            f"{len(in_quarter)}, best {fmt(max(in_quarter, default=None))} ({gap:+.0f} images from the target); "
+            f"c* at the rungs (level:rank/values): {path}; c*'s accuracy over epochs 22-27 varies by "
+            f"{end_jitter * len(Y_VALID):.1f} images (s.d.)"
+        )
+        sys.stdout.flush()
+    print(
+        f"\nasha within 1/4 on {met}/{len(seeds)} seeds; oracle asha on {oracle_met}/{len(seeds)}; counting "
+        f"pruned trials' last values changes the epochs to target on {len(seeds) - same_with_pruned} seeds. Spearman "
+        f"correlation of the accuracy after 1, 3, 9 epochs with the final one (first {full} configurations), median "
+        f"over seeds: " + ", ".join(f"{statistics.median(v):.2f} (min {min(v):.2f})" for v in rhos.values())
+    )
+    print(f"\nhyperband = HyperbandPruner(min_resource=1, max_resource={EPOCHS}, eta={ETA}) with random search:")
+    for seed in seeds:
+        band = hyperband()
+        curves = Curves(share=True)
+        done, trials, _ = sequential(band, seed, curves, budget, curves.accuracy)
+        reached = {lv: sum(1 for _, last in trials if last >= lv) for lv in (1, 3, 9, 27)}
+        by_bracket = [0] * band.brackets
+        for n, last in trials:
+            by_bracket[band.bracket_of(n)] += last
+        seventh = done[6][0] if len(done) >= 7 else None
+        print(
+            f"  seed {seed}: {len(trials)} trials, {len(done)} completed (the 7th after {fmt(seventh, 'd')} epochs); "
+            f"trials with a report at step 1/3/9/27: {'/'.join(str(reached[lv]) for lv in (1, 3, 9, 27))}; "
+            f"epochs per bracket {by_bracket}"
+        )
 
 
 # -- part: concurrency ------------------------------------------------------------------------------------------
@@ -532,6 +722,7 @@ async def part_concurrency(seeds: list[int], budget: int, workers: int) -> None:
             Curves(share=False),
             budget,
             n_jobs=workers,
+            name=f"seed-{seed}",
         )
         spans = [
             (t.datetime_start.timestamp(), t.datetime_complete.timestamp())
@@ -562,7 +753,7 @@ async def part_concurrency(seeds: list[int], budget: int, workers: int) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["quality", "concurrency", "all"], default="all")
+    parser.add_argument("--part", choices=["quality", "concurrency", "diagnose", "all"], default="all")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds (default 0-4)")
     parser.add_argument(
         "--budget-trials",
@@ -581,6 +772,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         metavar="TEXT",
         help="part quality: only the methods whose name contains one of these (and the target)",
+    )
+    parser.add_argument(
+        "--midpoint-rank",
+        action="store_true",
+        help="rungs judge by midpoint rank, keeping max(1, floor(n / eta + 1/2)) of n (a variant, for comparison)",
+    )
+    parser.add_argument(
+        "--curve-cache",
+        metavar="PATH",
+        help="keep learning curves in this file across runs (training is deterministic: same figures, less time)",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, a budget of 6 full trials")
     return parser.parse_args(argv)
@@ -606,7 +807,21 @@ def main(argv: list[str] | None = None) -> None:
         if args.part in ("concurrency", "all"):
             await part_concurrency(args.seeds, budget, args.workers)
 
-    anyio.run(run, backend="asyncio")
+    if args.midpoint_rank:
+        from hpt_async.pruners import _halving
+
+        _halving.top_count = lambda n, eta: max(1, math.floor(n / eta + 0.5 + 1e-9))
+        print("rungs: midpoint rank, top max(1, floor(n / eta + 1/2))")
+    if args.curve_cache:
+        load_store(args.curve_cache)
+    try:
+        if args.part == "diagnose":
+            part_diagnose(args.seeds, budget)
+        else:
+            anyio.run(run, backend="asyncio")
+    finally:
+        if args.curve_cache:
+            save_store(args.curve_cache)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 
 

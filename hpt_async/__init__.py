@@ -22,6 +22,7 @@ from .hookspecs import hookimpl
 from .loggers import ConsoleLogger, JsonlLogger
 from .plugins import get_registry, register_plugin
 from .pruners import ASHAPruner, Decision, HyperbandPruner, MedianPruner, Pruner
+from .pruners.base import Exploit
 from .result import StopReason, StudyResult
 from .space import Choice, Domain, Float, Int, Space, SpaceError
 from .storage import (
@@ -43,9 +44,10 @@ from .strategies import (
     Strategy,
     TPEStrategy,
 )
+from .strategies.pbt import PBTReplayStrategy, PBTStrategy
 from .studies import LoadedStudy, load_study, load_study_async
 from .study import StudyView
-from .trial import SyncTrial, Trial, TrialRecord, TrialState
+from .trial import ScheduleEntry, SyncTrial, Trial, TrialRecord, TrialState
 from .tuner import Tuner
 
 __version__ = "0.1.0"
@@ -53,6 +55,10 @@ __version__ = "0.1.0"
 __all__ = [
     "BayesStrategy",
     "EvolutionStrategy",
+    "Exploit",
+    "PBTReplayStrategy",
+    "PBTStrategy",
+    "ScheduleEntry",
     "TPEStrategy",
     "ASHAPruner",
     "HyperbandPruner",

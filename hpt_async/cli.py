@@ -16,7 +16,7 @@ import anyio
 from . import __version__
 from .exceptions import PluginError
 from .plugins import KINDS, get_registry
-from .storage.base import Storage, StudySummary
+from .storage.base import Storage, StudyNotFound, StudySummary
 from .studies import LoadedStudy, load_study_async, open_storage
 from .trial import TrialRecord, TrialState
 
@@ -39,6 +39,8 @@ EPILOG = f"""examples:
   hpt-async best resnet                            the best trial of 'resnet' with its configuration
   hpt-async export resnet --format csv -o resnet.csv
   hpt-async export resnet --format json            (to standard output)
+  hpt-async report resnet -o resnet.html          an HTML report with charts (opens offline)
+  hpt-async report resnet --storage sqlite:///tuning.db -o report.html
   hpt-async rename resnet resnet-2024
   hpt-async delete resnet-2024 --yes
   hpt-async --version
@@ -123,7 +125,15 @@ def _cmd_studies(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> LoadedStudy:
-    return _run(functools.partial(load_study_async, _storage(args), args.study))
+    storage = _storage(args)
+    try:
+        return _run(functools.partial(load_study_async, storage, args.study))
+    except StudyNotFound:
+        # Say so when the reason is that the database file itself is missing.
+        path = getattr(storage, "path", None)
+        if isinstance(path, str) and path != ":memory:" and not os.path.exists(path):
+            raise FileNotFoundError(f"no database file at {path}") from None
+        raise
 
 
 def _cmd_trials(args: argparse.Namespace) -> int:
@@ -177,6 +187,41 @@ def _cmd_export(args: argparse.Namespace) -> int:
         return 0
     (study.to_csv if fmt == "csv" else study.to_json)(args.output)
     print(f"wrote {len(study.trials)} trials of study {_name(study.name)} to {args.output} ({fmt})", file=sys.stderr)
+    return 0
+
+
+def _default_report_path(study: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in study).strip(".") or "study"
+    return f"{safe}-report.html"
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import render_report
+
+    output = args.output or _default_report_path(args.study)
+    if output != "-":
+        parent = os.path.dirname(os.path.abspath(output))
+        if os.path.isdir(output):
+            raise IsADirectoryError(f"cannot write the report to {output}: it is a directory")
+        if not os.path.isdir(parent):
+            raise FileNotFoundError(f"cannot write the report to {output}: no directory {parent}")
+        if not os.access(parent, os.W_OK):
+            raise PermissionError(f"cannot write the report to {output}: directory {parent} is not writable")
+    study = _load(args)
+    if output == "-":
+        sys.stdout.write(render_report(study, title=args.title))
+        return 0
+    from .report import write_report
+
+    try:
+        write_report(study, output, title=args.title)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OSError(f"cannot write the report to {output}: {reason}") from None
+    counts = ", ".join(f"{study.count(s)} {s}" for s in ("complete", "pruned", "failed", "running") if study.count(s))
+    print(f"wrote the report of study {_name(study.name)} ({len(study.trials)} trials: {counts or 'none'}) to {output}")
     return 0
 
 
@@ -253,6 +298,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("csv", "json"), help="default: from the -o suffix, else csv")
     p.add_argument("-o", "--output", metavar="FILE", help="file to write (default: standard output)")
     p.set_defaults(func=_cmd_export)
+
+    p = add(
+        "report",
+        "write an HTML report of a study: history, importance, slices, learning curves, timeline",
+        "hpt-async report resnet --storage sqlite:///tuning.db -o report.html",
+    )
+    p.add_argument("study", help="the study's name (it may still be running)")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="HTML file to write (default: STUDY-report.html; - for stdout)"
+    )
+    p.add_argument("--title", help="the page title (default: the study's name)")
+    p.set_defaults(func=_cmd_report)
 
     p = add("delete", "delete a study and all its trials", "hpt-async delete resnet --yes")
     p.add_argument("study", help="the study's name")

@@ -11,6 +11,11 @@ Two families:
   what comes back.  One implementation that raises is reported and skipped;
   the study goes on.  None of them decides anything: decisions are direct
   calls on the strategy and pruner.
+* They run on the event loop, between the steps of a trial, so they should
+  be quick: a plain function costs one call (no coroutine, no await), and an
+  event is only built for a hook that some object implements.  A logger
+  that needs to write or draw does it in batches or off the loop (see
+  :mod:`hpt_async.loggers`).
 
 Implementations may accept any subset of a hook's arguments (pluggy's rule),
 so hooks can gain arguments without breaking plugins.

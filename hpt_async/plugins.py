@@ -18,7 +18,7 @@ import inspect
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -51,6 +51,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "hpt_async.strategies.bayes",
     "hpt_async.strategies.tpe",
     "hpt_async.strategies.evolution",
+    "hpt_async.strategies.pbt",
     "hpt_async.pruners.median",
     "hpt_async.pruners.asha",
     "hpt_async.pruners.hyperband",
@@ -257,12 +258,37 @@ def _check_impls(pm: pluggy.PluginManager, plugin: object) -> None:
                 )
 
 
+Fire = Callable[[Any, Any, "list[int] | None"], "Awaitable[None] | None"]
+"""A hook's precomputed caller: ``fire(event, study, progress=None)`` (see :meth:`HookRelay.caller`)."""
+
+
+def _adapt(function: Callable[..., Any], argnames: tuple[str, ...]) -> Callable[[Any, Any], Any]:
+    """``function`` as a callable of ``(event, study)``, whatever subset of them it takes."""
+    if argnames == ("event", "study"):
+        return function
+    if argnames == ("event",):
+        return lambda event, study: function(event)
+    if argnames == ("study",):
+        return lambda event, study: function(study)
+    if argnames == ():
+        return lambda event, study: function()
+    if argnames == ("study", "event"):
+        return lambda event, study: function(study, event)
+
+    def call(event: Any, study: Any) -> Any:  # pluggy only admits subsets of the spec's names
+        values = {"event": event, "study": study}
+        return function(*[values[a] for a in argnames])
+
+    return call
+
+
 class _Impl:
-    __slots__ = ("argnames", "failures", "function", "label")
+    __slots__ = ("argnames", "call", "failures", "function", "label")
 
     def __init__(self, function: Callable[..., Any], argnames: tuple[str, ...], label: str) -> None:
         self.function = function
         self.argnames = argnames
+        self.call = _adapt(function, argnames)
         self.label = label
         self.failures = 0
 
@@ -273,7 +299,23 @@ class HookRelay:
     Each implementation is called on its own: one that raises is logged
     (with its traceback the first time) and counted in :attr:`errors`, and
     the others still run.  Awaitable results are awaited in order.
+
+    Delivery is precomputed when the relay is built: for each hook, the
+    attribute of the same name without ``hpt_`` (``relay.trial_ended``...)
+    is a caller ``fire(event, study, progress=None)``, or ``None`` when no
+    object implements the hook (and tracing is off), so that the tuner
+    builds an event only when someone listens.  The caller calls the plain
+    implementations directly and returns ``None``; only when one of them
+    returns an awaitable does it return an awaitable that finishes the
+    delivery, which the caller of ``fire`` must await.
     """
+
+    study_started: Fire | None
+    trial_created: Fire | None
+    trial_started: Fire | None
+    trial_reported: Fire | None
+    trial_ended: Fire | None
+    study_ended: Fire | None
 
     def __init__(self, plugins: Iterable[object]) -> None:
         self._pm = _new_manager()
@@ -288,7 +330,10 @@ class HookRelay:
                 _check_impls(self._pm, plugin)
             except (ValueError, pluggy.PluginValidationError) as exc:
                 raise PluginError(f"plugin {label!r} cannot be activated: {exc}") from exc
+        self._trace = bool(os.environ.get(TRACE_ENV))
+        self.errors: dict[str, int] = {}
         self._impls: dict[str, list[_Impl]] = {}
+        self._callers: dict[str, Fire | None] = {}
         for hook_name in LIFECYCLE_HOOKS:
             caller = getattr(self._pm.hook, hook_name)
             impls = []
@@ -297,8 +342,9 @@ class HookRelay:
                 owner = impl.plugin_name.rsplit("@", 1)[0]
                 impls.append(_Impl(impl.function, tuple(impl.argnames), f"{owner}.{hook_name}"))
             self._impls[hook_name] = impls
-        self._trace = bool(os.environ.get(TRACE_ENV))
-        self.errors: dict[str, int] = {}
+            fire = self._make_caller(hook_name, impls) if impls or self._trace else None
+            self._callers[hook_name] = fire
+            setattr(self, hook_name[4:], fire)
 
     def reset(self) -> None:
         """Forget the failures counted so far (a new run starts)."""
@@ -309,29 +355,116 @@ class HookRelay:
 
     def listens(self, hook_name: str) -> bool:
         """True when some object implements ``hook_name`` (events are built only then)."""
-        return bool(self._impls[hook_name]) or self._trace
+        return self._callers[hook_name] is not None
+
+    def caller(self, hook_name: str) -> Fire | None:
+        """The precomputed caller of ``hook_name``, or ``None`` when nobody listens."""
+        return self._callers[hook_name]
 
     async def emit(self, hook_name: str, progress: list[int] | None = None, **kwargs: Any) -> None:
-        """Call every implementation of ``hook_name`` with its subset of ``kwargs``.
+        """Call every implementation of ``hook_name`` with its subset of ``event`` and ``study``.
 
         With ``progress``, ``progress[1]`` counts the implementations already
         called, so that an emission interrupted by cancellation can be
         finished by calling again with the same list.
         """
-        if self._trace:
-            log.debug("hook %s(%s)", hook_name, ", ".join(f"{k}={v!r}" for k, v in kwargs.items() if k != "study"))
-        impls = self._impls[hook_name]
-        start = 0 if progress is None else progress[1]
-        for i in range(start, len(impls)):
-            impl = impls[i]
-            if progress is not None:
-                progress[1] = i + 1
-            try:
-                result = impl.function(*[kwargs[a] for a in impl.argnames])
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except Exception:
-                impl.failures += 1
-                self.errors[impl.label] = impl.failures
-                if impl.failures == 1:
-                    log.exception("plugin hook %s raised; it is skipped and the study goes on", impl.label)
+        fire = self._callers[hook_name]
+        if fire is not None:
+            pending = fire(kwargs.get("event"), kwargs.get("study"), progress)
+            if pending is not None:
+                await pending
+
+    def _failed(self, impl: _Impl) -> None:
+        impl.failures += 1
+        self.errors[impl.label] = impl.failures
+        if impl.failures == 1:
+            log.exception("plugin hook %s raised; it is skipped and the study goes on", impl.label)
+
+    def _make_caller(self, hook_name: str, impls: list[_Impl]) -> Fire:
+        calls = tuple(impl.call for impl in impls)
+        count = len(calls)
+        trace = self._trace
+        failed = self._failed
+        isawaitable = inspect.isawaitable
+
+        if count == 1 and not trace:  # the common case, without the loop
+            call, impl = calls[0], impls[0]
+
+            def fire_one(event: Any, study: Any, progress: list[int] | None = None) -> Awaitable[None] | None:
+                if progress is not None:
+                    if progress[1] >= 1:
+                        return None
+                    progress[1] = 1
+                try:
+                    result = call(event, study)
+                except Exception:
+                    failed(impl)
+                    return None
+                if result is not None and isawaitable(result):
+                    return self._rest(fire_one, impl, result, event, study, [0, 1] if progress is None else progress)
+                return None
+
+            return fire_one
+
+        if count == 2 and not trace:  # a logger pair (console and jsonl at a trial end)
+            call_a, call_b = calls
+            impl_a, impl_b = impls
+
+            def fire_two(event: Any, study: Any, progress: list[int] | None = None) -> Awaitable[None] | None:
+                if progress is not None and progress[1]:
+                    return fire(event, study, progress)  # resuming an interrupted delivery
+                if progress is not None:
+                    progress[1] = 1
+                try:
+                    result = call_a(event, study)
+                except Exception:
+                    failed(impl_a)
+                    result = None
+                if result is not None and isawaitable(result):
+                    return self._rest(fire, impl_a, result, event, study, [0, 1] if progress is None else progress)
+                if progress is not None:
+                    progress[1] = 2
+                try:
+                    result = call_b(event, study)
+                except Exception:
+                    failed(impl_b)
+                    return None
+                if result is not None and isawaitable(result):
+                    return self._rest(fire, impl_b, result, event, study, [0, 2] if progress is None else progress)
+                return None
+
+        def fire(event: Any, study: Any, progress: list[int] | None = None) -> Awaitable[None] | None:
+            if trace:
+                log.debug("hook %s(event=%r)", hook_name, event)
+            i = 0 if progress is None else progress[1]
+            while i < count:
+                call = calls[i]
+                i += 1
+                if progress is not None:
+                    progress[1] = i  # counted before the call: an interrupted one is not called again
+                try:
+                    result = call(event, study)
+                except Exception:
+                    failed(impls[i - 1])
+                    continue
+                if result is not None and isawaitable(result):
+                    return self._rest(
+                        fire, impls[i - 1], result, event, study, [0, i] if progress is None else progress
+                    )
+            return None
+
+        if count == 2 and not trace:
+            return fire_two
+        return fire
+
+    async def _rest(
+        self, fire: Fire, impl: _Impl, awaitable: Awaitable[Any], event: Any, study: Any, progress: list[int]
+    ) -> None:
+        """Await what ``impl`` returned, then deliver to the implementations after it."""
+        try:
+            await awaitable
+        except Exception:
+            self._failed(impl)
+        pending = fire(event, study, progress)
+        if pending is not None:
+            await pending

@@ -134,9 +134,12 @@ class LoadedStudy:
         ``duration``, ``retry_of``, ``error``, ``traceback``, then
         ``params_<name>`` for every parameter (``None`` when inactive),
         ``user_attrs_<key>`` for every user attribute, and ``reports``
-        (``{step: value}``).
+        (``{step: value}``).  When some trial's hyperparameters changed while
+        it ran (population-based training), a last key ``schedule`` lists
+        them as ``{"step", "params", "donor"}`` dicts (empty for the others).
         """
         params, attrs = self._param_names(), self._attr_names()
+        schedules = any(r.schedule for r in self.trials)
         rows = []
         for r in self.trials:
             row: dict[str, Any] = {
@@ -155,6 +158,11 @@ class LoadedStudy:
             for key in attrs:
                 row[f"user_attrs_{key}"] = r.user_attrs.get(key)
             row["reports"] = dict(r.reports)
+            if schedules:
+                row["schedule"] = [
+                    {"step": e.step, "params": {k: _flat(v) for k, v in e.params.items()}, "donor": e.donor}
+                    for e in r.schedule
+                ]
             rows.append(row)
         return rows
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from .exceptions import TrialCancelled
 
-__all__ = ["SyncTrial", "Trial", "TrialRecord", "TrialState"]
+__all__ = ["ScheduleEntry", "SyncTrial", "Trial", "TrialRecord", "TrialState"]
 
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
@@ -56,6 +56,22 @@ _COUNTED = frozenset({TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED}
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleEntry:
+    """One change of a trial's hyperparameters while it ran.
+
+    From the report at ``step`` on (the first entry: ``step`` is ``None``,
+    from the start) the trial trained with ``params``.  ``donor`` is the
+    trial whose checkpoint it copied at that moment (an EXPLOIT of
+    population-based training), or ``None`` when only the hyperparameters
+    changed (a replayed schedule) and for the first entry.
+    """
+
+    step: int | None
+    params: Mapping[str, Any]
+    donor: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TrialRecord:
     """An immutable snapshot of one trial.
 
@@ -64,7 +80,10 @@ class TrialRecord:
     value; for a RUNNING trial it is a live read-only view.  ``started`` and
     ``ended`` are Unix timestamps (``ended`` is ``None`` while running).
     ``retry_of`` is the number of the LOST trial whose configuration this
-    trial runs again, or ``None``.
+    trial runs again, or ``None``.  ``schedule`` lists the trial's
+    hyperparameters over its steps when they changed while it ran (see
+    :class:`ScheduleEntry`; ``params`` is then the last of them); it is empty
+    for a trial that kept its configuration.
     """
 
     number: int
@@ -78,6 +97,7 @@ class TrialRecord:
     started: float = 0.0
     ended: float | None = None
     retry_of: int | None = None
+    schedule: tuple[ScheduleEntry, ...] = ()
 
     @property
     def duration(self) -> float | None:
@@ -97,6 +117,10 @@ class _Session(Protocol):
     """What a live trial needs from the tuner that runs it."""
 
     async def on_report(self, trial: Trial, step: int, value: float) -> None: ...
+
+    async def on_checkpoint(self, trial: Trial, data: bytes) -> None: ...
+
+    async def on_restore(self, trial: Trial) -> bytes | None: ...
 
 
 def _check_report(value: Any, step: Any) -> tuple[float, int]:
@@ -123,9 +147,30 @@ class Trial:
     ``number`` its number in the study.  ``await trial.report(value, step=...)``
     records an intermediate value and raises :class:`~hpt_async.TrialPruned`
     when the pruner stops the trial.
+
+    Checkpoints: ``await trial.checkpoint(state)`` keeps the trial's state
+    (bytes, a dict of numpy arrays, or with ``pickle=True`` any object; see
+    :mod:`hpt_async.checkpoints`) in the study's storage, replacing the
+    previous one; ``await trial.restore()`` returns the state this trial must
+    continue from, or ``None``.  :attr:`should_restore` turns true when the
+    trial must load that state before going on: after a report at which a
+    population-based strategy made it copy another trial (its ``params``
+    then hold new hyperparameters), and at the start of a retry of a LOST
+    trial that left a checkpoint.  ``restore`` clears it.
     """
 
-    __slots__ = ("_ended", "_reports", "_session", "number", "params", "retry_of", "started", "user_attrs")
+    __slots__ = (
+        "_ended",
+        "_reports",
+        "_restore",
+        "_schedule",
+        "_session",
+        "number",
+        "params",
+        "retry_of",
+        "started",
+        "user_attrs",
+    )
 
     def __init__(
         self, number: int, params: dict[str, Any], session: _Session, started: float, retry_of: int | None = None
@@ -138,11 +183,64 @@ class Trial:
         self._reports: dict[int, float] = {}
         self._session = session
         self._ended = False
+        self._restore = False
+        self._schedule: list[ScheduleEntry] = []
 
     @property
     def reports(self) -> Mapping[int, float]:
         """Read-only view of ``{step: value}`` reported so far."""
         return MappingProxyType(self._reports)
+
+    @property
+    def should_restore(self) -> bool:
+        """True when the objective must load :meth:`restore`'s state before going on."""
+        return self._restore
+
+    @property
+    def schedule(self) -> tuple[ScheduleEntry, ...]:
+        """The trial's hyperparameters over its steps so far (empty while they never changed)."""
+        return tuple(self._schedule)
+
+    async def checkpoint(self, state: Any, *, pickle: bool = False) -> None:
+        """Keep ``state`` as this trial's latest checkpoint (it replaces the previous one).
+
+        ``state`` is ``bytes``, a dict of numpy arrays, or any picklable
+        object with ``pickle=True``; anything else raises
+        :class:`~hpt_async.checkpoints.CheckpointError`.  Returns once the
+        study's storage holds it.
+        """
+        from .checkpoints import encode_state
+
+        if self._ended:
+            raise TrialCancelled(f"trial {self.number} has already ended")
+        await self._session.on_checkpoint(self, encode_state(state, pickle=pickle))
+
+    async def restore(self, *, pickle: bool = False) -> Any:
+        """The state this trial continues from, in the form it was saved, or ``None``.
+
+        That is its latest checkpoint: its own, the one it copied from
+        another trial at an EXPLOIT, or the last one of the LOST trial it
+        retries.  Clears :attr:`should_restore`.  A checkpoint saved with
+        ``pickle=True`` is only unpickled with ``pickle=True`` here too.
+        """
+        from .checkpoints import decode_state
+
+        if self._ended:
+            raise TrialCancelled(f"trial {self.number} has already ended")
+        data = await self._session.on_restore(self)
+        self._restore = False
+        return None if data is None else decode_state(data, pickle=pickle)
+
+    def _change_params(self, params: Mapping[str, Any], step: int, donor: int | None) -> None:
+        """Switch to ``params`` after the report at ``step`` (the tuner's exploit path)."""
+        if not self._schedule:
+            self._schedule.append(ScheduleEntry(None, MappingProxyType(dict(self.params))))
+        self._schedule.append(ScheduleEntry(step, MappingProxyType(dict(params)), donor))
+        # In place: the RUNNING record's params are a live view of this dict.
+        self.params.clear()
+        self.params.update(params)
+        if donor is not None:
+            self._restore = True
 
     def set_user_attr(self, key: str, value: Any) -> None:
         """Attach a JSON-serialisable value to the trial; kept in its record."""
@@ -179,6 +277,18 @@ class Trial:
 
     def __repr__(self) -> str:
         return f"Trial(number={self.number}, params={self.params!r})"
+
+
+def _sync_call(trial: Trial, call: Callable[..., Any], fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(*args)`` (a coroutine function) in the tuner's loop for a worker thread."""
+    if trial._ended:
+        raise TrialCancelled(f"trial {trial.number} has already ended")
+    try:
+        return call(fn, *args)
+    except (RuntimeError, asyncio.CancelledError, concurrent.futures.CancelledError) as exc:
+        if trial._ended or not isinstance(exc, RuntimeError):
+            raise TrialCancelled(f"trial {trial.number} has already ended") from exc
+        raise
 
 
 class SyncTrial:
@@ -222,6 +332,33 @@ class SyncTrial:
         if self._trial._ended:
             raise TrialCancelled(f"trial {self.number} has already ended")
         self._trial.set_user_attr(key, value)
+
+    @property
+    def should_restore(self) -> bool:
+        """True when the objective must load :meth:`restore`'s state before going on."""
+        return self._trial._restore
+
+    @property
+    def schedule(self) -> tuple[ScheduleEntry, ...]:
+        """The trial's hyperparameters over its steps so far (empty while they never changed)."""
+        return self._trial.schedule
+
+    def checkpoint(self, state: Any, *, pickle: bool = False) -> None:
+        """Synchronous form of :meth:`Trial.checkpoint`; the state is encoded in this thread."""
+        from .checkpoints import encode_state
+
+        data = encode_state(state, pickle=pickle)
+        trial = self._trial
+        _sync_call(trial, self._call, trial._session.on_checkpoint, trial, data)
+
+    def restore(self, *, pickle: bool = False) -> Any:
+        """Synchronous form of :meth:`Trial.restore`; the state is decoded in this thread."""
+        from .checkpoints import decode_state
+
+        trial = self._trial
+        data = _sync_call(trial, self._call, trial._session.on_restore, trial)
+        trial._restore = False
+        return None if data is None else decode_state(data, pickle=pickle)
 
     def report(self, value: float, *, step: int) -> None:
         """Synchronous form of :meth:`Trial.report`."""

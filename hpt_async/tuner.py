@@ -34,7 +34,7 @@ from .exceptions import StrategyExhausted, StudyError, StudyFailed, TrialCancell
 from .executors.base import Executor
 from .executors.inloop import is_async_callable
 from .plugins import HookRelay, Registry, get_registry
-from .pruners.base import Decision, Pruner
+from .pruners.base import Decision, Exploit, Pruner
 from .result import StopReason, StudyResult
 from .space import Space, as_space
 from .storage.base import Storage, StudySession, parse_storage_url
@@ -154,6 +154,15 @@ class Tuner:
         self.pruner: Pruner | None = None if pruner is None else reg.create("pruner", pruner)
         if self.pruner is not None and not callable(getattr(self.pruner, "decide", None)):
             raise TypeError(f"pruner {self.pruner!r} has no decide() method")
+        # A strategy with decide() (population-based training) answers at reports itself.
+        self._decider: Any = self.pruner
+        if callable(getattr(self.strategy, "decide", None)):
+            if self.pruner is not None:
+                raise ValueError(
+                    f"strategy {_label(self.strategy)!r} decides at reports itself (it may EXPLOIT); "
+                    f"it cannot be paired with pruner {_label(self.pruner)!r}: drop pruner="
+                )
+            self._decider = self.strategy
         if isinstance(storage, str):
             self.storage: Storage = reg.create("storage", parse_storage_url(storage), storage)
         else:
@@ -363,6 +372,8 @@ class Tuner:
         self._ask_waiters: deque[anyio.Event] = deque()
         self._live: dict[int, Trial] = {}
         self._scope: anyio.CancelScope | None = None  # made in run(): needs a running loop
+        # Trials with a checkpoint stored by this tuner -> the step it was taken at (None: before any report).
+        self._ckpt: dict[int, int | None] = {}
 
     async def _start(self) -> None:
         self._reset_run_state()
@@ -407,7 +418,18 @@ class Tuner:
                     f"executor {_label(self.executor)!r} failed to open: {type(exc).__name__}: {exc}"
                 ) from exc
             if self._relay.listens("hpt_study_started"):
-                event = StudyStarted(self.study_name, self.direction, self.space, self.seed, time.time())
+                timeout = self.timeout if self._running else None  # ask() does not apply it
+                event = StudyStarted(
+                    self.study_name,
+                    self.direction,
+                    self.space,
+                    self.seed,
+                    time.time(),
+                    self.max_trials,
+                    timeout,
+                    _label(self.strategy),
+                    None if self.pruner is None else _label(self.pruner),
+                )
                 await self._relay.emit("hpt_study_started", event=event, study=view)
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -439,6 +461,9 @@ class Tuner:
         try:
             if self._relay.listens("hpt_study_ended"):
                 await self._relay.emit("hpt_study_ended", event=StudyEnded(result, time.time()), study=view)
+                if self._relay.errors != result.plugin_errors:
+                    # A plugin that failed at the very end (e.g. a logger flushing its last lines) still counts.
+                    result = replace(result, plugin_errors=dict(self._relay.errors))
             try:
                 await self.executor.close()
             except Exception as exc:
@@ -685,16 +710,41 @@ class Tuner:
             self._live.pop(number, None)
             view._put(replace(record, state=TrialState.CANCELLED, ended=time.time()))
             raise fatal from exc
+        if retry_of is not None:
+            await self._inherit_checkpoint(trial, retry_of)
         return trial
+
+    async def _inherit_checkpoint(self, trial: Trial, lost: int) -> None:
+        """A retry of a LOST trial takes over its last checkpoint, if it left one."""
+        session = self._session
+        assert session is not None
+        try:
+            data = await session.get_checkpoint(lost)
+            if data is None:
+                return
+            await session.put_checkpoint(trial.number, data)
+            await session.drop_checkpoint(lost)
+        except Exception as exc:
+            message = f"storage {_label(self.storage)!r} failed to move the checkpoint of trial {lost}"
+            raise self._fail(message, exc) from exc
+        old = self._view.trials.get(lost)  # type: ignore[union-attr]
+        self._ckpt[trial.number] = old.last_report[0] if old is not None and old.last_report else None
+        trial._restore = True
 
     async def _run_trial(self, trial: Trial) -> None:
         relay = self._relay
         try:
-            if relay.listens("hpt_trial_created"):
-                event = TrialCreated(trial.number, dict(trial.params), trial.started)
-                await relay.emit("hpt_trial_created", event=event, study=self._view)
-            if relay.listens("hpt_trial_started"):
-                await relay.emit("hpt_trial_started", event=TrialStarted(trial.number, time.time()), study=self._view)
+            # Events are built only for hooks someone implements; plain implementations need no await.
+            fire = relay.trial_created
+            if fire is not None:
+                pending = fire(TrialCreated(trial.number, dict(trial.params), trial.started), self._view)
+                if pending is not None:
+                    await pending
+            fire = relay.trial_started
+            if fire is not None:
+                pending = fire(TrialStarted(trial.number, time.time()), self._view)
+                if pending is not None:
+                    await pending
             if self.trial_timeout is None:
                 raw = await self.executor.run(self.objective, trial)
             else:
@@ -775,6 +825,7 @@ class Tuner:
             started=trial.started,
             ended=time.time(),
             retry_of=trial.retry_of,
+            schedule=tuple(trial._schedule) if trial._schedule else (),
         )
         progress = [0, 0]
         try:
@@ -782,8 +833,41 @@ class Tuner:
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self._commit(record, progress, announce)
+                if self._ckpt:
+                    await self._release_checkpoints()
             raise
+        if self._ckpt:
+            with anyio.CancelScope(shield=True):
+                await self._release_checkpoints()
         return record
+
+    async def _release_checkpoints(self) -> None:
+        """Drop the checkpoints of finished trials that nothing needs any more.
+
+        Kept: those the strategy names in ``retained_checkpoints(study)``
+        (e.g. finished donors of population-based training) and the best
+        COMPLETE trial's (the user's final model).  A leftover checkpoint
+        costs only space, so a storage error here is logged, not fatal.
+        """
+        view = self._view
+        assert view is not None
+        finished = [n for n in self._ckpt if n not in self._live]
+        if not finished:
+            return
+        keep: set[int] = set()
+        retained = getattr(self.strategy, "retained_checkpoints", None)
+        if callable(retained):
+            keep.update(retained(view))
+        if view.best is not None:
+            keep.add(view.best.number)
+        for number in finished:
+            if number in keep:
+                continue
+            del self._ckpt[number]
+            try:
+                await self._session.drop_checkpoint(number)  # type: ignore[union-attr]
+            except Exception:
+                log.warning("storage %r failed to drop the checkpoint of trial %d", _label(self.storage), number)
 
     async def _commit(self, record: TrialRecord, progress: list[int], announce: bool = True) -> None:
         # progress[0]: steps done (1 stored, 2 told); progress[1]: hook implementations called.
@@ -804,9 +888,11 @@ class Tuner:
         if progress[0] < 2:
             await self._learn(record)
             progress[0] = 2
-        relay = self._relay
-        if announce and relay.listens("hpt_trial_ended"):
-            await relay.emit("hpt_trial_ended", progress, event=TrialEnded(record), study=view)
+        fire = self._relay.trial_ended
+        if announce and fire is not None:
+            pending = fire(TrialEnded(record), view, progress)
+            if pending is not None:
+                await pending
         # Only now, so that the trial that stops the study is announced whole before the cancel.
         self._check_stop(record)
 
@@ -831,22 +917,82 @@ class Tuner:
         except Exception as exc:
             self._fail(f"storage {_label(self.storage)!r} failed to store a report of trial {trial.number}", exc)
             raise TrialCancelled(f"trial {trial.number}: the study stopped") from exc
-        relay = self._relay
-        if relay.listens("hpt_trial_reported"):
-            await relay.emit(
-                "hpt_trial_reported", event=TrialReported(trial.number, step, value, time.time()), study=view
-            )
-        pruner = self.pruner
+        fire = self._relay.trial_reported
+        if fire is not None:
+            pending = fire(TrialReported(trial.number, step, value, time.time()), view)
+            if pending is not None:
+                await pending
+        pruner = self._decider
         if pruner is None:
             return
+        kind = "pruner" if pruner is self.pruner else "strategy"
         try:
-            decision = await pruner.decide(view, view.running[trial.number], step, value)
+            if kind == "pruner":
+                decision = await pruner.decide(view, view.running[trial.number], step, value)
+            else:
+                # A population learns from its peers: let them run between one member's reports even when
+                # the objective itself never suspends.
+                await anyio.lowlevel.checkpoint()
+                checkpoints = MappingProxyType(self._ckpt)
+                decision = await pruner.decide(view, view.running[trial.number], step, value, checkpoints)
         except Exception as exc:
-            self._fail(f"pruner {_label(pruner)!r} failed in decide", exc)
+            self._fail(f"{kind} {_label(pruner)!r} failed in decide", exc)
             raise TrialCancelled(f"trial {trial.number}: the study stopped") from exc
         if decision is Decision.STOP:
             raise TrialPruned(f"trial {trial.number} pruned at step {step}")
-        if decision is not Decision.CONTINUE:
+        if isinstance(decision, Exploit) and kind == "strategy":
+            await self._exploit(trial, step, decision)
+        elif decision is not Decision.CONTINUE:
             exc = TypeError(f"expected a Decision, got {decision!r}")
-            self._fail(f"pruner {_label(pruner)!r} answered {decision!r}", exc)
+            self._fail(f"{kind} {_label(pruner)!r} answered {decision!r}", exc)
+            raise TrialCancelled(f"trial {trial.number}: the study stopped") from exc
+
+    async def _exploit(self, trial: Trial, step: int, answer: Exploit) -> None:
+        """Give ``trial`` new hyperparameters and, from a donor, that donor's checkpoint."""
+        label = _label(self.strategy)
+        try:
+            params = self.space.validate(answer.params)
+            if answer.donor == trial.number:
+                raise ValueError("a trial cannot exploit itself")
+        except Exception as exc:
+            self._fail(f"strategy {label!r} answered an invalid EXPLOIT for trial {trial.number}", exc)
+            raise TrialCancelled(f"trial {trial.number}: the study stopped") from exc
+        donor = answer.donor
+        if donor is not None:
+            session = self._session
+            assert session is not None
+            try:
+                data = await session.get_checkpoint(donor)
+                if data is None:
+                    log.warning("trial %d: donor trial %d has no checkpoint; it goes on unchanged", trial.number, donor)
+                    return
+                await session.put_checkpoint(trial.number, data)
+            except Exception as exc:
+                self._fail(f"storage {_label(self.storage)!r} failed to copy the checkpoint of trial {donor}", exc)
+                raise TrialCancelled(f"trial {trial.number}: the study stopped") from exc
+            self._ckpt[trial.number] = self._ckpt.get(donor)
+        trial._change_params(params, step, donor)
+
+    async def on_checkpoint(self, trial: Trial, data: bytes) -> None:
+        """Keep ``data`` as the trial's checkpoint (``Trial.checkpoint`` calls this)."""
+        if trial._ended:
+            raise TrialCancelled(f"trial {trial.number} has already ended")
+        try:
+            await self._session.put_checkpoint(trial.number, data)  # type: ignore[union-attr]
+        except Exception as exc:
+            self._fail(f"storage {_label(self.storage)!r} failed to store a checkpoint of trial {trial.number}", exc)
+            raise TrialCancelled(f"trial {trial.number}: the study stopped") from exc
+        reports = trial._reports
+        self._ckpt[trial.number] = max(reports) if reports else None
+
+    async def on_restore(self, trial: Trial) -> bytes | None:
+        """The checkpoint the trial continues from (``Trial.restore`` calls this)."""
+        if trial._ended:
+            raise TrialCancelled(f"trial {trial.number} has already ended")
+        if trial.number not in self._ckpt:
+            return None
+        try:
+            return await self._session.get_checkpoint(trial.number)  # type: ignore[union-attr]
+        except Exception as exc:
+            self._fail(f"storage {_label(self.storage)!r} failed to read a checkpoint of trial {trial.number}", exc)
             raise TrialCancelled(f"trial {trial.number}: the study stopped") from exc

@@ -12,7 +12,7 @@ import pytest
 
 import hpt_async as hpt
 from hpt_async.space import Space, as_space
-from hpt_async.strategies.evolution import EvolutionStrategy, mutate
+from hpt_async.strategies.evolution import EvolutionStrategy, budget_sizes, mutate
 from hpt_async.study import StudyView
 from hpt_async.trial import TrialRecord, TrialState
 
@@ -33,9 +33,11 @@ ARCH = {
 }
 
 
-def view(space: Mapping[str, Any] | Space, seed: int = 0, direction: str = "minimize") -> StudyView:
+def view(
+    space: Mapping[str, Any] | Space, seed: int = 0, direction: str = "minimize", max_trials: int | None = None
+) -> StudyView:
     """A bare study view for calling the strategy directly."""
-    return StudyView("direct", direction, as_space(space), seed)
+    return StudyView("direct", direction, as_space(space), seed, max_trials)
 
 
 def complete(number: int, params: Mapping[str, Any], value: float) -> TrialRecord:
@@ -245,7 +247,7 @@ async def test_works_end_to_end_on_a_conditional_space_with_concurrent_failing_t
 
     async def objective(trial: hpt.Trial) -> float:
         await anyio.sleep(random.random() * 0.003)
-        if trial.params["lr"] > 0.08:
+        if trial.params["lr"] > 0.03:
             raise RuntimeError("diverged")
         p = trial.params
         return abs(sum(p[f"units_{i}"] for i in range(1, p["n_layers"] + 1)) - 150) / 100
@@ -256,10 +258,82 @@ async def test_works_end_to_end_on_a_conditional_space_with_concurrent_failing_t
     assert result.count("failed") > 0
     for t in result.trials:
         assert space.validate(t.params) == dict(t.params)
-    # With the default population of 50, later trials are children, not random draws.
+    # The default population follows the budget (30 of 120), so about 80 trials are children
+    # (failed ones do not join, which prolongs the random start); a population of 50 would allow 70 at most.
     children = [t for t in result.trials if dict(t.params) != space.sample(2, t.number)]
-    assert len(children) >= 40
+    assert len(children) >= 75
     assert {dict(t.params)["n_layers"] for t in result.trials} == {1, 2, 3}
+
+
+async def test_sizes_follow_the_budget_unless_given() -> None:
+    assert budget_sizes(None) == (50, 10)
+    assert budget_sizes(80) == (20, 4)
+    assert budget_sizes(10) == (8, 2)  # never below 8
+    assert budget_sizes(10_000) == (50, 10)  # never above 50
+    space = {"x": hpt.Float(0.0, 1.0)}
+    auto = EvolutionStrategy()
+    assert (auto.population, auto.sample_size) == (50, 10)  # before a study tells the budget
+    await auto.start(view(space, max_trials=80))
+    assert (auto.population, auto.sample_size) == (20, 4)
+    await auto.start(view(space))  # the same object on a study without a budget
+    assert (auto.population, auto.sample_size) == (50, 10)
+    given = EvolutionStrategy(population=30, sample_size=7)
+    await given.start(view(space, max_trials=80))
+    assert (given.population, given.sample_size) == (30, 7)
+    only_population = EvolutionStrategy(population=30)
+    await only_population.start(view(space, max_trials=80))
+    assert (only_population.population, only_population.sample_size) == (30, 6)
+    only_sample = EvolutionStrategy(sample_size=12)
+    await only_sample.start(view(space, max_trials=40))
+    assert (only_sample.population, only_sample.sample_size) == (12, 12)  # the population holds a tournament
+    # Through the tuner: with 40 trials the population is 10, so trial 10 onwards are children.
+    result = await run("evolution", max_trials=40, seed=4)
+    arch = as_space(ARCH)
+    bred = sorted(t.number for t in result.trials if dict(t.params) != arch.sample(4, t.number))
+    assert bred and bred[0] == 10
+
+
+async def test_children_do_not_repeat_tried_or_running_configurations() -> None:
+    space = as_space({"a": hpt.Choice(["p", "q", "r"]), "b": hpt.Choice([1, 2, 3]), "c": hpt.Choice([True, 1])})
+
+    def key(params: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple((type(v), v) for v in params.values())  # True and 1 are different values of "c"
+
+    plain_repeats = 0
+    for seed in range(5):
+        study = view(space, seed=seed)
+        strategy = EvolutionStrategy(population=3, sample_size=2)
+        await strategy.start(study)
+        tried: set[tuple[Any, ...]] = set()
+        for n in range(12):  # 18 configurations in all
+            params = await strategy.ask(study, n)
+            if n >= 3:  # a child: new, though a plain mutation of a member often is not
+                assert key(params) not in tried, (seed, n, params)
+                rng = random.Random(n)
+                members = [study.trials[m].params for m in strategy.members]
+                plain_repeats += sum(key(mutate(space, p, rng)) in tried for p in members)
+            tried.add(key(params))
+            record = complete(n, params, value=float((7 * n) % 5))
+            study._put(record)
+            await strategy.tell(study, record)
+    assert plain_repeats > 20  # out of 135 plain mutations: the check above is not vacuous
+    await strategy.ask(study, 12)
+    for n in range(13, 40):  # far more trials than configurations: repeats, rather than a hang or an error
+        record = complete(n, await strategy.ask(study, n), value=1.0)
+        study._put(record)
+        await strategy.tell(study, record)
+
+    # A running trial's configuration is taken too: with "a" and "b" tried and "c" running, only "d" is new.
+    line = as_space({"k": hpt.Choice(["a", "b", "c", "d"])})
+    for seed in range(10):
+        study = view(line, seed=seed)
+        strategy = EvolutionStrategy(population=2, sample_size=2)
+        await strategy.start(study)
+        for n, (k, v) in enumerate([("a", 0.0), ("b", 1.0)]):
+            study._put(complete(n, {"k": k}, v))
+            await strategy.tell(study, complete(n, {"k": k}, v))
+        study._put(TrialRecord(2, TrialState.RUNNING, {"k": "c"}))
+        assert await strategy.ask(study, 3) == {"k": "d"}
 
 
 def test_options_are_checked_and_the_name_is_registered() -> None:

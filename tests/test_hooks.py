@@ -604,3 +604,33 @@ async def test_console_does_not_repeat_the_closing_status_line() -> None:
     lines = stream.getvalue().splitlines()
     final = [line for line in lines if "3/3 done" in line]
     assert len(final) == 1, lines
+
+
+async def test_a_plugin_failing_at_study_end_is_counted_in_the_result() -> None:
+    class FailsAtEnd:
+        @hpt.hookimpl
+        def hpt_study_ended(self, event: hpt.StudyEnded) -> None:
+            raise OSError("could not flush")
+
+    async def objective(trial: hpt.Trial) -> float:
+        return 1.0
+
+    result = await run(make(objective, plugins=[FailsAtEnd()], max_trials=2))
+    assert result.count("complete") == 2
+    assert [count for key, count in result.plugin_errors.items() if "hpt_study_ended" in key] == [1]
+
+
+async def test_the_start_event_names_the_strategy_and_the_pruner() -> None:
+    seen: list[hpt.StudyStarted] = []
+
+    class Watcher:
+        @hpt.hookimpl
+        def hpt_study_started(self, event: hpt.StudyStarted) -> None:
+            seen.append(event)
+
+    async def objective(trial: hpt.Trial) -> float:
+        return 1.0
+
+    await run(make(objective, plugins=[Watcher()], max_trials=1, strategy="sobol", pruner="median"))
+    await run(make(objective, plugins=[Watcher()], max_trials=1))
+    assert [(e.strategy, e.pruner, e.max_trials) for e in seen] == [("sobol", "median", 1), ("random", None, 1)]

@@ -267,3 +267,71 @@ def test_without_an_asyncio_loop_trial_ends_are_written_at_once(tmp_path: Path) 
     logger.hpt_trial_ended(TrialEnded(record), view)
     assert [e["event"] for e in read_events(path)] == ["study_started", "trial_created", "trial_ended"]
     logger.close()
+
+
+@pytest.mark.anyio
+async def test_values_orjson_would_write_differently_follow_the_format(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+
+    async def objective(trial: hpt.Trial) -> float:
+        trial.set_user_attr("wide", 2**64)  # a plain int, but wider than orjson writes
+        trial.set_user_attr("state", TrialState.COMPLETE)  # a StrEnum: its text
+        trial.set_user_attr("colour", Colour.BLUE)  # a plain Enum: its repr, not its value
+        trial.set_user_attr("keys", {1: "one"})  # keys that are not strings: their repr
+        return 0.5
+
+    await _tuner(objective, path, concurrency=1, max_trials=1).run()
+    ended = [e for e in read_events(path) if e["event"] == "trial_ended"]
+    assert ended[0]["user_attrs"] == {
+        "wide": 2**64,
+        "state": "complete",
+        "colour": repr(Colour.BLUE),
+        "keys": {"1": "one"},
+    }
+    assert ended[0]["state"] == "complete" and ended[0]["value"] == 0.5
+
+
+@pytest.mark.anyio
+async def test_many_events_are_encoded_in_batches_and_written_when_too_many_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jsonl_module, "MAX_BUFFERED", 2 * jsonl_module.ENCODE_EVERY)
+    path = tmp_path / "events.jsonl"
+    on_disk: list[int] = []
+
+    async def objective(trial: hpt.Trial) -> float:
+        if trial.number == 59:
+            on_disk.append(len(read_events(path)))
+        return float(trial.number)
+
+    logger = JsonlLogger(path, flush_every=3600)  # the timer never fires during the test
+    result = await hpt.Tuner(objective, SPACE, max_trials=60, seed=0, loggers=[logger]).run()
+    # 179 events came before trial 59 ran: the study start, then one full buffer of 128, written without the timer.
+    assert on_disk == [1 + 2 * jsonl_module.ENCODE_EVERY]
+    events = read_events(path)
+    assert len(events) == 2 + 3 * 60
+    _check_run(events, 60)
+    by_number = {r.number: r for r in result.trials}
+    for event in events:
+        if event["event"] in ("trial_created", "trial_ended"):
+            assert event["params"] == dict(by_number[event["number"]].params)
+
+
+def test_params_changed_while_the_trial_ran_are_written_as_they_ended(tmp_path: Path) -> None:
+    # Population-based training changes a running trial's params: its end line must not reuse the created ones.
+    path = tmp_path / "events.jsonl"
+    logger = JsonlLogger(path, flush_every=3600)
+    view = StudyView("s", "minimize", SPACE, 0)
+    logger.hpt_study_started(StudyStarted("s", "minimize", SPACE, 0, 1.0), view)
+    for number, final in ((0, {"x": 0.5, "n": 2}), (1, {"x": 0.75, "n": 3})):
+        logger.hpt_trial_created(TrialCreated(number, {"x": 0.5, "n": 2}, 2.0), view)
+        record = TrialRecord(number, TrialState.COMPLETE, final, value=0.5, started=2.0, ended=3.0)
+        logger.hpt_trial_ended(TrialEnded(record), view)
+    logger.close()
+    lines = [(e["event"], e.get("number"), e.get("params")) for e in read_events(path)]
+    assert lines[1:] == [
+        ("trial_created", 0, {"x": 0.5, "n": 2}),
+        ("trial_ended", 0, {"x": 0.5, "n": 2}),
+        ("trial_created", 1, {"x": 0.5, "n": 2}),
+        ("trial_ended", 1, {"x": 0.75, "n": 3}),
+    ]

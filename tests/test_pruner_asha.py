@@ -50,6 +50,27 @@ async def test_first_rung_keeps_the_top_third_of_what_it_has_seen() -> None:
     assert decisions == [C, C, S, S, C, C, S, C, C]
 
 
+async def test_small_rungs_keep_the_top_floor_n_over_eta() -> None:
+    # Until a rung holds 2 * eta values only its best so far goes on: the fifth value, second best, stops
+    # (top floor(5/3) = 1); the sixth, second best, goes on (top 2).
+    assert await feed(ASHAPruner(), [(n, 1, v) for n, v in enumerate([1.0, 5.0, 6.0, 7.0, 2.0])]) == [C, S, S, S, S]
+    six = [(n, 1, v) for n, v in enumerate([1.0, 5.0, 6.0, 7.0, 8.0, 2.0])]
+    assert await feed(ASHAPruner(), six) == [C, S, S, S, S, C]
+    # eta=2: the second of three stops (top 1), the second of four goes on (top 2).
+    assert await feed(ASHAPruner(eta=2), [(0, 1, 1.0), (1, 1, 3.0), (2, 1, 2.0)]) == [C, S, S]
+    assert await feed(ASHAPruner(eta=2), [(0, 1, 1.0), (1, 1, 3.0), (2, 1, 4.0), (3, 1, 2.0)]) == [C, S, S, C]
+
+
+@pytest.mark.parametrize("eta", [2, 3, 4])
+async def test_every_rank_at_every_rung_size_follows_the_rule(eta: int) -> None:
+    # A rung already holding n - 1 values 1..n-1; a new value ranked r among n goes on iff r <= max(1, n // eta).
+    for n in range(1, 16):
+        for r in range(1, n + 1):
+            pruner = ASHAPruner(eta=eta)
+            await feed(pruner, [(t, 1, float(t + 1)) for t in range(n - 1)])
+            assert pruner.observe(n, 1, r - 0.5) is (C if r <= max(1, n // eta) else S), (n, r)
+
+
 async def test_reports_between_rungs_never_stop() -> None:
     pruner = ASHAPruner(min_resource=2, eta=2)
     # Trial 0 sets a very good bar at every rung; trial 1 is far worse but only judged at 2, 4, 8.

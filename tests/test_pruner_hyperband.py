@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections import Counter
 
 import pytest
@@ -76,6 +77,37 @@ async def test_each_bracket_has_its_own_rungs() -> None:
     for b in range(3):
         first = by_bracket[b][0]
         assert all(n != first for n, _ in stops)
+
+
+def test_each_decision_follows_the_rule_within_its_bracket() -> None:
+    # 150 trials interleave their epochs with random values, each stopping when told: at every deciding
+    # rung a trial goes on iff it is in the top floor(n / 3) (at least 1) of the values its own bracket's
+    # rung received so far, its own included; other brackets' values at the same level do not count.
+    rng = random.Random(7)
+    pruner = HyperbandPruner(max_resource=27)
+    seen: dict[tuple[int, int], list[float]] = {}
+    stopped: set[int] = set()
+    judged = 0
+    for s in range(1, 28):
+        for n in range(150):
+            if n in stopped:
+                continue
+            v = rng.random()
+            decision = pruner.observe(n, s, v)
+            b = pruner.bracket_of(n)
+            if s in [3**k for k in range(b, 3)]:
+                before = seen.setdefault((b, s), [])
+                rank, size = 1 + sum(1 for x in before if x < v), len(before) + 1
+                assert decision is (C if rank <= max(1, size // 3) else S), (n, s)
+                before.append(v)
+                judged += 1
+            else:
+                assert decision is C
+            if decision is S:
+                stopped.add(n)
+    assert judged > 150 and len(stopped) > 50
+    # Every bracket that decides (0, 1 and 2) stopped some of its trials.
+    assert {pruner.bracket_of(n) for n in stopped} == {0, 1, 2}
 
 
 async def test_rungs_are_rebuilt_from_history_per_bracket() -> None:

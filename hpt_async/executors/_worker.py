@@ -4,9 +4,11 @@ Started by :class:`~hpt_async.executors.process.ProcessExecutor` as a fresh
 interpreter.  It talks to the tuner over its standard input and output with
 length-prefixed pickled messages; the objective's own prints go to standard
 error.  Tuner to worker: ``("objective", token, blob)``, ``("trial", number,
-params_blob, started, token)``, ``("decision", code, payload)``,
-``("exit",)``.  Worker to tuner: ``("ready", pid)``, ``("report", step,
-value, attrs_blob)``, ``("outcome", outcome)``.
+params_blob, started, token, should_restore)``, ``("decision", code,
+payload)``, ``("reply", code, payload)``, ``("exit",)``.  Worker to tuner:
+``("ready", pid)``, ``("report", step, value, attrs_blob)`` (answered by a
+decision), ``("checkpoint", data)`` and ``("restore", None)`` (answered by a
+reply), ``("outcome", outcome)``.
 """
 
 from __future__ import annotations
@@ -110,6 +112,14 @@ def main() -> None:
             os._exit(0)
         return reply[1], reply[2]
 
+    def request(kind: str, payload: Any) -> tuple[str, Any]:
+        with lock:
+            channel.send((kind, payload))
+            reply = channel.recv()
+        if reply is None:  # the tuner is gone
+            os._exit(0)
+        return reply[1], reply[2]
+
     objectives: dict[str, Any] = {}
     channel.send(("ready", os.getpid()))
     while True:
@@ -124,7 +134,7 @@ def main() -> None:
                 note = "The objective could not be unpickled in the worker process:"
                 objectives = {token: raised_outcome(exc, note)}
             continue
-        _, number, params_blob, started, token = message
+        _, number, params_blob, started, token, restore = message
         objective = objectives.get(token)
         if isinstance(objective, dict):
             outcome = objective
@@ -136,5 +146,6 @@ def main() -> None:
             except BaseException as exc:
                 outcome = raised_outcome(exc, "The parameters could not be unpickled in the worker process:")
             else:
-                outcome = run_objective(objective, RemoteTrial(number, params, exchange, started))
+                trial = RemoteTrial(number, params, exchange, started, request, restore)
+                outcome = run_objective(objective, trial)
         channel.send(("outcome", outcome))

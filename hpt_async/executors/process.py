@@ -33,6 +33,7 @@ from .remote import (
     PICKLER,
     RemoteTraceback,
     answer_report,
+    answer_request,
     apply_user_attrs,
     outcome_result,
     params_blob,
@@ -180,6 +181,8 @@ class ProcessExecutor(Executor):
       the tuner and waits for the pruner's decision (``TrialPruned`` is
       raised in the worker); user attributes travel back with the reports
       and the result; exceptions come back with their traceback text.
+      ``checkpoint`` encodes the state in the worker and sends the bytes to
+      the tuner; ``restore`` fetches them back.
     * Faults: a worker that dies (segfault, ``os._exit``, killed) fails its
       trial with :class:`WorkerCrashed`; one that raised ``MemoryError``
       is replaced too.  ``memory_limit`` (bytes) caps each worker's address
@@ -382,7 +385,7 @@ class ProcessExecutor(Executor):
             if worker.loaded != token:
                 await worker.send(("objective", token, blob))
                 worker.loaded = token
-            await worker.send(("trial", trial.number, params, trial.started, token))
+            await worker.send(("trial", trial.number, params, trial.started, token, trial._restore))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             return None
         while True:
@@ -391,6 +394,13 @@ class ProcessExecutor(Executor):
                 return None
             if message[0] == "outcome":
                 return message[1]
+            if message[0] in ("checkpoint", "restore"):
+                reply = await answer_request(trial, message[0], message[1])
+                try:
+                    await worker.send(("reply", *reply))
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    return None
+                continue
             if message[0] != "report":
                 raise RuntimeError(f"worker process {worker.pid} sent an unexpected message {message[0]!r}")
             _, step, value, attrs = message

@@ -15,12 +15,16 @@ the same kind:
   a :class:`~hpt_async.SyncTrial` whose ``report`` calls a function that
   carries the report to the tuner and returns its decision.
   :func:`run_objective` calls the objective and turns whatever happened into
-  an *outcome*, a dict of plain values and bytes.
+  an *outcome*, a dict of plain values and bytes.  Its ``checkpoint`` and
+  ``restore`` encode and decode the state in the worker and call a second
+  function, ``request(kind, payload)``, that carries checkpoint bytes to
+  the tuner and back.
 * On the tuner side, :func:`answer_report` applies a report to the live
   :class:`~hpt_async.Trial` and returns the decision to send back;
   :func:`outcome_result` returns the objective's value or raises what it
   raised, with the remote traceback text as the ``__cause__`` (so a FAILED
-  trial keeps it).
+  trial keeps it).  :func:`answer_request` serves a worker's checkpoint
+  requests.
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ __all__ = [
     "RemoteError",
     "RemoteTraceback",
     "RemoteTrial",
+    "Request",
     "answer_report",
+    "answer_request",
     "apply_user_attrs",
     "describe_unpicklable",
     "dumps",
@@ -65,7 +71,14 @@ PICKLER: str = "cloudpickle" if _cloudpickle is not None else "pickle"
 
 Decision = tuple[str, Any]
 """A reply to a report: ``("continue", None)``, ``("stop", message)``,
-``("cancelled", message)`` or ``("raise", packed_exception)``."""
+``("cancelled", message)``, ``("raise", packed_exception)``, or
+``("update", (params_blob, should_restore))`` when the trial goes on with
+new hyperparameters (an EXPLOIT)."""
+
+Request = Callable[[str, Any], Decision]
+"""``request(kind, payload)`` in a worker: ``("checkpoint", data)`` or
+``("restore", None)``; the reply is ``("ok", result)``, ``("cancelled",
+message)`` or ``("raise", packed_exception)``."""
 
 
 def dumps(obj: Any) -> bytes:
@@ -263,11 +276,31 @@ def _unpack_exception(packed: tuple[bytes | None, str, str]) -> Exception:
 class _RemoteSession:
     """What a worker-side :class:`Trial` reports through: one exchange with the tuner per report."""
 
-    __slots__ = ("attrs_sent", "exchange")
+    __slots__ = ("attrs_sent", "exchange", "request")
 
-    def __init__(self, exchange: Callable[[int, float, bytes | None], Decision]) -> None:
+    def __init__(self, exchange: Callable[[int, float, bytes | None], Decision], request: Request | None) -> None:
         self.exchange = exchange
+        self.request = request
         self.attrs_sent: dict[str, Any] = {}
+
+    def _ask(self, trial: Trial, kind: str, payload: Any) -> Any:
+        if self.request is None:
+            raise RuntimeError(f"this executor cannot carry checkpoints of trial {trial.number} to the tuner")
+        code, result = self.request(kind, payload)
+        if code == "ok":
+            return result
+        if code == "cancelled":
+            trial._ended = True
+            raise TrialCancelled(result)
+        if code == "raise":
+            raise _unpack_exception(result)
+        raise RuntimeError(f"unexpected answer {code!r} to a {kind} request of trial {trial.number}")
+
+    async def on_checkpoint(self, trial: Trial, data: bytes) -> None:
+        self._ask(trial, "checkpoint", data)
+
+    async def on_restore(self, trial: Trial) -> bytes | None:
+        return self._ask(trial, "restore", None)
 
     def attrs_update(self, trial: Trial) -> bytes | None:
         """The pickled user attributes when they changed since the last exchange, else ``None``."""
@@ -279,6 +312,12 @@ class _RemoteSession:
     async def on_report(self, trial: Trial, step: int, value: float) -> None:
         code, payload = self.exchange(step, value, self.attrs_update(trial))
         if code == "continue":
+            return
+        if code == "update":
+            params_blob, restore = payload
+            params = loads(params_blob)
+            trial._change_params(params, step, None)
+            trial._restore = bool(restore)
             return
         if code == "stop":
             raise TrialPruned(payload)
@@ -309,7 +348,10 @@ class RemoteTrial(SyncTrial):
     the trial must stop (or :class:`~hpt_async.TrialCancelled` when the
     study no longer wants it).  ``set_user_attr`` checks at once that the
     value can be pickled; attributes travel to the tuner with the next
-    report and with the outcome.
+    report and with the outcome.  ``checkpoint`` and ``restore`` go through
+    ``request`` (see :data:`Request`); ``should_restore`` starts as given
+    (a retry of a LOST trial that left a checkpoint) and follows the
+    tuner's EXPLOIT answers.
     """
 
     __slots__ = ()
@@ -320,9 +362,12 @@ class RemoteTrial(SyncTrial):
         params: dict[str, Any],
         exchange: Callable[[int, float, bytes | None], Decision],
         started: float | None = None,
+        request: Request | None = None,
+        should_restore: bool = False,
     ) -> None:
-        session = _RemoteSession(exchange)
+        session = _RemoteSession(exchange, request)
         super().__init__(Trial(number, params, session, time.time() if started is None else started), _drive)
+        self._trial._restore = bool(should_restore)
 
     def set_user_attr(self, key: str, value: Any) -> None:
         """Attach a picklable, JSON-serialisable value to the trial; kept in its record."""
@@ -394,6 +439,7 @@ def apply_user_attrs(trial: Trial, attrs: bytes | None) -> None:
 async def answer_report(trial: Trial, step: int, value: float, attrs: bytes | None) -> Decision:
     """Store a worker's report on the live trial and return the decision to send back."""
     apply_user_attrs(trial, attrs)
+    changes = len(trial._schedule)
     try:
         await trial.report(value, step=step)
     except TrialPruned as exc:
@@ -402,7 +448,26 @@ async def answer_report(trial: Trial, step: int, value: float, attrs: bytes | No
         return "cancelled", str(exc)
     except Exception as exc:
         return "raise", _pack_exception(exc)
+    if len(trial._schedule) != changes:
+        return "update", (dumps(trial.params), trial._restore)
     return "continue", None
+
+
+async def answer_request(trial: Trial, kind: str, payload: Any) -> Decision:
+    """Serve a worker's ``("checkpoint", data)`` or ``("restore", None)`` request on the live trial."""
+    try:
+        if kind == "checkpoint":
+            await trial._session.on_checkpoint(trial, payload)
+            return "ok", None
+        if kind == "restore":
+            data = await trial._session.on_restore(trial)
+            trial._restore = False
+            return "ok", data
+        raise ValueError(f"unknown request {kind!r} from trial {trial.number}")
+    except TrialCancelled as exc:
+        return "cancelled", str(exc)
+    except Exception as exc:
+        return "raise", _pack_exception(exc)
 
 
 def outcome_exception(outcome: Mapping[str, Any]) -> Exception:

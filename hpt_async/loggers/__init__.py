@@ -1,4 +1,9 @@
-"""Loggers: plugins that watch a study and tell people about it."""
+"""Loggers: plugins that watch a study and tell people about it.
+
+Their hooks run on the event loop for every trial, so they only take note of
+an event and do the slow part (drawing, encoding, writing) a few times per
+second or in batches: see ``docs/loggers.md``.
+"""
 
 from .console import ConsoleLogger
 from .jsonl import JsonlLogger, read_events

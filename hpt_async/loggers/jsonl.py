@@ -4,12 +4,16 @@ Each event becomes one JSON object on its own line (JSON Lines), appended to
 the file, so several runs (a resumed study, another study) share one log.
 :func:`read_events` reads it back.
 
-Lines are buffered in memory and written in one call: at study start, at
-study end, and ``flush_every`` seconds after the first line entered an empty
-buffer (a timer on the asyncio loop; on another event loop every trial end is
-written at once instead).  A process killed outright loses at most the last
-``flush_every`` seconds of events; a crash in the middle of a write leaves a
-truncated last line, which :func:`read_events` skips.
+A hook only appends the event to a list (O(1)).  Every :data:`ENCODE_EVERY`
+events the list is encoded with orjson into one chunk of lines (small
+batches, while the events are still in the CPU's caches), and the chunks are
+written in one call: at study start, at study end, and ``flush_every``
+seconds after the first event entered an empty buffer (a timer on the
+asyncio loop; on another event loop every trial end is written at once
+instead), or when :data:`MAX_BUFFERED` events are waiting.  A process killed
+outright loses at most the last ``flush_every`` seconds of events; a crash in
+the middle of a write leaves a truncated last line, which :func:`read_events`
+skips.
 """
 
 from __future__ import annotations
@@ -20,16 +24,18 @@ import json
 import math
 import numbers
 import os
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ..events import StudyEnded, StudyStarted, TrialCreated, TrialEnded, TrialReported, TrialStarted
 from ..hookspecs import hookimpl
 from ..study import StudyView
+from ..trial import TrialState
 
-__all__ = ["DEFAULT_PATH", "PATH_ENV", "JsonlLogger", "read_events"]
+__all__ = ["DEFAULT_PATH", "ENCODE_EVERY", "MAX_BUFFERED", "PATH_ENV", "JsonlLogger", "read_events"]
 
 PATH_ENV = "HPT_ASYNC_EVENT_LOG"
 """Environment variable naming the file of ``loggers=["jsonl"]``."""
@@ -37,10 +43,11 @@ PATH_ENV = "HPT_ASYNC_EVENT_LOG"
 DEFAULT_PATH = "hpt-events.jsonl"
 """The file of ``loggers=["jsonl"]`` when :data:`PATH_ENV` is unset, in the working directory."""
 
-try:  # an optional, faster encoder; the standard json module otherwise
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson = None
+ENCODE_EVERY = 64
+"""Events encoded together, in one batch."""
+
+MAX_BUFFERED = 4096
+"""Events buffered at most: beyond, the buffer is written without waiting for the timer."""
 
 
 def _plain(value: Any) -> Any:
@@ -61,53 +68,21 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
-_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
-_string = json.encoder.encode_basestring_ascii  # the C string encoder behind json
-
-
-def _stdlib_dumps(obj: Any) -> str:
-    return _ENCODER.encode(obj)
-
-
-def _dumps_flat(params: Mapping[str, Any]) -> str:
-    """``params`` as a JSON object: a fast path for str keys and str/int/finite float values."""
-    parts = []
-    for key, value in params.items():
-        kind = type(value)
-        if type(key) is not str:
-            return _dumps(dict(params))
-        if kind is float:
-            if value - value != 0.0:  # inf or nan
-                return _dumps(dict(params))
-            text = repr(value)
-        elif kind is str:
-            text = _string(value)
-        elif kind is int:
-            text = repr(value)
-        elif value is None or kind is bool:
-            text = "null" if value is None else ("true" if value else "false")
-        else:
-            return _dumps(dict(params))
-        parts.append(f"{_string(key)}:{text}")
-    return "{" + ",".join(parts) + "}"
-
-
-def _dumps(obj: Any) -> str:
-    """One compact JSON text of ``obj``; anything JSON cannot hold is made safe first."""
-    try:
-        if _orjson is not None:
-            # orjson writes NaN as null itself, but accepts objects this format writes as repr: check them.
-            return _orjson.dumps(obj).decode() if _simple(obj) else _stdlib_dumps(_plain(obj))
-        return _stdlib_dumps(obj)
-    except (TypeError, ValueError, OverflowError):
-        return _stdlib_dumps(_plain(obj))
+_STDLIB = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+_LINE = orjson.OPT_APPEND_NEWLINE
+_SIMPLE = frozenset((str, int, float, bool, type(None)))
+_INT_MIN, _INT_END = -(2**63), 2**64  # the integers orjson writes
 
 
 def _simple(obj: Any) -> bool:
-    """True when ``obj`` holds only str/int/float/bool/None, lists and str-keyed dicts."""
+    """True when ``obj`` holds only str/int/float/bool/None, lists and str-keyed dicts.
+
+    orjson writes those exactly as this format wants (NaN and infinity as
+    null); anything else goes through :func:`_plain` first.
+    """
     kind = type(obj)
-    if kind is str or kind is int or kind is float or kind is bool or obj is None:
-        return True
+    if kind in _SIMPLE:
+        return kind is not int or _INT_MIN <= obj < _INT_END  # orjson refuses wider integers
     if kind is list:
         return all(_simple(v) for v in obj)
     if kind is dict:
@@ -115,11 +90,29 @@ def _simple(obj: Any) -> bool:
     return False
 
 
-def _number(value: float | None) -> str:
-    """A float as a JSON number, or ``null`` when missing or not finite."""
-    if value is None or not math.isfinite(value):
-        return "null"
-    return repr(float(value))
+def _dumps(obj: Any) -> bytes:
+    """One compact JSON text of ``obj``, anything JSON cannot hold made safe first."""
+    if _simple(obj):
+        return orjson.dumps(obj)
+    return _STDLIB.encode(_plain(obj)).encode()
+
+
+def _mapping(values: Mapping[str, Any]) -> orjson.Fragment:
+    """A flat mapping (params, user attributes) encoded once, to be embedded in lines."""
+    if type(values) is not dict:
+        values = dict(values)
+    if _SIMPLE.issuperset(map(type, values.values())):
+        try:
+            return orjson.Fragment(orjson.dumps(values))
+        except TypeError:  # keys that are not strings, integers wider than 64 bits
+            pass
+    return orjson.Fragment(_dumps(values))
+
+
+_NO_ATTRS = orjson.Fragment(b"{}")
+
+# What a hook appends: (kind, event or record, study name); kinds below, or _RAW with encoded bytes.
+_RAW, _CREATED, _STARTED, _REPORTED, _ENDED = range(5)
 
 
 class JsonlLogger:
@@ -127,10 +120,10 @@ class JsonlLogger:
 
     ``path`` defaults to the environment variable :data:`PATH_ENV`, else
     :data:`DEFAULT_PATH` in the working directory.  The file is opened in
-    append mode when a study starts and closed when it ends.  Buffered lines
-    are written at study start and end and at most ``flush_every`` seconds
-    after they were logged (``0`` writes every event at once).  Every line
-    has ``event``, ``time`` (Unix seconds) and ``study``; see
+    append mode when a study starts and closed when it ends.  Events are
+    buffered and written at study start and end and at most ``flush_every``
+    seconds after they were logged (``0`` writes every event at once).  Every
+    line has ``event``, ``time`` (Unix seconds) and ``study``; see
     ``docs/loggers.md`` for the fields of each event.
     """
 
@@ -145,57 +138,120 @@ class JsonlLogger:
         self.flush_every = float(flush_every)
         self._file: Any = None
         self._open_studies = 0
-        self._lines: list[str] = []
-        self._oldest = 0.0  # monotonic time of the oldest buffered line
+        self._events: list[tuple[int, Any, Any]] = []  # waiting to be encoded
+        self._chunks: list[bytes] = []  # encoded lines waiting to be written
+        self._armed = False  # something is buffered and will be written in time (or at once)
         self._timer: asyncio.TimerHandle | None = None  # writes the buffer when it is flush_every old
         self._timerless = False  # no asyncio loop to time writes: trial ends write at once
-        self._names: dict[str, str] = {}  # study name -> its JSON text
-        self._params: dict[tuple[str, int], str] = {}  # params of running trials, encoded once
+        # Params of running trials as created, and encoded once: (study, number) -> (params, JSON).
+        self._params: dict[tuple[str, int], tuple[Mapping[str, Any], orjson.Fragment]] = {}
 
     # -- writing ---------------------------------------------------------------
 
-    def _study(self, name: str) -> str:
-        text = self._names.get(name)
-        if text is None:
-            text = self._names[name] = json.dumps(name)
-        return text
-
-    def _add(self, line: str, *, now: bool = False) -> None:
-        lines = self._lines
-        if not lines:
-            self._oldest = time.monotonic()
-            lines.append(line)
-            if not now and self.flush_every > 0:
-                self._schedule()
-        else:
-            lines.append(line)
-        if now or time.monotonic() - self._oldest >= self.flush_every:
+    def _more(self, ended: bool = False) -> None:
+        """The buffer grew past a threshold, or stopped being empty: encode, arrange a write, or write."""
+        if self.flush_every <= 0:
             self.flush()
-
-    def _schedule(self) -> None:
-        """Arrange for the buffer to be written ``flush_every`` seconds from now."""
-        if self._timer is not None:
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not on asyncio: trial ends are written at once instead
-            self._timerless = True
-            return
-        self._timer = loop.call_later(self.flush_every, self._on_timer)
+        if not self._armed:
+            self._armed = True
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not on asyncio: trial ends are written at once instead
+                self._timerless = True
+            else:
+                self._timer = loop.call_later(self.flush_every, self._on_timer)
+        if ended and self._timerless:
+            self.flush()
+        elif len(self._events) >= ENCODE_EVERY:
+            events, self._events = self._events, []
+            self._chunks.append(self._encode(events))
+            if len(self._chunks) * ENCODE_EVERY >= MAX_BUFFERED:
+                self.flush()
 
     def _on_timer(self) -> None:
         self._timer = None
         self.flush()
 
+    def _encode(self, events: list[tuple[int, Any, Any]]) -> bytes:
+        """The JSON lines of buffered events, in order."""
+        dumps = orjson.dumps
+        params_of = self._params
+        out: list[bytes] = []
+        append = out.append
+        created, started, ended, reported = _CREATED, _STARTED, _ENDED, _REPORTED
+        for kind, event, study in events:
+            if kind == ended:
+                cached = params_of.pop((study, event.number), None)
+                if cached is not None and cached[0] == event.params:
+                    params = cached[1]
+                else:  # not seen created, or changed while it ran (population-based training)
+                    params = _mapping(event.params)
+                end = event.ended
+                line = {
+                    "event": "trial_ended",
+                    "time": end or event.started,
+                    "study": study,
+                    "number": event.number,
+                    "state": event.state,  # a StrEnum: orjson writes its text
+                    "value": event.value,
+                    "error": event.error,
+                    "duration": None if end is None else end - event.started,
+                    "params": params,
+                    "user_attrs": _mapping(event.user_attrs) if event.user_attrs else _NO_ATTRS,
+                    "retry_of": event.retry_of,
+                }
+            elif kind == created:
+                params = _mapping(event.params)
+                params_of[(study, event.number)] = (event.params, params)
+                line = {
+                    "event": "trial_created",
+                    "time": event.time,
+                    "study": study,
+                    "number": event.number,
+                    "params": params,
+                }
+            elif kind == started:
+                line = {"event": "trial_started", "time": event.time, "study": study, "number": event.number}
+            elif kind == reported:
+                line = {
+                    "event": "trial_reported",
+                    "time": event.time,
+                    "study": study,
+                    "number": event.number,
+                    "step": event.step,
+                    "value": event.value,
+                }
+            else:
+                append(event)
+                continue
+            try:
+                append(dumps(line, option=_LINE))
+            except TypeError:  # a value of an unexpected type: made safe, as in every other line
+                if "params" in line:  # the encoded fragments back as the mappings they came from
+                    line["params"] = event.params
+                if "user_attrs" in line:
+                    line["user_attrs"] = event.user_attrs
+                if "state" in line:
+                    line["state"] = event.state.value
+                append(_STDLIB.encode(_plain(line)).encode() + b"\n")
+        return b"".join(out)
+
     def flush(self) -> None:
-        """Write the buffered lines to the file in one call."""
+        """Encode the buffered events and write them to the file in one call."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._lines or self._file is None:
+        self._armed = False
+        if self._file is None:
             return
-        data = "".join(self._lines).encode()
-        self._lines.clear()
+        if self._events:
+            events, self._events = self._events, []
+            self._chunks.append(self._encode(events))
+        if not self._chunks:
+            return
+        data = b"".join(self._chunks)
+        self._chunks.clear()
         view = memoryview(data)
         while view:
             written = self._file.write(view)
@@ -228,7 +284,7 @@ class JsonlLogger:
                 self._file = None
                 self._open_studies = 0
 
-    # -- hooks -----------------------------------------------------------------
+    # -- hooks: O(1), no encoding ------------------------------------------------
 
     @hookimpl
     def hpt_study_started(self, event: StudyStarted, study: StudyView) -> None:
@@ -243,55 +299,42 @@ class JsonlLogger:
             "resumed_trials": len(study.trials),
             "max_trials": getattr(study, "max_trials", None),
         }
-        self._add(_dumps(line) + "\n", now=True)
+        self._events.append((_RAW, _dumps(line) + b"\n", None))
+        self.flush()
 
     @hookimpl
     def hpt_trial_created(self, event: TrialCreated, study: StudyView) -> None:
-        params = _dumps_flat(event.params)
-        self._params[(study.name, event.number)] = params
-        self._add(
-            f'{{"event":"trial_created","time":{event.time!r},"study":{self._study(study.name)},'
-            f'"number":{event.number},"params":{params}}}\n'
-        )
+        events = self._events
+        events.append((_CREATED, event, study.name))
+        if len(events) >= ENCODE_EVERY or not self._armed:
+            self._more()
 
     @hookimpl
     def hpt_trial_started(self, event: TrialStarted, study: StudyView) -> None:
-        self._add(
-            f'{{"event":"trial_started","time":{event.time!r},"study":{self._study(study.name)},'
-            f'"number":{event.number}}}\n'
-        )
+        events = self._events
+        events.append((_STARTED, event, study.name))
+        if len(events) >= ENCODE_EVERY or not self._armed:
+            self._more()
 
     @hookimpl
     def hpt_trial_reported(self, event: TrialReported, study: StudyView) -> None:
-        self._add(
-            f'{{"event":"trial_reported","time":{event.time!r},"study":{self._study(study.name)},'
-            f'"number":{event.number},"step":{event.step},"value":{_number(event.value)}}}\n'
-        )
+        events = self._events
+        events.append((_REPORTED, event, study.name))
+        if len(events) >= ENCODE_EVERY or not self._armed:
+            self._more()
 
     @hookimpl
     def hpt_trial_ended(self, event: TrialEnded, study: StudyView) -> None:
-        record = event.record
-        params = self._params.pop((study.name, record.number), None)
-        if params is None:
-            params = _dumps_flat(record.params)
-        attrs = _dumps_flat(record.user_attrs) if record.user_attrs else "{}"
-        error = "null" if record.error is None else json.dumps(record.error)
-        duration = record.duration
-        self._add(
-            f'{{"event":"trial_ended","time":{_number(event.time)},"study":{self._study(study.name)},'
-            f'"number":{record.number},"state":"{record.state.value}","value":{_number(record.value)},'
-            f'"error":{error},"duration":{_number(duration)},"params":{params},"user_attrs":{attrs},'
-            f'"retry_of":{"null" if record.retry_of is None else record.retry_of}}}\n',
-            now=self._timerless,
-        )
+        events = self._events
+        events.append((_ENDED, event.record, study.name))
+        if len(events) >= ENCODE_EVERY or not self._armed or self._timerless:
+            self._more(ended=True)
 
     @hookimpl
     def hpt_study_ended(self, event: StudyEnded, study: StudyView) -> None:
         result = event.result
         best = result.best
-        counts: dict[str, int] = {}
-        for record in result.trials:
-            counts[record.state.value] = counts.get(record.state.value, 0) + 1
+        counts = {state.value: n for state in TrialState if (n := study.count(state))}  # O(1): the view counts
         line = {
             "event": "study_ended",
             "time": event.time,
@@ -301,9 +344,11 @@ class JsonlLogger:
             "trials": counts,
             "plugin_errors": dict(result.plugin_errors),
         }
+        self.flush()  # encodes the trial lines while their params are still cached
         for key in [k for k in self._params if k[0] == result.study]:
             del self._params[key]  # trials that never announced an end (cancelled at close)
-        self._add(_dumps(line) + "\n", now=True)
+        self._events.append((_RAW, _dumps(line) + b"\n", None))
+        self.flush()
         self._open_studies -= 1
         if self._open_studies <= 0:
             self.close()

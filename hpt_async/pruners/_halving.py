@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ..study import StudyView
     from ..trial import TrialRecord
 
-__all__ = ["Ladder", "Rung", "RungPruner"]
+__all__ = ["Ladder", "Rung", "RungPruner", "top_count"]
 
 _CONTINUE = Decision.CONTINUE
 _STOP = Decision.STOP
@@ -43,6 +43,11 @@ class Rung:
 
     level: float
     values: Mapping[int, float]
+
+
+def top_count(n: int, eta: float) -> int:
+    """How many of ``n`` values in a rung are in its top ``1/eta``: ``max(1, floor(n / eta))``."""
+    return max(1, math.floor(n / eta + 1e-9))
 
 
 class Ladder:
@@ -79,7 +84,7 @@ class Ladder:
         pos = bisect_left(rung, loss)
         rung.insert(pos, loss)
         self.members[k][number] = value
-        return loss != math.inf and pos < max(1, math.floor(len(rung) / self.eta + 1e-9))
+        return loss != math.inf and pos < top_count(len(rung), self.eta)
 
 
 class RungPruner(Pruner):

@@ -3,20 +3,45 @@
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from ..study import StudyView
     from ..trial import TrialRecord
 
-__all__ = ["Decision", "Pruner"]
+__all__ = ["Decision", "Exploit", "Pruner"]
 
 
 class Decision(enum.StrEnum):
-    """What happens to a trial after a report."""
+    """What happens to a trial after a report.
+
+    ``CONTINUE`` and ``STOP`` are a pruner's answers.  ``EXPLOIT`` is only
+    given by a strategy that decides at reports itself (``pbt``), in the
+    form of an :class:`Exploit` that carries the new hyperparameters.
+    """
 
     CONTINUE = "continue"
     STOP = "stop"
+    EXPLOIT = "exploit"
+
+
+@dataclass(frozen=True)
+class Exploit:
+    """The EXPLOIT answer: the trial goes on with ``params``, from ``donor``'s checkpoint.
+
+    ``params`` is a full configuration of the space.  With ``donor`` (a
+    trial number), the tuner copies that trial's latest checkpoint over the
+    reporting trial's, and the trial's ``should_restore`` turns true so that
+    the objective loads it with ``restore()``.  With ``donor=None`` only the
+    hyperparameters change (a replayed schedule).  Either way the change is
+    recorded in the trial's ``schedule``.
+    """
+
+    params: Mapping[str, Any]
+    donor: int | None = None
+    decision: ClassVar[Decision] = Decision.EXPLOIT
 
 
 class Pruner:

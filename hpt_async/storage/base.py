@@ -76,6 +76,14 @@ class StudySession:
       every :attr:`sync_interval` seconds while the tuner runs (never when it
       is ``None``): they keep sessions in step and recover the trials of a
       tuner that died.
+    * Checkpoints: :meth:`put_checkpoint` keeps one checkpoint (opaque
+      bytes) per trial, replacing the previous one; :meth:`get_checkpoint`
+      returns it; :meth:`drop_checkpoint` forgets it.  The tuner decides
+      what to keep (see ``docs/storage.md``); a checkpoint must outlive the
+      session that wrote it for as long as the backend keeps trials, so
+      that a LOST trial's retry, in another session, can continue from it.
+      The defaults here keep checkpoints in this session only (enough for
+      one tuner; a backend that shares studies overrides them).
     * A method that raises is fatal to the study; the error names the storage.
     """
 
@@ -121,6 +129,22 @@ class StudySession:
         """
         return []
 
+    def _session_checkpoints(self) -> dict[int, bytes]:
+        # Made on first use, so that subclasses that do not call __init__ still work.
+        return self.__dict__.setdefault("_checkpoints", {})
+
+    async def put_checkpoint(self, number: int, data: bytes) -> None:
+        """Keep ``data`` as trial ``number``'s checkpoint, replacing any earlier one."""
+        self._session_checkpoints()[number] = bytes(data)
+
+    async def get_checkpoint(self, number: int) -> bytes | None:
+        """Trial ``number``'s checkpoint, or ``None``."""
+        return self._session_checkpoints().get(number)
+
+    async def drop_checkpoint(self, number: int) -> None:
+        """Forget trial ``number``'s checkpoint (none is no error)."""
+        self._session_checkpoints().pop(number, None)
+
     async def close(self) -> None:
         """End the session (the tuner calls it when a run ends)."""
 
@@ -153,6 +177,14 @@ class Storage:
         description of each value (see :meth:`Space.describe`).
         """
         raise NotImplementedError
+
+    async def checkpoint(self, study: str, number: int) -> bytes | None:
+        """The checkpoint the study still keeps for trial ``number``, or ``None``.
+
+        Decode it with :func:`hpt_async.checkpoints.decode_state`.  Backends
+        that keep no checkpoints beyond a session return ``None``.
+        """
+        return None
 
     # -- administration (load_study and the hpt-async command use these) ----
 

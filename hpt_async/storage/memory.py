@@ -14,7 +14,7 @@ __all__ = ["MemoryStorage"]
 
 
 class _Study:
-    __slots__ = ("changes", "direction", "next_number", "records", "sessions", "space")
+    __slots__ = ("changes", "checkpoints", "direction", "next_number", "records", "sessions", "space")
 
     def __init__(self, direction: str, space: dict[str, Any]) -> None:
         self.direction = direction
@@ -24,6 +24,8 @@ class _Study:
         self.sessions = 0
         # Writes as (session id, record) once two sessions share the study, for refresh().
         self.changes: list[tuple[int, TrialRecord]] = []
+        # Trial number -> its latest checkpoint, shared by every session of the study.
+        self.checkpoints: dict[int, bytes] = {}
 
 
 class _MemorySession(StudySession):
@@ -58,6 +60,15 @@ class _MemorySession(StudySession):
         study.records[record.number] = record
         if study.sessions > 1:
             study.changes.append((self._sid, record))
+
+    async def put_checkpoint(self, number: int, data: bytes) -> None:
+        self._study.checkpoints[number] = bytes(data)
+
+    async def get_checkpoint(self, number: int) -> bytes | None:
+        return self._study.checkpoints.get(number)
+
+    async def drop_checkpoint(self, number: int) -> None:
+        self._study.checkpoints.pop(number, None)
 
     async def refresh(self) -> list[TrialRecord]:
         changes = self._study.changes
@@ -112,6 +123,11 @@ class MemoryStorage(Storage):
             if diffs:
                 raise ValueError(f"study {study!r} was created with another space: " + "; ".join(diffs))
         return [s.records[n] for n in sorted(s.records)]
+
+    async def checkpoint(self, study: str, number: int) -> bytes | None:
+        """The checkpoint the study still keeps for trial ``number``, or ``None``."""
+        s = self._studies.get(study)
+        return None if s is None else s.checkpoints.get(number)
 
     # -- administration --------------------------------------------------------
 

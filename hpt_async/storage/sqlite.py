@@ -25,8 +25,9 @@ string, e.g. ``sqlite:///tuning.db?synchronous=full&lease=30``:
 Every session (one per running tuner) has its own aiosqlite connection.
 Writes are single statements or short ``BEGIN IMMEDIATE`` transactions;
 "database is locked" answers are retried with back-off within ``timeout``.
-Values, configurations and user attributes are stored as JSON (never
-pickled); a Choice is stored as its index into the space's values, and the
+Values, configurations, schedules and user attributes are stored as JSON
+(never pickled); checkpoints are BLOBs of the ``checkpoints`` table, one per
+trial; a Choice is stored as its index into the space's values, and the
 study keeps the space's description so that readers without the space can
 still show what each index means.  The storage needs the asyncio backend of
 anyio (aiosqlite does).
@@ -52,7 +53,7 @@ import anyio
 
 from ..hookspecs import hookimpl
 from ..space import Choice, Space
-from ..trial import TrialRecord, TrialState
+from ..trial import ScheduleEntry, TrialRecord, TrialState
 from .base import Storage, StudyNotFound, StudySession, StudySummary
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStorage", "StorageBusyError", "StorageFileError", "parse_sqlite_url"]
@@ -62,7 +63,9 @@ log = logging.getLogger("hpt_async")
 T = TypeVar("T")
 
 #: The layout this version writes; files with a higher number are refused.
-SCHEMA_VERSION = 1
+#: Version 2 added ``trials.schedule`` and the ``checkpoints`` table; a
+#: version 1 file is migrated when opened (both additions are additive).
+SCHEMA_VERSION = 2
 
 DEFAULT_SYNC = 1.0
 DEFAULT_LEASE = 5.0
@@ -70,7 +73,8 @@ DEFAULT_TIMEOUT = 60.0
 
 _MAGIC = b"SQLite format 3\x00"
 _OPTIONS = ("synchronous", "sync", "lease", "timeout")
-_TABLES = frozenset({"schema_version", "studies", "sessions", "trials", "reports"})
+_TABLES_V1 = frozenset({"schema_version", "studies", "sessions", "trials", "reports"})
+_TABLES = _TABLES_V1 | {"checkpoints"}
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
 _STATES = {s.value: s for s in TrialState}
 # Placeholders per IN (...) list, well below SQLite's limit on bound parameters.
@@ -119,6 +123,7 @@ _SCHEMA: tuple[str, ...] = (
         started REAL NOT NULL,
         ended REAL,
         retry_of INTEGER,
+        schedule TEXT,
         session INTEGER NOT NULL,
         writer INTEGER NOT NULL,
         seq INTEGER NOT NULL,
@@ -141,6 +146,15 @@ _SCHEMA: tuple[str, ...] = (
     ) WITHOUT ROWID
     """,
     """
+    CREATE TABLE IF NOT EXISTS checkpoints (
+        study_id INTEGER NOT NULL,
+        number INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        written REAL NOT NULL,
+        PRIMARY KEY (study_id, number)
+    ) WITHOUT ROWID
+    """,
+    """
     CREATE TRIGGER IF NOT EXISTS reports_touch_trial AFTER INSERT ON reports BEGIN
         UPDATE trials
            SET seq = (SELECT MAX(seq) + 1 FROM trials WHERE study_id = NEW.study_id), writer = session
@@ -149,17 +163,25 @@ _SCHEMA: tuple[str, ...] = (
     """,
 )
 
-_COLUMNS = "number, state, params, value, user_attrs, error, traceback, started, ended, retry_of"
+# Version 1 -> 2: what a file of the older layout needs (each statement runs once, in one transaction).
+_MIGRATE_V2: tuple[str, ...] = (
+    "ALTER TABLE trials ADD COLUMN schedule TEXT",
+    _SCHEMA[-2],  # the checkpoints table
+    "UPDATE schema_version SET version = 2",
+)
+
+_COLUMNS = "number, state, params, value, user_attrs, error, traceback, started, ended, retry_of, schedule"
 _NEXT_SEQ = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM trials WHERE study_id = ?)"
 _INSERT_TRIAL = (
     "INSERT INTO trials (study_id, number, state, params, value, user_attrs, error, traceback, started, ended,"
-    f" retry_of, session, writer, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_NEXT_SEQ})"
+    f" retry_of, schedule, session, writer, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_NEXT_SEQ})"
 )
 _UPSERT_TRIAL = (
     _INSERT_TRIAL + " ON CONFLICT (study_id, number) DO UPDATE SET state = excluded.state,"
     " params = excluded.params, value = excluded.value, user_attrs = excluded.user_attrs,"
     " error = excluded.error, traceback = excluded.traceback, started = excluded.started,"
-    " ended = excluded.ended, retry_of = excluded.retry_of, writer = excluded.writer, seq = excluded.seq"
+    " ended = excluded.ended, retry_of = excluded.retry_of, schedule = excluded.schedule,"
+    " writer = excluded.writer, seq = excluded.seq"
 )
 _INSERT_REPORT = "INSERT OR REPLACE INTO reports (study_id, number, step, value) VALUES (?, ?, ?, ?)"
 # RUNNING trials of this study whose session is gone or whose lease ran out (not the caller's own).
@@ -300,7 +322,9 @@ class _Codec:
         return _dumps({k: choices[k].index(v) if k in choices else v for k, v in params.items()})
 
     def decode(self, text: str) -> Mapping[str, Any]:
-        raw = _loads(text)
+        return self.decode_obj(_loads(text))
+
+    def decode_obj(self, raw: dict[str, Any]) -> Mapping[str, Any]:
         for name, values in self._described.items():
             if name in raw:
                 i = raw[name]
@@ -311,8 +335,21 @@ class _Codec:
         return MappingProxyType(raw)
 
 
+def _dump_schedule(schedule: Sequence[ScheduleEntry], codec: _Codec) -> str | None:
+    if not schedule:
+        return None
+    parts = [f"[{_dumps(e.step)},{codec.encode(e.params)},{_dumps(e.donor)}]" for e in schedule]
+    return "[" + ",".join(parts) + "]"
+
+
+def _load_schedule(text: str | None, codec: _Codec) -> tuple[ScheduleEntry, ...]:
+    if not text:
+        return ()
+    return tuple(ScheduleEntry(step, codec.decode_obj(params), donor) for step, params, donor in _loads(text))
+
+
 def _record(row: Sequence[Any], reports: Mapping[int, float] | None, codec: _Codec) -> TrialRecord:
-    number, state, params, value, attrs, error, tb, started, ended, retry_of = row
+    number, state, params, value, attrs, error, tb, started, ended, retry_of, schedule = row
     return TrialRecord(
         number=number,
         state=_STATES[state],
@@ -325,6 +362,7 @@ def _record(row: Sequence[Any], reports: Mapping[int, float] | None, codec: _Cod
         started=started,
         ended=ended,
         retry_of=retry_of,
+        schedule=_load_schedule(schedule, codec),
     )
 
 
@@ -539,6 +577,7 @@ class _SQLiteSession(StudySession):
             record.started,
             record.ended,
             record.retry_of,
+            _dump_schedule(record.schedule, self._codec),
             self._sid,
             self._sid,
             self._study_id,
@@ -582,6 +621,28 @@ class _SQLiteSession(StudySession):
             await self._conn.commit(_UPSERT_TRIAL, row, f"commit trial {number}")
         self._reserved.discard(number)
         self._reported.pop(number, None)
+
+    async def put_checkpoint(self, number: int, data: bytes) -> None:
+        await self._conn.fetch(
+            "INSERT OR REPLACE INTO checkpoints (study_id, number, data, written) VALUES (?, ?, ?, ?)",
+            (self._study_id, number, bytes(data), time.time()),
+            f"store a checkpoint of trial {number}",
+        )
+
+    async def get_checkpoint(self, number: int) -> bytes | None:
+        rows = await self._conn.fetch(
+            "SELECT data FROM checkpoints WHERE study_id = ? AND number = ?",
+            (self._study_id, number),
+            f"read the checkpoint of trial {number}",
+        )
+        return bytes(rows[0][0]) if rows else None
+
+    async def drop_checkpoint(self, number: int) -> None:
+        await self._conn.fetch(
+            "DELETE FROM checkpoints WHERE study_id = ? AND number = ?",
+            (self._study_id, number),
+            f"drop the checkpoint of trial {number}",
+        )
 
     async def heartbeat(self) -> None:
         now = time.time()
@@ -803,8 +864,8 @@ class SQLiteStorage(Storage):
         conn = _Connection(db, self.path, self.timeout, flush_ends=self.synchronous == "FULL")
         try:
             tables = await self._tables(conn)
-            if tables:
-                await self._check_version(conn, tables)
+            if tables and await self._check_version(conn, tables) < SCHEMA_VERSION:
+                await self._migrate(conn)
             if create:
                 # Commits wait for no fsync; with synchronous=full, trial ends are flushed one by one.
                 await conn.fetch("PRAGMA synchronous = NORMAL")
@@ -829,7 +890,7 @@ class SQLiteStorage(Storage):
             ) from exc
         return {r[0] for r in rows} - {"sqlite_sequence"}
 
-    async def _check_version(self, conn: _Connection, tables: set[str]) -> None:
+    async def _check_version(self, conn: _Connection, tables: set[str]) -> int:
         if "schema_version" not in tables:
             raise StorageFileError(
                 f"{self.path} is an SQLite database that hpt-async did not write "
@@ -844,11 +905,25 @@ class SQLiteStorage(Storage):
                 f"{self.path} was written by a newer hpt-async ({writer}, schema version {version}); this one "
                 f"reads schema version {SCHEMA_VERSION} at most: upgrade hpt-async (the file was left untouched)"
             )
-        missing = _TABLES - tables
+        missing = (_TABLES if version >= 2 else _TABLES_V1) - tables
         if missing:
             raise StorageFileError(
                 f"{self.path} lacks the table(s) {', '.join(sorted(missing))}; it was left untouched"
             )
+        return version
+
+    async def _migrate(self, conn: _Connection) -> None:
+        """Bring a schema version 1 file to version 2 (another process may be doing it too)."""
+
+        async def body(db: aiosqlite.Connection) -> None:
+            rows = await db.execute_fetchall("SELECT MAX(version) FROM schema_version")
+            if rows[0][0] >= 2:
+                return  # done meanwhile by another process
+            for statement in _MIGRATE_V2:
+                await db.execute(statement)
+
+        await conn.transaction(body, "migrate the schema to version 2")
+        log.info("study storage %s: migrated to schema version 2", self.path)
 
     async def _create_schema(self, conn: _Connection) -> None:
         from .. import __version__
@@ -943,6 +1018,22 @@ class SQLiteStorage(Storage):
         finally:
             await conn.close()
 
+    async def checkpoint(self, study: str, number: int) -> bytes | None:
+        """The checkpoint the study still keeps for trial ``number``, or ``None``."""
+        conn = await self._reader()
+        if conn is None:
+            return None
+        try:
+            rows = await conn.fetch(
+                "SELECT c.data FROM checkpoints c JOIN studies s ON s.id = c.study_id"
+                " WHERE s.name = ? AND c.number = ?",
+                (study, number),
+                "read a checkpoint",
+            )
+        finally:
+            await conn.close()
+        return bytes(rows[0][0]) if rows else None
+
     @staticmethod
     async def _has_schema(db: aiosqlite.Connection) -> bool:
         rows = await db.execute_fetchall("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'studies'")
@@ -1022,7 +1113,7 @@ class SQLiteStorage(Storage):
             if live:
                 who = ", ".join(f"pid {pid} on {host}" for host, pid in live)
                 raise ValueError(f"study {study!r} is open in a running tuner ({who}); stop it before deleting")
-            for table in ("reports", "trials", "sessions"):
+            for table in ("reports", "checkpoints", "trials", "sessions"):
                 await db.execute(f"DELETE FROM {table} WHERE study_id = ?", (study_id,))
             await db.execute("DELETE FROM studies WHERE id = ?", (study_id,))
 

@@ -99,7 +99,10 @@ def maximise_log_ei(
     z = enc.features(s)
     scores = gp.log_ei(z, best)
     scores = np.where(np.isfinite(scores), scores, -np.inf)
-    order = np.argsort(-scores, kind="stable")
+    # Only the head of the ranking is needed: partition, then sort the head.
+    head = min(len(scores), max(4 * starts, 1))
+    part = np.argpartition(-scores, head - 1)[:head] if head < len(scores) else np.arange(len(scores))
+    order = part[np.lexsort((part, -scores[part]))]
     top = _distinct(z, order, starts)
     if len(top) == 0:
         return s[order[0]], float(scores[order[0]])

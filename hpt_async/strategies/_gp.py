@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 from scipy import linalg, optimize, special
+from scipy.linalg import lapack
 
 __all__ = ["GP", "fit_theta", "log_h", "neg_log_posterior", "standardise"]
 
@@ -26,6 +27,10 @@ _SQRT5 = math.sqrt(5.0)
 _LOG_2PI_HALF = 0.5 * math.log(2.0 * math.pi)
 _LOG_PI_2_HALF = 0.5 * math.log(math.pi / 2.0)
 _INV_SQRT_EPS = 1.0 / math.sqrt(np.finfo(float).eps)
+# Scaled distances are capped here: the kernel is below 1e-255 anyway, and exp() of large
+# negative numbers (denormal or zero results) is many times slower than in the normal range.
+_R_MAX = 600.0
+_BLOCK = 16384  # kernel entries per block when scoring many points
 
 LOG_LS_BOUNDS = (math.log(5e-3), math.log(1e3))
 LOG_S2_BOUNDS = (math.log(1e-2), math.log(1e2))
@@ -38,41 +43,125 @@ LS_QUAD = 0.0
 
 
 def ls_prior(dim: int) -> tuple[float, float]:
-    """Mean and sd of the log-normal prior on length scales: wider spaces get longer scales."""
-    return math.sqrt(2.0) + 0.5 * math.log(dim), math.sqrt(3.0)
+    """Mean and sd of the log-normal prior on length scales (in log space), whatever the dimension.
+
+    The median is the width of the unit cube, and 95% of the prior lies
+    between 0.14 and 7.  A prior that grows with the dimension (median
+    ``exp(sqrt(2)) sqrt(d)``, 10 in six dimensions) lets the first fits, made
+    from a handful of points, set a dimension's length scale far beyond the
+    box: the model then treats it as irrelevant, the acquisition is flat
+    along it and the search stops exploring it.
+    """
+    return 0.0, 1.0
 
 
 # -- the kernel -------------------------------------------------------------------------
+
+
+def _sqdist_scaled(a: np.ndarray, a_sq: np.ndarray, b: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
+    """Squared distances between rows of already scaled ``a`` and ``b`` (``*_sq``: their squared norms)."""
+    d2 = a @ b.T
+    d2 *= -2.0
+    d2 += a_sq[:, None]
+    d2 += b_sq[None, :]
+    return np.maximum(d2, 0.0, out=d2)
 
 
 def _sqdist(a: np.ndarray, b: np.ndarray, inv_ls: np.ndarray) -> np.ndarray:
     """Squared scaled distances between the rows of ``a`` and ``b``."""
     a = a * inv_ls
     b = b * inv_ls
-    d2 = np.sum(a * a, axis=1)[:, None] + np.sum(b * b, axis=1)[None, :] - 2.0 * (a @ b.T)
-    return np.maximum(d2, 0.0)
+    return _sqdist_scaled(a, np.einsum("ij,ij->i", a, a), b, np.einsum("ij,ij->i", b, b))
+
+
+def _matern_k(d2: np.ndarray, s2: float) -> np.ndarray:
+    """Kernel values ``s2 (1 + sqrt5 r + 5/3 r^2) exp(-sqrt5 r)``, computed in the buffer ``d2``."""
+    r = np.sqrt(d2, out=d2)
+    r *= _SQRT5  # r is now sqrt5 * distance
+    np.minimum(r, _R_MAX, out=r)
+    e = np.exp(-r)
+    k = r * r
+    k *= 1.0 / 3.0
+    k += r
+    k += 1.0
+    k *= e
+    if s2 != 1.0:
+        k *= s2
+    return k
 
 
 def _matern(d2: np.ndarray, s2: float) -> tuple[np.ndarray, np.ndarray]:
     """Kernel values and ``s2 * 5/3 * (1 + sqrt5 r) exp(-sqrt5 r)`` (the factor of every derivative)."""
-    r = np.sqrt(d2)
-    e = np.exp(-_SQRT5 * r)
-    poly = 1.0 + _SQRT5 * r
-    k = s2 * (poly + (5.0 / 3.0) * d2) * e
-    g = s2 * (5.0 / 3.0) * poly * e
+    r5 = np.sqrt(d2)
+    r5 *= _SQRT5
+    np.minimum(r5, _R_MAX, out=r5)
+    e = np.exp(-r5)
+    e *= s2
+    poly = r5 + 1.0
+    g = poly * e
+    k = r5 * r5
+    k *= 1.0 / 3.0
+    k += poly
+    k *= e
+    g *= 5.0 / 3.0
     return k, g
+
+
+def _potrf(k: np.ndarray) -> np.ndarray | None:
+    """Lower Cholesky factor of ``k``, or None when it is not numerically positive definite."""
+    c, info = lapack.dpotrf(k, lower=1, clean=1)
+    return c if info == 0 else None
 
 
 def _cholesky(k: np.ndarray) -> np.ndarray:
     """Lower Cholesky factor, adding jitter when ``k`` is numerically singular."""
-    jitter = 0.0
+    c = _potrf(k)
+    if c is not None:
+        return c
     scale = float(np.mean(np.diag(k)))
+    eye = np.eye(len(k))
+    jitter = scale * 1e-9
     for _ in range(8):
-        try:
-            return linalg.cholesky(k + jitter * np.eye(len(k)), lower=True, check_finite=False)
-        except linalg.LinAlgError:
-            jitter = scale * 1e-9 if jitter == 0.0 else jitter * 10.0
+        c = _potrf(k + jitter * eye)
+        if c is not None:
+            return c
+        jitter *= 10.0
     raise linalg.LinAlgError("kernel matrix is not positive definite even with jitter")
+
+
+def _chol_solve(chol: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``K^-1 b`` from the lower Cholesky factor of ``K``."""
+    x, info = lapack.dpotrs(chol, b, lower=1)
+    if info != 0:  # pragma: no cover - only for malformed arguments
+        raise linalg.LinAlgError(f"dpotrs failed ({info})")
+    return x
+
+
+def _tri_solve(chol: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``L^-1 b`` for the lower triangular ``L``."""
+    x, info = lapack.dtrtrs(chol, b, lower=1)
+    if info != 0:  # pragma: no cover - only for malformed arguments
+        raise linalg.LinAlgError(f"dtrtrs failed ({info})")
+    return x
+
+
+def extend_cholesky(chol: np.ndarray, k12: np.ndarray, k22: np.ndarray) -> np.ndarray | None:
+    """The Cholesky factor of ``[[K11, K12], [K12^T, K22]]`` from that of ``K11``, in O(n^2 m).
+
+    Returns None when the new block is not numerically positive definite
+    (the caller then factors the whole matrix, with jitter if need be).
+    """
+    n, m = chol.shape[0], k22.shape[0]
+    l21t = _tri_solve(chol, k12)  # L11^-1 K12, n x m
+    schur = k22 - l21t.T @ l21t
+    l22 = _potrf(schur)
+    if l22 is None:
+        return None
+    out = np.zeros((n + m, n + m))
+    out[:n, :n] = chol
+    out[n:, :n] = l21t.T
+    out[n:, n:] = l22
+    return out
 
 
 # -- fitting -------------------------------------------------------------------------------
@@ -84,24 +173,29 @@ def neg_log_posterior(theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[
     log_ls, log_s2, log_noise = theta[:dim], theta[dim], theta[dim + 1]
     inv_ls = np.exp(-log_ls)
     s2, noise = math.exp(log_s2), math.exp(log_noise)
-    kf, g = _matern(_sqdist(x, x, inv_ls), s2)
-    k = kf + noise * np.eye(n)
-    try:
-        chol = linalg.cholesky(k, lower=True, check_finite=False)
-    except linalg.LinAlgError:
+    xs = x * inv_ls
+    xs_sq = np.einsum("ij,ij->i", xs, xs)
+    kf, g = _matern(_sqdist_scaled(xs, xs_sq, xs, xs_sq), s2)
+    k = kf.copy()
+    k.flat[:: n + 1] += noise
+    chol = _potrf(k)
+    if chol is None:
         return 1e25, np.zeros_like(theta)
-    alpha = linalg.cho_solve((chol, True), y, check_finite=False)
+    alpha = _chol_solve(chol, y)
     nll = 0.5 * float(y @ alpha) + float(np.sum(np.log(np.diag(chol)))) + n * _LOG_2PI_HALF
-    k_inv = linalg.cho_solve((chol, True), np.eye(n), check_finite=False)
-    w = np.outer(alpha, alpha) - k_inv
+    k_inv, info = lapack.dpotri(chol, lower=1)  # the lower triangle of K^-1 (the upper one stays zero)
+    if info != 0:
+        return 1e25, np.zeros_like(theta)
+    k_inv += np.tril(k_inv, -1).T
+    w = np.outer(alpha, alpha)
+    w -= k_inv
     # d nll / d log l_j = -1/2 sum_ab W_ab g_ab (x_aj - x_bj)^2 / l_j^2
     m = w * g
     rows = m.sum(axis=1)
-    xs = x * inv_ls
-    quad = 2.0 * (rows @ (xs * xs)) - 2.0 * np.sum(xs * (m @ xs), axis=0)
+    quad = 2.0 * (rows @ (xs * xs)) - 2.0 * np.einsum("ij,ij->j", xs, m @ xs)
     grad = np.empty_like(theta)
     grad[:dim] = -0.5 * quad
-    grad[dim] = -0.5 * float(np.sum(w * kf))
+    grad[dim] = -0.5 * float(np.vdot(w, kf))
     grad[dim + 1] = -0.5 * noise * float(np.trace(w))
     # Priors (normal in log space).
     if LS_QUAD:
@@ -147,7 +241,8 @@ def fit_theta(
     the prior's mode, a short-length-scale point and ``draws`` prior draws;
     each is scored with one evaluation, and L-BFGS-B runs from the warm start
     and the best others, ``runs`` in all.  A warm start alone would stay in
-    the basin of its first fit forever.
+    the basin of its first fit forever; ``runs=1`` with a warm start is the
+    cheap local refresh (the pool is then not scored).
     """
     dim = x.shape[1]
     bounds = _bounds(dim)
@@ -164,10 +259,11 @@ def fit_theta(
         t[dim] += rng.normal(0.0, 0.5)
         pool.append(t)
     pool = [np.clip(t, lo, hi) for t in pool]
-    scores = [neg_log_posterior(t, x, y)[0] for t in pool]
-    order = np.argsort(scores, kind="stable")
     starts = [np.clip(warm, lo, hi)] if warm is not None else []
-    starts += [pool[i] for i in order[: max(runs - len(starts), 0)]]
+    if runs > len(starts):
+        scores = [neg_log_posterior(t, x, y)[0] for t in pool]
+        order = np.argsort(scores, kind="stable")
+        starts += [pool[i] for i in order[: runs - len(starts)]]
     best_theta, best_value = starts[0], math.inf
     for start in starts:
         with warnings.catch_warnings():
@@ -271,9 +367,14 @@ def _dlog_h(z: np.ndarray, lh: np.ndarray) -> np.ndarray:
 
 
 class GP:
-    """A fitted GP: posterior mean and variance of the latent function, log EI and its gradient."""
+    """A fitted GP: posterior mean and variance of the latent function, log EI and its gradient.
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, theta: np.ndarray) -> None:
+    ``chol`` may pass the Cholesky factor of the kernel matrix of ``x`` under
+    ``theta`` (noise included) when the caller already has it;
+    :meth:`update` and :meth:`with_points` obtain it incrementally.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, theta: np.ndarray, *, chol: np.ndarray | None = None) -> None:
         self.x = np.asarray(x, dtype=float)
         self.y = np.asarray(y, dtype=float)
         self.theta = np.asarray(theta, dtype=float)
@@ -281,45 +382,102 @@ class GP:
         self.inv_ls = np.exp(-self.theta[:dim])
         self.s2 = math.exp(self.theta[dim])
         self.noise = math.exp(self.theta[dim + 1])
-        kf, _ = _matern(_sqdist(self.x, self.x, self.inv_ls), self.s2)
-        self.chol = _cholesky(kf + self.noise * np.eye(len(self.x)))
-        self.alpha = linalg.cho_solve((self.chol, True), self.y, check_finite=False)
+        self._xs = self.x * self.inv_ls
+        self._xs_sq = np.einsum("ij,ij->i", self._xs, self._xs)
+        if chol is None:
+            k = self._cross(self.x)
+            k.flat[:: len(k) + 1] += self.noise
+            chol = _cholesky(k)
+        self.chol = chol
+        self.alpha = _chol_solve(self.chol, self.y)
+        self._chol_inv: np.ndarray | None = None  # L^-1 (and its transpose), made at the first prediction
+        self._chol_inv_t: np.ndarray | None = None
+
+    def _cross(self, z: np.ndarray) -> np.ndarray:
+        """Kernel values between the rows of ``z`` and the training inputs."""
+        zs = z * self.inv_ls
+        return _matern_k(_sqdist_scaled(zs, np.einsum("ij,ij->i", zs, zs), self._xs, self._xs_sq), self.s2)
+
+    def update(self, x: np.ndarray, y: np.ndarray) -> GP:
+        """This GP's hyperparameters on the data ``x``, ``y``.
+
+        When the rows of ``x`` begin with this GP's inputs, the Cholesky
+        factor is extended by the new rows (O(n^2 m) rather than a fresh
+        O(n^3) factorisation); otherwise it is computed afresh.  Either way
+        the result equals ``GP(x, y, self.theta)``.
+        """
+        x = np.asarray(x, dtype=float)
+        n = len(self.x)
+        if len(x) >= n and x.shape[1] == self.x.shape[1] and np.array_equal(x[:n], self.x):
+            if len(x) == n:
+                return GP(x, y, self.theta, chol=self.chol)
+            new = x[n:]
+            k12 = self._cross(new).T
+            new_s = new * self.inv_ls
+            sq = np.einsum("ij,ij->i", new_s, new_s)
+            k22 = _matern_k(_sqdist_scaled(new_s, sq, new_s, sq), self.s2)
+            k22.flat[:: len(new) + 1] += self.noise
+            chol = extend_cholesky(self.chol, k12, k22)
+            if chol is not None:
+                return GP(x, y, self.theta, chol=chol)
+        return GP(x, y, self.theta)
 
     def with_points(self, x_new: np.ndarray, y_new: np.ndarray) -> GP:
         """The same hyperparameters conditioned on extra (e.g. fantasised) observations."""
         if len(x_new) == 0:
             return self
-        return GP(np.vstack([self.x, x_new]), np.concatenate([self.y, y_new]), self.theta)
+        return self.update(np.vstack([self.x, x_new]), np.concatenate([self.y, y_new]))
 
     def predict(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and variance (without noise) at the rows of ``z``."""
-        k, _ = _matern(_sqdist(z, self.x, self.inv_ls), self.s2)
+        k = self._cross(z)
         mean = k @ self.alpha
-        v = linalg.solve_triangular(self.chol, k.T, lower=True, check_finite=False)
-        var = np.maximum(self.s2 - np.sum(v * v, axis=0), 1e-12)
-        return mean, var
+        if self._chol_inv is None:
+            inv, info = lapack.dtrtri(self.chol, lower=1)
+            self._chol_inv_t = np.ascontiguousarray(inv.T) if info == 0 else None
+            self._chol_inv = inv if info == 0 else np.empty(0)
+        if self._chol_inv_t is not None:
+            v = k @ self._chol_inv_t  # rows of L^-1 k*^T: a matrix product beats a triangular solve here
+            var = np.einsum("ij,ij->i", v, v)
+        else:  # pragma: no cover - dtrtri fails only on a singular factor
+            v = _tri_solve(self.chol, k.T)
+            var = np.einsum("ij,ij->j", v, v)
+        np.subtract(self.s2, var, out=var)
+        return mean, np.maximum(var, 1e-12, out=var)
 
     def log_ei(self, z: np.ndarray, best: float) -> np.ndarray:
-        """Log expected improvement below ``best`` (a minimisation) at the rows of ``z``."""
-        mean, var = self.predict(z)
-        sd = np.sqrt(var)
-        return log_h((best - mean) / sd) + np.log(sd)
+        """Log expected improvement below ``best`` (a minimisation) at the rows of ``z``.
+
+        Many rows are scored in blocks, so that the temporaries stay small
+        (cache-sized and reused by the allocator instead of fresh pages).
+        """
+        rows = max(64, _BLOCK // max(len(self.x), 1))
+        if len(z) <= rows:
+            mean, var = self.predict(z)
+            sd = np.sqrt(var)
+            return log_h((best - mean) / sd) + np.log(sd)
+        return np.concatenate([self.log_ei(z[i : i + rows], best) for i in range(0, len(z), rows)])
 
     def log_ei_grad(self, z: np.ndarray, best: float) -> tuple[np.ndarray, np.ndarray]:
         """Log EI and its gradient with respect to each row of ``z``."""
-        d2 = _sqdist(z, self.x, self.inv_ls)
-        k, g = _matern(d2, self.s2)
+        zs = z * self.inv_ls
+        k, g = _matern(_sqdist_scaled(zs, np.einsum("ij,ij->i", zs, zs), self._xs, self._xs_sq), self.s2)
         mean = k @ self.alpha
-        beta = linalg.cho_solve((self.chol, True), k.T, check_finite=False).T  # K^-1 k*, rows per point
-        var_raw = self.s2 - np.sum(k * beta, axis=1)
+        beta = _chol_solve(self.chol, k.T)  # K^-1 k*, one column per point
+        var_raw = self.s2 - np.einsum("ij,ji->i", k, beta)
         var = np.maximum(var_raw, 1e-12)
         sd = np.sqrt(var)
-        il2 = self.inv_ls**2
-        # dk/dz_j = -g (z_j - x_j) / l_j^2
-        ga = g * self.alpha[None, :]
-        dmean = -(z * ga.sum(axis=1)[:, None] - ga @ self.x) * il2
-        gb = g * beta
-        dvar = 2.0 * (z * gb.sum(axis=1)[:, None] - gb @ self.x) * il2
+        # dk/dz_j = -g (z_j - x_j) / l_j^2; both derivatives in one product
+        ga = g * self.alpha
+        gb = g * beta.T
+        gb *= -2.0
+        both = np.concatenate([ga, gb])  # (2m) x n
+        proj = both @ self.x
+        sums = both.sum(axis=1)
+        il2 = self.inv_ls * self.inv_ls
+        m = len(z)
+        dmean = -(z * sums[:m, None] - proj[:m]) * il2
+        dvar = -(z * sums[m:, None] - proj[m:]) * il2
         dvar[var_raw <= 1e-12] = 0.0
         dsd = dvar / (2.0 * sd[:, None])
         u = (best - mean) / sd

@@ -29,6 +29,22 @@ class Strategy:
       study as the tuner hears of them.  FAILED, CANCELLED and LOST records
       carry no value.
 
+    Two optional methods make a strategy steer trials while they run, as
+    ``pbt`` does:
+
+    * ``async decide(study, trial, step, value, checkpoints)`` is then
+      awaited at every report in place of a pruner's (so a Tuner refuses a
+      pruner beside it).  ``checkpoints`` maps the number of each trial of
+      this tuner that saved a checkpoint to the last step it had reported
+      when it saved it (``None`` before any report).  It answers :attr:`~hpt_async.Decision.CONTINUE`,
+      :attr:`~hpt_async.Decision.STOP`, or an :class:`~hpt_async.Exploit`
+      carrying the trial's new configuration and, optionally, the donor whose
+      checkpoint it takes over.
+    * ``retained_checkpoints(study)`` returns the numbers of finished trials
+      whose checkpoints must be kept (a donor that may still be copied);
+      every other finished trial's checkpoint is dropped, the best
+      COMPLETE trial's excepted.
+
     An exception from any of them is fatal to the study, and the error
     names the strategy.  Long computations belong off the event loop
     (``anyio.to_thread.run_sync``).

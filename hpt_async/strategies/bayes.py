@@ -7,11 +7,15 @@ arrived so far:
    strategy), until enough results have arrived to fit a model.
 2. Completed trials' losses are standardised robustly (power transform) and
    a GP with a Matern 5/2 ARD kernel is fitted to them (see ``_gp``).
-   Hyperparameters are refitted, warm-started from the last fit, whenever
-   the data has grown by ``refit_fraction`` since; in between, only the
-   posterior is recomputed.  Beyond ``max_points`` observations the model
-   is trained on a subset (the best half, the most recent fifth, the rest
-   at random), which bounds the cost of a suggestion.
+   Hyperparameters are refreshed by a short L-BFGS-B run from the last fit
+   whenever the data has grown by ``refit_fraction`` since, and refitted
+   with restarts (the last fit and the best of a few fresh points) when it
+   has grown by half since the last such refit; in between, only the
+   posterior is recomputed, by extending the previous Cholesky factor with
+   the new observations rather than factorising afresh.  Beyond
+   ``max_points`` observations the model is trained on a subset (the best
+   half, the most recent fifth, the rest at random), which bounds the cost
+   of a suggestion.
 3. Pending trials (``study.running``) enter as fantasies (a kriging
    believer that is never more optimistic than the incumbent: the value of a
    pending point is the larger of the model's mean there and the best loss
@@ -77,7 +81,9 @@ _PENDING_MODES = ("believer", "ignore")
 _FIT_RUNS = 2
 _STALL_LOG_EI = -8.0  # log EI in standard deviations of the (transformed) losses
 _STALL_SHRINKS = 3
-_REFINE_ITERS = 50
+_REFINE_ITERS = 20
+_RESTART_FRACTION = 0.5  # full refits with restarts when the data has grown by half
+_WARM_ITERS = 30  # L-BFGS-B iterations of a warm-started refresh of the hyperparameters
 
 
 def default_initial(space_size: int) -> int:
@@ -95,11 +101,12 @@ class BayesStrategy(ModelStrategy):
     * ``candidates`` / ``local``: random and near-incumbent points scored per
       suggestion; ``starts``: how many of the best are refined by L-BFGS-B.
       They grow with the number of parameters ``d``: by default
-      ``min(4096, 512 d)``, an eighth of that (at least 256), and ``d + 2``
+      ``min(2048, 192 d)``, an eighth of that (at least 256), and ``d + 2``
       (between 5 and 10).
     * ``max_points``: largest training set; beyond it a subset is used.
-    * ``refit_fraction``: refit hyperparameters when the data has grown by
-      this fraction since the last fit (0 refits at every suggestion).
+    * ``refit_fraction``: refresh hyperparameters when the data has grown by
+      this fraction since the last fit (0 refits fully, with restarts, at
+      every suggestion).
     * ``pending``: ``"believer"`` (default) conditions on running trials;
       ``"ignore"`` does not (concurrent suggestions then tend to coincide;
       for comparison only).  Failed and pruned trials are conditioned on in
@@ -131,7 +138,9 @@ class BayesStrategy(ModelStrategy):
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 10:
             raise ValueError(f"max_points must be an int >= 10, got {max_points!r}")
-        if not (isinstance(refit_fraction, (int, float)) and 0 <= refit_fraction <= 10):
+        if isinstance(refit_fraction, bool) or not (
+            isinstance(refit_fraction, (int, float)) and 0 <= refit_fraction <= 10
+        ):
             raise ValueError(f"refit_fraction must be a number in [0, 10], got {refit_fraction!r}")
         if pending not in _PENDING_MODES:
             raise ValueError(f"pending must be one of {_PENDING_MODES}, got {pending!r}")
@@ -141,17 +150,24 @@ class BayesStrategy(ModelStrategy):
         self.starts = starts
         self.max_points = max_points
         self.refit_fraction = float(refit_fraction)
+        # Full refits (with restarts) when the data has grown by this much; none in between
+        # are needed for refit_fraction=0, which refits fully every time.
+        self._restart_fraction = _RESTART_FRACTION if refit_fraction > 0 else 0.0
         self.pending = pending
         super().__init__(fidelity=fidelity, fidelity_min=fidelity_min)
         self._theta: np.ndarray | None = None
         self._fit_n = 0
+        self._restart_n = 0
+        self._gp: Any = None  # the last suggestion's GP (before fantasies), reused while theta holds
 
     def _reset(self) -> None:
         self._theta = None
-        self._fit_n = 0
+        self._fit_n = self._restart_n = 0
+        self._gp = None
 
     def _level_changed(self) -> None:
-        self._fit_n = 0  # other values: refit at the next suggestion (warm-started)
+        self._fit_n = self._restart_n = 0  # other values: refit at the next suggestion (warm-started)
+        self._gp = None
 
     # -- suggestions --------------------------------------------------------------------
 
@@ -217,19 +233,31 @@ class BayesStrategy(ModelStrategy):
         dim = enc.dim
         if self._theta is None or len(self._theta) != dim + 2:
             self._theta = fit_theta(x, y, None, rng, runs=_FIT_RUNS + 1)
-            self._fit_n = n
-        elif n >= self._fit_n + max(1, int(self.refit_fraction * self._fit_n)):
+            self._fit_n = self._restart_n = n
+        elif n >= self._restart_n + max(1, int(self._restart_fraction * self._restart_n)):
+            # Restarts from the prior's pool as well as the warm start: a warm start alone would
+            # keep the hyperparameters in the basin of their first fit.
             self._theta = fit_theta(x, y, self._theta, rng, runs=_FIT_RUNS)
+            self._fit_n = self._restart_n = n
+        elif n >= self._fit_n + max(1, int(self.refit_fraction * self._fit_n)):
+            # In between, a short L-BFGS-B run from the last fit only.
+            self._theta = fit_theta(x, y, self._theta, rng, runs=1, maxiter=_WARM_ITERS)
             self._fit_n = n
         best = float(np.min(y))
         anchors = u_obs[np.argsort(losses, kind="stable")[:5]]
         d = enc.n_params
-        candidates = self.candidates or min(4096, 512 * d)
+        candidates = self.candidates or min(2048, 192 * d)
         local = self.local if self.local is not None else max(256, candidates // 8)
         starts = self.starts if self.starts is not None else min(10, max(5, d + 2))
         theta = self._theta
-        for _ in range(_STALL_SHRINKS + 1):
-            gp = GP(x, y, theta)
+        cached = self._gp
+        if cached is not None and cached.theta is theta:
+            base = cached.update(x, y)  # same hyperparameters: extend the factor by the new rows
+        else:
+            base = GP(x, y, theta)
+        self._gp = base
+        for attempt in range(_STALL_SHRINKS + 1):
+            gp = base if attempt == 0 else GP(x, y, theta)
             if len(u_pending) or len(u_avoid):
                 # Fantasies: the model's mean, floored at the incumbent (pending) or the median (failed, pruned).
                 u_extra = np.vstack([u_pending, u_avoid])
@@ -237,15 +265,16 @@ class BayesStrategy(ModelStrategy):
                 z_extra = enc.features(u_extra)
                 believed, _ = gp.predict(z_extra)
                 gp = gp.with_points(z_extra, np.maximum(believed, floor))
+            # A retry explores with a less confident model: half the candidates, none refined.
             u, value = maximise_log_ei(
                 gp,
                 enc,
                 best,
                 anchors,
                 rng,
-                candidates=candidates,
-                local=local,
-                starts=starts,
+                candidates=candidates if attempt == 0 else max(1, candidates // 2),
+                local=local if attempt == 0 else local // 2,
+                starts=starts if attempt == 0 else 0,
                 maxiter=_REFINE_ITERS,
             )
             if value >= _STALL_LOG_EI:

@@ -9,6 +9,13 @@ parent with one parameter changed.  When a child completes it joins the
 population and the oldest member leaves it, whatever its value: that aging
 is what regularises the search (a lucky configuration cannot stay forever).
 
+A child is never a configuration the study has already tried or is trying:
+a mutation that repeats one is drawn again (from a new tournament), since
+re-evaluating it would spend a trial to learn nothing.  When the study has
+a ``max_trials`` budget and the sizes are not given, the population is a
+quarter of the budget (between 8 and 50), so that most of the budget goes
+to children rather than to the random first population.
+
 A child is bred the moment a slot frees, from whatever has completed by
 then, so the strategy is asynchronous by construction.  FAILED, PRUNED,
 CANCELLED and LOST trials never join the population.
@@ -30,10 +37,14 @@ if TYPE_CHECKING:
     from ..study import StudyView
     from ..trial import TrialRecord
 
-__all__ = ["EvolutionStrategy", "mutable", "mutate"]
+__all__ = ["EvolutionStrategy", "budget_sizes", "mutable", "mutate"]
 
 # Gaussian perturbations tried before falling back to a value that surely differs.
 _PERTURB_TRIES = 8
+# Tournaments and mutations tried before a child that repeats a tried configuration is accepted.
+_FRESH_TRIES = 16
+# Sizes when the study has no budget, and the bounds of the budget-derived population.
+_POPULATION, _MIN_POPULATION = 50, 8
 
 
 def mutable(domain: Domain) -> bool:
@@ -95,31 +106,80 @@ def mutate(space: Space, parent: Mapping[str, Any], rng: random.Random, scale: f
     return child
 
 
+def _key(space: Space, params: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A hashable identity of a configuration (Choice values by position, so ``1`` and ``True`` differ)."""
+    out = []
+    for name in space.names:
+        if name in params:
+            domain, value = space[name], params[name]
+            out.append((name, domain.index(value) if isinstance(domain, Choice) else value))
+    return tuple(out)
+
+
+def budget_sizes(max_trials: int | None) -> tuple[int, int]:
+    """Default ``(population, sample_size)`` for a study of ``max_trials`` trials.
+
+    Without a budget: 50 and 10.  With one, the population is a quarter of
+    it, clamped to ``[8, 50]``, and the tournament a fifth of the
+    population (at least 2): the same selection pressure as 50 and 10, and
+    three quarters of the budget left for children.
+    """
+    if max_trials is None:
+        return _POPULATION, _POPULATION // 5
+    population = min(_POPULATION, max(_MIN_POPULATION, max_trials // 4))
+    return population, max(2, population // 5)
+
+
 class EvolutionStrategy(Strategy):
     """Regularised evolution (tournament selection, one-parameter mutation, aging).
 
-    ``population`` (default 50) is how many of the youngest COMPLETE trials
-    breed; ``sample_size`` (default 10) how many of them a tournament
-    compares.  ``scale`` is the standard deviation, in the unit cube, of the
-    Gaussian step that mutates a numeric parameter (``None``: redraw it
-    uniformly instead).  Trial ``n``'s random choices depend only on
-    ``(seed, n)``, so a seeded run at concurrency 1 repeats itself.  A
-    resumed study rebuilds the population from its history.
+    ``population`` is how many of the youngest COMPLETE trials breed;
+    ``sample_size`` how many of them a tournament compares.  Left as
+    ``None``, they follow the study's budget (:func:`budget_sizes`): a
+    quarter of ``max_trials`` (between 8 and 50) and a fifth of that, or 50
+    and 10 when the study has no ``max_trials``.  ``scale`` is the standard
+    deviation, in the unit cube, of the Gaussian step that mutates a
+    numeric parameter (``None``: redraw it uniformly instead).  Children
+    never repeat a configuration the study has tried or is trying, unless
+    16 tournaments in a row find nothing new.  Trial ``n``'s random choices
+    depend only on ``(seed, n)`` and the history, so a seeded run at
+    concurrency 1 repeats itself.  A resumed study rebuilds the population
+    from its history.
     """
 
     name = "evolution"
 
-    def __init__(self, population: int = 50, sample_size: int = 10, *, scale: float | None = 0.2) -> None:
-        if isinstance(population, bool) or not isinstance(population, int) or population < 2:
-            raise ValueError(f"population must be an int >= 2, got {population!r}")
-        if isinstance(sample_size, bool) or not isinstance(sample_size, int) or not 1 <= sample_size <= population:
-            raise ValueError(f"sample_size must be an int in [1, population={population}], got {sample_size!r}")
+    def __init__(
+        self, population: int | None = None, sample_size: int | None = None, *, scale: float | None = 0.2
+    ) -> None:
+        if population is not None and (
+            isinstance(population, bool) or not isinstance(population, int) or population < 2
+        ):
+            raise ValueError(f"population must be an int >= 2 or None, got {population!r}")
+        if sample_size is not None and (
+            isinstance(sample_size, bool)
+            or not isinstance(sample_size, int)
+            or not 1 <= sample_size <= (population or sample_size)
+        ):
+            bound = f"[1, population={population}]" if population is not None else ">= 1"
+            raise ValueError(f"sample_size must be an int in {bound} or None, got {sample_size!r}")
         if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1):
             raise ValueError(f"scale must be a number in (0, 1] or None, got {scale!r}")
-        self.population = population
-        self.sample_size = sample_size
+        #: The sizes as given (``None``: from the budget when the study starts).
+        self.options = (population, sample_size)
+        self.population, self.sample_size = self._sizes(None)
         self.scale = None if scale is None else float(scale)
         self._members: dict[int, tuple[dict[str, Any], float]] = {}
+        self._tried: set[tuple[Any, ...]] = set()
+
+    def _sizes(self, max_trials: int | None) -> tuple[int, int]:
+        """The sizes for a study of ``max_trials``: those given, the rest from the budget."""
+        population, sample_size = self.options
+        if population is None:
+            population = max(budget_sizes(max_trials)[0], sample_size or 0)
+        if sample_size is None:
+            sample_size = min(population, max(2, population // 5))
+        return population, sample_size
 
     @property
     def members(self) -> list[int]:
@@ -128,6 +188,13 @@ class EvolutionStrategy(Strategy):
 
     def _rng(self, seed: int, number: int) -> random.Random:
         return random.Random(f"evolution:{seed}:{number}")
+
+    def _remember(self, study: StudyView, params: Mapping[str, Any]) -> None:
+        """Note a configuration as tried (one the current space cannot take is ignored)."""
+        try:
+            self._tried.add(_key(study.space, params))
+        except (ValueError, KeyError, TypeError):
+            pass
 
     def _admit(self, study: StudyView, record: TrialRecord) -> None:
         """Add a COMPLETE trial with a finite value; retire the oldest when over size."""
@@ -147,7 +214,11 @@ class EvolutionStrategy(Strategy):
             del members[min(members)]
 
     async def start(self, study: StudyView) -> None:
+        self.population, self.sample_size = self._sizes(study.max_trials)
         self._members = {}
+        self._tried = set()
+        for record in study.trials.values():
+            self._remember(study, record.params)
         for record in study.finished(TrialState.COMPLETE):
             self._admit(study, record)
 
@@ -158,13 +229,28 @@ class EvolutionStrategy(Strategy):
         return min(entrants, key=lambda n: (self._members[n][1], n))
 
     async def ask(self, study: StudyView, number: int) -> dict[str, Any]:
+        space = study.space
         if len(self._members) < self.population:
-            return study.space.sample(study.seed, number)
+            params = space.sample(study.seed, number)
+            self._remember(study, params)
+            return params
         rng = self._rng(study.seed, number)
-        parent = self._members[self.select(rng)][0]
-        return mutate(study.space, parent, rng, self.scale)
+        running = set()
+        for record in study.running.values():
+            try:
+                running.add(_key(space, record.params))
+            except (ValueError, KeyError, TypeError):
+                pass
+        for _ in range(_FRESH_TRIES):
+            child = mutate(space, self._members[self.select(rng)][0], rng, self.scale)
+            key = _key(space, child)
+            if key not in self._tried and key not in running:
+                break
+        self._tried.add(key)
+        return child
 
     async def tell(self, study: StudyView, record: TrialRecord) -> None:
+        self._remember(study, record.params)
         self._admit(study, record)
 
 

@@ -12,7 +12,7 @@ import anyio
 from distributed import Client, Queue
 from hpt_async.executors import Executor
 from hpt_async.executors.inloop import is_async_callable
-from hpt_async.executors.remote import answer_report, dumps, outcome_result, params_blob, pickled
+from hpt_async.executors.remote import answer_report, answer_request, dumps, outcome_result, params_blob, pickled
 from hpt_async.trial import Trial
 
 from .task import close_queues, run_trial
@@ -134,6 +134,7 @@ class DaskExecutor(Executor):
                 params,
                 trial.started,
                 channel,
+                trial._restore,
                 key=f"hpt-trial-{trial.number}-{self._token}",
                 pure=False,
                 resources=self.resources,
@@ -184,6 +185,9 @@ class DaskExecutor(Executor):
                     tg.cancel_scope.cancel()
                     break
                 if first is not None and message["attempt"] != first["attempt"]:
+                    continue
+                if message["kind"] in ("checkpoint", "restore"):
+                    await down.put(dumps(await answer_request(trial, message["kind"], message["data"])))
                     continue
                 decision = await answer_report(trial, message["step"], message["value"], message["attrs"])
                 await down.put(dumps(decision))

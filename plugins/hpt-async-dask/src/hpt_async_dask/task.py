@@ -3,8 +3,9 @@
 :func:`run_trial` is the task the executor submits.  It talks to the tuner
 through two distributed queues named after the trial (``<channel>-up``:
 worker to tuner, ``<channel>-down``: tuner to worker).  Up: ``{"kind":
-"start", ...}`` once, then ``{"kind": "report", ...}`` per report.  Down:
-one pickled decision per report.  It returns the outcome dict of
+"start", ...}`` once, then ``{"kind": "report", ...}`` per report and
+``{"kind": "checkpoint" | "restore", "data": ...}`` per checkpoint request.
+Down: one pickled decision per report, one pickled reply per request.  It returns the outcome dict of
 :func:`hpt_async.executors.remote.run_objective`.
 """
 
@@ -53,7 +54,15 @@ def _no_longer_wanted(worker: Any) -> bool:
     return task is None or task.state in ("cancelled", "released", "forgotten")
 
 
-def run_trial(token: str, blob: bytes, number: int, params_blob: bytes, started: float, channel: str) -> dict[str, Any]:
+def run_trial(
+    token: str,
+    blob: bytes,
+    number: int,
+    params_blob: bytes,
+    started: float,
+    channel: str,
+    should_restore: bool = False,
+) -> dict[str, Any]:
     """Run one trial of the objective pickled in ``blob`` on this worker."""
     from distributed import Queue, get_worker
 
@@ -64,6 +73,13 @@ def run_trial(token: str, blob: bytes, number: int, params_blob: bytes, started:
 
     def exchange(step: int, value: float, attrs: bytes | None) -> Decision:
         up.put({"kind": "report", "attempt": attempt, "step": step, "value": value, "attrs": attrs})
+        return wait_reply()
+
+    def request(kind: str, data: Any) -> Decision:
+        up.put({"kind": kind, "attempt": attempt, "data": data})
+        return wait_reply()
+
+    def wait_reply() -> Decision:
         while True:
             try:
                 reply = down.get(timeout=DECISION_POLL)
@@ -80,7 +96,7 @@ def run_trial(token: str, blob: bytes, number: int, params_blob: bytes, started:
             params = loads(params_blob)
         except BaseException as exc:
             return raised_outcome(exc, "The objective or its parameters could not be unpickled on the Dask worker:")
-        outcome = run_objective(objective, RemoteTrial(number, params, exchange, started))
+        outcome = run_objective(objective, RemoteTrial(number, params, exchange, started, request, should_restore))
         outcome["attempt"] = attempt
         return outcome
     finally:
