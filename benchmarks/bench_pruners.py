@@ -25,6 +25,10 @@ Part ``quality`` (one trial at a time) answers:
 
 with Optuna's RandomSampler + SuccessiveHalvingPruner, full-budget random
 search of both libraries and ``hyperband`` with random search alongside.
+The row ``asha (promotion)`` runs ``asha`` in promotion mode: trials are
+paused at rungs instead of stopped and resumed from a checkpoint of the
+epoch they reached, so a resumed trial is charged only the epochs it
+trains after the pause.
 
 Part ``diagnose`` (run only when asked) explains item 1 and what
 ``hyperband`` offers a model: where the configuration that sets the target
@@ -53,6 +57,7 @@ are real.
     /work/venv/bin/python benchmarks/bench_pruners.py --quick             # smoke run, small budget
     /work/venv/bin/python benchmarks/bench_pruners.py --part quality --variants   # + min_resource=3 rows
     /work/venv/bin/python benchmarks/bench_pruners.py --part quality --midpoint-rank  # a rung-rule variant
+    /work/venv/bin/python benchmarks/bench_pruners.py --part quality --promotion  # + tpe/bayes + hyperband (promotion)
 
 ``--curve-cache PATH`` keeps the learning curves in a file, so that shards
 and later runs read the epochs already trained instead of training them
@@ -251,11 +256,18 @@ async def run_hpt(
     """One hpt-async study until ``budget`` epochs are spent."""
     meter = Meter(budget)
     threaded = concurrency > 1
+    # Promotion mode pauses trials: each checkpoints the epoch it reached and, resumed, goes on from there
+    # (the model itself lives in ``curves``), so no epoch is trained or charged twice.
+    promotion = bool(getattr(pruner, "promotes", False))
 
     async def objective(trial: hpt.Trial) -> float:
         accuracy = 0.0
+        first = 1
+        if trial.should_restore:
+            state = await trial.restore()
+            first = int(state["epoch"]) + 1
         try:
-            for epoch in range(1, EPOCHS + 1):
+            for epoch in range(first, EPOCHS + 1):
                 if meter.exhausted:
                     assert meter.stop is not None
                     meter.stop()
@@ -265,6 +277,8 @@ async def run_hpt(
                 else:
                     accuracy = curves.accuracy(trial.params, epoch, trial.number)
                 meter.charge(epoch, accuracy)
+                if promotion:
+                    await trial.checkpoint({"epoch": epoch})
                 await trial.report(accuracy, step=epoch)
             return accuracy
         finally:
@@ -360,12 +374,20 @@ def hyperband() -> HyperbandPruner:
     return HyperbandPruner(min_resource=1, max_resource=EPOCHS, eta=ETA)
 
 
+def hyperband_promotion() -> HyperbandPruner:
+    """The same Hyperband in promotion mode."""
+    return HyperbandPruner(min_resource=1, max_resource=EPOCHS, eta=ETA, mode="promotion")
+
+
 Method = Callable[[int, Curves, int], Awaitable[Meter]]
 TARGET = "hpt random, full budget"
 
 
-def quality_methods(strategies: dict[str, Callable[[], hpt.Strategy]], variants: bool = False) -> dict[str, Method]:
-    """Every method of part ``quality``, by the name printed (``variants`` adds the sensitivity rows)."""
+def quality_methods(
+    strategies: dict[str, Callable[[], hpt.Strategy]], variants: bool = False, promotion: bool = False
+) -> dict[str, Method]:
+    """Every method of part ``quality``, by the name printed (``variants`` adds the sensitivity rows,
+    ``promotion`` the model-based strategies with ``hyperband`` in promotion mode)."""
 
     def hpt_method(strategy: Callable[[], Any], pruner: Callable[[], Any] | None) -> Method:
         async def method(seed: int, curves: Curves, budget: int) -> Meter:
@@ -387,6 +409,9 @@ def quality_methods(strategies: dict[str, Callable[[], hpt.Strategy]], variants:
             hpt.RandomStrategy, lambda: ASHAPruner(min_resource=1, eta=ETA, max_resource=EPOCHS)
         ),
         "hpt random + hyperband": hpt_method(hpt.RandomStrategy, hyperband),
+        "hpt random + asha (promotion)": hpt_method(
+            hpt.RandomStrategy, lambda: ASHAPruner(min_resource=1, eta=ETA, max_resource=EPOCHS, mode="promotion")
+        ),
     }
     if variants:
         methods["hpt random + asha, min_resource=3"] = hpt_method(
@@ -399,6 +424,8 @@ def quality_methods(strategies: dict[str, Callable[[], hpt.Strategy]], variants:
     for name, factory in strategies.items():
         methods[f"hpt {name}, full budget"] = hpt_method(factory, None)
         methods[f"hpt {name} + hyperband"] = hpt_method(factory, hyperband)
+        if promotion:
+            methods[f"hpt {name} + hyperband (promotion)"] = hpt_method(factory, hyperband_promotion)
     methods["optuna random, full budget"] = optuna_method(lambda s: optuna.samplers.RandomSampler(seed=s), None)
     methods["optuna random + SHA"] = optuna_method(
         lambda s: optuna.samplers.RandomSampler(seed=s),
@@ -425,10 +452,12 @@ def fmt(x: float | None, spec: str = ".4f") -> str:
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
 
 
-async def part_quality(seeds: list[int], budget: int, variants: bool, only: list[str] | None = None) -> None:
+async def part_quality(
+    seeds: list[int], budget: int, variants: bool, only: list[str] | None = None, promotion: bool = False
+) -> None:
     """Items 1 and 2 (``only``: keep the methods whose name contains one of these, and the target)."""
     strategies = model_based()
-    methods = quality_methods(strategies, variants)
+    methods = quality_methods(strategies, variants, promotion)
     if only:
         methods = {k: m for k, m in methods.items() if k == TARGET or any(o in k for o in only)}
     finals: dict[str, list[float]] = {m: [] for m in methods}
@@ -768,6 +797,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="add sensitivity rows to part quality (asha and SHA with min_resource=3)",
     )
     parser.add_argument(
+        "--promotion",
+        action="store_true",
+        help="add the model-based strategies with hyperband in promotion mode to part quality",
+    )
+    parser.add_argument(
         "--methods",
         nargs="+",
         metavar="TEXT",
@@ -803,7 +837,7 @@ def main(argv: list[str] | None = None) -> None:
 
     async def run() -> None:
         if args.part in ("quality", "all"):
-            await part_quality(args.seeds, budget, args.variants, args.methods)
+            await part_quality(args.seeds, budget, args.variants, args.methods, args.promotion)
         if args.part in ("concurrency", "all"):
             await part_concurrency(args.seeds, budget, args.workers)
 

@@ -15,6 +15,7 @@ from .exceptions import (
     StudyError,
     StudyFailed,
     TrialCancelled,
+    TrialPaused,
     TrialPruned,
 )
 from .executors import AsyncExecutor, Executor, ProcessExecutor, ThreadExecutor
@@ -107,6 +108,7 @@ __all__ = [
     "TrialCancelled",
     "TrialCreated",
     "TrialEnded",
+    "TrialPaused",
     "TrialPruned",
     "TrialRecord",
     "TrialReported",

@@ -220,7 +220,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise OSError(f"cannot write the report to {output}: {reason}") from None
-    counts = ", ".join(f"{study.count(s)} {s}" for s in ("complete", "pruned", "failed", "running") if study.count(s))
+    counts = ", ".join(
+        f"{study.count(s)} {s}" for s in ("complete", "pruned", "paused", "failed", "running") if study.count(s)
+    )
     print(f"wrote the report of study {_name(study.name)} ({len(study.trials)} trials: {counts or 'none'}) to {output}")
     return 0
 

@@ -14,6 +14,7 @@ __all__ = [
     "StudyError",
     "StudyFailed",
     "TrialCancelled",
+    "TrialPaused",
     "TrialPruned",
 ]
 
@@ -23,6 +24,17 @@ class TrialPruned(Exception):
 
     An objective may also raise it itself to end its trial as PRUNED.  The
     trial keeps its last reported value.
+    """
+
+
+class TrialPaused(TrialPruned):
+    """Raised by ``trial.report`` when a pruner in promotion mode pauses the trial at a rung.
+
+    The trial is recorded PAUSED with its last reported value and its
+    checkpoint is kept; the pruner may later resume it (same number and
+    configuration, :attr:`Trial.should_restore` true).  A subclass of
+    :class:`TrialPruned`, so that an objective that lets ``TrialPruned``
+    through, or cleans up on it, handles a pause the same way.
     """
 
 

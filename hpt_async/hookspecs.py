@@ -83,7 +83,7 @@ def hpt_trial_created(event: TrialCreated, study: StudyView) -> Any:
 
 @hookspec
 def hpt_trial_started(event: TrialStarted, study: StudyView) -> Any:
-    """The objective of trial ``event.number`` is about to run."""
+    """The objective of trial ``event.number`` is about to run (again, for a PAUSED trial resumed)."""
 
 
 @hookspec
@@ -95,7 +95,9 @@ def hpt_trial_reported(event: TrialReported, study: StudyView) -> Any:
 def hpt_trial_ended(event: TrialEnded, study: StudyView) -> Any:
     """A trial ended; storage has committed it and the strategy has been told.
 
-    ``event.record.state`` is COMPLETE, PRUNED, FAILED or CANCELLED.
+    ``event.record.state`` is COMPLETE, PRUNED, FAILED or CANCELLED, or
+    PAUSED when a pruner in promotion mode paused it: such a trial may be
+    resumed (``hpt_trial_started`` again) and end once more.
     """
 
 

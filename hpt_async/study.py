@@ -22,6 +22,9 @@ class StudyView:
     ``trials`` maps number to the latest :class:`TrialRecord` of every trial
     (RUNNING ones included, their ``reports`` live); ``running`` only the
     running ones, which a model-based strategy treats as pending points.
+    PAUSED trials (promotion mode of a rung pruner) are in ``trials`` and
+    in :meth:`finished`, not in ``running``; they count in
+    :attr:`n_counted` and never as :attr:`best` (only COMPLETE trials do).
     Trials of other processes appear once storage has shared them.
     ``name``, ``direction``, ``space``, ``seed`` and ``max_trials`` are the
     study's settings for this run.
@@ -63,9 +66,9 @@ class StudyView:
 
     @property
     def n_counted(self) -> int:
-        """Trials that use up ``max_trials`` (COMPLETE, PRUNED, FAILED)."""
+        """Trials that use up ``max_trials`` (COMPLETE, PRUNED, FAILED, PAUSED)."""
         c = self._counts
-        return c[TrialState.COMPLETE] + c[TrialState.PRUNED] + c[TrialState.FAILED]
+        return c[TrialState.COMPLETE] + c[TrialState.PRUNED] + c[TrialState.FAILED] + c[TrialState.PAUSED]
 
     def finished(self, *states: TrialState) -> list[TrialRecord]:
         """Finished trials in number order, restricted to ``states`` when given."""

@@ -28,10 +28,14 @@ _EMPTY: Mapping[Any, Any] = MappingProxyType({})
 class TrialState(enum.StrEnum):
     """Where a trial is in its life.
 
-    ``COMPLETE``, ``PRUNED`` and ``FAILED`` count toward ``max_trials``;
-    ``CANCELLED`` (stopped by the study) and ``LOST`` (the tuner that ran it
-    died, found through storage leases) do not.  An objective whose worker
-    process crashes is FAILED: its tuner saw it end.
+    ``COMPLETE``, ``PRUNED``, ``FAILED`` and ``PAUSED`` count toward
+    ``max_trials``; ``CANCELLED`` (stopped by the study) and ``LOST`` (the
+    tuner that ran it died, found through storage leases) do not.  An
+    objective whose worker process crashes is FAILED: its tuner saw it end.
+    ``PAUSED`` is the state of a trial that a pruner in promotion mode
+    paused at a rung: it keeps its last reported value and its checkpoint,
+    and may be resumed later (back to RUNNING, same number); a study may end
+    with trials still PAUSED.
     """
 
     RUNNING = "running"
@@ -40,10 +44,11 @@ class TrialState(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     LOST = "lost"
+    PAUSED = "paused"
 
     @property
     def finished(self) -> bool:
-        """True for every state but RUNNING."""
+        """True for every state but RUNNING (a PAUSED trial is not running, though it may resume)."""
         return self is not TrialState.RUNNING
 
     @property
@@ -52,7 +57,7 @@ class TrialState(enum.StrEnum):
         return self in _COUNTED
 
 
-_COUNTED = frozenset({TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED})
+_COUNTED = frozenset({TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED, TrialState.PAUSED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +81,7 @@ class TrialRecord:
     """An immutable snapshot of one trial.
 
     ``value`` is the objective's result for COMPLETE, the last reported value
-    for PRUNED, and ``None`` otherwise.  ``reports`` maps step to reported
+    for PRUNED and PAUSED, and ``None`` otherwise.  ``reports`` maps step to reported
     value; for a RUNNING trial it is a live read-only view.  ``started`` and
     ``ended`` are Unix timestamps (``ended`` is ``None`` while running).
     ``retry_of`` is the number of the LOST trial whose configuration this
@@ -155,14 +160,18 @@ class Trial:
     continue from, or ``None``.  :attr:`should_restore` turns true when the
     trial must load that state before going on: after a report at which a
     population-based strategy made it copy another trial (its ``params``
-    then hold new hyperparameters), and at the start of a retry of a LOST
-    trial that left a checkpoint.  ``restore`` clears it.
+    then hold new hyperparameters), at the start of a retry of a LOST trial
+    that left a checkpoint, and at the start of a PAUSED trial that a pruner
+    in promotion mode resumes (its ``reports`` then hold those made before
+    the pause).  ``restore`` clears it.
     """
 
     __slots__ = (
         "_ended",
+        "_pausing",
         "_reports",
         "_restore",
+        "_resumed",
         "_schedule",
         "_session",
         "number",
@@ -185,6 +194,10 @@ class Trial:
         self._ended = False
         self._restore = False
         self._schedule: list[ScheduleEntry] = []
+        # Set by the tuner: the pruner paused this trial at a report (it ends PAUSED, not PRUNED).
+        self._pausing = False
+        # True for a PAUSED trial that the tuner resumed.
+        self._resumed = False
 
     @property
     def reports(self) -> Mapping[int, float]:
@@ -252,8 +265,9 @@ class Trial:
         """Record ``value`` at ``step`` and let the pruner decide.
 
         Raises :class:`~hpt_async.TrialPruned` when the trial must stop,
-        ``ValueError`` for a step reported twice, ``TypeError`` for a value
-        that is not a number.
+        :class:`~hpt_async.TrialPaused` (a subclass) when a pruner in
+        promotion mode pauses it, ``ValueError`` for a step reported twice,
+        ``TypeError`` for a value that is not a number.
         """
         if self._ended:
             raise TrialCancelled(f"trial {self.number} has already ended")

@@ -30,7 +30,7 @@ import anyio
 import anyio.lowlevel
 
 from .events import StudyEnded, StudyStarted, TrialCreated, TrialEnded, TrialReported, TrialStarted
-from .exceptions import StrategyExhausted, StudyError, StudyFailed, TrialCancelled, TrialPruned
+from .exceptions import StrategyExhausted, StudyError, StudyFailed, TrialCancelled, TrialPaused, TrialPruned
 from .executors.base import Executor
 from .executors.inloop import is_async_callable
 from .plugins import HookRelay, Registry, get_registry
@@ -79,14 +79,27 @@ class Tuner:
     ``executor``, ``loggers`` (``None`` means ``["console"]``, ``[]``
     silences) and ``plugins`` (any objects implementing lifecycle hooks).
 
-    Stop conditions: ``max_trials`` (COMPLETE + PRUNED + FAILED trials of the
-    study), ``timeout`` (seconds of wall time; running trials are cancelled),
-    ``target`` (a COMPLETE value at least this good; running trials are
-    cancelled), a strategy with nothing left, or cancellation from outside.
+    Stop conditions: ``max_trials`` (COMPLETE + PRUNED + FAILED + PAUSED
+    trials of the study), ``timeout`` (seconds of wall time; running trials
+    are cancelled), ``target`` (a COMPLETE value at least this good; running
+    trials are cancelled), a strategy with nothing left, or cancellation
+    from outside.
     ``max_failures`` FAILED trials make :meth:`run` raise
     :class:`~hpt_async.StudyFailed`.  ``trial_timeout`` fails a trial that
     runs longer.  ``seed`` makes suggestions reproducible (a random one is
     drawn and kept in the result when omitted).
+
+    With a pruner in promotion mode (``pruner=ASHAPruner(mode="promotion")``)
+    a trial the pruner pauses ends its run PAUSED, keeping its checkpoint;
+    each time a slot frees, the pruner is first asked for a paused trial to
+    resume (:meth:`Pruner.promote <hpt_async.Pruner.promote>`), and only
+    when it names none does a new trial start.  A resumed trial keeps its
+    number, configuration and reports, and runs the objective again with
+    ``trial.should_restore`` true (without a checkpoint it starts over and
+    reports from its first step again).  ``max_trials`` then bounds the
+    configurations tried: once it is reached, promotions go on until none
+    qualifies.  Trials still PAUSED when the study ends stay PAUSED, and a
+    resumed study may promote them.
     """
 
     def __init__(
@@ -154,6 +167,10 @@ class Tuner:
         self.pruner: Pruner | None = None if pruner is None else reg.create("pruner", pruner)
         if self.pruner is not None and not callable(getattr(self.pruner, "decide", None)):
             raise TypeError(f"pruner {self.pruner!r} has no decide() method")
+        # Promotion mode: the pruner may PAUSE trials and name paused ones to resume.
+        self._promotes = bool(getattr(self.pruner, "promotes", False)) and callable(
+            getattr(self.pruner, "promote", None)
+        )
         # A strategy with decide() (population-based training) answers at reports itself.
         self._decider: Any = self.pruner
         if callable(getattr(self.strategy, "decide", None)):
@@ -238,7 +255,8 @@ class Tuner:
             if capacity is not None:
                 workers = min(workers, capacity)
             if self.max_trials is not None:
-                workers = min(workers, self.max_trials - view.n_counted)
+                # PAUSED trials count, yet each may still be resumed.
+                workers = min(workers, self.max_trials - view.n_counted + view.count(TrialState.PAUSED))
             try:
                 with anyio.CancelScope() as self._scope:
                     if self.timeout is not None:
@@ -259,6 +277,17 @@ class Tuner:
                 with anyio.CancelScope(shield=True):
                     await self._finish()
                 raise
+            except BaseException:
+                # SystemExit, KeyboardInterrupt, or an error escaping the workers: close the study all the same
+                # (running trials recorded CANCELLED, loggers flushed and stopped, storage closed), then re-raise.
+                if self._reason is None:
+                    self._reason = StopReason.CANCELLED
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await self._finish()
+                    except Exception:
+                        log.exception("study %r: closing it after an interruption failed", self.study_name)
+                raise
             result = await self._finish()
         finally:
             self._running = False
@@ -275,7 +304,9 @@ class Tuner:
     async def ask(self) -> Trial:
         """Create a trial for a loop of the user's own (ask-and-tell).
 
-        Opens the study on first use.  Raises
+        Opens the study on first use.  With a pruner in promotion mode, a
+        PAUSED trial it promotes comes first (``trial.should_restore`` tells
+        it from a new one).  Raises
         :class:`~hpt_async.StrategyExhausted` when the strategy has nothing
         left.  ``max_trials`` and ``timeout`` are :meth:`run`'s and do not
         apply here.
@@ -287,7 +318,9 @@ class Tuner:
         await self._acquire_ask()
         try:
             await self._sync_if_due()
-            trial = await self._create_trial()
+            trial = await self._promote() if self._promotes else None
+            if trial is None:
+                trial = await self._create_trial()
         except _Fatal:
             assert self._fatal is not None
             self._raise_fatal()
@@ -296,7 +329,7 @@ class Tuner:
         if trial is None:
             raise StrategyExhausted(f"strategy {_label(self.strategy)!r} has no configuration left")
         relay = self._relay
-        if relay.listens("hpt_trial_created"):
+        if relay.listens("hpt_trial_created") and not trial._resumed:
             event = TrialCreated(trial.number, dict(trial.params), trial.started)
             await relay.emit("hpt_trial_created", event=event, study=self._view)
         if relay.listens("hpt_trial_started"):
@@ -314,8 +347,9 @@ class Tuner:
         """End a trial from :meth:`ask` with ``value`` or with ``state``.
 
         ``state`` defaults to COMPLETE; a missing or non-finite value then
-        makes the trial FAILED.  PRUNED keeps the last reported value.
-        Returns the final record.
+        makes the trial FAILED.  PRUNED and PAUSED keep the last reported
+        value (a PAUSED trial may come back from :meth:`ask` when a pruner
+        in promotion mode promotes it).  Returns the final record.
         """
         if not isinstance(trial, Trial):
             raise TypeError(f"tell() takes the Trial returned by ask(), got {trial!r}")
@@ -327,7 +361,7 @@ class Tuner:
         try:
             if st is TrialState.COMPLETE:
                 record = await self._end(trial, *self._outcome(value))
-            elif st is TrialState.PRUNED:
+            elif st is TrialState.PRUNED or st is TrialState.PAUSED:
                 kept = self._last_value(trial) if value is None else float(value)
                 record = await self._end(trial, st, kept if kept is not None and math.isfinite(kept) else None)
             else:
@@ -374,10 +408,13 @@ class Tuner:
         self._scope: anyio.CancelScope | None = None  # made in run(): needs a running loop
         # Trials with a checkpoint stored by this tuner -> the step it was taken at (None: before any report).
         self._ckpt: dict[int, int | None] = {}
+        # Set (and replaced) whenever a trial of this tuner ends or pauses; made in _start().
+        self._changed: anyio.Event | None = None
 
     async def _start(self) -> None:
         self._reset_run_state()
         self._synced = anyio.Event()
+        self._changed = anyio.Event()
         self._relay.reset()
         view = StudyView(self.study_name, self.direction, self.space, self.seed, self.max_trials)
         try:
@@ -610,9 +647,12 @@ class Tuner:
             try:
                 if self._stopping:
                     return
-                if max_trials is not None and view.n_counted + len(view.running) >= max_trials:
-                    trial = None
-                    if view.n_counted >= max_trials:
+                # Promotion mode: a paused trial that now qualifies goes before any new one.
+                trial = await self._promote() if self._promotes else None
+                if trial is not None:
+                    pass
+                elif max_trials is not None and view.n_counted + len(view.running) >= max_trials:
+                    if view.n_counted >= max_trials and not (self._promotes and self._live):
                         return
                 else:
                     trial = await self._create_trial()
@@ -621,6 +661,12 @@ class Tuner:
             finally:
                 self._release_ask()
             if trial is None:
+                if self._promotes and self._live:
+                    # A trial of this tuner still running may yet reach a rung that lets a paused one
+                    # be promoted: wait for it to end or pause, then ask again.
+                    assert self._changed is not None
+                    await self._changed.wait()
+                    continue
                 # Out of budget or of configurations: done, unless trials of other tuners may
                 # still end uncounted or come back as LOST to be retried.
                 if not self._waiting_on_others():
@@ -731,12 +777,69 @@ class Tuner:
         self._ckpt[trial.number] = old.last_report[0] if old is not None and old.last_report else None
         trial._restore = True
 
+    async def _promote(self) -> Trial | None:
+        """Resume the PAUSED trial the pruner promotes, or ``None`` when it names none.
+
+        The trial keeps its number, configuration, user attributes and start
+        time.  With a checkpoint in storage it keeps its reports too and
+        ``should_restore`` is true; without one it starts over (its reports
+        are dropped from the live trial, and the pruner ignores steps it has
+        already taken).  Storage marks it RUNNING again, for this session; a
+        trial another tuner sharing the study resumed first is skipped.
+        """
+        pruner = self.pruner
+        view = self._view
+        session = self._session
+        assert pruner is not None and view is not None and session is not None
+        label = _label(pruner)
+        for _ in range(16):
+            try:
+                number = await pruner.promote(view)  # type: ignore[attr-defined]
+            except Exception as exc:
+                raise self._fail(f"pruner {label!r} failed in promote", exc) from exc
+            if number is None:
+                return None
+            record = view.trials.get(number)
+            if record is None or record.state is not TrialState.PAUSED:
+                state = "unknown" if record is None else record.state.value
+                exc = ValueError(f"trial {number!r} is {state}, not paused")
+                raise self._fail(f"pruner {label!r} promoted a trial that is not PAUSED", exc) from exc
+            trial = Trial(number, dict(record.params), self, record.started, record.retry_of)
+            trial.user_attrs.update(record.user_attrs)
+            trial._schedule = list(record.schedule)
+            trial._resumed = True
+            try:
+                saved = number in self._ckpt or await session.get_checkpoint(number) is not None
+            except Exception as exc:
+                raise self._fail(
+                    f"storage {_label(self.storage)!r} failed to read the checkpoint of trial {number}", exc
+                ) from exc
+            if saved:
+                trial._reports.update(record.reports)
+                trial._restore = True
+                if number not in self._ckpt:
+                    last = record.last_report
+                    self._ckpt[number] = None if last is None else last[0]
+            else:
+                log.warning("trial %d was paused without a checkpoint: resumed, it starts over", number)
+            running = trial.snapshot()
+            try:
+                claimed = await session.trial_resumed(running)
+            except Exception as exc:
+                raise self._fail(f"storage {_label(self.storage)!r} failed to resume trial {number}", exc) from exc
+            if not claimed:
+                continue  # another tuner sharing the study resumed it first
+            view._put(running)
+            self._live[number] = trial
+            return trial
+        return None
+
     async def _run_trial(self, trial: Trial) -> None:
         relay = self._relay
         try:
             # Events are built only for hooks someone implements; plain implementations need no await.
             fire = relay.trial_created
-            if fire is not None:
+            if fire is not None and not trial._resumed:
                 pending = fire(TrialCreated(trial.number, dict(trial.params), trial.started), self._view)
                 if pending is not None:
                     await pending
@@ -754,24 +857,34 @@ class Tuner:
                     message = f"TrialTimeout: trial ran longer than trial_timeout={self.trial_timeout}s"
                     await self._end(trial, TrialState.FAILED, None, message)
                     return
-        except TrialPruned:
-            await self._end(trial, TrialState.PRUNED, self._last_value(trial))
+        except TrialPruned as exc:
+            # A pause travels as TrialPaused, or as TrialPruned through executors that know only that.
+            if self._promotes and (trial._pausing or isinstance(exc, TrialPaused)):
+                await self._end(trial, TrialState.PAUSED, self._last_value(trial))
+            else:
+                await self._end(trial, TrialState.PRUNED, self._last_value(trial))
         except anyio.get_cancelled_exc_class():
             # The study is being cancelled: end the trial whole, hooks included, then unwind.
             with anyio.CancelScope(shield=True):
                 try:
-                    await self._end(trial, TrialState.CANCELLED)
+                    await self._end(trial, *self._interrupted(trial))
                 except _Fatal:
                     pass
             raise
         except TrialCancelled:
             # Raised into the objective by a fatal error elsewhere; the study is stopping.
-            await self._end(trial, TrialState.CANCELLED)
+            await self._end(trial, *self._interrupted(trial))
         except Exception as exc:
             tb = "".join(traceback.format_exception(exc))
             await self._end(trial, TrialState.FAILED, None, f"{type(exc).__name__}: {exc}", tb)
         else:
             await self._end(trial, *self._outcome(raw))
+
+    def _interrupted(self, trial: Trial) -> tuple[TrialState, float | None]:
+        """How a trial the study stops is recorded: CANCELLED, or PAUSED again when it had been resumed."""
+        if trial._resumed:
+            return TrialState.PAUSED, self._last_value(trial)
+        return TrialState.CANCELLED, None
 
     @staticmethod
     def _last_value(trial: Trial) -> float | None:
@@ -839,14 +952,18 @@ class Tuner:
         if self._ckpt:
             with anyio.CancelScope(shield=True):
                 await self._release_checkpoints()
+        changed, self._changed = self._changed, anyio.Event()
+        if changed is not None:
+            changed.set()
         return record
 
     async def _release_checkpoints(self) -> None:
         """Drop the checkpoints of finished trials that nothing needs any more.
 
         Kept: those the strategy names in ``retained_checkpoints(study)``
-        (e.g. finished donors of population-based training) and the best
-        COMPLETE trial's (the user's final model).  A leftover checkpoint
+        (e.g. finished donors of population-based training), the best
+        COMPLETE trial's (the user's final model), and those of PAUSED
+        trials (they continue from it when resumed).  A leftover checkpoint
         costs only space, so a storage error here is logged, not fatal.
         """
         view = self._view
@@ -860,9 +977,15 @@ class Tuner:
             keep.update(retained(view))
         if view.best is not None:
             keep.add(view.best.number)
+        trials = view.trials
         for number in finished:
             if number in keep:
                 continue
+            record = trials.get(number)
+            if record is not None and record.state is TrialState.PAUSED:
+                continue
+            if number not in self._ckpt:
+                continue  # an overlapping release (another trial's end) dropped it while this one awaited
             del self._ckpt[number]
             try:
                 await self._session.drop_checkpoint(number)  # type: ignore[union-attr]
@@ -925,6 +1048,7 @@ class Tuner:
         pruner = self._decider
         if pruner is None:
             return
+        trial._pausing = False
         kind = "pruner" if pruner is self.pruner else "strategy"
         try:
             if kind == "pruner":
@@ -940,8 +1064,15 @@ class Tuner:
             raise TrialCancelled(f"trial {trial.number}: the study stopped") from exc
         if decision is Decision.STOP:
             raise TrialPruned(f"trial {trial.number} pruned at step {step}")
+        if decision is Decision.PAUSE and self._promotes:
+            trial._pausing = True
+            raise TrialPaused(f"trial {trial.number} paused at step {step}")
         if isinstance(decision, Exploit) and kind == "strategy":
             await self._exploit(trial, step, decision)
+        elif decision is Decision.PAUSE:
+            exc = ValueError("PAUSE is only answered by a pruner whose promotes attribute is true")
+            self._fail(f"{kind} {_label(pruner)!r} answered PAUSE", exc)
+            raise TrialCancelled(f"trial {trial.number}: the study stopped") from exc
         elif decision is not Decision.CONTINUE:
             exc = TypeError(f"expected a Decision, got {decision!r}")
             self._fail(f"{kind} {_label(pruner)!r} answered {decision!r}", exc)

@@ -41,3 +41,12 @@ def branin(params: Mapping[str, Any]) -> float:
     x1, x2 = 15 * params["x"] - 5, 15 * params["y"]
     b, c = 5.1 / (4 * math.pi**2), 5 / math.pi
     return (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1) + 10
+
+
+def cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
+    """Run the ``hpt-async`` command in-process: its exit code, stdout and stderr."""
+    from hpt_async.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -146,6 +146,45 @@ async def test_finished_checkpoints_are_dropped_but_the_best_is_kept() -> None:
     assert decode_state(await storage.checkpoint("c", best.number)) == b"state-%d" % best.number  # type: ignore[arg-type]
 
 
+async def test_overlapping_trial_ends_release_checkpoints_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two trial ends whose releases overlap (a drop that awaits, a strategy that awaits in tell) must not drop
+    # the same checkpoint twice.
+    from hpt_async.storage import memory
+
+    plain_drop = memory._MemorySession.drop_checkpoint
+    drops: list[int] = []
+
+    async def slow_drop(self: Any, number: int) -> None:
+        drops.append(number)
+        await anyio.sleep(0.002)
+        await plain_drop(self, number)
+
+    monkeypatch.setattr(memory._MemorySession, "drop_checkpoint", slow_drop)
+
+    class SlowTell(hpt.RandomStrategy):
+        async def tell(self, study: Any, record: Any) -> None:
+            await anyio.sleep(0.001 * (record.number % 3))
+            await super().tell(study, record)
+
+    async def objective(trial: hpt.Trial) -> float:
+        await trial.checkpoint(b"w")
+        await anyio.sleep(0.001 * (trial.number % 4))
+        if trial.number % 2:
+            raise RuntimeError("a failing member")
+        return trial.params["x"]
+
+    storage = hpt.MemoryStorage()
+    tuner = hpt.Tuner(objective, SPACE, strategy=SlowTell(), storage=storage, study="race", concurrency=8,
+                      max_trials=80, max_failures=1000, loggers=[], seed=0)  # fmt: skip
+    with anyio.fail_after(60):
+        result = await tuner.run()
+    assert len(result.trials) == 80
+    assert len(drops) == len(set(drops))  # each dropped once
+    best = result.best
+    assert best is not None and best.number not in drops
+    assert await storage.checkpoint("race", best.number) == encode_state(b"w")
+
+
 async def test_failed_trials_leave_no_checkpoint_on_sqlite(tmp_path: Path) -> None:
     async def objective(trial: hpt.Trial) -> float:
         await trial.checkpoint(b"x" * 100)

@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
+from common import cli
 
 import hpt_async as hpt
 from hpt_async.cli import build_parser, main
@@ -34,12 +35,6 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> str:
 
     anyio.run(fill, backend="asyncio")
     return url
-
-
-def cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_help_lists_every_command_with_an_example(capsys: Any) -> None:

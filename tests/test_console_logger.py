@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pty
 import re
@@ -101,8 +102,41 @@ async def test_the_display_is_redrawn_while_a_trial_runs_without_events() -> Non
     logger = hpt.ConsoleLogger(console=console, refresh_per_second=20)
     await run(hpt.Tuner(objective, SPACE, loggers=[logger], max_trials=4, seed=0, study="redraw"))
     assert len(seen) == 1
-    frame = seen[0][seen[0].rindex("2/4 trials") :]
-    assert "running" in frame
+    frame = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen[0][seen[0].rindex("2/4 trials") :])
+    assert "complete 2" in frame and "running 1" in frame  # drawn while trial 2 was still running
+
+
+SYSTEM_EXIT_SCRIPT = """
+import asyncio, io, json, sys, threading
+from rich.console import Console
+import hpt_async as hpt
+
+async def objective(trial):
+    if trial.number == 2:
+        raise SystemExit(3)
+    return float(trial.number)
+
+async def main():
+    logger = hpt.ConsoleLogger(console=Console(file=io.StringIO(), force_terminal=True))
+    await hpt.Tuner(objective, {"x": hpt.Float(0.0, 1.0)}, max_trials=5, loggers=[logger], seed=0).run()
+
+stdout = sys.stdout
+try:
+    asyncio.run(main())
+except BaseException as exc:
+    caught = type(exc).__name__
+threads = [t.name for t in threading.enumerate() if t.name.startswith("hpt-async")]
+sys.__stderr__.write(json.dumps({"caught": caught, "threads": threads, "stdout": sys.stdout is stdout}) + "\\n")
+"""
+
+
+def test_a_study_ended_by_system_exit_stops_the_display_and_its_thread() -> None:
+    # asyncio lets SystemExit out of the event loop, so this runs in a process of its own.
+    done = subprocess.run([sys.executable, "-c", SYSTEM_EXIT_SCRIPT], capture_output=True, text=True, timeout=120)
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    assert report["caught"] in ("SystemExit", "BaseExceptionGroup")
+    assert report["threads"] == []  # the painter thread was stopped
+    assert report["stdout"] is True  # the live display gave the streams back
 
 
 @pytest.mark.anyio

@@ -267,14 +267,14 @@ async def test_works_end_to_end_on_a_conditional_space_with_concurrent_failing_t
 
 async def test_sizes_follow_the_budget_unless_given() -> None:
     assert budget_sizes(None) == (50, 10)
-    assert budget_sizes(80) == (20, 4)
-    assert budget_sizes(10) == (8, 2)  # never below 8
-    assert budget_sizes(10_000) == (50, 10)  # never above 50
+    assert budget_sizes(80) == (20, 10)
+    assert budget_sizes(10) == (8, 4)  # never below 8
+    assert budget_sizes(10_000) == (50, 25)  # never above 50
     space = {"x": hpt.Float(0.0, 1.0)}
     auto = EvolutionStrategy()
     assert (auto.population, auto.sample_size) == (50, 10)  # before a study tells the budget
     await auto.start(view(space, max_trials=80))
-    assert (auto.population, auto.sample_size) == (20, 4)
+    assert (auto.population, auto.sample_size) == (20, 10)
     await auto.start(view(space))  # the same object on a study without a budget
     assert (auto.population, auto.sample_size) == (50, 10)
     given = EvolutionStrategy(population=30, sample_size=7)

@@ -14,6 +14,7 @@ import importlib
 import logging
 import math
 import shutil
+import socket
 import threading
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
@@ -418,3 +419,22 @@ async def test_values_mlflow_is_strict_about_are_adapted(store: str, caplog: pyt
         )
         assert [s for s, _ in history] == [0, 1, 2]
         assert math.isnan(history[0][1]) and history[1][1] > 1e300 and history[2][1] == -1.5
+
+
+@pytest.mark.anyio
+async def test_a_tracking_server_that_does_not_answer_holds_the_end_only_until_drain_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mod = plugin()
+    with socket.socket() as listener:  # accepts connections and never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        uri = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        logger = mod.MlflowLogger(uri, "silent", drain_timeout=1.0)
+        tuner = hpt.Tuner(reporting, SPACE, loggers=[logger], max_trials=2, seed=0)
+        with caplog.at_level(logging.ERROR):
+            result = await run(tuner)  # under the hang guard: MLflow's own retries would take minutes
+    assert result.plugin_errors == {"mlflow.hpt_study_ended": 1}
+    ended = [r for r in caplog.records if r.name == "hpt_async" and "mlflow.hpt_study_ended" in r.getMessage()]
+    assert len(ended) == 1 and ended[0].exc_info is not None
+    assert "did not finish within 1.0 s" in str(ended[0].exc_info[1])

@@ -284,6 +284,7 @@ def remote_toy(trial: Any) -> float:
             if trial.should_restore:
                 raise AssertionError("restore() did not clear should_restore")
     trial.set_user_attr("restored", restored)
+    trial.set_user_attr("donors", [e.donor for e in trial.schedule])
     return 1.2 - float(theta @ theta)
 
 
@@ -300,6 +301,8 @@ async def test_exploit_reaches_an_objective_in_a_worker_process() -> None:
     for t in result.trials:
         # The worker followed every EXPLOIT: it restored once per schedule change, with the new params.
         assert t.user_attrs["restored"] == max(len(t.schedule) - 1, 0)
+        # ... and its own view of the schedule names the same donors as the record.
+        assert t.user_attrs["donors"] == [e.donor for e in t.schedule]
 
 
 def test_the_pbt_schedule_example_runs_small() -> None:

@@ -389,3 +389,23 @@ def test_a_maximised_study_keeps_its_best_on_top(tmp_path: Path) -> None:
     batch_ticks = [t.text for t in panels["batch"].iter(f"{SVG}text")]
     assert "batch (log scale)" in batch_ticks and "100" in batch_ticks
     assert "maximize" in render_report(study)
+
+
+def test_values_at_the_ends_of_the_float_range_are_drawn() -> None:
+    finals = [1e308, -1e308, 1.7e308, 0.5, 3.0, 1e300, -1.7e308, 2.0, 5.0, 7.0]
+
+    async def extreme(trial: hpt.Trial) -> float:
+        await trial.report(-finals[trial.number], step=0)
+        return finals[trial.number]
+
+    async def run() -> hpt.StudyResult:
+        return await hpt.Tuner(extreme, SPACE, max_trials=10, loggers=[], seed=0).run()
+
+    result = anyio.run(run, backend="asyncio")
+    figs = figures(result)
+    for key in ("history", "parallel", "slices", "intermediate"):
+        root = parse(figs[key])  # well-formed SVG
+        coordinates = re.findall(r'\s(?:cx|cy|x|y|x1|x2|y1|y2)="([^"]+)"', figs[key].to_svg())
+        assert coordinates and all(math.isfinite(float(c)) for c in coordinates), key
+        assert marks(root, "circle") or marks(root, "path"), key
+    assert "<svg" in render_report(result)

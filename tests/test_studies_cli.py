@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 import pytest
+from common import cli
 
 import hpt_async as hpt
 from hpt_async.cli import DEFAULT_STORAGE, STORAGE_ENV, main
@@ -45,12 +46,6 @@ def db(tmp_path: Path) -> str:
 
     anyio.run(fill, backend="asyncio")
     return url
-
-
-def cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_help_lists_every_command_with_examples(capsys: Any) -> None:

@@ -87,7 +87,8 @@ def test_public_names_exist() -> None:
     ):
         assert hasattr(hpt, name), name
     assert issubclass(hpt.TrialPruned, Exception)
-    assert {s.name for s in hpt.TrialState} == {"RUNNING", "COMPLETE", "PRUNED", "FAILED", "CANCELLED", "LOST"}
+    states = {"RUNNING", "COMPLETE", "PRUNED", "FAILED", "CANCELLED", "LOST", "PAUSED"}
+    assert {s.name for s in hpt.TrialState} == states
 
 
 async def test_run_returns_best_and_trials_through_the_trial_api() -> None:

@@ -72,8 +72,9 @@ PICKLER: str = "cloudpickle" if _cloudpickle is not None else "pickle"
 Decision = tuple[str, Any]
 """A reply to a report: ``("continue", None)``, ``("stop", message)``,
 ``("cancelled", message)``, ``("raise", packed_exception)``, or
-``("update", (params_blob, should_restore))`` when the trial goes on with
-new hyperparameters (an EXPLOIT)."""
+``("update", (params_blob, should_restore, donor))`` when the trial goes on
+with new hyperparameters (an EXPLOIT; ``donor`` is the trial whose
+checkpoint it took over, or ``None``)."""
 
 Request = Callable[[str, Any], Decision]
 """``request(kind, payload)`` in a worker: ``("checkpoint", data)`` or
@@ -314,9 +315,9 @@ class _RemoteSession:
         if code == "continue":
             return
         if code == "update":
-            params_blob, restore = payload
+            params_blob, restore, donor = payload
             params = loads(params_blob)
-            trial._change_params(params, step, None)
+            trial._change_params(params, step, donor)
             trial._restore = bool(restore)
             return
         if code == "stop":
@@ -449,7 +450,7 @@ async def answer_report(trial: Trial, step: int, value: float, attrs: bytes | No
     except Exception as exc:
         return "raise", _pack_exception(exc)
     if len(trial._schedule) != changes:
-        return "update", (dumps(trial.params), trial._restore)
+        return "update", (dumps(trial.params), trial._restore, trial._schedule[-1].donor)
     return "continue", None
 
 

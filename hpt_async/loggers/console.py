@@ -36,6 +36,7 @@ __all__ = ["ConsoleLogger"]
 log = logging.getLogger("hpt_async")
 
 _COMPLETE, _PRUNED, _FAILED = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED
+_PAUSED = TrialState.PAUSED
 
 
 def _fmt(value: float | None) -> str:
@@ -80,8 +81,9 @@ class _Board:
         study = self.study
         # Every read below is of an int or a reference the tuner replaces whole: safe from another thread.
         complete, pruned, failed = study.count(_COMPLETE), study.count(_PRUNED), study.count(_FAILED)
+        paused = study.count(_PAUSED)
         running = len(study.running)
-        done = complete + pruned + failed
+        done = complete + pruned + failed + paused
         elapsed = self.elapsed()
         if self.max_trials:
             bar = ProgressBar(total=self.max_trials, completed=min(done, self.max_trials), width=40)
@@ -105,6 +107,9 @@ class _Board:
             ("  running ", "dim"),
             (str(running), "cyan"),
         )
+        if paused:
+            counts.append("  paused ", "dim")
+            counts.append(str(paused), "magenta")
         best = study.best
         if best is None:
             best_line = Text("best: none yet", style="dim")
@@ -198,10 +203,12 @@ class ConsoleLogger:
         total = f"/{self._max_trials}" if self._max_trials else ""
         best = study.best
         best_text = "none yet" if best is None else f"{_fmt(best.value)} (trial {best.number})"
+        paused = study.count(_PAUSED)
         return (
             f"[{study.name}] {done}{total} done: {study.count(_COMPLETE)} complete, "
-            f"{study.count(_PRUNED)} pruned, {study.count(_FAILED)} failed; "
-            f"{len(study.running)} running; best {best_text}"
+            f"{study.count(_PRUNED)} pruned, {study.count(_FAILED)} failed"
+            + (f", {paused} paused" if paused else "")
+            + f"; {len(study.running)} running; best {best_text}"
         )
 
     def _write(self, text: str) -> None:

@@ -11,6 +11,13 @@ values that arrived before: they are a function of the sequence of reports
 (and of completions, when ``max_resource`` is inferred), so replaying that
 sequence gives the same decisions, and rungs rebuilt from stored reports
 hold exactly the values the live rungs held.
+
+Promotion mode (``mode="promotion"``) replaces the final stop by a pause: a
+trial reaching a rung goes straight on when it ranks in the rung's top
+``floor(n / eta)`` (no minimum of one: the first ``eta - 1`` arrivals of a
+rung wait), and is paused otherwise; :meth:`RungPruner.promote` later names
+a paused trial that the rung, grown since, now ranks in its top, the one at
+the highest rung first.
 """
 
 from __future__ import annotations
@@ -31,10 +38,13 @@ if TYPE_CHECKING:
     from ..study import StudyView
     from ..trial import TrialRecord
 
-__all__ = ["Ladder", "Rung", "RungPruner", "top_count"]
+__all__ = ["MODES", "Ladder", "Rung", "RungPruner", "promoted_count", "top_count"]
 
 _CONTINUE = Decision.CONTINUE
 _STOP = Decision.STOP
+_PAUSE = Decision.PAUSE
+#: The modes of a rung pruner: ``stop`` (a trial out of the top ends PRUNED) and ``promotion`` (it is PAUSED).
+MODES = ("stop", "promotion")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +58,11 @@ class Rung:
 def top_count(n: int, eta: float) -> int:
     """How many of ``n`` values in a rung are in its top ``1/eta``: ``max(1, floor(n / eta))``."""
     return max(1, math.floor(n / eta + 1e-9))
+
+
+def promoted_count(n: int, eta: float) -> int:
+    """How many of ``n`` values in a rung promotion mode lets go on: ``floor(n / eta)``."""
+    return math.floor(n / eta + 1e-9)
 
 
 class Ladder:
@@ -86,6 +101,11 @@ class Ladder:
         self.members[k][number] = value
         return loss != math.inf and pos < top_count(len(rung), self.eta)
 
+    def promotable(self, k: int, loss: float) -> bool:
+        """True when ``loss``, already in rung ``k``, ranks in its top ``floor(n / eta)`` (promotion mode)."""
+        rung = self.losses[k]
+        return loss != math.inf and bisect_left(rung, loss) < promoted_count(len(rung), self.eta)
+
 
 class RungPruner(Pruner):
     """Asynchronous successive halving over one or more brackets (subclasses say which trial goes where).
@@ -94,11 +114,20 @@ class RungPruner(Pruner):
     above it (a trial reaching it has had its full budget).  When it is not
     given, it is inferred as the largest final step of the COMPLETE trials
     seen so far; until one completes, every rung decides.
+
+    ``mode`` is ``"stop"`` (a trial out of the top ends PRUNED) or
+    ``"promotion"`` (it is PAUSED, and :meth:`promote` resumes it once its
+    rung ranks it in the top; see the module docstring).
     """
 
     name = "rungs"
 
-    def __init__(self, min_resource: float, eta: float, max_resource: float | None) -> None:
+    def __init__(self, min_resource: float, eta: float, max_resource: float | None, mode: str = "stop") -> None:
+        if mode not in MODES:
+            raise ValueError(f"pruner {self.name!r}: mode must be 'stop' or 'promotion', got {mode!r}")
+        self.mode = mode
+        #: True in promotion mode: the tuner then asks :meth:`promote` before each new trial.
+        self.promotes = mode == "promotion"
         self.min_resource: float = opt.number(self.name, "min_resource", min_resource, above=0)  # type: ignore[assignment]
         self.eta: float = opt.number(self.name, "eta", eta, above=1)  # type: ignore[assignment]
         self.max_resource = opt.number(self.name, "max_resource", max_resource, above=0, allow_none=True)
@@ -136,10 +165,52 @@ class RungPruner(Pruner):
 
     async def tell(self, study: StudyView, record: TrialRecord) -> None:
         """Take in the reports not seen yet (another tuner's trial), forget the trial's progress,
-        and learn the resource of a COMPLETE one."""
+        and learn the resource of a COMPLETE one.  A PAUSED trial keeps its progress and waits
+        for :meth:`promote`."""
         if not self._started:
             self._reset(study.direction)
         self._absorb(record)
+
+    async def promote(self, study: StudyView) -> int | None:
+        """A PAUSED trial to resume now, or ``None`` (always ``None`` in stopping mode).
+
+        Candidates are the PAUSED trials that rank in the top ``floor(n /
+        eta)`` of the rung where they wait (with ``n`` its values now), and
+        those waiting at a rung at or above the resource limit (they have
+        had their full budget).  The one at the highest resource level goes
+        first, then the better value, then the lower number.  The trial
+        named is taken off the waiting list.
+        """
+        if not self._started:
+            self._reset(study.direction)
+        if not self.promotes or not self._waiting:
+            return None
+        limit = self.resource_limit()
+        choice: tuple[float, float, int] | None = None
+        trials = study.trials
+        for number, (bracket, k) in list(self._waiting.items()):
+            record = trials.get(number)
+            if record is None or record.state is not TrialState.PAUSED:
+                if record is not None and record.state is not TrialState.RUNNING:
+                    del self._waiting[number]  # ended otherwise (e.g. another tuner finished it)
+                continue
+            ladder = self._ladders[bracket]
+            if k < 0:
+                key = (math.inf, math.inf, number)  # paused before its first rung: never judged
+            else:
+                value = ladder.members[k][number]
+                loss = self._sign * value if math.isfinite(value) else math.inf
+                level = ladder.levels[k]
+                if not (limit is not None and level >= limit) and not ladder.promotable(k, loss):
+                    continue
+                key = (-level, loss, number)
+            if choice is None or key < choice:
+                choice = key
+        if choice is None:
+            return None
+        number = choice[2]
+        del self._waiting[number]
+        return number
 
     # -- the rungs ---------------------------------------------------------------------
 
@@ -162,6 +233,8 @@ class RungPruner(Pruner):
             return _CONTINUE
         loss = self._sign * value if math.isfinite(value) else math.inf
         limit = self.max_resource if self.max_resource is not None else self._inferred
+        if self.promotes:
+            return self._climb(ladder, k, number, step, loss, value, limit)
         stop = False
         while step >= ladder.level(k):
             if not ladder.enter(k, number, loss, value) and (limit is None or ladder.levels[k] < limit):
@@ -169,6 +242,27 @@ class RungPruner(Pruner):
             k += 1
         self._next[number] = k
         return _STOP if stop else _CONTINUE
+
+    def _climb(
+        self, ladder: Ladder, k: int, number: int, step: int, loss: float, value: float, limit: float | None
+    ) -> Decision:
+        """Promotion mode: enter every rung ``step`` reaches; judge the trial at the highest of them."""
+        full = False
+        while step >= ladder.level(k):
+            ladder.enter(k, number, loss, value)
+            if limit is not None and ladder.levels[k] >= limit:
+                full = True
+            k += 1
+        self._next[number] = k
+        if full:
+            return _CONTINUE  # it has had its full budget
+        if loss == math.inf:
+            return _STOP  # a non-finite value would never be promoted
+        return _CONTINUE if ladder.promotable(k - 1, loss) else _PAUSE
+
+    def waiting(self) -> dict[int, tuple[int, int]]:
+        """Promotion mode: PAUSED trials this pruner may resume -> ``(bracket, rung index)`` they wait at."""
+        return dict(self._waiting)
 
     def rungs(self, bracket: int = 0) -> list[Rung]:
         """The rungs of ``bracket`` that some trial has reached, lowest first."""
@@ -194,16 +288,22 @@ class RungPruner(Pruner):
         self._ladders = self._make_ladders()
         self._next: dict[int, int] = {}  # trial -> index of the lowest rung it has not reached
         self._last: dict[int, int] = {}  # trial -> highest step taken
+        self._waiting: dict[int, tuple[int, int]] = {}  # PAUSED trial -> (bracket, rung index it waits at)
         self._inferred = None
         self._started = True
 
     def _absorb(self, record: TrialRecord) -> None:
         reports = record.reports
+        number = record.number
         for step in sorted(reports):
-            self.observe(record.number, step, reports[step])
-        if record.state.finished:
-            self._next.pop(record.number, None)
-            self._last.pop(record.number, None)
+            self.observe(number, step, reports[step])
+        if record.state is TrialState.PAUSED:
+            # It keeps its progress: resumed, it goes on from its last step.
+            self._waiting[number] = (self.bracket_of(number), self._next.get(number, 0) - 1)
+        elif record.state.finished:
+            self._next.pop(number, None)
+            self._last.pop(number, None)
+            self._waiting.pop(number, None)
         self._completed(record)
 
     def _completed(self, record: TrialRecord) -> None:

@@ -45,9 +45,19 @@ class DecisionLog(Pruner):
         self.inner = inner
         self.name = f"log({getattr(inner, 'name', type(inner).__name__)})"
         self.events: list[Reported | Ended] = []
+        self.promotes = bool(getattr(inner, "promotes", False))
+        #: Trials ``inner.promote`` named, in order.
+        self.promoted: list[int] = []
 
     async def start(self, study: StudyView) -> None:
         await self.inner.start(study)
+
+    async def promote(self, study: StudyView) -> int | None:
+        """Ask ``inner`` for a paused trial to resume, and record its answer when it names one."""
+        number = await self.inner.promote(study)
+        if number is not None:
+            self.promoted.append(number)
+        return number
 
     async def decide(self, study: StudyView, trial: TrialRecord, step: int, value: float) -> Decision:
         decision = await self.inner.decide(study, trial, step, value)

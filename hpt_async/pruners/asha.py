@@ -29,17 +29,31 @@ class ASHAPruner(RungPruner):
     trial.  On :meth:`start` the rungs are rebuilt from the stored reports,
     so a resumed study continues with the same rungs.
 
+    ``mode="promotion"`` pauses instead of stopping: a trial reaching a
+    rung outside the top ``floor(n / eta)`` ends its run PAUSED (its
+    objective must checkpoint), and whenever a slot frees the tuner first
+    resumes a paused trial that its rung, grown since, now ranks in the top
+    (see :meth:`promote`); a trial that ranks in the top on arrival goes
+    straight on.
+
     Options: ``min_resource`` (> 0, default 1), ``eta`` (> 1, default 3),
-    ``max_resource`` (default inferred).
+    ``max_resource`` (default inferred), ``mode`` (``"stop"``, the
+    default, or ``"promotion"``).
     """
 
     name = "asha"
 
     def __init__(
-        self, *, min_resource: float = 1, eta: float = 3, max_resource: float | None = None, **unknown: Any
+        self,
+        *,
+        min_resource: float = 1,
+        eta: float = 3,
+        max_resource: float | None = None,
+        mode: str = "stop",
+        **unknown: Any,
     ) -> None:
-        opt.check_unknown(self.name, unknown, ("min_resource", "eta", "max_resource"))
-        super().__init__(min_resource, eta, max_resource)
+        opt.check_unknown(self.name, unknown, ("min_resource", "eta", "max_resource", "mode"))
+        super().__init__(min_resource, eta, max_resource, mode)
 
     def _make_ladders(self) -> list[Ladder]:
         return [Ladder(self.min_resource, self.eta)]
@@ -49,7 +63,11 @@ class ASHAPruner(RungPruner):
         return 0
 
     def __repr__(self) -> str:
-        return f"ASHAPruner(min_resource={self.min_resource:g}, eta={self.eta:g}, max_resource={self.max_resource!r})"
+        mode = ", mode='promotion'" if self.promotes else ""
+        return (
+            f"ASHAPruner(min_resource={self.min_resource:g}, eta={self.eta:g}, "
+            f"max_resource={self.max_resource!r}{mode})"
+        )
 
 
 @hookimpl

@@ -17,14 +17,19 @@ __all__ = ["Decision", "Exploit", "Pruner"]
 class Decision(enum.StrEnum):
     """What happens to a trial after a report.
 
-    ``CONTINUE`` and ``STOP`` are a pruner's answers.  ``EXPLOIT`` is only
-    given by a strategy that decides at reports itself (``pbt``), in the
-    form of an :class:`Exploit` that carries the new hyperparameters.
+    ``CONTINUE`` and ``STOP`` are a pruner's answers; ``PAUSE`` is the
+    answer of a pruner in promotion mode (:attr:`Pruner.promotes`): the
+    objective's ``report`` raises :class:`~hpt_async.TrialPaused` and the
+    trial is recorded PAUSED, to be resumed if :meth:`Pruner.promote` later
+    names it.  ``EXPLOIT`` is only given by a strategy that decides at
+    reports itself (``pbt``), in the form of an :class:`Exploit` that
+    carries the new hyperparameters.
     """
 
     CONTINUE = "continue"
     STOP = "stop"
     EXPLOIT = "exploit"
+    PAUSE = "pause"
 
 
 @dataclass(frozen=True)
@@ -55,9 +60,26 @@ class Pruner:
     stored history so that state can be rebuilt from it; :meth:`tell` hears of
     every trial that ends, this tuner's or another's.  An exception is fatal
     to the study.
+
+    Promotion mode: a pruner whose :attr:`promotes` is true may answer
+    :attr:`Decision.PAUSE`; :meth:`tell` then hears of the PAUSED record,
+    and before each new trial the tuner awaits :meth:`promote` for a paused
+    trial to resume instead.
     """
 
     name = "pruner"
+
+    #: True when :meth:`decide` may answer PAUSE and :meth:`promote` may name a trial.
+    promotes: bool = False
+
+    async def promote(self, study: StudyView) -> int | None:
+        """The number of a PAUSED trial of ``study`` to resume now, or ``None`` to start a new trial.
+
+        Awaited by the tuner each time a slot frees, before the strategy is
+        asked, only when :attr:`promotes` is true.  The trial named must be
+        PAUSED in ``study``.
+        """
+        return None
 
     async def start(self, study: StudyView) -> None:
         """Prepare for ``study`` (its history included)."""

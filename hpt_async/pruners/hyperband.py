@@ -55,7 +55,9 @@ class HyperbandPruner(RungPruner):
     3), ``brackets`` (default ``floor(log_eta(max_resource / min_resource))
     + 1`` when ``max_resource`` is given, else 4) and ``seed`` (default 0;
     kept apart from the study's seed so that a study resumed without its
-    seed still deals trials to the same brackets).
+    seed still deals trials to the same brackets), ``mode`` (``"stop"``,
+    the default, or ``"promotion"``: every bracket pauses and promotes as
+    ``asha`` does in that mode).
     """
 
     name = "hyperband"
@@ -68,10 +70,11 @@ class HyperbandPruner(RungPruner):
         eta: float = 3,
         brackets: int | None = None,
         seed: int = 0,
+        mode: str = "stop",
         **unknown: Any,
     ) -> None:
-        opt.check_unknown(self.name, unknown, ("min_resource", "max_resource", "eta", "brackets", "seed"))
-        super().__init__(min_resource, eta, max_resource)
+        opt.check_unknown(self.name, unknown, ("min_resource", "max_resource", "eta", "brackets", "seed", "mode"))
+        super().__init__(min_resource, eta, max_resource, mode)
         n = opt.integer(self.name, "brackets", brackets, minimum=1, allow_none=True)
         if n is None:
             if self.max_resource is None:
@@ -105,9 +108,10 @@ class HyperbandPruner(RungPruner):
         return [Ladder(self.min_resource * self.eta**b, self.eta) for b in range(self.brackets)]
 
     def __repr__(self) -> str:
+        mode = ", mode='promotion'" if self.promotes else ""
         return (
             f"HyperbandPruner(min_resource={self.min_resource:g}, max_resource={self.max_resource!r}, "
-            f"eta={self.eta:g}, brackets={self.brackets}, seed={self.seed})"
+            f"eta={self.eta:g}, brackets={self.brackets}, seed={self.seed}{mode})"
         )
 
 

@@ -394,7 +394,7 @@ def intermediate(data: StudyData) -> Figure:
         fig.polyline(pts, BEST, tip=_tip(t, data), stroke_width=2.6)
         fig.circle(pts[-1][0], pts[-1][1], 3.5, BEST, tip=_tip(t, data))
     items = []
-    for state in ("complete", "pruned", "running", "failed", "cancelled", "lost"):
+    for state in ("complete", "pruned", "paused", "running", "failed", "cancelled", "lost"):
         if any(t.state.value == state for t in reported):
             kind, label = ("cross", "pruned (cross where stopped)") if state == "pruned" else ("line", state)
             items.append((kind, STATE_COLOURS[state], label))

@@ -83,6 +83,9 @@ def compute_importance(data: StudyData, *, seed: int = 0) -> Importance:
     log_values = _log_values(y)
     if log_values:
         y = np.log10(y)
+    biggest = float(np.max(np.abs(y)))
+    if 0 < biggest < math.inf:
+        y = y / biggest  # shares do not depend on the scale, and values near +-1e308 would overflow a spread
     varying = [j for j in range(x.shape[1]) if np.ptp(x[:, j]) > 0]
     if not varying:
         raise ImportanceUnavailable("No parameter took more than one value among the complete trials.")

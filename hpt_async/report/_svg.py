@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
@@ -25,6 +26,8 @@ __all__ = [
     "ramp",
 ]
 
+_BIGGEST = sys.float_info.max
+
 # -- colours -------------------------------------------------------------------------
 
 STATE_COLOURS: dict[str, str] = {
@@ -34,6 +37,7 @@ STATE_COLOURS: dict[str, str] = {
     "running": "#54a24b",
     "cancelled": "#9d9d9d",
     "lost": "#9d755d",
+    "paused": "#b279a2",
 }
 """One colour per trial state, the same in every chart."""
 
@@ -106,13 +110,19 @@ def _nice_step(span: float, count: int) -> float:
 def _linear_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     if hi <= lo:
         return [lo]
-    step = _nice_step(hi - lo, count)
+    span = hi - lo
+    # Values near the ends of the float range (+-1e308) overflow a plain difference; halves never do.
+    step = _nice_step(span, count) if math.isfinite(span) else 2 * _nice_step(hi / 2 - lo / 2, count)
+    step = float(step)
     first = math.ceil(lo / step - 1e-9) * step
+    limit = hi + step * 1e-9
+    if not math.isfinite(limit):
+        limit = hi
     ticks = []
     k = 0
-    while True:
+    while k <= 4 * count + 4:  # a nice step gives at most about 2 * count ticks; the bound guards rounding
         v = first + k * step
-        if v > hi + step * 1e-9:
+        if not v <= limit:
             break
         ticks.append(0.0 if abs(v) < step * 1e-9 else round(v, 12))
         k += 1
@@ -145,13 +155,15 @@ class Linear(Scale):
         if hi == lo:
             width = abs(lo) * 0.1 or 1.0
             lo, hi = lo - width, hi + width
-        span = hi - lo
-        self.lo, self.hi = lo - span * pad, hi + span * pad
+        half = hi / 2 - lo / 2  # half the span: finite even where the span itself overflows
+        self.lo = max(-_BIGGEST, lo - half * (2 * pad))
+        self.hi = min(_BIGGEST, hi + half * (2 * pad))
+        self._half = self.hi / 2 - self.lo / 2
         self.a, self.b = a, b
         self.integer = integer
 
     def __call__(self, value: Any) -> float:
-        return self.a + (float(value) - self.lo) / (self.hi - self.lo) * (self.b - self.a)
+        return self.a + (float(value) / 2 - self.lo / 2) / self._half * (self.b - self.a)
 
     def ticks(self, count: int = 5) -> list[tuple[float, str]]:
         values = _linear_ticks(self.lo, self.hi, count)

@@ -67,6 +67,9 @@ class StudySession:
       every session, in increasing order.
     * The session that created a trial owns it until it ends: only it reports
       and ends it.
+    * A trial a pruner in promotion mode pauses is stored PAUSED with
+      :meth:`trial_ended` (its checkpoint kept), and made RUNNING again by
+      :meth:`trial_resumed`, for the session that resumes it.
     * :meth:`trial_ended` returns once the final record is committed (as
       durable as the backend promises); only then do the strategy and the
       plugins hear of the end.  If a cancellation interrupts it, the tuner
@@ -106,8 +109,20 @@ class StudySession:
         raise NotImplementedError
 
     async def trial_ended(self, record: TrialRecord) -> None:
-        """Commit the final record of a trial."""
+        """Commit the final record of a trial (or the record of a trial paused in promotion mode)."""
         raise NotImplementedError
+
+    async def trial_resumed(self, record: TrialRecord) -> bool:
+        """Turn a PAUSED trial RUNNING again, owned by this session, and return True.
+
+        ``record`` is its RUNNING record.  Returns False, changing nothing,
+        when the stored trial is no longer PAUSED (another session sharing
+        the study resumed it first).  The default stores ``record`` with
+        :meth:`trial_created`; a backend that shares studies overrides it so
+        that only one session can claim a paused trial.
+        """
+        await self.trial_created(record)
+        return True
 
     async def refresh(self) -> list[TrialRecord]:
         """Records created or changed by *other* sessions since this one opened or last refreshed.

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..hookspecs import hookimpl
 from ..space import Space
-from ..trial import TrialRecord
+from ..trial import TrialRecord, TrialState
 from .base import Storage, StudyNotFound, StudySession, StudySummary
 
 __all__ = ["MemoryStorage"]
@@ -60,6 +60,16 @@ class _MemorySession(StudySession):
         study.records[record.number] = record
         if study.sessions > 1:
             study.changes.append((self._sid, record))
+
+    async def trial_resumed(self, record: TrialRecord) -> bool:
+        study = self._study
+        stored = study.records.get(record.number)
+        if stored is None or stored.state is not TrialState.PAUSED:
+            return False
+        study.records[record.number] = record
+        if study.sessions > 1:
+            study.changes.append((self._sid, record))
+        return True
 
     async def put_checkpoint(self, number: int, data: bytes) -> None:
         self._study.checkpoints[number] = bytes(data)

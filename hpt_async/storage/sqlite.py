@@ -622,6 +622,20 @@ class _SQLiteSession(StudySession):
         self._reserved.discard(number)
         self._reported.pop(number, None)
 
+    async def trial_resumed(self, record: TrialRecord) -> bool:
+        number, sid = record.number, self._sid
+        # Only a PAUSED row is taken: two sessions resuming one trial, one wins.
+        rows = await self._conn.fetch(
+            f"UPDATE trials SET state = 'running', value = NULL, ended = NULL, session = ?, writer = ?,"
+            f" seq = {_NEXT_SEQ} WHERE study_id = ? AND number = ? AND state = 'paused' RETURNING number",
+            (sid, sid, self._study_id, self._study_id, number),
+            f"resume trial {number}",
+        )
+        if not rows:
+            return False
+        self._reported[number] = len(record.reports)
+        return True
+
     async def put_checkpoint(self, number: int, data: bytes) -> None:
         await self._conn.fetch(
             "INSERT OR REPLACE INTO checkpoints (study_id, number, data, written) VALUES (?, ?, ?, ?)",

@@ -7,7 +7,7 @@ the final values of COMPLETE trials.  The level modelled is the highest one
 that at least ``fidelity_min`` trials have reached (default: the number of
 parameters plus two, at least 6).  At the final level, the observations are
 the COMPLETE trials' final values; at a step, they are the values every
-trial reported at that step, be it COMPLETE, PRUNED or still RUNNING.  So a
+trial reported at that step, be it COMPLETE, PRUNED, PAUSED or still RUNNING.  So a
 pruned trial's intermediate value teaches the model as soon as the step it
 reached is the one being modelled, and once enough trials have completed
 the model is the usual full-budget one.  Trials are only compared at the
@@ -124,7 +124,7 @@ class ModelStrategy(Strategy):
             self.fidelity
             and record.reports
             and record.params
-            and record.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            and record.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.PAUSED)
         ):
             reports = {s: v for s, v in record.reports.items() if math.isfinite(v)}
             if reports:

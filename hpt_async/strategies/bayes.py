@@ -28,7 +28,7 @@ arrived so far:
    Multi-fidelity (on by default): when trials report intermediate values,
    as under ``pruner="asha"`` or ``"hyperband"``, and fewer than
    ``fidelity_min`` trials have completed, the GP is fitted instead to the
-   values every trial (COMPLETE, PRUNED or RUNNING) reported at the highest
+   values every trial (COMPLETE, PRUNED, PAUSED or RUNNING) reported at the highest
    step that enough trials reached; those trials are then observations,
    neither fantasies nor avoided points (see ``_model``).
 4. Log expected improvement is maximised over the space (see

@@ -120,14 +120,15 @@ def budget_sizes(max_trials: int | None) -> tuple[int, int]:
     """Default ``(population, sample_size)`` for a study of ``max_trials`` trials.
 
     Without a budget: 50 and 10.  With one, the population is a quarter of
-    it, clamped to ``[8, 50]``, and the tournament a fifth of the
-    population (at least 2): the same selection pressure as 50 and 10, and
-    three quarters of the budget left for children.
+    it, clamped to ``[8, 50]``, which leaves three quarters of the budget to
+    children, and the tournament half the population: with so few children,
+    breeding from the best members pays more than the diversity that
+    smaller tournaments keep (aging still retires every member).
     """
     if max_trials is None:
         return _POPULATION, _POPULATION // 5
     population = min(_POPULATION, max(_MIN_POPULATION, max_trials // 4))
-    return population, max(2, population // 5)
+    return population, population // 2
 
 
 class EvolutionStrategy(Strategy):
@@ -136,8 +137,9 @@ class EvolutionStrategy(Strategy):
     ``population`` is how many of the youngest COMPLETE trials breed;
     ``sample_size`` how many of them a tournament compares.  Left as
     ``None``, they follow the study's budget (:func:`budget_sizes`): a
-    quarter of ``max_trials`` (between 8 and 50) and a fifth of that, or 50
-    and 10 when the study has no ``max_trials``.  ``scale`` is the standard
+    quarter of ``max_trials`` (between 8 and 50) and half of that, or 50
+    and 10 when the study has no ``max_trials``; a ``population`` given
+    alone gets a fifth of it as ``sample_size``.  ``scale`` is the standard
     deviation, in the unit cube, of the Gaussian step that mutates a
     numeric parameter (``None``: redraw it uniformly instead).  Children
     never repeat a configuration the study has tried or is trying, unless
@@ -176,7 +178,10 @@ class EvolutionStrategy(Strategy):
         """The sizes for a study of ``max_trials``: those given, the rest from the budget."""
         population, sample_size = self.options
         if population is None:
-            population = max(budget_sizes(max_trials)[0], sample_size or 0)
+            auto_population, auto_sample = budget_sizes(max_trials)
+            population = max(auto_population, sample_size or 0)
+            if sample_size is None:
+                sample_size = auto_sample
         if sample_size is None:
             sample_size = min(population, max(2, population // 5))
         return population, sample_size

@@ -24,7 +24,7 @@ final one.  CANCELLED and LOST trials are ignored.
 Multi-fidelity (on by default): when trials report intermediate values, as
 under ``pruner="asha"`` or ``"hyperband"``, and fewer than ``fidelity_min``
 trials have completed, the groups are split by the values every trial
-(COMPLETE, PRUNED or RUNNING) reported at the highest step that enough
+(COMPLETE, PRUNED, PAUSED or RUNNING) reported at the highest step that enough
 trials reached; those trials are then ranked, not lied about or avoided
 (see ``_model``).  The first trials
 follow a scrambled Sobol' design.  Draws come from ``(seed, trial number)``:

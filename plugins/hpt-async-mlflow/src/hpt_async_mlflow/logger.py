@@ -161,8 +161,11 @@ class MlflowLogger:
 
     Writing happens in one worker thread, in batches (see the module
     docstring).  When the study ends, its hook waits for everything queued
-    to be written (at most ``drain_timeout`` seconds, ``None`` for no
-    limit).  An MLflow error never stops the study: it is logged once with
+    to be written, at most ``drain_timeout`` seconds (``None`` for no
+    limit): the end of a study, and a Ctrl-C during it, are not held up for
+    minutes by a tracking server that does not answer (MLflow's own HTTP
+    client retries for about four minutes; ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``
+    shortens that).  An MLflow error never stops the study: it is logged once with
     its traceback on the ``hpt_async_mlflow`` logger, what could not be
     written is skipped, and the study-end hook raises
     :class:`MlflowLoggingError` saying how much was lost, which the tuner
@@ -178,7 +181,7 @@ class MlflowLogger:
         *,
         metric: str = "value",
         intermediate_metric: str | None = None,
-        drain_timeout: float | None = None,
+        drain_timeout: float | None = 120.0,
     ) -> None:
         if tracking_uri is None:
             tracking_uri = os.environ.get(TRACKING_URI_ENV) or None
