@@ -6,12 +6,13 @@ Run it (needs scikit-learn: ``pip install hpt-async[examples]``)::
     python examples/nas_mlp.py --trials 100 --population 20
 
 The architecture is a conditional space: ``n_layers`` says how many hidden
-layers the network has, and each layer's width and activation exist only
-when the layer does (``units_3`` is absent from a two-layer network).  The
-``evolution`` strategy samples a first population at random, then breeds
-each new network from the best of a few random members by changing one
-setting, such as the width of a layer, its activation, or the number of
-layers (a new layer gets a random width and activation).  The digits data
+layers the network has, and each layer's width exists only when the layer
+does (``units_3`` is absent from a two-layer network); one activation
+serves every layer, as scikit-learn's MLP has it.  The ``evolution``
+strategy samples a first population at random, then breeds each new
+network from the best of a few random members by changing one setting,
+such as the width of a layer, the activation, or the number of layers (a
+new layer gets a random width).  The digits data
 set ships with scikit-learn, so nothing is downloaded; the score is the
 accuracy on a held-out split, so the study maximises.
 """
@@ -36,19 +37,16 @@ X_TRAIN, X_VALID, Y_TRAIN, Y_VALID = train_test_split(X, Y, test_size=0.3, strat
 MAX_LAYERS = 3
 
 
-def layer(i: int) -> dict[str, hpt.Domain]:
-    """Width and activation of hidden layer ``i``, present when the network has at least ``i`` layers."""
-    when = {"n_layers": list(range(i, MAX_LAYERS + 1))}
-    return {
-        f"units_{i}": hpt.Int(8, 128, log=True, when=when),
-        f"activation_{i}": hpt.Choice(["relu", "tanh", "logistic"], when=when),
-    }
+def width(i: int) -> hpt.Int:
+    """The width of hidden layer ``i``, present when the network has at least ``i`` layers."""
+    return hpt.Int(8, 128, log=True, when={"n_layers": list(range(i, MAX_LAYERS + 1))})
 
 
 SPACE = hpt.Space(
     {
         "n_layers": hpt.Int(1, MAX_LAYERS),
-        **{name: dom for i in range(1, MAX_LAYERS + 1) for name, dom in layer(i).items()},
+        **{f"units_{i}": width(i) for i in range(1, MAX_LAYERS + 1)},
+        "activation": hpt.Choice(["relu", "tanh", "logistic"]),
         "alpha": hpt.Float(1e-6, 1e-1, log=True),  # L2 penalty
         "learning_rate_init": hpt.Float(1e-4, 3e-2, log=True),
     }
@@ -56,23 +54,18 @@ SPACE = hpt.Space(
 
 
 def architecture(params: dict[str, object]) -> str:
-    """A short description of a network, e.g. ``64 relu -> 32 tanh``."""
+    """A short description of a network, e.g. ``64 -> 32 (relu)``."""
     n = int(params["n_layers"])  # type: ignore[call-overload]
-    return " -> ".join(f"{params[f'units_{i}']} {params[f'activation_{i}']}" for i in range(1, n + 1))
+    return " -> ".join(str(params[f"units_{i}"]) for i in range(1, n + 1)) + f" ({params['activation']})"
 
 
 def make_model(params: dict[str, object]) -> Pipeline:
-    """The network described by ``params``.
-
-    ``MLPClassifier`` takes one activation for all layers, so a mixed
-    network uses the first layer's; per-layer activations still matter to
-    the search as settings that evolve with their layer.
-    """
+    """The network described by ``params``."""
     n = int(params["n_layers"])  # type: ignore[call-overload]
     sizes = tuple(int(params[f"units_{i}"]) for i in range(1, n + 1))  # type: ignore[call-overload]
     model = MLPClassifier(
         hidden_layer_sizes=sizes,
-        activation=str(params["activation_1"]),
+        activation=str(params["activation"]),
         alpha=float(params["alpha"]),  # type: ignore[arg-type]
         learning_rate_init=float(params["learning_rate_init"]),  # type: ignore[arg-type]
         max_iter=40,

@@ -14,7 +14,8 @@ a mutation that repeats one is drawn again (from a new tournament), since
 re-evaluating it would spend a trial to learn nothing.  When the study has
 a ``max_trials`` budget and the sizes are not given, the population is a
 quarter of the budget (between 8 and 50), so that most of the budget goes
-to children rather than to the random first population.
+to children rather than to the random first population, and a tournament
+is half the population.
 
 A child is bred the moment a slot frees, from whatever has completed by
 then, so the strategy is asynchronous by construction.  FAILED, PRUNED,
