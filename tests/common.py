@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any
 
 import hpt_async as hpt
@@ -50,3 +51,32 @@ def cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def installed_plugin(dist_name: str, entry_point: str, module: str, *, needs: tuple[str, ...] = ()) -> ModuleType:
+    """The module of an installed plugin distribution; the calling test fails (never skips) when it is missing.
+
+    ``entry_point`` is the one ``name = module`` pair the distribution must
+    declare in the ``hpt_async`` group; ``needs`` lists modules it depends on.
+    """
+    import importlib
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    import pytest
+
+    from hpt_async.plugins import ENTRY_POINT_GROUP
+
+    install = f"pip install -e plugins/{dist_name}"
+    try:
+        dist = distribution(dist_name)
+    except PackageNotFoundError:
+        pytest.fail(f"the {dist_name} distribution is not installed; run `{install}` from the repository root")
+    points = [(ep.name, ep.value) for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
+    if points != [(entry_point, f"{module}.plugin")]:
+        pytest.fail(f"{dist_name} is installed without its entry point (found {points}); reinstall: `{install}`")
+    for name in needs:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pytest.fail(f"{name} (a dependency of {dist_name}) is missing; run `{install}`")
+    return importlib.import_module(module)

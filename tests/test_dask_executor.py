@@ -7,25 +7,21 @@ fail rather than skip: a skipped test would hide a broken install.
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from importlib.metadata import PackageNotFoundError, distribution
 from types import ModuleType
 from typing import Any
 
 import anyio
 import pytest
-from common import StopAtStep
+from common import StopAtStep, installed_plugin
 
 import hpt_async as hpt
-from hpt_async.plugins import ENTRY_POINT_GROUP
 
 pytestmark = pytest.mark.anyio
 
-INSTALL = "pip install -e plugins/hpt-async-dask"
 SPACE: dict[str, hpt.Domain] = {"x": hpt.Float(0.0, 1.0), "k": hpt.Int(1, 8)}
 # Bound on any run; only reached when something hangs.
 HANG_GUARD = 30.0
@@ -33,14 +29,7 @@ HANG_GUARD = 30.0
 
 def plugin() -> ModuleType:
     """The installed ``hpt_async_dask`` package; the calling test fails (never skips) when it is missing."""
-    try:
-        dist = distribution("hpt-async-dask")
-    except PackageNotFoundError:
-        pytest.fail(f"the Dask plugin distribution is not installed; run `{INSTALL}` from the repository root")
-    points = [(ep.name, ep.value) for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
-    if points != [("dask", "hpt_async_dask.plugin")]:
-        pytest.fail(f"hpt-async-dask is installed without its entry point (found {points}); reinstall with `{INSTALL}`")
-    return importlib.import_module("hpt_async_dask")
+    return installed_plugin("hpt-async-dask", "dask", "hpt_async_dask")
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,16 @@ import math
 import shutil
 import socket
 import threading
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import anyio
 import pytest
+from common import installed_plugin
 
 import hpt_async as hpt
-from hpt_async.plugins import ENTRY_POINT_GROUP, Registry
+from hpt_async.plugins import Registry
 
 INSTALL = "pip install -e plugins/hpt-async-mlflow"
 OWNER = "mlflow (hpt_async_mlflow.plugin)"
@@ -40,19 +40,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*``noload`` loader strategy:Dep
 
 def plugin() -> ModuleType:
     """The installed ``hpt_async_mlflow`` package; the calling test fails (never skips) when it is missing."""
-    try:
-        dist = distribution("hpt-async-mlflow")
-    except PackageNotFoundError:
-        pytest.fail(f"the MLflow plugin distribution is not installed; run `{INSTALL}` from the repository root")
-    points = [(ep.name, ep.value) for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
-    if points != [("mlflow", "hpt_async_mlflow.plugin")]:
-        pytest.fail(f"hpt-async-mlflow is installed without its entry point (found {points}); reinstall: `{INSTALL}`")
-    try:
-        importlib.import_module("sqlalchemy")
-        importlib.import_module("alembic")
-    except ImportError:
-        pytest.fail(f"sqlalchemy or alembic (dependencies of hpt-async-mlflow) is missing; run `{INSTALL}`")
-    return importlib.import_module("hpt_async_mlflow")
+    return installed_plugin("hpt-async-mlflow", "mlflow", "hpt_async_mlflow", needs=("sqlalchemy", "alembic"))
 
 
 @pytest.fixture(scope="session")

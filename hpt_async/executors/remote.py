@@ -36,7 +36,7 @@ import time
 import traceback
 import types
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from ..exceptions import TrialCancelled, TrialPruned
 from ..trial import SyncTrial, Trial
@@ -274,6 +274,16 @@ def _unpack_exception(packed: tuple[bytes | None, str, str]) -> Exception:
 # -- the worker side --------------------------------------------------------------------
 
 
+def _raise_answer(trial: Trial, code: str, payload: Any, what: str) -> NoReturn:
+    """Raise what the tuner's answer ``code`` to ``what`` (a report or a request) of ``trial`` means."""
+    if code == "cancelled":
+        trial._ended = True
+        raise TrialCancelled(payload)
+    if code == "raise":
+        raise _unpack_exception(payload)
+    raise RuntimeError(f"unexpected answer {code!r} to {what} of trial {trial.number}")
+
+
 class _RemoteSession:
     """What a worker-side :class:`Trial` reports through: one exchange with the tuner per report."""
 
@@ -290,12 +300,7 @@ class _RemoteSession:
         code, result = self.request(kind, payload)
         if code == "ok":
             return result
-        if code == "cancelled":
-            trial._ended = True
-            raise TrialCancelled(result)
-        if code == "raise":
-            raise _unpack_exception(result)
-        raise RuntimeError(f"unexpected answer {code!r} to a {kind} request of trial {trial.number}")
+        _raise_answer(trial, code, result, f"a {kind} request")
 
     async def on_checkpoint(self, trial: Trial, data: bytes) -> None:
         self._ask(trial, "checkpoint", data)
@@ -322,12 +327,7 @@ class _RemoteSession:
             return
         if code == "stop":
             raise TrialPruned(payload)
-        if code == "cancelled":
-            trial._ended = True
-            raise TrialCancelled(payload)
-        if code == "raise":
-            raise _unpack_exception(payload)
-        raise RuntimeError(f"unexpected answer {code!r} to a report of trial {trial.number}")
+        _raise_answer(trial, code, payload, "a report")
 
 
 def _drive(async_fn: Callable[..., Any], *args: Any) -> Any:
