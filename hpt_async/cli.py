@@ -114,11 +114,11 @@ def _cmd_studies(args: argparse.Namespace) -> int:
     if not found:
         print(f"no studies in {getattr(storage, 'url', storage.name)}")
         return 0
-    header = ("STUDY", "DIRECTION", "TRIALS", "COMPLETE", "PRUNED", "FAILED", "RUNNING", "CREATED")
+    header = ("STUDY", "DIRECTION", "TRIALS", "COMPLETE", "PRUNED", "PAUSED", "FAILED", "RUNNING", "CREATED")
     rows = []
     for s in found:
         c = s.counts
-        counts = [str(c.get(st, 0)) for st in ("complete", "pruned", "failed", "running")]
+        counts = [str(c.get(st, 0)) for st in ("complete", "pruned", "paused", "failed", "running")]
         rows.append((_name(s.name), s.direction, str(s.n_trials), *counts, _when(s.created)))
     _table(header, rows)
     return 0

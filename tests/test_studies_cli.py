@@ -68,9 +68,26 @@ def test_studies_lists_names_directions_and_counts(db: str, capsys: Any) -> None
     code, out, err = cli(capsys, "studies", "--storage", db)
     assert code == 0 and err == ""
     lines = out.splitlines()
-    assert lines[0].split()[:7] == ["STUDY", "DIRECTION", "TRIALS", "COMPLETE", "PRUNED", "FAILED", "RUNNING"]
-    assert lines[1].split()[:7] == ["alpha", "minimize", "5", "4", "0", "1", "0"]
-    assert lines[2].split()[:7] == ["beta", "maximize", "2", "2", "0", "0", "0"]
+    header = ["STUDY", "DIRECTION", "TRIALS", "COMPLETE", "PRUNED", "PAUSED", "FAILED", "RUNNING"]
+    assert lines[0].split()[:8] == header
+    assert lines[1].split()[:8] == ["alpha", "minimize", "5", "4", "0", "0", "1", "0"]
+    assert lines[2].split()[:8] == ["beta", "maximize", "2", "2", "0", "0", "0", "0"]
+
+
+def test_studies_counts_paused_trials(tmp_path: Path, capsys: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'paused.db'}"
+
+    async def fill() -> None:
+        tuner = hpt.Tuner(lambda t: 0.0, SPACE, storage=url, study="halving", loggers=[], seed=0)
+        for state in ("paused", "paused", "complete"):
+            trial = await tuner.ask()
+            await tuner.tell(trial, 1.0, state=state)
+        await tuner.close()
+
+    anyio.run(fill, backend="asyncio")
+    code, out, err = cli(capsys, "studies", "--storage", url)
+    assert code == 0 and err == ""
+    assert out.splitlines()[1].split()[:8] == ["halving", "minimize", "3", "1", "0", "2", "0", "0"]
 
 
 def test_the_storage_comes_from_the_environment_or_the_default(db: str, capsys: Any, monkeypatch: Any) -> None:
