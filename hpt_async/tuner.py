@@ -358,6 +358,8 @@ class Tuner:
         st = TrialState.COMPLETE if state is None else TrialState(state)
         if st is TrialState.RUNNING:
             raise ValueError("tell() ends a trial; RUNNING is not an end state")
+        if st is TrialState.PAUSED and not self._promotes:
+            raise ValueError("tell(state='paused') needs a pruner in promotion mode, which alone resumes paused trials")
         try:
             if st is TrialState.COMPLETE:
                 record = await self._end(trial, *self._outcome(value))
@@ -374,7 +376,7 @@ class Tuner:
         return record
 
     async def close(self) -> StudyResult:
-        """Close a study opened by :meth:`ask`: running trials are recorded CANCELLED."""
+        """Close a study opened by :meth:`ask`: running trials are recorded CANCELLED (PAUSED again if resumed)."""
         if not self._open:
             raise RuntimeError("the study is not open")
         if self._reason is None:
@@ -383,7 +385,7 @@ class Tuner:
             trial = self._live.get(number)
             if trial is not None:
                 try:
-                    await self._end(trial, TrialState.CANCELLED)
+                    await self._end(trial, *self._interrupted(trial))
                 except _Fatal:
                     break
         result = await self._finish()
@@ -481,9 +483,9 @@ class Tuner:
         view = self._view
         assert view is not None
         for trial in list(self._live.values()):
-            # A trial of ask() still open when the study closes: it cannot run on.
+            # A trial of ask() still open when the study closes: it cannot run on (a resumed one waits again).
             try:
-                await self._end(trial, TrialState.CANCELLED)
+                await self._end(trial, *self._interrupted(trial))
             except _Fatal:
                 pass
         if self._reason is None:
@@ -809,7 +811,8 @@ class Tuner:
             trial._schedule = list(record.schedule)
             trial._resumed = True
             try:
-                saved = number in self._ckpt or await session.get_checkpoint(number) is not None
+                # Storage, not this tuner's memory, says: a tuner sharing the study may have run it since.
+                saved = await session.get_checkpoint(number) is not None
             except Exception as exc:
                 raise self._fail(
                     f"storage {_label(self.storage)!r} failed to read the checkpoint of trial {number}", exc
@@ -821,6 +824,7 @@ class Tuner:
                     last = record.last_report
                     self._ckpt[number] = None if last is None else last[0]
             else:
+                self._ckpt.pop(number, None)
                 log.warning("trial %d was paused without a checkpoint: resumed, it starts over", number)
             running = trial.snapshot()
             try:
@@ -983,6 +987,10 @@ class Tuner:
                 continue
             record = trials.get(number)
             if record is not None and record.state is TrialState.PAUSED:
+                continue
+            if record is not None and record.state is TrialState.RUNNING:
+                # Resumed by another tuner sharing the study: its checkpoint is that tuner's to keep or drop.
+                self._ckpt.pop(number, None)
                 continue
             if number not in self._ckpt:
                 continue  # an overlapping release (another trial's end) dropped it while this one awaited

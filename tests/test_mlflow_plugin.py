@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 import anyio
+import numpy as np
 import pytest
 from common import installed_plugin
 
@@ -426,3 +427,37 @@ async def test_a_tracking_server_that_does_not_answer_holds_the_end_only_until_d
     ended = [r for r in caplog.records if r.name == "hpt_async" and "mlflow.hpt_study_ended" in r.getMessage()]
     assert len(ended) == 1 and ended[0].exc_info is not None
     assert "did not finish within 1.0 s" in str(ended[0].exc_info[1])
+
+
+async def curve_with_checkpoints(trial: hpt.Trial) -> float:
+    """Nine epochs, checkpointed before each report, so that promotion mode can pause and resume it."""
+    first = 1
+    if trial.should_restore:
+        first = int((await trial.restore())["epoch"]) + 1
+    value = math.inf
+    for epoch in range(first, 10):
+        value = trial.params["x"] + 1.0 / epoch
+        await trial.checkpoint({"epoch": np.array(epoch)})
+        await trial.report(value, step=epoch)
+    return value
+
+
+@pytest.mark.anyio
+async def test_a_paused_and_resumed_trial_keeps_one_run(store: str) -> None:
+    mod = plugin()
+    logger = mod.MlflowLogger(store, "promotion")
+    pruner = hpt.ASHAPruner(min_resource=1, eta=3, max_resource=9, mode="promotion")
+    tuner = hpt.Tuner(curve_with_checkpoints, SPACE, pruner=pruner, loggers=[logger], max_trials=10, seed=0)
+    result = await run(tuner)
+    assert result.plugin_errors == {}
+    _, trials = runs_of(store, "promotion")
+    assert sorted(trials) == [t.number for t in result.trials]  # one run per trial, resumed or not
+    c = client(store)
+    resumed = [t for t in result.trials if t.state is hpt.TrialState.COMPLETE and len(t.reports) == 9]
+    assert any(t.state is hpt.TrialState.PAUSED for t in result.trials) and resumed
+    for t in result.trials:
+        r = trials[t.number]
+        assert r.data.tags["hpt.state"] == t.state.value
+        assert r.info.status == ("FINISHED" if t.state is hpt.TrialState.COMPLETE else "KILLED")
+        steps = [m.step for m in c.get_metric_history(r.info.run_id, "intermediate_value")]
+        assert sorted(steps) == sorted(t.reports)  # the reports after a resume went to the same run

@@ -134,7 +134,7 @@ async def test_among_equals_the_better_value_is_promoted_first() -> None:
 
 
 async def test_a_non_finite_value_at_a_rung_stops_the_trial() -> None:
-    seq = Sequence(ASHAPruner(min_resource=1, eta=3, mode="promotion"))
+    seq = Sequence(ASHAPruner(min_resource=1, eta=3, max_resource=9, mode="promotion"))
     await seq.pruner.start(seq.view)
     assert await seq.report(0, 1, math.nan) is Decision.STOP
 
@@ -144,10 +144,13 @@ def test_mode_is_checked_and_shown() -> None:
         ASHAPruner(mode="pause")
     with pytest.raises(TypeError, match="did you mean 'mode'"):
         ASHAPruner(mod="promotion")
-    assert "mode='promotion'" in repr(ASHAPruner(mode="promotion"))
+    assert "mode='promotion'" in repr(ASHAPruner(max_resource=9, mode="promotion"))
     assert "mode" not in repr(ASHAPruner())
-    assert HyperbandPruner(mode="promotion").promotes
+    assert HyperbandPruner(max_resource=9, mode="promotion").promotes
     assert not HyperbandPruner().promotes
+    for pruner in (ASHAPruner, HyperbandPruner):  # a trial at its last step must not wait there
+        with pytest.raises(ValueError, match="promotion mode needs max_resource"):
+            pruner(mode="promotion")
 
 
 # -- whole runs ---------------------------------------------------------------------------
@@ -479,3 +482,66 @@ async def test_promotion_decisions_replay_identically_in_arrival_order() -> None
     fresh = ASHAPruner(min_resource=1, eta=3, max_resource=EPOCHS, mode="promotion")
     replayed = await replay(fresh, log.events, "minimize")
     assert [r.decision for r in replayed] == [r.decision for r in recorded]
+
+
+async def test_closing_with_a_resumed_trial_open_pauses_it_again_with_its_checkpoint() -> None:
+    storage = hpt.MemoryStorage()
+    pruner = ASHAPruner(min_resource=1, eta=3, max_resource=9, mode="promotion")
+    t = hpt.Tuner(Curves(), {"q": hpt.Float(0.0, 1.0)}, pruner=pruner, storage=storage, study="c", loggers=[], seed=1)
+    for q in (0.5, 0.6, 0.7):
+        t.enqueue({"q": q})
+    for _ in range(3):
+        trial = await t.ask()
+        await trial.checkpoint({"epoch": 1})
+        with pytest.raises(hpt.TrialPaused):
+            await trial.report(trial.params["q"], step=1)
+        await t.tell(trial, state="paused")
+    trial = await t.ask()
+    assert trial.number == 0 and trial.should_restore
+    result = await t.close()  # trial 0 is still open: it waits again rather than being cancelled
+    assert [r.state for r in result.trials] == [TrialState.PAUSED] * 3
+    assert await storage.checkpoint("c", 0) is not None
+
+
+async def test_tell_paused_needs_a_pruner_in_promotion_mode() -> None:
+    for pruner in (None, ASHAPruner(max_resource=9)):
+        t = hpt.Tuner(lambda trial: 0.0, {"q": hpt.Float(0.0, 1.0)}, pruner=pruner, loggers=[], seed=1)
+        trial = await t.ask()
+        with pytest.raises(ValueError, match="promotion mode"):
+            await t.tell(trial, state="paused")
+        await t.close()
+
+
+async def test_tuners_sharing_a_study_keep_the_checkpoints_of_each_others_paused_and_resumed_trials() -> None:
+    storage = hpt.MemoryStorage()
+    missing_on_restore: list[int] = []
+
+    async def objective(trial: hpt.Trial) -> float:
+        first = 1
+        if trial.should_restore:
+            state = await trial.restore()
+            if state is None:  # the checkpoint was dropped by the other tuner
+                missing_on_restore.append(trial.number)
+                state = {"epoch": max(trial.reports)}
+            first = int(state["epoch"]) + 1
+        value = math.inf
+        for epoch in range(first, EPOCHS + 1):
+            await anyio.sleep(0.02)
+            value = trial.params["q"] + 1 / epoch
+            await trial.checkpoint({"epoch": epoch})
+            await trial.report(value, step=epoch)
+        return value
+
+    def make(seed: int) -> hpt.Tuner:
+        pruner = ASHAPruner(max_resource=EPOCHS, mode="promotion")
+        return hpt.Tuner(objective, {"q": hpt.Float(0.0, 1.0)}, pruner=pruner, storage=storage, study="x",
+                         concurrency=2, max_trials=30, loggers=[], seed=seed)  # fmt: skip
+
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(make(0).run)
+            tg.start_soon(make(1).run)
+    records = await storage.load("x")
+    assert missing_on_restore == []
+    paused = [r.number for r in records if r.state is TrialState.PAUSED]
+    assert paused and all([await storage.checkpoint("x", n) is not None for n in paused])

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import numpy as np
 import pytest
 from common import cli
 
@@ -77,17 +78,31 @@ def test_studies_lists_names_directions_and_counts(db: str, capsys: Any) -> None
 def test_studies_counts_paused_trials(tmp_path: Path, capsys: Any) -> None:
     url = f"sqlite:///{tmp_path / 'paused.db'}"
 
+    async def curve(trial: hpt.Trial) -> float:
+        start = 1
+        if trial.should_restore:
+            start = int((await trial.restore())["epoch"]) + 1
+        loss = 1.0
+        for epoch in range(start, 10):
+            loss = trial.params["lr"] / epoch
+            await trial.checkpoint({"epoch": np.array(epoch)})
+            await trial.report(loss, step=epoch)
+        return loss
+
     async def fill() -> None:
-        tuner = hpt.Tuner(lambda t: 0.0, SPACE, storage=url, study="halving", loggers=[], seed=0)
-        for state in ("paused", "paused", "complete"):
-            trial = await tuner.ask()
-            await tuner.tell(trial, 1.0, state=state)
-        await tuner.close()
+        pruner = hpt.ASHAPruner(min_resource=1, eta=3, max_resource=9, mode="promotion")
+        await hpt.Tuner(curve, SPACE, storage=url, study="halving", pruner=pruner, max_trials=8, loggers=[],
+                        seed=0).run()  # fmt: skip
 
     anyio.run(fill, backend="asyncio")
+    study = load_study(url, "halving")
+    paused = sum(t.state == "paused" for t in study.trials)
+    complete = sum(t.state == "complete" for t in study.trials)
+    assert paused > 0  # trials left waiting at a rung when the budget ran out
     code, out, err = cli(capsys, "studies", "--storage", url)
     assert code == 0 and err == ""
-    assert out.splitlines()[1].split()[:8] == ["halving", "minimize", "3", "1", "0", "2", "0", "0"]
+    row = out.splitlines()[1].split()
+    assert row[:8] == ["halving", "minimize", str(len(study.trials)), str(complete), "0", str(paused), "0", "0"]
 
 
 def test_the_storage_comes_from_the_environment_or_the_default(db: str, capsys: Any, monkeypatch: Any) -> None:

@@ -135,6 +135,11 @@ class RungPruner(Pruner):
             raise ValueError(
                 f"pruner {self.name!r}: max_resource ({max_resource!r}) is below min_resource ({min_resource!r})"
             )
+        if self.promotes and self.max_resource is None:
+            raise ValueError(
+                f"pruner {self.name!r}: promotion mode needs max_resource (the step at which a trial has had its "
+                "full budget); without it the first trials to reach their last step would wait there, paused"
+            )
         self._inferred: float | None = None
         self._started = False
 

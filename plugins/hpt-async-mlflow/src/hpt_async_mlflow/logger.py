@@ -51,8 +51,9 @@ STATUS: Mapping[TrialState, str] = {
     TrialState.FAILED: "FAILED",
     TrialState.CANCELLED: "KILLED",
     TrialState.LOST: "FAILED",
+    TrialState.PAUSED: "KILLED",
 }
-"""The MLflow run status of a trial that ended in each state."""
+"""The MLflow run status of a trial that ended in each state (PAUSED: still paused when the study ended)."""
 
 # MLflow's limits (mlflow.utils.validation), repeated so that nothing here imports mlflow.
 _MAX_PARAM_VALUE = 6000
@@ -111,6 +112,7 @@ class _Study:
     run_id: str | None = None  # the parent run
     trials: dict[int, str] = field(default_factory=dict)  # trial number -> run id, while open
     dead: set[int] = field(default_factory=set)  # trials whose run could not be created
+    paused: set[int] = field(default_factory=set)  # trials waiting at a rung: their run stays open for a resume
     errors: int = 0
     first_error: str | None = None
     dropped: int = 0  # operations that could not be written
@@ -157,7 +159,10 @@ class MlflowLogger:
     COMPLETE and PRUNED trials), the tags ``hpt.study``, ``hpt.trial``,
     ``hpt.state`` and, for a failed trial, ``hpt.error``, and the status of
     :data:`STATUS`: FINISHED for COMPLETE, KILLED for PRUNED and CANCELLED,
-    FAILED for FAILED.  Start and end times are the trial's own.
+    FAILED for FAILED.  A PAUSED trial's run stays open (tag
+    ``hpt.state=paused``) so that a resumed trial logs to the same run; one
+    still paused when the study ends is closed KILLED.  Start and end times
+    are the trial's own.
 
     Writing happens in one worker thread, in batches (see the module
     docstring).  When the study ends, its hook waits for everything queued
@@ -461,19 +466,26 @@ class _Worker:
         run_pending(run_id, study).params.extend((_key(k), _text(v, _MAX_PARAM_VALUE)) for k, v in params.items())
 
     def _end_trial(self, study: _Study, record: hpt.TrialRecord, run_pending: Any, terminate: list) -> None:
-        run_id = study.trials.pop(record.number, None)
+        # A PAUSED trial may be resumed (promotion mode): its run stays open and takes its later reports.
+        paused = record.state is TrialState.PAUSED
+        take = study.trials.get if paused else study.trials.pop
+        run_id = take(record.number, None)
         if run_id is None:
             if record.number not in study.dead:
                 # Never announced as created (a trial ended by its creation's interruption): make its run now.
                 self._create_trial(study, record.number, record.params, record.started, run_pending)
-                run_id = study.trials.pop(record.number, None)
+                run_id = take(record.number, None)
             if run_id is None:
                 study.dropped += 1
                 return
         p = run_pending(run_id, study)
+        p.tags.append(("hpt.state", record.state.value))
+        if paused:
+            study.paused.add(record.number)
+            return
+        study.paused.discard(record.number)
         end_ms = _ms(record.ended)
         when = end_ms if end_ms is not None else _ms(record.started) or 0
-        p.tags.append(("hpt.state", record.state.value))
         if record.error is not None:
             p.tags.append(("hpt.error", _text(record.error, _MAX_TAG_VALUE)))
         if record.retry_of is not None:
@@ -491,11 +503,13 @@ class _Worker:
             return
         end_ms = _ms(when)
         for number, run_id in sorted(study.trials.items()):
-            # Running when the study closed without announcing their end: they were cancelled.
+            # Still paused at the end, or running when the study closed without announcing their end (cancelled).
+            state = TrialState.PAUSED if number in study.paused else TrialState.CANCELLED
             p = run_pending(run_id, study)
-            p.tags.append(("hpt.state", TrialState.CANCELLED.value))
-            terminate.append((run_id, STATUS[TrialState.CANCELLED], end_ms))
+            p.tags.append(("hpt.state", state.value))
+            terminate.append((run_id, STATUS[state], end_ms))
             del study.trials[number]
+        study.paused.clear()
         p = run_pending(study.run_id, study)
         p.tags.append(("hpt.reason", str(result.reason)))
         counts: dict[str, int] = {}
