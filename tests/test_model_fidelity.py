@@ -99,6 +99,27 @@ async def test_running_trials_that_reached_the_step_are_observations_not_pending
 
 
 @pytest.mark.anyio
+async def test_a_resumed_trial_counts_once_at_each_step() -> None:
+    # Four trials pruned at step 3 and one PAUSED there (promotion mode): five reached step 3, one short of six.
+    records = pruned_at_three(n_pruned=5, n_complete=0)
+    paused = records[4]
+    records[4] = hpt.TrialRecord(4, STATES.PAUSED, paused.params, paused.value, paused.reports)
+    study = view(records)
+    strategy = hpt.TPEStrategy()
+    await strategy.start(study)
+    # The paused trial is resumed: running again with the same reports, it must not count twice.
+    study._put(hpt.TrialRecord(4, STATES.RUNNING, paused.params, None, dict(paused.reports)))
+    data = strategy._model_data(study, 5)
+    assert data.step is None  # five distinct trials at every step: one short of six
+    study._put(hpt.TrialRecord(5, STATES.RUNNING, {"x": 0.3, "y": 0.3}, None, curve(0.3, range(1, 4))))
+    data = strategy._model_data(study, 6)
+    assert data.step == 3  # now six distinct trials reached step 3
+    observed = by_number(study, strategy, 6)
+    assert sorted(observed) == [0, 1, 2, 3, 4, 5]  # trial 4 once
+    assert [r.number for r in data.pending] == []
+
+
+@pytest.mark.anyio
 async def test_enough_completed_trials_give_the_full_budget_values() -> None:
     records = pruned_at_three(n_pruned=12, n_complete=6)
     study = view(records)

@@ -146,7 +146,9 @@ class ModelStrategy(Strategy):
             return None
         counts = Counter(self._step_counts)
         for r in running:
-            counts.update(s for s, v in r.reports.items() if math.isfinite(v))
+            # A resumed (once PAUSED) trial's earlier reports are counted already.
+            known = self._reported[r.number][1] if r.number in self._reported else {}
+            counts.update(s for s, v in r.reports.items() if math.isfinite(v) and s not in known)
         reached = [s for s, c in counts.items() if c >= need]
         return max(reached) if reached else None
 
@@ -171,6 +173,8 @@ class ModelStrategy(Strategy):
         ]
         pending = []
         for r in running:
+            if r.number in self._reported and step in self._reported[r.number][1]:
+                continue  # resumed after a pause: its value at this step is a point already
             v = r.reports.get(step)
             if v is not None and math.isfinite(v):
                 points.append((r.number, enc.unit(r.params), v))
