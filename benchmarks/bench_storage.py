@@ -37,36 +37,14 @@ import anyio
 
 import hpt_async as hpt
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# The same space and objectives as the per-trial overhead benchmark: they return at once.
+from bench_overhead import SPACE, hpt_objective, optuna_objective
+
 GOAL = 30.0
 GROWTH_GOAL = 1.25
 WINDOW = 1_000
-
-SPACE = hpt.Space(
-    {
-        "lr": hpt.Float(1e-5, 1e-1, log=True),
-        "layers": hpt.Int(1, 8),
-        "optimizer": hpt.Choice(["adam", "sgd", "rmsprop"]),
-    }
-)
-_PENALTY = {"adam": 0.0, "sgd": 0.5, "rmsprop": 0.25}
-
-
-def _score(lr: float, layers: int, optimizer: str) -> float:
-    return (math.log10(lr) + 3.0) ** 2 + 0.1 * layers + _PENALTY[optimizer]
-
-
-async def hpt_objective(trial: hpt.Trial) -> float:
-    """Returns at once: the time per trial is the library's and the storage's."""
-    p = trial.params
-    return _score(p["lr"], p["layers"], p["optimizer"])
-
-
-def optuna_objective(trial: Any) -> float:
-    """The same objective through Optuna's define-by-run API."""
-    lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
-    layers = trial.suggest_int("layers", 1, 8)
-    optimizer = trial.suggest_categorical("optimizer", ["adam", "sgd", "rmsprop"])
-    return _score(lr, layers, optimizer)
 
 
 def _url(path: Path) -> str:

@@ -37,6 +37,27 @@ MIXED = {
 SQUARE = {"x": hpt.Float(0.0, 1.0), "y": hpt.Float(0.0, 1.0)}
 
 
+def mixed_loss(params: Mapping[str, Any]) -> float:
+    """A loss over MIXED that every kind of domain and both conditions shape; smallest near lr 1e-3, 3 layers."""
+    loss = (math.log10(params["lr"]) + 3) ** 2 + abs(params["layers"] - 3) + (params["dropout"] - 0.2) ** 2
+    loss += abs(math.log2(params["batch"]) - 6) / 3
+    loss += 0.0 if params["optimizer"] == ("sgd", "nesterov") else 1.0
+    if "units" in params:
+        loss += abs(params["units"] - 128) / 128
+    return loss
+
+
+async def tune(
+    objective: Any, space: Any, strategy: Any, *, seed: int = 0, max_trials: int | None = 20, **options: Any
+) -> hpt.StudyResult:
+    """One silent run, guarded against hangs; ``options`` go to the Tuner (concurrency, storage, study...)."""
+    import anyio
+
+    tuner = hpt.Tuner(objective, space, strategy=strategy, seed=seed, max_trials=max_trials, loggers=[], **options)
+    with anyio.fail_after(60):
+        return await tuner.run()
+
+
 def branin(params: Mapping[str, Any]) -> float:
     """Branin on the unit square (rescaled to its usual box); minimum about 0.398."""
     x1, x2 = 15 * params["x"] - 5, 15 * params["y"]

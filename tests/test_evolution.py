@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
+from common import tune
 
 import hpt_async as hpt
 from hpt_async.space import Space, as_space
@@ -184,19 +185,10 @@ async def run(
         units = [p[f"units_{i}"] for i in range(1, p["n_layers"] + 1)]
         return abs(sum(units) - 150) / 100 + abs(p["lr"] - 0.01) + p["dropout"]
 
-    tuner = hpt.Tuner(
-        objective or loss,
-        ARCH,
-        strategy=strategy,
-        seed=seed,
-        max_trials=max_trials,
-        concurrency=concurrency,
-        storage=storage,
-        study=study,
-        loggers=[],
-    )
-    with anyio.fail_after(30):
-        return await tuner.run()
+    return await tune(
+        objective or loss, ARCH, strategy, seed=seed, max_trials=max_trials, concurrency=concurrency,
+        storage=storage, study=study,
+    )  # fmt: skip
 
 
 def configs(result: hpt.StudyResult) -> list[dict[str, Any]]:

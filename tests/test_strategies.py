@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import numpy as np
 import pytest
+from common import tune
 from scipy.stats import qmc
 
 import hpt_async as hpt
@@ -50,19 +51,10 @@ async def run(
     study: str | None = None,
 ) -> hpt.StudyResult:
     """One silent tuning run, guarded against hangs."""
-    tuner = hpt.Tuner(
-        objective,
-        space,
-        strategy=strategy,
-        seed=seed,
-        concurrency=concurrency,
-        max_trials=max_trials,
-        storage=storage,
+    return await tune(
+        objective, space, strategy, seed=seed, max_trials=max_trials, concurrency=concurrency, storage=storage,
         study=study,
-        loggers=[],
-    )
-    with anyio.fail_after(30):
-        return await tuner.run()
+    )  # fmt: skip
 
 
 def by_number(result: hpt.StudyResult) -> dict[int, dict[str, Any]]:

@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import math
 import threading
-from collections.abc import Mapping
 from typing import Any
 
 import anyio
 import numpy as np
 import pytest
-from common import MIXED, SQUARE, branin
+from common import MIXED, SQUARE, branin, mixed_loss, tune
 
 import hpt_async as hpt
 from hpt_async.strategies._encoding import Encoder
 from hpt_async.strategies.tpe import ParzenEstimator, TPEStrategy
-
-
-async def tune(
-    objective: Any,
-    space: Mapping[str, Any],
-    strategy: Any,
-    *,
-    seed: int = 0,
-    max_trials: int = 20,
-    concurrency: int = 1,
-) -> hpt.StudyResult:
-    """One silent run, guarded against hangs."""
-    tuner = hpt.Tuner(
-        objective, space, strategy=strategy, seed=seed, max_trials=max_trials, concurrency=concurrency, loggers=[]
-    )
-    with anyio.fail_after(60):
-        return await tuner.run()
-
 
 # -- the Parzen estimator ---------------------------------------------------------------
 
@@ -121,17 +101,8 @@ async def test_tpe_beats_random_on_a_smooth_function() -> None:
 
 @pytest.mark.anyio
 async def test_every_domain_kind_and_conditions_work_end_to_end() -> None:
-    def objective(trial: hpt.Trial) -> float:
-        p = trial.params
-        loss = (math.log10(p["lr"]) + 3) ** 2 + abs(p["layers"] - 3) + (p["dropout"] - 0.2) ** 2
-        loss += abs(math.log2(p["batch"]) - 6) / 3
-        loss += 0.0 if p["optimizer"] == ("sgd", "nesterov") else 1.0
-        if "units" in p:
-            loss += abs(p["units"] - 128) / 128
-        return loss
-
     space = hpt.Space(MIXED)
-    result = await tune(objective, MIXED, "tpe", seed=4, max_trials=60)
+    result = await tune(lambda trial: mixed_loss(trial.params), MIXED, "tpe", seed=4, max_trials=60)
     assert result.count(hpt.TrialState.COMPLETE) == 60
     for t in result.trials:
         params = dict(t.params)
