@@ -36,6 +36,7 @@ __all__ = [
     "HookRelay",
     "Registry",
     "get_registry",
+    "implemented_hooks",
     "register_plugin",
 ]
 
@@ -250,12 +251,30 @@ def _check_impls(pm: pluggy.PluginManager, plugin: object) -> None:
                 )
     known = {name for name in dir(hookspecs) if name.startswith("hpt_")}
     for attr in dir(plugin):
-        if attr.startswith("hpt_") and attr not in known:
-            function = getattr(plugin, attr, None)
-            if callable(function) and pm.parse_hookimpl_opts(plugin, attr) is not None:
-                raise pluggy.PluginValidationError(
-                    plugin, f"{attr!r} is marked as a hook but no hook has that name; hooks are {sorted(known)}"
-                )
+        if not attr.startswith("hpt_"):
+            continue
+        function = getattr(plugin, attr, None)
+        if not callable(function):
+            continue
+        marked = pm.parse_hookimpl_opts(plugin, attr) is not None
+        if attr not in known and marked:
+            raise pluggy.PluginValidationError(
+                plugin, f"{attr!r} is marked as a hook but no hook has that name; hooks are {sorted(known)}"
+            )
+        if attr in known and not marked:
+            raise pluggy.PluginValidationError(
+                plugin, f"{attr!r} is not marked with @hpt_async.hookimpl, so it would never be called"
+            )
+
+
+def implemented_hooks(plugin: object) -> list[str]:
+    """The lifecycle hooks that ``plugin`` implements (methods marked ``@hookimpl`` with a hook's name)."""
+    pm = _new_manager()
+    return [
+        name
+        for name in LIFECYCLE_HOOKS
+        if callable(getattr(plugin, name, None)) and pm.parse_hookimpl_opts(plugin, name) is not None
+    ]
 
 
 Fire = Callable[[Any, Any, "list[int] | None"], "Awaitable[None] | None"]

@@ -33,7 +33,7 @@ from .events import StudyEnded, StudyStarted, TrialCreated, TrialEnded, TrialRep
 from .exceptions import StrategyExhausted, StudyError, StudyFailed, TrialCancelled, TrialPaused, TrialPruned
 from .executors.base import Executor
 from .executors.inloop import is_async_callable
-from .plugins import HookRelay, Registry, get_registry
+from .plugins import HookRelay, Registry, get_registry, implemented_hooks
 from .pruners.base import Decision, Exploit, Pruner
 from .result import StopReason, StudyResult
 from .space import Space, as_space
@@ -209,6 +209,14 @@ class Tuner:
         # The tuner's own components hear events first, then plugins and loggers in the order given.
         components = [self.strategy, self.pruner, self.storage, self.executor, *self.plugins, *self.loggers]
         self._relay = HookRelay(components)
+        # After the relay, which names a misspelt or wrongly marked hook more precisely.
+        for kind, objects in (("logger", self.loggers), ("plugin", self.plugins)):
+            for obj in objects:
+                if not implemented_hooks(obj):
+                    raise TypeError(
+                        f"{kind} {obj!r} implements no lifecycle hook: give a registered {kind} name or an "
+                        "object with methods marked @hpt_async.hookimpl (hpt_trial_ended, ...)"
+                    )
         self._reset_run_state()
 
     # -- public API --------------------------------------------------------

@@ -502,14 +502,26 @@ class Wrapper:
         yield
 
 
+class Unmarked:
+    def hpt_trial_ended(self, event: Any) -> None:  # a hook's name, but no @hpt.hookimpl
+        raise AssertionError("never called")
+
+
 @pytest.mark.parametrize(
     ("plugin", "words"),
-    [(Misspelt(), "hpt_trial_finished"), (Wrapper(), "wrapper")],
+    [(Misspelt(), "hpt_trial_finished"), (Wrapper(), "wrapper"), (Unmarked(), "not marked")],
 )
 def test_a_hook_that_would_never_run_is_rejected_when_the_tuner_is_built(plugin: object, words: str) -> None:
     with pytest.raises(hpt.PluginError) as info:
         hpt.Tuner(lambda t: 0.0, {"x": hpt.Float(0, 1)}, plugins=[plugin], loggers=[])
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize("where", ["loggers", "plugins"])
+@pytest.mark.parametrize("obj", [{"name": "csv"}, object(), 3])
+def test_a_logger_or_plugin_that_listens_to_nothing_is_rejected(where: str, obj: object) -> None:
+    with pytest.raises(TypeError, match="implements no lifecycle hook"):
+        hpt.Tuner(lambda t: 0.0, {"x": hpt.Float(0, 1)}, **{"loggers": [], where: [obj]})
 
 
 def test_hooks_run_in_the_order_the_objects_were_given() -> None:
