@@ -545,3 +545,34 @@ async def test_tuners_sharing_a_study_keep_the_checkpoints_of_each_others_paused
     assert missing_on_restore == []
     paused = [r.number for r in records if r.state is TrialState.PAUSED]
     assert paused and all([await storage.checkpoint("x", n) is not None for n in paused])
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_a_trial_resumed_to_start_over_keeps_only_its_new_reports(kind: str, tmp_path: Any) -> None:
+    storage = hpt.MemoryStorage() if kind == "memory" else hpt.SQLiteStorage(f"sqlite:///{tmp_path / 'o.db'}")
+    session = await storage.open("o", direction="minimize", space=hpt.Space(SPACE))
+    try:
+        number = await session.reserve()
+        params = MappingProxyType({"q": 0.25})
+        await session.trial_created(TrialRecord(number, TrialState.RUNNING, params, started=1.0))
+        old = {1: 0.75, 2: 0.5, 3: 0.25}
+        for step, value in old.items():
+            await session.trial_reported(number, step, value)
+        paused = TrialRecord(
+            number, TrialState.PAUSED, params, value=0.25, reports=MappingProxyType(old), started=1.0, ended=2.0
+        )
+        await session.trial_ended(paused)
+        # Resumed without a checkpoint: it starts over, with no reports, and fails at its first step.
+        assert await session.trial_resumed(TrialRecord(number, TrialState.RUNNING, params, started=1.0))
+        [stored] = await storage.load("o")
+        assert dict(stored.reports) == {}
+        await session.trial_reported(number, 1, 0.9)
+        failed = TrialRecord(
+            number, TrialState.FAILED, params, reports=MappingProxyType({1: 0.9}), started=1.0, ended=3.0
+        )
+        await session.trial_ended(failed)
+        [stored] = await storage.load("o")
+        assert stored.state is TrialState.FAILED
+        assert dict(stored.reports) == {1: 0.9}
+    finally:
+        await session.close()

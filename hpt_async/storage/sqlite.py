@@ -623,15 +623,25 @@ class _SQLiteSession(StudySession):
         self._reported.pop(number, None)
 
     async def trial_resumed(self, record: TrialRecord) -> bool:
-        number, sid = record.number, self._sid
-        # Only a PAUSED row is taken: two sessions resuming one trial, one wins.
-        rows = await self._conn.fetch(
-            f"UPDATE trials SET state = 'running', value = NULL, ended = NULL, session = ?, writer = ?,"
-            f" seq = {_NEXT_SEQ} WHERE study_id = ? AND number = ? AND state = 'paused' RETURNING number",
-            (sid, sid, self._study_id, self._study_id, number),
-            f"resume trial {number}",
-        )
-        if not rows:
+        number, sid, study_id = record.number, self._sid, self._study_id
+        # A trial that starts over (no checkpoint) drops the reports past those it keeps.
+        last = max(record.reports, default=-1)
+
+        async def body(db: aiosqlite.Connection) -> bool:
+            # Only a PAUSED row is taken: two sessions resuming one trial, one wins.
+            rows = await db.execute_fetchall(
+                f"UPDATE trials SET state = 'running', value = NULL, ended = NULL, session = ?, writer = ?,"
+                f" seq = {_NEXT_SEQ} WHERE study_id = ? AND number = ? AND state = 'paused' RETURNING number",
+                (sid, sid, study_id, study_id, number),
+            )
+            if not rows:
+                return False
+            await db.execute(
+                "DELETE FROM reports WHERE study_id = ? AND number = ? AND step > ?", (study_id, number, last)
+            )
+            return True
+
+        if not await self._conn.transaction(body, f"resume trial {number}"):
             return False
         self._reported[number] = len(record.reports)
         return True
