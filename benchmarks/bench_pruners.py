@@ -58,6 +58,7 @@ are real.
     /work/venv/bin/python benchmarks/bench_pruners.py --part quality --variants   # + min_resource=3 rows
     /work/venv/bin/python benchmarks/bench_pruners.py --part quality --midpoint-rank  # a rung-rule variant
     /work/venv/bin/python benchmarks/bench_pruners.py --part quality --promotion  # + tpe/bayes + hyperband (promotion)
+    /work/venv/bin/python benchmarks/bench_pruners.py --part quality --highest-level  # + bayes, one level at a time
 
 ``--curve-cache PATH`` keeps the learning curves in a file, so that shards
 and later runs read the epochs already trained instead of training them
@@ -72,6 +73,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import math  # noqa: E402
 import pickle  # noqa: E402
 import platform  # noqa: E402
@@ -384,10 +386,14 @@ TARGET = "hpt random, full budget"
 
 
 def quality_methods(
-    strategies: dict[str, Callable[[], hpt.Strategy]], variants: bool = False, promotion: bool = False
+    strategies: dict[str, Callable[[], hpt.Strategy]],
+    variants: bool = False,
+    promotion: bool = False,
+    highest_level: bool = False,
 ) -> dict[str, Method]:
     """Every method of part ``quality``, by the name printed (``variants`` adds the sensitivity rows,
-    ``promotion`` the model-based strategies with ``hyperband`` in promotion mode)."""
+    ``promotion`` the model-based strategies with ``hyperband`` in promotion mode, ``highest_level``
+    ``bayes`` with ``hyperband`` learning from the highest level with enough results only)."""
 
     def hpt_method(strategy: Callable[[], Any], pruner: Callable[[], Any] | None) -> Method:
         async def method(seed: int, curves: Curves, budget: int) -> Meter:
@@ -426,6 +432,11 @@ def quality_methods(
         methods[f"hpt {name} + hyperband"] = hpt_method(factory, hyperband)
         if promotion:
             methods[f"hpt {name} + hyperband (promotion)"] = hpt_method(factory, hyperband_promotion)
+        if highest_level and name == "bayes":
+            methods["hpt bayes + hyperband (highest level)"] = hpt_method(
+                functools.partial(factory, fidelity_model="highest"),
+                hyperband,
+            )
     methods["optuna random, full budget"] = optuna_method(lambda s: optuna.samplers.RandomSampler(seed=s), None)
     methods["optuna random + SHA"] = optuna_method(
         lambda s: optuna.samplers.RandomSampler(seed=s),
@@ -453,11 +464,16 @@ def fmt(x: float | None, spec: str = ".4f") -> str:
 
 
 async def part_quality(
-    seeds: list[int], budget: int, variants: bool, only: list[str] | None = None, promotion: bool = False
+    seeds: list[int],
+    budget: int,
+    variants: bool,
+    only: list[str] | None = None,
+    promotion: bool = False,
+    highest_level: bool = False,
 ) -> None:
     """Items 1 and 2 (``only``: keep the methods whose name contains one of these, and the target)."""
     strategies = model_based()
-    methods = quality_methods(strategies, variants, promotion)
+    methods = quality_methods(strategies, variants, promotion, highest_level)
     if only:
         methods = {k: m for k, m in methods.items() if k == TARGET or any(o in k for o in only)}
     finals: dict[str, list[float]] = {m: [] for m in methods}
@@ -802,6 +818,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="add the model-based strategies with hyperband in promotion mode to part quality",
     )
     parser.add_argument(
+        "--highest-level",
+        action="store_true",
+        help="add bayes + hyperband modelling only the highest level with enough results (the earlier rule)",
+    )
+    parser.add_argument(
         "--methods",
         nargs="+",
         metavar="TEXT",
@@ -837,7 +858,7 @@ def main(argv: list[str] | None = None) -> None:
 
     async def run() -> None:
         if args.part in ("quality", "all"):
-            await part_quality(args.seeds, budget, args.variants, args.methods, args.promotion)
+            await part_quality(args.seeds, budget, args.variants, args.methods, args.promotion, args.highest_level)
         if args.part in ("concurrency", "all"):
             await part_concurrency(args.seeds, budget, args.workers)
 

@@ -74,6 +74,27 @@ def test_log_ei_gradient_matches_finite_differences() -> None:
         np.testing.assert_allclose(grad[:, j], fd, rtol=1e-4, atol=1e-4 * np.abs(grad).max())
 
 
+def test_the_full_resource_view_holds_the_level_at_one_and_drops_its_gradient() -> None:
+    from hpt_async.strategies.bayes import _AtFullResource
+
+    rng = np.random.default_rng(4)
+    x = np.hstack([rng.random((24, 2)), rng.choice([0.3, 0.6, 1.0], size=(24, 1))])  # features, then level
+    y = rng.normal(size=24)
+    gp = _gp.GP(x, y, np.array([-1.0, -0.7, -0.2, 0.0, -6.0]))
+    view = _AtFullResource(gp)
+    z = rng.random((5, 2))
+    at_one = np.hstack([z, np.ones((5, 1))])
+    best = float(y.min())
+    np.testing.assert_allclose(view.log_ei(z, best), gp.log_ei(at_one, best))
+    np.testing.assert_allclose(view.predict(z)[0], gp.predict(at_one)[0])
+    assert not np.allclose(view.predict(z)[0], gp.predict(np.hstack([z, np.full((5, 1), 0.3)]))[0])
+    value, grad = view.log_ei_grad(z, best)
+    assert grad.shape == (5, 2)
+    full_value, full_grad = gp.log_ei_grad(at_one, best)
+    np.testing.assert_allclose(value, full_value)
+    np.testing.assert_allclose(grad, full_grad[:, :2])
+
+
 def test_incremental_update_equals_a_fresh_factorisation() -> None:
     rng = np.random.default_rng(9)
     x = rng.random((30, 3))

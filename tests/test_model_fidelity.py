@@ -223,6 +223,16 @@ async def hyperband_run(strategy: str, seed: int, concurrency: int = 1) -> tuple
         return data
 
     spy._model_data = recording  # type: ignore[method-assign]
+    if strategy == "bayes":
+        joint = spy._joint_data
+
+        def recording_joint(study: hpt.StudyView, number: int) -> Any:
+            data = joint(study, number)
+            if len(data.levels) and data.levels.min() < 1.0:
+                steps.append(min(round(np.expm1(lv * np.log1p(data.full))) for lv in data.levels))
+            return data
+
+        spy._joint_data = recording_joint  # type: ignore[method-assign]
 
     async def objective(trial: hpt.Trial) -> float:
         x, y = trial.params["x"], trial.params["y"]
@@ -260,7 +270,108 @@ async def test_a_tuner_with_hyperband_learns_from_rungs_end_to_end(name: str) ->
 
 
 @pytest.mark.anyio
-async def test_concurrent_hyperband_run_completes() -> None:
-    result, steps = await hyperband_run("tpe", seed=5, concurrency=4)
+@pytest.mark.parametrize("name", ["tpe", "bayes"])
+async def test_concurrent_hyperband_run_completes(name: str) -> None:
+    result, steps = await hyperband_run(name, seed=5, concurrency=4)
     assert result.count(STATES.PRUNED) + result.count(STATES.COMPLETE) == 40
     assert any(s is not None for s in steps)
+
+
+# -- the joint model of ``bayes``: every level at once ----------------------------------------------------
+
+
+def joint_rows(study: hpt.StudyView, strategy: ModelStrategy, number: int) -> list[tuple[int, float, float]]:
+    """The joint data as sorted (trial number, level, loss) rows, matched on the encoded configurations."""
+    data = strategy._joint_data(study, number)
+    assert strategy._enc is not None
+    units = {r.number: strategy._enc.unit(r.params) for r in study.trials.values() if r.params}
+    rows = []
+    for u, level, loss in zip(data.u_obs, data.levels, data.losses, strict=True):
+        matches = [n for n, v in units.items() if np.allclose(v, u)]
+        assert len(matches) == 1
+        rows.append((matches[0], round(float(level), 9), float(loss)))
+    return sorted(rows)
+
+
+@pytest.mark.anyio
+async def test_joint_data_holds_every_trial_at_every_level_it_reached() -> None:
+    records = pruned_at_three(n_pruned=12, n_complete=6)
+    study = view(records)
+    strategy = hpt.BayesStrategy()
+    await strategy.start(study)
+    data = strategy._joint_data(study, 18)
+    assert data.full == 9 and data.trials == 18 and len(data.u_avoid) == 0
+    at3 = round(np.log(4) / np.log(10), 9)  # log(1 + step) / log(1 + full)
+    expected = [(r.number, at3, r.reports[3]) for r in records]  # the levels: steps 3 (pruned) and 9 (complete)
+    expected += [(r.number, 1.0, r.value) for r in records[12:]]  # the result, not the last report
+    rows, expected = joint_rows(study, strategy, 18), sorted(expected)
+    assert [r[:2] for r in rows] == [e[:2] for e in expected]
+    assert np.allclose([r[2] for r in rows], [e[2] for e in expected])
+    # The level-by-level rule would model final values only here, the pruned trials avoided.
+    assert strategy._model_data(study, 18).step is None
+
+
+@pytest.mark.anyio
+async def test_joint_data_takes_running_reports_once_and_keeps_failed_trials_avoided() -> None:
+    records = pruned_at_three(n_pruned=4, n_complete=2)
+    paused = records[3]
+    records[3] = hpt.TrialRecord(3, STATES.PAUSED, paused.params, paused.value, paused.reports)
+    records.append(hpt.TrialRecord(6, STATES.FAILED, {"x": 0.9, "y": 0.9}, None, {}))
+    study = view(records, direction="maximize")
+    strategy = hpt.BayesStrategy()
+    await strategy.start(study)
+    study._put(hpt.TrialRecord(3, STATES.RUNNING, paused.params, None, curve(paused.params["x"], range(1, 6))))
+    study._put(hpt.TrialRecord(7, STATES.RUNNING, {"x": 0.5, "y": 0.5}, None, curve(0.5, range(1, 4))))
+    data = strategy._joint_data(study, 8)
+    rows = joint_rows(study, strategy, 8)
+    assert [n for n, _, _ in rows].count(3) == 1  # the resumed trial's step 3 counts once
+    assert (7, round(np.log(4) / np.log(10), 9), pytest.approx(-curve(0.5, range(3, 4))[3])) in rows  # maximised
+    assert sorted(r.number for r in data.pending) == [3, 7]
+    assert np.allclose(data.u_avoid, [[0.9, 0.9]])
+
+
+@pytest.mark.anyio
+async def test_without_reports_the_joint_model_is_the_usual_one() -> None:
+    """No trial reported: ``fidelity_model="joint"`` suggests exactly what the level rule does."""
+    rng = np.random.default_rng(2)
+    records = []
+    for number in range(12):
+        x, y = float(rng.random()), float(rng.random())
+        records.append(hpt.TrialRecord(number, STATES.COMPLETE, {"x": x, "y": y}, (x - 0.2) ** 2 + y, {}))
+    records.append(hpt.TrialRecord(12, STATES.PRUNED, {"x": 0.4, "y": 0.4}, None, {}))
+    study = view(records)
+    joint, highest = hpt.BayesStrategy(), hpt.BayesStrategy(fidelity_model="highest")
+    await joint.start(study)
+    await highest.start(study)
+    assert joint._joint_data(study, 13).full is None
+    for number in (13, 14):
+        assert await joint.ask(study, number) == await highest.ask(study, number)
+    with pytest.raises(ValueError, match="fidelity_model"):
+        hpt.BayesStrategy(fidelity_model="rungs")
+
+
+@pytest.mark.anyio
+async def test_the_joint_model_learns_from_pruned_trials_that_final_values_alone_miss() -> None:
+    """Pruned trials are good near x = 0.2 at step 3; the few completed ones all lie far from it."""
+    rng = np.random.default_rng(5)
+    records = []
+    for number in range(40):
+        x, y = float(rng.random()), float(rng.random())
+        if number < 34:
+            reports = curve(x, range(1, 4))
+            records.append(hpt.TrialRecord(number, STATES.PRUNED, {"x": x, "y": y}, reports[3], reports))
+        else:
+            x = 0.6 + 0.4 * x
+            reports = curve(x, range(1, 10))
+            records.append(hpt.TrialRecord(number, STATES.COMPLETE, {"x": x, "y": y}, reports[9], reports))
+    study = view(records)
+    xs = {}
+    for model in ("joint", "highest"):
+        found = []
+        for number in range(40, 46):
+            strategy = hpt.BayesStrategy(fidelity_model=model)
+            await strategy.start(study)
+            found.append((await strategy.ask(study, number))["x"])
+        xs[model] = float(np.median(np.abs(np.array(found) - 0.2)))
+    assert xs["joint"] < 0.15
+    assert xs["highest"] > xs["joint"]

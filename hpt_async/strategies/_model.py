@@ -12,6 +12,14 @@ pruned trial's intermediate value teaches the model as soon as the step it
 reached is the one being modelled, and once enough trials have completed
 the model is the usual full-budget one.  Trials are only compared at the
 same step.  ``fidelity=False`` keeps to final values throughout.
+
+A model that takes the resource as an input (``bayes``) can instead learn
+from every level at once: :meth:`ModelStrategy._joint_data` gives each
+trial's values at the *levels*, the steps where finished trials stopped
+(a pruner's rungs) and the full resource (the final value of a COMPLETE
+trial), each with its level as a normalised log resource in ``[0, 1]``
+(``log(1 + step) / log(1 + full)``, 1 for final values).  Pruned trials
+are then observations at the levels they reached, not avoided points.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ if TYPE_CHECKING:
     from ..study import StudyView
     from ..trial import TrialRecord
 
-__all__ = ["ModelData", "ModelStrategy", "default_fidelity_min"]
+__all__ = ["JointData", "ModelData", "ModelStrategy", "default_fidelity_min"]
 
 _AVOIDED = (TrialState.FAILED, TrialState.PRUNED)
 
@@ -51,6 +59,18 @@ class ModelData(NamedTuple):
     pending: list[TrialRecord]  # running trials that are not observations
     u_avoid: np.ndarray  # FAILED and PRUNED trials that are not observations
     step: int | None  # the step modelled, or None for final values
+
+
+class JointData(NamedTuple):
+    """Every trial's values at every level, for a model over (configuration, resource)."""
+
+    u_obs: np.ndarray  # encoded configurations, one row per observation (a configuration repeats by level)
+    levels: np.ndarray  # the level of each observation: log(1 + step) / log(1 + full), 1 for final values
+    losses: np.ndarray  # their losses (``sign * value``)
+    trials: int  # distinct trials among the observations
+    pending: list[TrialRecord]  # running trials (their final value is still to come)
+    u_avoid: np.ndarray  # FAILED trials, and PRUNED ones that reported nothing usable
+    full: int | None  # the step taken as the full resource (None: no trial reported)
 
 
 class ModelStrategy(Strategy):
@@ -187,6 +207,75 @@ class ModelStrategy(Strategy):
         losses = np.array([sign * p[2] for p in points])
         u_avoid = np.array(avoided) if avoided else np.empty((0, n_params))
         return ModelData(u_obs, losses, pending, u_avoid, step)
+
+    def _joint_data(self, study: StudyView, number: int) -> JointData:
+        """Observations at every level for the suggestion of trial ``number`` (see the module's docstring).
+
+        The levels are the last steps of the finished trials that reported
+        (where a pruner stopped them, or where they completed), and the full
+        resource is the largest last step of a COMPLETE trial (of any trial
+        while none has completed).  A COMPLETE trial contributes its final
+        value at level 1 and its reports at the lower levels; a PRUNED or
+        PAUSED trial, and a running one, its reports at the levels it
+        reached.  ``full`` is None when no trial has reported anything: the
+        data is then the final values only, as in :meth:`_model_data`.
+        """
+        enc = self._enc
+        assert enc is not None
+        running = [r for _, r in sorted(study.running.items()) if r.number != number and r.params]
+        n_params = enc.n_params
+        ends: dict[int, int] = {n: max(reports) for n, (_, reports) in self._reported.items()}
+        full_candidates = [ends[n] for n in self._obs if n in ends]
+        if not full_candidates:
+            full_candidates = list(ends.values()) + [max(r.reports) for r in running if r.reports]
+        full = max(full_candidates) if full_candidates and self.fidelity else None
+        sign = study.sign()
+        rows: list[tuple[int, float, np.ndarray, float]] = []  # (trial, level, unit point, loss)
+        if full is None:
+            for n in sorted(self._obs):
+                u, value = self._obs[n]
+                rows.append((n, 1.0, u, sign * value))
+        else:
+            steps = sorted(set(ends.values()))
+            scale = math.log1p(full) if full > 0 else 1.0
+
+            def level(step: int) -> float:
+                return min(1.0, math.log1p(step) / scale) if full > 0 else 1.0
+
+            def add(n: int, u: np.ndarray, reports: Mapping[int, float], complete: bool) -> None:
+                for s in steps:
+                    if complete and s >= full:
+                        break
+                    v = reports.get(s)
+                    if v is not None and math.isfinite(v):
+                        rows.append((n, level(s), u, sign * v))
+
+            for n in sorted(set(self._obs) | set(self._reported)):
+                if n in self._obs:
+                    u, value = self._obs[n]
+                    rows.append((n, 1.0, u, sign * value))
+                    if n in self._reported:
+                        add(n, u, self._reported[n][1], True)
+                else:
+                    u, reports = self._reported[n]
+                    add(n, u, reports, False)
+            for r in running:
+                known = self._reported[r.number][1] if r.number in self._reported else {}
+                fresh = {s: v for s, v in r.reports.items() if s not in known}
+                if fresh:
+                    add(r.number, enc.unit(r.params), fresh, False)
+        used = {row[0] for row in rows}
+        avoided = [u for n, u in sorted(self._failed.items()) if n not in used]
+        u_obs = np.array([row[2] for row in rows]) if rows else np.empty((0, n_params))
+        return JointData(
+            u_obs,
+            np.array([row[1] for row in rows]),
+            np.array([row[3] for row in rows]),
+            len(used),
+            running,
+            np.array(avoided) if avoided else np.empty((0, n_params)),
+            full,
+        )
 
     async def start(self, study: StudyView) -> None:
         self._enc = None

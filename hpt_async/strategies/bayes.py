@@ -26,11 +26,17 @@ arrived so far:
    neighbourhood is deemed ordinary, but the value they reported (if any)
    never reaches the model as a final value.
    Multi-fidelity (on by default): when trials report intermediate values,
-   as under ``pruner="asha"`` or ``"hyperband"``, and fewer than
-   ``fidelity_min`` trials have completed, the GP is fitted instead to the
-   values every trial (COMPLETE, PRUNED, PAUSED or RUNNING) reported at the highest
-   step that enough trials reached; those trials are then observations,
-   neither fantasies nor avoided points (see ``_model``).
+   as under ``pruner="asha"`` or ``"hyperband"``, the GP takes the resource
+   as one more input (``fidelity_model="joint"``): it is fitted to every
+   trial's values at every level (the steps where finished trials stopped,
+   and the final values of COMPLETE trials at the full resource; see
+   ``_model``), pruned trials included as observations at the levels they
+   reached, and expected improvement is evaluated at the full resource
+   against the best final value.  ``fidelity_model="highest"`` instead fits
+   the GP to the values at the highest step that ``fidelity_min`` trials
+   reached, while fewer than that have completed, and to final values
+   after.  Without any value below the full resource (no reports), both
+   are exactly the model described above.
 4. Log expected improvement is maximised over the space (see
    ``_acquisition``), and the winner is decoded to a configuration.
 
@@ -52,7 +58,7 @@ import numpy as np
 
 from ..hookspecs import hookimpl
 from ._encoding import Encoder
-from ._model import ModelStrategy
+from ._model import JointData, ModelStrategy
 
 if TYPE_CHECKING:
     from ..study import StudyView
@@ -78,6 +84,7 @@ def _one_blas_thread() -> Any:
 
 
 _PENDING_MODES = ("believer", "ignore")
+_FIDELITY_MODELS = ("joint", "highest")
 _FIT_RUNS = 2
 _STALL_LOG_EI = -8.0  # log EI in standard deviations of the (transformed) losses
 _STALL_SHRINKS = 3
@@ -109,11 +116,13 @@ class BayesStrategy(ModelStrategy):
       every suggestion).
     * ``pending``: ``"believer"`` (default) conditions on running trials;
       ``"ignore"`` does not (concurrent suggestions then tend to coincide;
-      for comparison only).  Failed and pruned trials are conditioned on in
-      both modes.
+      for comparison only).  Failed trials, and pruned ones the model does
+      not observe, are conditioned on in both modes.
     * ``fidelity``: learn from intermediate reports (default ``True``);
-      ``fidelity_min``: reports a step needs to be modelled (default
-      ``max(6, d + 2)``).
+      ``fidelity_model``: ``"joint"`` (default: one GP over configuration
+      and resource, fitted to every level) or ``"highest"`` (the highest
+      level with ``fidelity_min`` results); ``fidelity_min``: reports a step
+      needs to be modelled under ``"highest"`` (default ``max(6, d + 2)``).
     """
 
     name = "bayes"
@@ -130,6 +139,7 @@ class BayesStrategy(ModelStrategy):
         pending: str = "believer",
         fidelity: bool = True,
         fidelity_min: int | None = None,
+        fidelity_model: str = "joint",
     ) -> None:
         if n_initial is not None and (isinstance(n_initial, bool) or not isinstance(n_initial, int) or n_initial < 1):
             raise ValueError(f"n_initial must be an int >= 1, got {n_initial!r}")
@@ -144,6 +154,9 @@ class BayesStrategy(ModelStrategy):
             raise ValueError(f"refit_fraction must be a number in [0, 10], got {refit_fraction!r}")
         if pending not in _PENDING_MODES:
             raise ValueError(f"pending must be one of {_PENDING_MODES}, got {pending!r}")
+        if fidelity_model not in _FIDELITY_MODELS:
+            raise ValueError(f"fidelity_model must be one of {_FIDELITY_MODELS}, got {fidelity_model!r}")
+        self.fidelity_model = fidelity_model
         self.n_initial = n_initial
         self.candidates = candidates
         self.local = local
@@ -174,6 +187,10 @@ class BayesStrategy(ModelStrategy):
     async def ask(self, study: StudyView, number: int) -> dict[str, Any]:
         enc = self._bind(study)
         n_init = self.n_initial or default_initial(len(study.space))
+        if self.fidelity and self.fidelity_model == "joint":
+            joint = self._joint_data(study, number)
+            if joint.full is not None and bool(np.any(joint.levels < 1.0)):
+                return await self._ask_joint(study, number, enc, joint, n_init)
         data = self._model_data(study, number)
         n_obs = len(data.losses)
         if n_obs + len(data.pending) < n_init or n_obs < max(2, n_init // 2):
@@ -183,6 +200,20 @@ class BayesStrategy(ModelStrategy):
         u_pending = np.array(pending) if pending else np.empty((0, enc.n_params))
         seed = [study.seed & (2**64 - 1), number & (2**64 - 1)]
         u = await anyio.to_thread.run_sync(self._suggest, enc, u_obs, losses, u_pending, u_avoid, seed)
+        return enc.decode(u)
+
+    async def _ask_joint(
+        self, study: StudyView, number: int, enc: Encoder, joint: JointData, n_init: int
+    ) -> dict[str, Any]:
+        """A suggestion from the model over (configuration, level), for the full resource."""
+        if joint.trials + len(joint.pending) < n_init or joint.trials < max(2, n_init // 2):
+            return await self._design.ask(study, number)
+        pending = [enc.unit(r.params) for r in joint.pending] if self.pending == "believer" else []
+        u_pending = np.array(pending) if pending else np.empty((0, enc.n_params))
+        seed = [study.seed & (2**64 - 1), number & (2**64 - 1)]
+        u = await anyio.to_thread.run_sync(
+            self._suggest, enc, joint.u_obs, joint.losses, u_pending, joint.u_avoid, seed, joint.levels
+        )
         return enc.decode(u)
 
     def _training_set(self, n: int, losses: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -207,10 +238,11 @@ class BayesStrategy(ModelStrategy):
         u_pending: np.ndarray,
         u_avoid: np.ndarray,
         seed: list[int],
+        levels: np.ndarray | None = None,
     ) -> np.ndarray:
         """Fit the model and maximise the acquisition (runs in a worker thread)."""
         with _one_blas_thread():
-            return self._fit_and_maximise(enc, u_obs, losses, u_pending, u_avoid, seed)
+            return self._fit_and_maximise(enc, u_obs, losses, u_pending, u_avoid, seed, levels)
 
     def _fit_and_maximise(
         self,
@@ -220,6 +252,7 @@ class BayesStrategy(ModelStrategy):
         u_pending: np.ndarray,
         u_avoid: np.ndarray,
         seed: list[int],
+        levels: np.ndarray | None = None,
     ) -> np.ndarray:
         # Imported here: scipy.optimize is slow to import and most tuners never need it.
         from ._acquisition import maximise_log_ei
@@ -229,8 +262,10 @@ class BayesStrategy(ModelStrategy):
         n = len(losses)
         idx = self._training_set(n, losses, rng)
         x = enc.features(u_obs[idx])
+        if levels is not None:
+            x = np.hstack([x, levels[idx, None]])
         y = standardise(losses[idx])
-        dim = enc.dim
+        dim = x.shape[1]
         if self._theta is None or len(self._theta) != dim + 2:
             self._theta = fit_theta(x, y, None, rng, runs=_FIT_RUNS + 1)
             self._fit_n = self._restart_n = n
@@ -243,8 +278,6 @@ class BayesStrategy(ModelStrategy):
             # In between, a short L-BFGS-B run from the last fit only.
             self._theta = fit_theta(x, y, self._theta, rng, runs=1, maxiter=_WARM_ITERS)
             self._fit_n = n
-        best = float(np.min(y))
-        anchors = u_obs[np.argsort(losses, kind="stable")[:5]]
         d = enc.n_params
         candidates = self.candidates or min(2048, 192 * d)
         local = self.local if self.local is not None else max(256, candidates // 8)
@@ -256,6 +289,11 @@ class BayesStrategy(ModelStrategy):
         else:
             base = GP(x, y, theta)
         self._gp = base
+        if levels is None:
+            best = float(np.min(y))
+            anchors = u_obs[np.argsort(losses, kind="stable")[:5]]
+        else:
+            best, anchors = _full_incumbent(base, enc, u_obs, levels, idx, y)
         for attempt in range(_STALL_SHRINKS + 1):
             gp = base if attempt == 0 else GP(x, y, theta)
             if len(u_pending) or len(u_avoid):
@@ -263,11 +301,13 @@ class BayesStrategy(ModelStrategy):
                 u_extra = np.vstack([u_pending, u_avoid])
                 floor = np.concatenate([np.full(len(u_pending), best), np.full(len(u_avoid), float(np.median(y)))])
                 z_extra = enc.features(u_extra)
+                if levels is not None:
+                    z_extra = np.hstack([z_extra, np.ones((len(z_extra), 1))])
                 believed, _ = gp.predict(z_extra)
                 gp = gp.with_points(z_extra, np.maximum(believed, floor))
             # A retry explores with a less confident model: half the candidates, none refined.
             u, value = maximise_log_ei(
-                gp,
+                gp if levels is None else _AtFullResource(gp),
                 enc,
                 best,
                 anchors,
@@ -282,8 +322,51 @@ class BayesStrategy(ModelStrategy):
             # The model sees no improvement worth having anywhere: it may be overconfident (a basin
             # it has settled in).  Ask a less confident model, with shorter length scales.
             theta = theta.copy()
-            theta[:dim] -= math.log(2.0)
+            theta[: enc.dim] -= math.log(2.0)
         return u
+
+
+class _AtFullResource:
+    """A GP over (features, level) seen at level 1: what the acquisition asks of a model."""
+
+    def __init__(self, gp: Any) -> None:
+        self.gp = gp
+
+    @staticmethod
+    def _with_level(z: np.ndarray) -> np.ndarray:
+        return np.hstack([z, np.ones((len(z), 1))])
+
+    def predict(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and variance at the full resource."""
+        return self.gp.predict(self._with_level(z))
+
+    def log_ei(self, z: np.ndarray, best: float) -> np.ndarray:
+        """Log expected improvement at the full resource."""
+        return self.gp.log_ei(self._with_level(z), best)
+
+    def log_ei_grad(self, z: np.ndarray, best: float) -> tuple[np.ndarray, np.ndarray]:
+        """Log EI at the full resource and its gradient in the features (the level is held at 1)."""
+        value, grad = self.gp.log_ei_grad(self._with_level(z), best)
+        return value, grad[:, :-1]
+
+
+def _full_incumbent(
+    gp: Any, enc: Encoder, u_obs: np.ndarray, levels: np.ndarray, idx: np.ndarray, y: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """The loss to improve on at the full resource, and the configurations predicted best there.
+
+    The incumbent is the best (transformed) final value the model trains on,
+    or, before any, the best mean it predicts at the full resource for a
+    configuration tried; the anchors of local candidates are the five
+    configurations with the best predicted means at the full resource.
+    """
+    _, first = np.unique(np.nan_to_num(u_obs, nan=-1.0), axis=0, return_index=True)
+    tried = u_obs[np.sort(first)]
+    mean, _ = _AtFullResource(gp).predict(enc.features(tried))
+    anchors = tried[np.argsort(mean, kind="stable")[:5]]
+    full = levels[idx] >= 1.0
+    best = float(np.min(y[full])) if full.any() else float(np.min(mean))
+    return best, anchors
 
 
 @hookimpl
