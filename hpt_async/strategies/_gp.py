@@ -275,7 +275,8 @@ def fit_theta(
                 jac=True,
                 method="L-BFGS-B",
                 bounds=bounds,
-                options={"maxiter": maxiter},
+                # Hyperparameters to six digits of the log posterior: enough for a model of the losses.
+                options={"maxiter": maxiter, "ftol": 1e-6},
             )
         if np.isfinite(res.fun) and res.fun < best_value:
             best_theta, best_value = res.x, float(res.fun)
@@ -344,8 +345,10 @@ def log_h(z: np.ndarray) -> np.ndarray:
     ``erfcx``; and its asymptote ``phi(z) / z^2`` far in the tail.
     """
     z = np.asarray(z, dtype=float)
-    out = np.empty_like(z)
     upper = z > -1.0
+    if upper.all():  # the usual case near an optimum of EI: the direct formula only
+        return np.log(np.exp(-0.5 * z * z - _LOG_2PI_HALF) + z * special.ndtr(z))
+    out = np.empty_like(z)
     tail = z < -_INV_SQRT_EPS
     mid = ~upper & ~tail
     zu = z[upper]
