@@ -210,12 +210,15 @@ class Tuner:
         components = [self.strategy, self.pruner, self.storage, self.executor, *self.plugins, *self.loggers]
         self._relay = HookRelay(components)
         # After the relay, which names a misspelt or wrongly marked hook more precisely.
-        for kind, objects in (("logger", self.loggers), ("plugin", self.plugins)):
+        for kind, objects, names in (
+            ("logger", self.loggers, "a registered logger name or "),
+            ("plugin", self.plugins, ""),
+        ):
             for obj in objects:
                 if not implemented_hooks(obj):
                     raise TypeError(
-                        f"{kind} {obj!r} implements no lifecycle hook: give a registered {kind} name or an "
-                        "object with methods marked @hpt_async.hookimpl (hpt_trial_ended, ...)"
+                        f"{kind} {obj!r} implements no lifecycle hook: give {names}an object with methods "
+                        "marked @hpt_async.hookimpl (hpt_trial_ended, ...)"
                     )
         self._reset_run_state()
 

@@ -375,3 +375,67 @@ async def test_the_joint_model_learns_from_pruned_trials_that_final_values_alone
         xs[model] = float(np.median(np.abs(np.array(found) - 0.2)))
     assert xs["joint"] < 0.15
     assert xs["highest"] > xs["joint"]
+
+
+@pytest.mark.anyio
+async def test_joint_data_stops_at_the_full_resource_and_marks_the_final_values() -> None:
+    # Six trials complete at step 9; one ran on to step 20 before a pruner stopped it.
+    records = pruned_at_three(n_pruned=0, n_complete=6)
+    long = curve(0.3, range(1, 21))
+    records.append(hpt.TrialRecord(6, STATES.PRUNED, {"x": 0.3, "y": 0.3}, long[20], long))
+    records.append(hpt.TrialRecord(7, STATES.PRUNED, {"x": 0.6, "y": 0.6}, 9.0, curve(0.6, range(1, 4))))
+    study = view(records)
+    strategy = hpt.BayesStrategy()
+    await strategy.start(study)
+    data = strategy._joint_data(study, 8)
+    assert data.full == 9
+    assert data.levels.max() == 1.0
+    # Trial 6 is seen where it passed the full resource (step 9), once, and not as a final value.
+    assert data.numbers.tolist().count(6) == 2  # steps 3 and 9
+    assert not data.final[data.numbers == 6].any()
+    assert data.final.tolist() == [
+        n in range(6) and level == 1.0 for n, level in zip(data.numbers, data.levels, strict=True)
+    ]
+    assert int(data.final.sum()) == 6
+
+
+def test_the_incumbent_at_the_full_resource_is_a_completed_trials_final_value() -> None:
+    from hpt_async.strategies._encoding import Encoder
+    from hpt_async.strategies._gp import GP, default_theta
+    from hpt_async.strategies.bayes import _full_incumbent
+
+    enc = Encoder(hpt.Space({"x": hpt.Float(0.0, 1.0)}))
+    u = np.array([[0.1], [0.5], [0.9], [0.5]])
+    levels = np.array([1.0, 1.0, 0.5, 1.0])
+    y = np.array([0.3, -2.0, -5.0, 0.1])  # trial at 0.5 stopped at the full resource with a better value
+    final = np.array([True, False, False, True])
+    x = np.hstack([enc.features(u), levels[:, None]])
+    gp = GP(x, y, default_theta(2))
+    idx = np.arange(4)
+    best, _ = _full_incumbent(gp, enc, u, levels, final, idx, y)
+    assert best == 0.1  # the completed trials' best, not the stopped trial's -2.0 nor the lower level's -5.0
+    best, _ = _full_incumbent(gp, enc, u, levels, np.zeros(4, dtype=bool), idx, y)
+    assert best == -2.0  # none completed: the best value at the full resource
+    best, _ = _full_incumbent(gp, enc, u[2:3], levels[2:3], final[2:3], np.arange(1), y[2:3])
+    assert np.isfinite(best) and best != -5.0  # nothing at the full resource: a predicted mean
+
+
+@pytest.mark.anyio
+async def test_a_running_trial_with_values_counts_once_towards_the_initial_design() -> None:
+    records = pruned_at_three(n_pruned=3, n_complete=1)
+    study = view(records)
+    strategy = hpt.BayesStrategy(n_initial=6)
+    await strategy.start(study)
+    # One running trial with values at step 3: five trials with values, five trials in all.
+    assert strategy._joint_data(study, 5).levels.min() < 1.0  # the joint model's own gate decides
+    study._put(hpt.TrialRecord(4, STATES.RUNNING, {"x": 0.5, "y": 0.5}, None, curve(0.5, range(1, 4))))
+    calls: list[str] = []
+
+    async def design(study: Any, number: int) -> dict[str, float]:
+        calls.append("design")
+        return {"x": 0.5, "y": 0.5}
+
+    strategy._design.ask = design  # type: ignore[method-assign]
+    with anyio.fail_after(30):
+        await strategy.ask(study, 5)
+    assert calls == ["design"]  # 5 < n_initial: still the design, though the trial is both observed and running

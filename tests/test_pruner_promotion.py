@@ -576,3 +576,35 @@ async def test_a_trial_resumed_to_start_over_keeps_only_its_new_reports(kind: st
         assert dict(stored.reports) == {1: 0.9}
     finally:
         await session.close()
+
+
+async def test_a_stale_record_resumed_from_a_checkpoint_keeps_the_newer_stored_reports(tmp_path: Any) -> None:
+    storage = hpt.SQLiteStorage(f"sqlite:///{tmp_path / 's.db'}")
+    space = hpt.Space(SPACE)
+    a = await storage.open("s", direction="minimize", space=space)
+    b = await storage.open("s", direction="minimize", space=space)
+    try:
+        number = await a.reserve()
+        params = MappingProxyType({"q": 0.25})
+        await a.trial_created(TrialRecord(number, TrialState.RUNNING, params, started=1.0))
+        early = {1: 0.9, 2: 0.8, 3: 0.7}
+        for step, value in early.items():
+            await a.trial_reported(number, step, value)
+        await a.put_checkpoint(number, b"at3")
+        stale = MappingProxyType(early)
+        await a.trial_ended(TrialRecord(number, TrialState.PAUSED, params, 0.7, stale, started=1.0, ended=2.0))
+        # Session b resumes it, takes it to step 6 and pauses it again; session a has not looked since.
+        assert await b.trial_resumed(TrialRecord(number, TrialState.RUNNING, params, reports=stale, started=1.0))
+        later = {**early, 4: 0.6, 5: 0.5, 6: 0.4}
+        for step in (4, 5, 6):
+            await b.trial_reported(number, step, later[step])
+        await b.put_checkpoint(number, b"at6")
+        newer = MappingProxyType(later)
+        await b.trial_ended(TrialRecord(number, TrialState.PAUSED, params, 0.4, newer, started=1.0, ended=3.0))
+        # Session a resumes it from the (newer) checkpoint with its stale record.
+        assert await a.trial_resumed(TrialRecord(number, TrialState.RUNNING, params, reports=stale, started=1.0))
+        [stored] = await storage.load("s")
+        assert dict(stored.reports) == later
+    finally:
+        await a.close()
+        await b.close()

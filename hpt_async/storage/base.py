@@ -115,9 +115,10 @@ class StudySession:
     async def trial_resumed(self, record: TrialRecord) -> bool:
         """Turn a PAUSED trial RUNNING again, owned by this session, and return True.
 
-        ``record`` is its RUNNING record, with the reports the trial keeps
-        (none when it starts over without a checkpoint): stored reports
-        past those are dropped.  Returns False, changing nothing,
+        ``record`` is its RUNNING record, with the reports the trial keeps;
+        a record with none (the trial starts over without a checkpoint)
+        drops the stored reports, one with reports keeps every stored one.
+        Returns False, changing nothing,
         when the stored trial is no longer PAUSED (another session sharing
         the study resumed it first).  The default stores ``record`` with
         :meth:`trial_created`; a backend that shares studies overrides it so

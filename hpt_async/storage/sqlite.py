@@ -624,8 +624,10 @@ class _SQLiteSession(StudySession):
 
     async def trial_resumed(self, record: TrialRecord) -> bool:
         number, sid, study_id = record.number, self._sid, self._study_id
-        # A trial that starts over (no checkpoint) drops the reports past those it keeps.
-        last = max(record.reports, default=-1)
+        # A trial that starts over (no checkpoint, so no reports kept) drops its stored reports.  One
+        # resumed from a checkpoint keeps all of them: the record may be older than the stored rows
+        # (another session sharing the study may have run it further since).
+        starts_over = not record.reports
 
         async def body(db: aiosqlite.Connection) -> bool:
             # Only a PAUSED row is taken: two sessions resuming one trial, one wins.
@@ -636,9 +638,8 @@ class _SQLiteSession(StudySession):
             )
             if not rows:
                 return False
-            await db.execute(
-                "DELETE FROM reports WHERE study_id = ? AND number = ? AND step > ?", (study_id, number, last)
-            )
+            if starts_over:
+                await db.execute("DELETE FROM reports WHERE study_id = ? AND number = ?", (study_id, number))
             return True
 
         if not await self._conn.transaction(body, f"resume trial {number}"):

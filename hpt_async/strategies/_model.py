@@ -71,6 +71,8 @@ class JointData(NamedTuple):
     pending: list[TrialRecord]  # running trials (their final value is still to come)
     u_avoid: np.ndarray  # FAILED trials, and PRUNED ones that reported nothing usable
     full: int | None  # the step taken as the full resource (None: no trial reported)
+    numbers: np.ndarray  # the trial of each observation
+    final: np.ndarray  # True where the observation is a COMPLETE trial's final value
 
 
 class ModelStrategy(Strategy):
@@ -231,12 +233,15 @@ class ModelStrategy(Strategy):
         full = max(full_candidates) if full_candidates and self.fidelity else None
         sign = study.sign()
         rows: list[tuple[int, float, np.ndarray, float]] = []  # (trial, level, unit point, loss)
+        finals: list[bool] = []
         if full is None:
             for n in sorted(self._obs):
                 u, value = self._obs[n]
                 rows.append((n, 1.0, u, sign * value))
+                finals.append(True)
         else:
-            steps = sorted(set(ends.values()))
+            # Levels up to the full resource only: a trial that ran past it is seen where it passed it.
+            steps = sorted(s for s in set(ends.values()) if s <= full)
             scale = math.log1p(full) if full > 0 else 1.0
 
             def level(step: int) -> float:
@@ -249,11 +254,13 @@ class ModelStrategy(Strategy):
                     v = reports.get(s)
                     if v is not None and math.isfinite(v):
                         rows.append((n, level(s), u, sign * v))
+                        finals.append(False)
 
             for n in sorted(set(self._obs) | set(self._reported)):
                 if n in self._obs:
                     u, value = self._obs[n]
                     rows.append((n, 1.0, u, sign * value))
+                    finals.append(True)
                     if n in self._reported:
                         add(n, u, self._reported[n][1], True)
                 else:
@@ -275,6 +282,8 @@ class ModelStrategy(Strategy):
             running,
             np.array(avoided) if avoided else np.empty((0, n_params)),
             full,
+            np.array([row[0] for row in rows], dtype=np.int64),
+            np.array(finals, dtype=bool),
         )
 
     async def start(self, study: StudyView) -> None:

@@ -206,13 +206,15 @@ class BayesStrategy(ModelStrategy):
         self, study: StudyView, number: int, enc: Encoder, joint: JointData, n_init: int
     ) -> dict[str, Any]:
         """A suggestion from the model over (configuration, level), for the full resource."""
-        if joint.trials + len(joint.pending) < n_init or joint.trials < max(2, n_init // 2):
+        seen = set(joint.numbers.tolist())
+        waiting = sum(1 for r in joint.pending if r.number not in seen)  # running trials without a value yet
+        if joint.trials + waiting < n_init or joint.trials < max(2, n_init // 2):
             return await self._design.ask(study, number)
         pending = [enc.unit(r.params) for r in joint.pending] if self.pending == "believer" else []
         u_pending = np.array(pending) if pending else np.empty((0, enc.n_params))
         seed = [study.seed & (2**64 - 1), number & (2**64 - 1)]
         u = await anyio.to_thread.run_sync(
-            self._suggest, enc, joint.u_obs, joint.losses, u_pending, joint.u_avoid, seed, joint.levels
+            self._suggest, enc, joint.u_obs, joint.losses, u_pending, joint.u_avoid, seed, joint.levels, joint.final
         )
         return enc.decode(u)
 
@@ -239,10 +241,11 @@ class BayesStrategy(ModelStrategy):
         u_avoid: np.ndarray,
         seed: list[int],
         levels: np.ndarray | None = None,
+        final: np.ndarray | None = None,
     ) -> np.ndarray:
         """Fit the model and maximise the acquisition (runs in a worker thread)."""
         with _one_blas_thread():
-            return self._fit_and_maximise(enc, u_obs, losses, u_pending, u_avoid, seed, levels)
+            return self._fit_and_maximise(enc, u_obs, losses, u_pending, u_avoid, seed, levels, final)
 
     def _fit_and_maximise(
         self,
@@ -253,6 +256,7 @@ class BayesStrategy(ModelStrategy):
         u_avoid: np.ndarray,
         seed: list[int],
         levels: np.ndarray | None = None,
+        final: np.ndarray | None = None,
     ) -> np.ndarray:
         # Imported here: scipy.optimize is slow to import and most tuners never need it.
         from ._acquisition import maximise_log_ei
@@ -293,7 +297,7 @@ class BayesStrategy(ModelStrategy):
             best = float(np.min(y))
             anchors = u_obs[np.argsort(losses, kind="stable")[:5]]
         else:
-            best, anchors = _full_incumbent(base, enc, u_obs, levels, idx, y)
+            best, anchors = _full_incumbent(base, enc, u_obs, levels, final, idx, y)
         for attempt in range(_STALL_SHRINKS + 1):
             gp = base if attempt == 0 else GP(x, y, theta)
             if len(u_pending) or len(u_avoid):
@@ -351,22 +355,31 @@ class _AtFullResource:
 
 
 def _full_incumbent(
-    gp: Any, enc: Encoder, u_obs: np.ndarray, levels: np.ndarray, idx: np.ndarray, y: np.ndarray
+    gp: Any,
+    enc: Encoder,
+    u_obs: np.ndarray,
+    levels: np.ndarray,
+    final: np.ndarray | None,
+    idx: np.ndarray,
+    y: np.ndarray,
 ) -> tuple[float, np.ndarray]:
     """The loss to improve on at the full resource, and the configurations predicted best there.
 
-    The incumbent is the best (transformed) final value the model trains on,
-    or, before any, the best mean it predicts at the full resource for a
-    configuration tried; the anchors of local candidates are the five
-    configurations with the best predicted means at the full resource.
+    The incumbent is the best (transformed) final value of a COMPLETE trial
+    that the model trains on; before any, the best value at the full
+    resource (a trial stopped there), and before that, the best mean the
+    model predicts at the full resource for a configuration tried.  The
+    anchors of local candidates are the five configurations with the best
+    predicted means at the full resource.
     """
     _, first = np.unique(np.nan_to_num(u_obs, nan=-1.0), axis=0, return_index=True)
     tried = u_obs[np.sort(first)]
     mean, _ = _AtFullResource(gp).predict(enc.features(tried))
     anchors = tried[np.argsort(mean, kind="stable")[:5]]
-    full = levels[idx] >= 1.0
-    best = float(np.min(y[full])) if full.any() else float(np.min(mean))
-    return best, anchors
+    for rows in (final[idx] if final is not None else np.zeros(len(idx), dtype=bool), levels[idx] >= 1.0):
+        if rows.any():
+            return float(np.min(y[rows])), anchors
+    return float(np.min(mean)), anchors
 
 
 @hookimpl
