@@ -27,6 +27,13 @@ def view(records: list[hpt.TrialRecord], direction: str = "minimize") -> hpt.Stu
     return study
 
 
+async def started(records: list[hpt.TrialRecord], strategy: Any, direction: str = "minimize") -> tuple[Any, Any]:
+    """A study view of ``records`` and ``strategy`` started on it."""
+    study = view(records, direction)
+    await strategy.start(study)
+    return study, strategy
+
+
 def pruned_at_three(n_pruned: int, n_complete: int) -> list[hpt.TrialRecord]:
     """``n_pruned`` trials stopped at step 3, then ``n_complete`` that reported steps 1 to 9 and completed."""
     rng = np.random.default_rng(0)
@@ -65,9 +72,7 @@ def test_default_needs_at_least_six_reports_or_d_plus_two() -> None:
 @pytest.mark.parametrize("name", ["tpe", "bayes"])
 async def test_most_trials_pruned_at_step_three_teach_the_model_at_step_three(name: str) -> None:
     records = pruned_at_three(n_pruned=12, n_complete=3)
-    study = view(records)
-    strategy = hpt.TPEStrategy() if name == "tpe" else hpt.BayesStrategy()
-    await strategy.start(study)
+    study, strategy = await started(records, hpt.TPEStrategy() if name == "tpe" else hpt.BayesStrategy())
     data = strategy._model_data(study, 15)
     assert data.step == 3
     observed = by_number(study, strategy, 15)
@@ -85,9 +90,7 @@ async def test_running_trials_that_reached_the_step_are_observations_not_pending
     records.append(hpt.TrialRecord(5, STATES.RUNNING, {"x": 0.5, "y": 0.5}, None, live))
     records.append(hpt.TrialRecord(6, STATES.RUNNING, {"x": 0.9, "y": 0.1}, None, curve(0.9, range(1, 2))))
     records.append(hpt.TrialRecord(7, STATES.PRUNED, {"x": 0.7, "y": 0.7}, 1.5, curve(0.7, range(1, 2))))
-    study = view(records)
-    strategy = hpt.TPEStrategy()
-    await strategy.start(study)
+    study, strategy = await started(records, hpt.TPEStrategy())
     data = strategy._model_data(study, 8)
     assert data.step == 3  # 6 trials reached step 3 (5 pruned, 1 running); step 1 has 8 but is lower
     observed = by_number(study, strategy, 8)
@@ -104,9 +107,7 @@ async def test_a_resumed_trial_counts_once_at_each_step() -> None:
     records = pruned_at_three(n_pruned=5, n_complete=0)
     paused = records[4]
     records[4] = hpt.TrialRecord(4, STATES.PAUSED, paused.params, paused.value, paused.reports)
-    study = view(records)
-    strategy = hpt.TPEStrategy()
-    await strategy.start(study)
+    study, strategy = await started(records, hpt.TPEStrategy())
     # The paused trial is resumed: running again with the same reports, it must not count twice.
     study._put(hpt.TrialRecord(4, STATES.RUNNING, paused.params, None, dict(paused.reports)))
     data = strategy._model_data(study, 5)
@@ -122,9 +123,7 @@ async def test_a_resumed_trial_counts_once_at_each_step() -> None:
 @pytest.mark.anyio
 async def test_enough_completed_trials_give_the_full_budget_values() -> None:
     records = pruned_at_three(n_pruned=12, n_complete=6)
-    study = view(records)
-    strategy = hpt.BayesStrategy()
-    await strategy.start(study)
+    study, strategy = await started(records, hpt.BayesStrategy())
     data = strategy._model_data(study, 18)
     assert data.step is None
     observed = by_number(study, strategy, 18)
@@ -179,9 +178,7 @@ async def test_told_one_by_one_equals_rebuilt_at_start() -> None:
 @pytest.mark.anyio
 async def test_maximised_reports_become_losses_with_the_right_sign() -> None:
     records = pruned_at_three(n_pruned=8, n_complete=0)
-    study = view(records, direction="maximize")
-    strategy = hpt.TPEStrategy()
-    await strategy.start(study)
+    study, strategy = await started(records, hpt.TPEStrategy(), direction="maximize")
     observed = by_number(study, strategy, 8)
     for record in records:
         assert observed[record.number] == pytest.approx(-record.reports[3])
@@ -296,9 +293,7 @@ def joint_rows(study: hpt.StudyView, strategy: ModelStrategy, number: int) -> li
 @pytest.mark.anyio
 async def test_joint_data_holds_every_trial_at_every_level_it_reached() -> None:
     records = pruned_at_three(n_pruned=12, n_complete=6)
-    study = view(records)
-    strategy = hpt.BayesStrategy()
-    await strategy.start(study)
+    study, strategy = await started(records, hpt.BayesStrategy())
     data = strategy._joint_data(study, 18)
     assert data.full == 9 and data.trials == 18 and len(data.u_avoid) == 0
     at3 = round(np.log(4) / np.log(10), 9)  # log(1 + step) / log(1 + full)
@@ -317,9 +312,7 @@ async def test_joint_data_takes_running_reports_once_and_keeps_failed_trials_avo
     paused = records[3]
     records[3] = hpt.TrialRecord(3, STATES.PAUSED, paused.params, paused.value, paused.reports)
     records.append(hpt.TrialRecord(6, STATES.FAILED, {"x": 0.9, "y": 0.9}, None, {}))
-    study = view(records, direction="maximize")
-    strategy = hpt.BayesStrategy()
-    await strategy.start(study)
+    study, strategy = await started(records, hpt.BayesStrategy(), direction="maximize")
     study._put(hpt.TrialRecord(3, STATES.RUNNING, paused.params, None, curve(paused.params["x"], range(1, 6))))
     study._put(hpt.TrialRecord(7, STATES.RUNNING, {"x": 0.5, "y": 0.5}, None, curve(0.5, range(1, 4))))
     data = strategy._joint_data(study, 8)
@@ -384,9 +377,7 @@ async def test_joint_data_stops_at_the_full_resource_and_marks_the_final_values(
     long = curve(0.3, range(1, 21))
     records.append(hpt.TrialRecord(6, STATES.PRUNED, {"x": 0.3, "y": 0.3}, long[20], long))
     records.append(hpt.TrialRecord(7, STATES.PRUNED, {"x": 0.6, "y": 0.6}, 9.0, curve(0.6, range(1, 4))))
-    study = view(records)
-    strategy = hpt.BayesStrategy()
-    await strategy.start(study)
+    study, strategy = await started(records, hpt.BayesStrategy())
     data = strategy._joint_data(study, 8)
     assert data.full == 9
     assert data.levels.max() == 1.0
@@ -423,9 +414,7 @@ def test_the_incumbent_at_the_full_resource_is_a_completed_trials_final_value() 
 @pytest.mark.anyio
 async def test_a_running_trial_with_values_counts_once_towards_the_initial_design() -> None:
     records = pruned_at_three(n_pruned=3, n_complete=1)
-    study = view(records)
-    strategy = hpt.BayesStrategy(n_initial=6)
-    await strategy.start(study)
+    study, strategy = await started(records, hpt.BayesStrategy(n_initial=6))
     # One running trial with values at step 3: five trials with values, five trials in all.
     assert strategy._joint_data(study, 5).levels.min() < 1.0  # the joint model's own gate decides
     study._put(hpt.TrialRecord(4, STATES.RUNNING, {"x": 0.5, "y": 0.5}, None, curve(0.5, range(1, 4))))

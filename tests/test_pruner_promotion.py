@@ -547,21 +547,29 @@ async def test_tuners_sharing_a_study_keep_the_checkpoints_of_each_others_paused
     assert paused and all([await storage.checkpoint("x", n) is not None for n in paused])
 
 
+async def _paused_after(session: Any, params: Any, reports: dict[int, float], checkpoint: bytes | None = None) -> int:
+    """A new trial of ``session`` that reported ``reports`` (and saved ``checkpoint``), then paused."""
+    number = await session.reserve()
+    await session.trial_created(TrialRecord(number, TrialState.RUNNING, params, started=1.0))
+    for step, value in reports.items():
+        await session.trial_reported(number, step, value)
+    if checkpoint is not None:
+        await session.put_checkpoint(number, checkpoint)
+    last = reports[max(reports)]
+    paused = TrialRecord(
+        number, TrialState.PAUSED, params, value=last, reports=MappingProxyType(reports), started=1.0, ended=2.0
+    )
+    await session.trial_ended(paused)
+    return number
+
+
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 async def test_a_trial_resumed_to_start_over_keeps_only_its_new_reports(kind: str, tmp_path: Any) -> None:
     storage = hpt.MemoryStorage() if kind == "memory" else hpt.SQLiteStorage(f"sqlite:///{tmp_path / 'o.db'}")
     session = await storage.open("o", direction="minimize", space=hpt.Space(SPACE))
     try:
-        number = await session.reserve()
         params = MappingProxyType({"q": 0.25})
-        await session.trial_created(TrialRecord(number, TrialState.RUNNING, params, started=1.0))
-        old = {1: 0.75, 2: 0.5, 3: 0.25}
-        for step, value in old.items():
-            await session.trial_reported(number, step, value)
-        paused = TrialRecord(
-            number, TrialState.PAUSED, params, value=0.25, reports=MappingProxyType(old), started=1.0, ended=2.0
-        )
-        await session.trial_ended(paused)
+        number = await _paused_after(session, params, {1: 0.75, 2: 0.5, 3: 0.25})
         # Resumed without a checkpoint: it starts over, with no reports, and fails at its first step.
         assert await session.trial_resumed(TrialRecord(number, TrialState.RUNNING, params, started=1.0))
         [stored] = await storage.load("o")
@@ -584,15 +592,10 @@ async def test_a_stale_record_resumed_from_a_checkpoint_keeps_the_newer_stored_r
     a = await storage.open("s", direction="minimize", space=space)
     b = await storage.open("s", direction="minimize", space=space)
     try:
-        number = await a.reserve()
         params = MappingProxyType({"q": 0.25})
-        await a.trial_created(TrialRecord(number, TrialState.RUNNING, params, started=1.0))
         early = {1: 0.9, 2: 0.8, 3: 0.7}
-        for step, value in early.items():
-            await a.trial_reported(number, step, value)
-        await a.put_checkpoint(number, b"at3")
+        number = await _paused_after(a, params, early, checkpoint=b"at3")
         stale = MappingProxyType(early)
-        await a.trial_ended(TrialRecord(number, TrialState.PAUSED, params, 0.7, stale, started=1.0, ended=2.0))
         # Session b resumes it, takes it to step 6 and pauses it again; session a has not looked since.
         assert await b.trial_resumed(TrialRecord(number, TrialState.RUNNING, params, reports=stale, started=1.0))
         later = {**early, 4: 0.6, 5: 0.5, 6: 0.4}
