@@ -35,8 +35,9 @@ arrived so far:
    against the best final value.  ``fidelity_model="highest"`` instead fits
    the GP to the values at the highest step that ``fidelity_min`` trials
    reached, while fewer than that have completed, and to final values
-   after.  Without any value below the full resource (no reports), both
-   are exactly the model described above.
+   after.  While no observation lies below the full resource, ``"joint"``
+   falls back to ``"highest"``; without reports, both are exactly the model
+   described above.
 4. Log expected improvement is maximised over the space (see
    ``_acquisition``), and the winner is decoded to a configuration.
 
