@@ -372,7 +372,9 @@ async def test_failed_and_pruned_trials_never_feed_the_model() -> None:
     assert result.count(hpt.TrialState.FAILED) >= 1
     assert result.best_value < 0.01
     late = [t.params["x"] for t in result.trials[20:]]
-    assert sum(x < 0.3 for x in late) <= 5  # the -1e6 of pruned trials would draw nearly all of them
+    # The -1e6 of pruned trials, were it a value, would draw nearly all of them there; a search that
+    # ignores it visits x < 0.3 at about the rate of random search (6 of 20) once the optimum is found.
+    assert sum(x < 0.3 for x in late) <= 10
     pruned = [dict(t.params) for t in result.trials if t.state is hpt.TrialState.PRUNED]
     assert len({tuple(p.values()) for p in pruned}) == len(pruned)  # a pruned configuration is not retried
 
