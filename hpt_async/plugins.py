@@ -267,9 +267,15 @@ def _check_impls(pm: pluggy.PluginManager, plugin: object) -> None:
             )
 
 
+_marks: pluggy.PluginManager | None = None  # reads hook marks only; nothing is registered in it
+
+
 def implemented_hooks(plugin: object) -> list[str]:
     """The lifecycle hooks that ``plugin`` implements (methods marked ``@hookimpl`` with a hook's name)."""
-    pm = _new_manager()
+    global _marks
+    if _marks is None:
+        _marks = _new_manager()
+    pm = _marks
     return [
         name
         for name in LIFECYCLE_HOOKS

@@ -232,13 +232,12 @@ class ModelStrategy(Strategy):
             full_candidates = list(ends.values()) + [max(r.reports) for r in running if r.reports]
         full = max(full_candidates) if full_candidates and self.fidelity else None
         sign = study.sign()
-        rows: list[tuple[int, float, np.ndarray, float]] = []  # (trial, level, unit point, loss)
-        finals: list[bool] = []
+        # (trial, level, unit point, loss, whether it is a COMPLETE trial's final value)
+        rows: list[tuple[int, float, np.ndarray, float, bool]] = []
         if full is None:
             for n in sorted(self._obs):
                 u, value = self._obs[n]
-                rows.append((n, 1.0, u, sign * value))
-                finals.append(True)
+                rows.append((n, 1.0, u, sign * value, True))
         else:
             # Levels up to the full resource only: a trial that ran past it is seen where it passed it.
             steps = sorted(s for s in set(ends.values()) if s <= full)
@@ -253,14 +252,12 @@ class ModelStrategy(Strategy):
                         break
                     v = reports.get(s)
                     if v is not None and math.isfinite(v):
-                        rows.append((n, level(s), u, sign * v))
-                        finals.append(False)
+                        rows.append((n, level(s), u, sign * v, False))
 
             for n in sorted(set(self._obs) | set(self._reported)):
                 if n in self._obs:
                     u, value = self._obs[n]
-                    rows.append((n, 1.0, u, sign * value))
-                    finals.append(True)
+                    rows.append((n, 1.0, u, sign * value, True))
                     if n in self._reported:
                         add(n, u, self._reported[n][1], True)
                 else:
@@ -283,7 +280,7 @@ class ModelStrategy(Strategy):
             np.array(avoided) if avoided else np.empty((0, n_params)),
             full,
             np.array([row[0] for row in rows], dtype=np.int64),
-            np.array(finals, dtype=bool),
+            np.array([row[4] for row in rows], dtype=bool),
         )
 
     async def start(self, study: StudyView) -> None:
