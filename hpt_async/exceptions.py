@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     from .result import StudyResult
 
 __all__ = [
+    "HptError",
     "PluginError",
     "PluginNotFound",
     "StrategyExhausted",
@@ -17,6 +18,15 @@ __all__ = [
     "TrialPaused",
     "TrialPruned",
 ]
+
+
+class HptError(Exception):
+    """The base of every exception hpt-async raises.
+
+    ``except hpt_async.HptError`` catches them all; each subclass also
+    derives from the builtin exception a caller would expect (a bad
+    argument is a ``ValueError`` too, an unknown name a ``LookupError``).
+    """
 
 
 class TrialPruned(Exception):

@@ -88,7 +88,9 @@ class TrialRecord:
     trial runs again, or ``None``.  ``schedule`` lists the trial's
     hyperparameters over its steps when they changed while it ran (see
     :class:`ScheduleEntry`; ``params`` is then the last of them); it is empty
-    for a trial that kept its configuration.
+    for a trial that kept its configuration.  ``values`` holds every
+    objective's value when the study has several objectives (``value`` is
+    then the first of them); it is ``None`` for a single objective.
     """
 
     number: int
@@ -103,6 +105,7 @@ class TrialRecord:
     ended: float | None = None
     retry_of: int | None = None
     schedule: tuple[ScheduleEntry, ...] = ()
+    values: tuple[float, ...] | None = None
 
     @property
     def duration(self) -> float | None:
