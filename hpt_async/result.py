@@ -19,6 +19,10 @@ class StopReason:
     TARGET = "target"
     EXHAUSTED = "exhausted"
     MAX_FAILURES = "max_failures"
+    #: The first trials of the run all FAILED (``fail_fast``); :meth:`Tuner.run` raises StudyFailed.
+    FAIL_FAST = "fail_fast"
+    #: Ctrl-C (SIGINT) or SIGTERM stopped the run gracefully.
+    INTERRUPTED = "interrupted"
     CANCELLED = "cancelled"
     CLOSED = "closed"
 

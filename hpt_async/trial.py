@@ -12,7 +12,9 @@ import asyncio
 import concurrent.futures
 import enum
 import functools
+import math
 import numbers
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -20,7 +22,7 @@ from typing import Any, Protocol
 
 from .exceptions import TrialCancelled
 
-__all__ = ["ScheduleEntry", "SyncTrial", "Trial", "TrialRecord", "TrialState"]
+__all__ = ["ScheduleEntry", "SyncTrial", "Trial", "TrialRecord", "TrialSession", "TrialState"]
 
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
@@ -109,8 +111,8 @@ class TrialRecord:
 
     @property
     def duration(self) -> float | None:
-        """Seconds from start to end, ``None`` while running."""
-        return None if self.ended is None else self.ended - self.started
+        """Seconds from start to end (never negative), ``None`` while running."""
+        return None if self.ended is None else max(0.0, self.ended - self.started)
 
     @property
     def last_report(self) -> tuple[int, float] | None:
@@ -121,14 +123,34 @@ class TrialRecord:
         return step, self.reports[step]
 
 
-class _Session(Protocol):
-    """What a live trial needs from the tuner that runs it."""
+class TrialSession(Protocol):
+    """What a live :class:`Trial` calls back into: the tuner's side of one trial.
+
+    The Tuner gives every trial it runs such a session; an executor that
+    runs objectives in another process gives the worker-side trial one
+    that carries each call to the tuner (see
+    :mod:`hpt_async.executors.remote`).  Each method is awaited on the loop
+    that owns the trial.
+
+    * ``on_report`` stores and announces the report, then lets the decider
+      answer: it returns to go on, raises :class:`~hpt_async.TrialPruned`
+      (or :class:`~hpt_async.TrialPaused`) to stop, or changes the trial's
+      configuration through :meth:`Trial.exploit`.
+    * ``on_checkpoint`` keeps the bytes as the trial's checkpoint.
+    * ``on_restore`` returns the bytes the trial continues from, or ``None``.
+
+    Any of them raises :class:`~hpt_async.TrialCancelled` once the study no
+    longer wants the trial.
+    """
 
     async def on_report(self, trial: Trial, step: int, value: float) -> None: ...
 
     async def on_checkpoint(self, trial: Trial, data: bytes) -> None: ...
 
     async def on_restore(self, trial: Trial) -> bytes | None: ...
+
+
+_Session = TrialSession  # the name older executor plugins imported
 
 
 def _check_report(value: Any, step: Any) -> tuple[float, int]:
@@ -167,6 +189,12 @@ class Trial:
     that left a checkpoint, and at the start of a PAUSED trial that a pruner
     in promotion mode resumes (its ``reports`` then hold those made before
     the pause).  ``restore`` clears it.
+
+    A trial changes only through its own methods: :meth:`report`,
+    :meth:`pause` and :meth:`exploit` (called by its session while it
+    runs), :meth:`continue_from_checkpoint`, and :meth:`end`, which turns
+    it into its final :class:`TrialRecord`.  :meth:`snapshot` gives a
+    RUNNING record that never changes afterwards.
     """
 
     __slots__ = (
@@ -185,7 +213,14 @@ class Trial:
     )
 
     def __init__(
-        self, number: int, params: dict[str, Any], session: _Session, started: float, retry_of: int | None = None
+        self,
+        number: int,
+        params: dict[str, Any],
+        session: TrialSession,
+        started: float,
+        retry_of: int | None = None,
+        *,
+        should_restore: bool = False,
     ) -> None:
         self.number = number
         self.retry_of = retry_of
@@ -195,17 +230,48 @@ class Trial:
         self._reports: dict[int, float] = {}
         self._session = session
         self._ended = False
-        self._restore = False
+        self._restore = bool(should_restore)
         self._schedule: list[ScheduleEntry] = []
-        # Set by the tuner: the pruner paused this trial at a report (it ends PAUSED, not PRUNED).
         self._pausing = False
-        # True for a PAUSED trial that the tuner resumed.
         self._resumed = False
+
+    @classmethod
+    def resume(cls, record: TrialRecord, session: TrialSession, *, restore: bool) -> Trial:
+        """The live trial that continues the PAUSED ``record``.
+
+        It keeps the number, configuration, user attributes, schedule and
+        start time.  With ``restore`` (a checkpoint is stored) it keeps its
+        reports too and :attr:`should_restore` is true; without, it starts
+        over from its first step.
+        """
+        trial = cls(
+            number=record.number,
+            params=dict(record.params),
+            session=session,
+            started=record.started,
+            retry_of=record.retry_of,
+            should_restore=restore,
+        )
+        trial.user_attrs.update(record.user_attrs)
+        trial._schedule = list(record.schedule)
+        trial._resumed = True
+        if restore:
+            trial._reports.update(record.reports)
+        return trial
 
     @property
     def reports(self) -> Mapping[int, float]:
         """Read-only view of ``{step: value}`` reported so far."""
         return MappingProxyType(self._reports)
+
+    @property
+    def last_value(self) -> float | None:
+        """The finite value of the highest step reported so far, or ``None``."""
+        reports = self._reports
+        if not reports:
+            return None
+        value = reports[max(reports)]
+        return value if math.isfinite(value) else None
 
     @property
     def should_restore(self) -> bool:
@@ -217,6 +283,21 @@ class Trial:
         """The trial's hyperparameters over its steps so far (empty while they never changed)."""
         return tuple(self._schedule)
 
+    @property
+    def ended(self) -> bool:
+        """True once :meth:`end` has made the final record: the trial takes no more calls."""
+        return self._ended
+
+    @property
+    def resumed(self) -> bool:
+        """True for a PAUSED trial that runs again (see :meth:`resume`)."""
+        return self._resumed
+
+    @property
+    def pausing(self) -> bool:
+        """True when the last report paused the trial (see :meth:`pause`)."""
+        return self._pausing
+
     async def checkpoint(self, state: Any, *, pickle: bool = False) -> None:
         """Keep ``state`` as this trial's latest checkpoint (it replaces the previous one).
 
@@ -227,9 +308,7 @@ class Trial:
         """
         from .checkpoints import encode_state
 
-        if self._ended:
-            raise TrialCancelled(f"trial {self.number} has already ended")
-        await self._session.on_checkpoint(self, encode_state(state, pickle=pickle))
+        await self.save_checkpoint(encode_state(state, pickle=pickle))
 
     async def restore(self, *, pickle: bool = False) -> Any:
         """The state this trial continues from, in the form it was saved, or ``None``.
@@ -241,22 +320,22 @@ class Trial:
         """
         from .checkpoints import decode_state
 
+        data = await self.load_checkpoint()
+        return None if data is None else decode_state(data, pickle=pickle)
+
+    async def save_checkpoint(self, data: bytes) -> None:
+        """Keep the encoded checkpoint ``data`` (what :meth:`checkpoint` stores after encoding)."""
+        if self._ended:
+            raise TrialCancelled(f"trial {self.number} has already ended")
+        await self._session.on_checkpoint(self, data)
+
+    async def load_checkpoint(self) -> bytes | None:
+        """The encoded checkpoint this trial continues from, or ``None``; clears :attr:`should_restore`."""
         if self._ended:
             raise TrialCancelled(f"trial {self.number} has already ended")
         data = await self._session.on_restore(self)
         self._restore = False
-        return None if data is None else decode_state(data, pickle=pickle)
-
-    def _change_params(self, params: Mapping[str, Any], step: int, donor: int | None) -> None:
-        """Switch to ``params`` after the report at ``step`` (the tuner's exploit path)."""
-        if not self._schedule:
-            self._schedule.append(ScheduleEntry(None, MappingProxyType(dict(self.params))))
-        self._schedule.append(ScheduleEntry(step, MappingProxyType(dict(params)), donor))
-        # In place: the RUNNING record's params are a live view of this dict.
-        self.params.clear()
-        self.params.update(params)
-        if donor is not None:
-            self._restore = True
+        return data
 
     def set_user_attr(self, key: str, value: Any) -> None:
         """Attach a JSON-serialisable value to the trial; kept in its record."""
@@ -278,18 +357,79 @@ class Trial:
         if istep in self._reports:
             raise ValueError(f"trial {self.number}: step {istep} was already reported")
         self._reports[istep] = fvalue
+        self._pausing = False
         await self._session.on_report(self, istep, fvalue)
 
+    def pause(self) -> None:
+        """Mark that the decider paused the trial at its last report (it will end PAUSED, not PRUNED)."""
+        self._pausing = True
+
+    def exploit(self, params: Mapping[str, Any], step: int, donor: int | None, *, restore: bool | None = None) -> None:
+        """Go on with ``params`` after the report at ``step``, from ``donor``'s checkpoint when given.
+
+        Appends to :attr:`schedule`; :attr:`should_restore` turns true with
+        a donor (or as ``restore`` says, for a copy of a remote trial).
+        """
+        if not self._schedule:
+            self._schedule.append(ScheduleEntry(None, MappingProxyType(dict(self.params))))
+        self._schedule.append(ScheduleEntry(step, MappingProxyType(dict(params)), donor))
+        self.params = dict(params)
+        if restore is None:
+            restore = donor is not None
+        if restore:
+            self._restore = True
+
+    def continue_from_checkpoint(self) -> None:
+        """Make :attr:`should_restore` true: a checkpoint this trial must load was put in its place."""
+        self._restore = True
+
+    def end(
+        self,
+        state: TrialState,
+        value: float | None = None,
+        error: str | None = None,
+        traceback: str | None = None,
+        *,
+        values: tuple[float, ...] | None = None,
+        ended: float | None = None,
+    ) -> TrialRecord:
+        """End the trial in ``state`` and return its final record; later calls of its methods raise.
+
+        Raises ``RuntimeError`` if the trial has already ended.
+        """
+        if self._ended:
+            raise RuntimeError(f"trial {self.number} has already ended")
+        if state is TrialState.RUNNING:
+            raise ValueError("a trial ends in a final state, not RUNNING")
+        self._ended = True
+        now = time.time() if ended is None else ended
+        return TrialRecord(
+            number=self.number,
+            state=state,
+            params=MappingProxyType(dict(self.params)),
+            value=value,
+            reports=MappingProxyType(dict(self._reports)) if self._reports else _EMPTY,
+            user_attrs=MappingProxyType(dict(self.user_attrs)) if self.user_attrs else _EMPTY,
+            error=error,
+            traceback=traceback,
+            started=self.started,
+            ended=max(now, self.started),
+            retry_of=self.retry_of,
+            schedule=tuple(self._schedule),
+            values=values,
+        )
+
     def snapshot(self) -> TrialRecord:
-        """A RUNNING :class:`TrialRecord` of this trial (reports as a live view)."""
+        """A RUNNING :class:`TrialRecord` of this trial as it is now; it never changes afterwards."""
         return TrialRecord(
             number=self.number,
             state=TrialState.RUNNING,
-            params=MappingProxyType(self.params),
-            reports=MappingProxyType(self._reports),
-            user_attrs=MappingProxyType(self.user_attrs),
+            params=MappingProxyType(dict(self.params)),
+            reports=MappingProxyType(dict(self._reports)) if self._reports else _EMPTY,
+            user_attrs=MappingProxyType(dict(self.user_attrs)) if self.user_attrs else _EMPTY,
             started=self.started,
             retry_of=self.retry_of,
+            schedule=tuple(self._schedule),
         )
 
     def __repr__(self) -> str:
@@ -298,12 +438,12 @@ class Trial:
 
 def _sync_call(trial: Trial, call: Callable[..., Any], fn: Callable[..., Any], *args: Any) -> Any:
     """Run ``fn(*args)`` (a coroutine function) in the tuner's loop for a worker thread."""
-    if trial._ended:
+    if trial.ended:
         raise TrialCancelled(f"trial {trial.number} has already ended")
     try:
         return call(fn, *args)
     except (RuntimeError, asyncio.CancelledError, concurrent.futures.CancelledError) as exc:
-        if trial._ended or not isinstance(exc, RuntimeError):
+        if trial.ended or not isinstance(exc, RuntimeError):
             raise TrialCancelled(f"trial {trial.number} has already ended") from exc
         raise
 
@@ -346,14 +486,14 @@ class SyncTrial:
 
     def set_user_attr(self, key: str, value: Any) -> None:
         """Attach a JSON-serialisable value to the trial; kept in its record."""
-        if self._trial._ended:
+        if self._trial.ended:
             raise TrialCancelled(f"trial {self.number} has already ended")
         self._trial.set_user_attr(key, value)
 
     @property
     def should_restore(self) -> bool:
         """True when the objective must load :meth:`restore`'s state before going on."""
-        return self._trial._restore
+        return self._trial.should_restore
 
     @property
     def schedule(self) -> tuple[ScheduleEntry, ...]:
@@ -366,20 +506,19 @@ class SyncTrial:
 
         data = encode_state(state, pickle=pickle)
         trial = self._trial
-        _sync_call(trial, self._call, trial._session.on_checkpoint, trial, data)
+        _sync_call(trial, self._call, trial.save_checkpoint, data)
 
     def restore(self, *, pickle: bool = False) -> Any:
         """Synchronous form of :meth:`Trial.restore`; the state is decoded in this thread."""
         from .checkpoints import decode_state
 
         trial = self._trial
-        data = _sync_call(trial, self._call, trial._session.on_restore, trial)
-        trial._restore = False
+        data = _sync_call(trial, self._call, trial.load_checkpoint)
         return None if data is None else decode_state(data, pickle=pickle)
 
     def report(self, value: float, *, step: int) -> None:
         """Synchronous form of :meth:`Trial.report`."""
-        if self._trial._ended:
+        if self._trial.ended:
             raise TrialCancelled(f"trial {self.number} has already ended")
         fvalue, istep = _check_report(value, step)
         try:
@@ -387,7 +526,7 @@ class SyncTrial:
         except (RuntimeError, asyncio.CancelledError, concurrent.futures.CancelledError) as exc:
             # The trial timed out or the study stopped while this report was on its way
             # (cancelled), or the event loop is gone: either way this thread was left behind.
-            if self._trial._ended or not isinstance(exc, RuntimeError):
+            if self._trial.ended or not isinstance(exc, RuntimeError):
                 raise TrialCancelled(f"trial {self.number} has already ended") from exc
             raise
 

@@ -1,12 +1,22 @@
-"""Ctrl-C (SIGINT) during a run: running trials are recorded CANCELLED and nothing is left running."""
+"""Ctrl-C (SIGINT) and SIGTERM during a run, sent to a real subprocess.
+
+The first signal stops the study gracefully: running trials are recorded
+CANCELLED, storage and loggers are closed, the summary is printed and
+``run()`` returns its result with reason ``"interrupted"``.  A second
+Ctrl-C aborts at once.
+"""
 
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
+
+import pytest
 
 SCRIPT = textwrap.dedent(
     """
@@ -31,15 +41,26 @@ SCRIPT = textwrap.dedent(
         await anyio.sleep(60)
         return 1.0
 
-    tuner = hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, concurrency=3, max_trials=10,
-                      loggers=[], plugins=[Watch()], seed=0)
-    anyio.run(tuner.run)
+    def sync_objective(trial):
+        import time
+        time.sleep(60)
+        return 1.0
+
+    kind, db = sys.argv[1], sys.argv[2]
+    tuner = hpt.Tuner(objective if kind == "async" else sync_objective, {"x": hpt.Float(0, 1)},
+                      concurrency=3, max_trials=10, loggers=["console", Watch()], seed=0,
+                      storage=f"sqlite:///{db}", study="interrupted")
+    result = anyio.run(tuner.run)
+    print("returned", result.reason, result.count("cancelled"), flush=True)
     """
 )
 
 
-def test_sigint_cancels_running_trials_and_ends_the_study() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _start(tmp_path: Path, kind: str) -> tuple[subprocess.Popen[str], Path]:
+    db = tmp_path / "study.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, kind, str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     started = 0
     deadline = time.monotonic() + 30
@@ -49,11 +70,62 @@ def test_sigint_cancels_running_trials_and_ends_the_study() -> None:
             break
         started += line.startswith("started")
     assert started == 3, "the three concurrent trials never started"
-    proc.send_signal(signal.SIGINT)
+    return proc, db
+
+
+def _states(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return sorted(row[0] for row in conn.execute("SELECT state FROM trials"))
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_the_study_gracefully_and_run_returns(tmp_path: Path, signum: int, kind: str) -> None:
+    proc, db = _start(tmp_path, kind)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
     lines = out.splitlines()
     ended = [line for line in lines if line.startswith("ended")]
     assert sorted(ended) == ["ended 0 cancelled", "ended 1 cancelled", "ended 2 cancelled"]
-    assert "study ended cancelled 0" in lines
+    assert "study ended interrupted 0" in lines
+    assert "returned interrupted 3" in lines  # the code after run() saw the result
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "interrupted" in err  # the console logger's summary line names the reason
+    assert _states(db) == ["cancelled", "cancelled", "cancelled"]  # no RUNNING rows are left
+
+
+def test_a_second_ctrl_c_aborts_at_once(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import anyio
+        import hpt_async as hpt
+
+        class Stubborn:
+            # Holds the graceful stop up: ending a trial takes a minute.
+            @hpt.hookimpl
+            async def hpt_trial_ended(self, event):
+                print("ending", flush=True)
+                with anyio.CancelScope(shield=True):
+                    await anyio.sleep(60)
+
+        async def objective(trial):
+            print("started", flush=True)
+            await anyio.sleep(60)
+            return 1.0
+
+        tuner = hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, max_trials=2, loggers=[], plugins=[Stubborn()])
+        anyio.run(tuner.run)
+        print("returned", flush=True)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "started"
+    proc.send_signal(signal.SIGINT)
+    assert proc.stdout.readline().strip() == "ending"  # the graceful stop is under way, and stuck
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)  # well before the hook's minute is up
+    assert "returned" not in out
     assert proc.returncode != 0
     assert "KeyboardInterrupt" in err

@@ -385,7 +385,7 @@ class ProcessExecutor(Executor):
             if worker.loaded != token:
                 await worker.send(("objective", token, blob))
                 worker.loaded = token
-            await worker.send(("trial", trial.number, params, trial.started, token, trial._restore))
+            await worker.send(("trial", trial.number, params, trial.started, token, trial.should_restore))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             return None
         while True:

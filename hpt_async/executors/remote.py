@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn
 
 from ..exceptions import TrialCancelled, TrialPruned
-from ..trial import SyncTrial, Trial
+from ..trial import SyncTrial, Trial, TrialState
 
 __all__ = [
     "PICKLER",
@@ -277,7 +277,8 @@ def _unpack_exception(packed: tuple[bytes | None, str, str]) -> Exception:
 def _raise_answer(trial: Trial, code: str, payload: Any, what: str) -> NoReturn:
     """Raise what the tuner's answer ``code`` to ``what`` (a report or a request) of ``trial`` means."""
     if code == "cancelled":
-        trial._ended = True
+        if not trial.ended:
+            trial.end(TrialState.CANCELLED)
         raise TrialCancelled(payload)
     if code == "raise":
         raise _unpack_exception(payload)
@@ -321,9 +322,7 @@ class _RemoteSession:
             return
         if code == "update":
             params_blob, restore, donor = payload
-            params = loads(params_blob)
-            trial._change_params(params, step, donor)
-            trial._restore = bool(restore)
+            trial.exploit(loads(params_blob), step, donor, restore=bool(restore))
             return
         if code == "stop":
             raise TrialPruned(payload)
@@ -355,7 +354,7 @@ class RemoteTrial(SyncTrial):
     tuner's EXPLOIT answers.
     """
 
-    __slots__ = ()
+    __slots__ = ("_remote",)
 
     def __init__(
         self,
@@ -366,9 +365,9 @@ class RemoteTrial(SyncTrial):
         request: Request | None = None,
         should_restore: bool = False,
     ) -> None:
-        session = _RemoteSession(exchange, request)
-        super().__init__(Trial(number, params, session, time.time() if started is None else started), _drive)
-        self._trial._restore = bool(should_restore)
+        self._remote = _RemoteSession(exchange, request)
+        begun = time.time() if started is None else started
+        super().__init__(Trial(number, params, self._remote, begun, should_restore=should_restore), _drive)
 
     def set_user_attr(self, key: str, value: Any) -> None:
         """Attach a picklable, JSON-serialisable value to the trial; kept in its record."""
@@ -379,9 +378,7 @@ class RemoteTrial(SyncTrial):
         super().set_user_attr(key, value)
 
     def _attrs_update(self) -> bytes | None:
-        session = self._trial._session
-        assert isinstance(session, _RemoteSession)
-        return session.attrs_update(self._trial)
+        return self._remote.attrs_update(self._trial)
 
 
 def run_objective(objective: Callable[..., Any], trial: RemoteTrial) -> dict[str, Any]:
@@ -431,7 +428,7 @@ def raised_outcome(exc: BaseException, note: str = "") -> dict[str, Any]:
 
 def apply_user_attrs(trial: Trial, attrs: bytes | None) -> None:
     """Copy user attributes sent by a worker onto the live trial (ignored once it ended)."""
-    if attrs is None or trial._ended:
+    if attrs is None or trial.ended:
         return
     for key, value in loads(attrs).items():
         trial.set_user_attr(key, value)
@@ -440,7 +437,7 @@ def apply_user_attrs(trial: Trial, attrs: bytes | None) -> None:
 async def answer_report(trial: Trial, step: int, value: float, attrs: bytes | None) -> Decision:
     """Store a worker's report on the live trial and return the decision to send back."""
     apply_user_attrs(trial, attrs)
-    changes = len(trial._schedule)
+    changes = len(trial.schedule)
     try:
         await trial.report(value, step=step)
     except TrialPruned as exc:
@@ -449,8 +446,9 @@ async def answer_report(trial: Trial, step: int, value: float, attrs: bytes | No
         return "cancelled", str(exc)
     except Exception as exc:
         return "raise", _pack_exception(exc)
-    if len(trial._schedule) != changes:
-        return "update", (dumps(trial.params), trial._restore, trial._schedule[-1].donor)
+    schedule = trial.schedule
+    if len(schedule) != changes:
+        return "update", (dumps(trial.params), trial.should_restore, schedule[-1].donor)
     return "continue", None
 
 
@@ -458,12 +456,10 @@ async def answer_request(trial: Trial, kind: str, payload: Any) -> Decision:
     """Serve a worker's ``("checkpoint", data)`` or ``("restore", None)`` request on the live trial."""
     try:
         if kind == "checkpoint":
-            await trial._session.on_checkpoint(trial, payload)
+            await trial.save_checkpoint(payload)
             return "ok", None
         if kind == "restore":
-            data = await trial._session.on_restore(trial)
-            trial._restore = False
-            return "ok", data
+            return "ok", await trial.load_checkpoint()
         raise ValueError(f"unknown request {kind!r} from trial {trial.number}")
     except TrialCancelled as exc:
         return "cancelled", str(exc)

@@ -173,6 +173,8 @@ class PBTStrategy(Strategy):
 
     name = "pbt"
     check_output = True
+    decides = True
+    retains_checkpoints = True
 
     def __init__(
         self,
@@ -328,6 +330,7 @@ class PBTReplayStrategy(Strategy):
     """
 
     name = "pbt-replay"
+    decides = True
 
     def __init__(self, schedule: Sequence[ScheduleEntry | tuple[int | None, Mapping[str, Any]]]) -> None:
         entries: list[ScheduleEntry] = []

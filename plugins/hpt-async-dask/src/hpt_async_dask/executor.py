@@ -134,7 +134,7 @@ class DaskExecutor(Executor):
                 params,
                 trial.started,
                 channel,
-                trial._restore,
+                trial.should_restore,
                 key=f"hpt-trial-{trial.number}-{self._token}",
                 pure=False,
                 resources=self.resources,

@@ -1,0 +1,59 @@
+"""Checks of the Tuner's plain arguments, each error naming the argument and the value given."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["check"]
+
+_DIRECTIONS = ("minimize", "maximize")
+
+
+def _positive(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+
+
+def _count(name: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def check(
+    objective: Callable[..., Any] | None,
+    direction: Any,
+    concurrency: Any,
+    max_trials: Any,
+    max_failures: Any,
+    timeout: Any,
+    trial_timeout: Any,
+    target: Any,
+    seed: Any,
+    study: Any,
+) -> None:
+    """Raise ``TypeError`` or ``ValueError`` for the first argument a Tuner cannot take."""
+    if objective is not None and not callable(objective):
+        raise TypeError(f"objective must be callable (or None for ask-and-tell), got {objective!r}")
+    if direction not in _DIRECTIONS:
+        raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+    _count("max_trials", max_trials)
+    _count("max_failures", max_failures)
+    _positive("timeout", timeout)
+    _positive("trial_timeout", trial_timeout)
+    if target is not None and (
+        isinstance(target, bool) or not isinstance(target, numbers.Real) or not math.isfinite(target)
+    ):
+        raise ValueError(f"target must be a finite number, got {target!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    if seed is not None and not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    if study is not None and (not isinstance(study, str) or not study):
+        raise ValueError(f"study must be a non-empty string, got {study!r}")

@@ -1,0 +1,178 @@
+"""A Tuner's components, created from their specs and resolved once when the Tuner is built.
+
+:func:`resolve` turns what the user gave (registered names, mappings with a
+``"name"`` and options, or objects) into the strategy, pruner, storage,
+executor, loggers and plugins of one tuner, checks each against its
+contract in :mod:`hpt_async.contracts`, and reads each declared capability
+once, so that the tuner calls bound methods and never probes an object
+while trials run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .contracts import Decision, Exploit, Strategy
+from .executors.inloop import is_async_callable
+from .plugins import Registry
+from .storage.base import parse_storage_url
+
+__all__ = ["Components", "label", "resolve"]
+
+
+def label(obj: Any) -> str:
+    """The name a component goes by in messages: its ``name`` attribute, else its class name."""
+    name = getattr(obj, "name", None)
+    return name if isinstance(name, str) else type(obj).__name__
+
+
+def _overrides(obj: Any, base: type, method: str) -> bool:
+    """True when ``obj`` has its own callable ``method`` (not the default of ``base``)."""
+    function = getattr(type(obj), method, None)
+    if function is None:
+        return callable(getattr(obj, method, None))
+    return callable(function) and function is not getattr(base, method, None)
+
+
+def _declared(obj: Any, base: type, flag: str, method: str, kind: str) -> bool:
+    """Whether ``obj`` declares ``flag``; an undeclared override of ``method`` still counts, with a warning."""
+    if getattr(obj, flag, False):
+        return True
+    if _overrides(obj, base, method):
+        warnings.warn(
+            f"{kind} {label(obj)!r} defines {method}() without declaring {flag} = True; "
+            f"declare it (the undeclared form will stop working in a later release)",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        return True
+    return False
+
+
+def _accepts(function: Callable[..., Any], keyword: str) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == keyword or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def _spec(given: Any, obj: Any) -> dict[str, Any]:
+    """A JSON description of a component, for the study's stored settings."""
+    if isinstance(given, str):
+        return {"name": given}
+    if isinstance(given, Mapping):
+        return {str(k): v for k, v in given.items()}
+    return {"name": label(obj)}
+
+
+@dataclass(slots=True)
+class Components:
+    """The resolved components of one Tuner and the calls the tuner makes on them."""
+
+    strategy: Any
+    pruner: Any | None
+    storage: Any
+    executor: Any
+    loggers: list[Any]
+    plugins: list[Any]
+    #: The decider at reports: the pruner, or a strategy that declares ``decides``; ``None`` for none.
+    decider: Any | None
+    decider_kind: str
+    #: The pruner promotes PAUSED trials (promotion mode).
+    promotes: bool
+    #: The strategy's ``retained_checkpoints``, or ``None``.
+    retained: Callable[[Any], Collection[int]] | None
+    check_output: bool
+    #: ``storage.open`` takes ``settings=`` (seed and component specs kept with the study).
+    storage_settings: bool
+    specs: dict[str, Any] = field(default_factory=dict)
+
+    def check_answer(self, answer: Any) -> Decision | Exploit:
+        """The decider's answer, or ``TypeError``/``ValueError`` saying what is wrong with it."""
+        if isinstance(answer, Exploit):
+            if self.decider_kind != "strategy":
+                raise TypeError("only a strategy that declares decides = True answers Exploit(...)")
+            return answer
+        if answer is Decision.EXPLOIT:
+            raise TypeError("EXPLOIT is answered as Exploit(params, donor), which carries the new configuration")
+        if answer is Decision.PAUSE and not self.promotes:
+            raise ValueError("PAUSE is only answered by a pruner whose promotes attribute is true")
+        if answer is Decision.CONTINUE or answer is Decision.STOP or answer is Decision.PAUSE:
+            return answer
+        raise TypeError(f"expected a Decision or an Exploit, got {answer!r}")
+
+
+def resolve(
+    registry: Registry,
+    objective: Callable[..., Any] | None,
+    *,
+    strategy: Any,
+    pruner: Any,
+    storage: Any,
+    executor: Any,
+    loggers: Any,
+    plugins: Any,
+) -> Components:
+    """Create and check the components of one Tuner (see the module docstring)."""
+    strat = registry.create("strategy", strategy)
+    if not callable(getattr(strat, "ask", None)):
+        raise TypeError(f"strategy {strat!r} has no ask() method")
+    if not callable(getattr(strat, "tell", None)):
+        raise TypeError(f"strategy {strat!r} has no tell() method (subclass hpt_async.contracts.Strategy)")
+    prun = None if pruner is None else registry.create("pruner", pruner)
+    if prun is not None and not callable(getattr(prun, "decide", None)):
+        raise TypeError(f"pruner {prun!r} has no decide() method")
+    promotes = prun is not None and bool(getattr(prun, "promotes", False)) and callable(getattr(prun, "promote", None))
+
+    decider, kind = prun, "pruner"
+    if _declared(strat, Strategy, "decides", "decide", "strategy"):
+        if prun is not None:
+            raise ValueError(
+                f"strategy {label(strat)!r} decides at reports itself (it may EXPLOIT); "
+                f"it cannot be paired with pruner {label(prun)!r}: drop pruner="
+            )
+        decider, kind = strat, "strategy"
+    retained = None
+    if _declared(strat, Strategy, "retains_checkpoints", "retained_checkpoints", "strategy"):
+        retained = strat.retained_checkpoints
+
+    if isinstance(storage, str):
+        store = registry.create("storage", parse_storage_url(storage), storage)
+    elif isinstance(storage, Mapping) and "url" in storage:
+        options = {k: v for k, v in storage.items() if k not in ("name", "url")}
+        store = registry.create("storage", {"name": parse_storage_url(storage["url"]), **options}, storage["url"])
+    else:
+        store = registry.create("storage", storage)
+    if not callable(getattr(store, "open", None)):
+        raise TypeError(f"storage {store!r} has no open() method")
+
+    if executor is None:
+        executor = "async" if objective is not None and is_async_callable(objective) else "thread"
+    execu = registry.create("executor", executor)
+    if objective is not None:
+        execu.check(objective)
+    logs = [registry.create("logger", lg) for lg in (["console"] if loggers is None else loggers)]
+
+    specs: dict[str, Any] = {"strategy": _spec(strategy, strat), "executor": _spec(executor, execu)}
+    if prun is not None:
+        specs["pruner"] = _spec(pruner, prun)
+    return Components(
+        strategy=strat,
+        pruner=prun,
+        storage=store,
+        executor=execu,
+        loggers=logs,
+        plugins=list(plugins),
+        decider=decider,
+        decider_kind=kind,
+        promotes=promotes,
+        retained=retained,
+        check_output=getattr(strat, "check_output", True) is not False,
+        storage_settings=_accepts(store.open, "settings"),
+        specs=specs,
+    )
