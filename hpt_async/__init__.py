@@ -9,6 +9,7 @@
 
 from .events import StudyEnded, StudyStarted, TrialCreated, TrialEnded, TrialReported, TrialStarted
 from .exceptions import (
+    HptError,
     PluginError,
     PluginNotFound,
     StrategyExhausted,
@@ -83,6 +84,7 @@ __all__ = [
     "Executor",
     "Float",
     "GridStrategy",
+    "HptError",
     "Int",
     "MemoryStorage",
     "PluginError",

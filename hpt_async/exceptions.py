@@ -29,7 +29,7 @@ class HptError(Exception):
     """
 
 
-class TrialPruned(Exception):
+class TrialPruned(HptError):
     """Raised by ``trial.report`` when the pruner stops the trial.
 
     An objective may also raise it itself to end its trial as PRUNED.  The
@@ -48,7 +48,7 @@ class TrialPaused(TrialPruned):
     """
 
 
-class TrialCancelled(Exception):
+class TrialCancelled(HptError):
     """Raised by a trial method once its trial has been recorded as ended.
 
     A synchronous objective running in a thread cannot be interrupted; when
@@ -58,7 +58,7 @@ class TrialCancelled(Exception):
     """
 
 
-class StudyFailed(Exception):
+class StudyFailed(HptError):
     """The study reached ``max_failures``.  ``result`` holds what was done."""
 
     def __init__(self, message: str, result: StudyResult) -> None:
@@ -66,7 +66,7 @@ class StudyFailed(Exception):
         self.result = result
 
 
-class StudyError(RuntimeError):
+class StudyError(HptError, RuntimeError):
     """A strategy, pruner, storage or executor raised; the study stopped.
 
     The message names the component; ``result`` holds what was done, and the
@@ -78,15 +78,15 @@ class StudyError(RuntimeError):
         self.result = result
 
 
-class StrategyExhausted(Exception):
+class StrategyExhausted(HptError):
     """``tuner.ask()`` found no configuration left to try (e.g. a finished grid)."""
 
 
-class PluginError(RuntimeError):
+class PluginError(HptError, RuntimeError):
     """A plugin could not be loaded or registered (the message names it)."""
 
 
-class PluginNotFound(LookupError):
+class PluginNotFound(HptError, LookupError):
     """No plugin of the asked kind is registered under that name."""
 
     def __str__(self) -> str:  # LookupError would repr() a single argument

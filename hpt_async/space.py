@@ -18,6 +18,8 @@ import numbers
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from .exceptions import HptError
+
 __all__ = [
     "Choice",
     "Domain",
@@ -36,7 +38,7 @@ _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
-class SpaceError(ValueError):
+class SpaceError(HptError, ValueError):
     """A search space or a configuration does not fit its definition."""
 
 
