@@ -10,6 +10,7 @@
 from .events import StudyEnded, StudyStarted, TrialCreated, TrialEnded, TrialReported, TrialStarted
 from .exceptions import (
     HptError,
+    ObjectiveError,
     PluginError,
     PluginNotFound,
     StrategyExhausted,
@@ -87,6 +88,7 @@ __all__ = [
     "HptError",
     "Int",
     "MemoryStorage",
+    "ObjectiveError",
     "PluginError",
     "PluginNotFound",
     "Pruner",

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HptError",
+    "ObjectiveError",
     "PluginError",
     "PluginNotFound",
     "StrategyExhausted",
@@ -27,6 +28,29 @@ class HptError(Exception):
     derives from the builtin exception a caller would expect (a bad
     argument is a ``ValueError`` too, an unknown name a ``LookupError``).
     """
+
+
+class ObjectiveError(HptError):
+    """An objective raised a ``BaseException`` that is not an ``Exception``.
+
+    ``SystemExit`` (``sys.exit()`` in an objective), ``GeneratorExit``, a
+    ``CancelledError`` the objective raised or let out on its own (not a
+    cancellation by the study), or any other direct ``BaseException``
+    subclass would otherwise unwind the whole study.  The thread and async
+    executors raise this in its place, so that only that trial fails, as for
+    any exception.  The message is the original type's name and message,
+    ``"SystemExit: 3"``; the original is the ``__cause__``, and its
+    traceback comes first in the trial's recorded traceback.
+    ``KeyboardInterrupt`` and a cancellation by the study are never wrapped.
+    """
+
+    @classmethod
+    def wrapping(cls, original: BaseException) -> ObjectiveError:
+        """The ObjectiveError standing for ``original`` (raise it ``from original``)."""
+        kind = type(original)
+        name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        text = str(original)
+        return cls(f"{name}: {text}" if text else name)
 
 
 class TrialPruned(HptError):

@@ -12,9 +12,20 @@ import anyio.to_thread
 from ..hookspecs import hookimpl
 from ..trial import SyncTrial, Trial
 from .base import Executor
-from .inloop import is_async_callable
+from .inloop import is_async_callable, objective_failure
 
 __all__ = ["ThreadExecutor"]
+
+
+def _call(objective: Callable[..., Any], trial: SyncTrial) -> Any:
+    """Run ``objective(trial)`` in the worker thread, raising a BaseException it raises as an ObjectiveError."""
+    try:
+        return objective(trial)
+    except BaseException as exc:
+        failure = objective_failure(exc, in_task=False)
+        if failure is None:
+            raise
+        raise failure from exc
 
 
 class ThreadExecutor(Executor):
@@ -27,7 +38,10 @@ class ThreadExecutor(Executor):
     once and the thread is abandoned, giving its slot to the next trial while
     it winds down; its next ``report`` raises
     :class:`~hpt_async.TrialCancelled`.  Objectives that hold the GIL gain
-    nothing from more threads; the process executor is for them.
+    nothing from more threads; the process executor is for them.  A
+    ``BaseException`` other than ``KeyboardInterrupt`` raised by the
+    objective (``sys.exit()``, ``GeneratorExit``) is raised as an
+    :class:`~hpt_async.ObjectiveError`, failing only its trial.
     """
 
     name = "thread"
@@ -50,7 +64,9 @@ class ThreadExecutor(Executor):
 
     async def run(self, objective: Callable[..., Any], trial: Trial) -> Any:
         sync_trial = SyncTrial(trial, anyio.from_thread.run)
-        return await anyio.to_thread.run_sync(objective, sync_trial, abandon_on_cancel=True, limiter=self._limiter)
+        return await anyio.to_thread.run_sync(
+            _call, objective, sync_trial, abandon_on_cancel=True, limiter=self._limiter
+        )
 
 
 @hookimpl
