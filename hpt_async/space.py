@@ -313,7 +313,9 @@ class Int(Domain):
         if self.log and step != 1:
             raise self._fail("log and step cannot be combined")
         if high > low and step > high - low:
-            raise self._fail(f"step ({step}) is larger than the range from {low} to {high}; the only value would be low")
+            raise self._fail(
+                f"step ({step}) is larger than the range from {low} to {high}; the only value would be low"
+            )
         self._n = (high - low) // step
         self.high = low + self._n * step
         try:

@@ -33,7 +33,7 @@ def cases() -> list[object]:
             id=kind.__name__,
             marks=()
             if kind.__module__ in CONVERTED
-            else pytest.mark.xfail(reason=f"{kind.__module__} is to derive its exceptions from HptError in that module"),
+            else pytest.mark.xfail(reason=f"{kind.__module__} is to derive from HptError in that module"),
         )
         for kind in public_exceptions()
     ]

@@ -69,8 +69,10 @@ class ThreadExecutor(Executor):
             isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
         ):
             raise ValueError(f"max_workers must be an int >= 1, got {max_workers!r}")
-        if blas_threads is not None and blas_threads != "auto" and (
-            isinstance(blas_threads, bool) or not isinstance(blas_threads, int) or blas_threads < 1
+        if (
+            blas_threads is not None
+            and blas_threads != "auto"
+            and (isinstance(blas_threads, bool) or not isinstance(blas_threads, int) or blas_threads < 1)
         ):
             raise ValueError(f"blas_threads must be 'auto', an int >= 1 or None, got {blas_threads!r}")
         self.max_workers = max_workers
