@@ -9,6 +9,8 @@
 
 from .events import StudyEnded, StudyStarted, TrialCreated, TrialEnded, TrialReported, TrialStarted
 from .exceptions import (
+    HptError,
+    ObjectiveError,
     PluginError,
     PluginNotFound,
     StrategyExhausted,
@@ -83,8 +85,10 @@ __all__ = [
     "Executor",
     "Float",
     "GridStrategy",
+    "HptError",
     "Int",
     "MemoryStorage",
+    "ObjectiveError",
     "PluginError",
     "PluginNotFound",
     "Pruner",

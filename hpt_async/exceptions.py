@@ -9,6 +9,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HptError",
+    "ObjectiveError",
     "PluginError",
     "PluginNotFound",
     "StrategyExhausted",
@@ -29,7 +30,30 @@ class HptError(Exception):
     """
 
 
-class TrialPruned(Exception):
+class ObjectiveError(HptError):
+    """An objective raised a ``BaseException`` that is not an ``Exception``.
+
+    ``SystemExit`` (``sys.exit()`` in an objective), ``GeneratorExit``, a
+    ``CancelledError`` the objective raised or let out on its own (not a
+    cancellation by the study), or any other direct ``BaseException``
+    subclass would otherwise unwind the whole study.  The thread and async
+    executors raise this in its place, so that only that trial fails, as for
+    any exception.  The message is the original type's name and message,
+    ``"SystemExit: 3"``; the original is the ``__cause__``, and its
+    traceback comes first in the trial's recorded traceback.
+    ``KeyboardInterrupt`` and a cancellation by the study are never wrapped.
+    """
+
+    @classmethod
+    def wrapping(cls, original: BaseException) -> ObjectiveError:
+        """The ObjectiveError standing for ``original`` (raise it ``from original``)."""
+        kind = type(original)
+        name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        text = str(original)
+        return cls(f"{name}: {text}" if text else name)
+
+
+class TrialPruned(HptError):
     """Raised by ``trial.report`` when the pruner stops the trial.
 
     An objective may also raise it itself to end its trial as PRUNED.  The
@@ -48,7 +72,7 @@ class TrialPaused(TrialPruned):
     """
 
 
-class TrialCancelled(Exception):
+class TrialCancelled(HptError):
     """Raised by a trial method once its trial has been recorded as ended.
 
     A synchronous objective running in a thread cannot be interrupted; when
@@ -58,7 +82,7 @@ class TrialCancelled(Exception):
     """
 
 
-class StudyFailed(Exception):
+class StudyFailed(HptError):
     """The study reached ``max_failures``.  ``result`` holds what was done."""
 
     def __init__(self, message: str, result: StudyResult) -> None:
@@ -66,7 +90,7 @@ class StudyFailed(Exception):
         self.result = result
 
 
-class StudyError(RuntimeError):
+class StudyError(HptError, RuntimeError):
     """A strategy, pruner, storage or executor raised; the study stopped.
 
     The message names the component; ``result`` holds what was done, and the
@@ -78,15 +102,15 @@ class StudyError(RuntimeError):
         self.result = result
 
 
-class StrategyExhausted(Exception):
+class StrategyExhausted(HptError):
     """``tuner.ask()`` found no configuration left to try (e.g. a finished grid)."""
 
 
-class PluginError(RuntimeError):
+class PluginError(HptError, RuntimeError):
     """A plugin could not be loaded or registered (the message names it)."""
 
 
-class PluginNotFound(LookupError):
+class PluginNotFound(HptError, LookupError):
     """No plugin of the asked kind is registered under that name."""
 
     def __str__(self) -> str:  # LookupError would repr() a single argument

@@ -18,6 +18,8 @@ import numbers
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from .exceptions import HptError
+
 __all__ = [
     "Choice",
     "Domain",
@@ -29,11 +31,14 @@ __all__ = [
     "unit_uniforms",
 ]
 
+_STEP_RESOLUTION = 4e6
+"""The smallest Float step, in units in the last place of the larger bound."""
+
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
-class SpaceError(ValueError):
+class SpaceError(HptError, ValueError):
     """A search space or a configuration does not fit its definition."""
 
 
@@ -151,6 +156,11 @@ class Float(Domain):
     ``log=True`` samples uniformly in log space (``low`` must be > 0).
     ``step`` restricts values to ``low + k * step``; ``high`` is lowered to the
     last such value.  ``log`` and ``step`` cannot be combined.
+
+    The bounds must be finite and ``high - low`` a finite float; a step must
+    leave at least two values when ``low < high`` and be coarse enough for
+    its values to be exact floats.  A bad definition raises
+    :class:`SpaceError` naming the parameter when the :class:`Space` is built.
     """
 
     __slots__ = ("_a", "_b", "_n", "high", "log", "low", "step")
@@ -176,12 +186,28 @@ class Float(Domain):
             raise self._fail(f"low ({self.low}) is greater than high ({self.high})")
         if self.log and self.low <= 0:
             raise self._fail(f"log scale needs low > 0, got low={self.low}")
+        width = self.high - self.low
+        if not math.isfinite(width):
+            # Sampling scales the unit interval by the width: it must be a finite float.
+            raise self._fail(f"the range from {self.low} to {self.high} is wider than the largest float")
         if self.step is not None:
             if self.log:
                 raise self._fail("log and step cannot be combined")
             if self.step <= 0:
                 raise self._fail(f"step must be > 0, got {self.step}")
-            self._n = math.floor((self.high - self.low) / self.step + 1e-9)
+            # A lattice value low + k * step carries a rounding error of a few units in the last
+            # place of the bounds; contains() allows 1e-6 of a step, so the step must dwarf it.
+            if self.step < _STEP_RESOLUTION * math.ulp(max(abs(self.low), abs(self.high))):
+                raise self._fail(
+                    f"step ({self.step}) is too fine for the float precision at the bounds "
+                    f"({self.low} to {self.high}); its values would not be exact"
+                )
+            self._n = math.floor(width / self.step + 1e-9)
+            if width > 0 and self._n == 0:
+                raise self._fail(
+                    f"step ({self.step}) is larger than the range from {self.low} to {self.high}; "
+                    "the only value would be low"
+                )
             # The last reachable value, never above the given high (rounding may overshoot it).
             self.high = min(self.low + self._n * self.step, self.high)
         else:
@@ -197,7 +223,8 @@ class Float(Domain):
             return min(self.low + k * self.step, self.high)
         x = self._a + u * (self._b - self._a)
         if self.log:
-            x = math.exp(x)
+            # Rounding may carry x past log(high), and exp(x) past the largest float.
+            x = math.exp(min(max(x, self._a), self._b))
         return min(max(x, self.low), self.high)
 
     def to_unit(self, value: Any) -> float:
@@ -228,7 +255,7 @@ class Float(Domain):
 
     def grid(self, points: int) -> list[float]:
         if self.step is not None and self._n + 1 <= points:
-            return [self.low + k * self.step for k in range(self._n + 1)]
+            return [min(self.low + k * self.step, self.high) for k in range(self._n + 1)]
         if points == 1 or self.low == self.high:
             return [self.from_unit(0.5)]
         values = [self.from_unit(i / (points - 1)) for i in range(points)]
@@ -250,6 +277,11 @@ class Int(Domain):
     ``step`` keeps values at ``low + k * step`` (``high`` lowered to the last);
     ``log=True`` samples uniformly in log space (``low`` must be >= 1, ``step``
     must be 1).
+
+    A step must leave at least two values when ``low < high``, and the
+    number of values (with ``log``, ``high`` itself) must fit a float.  A bad
+    definition raises :class:`SpaceError` naming the parameter when the
+    :class:`Space` is built.
     """
 
     __slots__ = ("_n", "high", "log", "low", "step")
@@ -280,13 +312,25 @@ class Int(Domain):
             raise self._fail(f"log scale needs low >= 1, got low={low}")
         if self.log and step != 1:
             raise self._fail("log and step cannot be combined")
+        if high > low and step > high - low:
+            raise self._fail(
+                f"step ({step}) is larger than the range from {low} to {high}; the only value would be low"
+            )
         self._n = (high - low) // step
         self.high = low + self._n * step
+        try:
+            # Sampling scales the unit interval by the number of values (or by log(high + 0.5)),
+            # so these must be finite floats.
+            float(self._n + 1)
+            if self.log:
+                math.exp(math.log(self.high + 0.5))
+        except OverflowError:
+            raise self._fail(f"the range from {low} to {high} is too large for a float to span") from None
 
     def from_unit(self, u: float) -> int:
         if self.log:
             lo, hi = math.log(self.low - 0.5), math.log(self.high + 0.5)
-            v = round(math.exp(lo + u * (hi - lo)))
+            v = round(math.exp(min(lo + u * (hi - lo), hi)))
             return min(max(v, self.low), self.high)
         k = min(int(u * (self._n + 1)), self._n)
         return self.low + k * self.step

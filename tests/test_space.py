@@ -187,6 +187,38 @@ def test_choice_from_unit_splits_the_interval_evenly() -> None:
 # -- bad definitions --------------------------------------------------------------------------
 
 
+def test_a_step_as_wide_as_the_range_keeps_both_bounds() -> None:
+    dom = bound(Float(0.1, 0.3, step=0.2))  # 0.3 - 0.1 is a hair below 0.2 in floats
+    assert dom.grid(5) == [0.1, 0.3]
+    assert all(dom.contains(v) for v in dom.grid(5))
+    assert {dom.from_unit(u) for u in (0.0, 0.49, 0.51, 1.0)} == {0.1, 0.3}
+    assert bound(Int(2, 7, step=5)).grid(5) == [2, 7]
+
+
+def test_a_constant_with_a_step_is_still_a_constant() -> None:
+    assert bound(Float(1.5, 1.5, step=2.0)).grid(3) == [1.5]
+    assert bound(Int(3, 3, step=5)).grid(3) == [3]
+    assert bound(Int(3, 3)).from_unit(0.7) == 3
+
+
+def test_extreme_log_ranges_sample_finite_values_inside_the_bounds() -> None:
+    top = 1.7976931348623157e308
+    # For these lows, low + 1.0 * (log(high) - low) rounds above log(high), whose exp overflows.
+    dom = bound(Float(1.1000576452183344e-147, top, log=True))
+    for u in (0.0, 0.5, 1.0):
+        value = dom.from_unit(u)
+        assert math.isfinite(value) and dom.contains(value)
+    ints = bound(Int(116, int(top), log=True))
+    assert ints.contains(ints.from_unit(1.0)) and ints.from_unit(1.0) > 10**307
+    assert ints.from_unit(0.0) == 116
+
+
+def test_a_huge_int_range_that_fits_a_float_samples_both_ends() -> None:
+    dom = bound(Int(-(2**1000), 2**1000))
+    assert dom.from_unit(0.0) == -(2**1000) and dom.from_unit(1.0) == 2**1000
+    assert dom.to_unit(2**1000) == 1.0
+
+
 @pytest.mark.parametrize(
     ("domains", "fragment"),
     [
@@ -210,6 +242,23 @@ def test_choice_from_unit_splits_the_interval_evenly() -> None:
         ({"c": Choice([(1, 2), (1, 2)])}, "twice"),
         ({"c": Choice("abc")}, "sequence"),
         ({"c": Choice([[1, 2]])}, "hashable"),
+        ({"lr": Float(-math.inf, 0.0)}, "finite"),
+        ({"lr": Float(0.0, math.nan)}, "finite"),
+        ({"lr": Float(0.0, 1.0, step=math.inf)}, "finite"),
+        ({"lr": Float(0.0, 1.0, step=-0.5)}, "step must be > 0"),
+        ({"lr": Float(-1.0, -0.5, log=True)}, "low > 0"),
+        ({"lr": Float(0.0, 1.0, step=2.0)}, "larger than the range"),
+        ({"lr": Float(0.0, 1.0, step=2)}, "larger than the range"),
+        ({"lr": Float(-1e308, 1e308)}, "wider than the largest float"),
+        ({"lr": Float(-1.7976931348623157e308, 1e300)}, "wider than the largest float"),
+        ({"lr": Float(0.0, 1.0, step=1e-10)}, "too fine"),
+        ({"lr": Float(1e16, 1e16 + 100, step=1.5)}, "too fine"),
+        ({"lr": Float(0.0, 1e300, step=1e-300)}, "too fine"),
+        ({"n": Int(0, 5, step=10)}, "larger than the range"),
+        ({"n": Int(-5, 5, log=True)}, "low >= 1"),
+        ({"n": Int(0, 10**400)}, "too large for a float"),
+        ({"n": Int(-(10**400), 0, step=7)}, "too large for a float"),
+        ({"n": Int(10**400, 10**400 + 5, log=True)}, "too large for a float"),
     ],
 )
 def test_bad_domain_fails_naming_the_parameter(domains: dict[str, Domain], fragment: str) -> None:
@@ -607,7 +656,9 @@ def domains(draw: st.DrawFn, when: dict[str, Any] | None = None) -> Domain:
     if kind == "float_step":
         low = draw(st.floats(-1e4, 1e4))
         step = draw(st.floats(1e-3, 1e2))
-        high = low + step * draw(st.integers(0, 1000)) + draw(st.floats(0.0, 0.99)) * step
+        count = draw(st.integers(0, 1000))
+        # A step must leave two values unless the domain is a constant.
+        high = low + step * count + (draw(st.floats(0.0, 0.99)) * step if count else 0.0)
         return Float(low, high, step=step, when=when)
     if kind == "int":
         low = draw(st.integers(-(10**9), 10**9))
@@ -617,7 +668,9 @@ def domains(draw: st.DrawFn, when: dict[str, Any] | None = None) -> Domain:
         return Int(low, low + draw(st.integers(0, 10**9)), log=True, when=when)
     if kind == "int_step":
         low = draw(st.integers(-(10**6), 10**6))
-        return Int(low, low + draw(st.integers(0, 10**6)), step=draw(st.integers(1, 1000)), when=when)
+        step = draw(st.integers(1, 1000))
+        width = draw(st.integers(0, 10**6))
+        return Int(low, low + (width if width >= step else 0), step=step, when=when)
     values = draw(st.lists(hashables, min_size=1, max_size=8, unique_by=choice_key))
     return Choice(values, when=when)
 
