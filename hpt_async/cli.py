@@ -109,18 +109,24 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _cmd_studies(args: argparse.Namespace) -> int:
+    from .studies import describe_settings
+
     storage = _storage(args)
     found: list[StudySummary] = _run(storage.studies)
     if not found:
         print(f"no studies in {getattr(storage, 'url', storage.name)}")
         return 0
-    header = ("STUDY", "DIRECTION", "TRIALS", "COMPLETE", "PRUNED", "PAUSED", "FAILED", "RUNNING", "CREATED")
+    header = ("STUDY", "DIRECTION", "TRIALS", "COMPLETE", "PRUNED", "PAUSED", "FAILED", "RUNNING", "CREATED", "SEED")
     rows = []
     for s in found:
         c = s.counts
         counts = [str(c.get(st, 0)) for st in ("complete", "pruned", "paused", "failed", "running")]
-        rows.append((_name(s.name), s.direction, str(s.n_trials), *counts, _when(s.created)))
-    _table(header, rows)
+        direction = s.direction if isinstance(s.direction, str) else ",".join(s.direction)
+        described = dict(describe_settings(getattr(s, "settings", None) or {}))
+        seed = described.pop("seed", "-")
+        components = ", ".join(f"{key}={text}" for key, text in described.items())
+        rows.append((_name(s.name), direction, str(s.n_trials), *counts, _when(s.created), seed, components or "-"))
+    _table((*header, "COMPONENTS"), rows)
     return 0
 
 
@@ -157,14 +163,21 @@ def _cmd_trials(args: argparse.Namespace) -> int:
 
 
 def _cmd_best(args: argparse.Namespace) -> int:
+    from .studies import describe_settings
+
     study = _load(args)
     best = study.best
+    direction = study.direction if isinstance(study.direction, str) else ", ".join(study.direction)
     if best is None:
-        print(f"study {_name(study.name)} ({study.direction}) has no complete trial yet")
+        print(f"study {_name(study.name)} ({direction}) has no complete trial yet")
         return 1
-    print(f"study:     {_name(study.name)} ({study.direction}, {len(study.trials)} trials)")
+    print(f"study:     {_name(study.name)} ({direction}, {len(study.trials)} trials)")
+    for key, text in describe_settings(study.settings):
+        print(f"{key + ':':<10} {text}")
     print(f"best:      trial {best.number}")
     print(f"value:     {best.value!r}")
+    if best.values is not None:
+        print(f"values:    {', '.join(repr(v) for v in best.values)}")
     print(f"duration:  {_number(best.duration)} s")
     print("params:")
     for key, value in best.params.items():

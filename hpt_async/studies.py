@@ -26,11 +26,11 @@ import anyio
 
 from .plugins import get_registry
 from .space import Space, as_space
-from .storage.base import Storage, StudyNotFound, parse_storage_url
+from .storage.base import Direction, Storage, StudyNotFound, parse_storage_url
 from .study import better
 from .trial import TrialRecord, TrialState
 
-__all__ = ["LoadedStudy", "StudyNotFound", "load_study", "load_study_async", "open_storage"]
+__all__ = ["LoadedStudy", "StudyNotFound", "describe_settings", "load_study", "load_study_async", "open_storage"]
 
 
 def open_storage(storage: str | Storage) -> Storage:
@@ -40,6 +40,31 @@ def open_storage(storage: str | Storage) -> Storage:
     if not callable(getattr(storage, "load", None)):
         raise TypeError(f"expected a storage URL or a Storage, got {storage!r}")
     return storage
+
+
+def _spec_text(spec: Any) -> str:
+    """A component's spec as text: ``{"name": "bayes", "n_initial": 8}`` -> ``bayes(n_initial=8)``."""
+    if isinstance(spec, Mapping):
+        options = {k: v for k, v in spec.items() if k != "name"}
+        name = str(spec.get("name", ""))
+        args = ", ".join(
+            f"{k}={_spec_text(v) if isinstance(v, Mapping) else json.dumps(v)}" for k, v in options.items()
+        )
+        return f"{name}({args})" if args or not name else name
+    if spec is None:
+        return "-"
+    return spec if isinstance(spec, str) else json.dumps(spec)
+
+
+def describe_settings(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A study's stored settings as ``(key, text)`` pairs, the seed first.
+
+    >>> describe_settings({"seed": 3, "strategy": {"name": "bayes", "n_initial": 8}, "pruner": None})
+    [('seed', '3'), ('strategy', 'bayes(n_initial=8)'), ('pruner', '-')]
+    """
+    out = [("seed", _spec_text(settings["seed"]))] if "seed" in settings else []
+    out.extend((key, _spec_text(value)) for key, value in settings.items() if key != "seed")
+    return out
 
 
 def _flat(value: Any) -> Any:
@@ -76,26 +101,32 @@ class LoadedStudy:
 
     ``trials`` holds every :class:`~hpt_async.TrialRecord` ordered by number,
     ``best`` the best COMPLETE one for ``direction`` (the earliest on ties)
-    or ``None``; ``space`` is the description the study was created with.
+    or ``None``; ``space`` is the description the study was created with;
+    ``settings`` the study's stored settings (seed and component specs).
+    ``direction`` is a tuple for a study with several objectives; ``best``
+    then ranks trials by the first objective (their ``value``).
     """
 
     def __init__(
         self,
         name: str,
-        direction: str,
+        direction: Direction,
         trials: list[TrialRecord],
         space: Mapping[str, Any] | None = None,
         created: float | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.direction = direction
         self.trials: tuple[TrialRecord, ...] = tuple(trials)
         self.space: Mapping[str, Any] = dict(space or {})
         self.created = created
+        self.settings: Mapping[str, Any] = dict(settings or {})
+        first = direction if isinstance(direction, str) else direction[0]
         best: TrialRecord | None = None
         for record in self.trials:
             if record.state is TrialState.COMPLETE and record.value is not None:
-                if best is None or better(direction, record.value, best.value):  # type: ignore[arg-type]
+                if best is None or better(first, record.value, best.value):  # type: ignore[arg-type]
                     best = record
         self.best = best
 
@@ -234,7 +265,9 @@ async def load_study_async(
         if diffs:
             raise ValueError(f"study {study!r} was created with another space: " + "; ".join(diffs))
     trials = await backend.load(study, space=sp)
-    return LoadedStudy(summary.name, summary.direction, trials, summary.space, summary.created)
+    return LoadedStudy(
+        summary.name, summary.direction, trials, summary.space, summary.created, getattr(summary, "settings", None)
+    )
 
 
 def load_study(storage: str | Storage, study: str, space: Space | Mapping[str, Any] | None = None) -> LoadedStudy:

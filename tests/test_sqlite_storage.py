@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 import hpt_async as hpt
+from hpt_async.exceptions import HptError
 from hpt_async.storage.base import StudyNotFound, StudySummary
 from hpt_async.storage.memory import MemoryStorage
 from hpt_async.storage.sqlite import SCHEMA_VERSION, SQLiteStorage, StorageFileError, parse_sqlite_url
@@ -211,9 +212,20 @@ async def test_a_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> N
     _foreign_db(path, SCHEMA_VERSION + 1)
     before = digest(path)
     storage = SQLiteStorage(url(tmp_path, "future.db"))
-    with pytest.raises(StorageFileError, match=r"newer hpt-async .*schema version 2.*upgrade"):
+    with pytest.raises(
+        StorageFileError,
+        match=rf"newer hpt-async .*schema version {SCHEMA_VERSION + 1}.*reads schema version "
+        rf"{SCHEMA_VERSION} at most.*upgrade",
+    ) as caught:
         await run(tuner(quick, storage, "s", max_trials=1))
-    for call in (storage.studies(), storage.load("s"), storage.delete("s"), storage.rename("s", "t")):
+    assert isinstance(caught.value, HptError)
+    for call in (
+        storage.studies(),
+        storage.load("s"),
+        storage.delete("s"),
+        storage.rename("s", "t"),
+        storage.watch("s"),
+    ):
         with pytest.raises(StorageFileError, match="newer"):
             await call
     assert digest(path) == before

@@ -2,30 +2,58 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from ..hookspecs import hookimpl
 from ..space import Space
 from ..trial import TrialRecord, TrialState
-from .base import Storage, StudyNotFound, StudySession, StudySummary
+from .base import (
+    Direction,
+    Storage,
+    StudyNotFound,
+    StudyReader,
+    StudySession,
+    StudySummary,
+    check_direction,
+    merge_settings,
+)
 
 __all__ = ["MemoryStorage"]
 
 
 class _Study:
-    __slots__ = ("changes", "checkpoints", "direction", "next_number", "records", "sessions", "space")
+    __slots__ = (
+        "changes",
+        "checkpoints",
+        "direction",
+        "next_number",
+        "records",
+        "sessions",
+        "settings",
+        "space",
+        "watchers",
+    )
 
-    def __init__(self, direction: str, space: dict[str, Any]) -> None:
+    def __init__(self, direction: Direction, space: dict[str, Any], settings: dict[str, Any]) -> None:
         self.direction = direction
         self.space = space
+        self.settings = settings
         self.next_number = 0
         self.records: dict[int, TrialRecord] = {}
         self.sessions = 0
-        # Writes as (session id, record) once two sessions share the study, for refresh().
-        self.changes: list[tuple[int, TrialRecord]] = []
+        self.watchers = 0
+        # Writes as (session id, trial number, is a report) once two sessions share the study or a
+        # reader watches it, for refresh() and the readers; each keeps its position in the list.
+        self.changes: list[tuple[int, int, bool]] = []
         # Trial number -> its latest checkpoint, shared by every session of the study.
         self.checkpoints: dict[int, bytes] = {}
+
+    def changed(self, sid: int, number: int, report: bool = False) -> None:
+        """Log a write of trial ``number`` when someone else may ask for it."""
+        if self.sessions > 1 or self.watchers:
+            self.changes.append((sid, number, report))
 
 
 class _MemorySession(StudySession):
@@ -35,6 +63,7 @@ class _MemorySession(StudySession):
 
     def __init__(self, study: _Study, history: list[TrialRecord], sid: int) -> None:
         super().__init__(history)
+        self.settings = MappingProxyType(study.settings)
         self._study = study
         self._sid = sid
         self._cursor = len(study.changes)
@@ -48,18 +77,17 @@ class _MemorySession(StudySession):
     async def trial_created(self, record: TrialRecord) -> None:
         study = self._study
         study.records[record.number] = record
-        if study.sessions > 1:
-            study.changes.append((self._sid, record))
+        study.changed(self._sid, record.number)
 
     async def trial_reported(self, number: int, step: int, value: float) -> None:
-        # A running record's reports are a live view of the trial's own dict.
-        pass
+        # A running record's reports are a live view of the trial's own dict: only readers hear of it.
+        if self._study.watchers:
+            self._study.changed(self._sid, number, report=True)
 
     async def trial_ended(self, record: TrialRecord) -> None:
         study = self._study
         study.records[record.number] = record
-        if study.sessions > 1:
-            study.changes.append((self._sid, record))
+        study.changed(self._sid, record.number)
 
     async def trial_resumed(self, record: TrialRecord) -> bool:
         study = self._study
@@ -67,8 +95,7 @@ class _MemorySession(StudySession):
         if stored is None or stored.state is not TrialState.PAUSED:
             return False
         study.records[record.number] = record
-        if study.sessions > 1:
-            study.changes.append((self._sid, record))
+        study.changed(self._sid, record.number)
         return True
 
     async def put_checkpoint(self, number: int, data: bytes) -> None:
@@ -81,15 +108,42 @@ class _MemorySession(StudySession):
         self._study.checkpoints.pop(number, None)
 
     async def refresh(self) -> list[TrialRecord]:
-        changes = self._study.changes
+        study = self._study
+        changes = study.changes
         if self._cursor == len(changes):
             return []
-        latest: dict[int, TrialRecord] = {}
-        for sid, record in changes[self._cursor :]:
-            if sid != self._sid:
-                latest[record.number] = record
+        numbers = {number for sid, number, report in changes[self._cursor :] if sid != self._sid and not report}
         self._cursor = len(changes)
-        return [latest[n] for n in sorted(latest)]
+        return [study.records[n] for n in sorted(numbers)]
+
+
+class _MemoryReader(StudyReader):
+    """Reads the study's change log from its own position in it."""
+
+    def __init__(self, storage: MemoryStorage, name: str, study: _Study) -> None:
+        super().__init__(storage, name)
+        self._s: _Study | None = study
+        self._cursor: int | None = None  # None: nothing read yet
+        study.watchers += 1
+
+    async def read(self) -> list[TrialRecord]:
+        study = self._s
+        if study is None:
+            raise RuntimeError("this study reader is closed")
+        changes = study.changes
+        if self._cursor is None:
+            numbers: Sequence[int] = sorted(study.records)
+        elif self._cursor == len(changes):
+            return []
+        else:
+            numbers = sorted({number for _, number, _ in changes[self._cursor :]})
+        self._cursor = len(changes)
+        return [study.records[n] for n in numbers if n in study.records]
+
+    async def close(self) -> None:
+        if self._s is not None:
+            self._s.watchers -= 1
+            self._s = None
 
 
 class MemoryStorage(Storage):
@@ -109,16 +163,25 @@ class MemoryStorage(Storage):
         self._studies: dict[str, _Study] = {}
         self._sessions = 0
 
-    async def open(self, study: str, *, direction: str, space: Space) -> StudySession:
+    async def open(
+        self,
+        study: str,
+        *,
+        direction: Direction | Sequence[str],
+        space: Space,
+        settings: Mapping[str, Any] | None = None,
+    ) -> StudySession:
+        direction = check_direction(direction)
         s = self._studies.get(study)
         if s is None:
-            s = self._studies[study] = _Study(direction, space.describe())
+            s = self._studies[study] = _Study(direction, space.describe(), merge_settings(None, settings))
         else:
             if s.direction != direction:
                 raise ValueError(f"study {study!r} exists with direction {s.direction!r}, not {direction!r}")
             diffs = space.differences(s.space)
             if diffs:
                 raise ValueError(f"study {study!r} was created with another space: " + "; ".join(diffs))
+            s.settings = merge_settings(s.settings, settings)
         self._sessions += 1
         s.sessions += 1
         history = [s.records[n] for n in sorted(s.records)]
@@ -134,6 +197,17 @@ class MemoryStorage(Storage):
                 raise ValueError(f"study {study!r} was created with another space: " + "; ".join(diffs))
         return [s.records[n] for n in sorted(s.records)]
 
+    async def watch(self, study: str, *, space: Space | None = None) -> StudyReader:
+        """A reader of what changed in ``study``; :class:`StudyNotFound` when there is none."""
+        s = self._studies.get(study)
+        if s is None:
+            raise StudyNotFound(f"no study named {study!r} in memory")
+        if space is not None:
+            diffs = space.differences(s.space)
+            if diffs:
+                raise ValueError(f"study {study!r} was created with another space: " + "; ".join(diffs))
+        return _MemoryReader(self, study, s)
+
     async def checkpoint(self, study: str, number: int) -> bytes | None:
         """The checkpoint the study still keeps for trial ``number``, or ``None``."""
         s = self._studies.get(study)
@@ -145,7 +219,9 @@ class MemoryStorage(Storage):
         counts: dict[str, int] = {}
         for record in s.records.values():
             counts[record.state.value] = counts.get(record.state.value, 0) + 1
-        return StudySummary(name=name, direction=s.direction, space=s.space, counts=counts)
+        return StudySummary(
+            name=name, direction=s.direction, space=s.space, counts=counts, settings=MappingProxyType(s.settings)
+        )
 
     async def studies(self) -> list[StudySummary]:
         """Every study held, ordered by name."""

@@ -51,21 +51,26 @@ from urllib.parse import parse_qsl, unquote
 import aiosqlite
 import anyio
 
+from ..exceptions import HptError
 from ..hookspecs import hookimpl
 from ..space import Choice, Space
 from ..trial import ScheduleEntry, TrialRecord, TrialState
-from .base import Storage, StudyNotFound, StudySession, StudySummary
+from .base import (
+    Direction,
+    Storage,
+    StudyNotFound,
+    StudyReader,
+    StudySession,
+    StudySummary,
+    check_direction,
+    merge_settings,
+)
 
-__all__ = ["SCHEMA_VERSION", "SQLiteStorage", "StorageBusyError", "StorageFileError", "parse_sqlite_url"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLiteStorage", "StorageBusyError", "StorageFileError", "parse_sqlite_url"]
 
 log = logging.getLogger("hpt_async")
 
 T = TypeVar("T")
-
-#: The layout this version writes; files with a higher number are refused.
-#: Version 2 added ``trials.schedule`` and the ``checkpoints`` table; a
-#: version 1 file is migrated when opened (both additions are additive).
-SCHEMA_VERSION = 2
 
 DEFAULT_SYNC = 1.0
 DEFAULT_LEASE = 5.0
@@ -73,114 +78,134 @@ DEFAULT_TIMEOUT = 60.0
 
 _MAGIC = b"SQLite format 3\x00"
 _OPTIONS = ("synchronous", "sync", "lease", "timeout")
-_TABLES_V1 = frozenset({"schema_version", "studies", "sessions", "trials", "reports"})
-_TABLES = _TABLES_V1 | {"checkpoints"}
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
 _STATES = {s.value: s for s in TrialState}
 # Placeholders per IN (...) list, well below SQLite's limit on bound parameters.
 _CHUNK = 500
 
-# Every statement is idempotent: two processes creating one file at once both succeed.
-_SCHEMA: tuple[str, ...] = (
-    """
-    CREATE TABLE IF NOT EXISTS schema_version (
-        version INTEGER NOT NULL,
-        written_by TEXT NOT NULL,
-        created REAL NOT NULL
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS studies (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        name TEXT NOT NULL UNIQUE,
-        direction TEXT NOT NULL CHECK (direction IN ('minimize', 'maximize')),
-        space TEXT NOT NULL,
-        created REAL NOT NULL,
-        next_number INTEGER NOT NULL DEFAULT 0
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS sessions (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        study_id INTEGER NOT NULL,
-        host TEXT NOT NULL,
-        pid INTEGER NOT NULL,
-        started REAL NOT NULL,
-        heartbeat REAL NOT NULL,
-        expires REAL NOT NULL
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS trials (
-        study_id INTEGER NOT NULL,
-        number INTEGER NOT NULL,
-        state TEXT NOT NULL,
-        params TEXT NOT NULL,
-        value REAL,
-        user_attrs TEXT,
-        error TEXT,
-        traceback TEXT,
-        started REAL NOT NULL,
-        ended REAL,
-        retry_of INTEGER,
-        schedule TEXT,
-        session INTEGER NOT NULL,
-        writer INTEGER NOT NULL,
-        seq INTEGER NOT NULL,
-        PRIMARY KEY (study_id, number)
-    ) WITHOUT ROWID
-    """,
-    """
-    CREATE INDEX IF NOT EXISTS trials_by_seq ON trials (study_id, seq)
-    """,
-    """
-    CREATE INDEX IF NOT EXISTS trials_running ON trials (study_id, session) WHERE state = 'running'
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS reports (
-        study_id INTEGER NOT NULL,
-        number INTEGER NOT NULL,
-        step INTEGER NOT NULL,
-        value REAL,
-        PRIMARY KEY (study_id, number, step)
-    ) WITHOUT ROWID
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS checkpoints (
-        study_id INTEGER NOT NULL,
-        number INTEGER NOT NULL,
-        data BLOB NOT NULL,
-        written REAL NOT NULL,
-        PRIMARY KEY (study_id, number)
-    ) WITHOUT ROWID
-    """,
-    """
-    CREATE TRIGGER IF NOT EXISTS reports_touch_trial AFTER INSERT ON reports BEGIN
-        UPDATE trials
-           SET seq = (SELECT MAX(seq) + 1 FROM trials WHERE study_id = NEW.study_id), writer = session
-         WHERE study_id = NEW.study_id AND number = NEW.number;
-    END;
-    """,
+# The schema, as an ordered list of numbered migrations: step k (1-based) brings a file from schema
+# version k - 1 to version k; version 0 is a new, empty file.  A file is brought to the latest
+# version by running the steps after its own, in order, in one transaction.  A change of the layout
+# appends a step (and never edits an earlier one: files that ran it exist).
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: the first layout: studies, the sessions holding leases, trials, their reports.
+    (
+        """
+        CREATE TABLE schema_version (
+            version INTEGER NOT NULL,
+            written_by TEXT NOT NULL,
+            created REAL NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE studies (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE,
+            direction TEXT NOT NULL CHECK (direction IN ('minimize', 'maximize')),
+            space TEXT NOT NULL,
+            created REAL NOT NULL,
+            next_number INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+        """
+        CREATE TABLE sessions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            study_id INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            started REAL NOT NULL,
+            heartbeat REAL NOT NULL,
+            expires REAL NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE trials (
+            study_id INTEGER NOT NULL,
+            number INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            params TEXT NOT NULL,
+            value REAL,
+            user_attrs TEXT,
+            error TEXT,
+            traceback TEXT,
+            started REAL NOT NULL,
+            ended REAL,
+            retry_of INTEGER,
+            session INTEGER NOT NULL,
+            writer INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (study_id, number)
+        ) WITHOUT ROWID
+        """,
+        # seq: the study's change counter, raised on every write of a trial or of its reports.
+        "CREATE INDEX trials_by_seq ON trials (study_id, seq)",
+        "CREATE INDEX trials_running ON trials (study_id, session) WHERE state = 'running'",
+        """
+        CREATE TABLE reports (
+            study_id INTEGER NOT NULL,
+            number INTEGER NOT NULL,
+            step INTEGER NOT NULL,
+            value REAL,
+            PRIMARY KEY (study_id, number, step)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TRIGGER reports_touch_trial AFTER INSERT ON reports BEGIN
+            UPDATE trials
+               SET seq = (SELECT MAX(seq) + 1 FROM trials WHERE study_id = NEW.study_id), writer = session
+             WHERE study_id = NEW.study_id AND number = NEW.number;
+        END
+        """,
+    ),
+    # 2: schedules of hyperparameters that change while a trial runs, and checkpoints.
+    (
+        "ALTER TABLE trials ADD COLUMN schedule TEXT",
+        """
+        CREATE TABLE checkpoints (
+            study_id INTEGER NOT NULL,
+            number INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            written REAL NOT NULL,
+            PRIMARY KEY (study_id, number)
+        ) WITHOUT ROWID
+        """,
+    ),
+    # 3: a study's settings (JSON), the directions of a study with several objectives (JSON list;
+    # studies.direction then holds the first), and every objective's value of a trial (JSON list).
+    (
+        "ALTER TABLE studies ADD COLUMN settings TEXT",
+        "ALTER TABLE studies ADD COLUMN directions TEXT",
+        "ALTER TABLE trials ADD COLUMN objective_values TEXT",
+    ),
 )
 
-# Version 1 -> 2: what a file of the older layout needs (each statement runs once, in one transaction).
-_MIGRATE_V2: tuple[str, ...] = (
-    "ALTER TABLE trials ADD COLUMN schedule TEXT",
-    _SCHEMA[-2],  # the checkpoints table
-    "UPDATE schema_version SET version = 2",
-)
+#: The layout this version writes (the number of migrations); files with a higher number are refused.
+SCHEMA_VERSION = len(MIGRATIONS)
 
-_COLUMNS = "number, state, params, value, user_attrs, error, traceback, started, ended, retry_of, schedule"
+# The tables a file of each schema version has.
+_TABLES_V1 = frozenset({"schema_version", "studies", "sessions", "trials", "reports"})
+_TABLES = _TABLES_V1 | {"checkpoints"}
+
+
+def _tables_of(version: int) -> frozenset[str]:
+    return _TABLES_V1 if version < 2 else _TABLES
+
+
+_COLUMNS = (
+    "number, state, params, value, user_attrs, error, traceback, started, ended, retry_of, schedule, objective_values"
+)
 _NEXT_SEQ = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM trials WHERE study_id = ?)"
 _INSERT_TRIAL = (
     "INSERT INTO trials (study_id, number, state, params, value, user_attrs, error, traceback, started, ended,"
-    f" retry_of, schedule, session, writer, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_NEXT_SEQ})"
+    f" retry_of, schedule, objective_values, session, writer, seq)"
+    f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_NEXT_SEQ})"
 )
 _UPSERT_TRIAL = (
     _INSERT_TRIAL + " ON CONFLICT (study_id, number) DO UPDATE SET state = excluded.state,"
     " params = excluded.params, value = excluded.value, user_attrs = excluded.user_attrs,"
     " error = excluded.error, traceback = excluded.traceback, started = excluded.started,"
     " ended = excluded.ended, retry_of = excluded.retry_of, schedule = excluded.schedule,"
+    " objective_values = excluded.objective_values,"
     " writer = excluded.writer, seq = excluded.seq"
 )
 _INSERT_REPORT = "INSERT OR REPLACE INTO reports (study_id, number, step, value) VALUES (?, ?, ?, ?)"
@@ -192,13 +217,13 @@ _ORPHANED = (
 _LOST_ERROR = "LOST: the process running this trial stopped renewing its lease (it was killed or hung)"
 
 
-class StorageFileError(ValueError):
+class StorageFileError(HptError, ValueError):
     """The database file cannot be used: it is not SQLite, not hpt-async's,
     written by a newer hpt-async, or it cannot be created.  The file is left
     exactly as it was."""
 
 
-class StorageBusyError(RuntimeError):
+class StorageBusyError(HptError, RuntimeError):
     """Other processes kept the database locked for longer than ``timeout``."""
 
 
@@ -348,8 +373,21 @@ def _load_schedule(text: str | None, codec: _Codec) -> tuple[ScheduleEntry, ...]
     return tuple(ScheduleEntry(step, codec.decode_obj(params), donor) for step, params, donor in _loads(text))
 
 
+def _dump_values(values: Sequence[float] | None) -> str | None:
+    """Every objective's value as a JSON list, a non-finite one as a string (``"nan"``, ``"inf"``)."""
+    if values is None:
+        return None
+    return _dumps([float(v) if math.isfinite(v) else repr(float(v)) for v in values])
+
+
+def _load_values(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    return tuple(float(v) for v in _loads(text))
+
+
 def _record(row: Sequence[Any], reports: Mapping[int, float] | None, codec: _Codec) -> TrialRecord:
-    number, state, params, value, attrs, error, tb, started, ended, retry_of, schedule = row
+    number, state, params, value, attrs, error, tb, started, ended, retry_of, schedule, values = row
     return TrialRecord(
         number=number,
         state=_STATES[state],
@@ -363,6 +401,7 @@ def _record(row: Sequence[Any], reports: Mapping[int, float] | None, codec: _Cod
         ended=ended,
         retry_of=retry_of,
         schedule=_load_schedule(schedule, codec),
+        values=_load_values(values),
     )
 
 
@@ -373,12 +412,44 @@ def _group_reports(rows: Iterable[Sequence[Any]]) -> dict[int, dict[int, float]]
     return out
 
 
+def _dump_direction(direction: Direction) -> tuple[str, str | None]:
+    """``(direction, directions)`` columns: a tuple of directions also keeps its first in ``direction``."""
+    if isinstance(direction, str):
+        return direction, None
+    return direction[0], _dumps(list(direction))
+
+
+def _load_direction(first: str, directions: str | None) -> Direction:
+    return first if directions is None else tuple(_loads(directions))
+
+
 def _is_busy(exc: BaseException) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if isinstance(code, int):
         return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
     text = str(exc)
     return "locked" in text or "busy" in text
+
+
+async def _open_connection(path: str) -> aiosqlite.Connection:
+    """An aiosqlite connection whose worker thread does not keep the interpreter alive.
+
+    aiosqlite runs each connection in a thread that the interpreter waits
+    for at exit; a session whose ``close()`` is never awaited (a task
+    abandoned mid-run, an exception that skipped the cleanup) would then
+    keep the process alive forever.  Its thread is made a daemon, so the
+    process can exit (an unclosed connection is then like a killed
+    process: SQLite keeps every committed write, and the session's lease
+    expires).  The connect itself is shielded from cancellation, so that a
+    cancelled open never leaves a started thread behind without a handle
+    to close it.
+    """
+    db = aiosqlite.connect(path, timeout=0, isolation_level=None)
+    thread = getattr(db, "_thread", None)
+    if thread is not None and not thread.is_alive():
+        thread.daemon = True
+    with anyio.CancelScope(shield=True):
+        return await db
 
 
 # -- the connection -------------------------------------------------------------------
@@ -578,6 +649,7 @@ class _SQLiteSession(StudySession):
             record.ended,
             record.retry_of,
             _dump_schedule(record.schedule, self._codec),
+            _dump_values(record.values),
             self._sid,
             self._sid,
             self._study_id,
@@ -709,26 +781,12 @@ class _SQLiteSession(StudySession):
         return lost
 
     async def refresh(self) -> list[TrialRecord]:
-        study_id, sid, cursor = self._study_id, self._sid, self._cursor
+        study_id, sid, cursor, codec = self._study_id, self._sid, self._cursor, self._codec
 
         async def body(db: aiosqlite.Connection) -> tuple[int, list[TrialRecord]]:
-            top = (await db.execute_fetchall("SELECT MAX(seq) FROM trials WHERE study_id = ?", (study_id,)))[0][0]
-            if top is None or top <= cursor:
-                return cursor, []
             # Not this session's own trials either: while it is alive to ask, it knows them best
             # (another session may have taken it for dead and marked one LOST).
-            where = "study_id = ? AND seq > ? AND seq <= ? AND writer != ? AND session != ?"
-            args = (study_id, cursor, top, sid, sid)
-            rows = await db.execute_fetchall(f"SELECT {_COLUMNS} FROM trials WHERE {where} ORDER BY number", args)
-            if not rows:
-                return top, []
-            rep = await db.execute_fetchall(
-                "SELECT number, step, value FROM reports WHERE study_id = ? AND number IN "
-                f"(SELECT number FROM trials WHERE {where}) ORDER BY number, step",
-                (study_id, *args),
-            )
-            reports = _group_reports(rep)
-            return top, [_record(r, reports.get(r[0]), self._codec) for r in rows]
+            return await _changes(db, study_id, cursor, codec, but=sid)
 
         self._cursor, records = await self._conn.transaction(body, "read other sessions' trials", write=False)
         return records
@@ -768,6 +826,64 @@ async def _load_reports(db: aiosqlite.Connection, study_id: int, numbers: list[i
             )
         )
     return _group_reports(rows)
+
+
+async def _changes(
+    db: aiosqlite.Connection, study_id: int, cursor: int, codec: _Codec, but: int | None = None
+) -> tuple[int, list[TrialRecord]]:
+    """``(new cursor, records)``: the study's trials written since change counter ``cursor``.
+
+    Every write of a trial or of its reports raises the trial's ``seq`` above
+    the study's highest, so the trials with ``seq > cursor`` are those that
+    changed; asking costs one index lookup when none did.  With ``but``, the
+    trials that session created or wrote last are left out.
+    """
+    top = (await db.execute_fetchall("SELECT MAX(seq) FROM trials WHERE study_id = ?", (study_id,)))[0][0]
+    if top is None or top <= cursor:
+        return cursor, []
+    where = "study_id = ? AND seq > ? AND seq <= ?"
+    args: tuple[Any, ...] = (study_id, cursor, top)
+    if but is not None:
+        where += " AND writer != ? AND session != ?"
+        args += (but, but)
+    rows = await db.execute_fetchall(f"SELECT {_COLUMNS} FROM trials WHERE {where} ORDER BY number", args)
+    if not rows:
+        return top, []
+    rep = await db.execute_fetchall(
+        "SELECT number, step, value FROM reports WHERE study_id = ? AND number IN "
+        f"(SELECT number FROM trials WHERE {where}) ORDER BY number, step",
+        (study_id, *args),
+    )
+    reports = _group_reports(rep)
+    return top, [_record(r, reports.get(r[0]), codec) for r in rows]
+
+
+class _SQLiteReader(StudyReader):
+    """Reads a study's changes through its own connection, by the trials' change counter."""
+
+    def __init__(self, storage: SQLiteStorage, name: str, conn: _Connection, study_id: int, codec: _Codec) -> None:
+        super().__init__(storage, name)
+        self._conn: _Connection | None = conn
+        self._study_id = study_id
+        self._codec = codec
+        self._cursor = 0
+
+    async def read(self) -> list[TrialRecord]:
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("this study reader is closed")
+        study_id, cursor, codec = self._study_id, self._cursor, self._codec
+
+        async def body(db: aiosqlite.Connection) -> tuple[int, list[TrialRecord]]:
+            return await _changes(db, study_id, cursor, codec)
+
+        self._cursor, records = await conn.transaction(body, f"read the changes of study {self._study!r}", write=False)
+        return records
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
 
 
 async def _load_all(db: aiosqlite.Connection, study_id: int, codec: _Codec) -> tuple[int, list[TrialRecord]]:
@@ -883,22 +999,21 @@ class SQLiteStorage(Storage):
         if kind == "missing" and not create:
             return None
         try:
-            db = await aiosqlite.connect(self.path, timeout=0, isolation_level=None)
+            db = await _open_connection(self.path)
         except sqlite3.Error as exc:
             raise StorageFileError(f"cannot open {self.path}: {exc}") from exc
         conn = _Connection(db, self.path, self.timeout, flush_ends=self.synchronous == "FULL")
         try:
             tables = await self._tables(conn)
-            if tables and await self._check_version(conn, tables) < SCHEMA_VERSION:
-                await self._migrate(conn)
+            version = await self._check_version(conn, tables) if tables else 0
             if create:
                 # Commits wait for no fsync; with synchronous=full, trial ends are flushed one by one.
                 await conn.fetch("PRAGMA synchronous = NORMAL")
                 mode = await conn.fetch("PRAGMA journal_mode")
                 if str(mode[0][0]).lower() != "wal":
                     await conn.fetch("PRAGMA journal_mode = WAL", what="switch the database to WAL mode")
-                if not tables:
-                    await self._create_schema(conn)
+            if version < SCHEMA_VERSION and (tables or create):
+                await self._migrate(conn)
         except BaseException:
             await conn.close()
             raise
@@ -930,7 +1045,7 @@ class SQLiteStorage(Storage):
                 f"{self.path} was written by a newer hpt-async ({writer}, schema version {version}); this one "
                 f"reads schema version {SCHEMA_VERSION} at most: upgrade hpt-async (the file was left untouched)"
             )
-        missing = (_TABLES if version >= 2 else _TABLES_V1) - tables
+        missing = _tables_of(version) - tables
         if missing:
             raise StorageFileError(
                 f"{self.path} lacks the table(s) {', '.join(sorted(missing))}; it was left untouched"
@@ -938,41 +1053,61 @@ class SQLiteStorage(Storage):
         return version
 
     async def _migrate(self, conn: _Connection) -> None:
-        """Bring a schema version 1 file to version 2 (another process may be doing it too)."""
+        """Run the migrations the file lacks, in order, in one transaction.
 
-        async def body(db: aiosqlite.Connection) -> None:
-            rows = await db.execute_fetchall("SELECT MAX(version) FROM schema_version")
-            if rows[0][0] >= 2:
-                return  # done meanwhile by another process
-            for statement in _MIGRATE_V2:
-                await db.execute(statement)
-
-        await conn.transaction(body, "migrate the schema to version 2")
-        log.info("study storage %s: migrated to schema version 2", self.path)
-
-    async def _create_schema(self, conn: _Connection) -> None:
+        Another process may be creating or migrating the file at the same
+        time: the version is read again inside the (write-locked)
+        transaction, so that each step runs once.
+        """
         from .. import __version__
 
-        async def body(db: aiosqlite.Connection) -> None:
-            # Another process may have created it since we looked: every statement is idempotent.
-            for statement in _SCHEMA:
-                await db.execute(statement)
-            await db.execute(
-                "INSERT INTO schema_version (version, written_by, created) "
-                "SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM schema_version)",
-                (SCHEMA_VERSION, f"hpt-async {__version__}", time.time()),
+        async def body(db: aiosqlite.Connection) -> tuple[int, int]:
+            known = await db.execute_fetchall(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
             )
+            version = 0
+            if known:
+                rows = await db.execute_fetchall("SELECT MAX(version), MAX(written_by) FROM schema_version")
+                version = rows[0][0] if isinstance(rows[0][0], int) else 0
+                if version > SCHEMA_VERSION:
+                    raise StorageFileError(
+                        f"{self.path} was just upgraded by a newer hpt-async ({rows[0][1]}, schema version "
+                        f"{version}); this one reads schema version {SCHEMA_VERSION} at most: upgrade hpt-async"
+                    )
+            for step in MIGRATIONS[version:]:
+                for statement in step:
+                    await db.execute(statement)
+            writer = f"hpt-async {__version__}"
+            if version == 0:
+                await db.execute(
+                    "INSERT INTO schema_version (version, written_by, created) VALUES (?, ?, ?)",
+                    (SCHEMA_VERSION, writer, time.time()),
+                )
+            elif version < SCHEMA_VERSION:
+                await db.execute("UPDATE schema_version SET version = ?, written_by = ?", (SCHEMA_VERSION, writer))
+            return version, SCHEMA_VERSION
 
-        await conn.transaction(body, "create the schema")
+        old, new = await conn.transaction(body, f"bring the schema to version {SCHEMA_VERSION}")
+        if 0 < old < new:
+            log.info("study storage %s: migrated from schema version %d to %d", self.path, old, new)
 
     async def _reader(self) -> _Connection | None:
         return await self._connect(create=False)
 
     # -- the contract ------------------------------------------------------------
 
-    async def open(self, study: str, *, direction: str, space: Space) -> StudySession:
+    async def open(
+        self,
+        study: str,
+        *,
+        direction: Direction | Sequence[str],
+        space: Space,
+        settings: Mapping[str, Any] | None = None,
+    ) -> StudySession:
         if not isinstance(study, str) or not study:
             raise ValueError(f"a study name is a non-empty string, got {study!r}")
+        direction = check_direction(direction)
+        merge_settings(None, settings)  # a bad mapping fails before the file is touched
         conn = await self._connect(create=True)
         assert conn is not None
         try:
@@ -980,11 +1115,16 @@ class SQLiteStorage(Storage):
             space_text = _dumps(description)
             lease = self.lease
 
-            async def register(db: aiosqlite.Connection) -> tuple[int, int]:
+            first, directions = _dump_direction(direction)
+
+            async def register(db: aiosqlite.Connection) -> tuple[int, int, dict[str, Any]]:
                 now = time.time()
-                rows = await db.execute_fetchall("SELECT id, direction, space FROM studies WHERE name = ?", (study,))
+                rows = await db.execute_fetchall(
+                    "SELECT id, direction, directions, space, settings FROM studies WHERE name = ?", (study,)
+                )
                 if rows:
-                    study_id, stored_direction, stored_space = rows[0]
+                    study_id, stored_first, stored_directions, stored_space, stored_settings = rows[0]
+                    stored_direction = _load_direction(stored_first, stored_directions)
                     if stored_direction != direction:
                         raise ValueError(
                             f"study {study!r} in {self.path} was created with direction {stored_direction!r}, "
@@ -995,19 +1135,25 @@ class SQLiteStorage(Storage):
                         raise ValueError(
                             f"study {study!r} in {self.path} was created with another space: " + "; ".join(diffs)
                         )
+                    old = _loads(stored_settings) if stored_settings else {}
+                    kept = merge_settings(old, settings)
+                    if kept != old:
+                        await db.execute("UPDATE studies SET settings = ? WHERE id = ?", (_dumps(kept), study_id))
                 else:
+                    kept = merge_settings(None, settings)
                     cur = await db.execute(
-                        "INSERT INTO studies (name, direction, space, created) VALUES (?, ?, ?, ?)",
-                        (study, direction, space_text, now),
+                        "INSERT INTO studies (name, direction, directions, space, created, settings)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (study, first, directions, space_text, now, _dumps(kept) if kept else None),
                     )
                     study_id = cur.lastrowid
                 cur = await db.execute(
                     "INSERT INTO sessions (study_id, host, pid, started, heartbeat, expires) VALUES (?, ?, ?, ?, ?, ?)",
                     (study_id, socket.gethostname(), os.getpid(), now, now, now + lease),
                 )
-                return int(study_id), int(cur.lastrowid)  # type: ignore[arg-type]
+                return int(study_id), int(cur.lastrowid), kept  # type: ignore[arg-type]
 
-            study_id, sid = await conn.transaction(register, f"open study {study!r}")
+            study_id, sid, kept = await conn.transaction(register, f"open study {study!r}")
             codec = _Codec(space, description)
 
             async def read(db: aiosqlite.Connection) -> tuple[int, list[TrialRecord]]:
@@ -1017,7 +1163,9 @@ class SQLiteStorage(Storage):
         except BaseException:
             await conn.close()
             raise
-        return _SQLiteSession(conn, study_id, sid, codec, history, cursor, self.sync_interval, self.lease)
+        session = _SQLiteSession(conn, study_id, sid, codec, history, cursor, self.sync_interval, self.lease)
+        session.settings = MappingProxyType(kept)
+        return session
 
     async def load(self, study: str, *, space: Space | None = None) -> list[TrialRecord]:
         conn = await self._reader()
@@ -1042,6 +1190,35 @@ class SQLiteStorage(Storage):
             return await conn.transaction(read, f"read study {study!r}", write=False)
         finally:
             await conn.close()
+
+    async def watch(self, study: str, *, space: Space | None = None) -> StudyReader:
+        """A reader of what changed in ``study``, with a connection of its own.
+
+        :class:`StudyNotFound` when there is no such study (or no file).
+        """
+        conn = await self._reader()
+        if conn is None:
+            raise StudyNotFound(f"no study named {study!r}: there is no database file at {self.path}")
+        try:
+
+            async def find(db: aiosqlite.Connection) -> tuple[int, str]:
+                rows = []
+                if await self._has_schema(db):
+                    rows = await db.execute_fetchall("SELECT id, space FROM studies WHERE name = ?", (study,))
+                if not rows:
+                    raise StudyNotFound(f"no study named {study!r} in {self.path}")
+                return int(rows[0][0]), rows[0][1]
+
+            study_id, space_text = await conn.transaction(find, f"find study {study!r}", write=False)
+            description = json.loads(space_text)
+            if space is not None:
+                diffs = space.differences(description)
+                if diffs:
+                    raise ValueError(f"study {study!r} was created with another space: " + "; ".join(diffs))
+        except BaseException:
+            await conn.close()
+            raise
+        return _SQLiteReader(self, study, conn, study_id, _Codec(space, description))
 
     async def checkpoint(self, study: str, number: int) -> bytes | None:
         """The checkpoint the study still keeps for trial ``number``, or ``None``."""
@@ -1077,16 +1254,22 @@ class SQLiteStorage(Storage):
                     return []
                 where, args = ("WHERE s.name = ?", (name,)) if name is not None else ("", ())
                 rows = await db.execute_fetchall(
-                    "SELECT s.name, s.direction, s.space, s.created, t.state, COUNT(t.number) FROM studies s "
+                    "SELECT s.name, s.direction, s.directions, s.space, s.created, s.settings, t.state,"
+                    " COUNT(t.number) FROM studies s "
                     f"LEFT JOIN trials t ON t.study_id = s.id {where} GROUP BY s.id, t.state ORDER BY s.name",
                     args,
                 )
                 out: dict[str, StudySummary] = {}
-                for sname, direction, space_text, created, state, count in rows:
+                for sname, first, directions, space_text, created, settings, state, count in rows:
                     summary = out.get(sname)
                     if summary is None:
                         summary = out[sname] = StudySummary(
-                            name=sname, direction=direction, space=json.loads(space_text), counts={}, created=created
+                            name=sname,
+                            direction=_load_direction(first, directions),
+                            space=json.loads(space_text),
+                            counts={},
+                            created=created,
+                            settings=json.loads(settings) if settings else {},
                         )
                     if state is not None:
                         summary.counts[state] = count  # type: ignore[index]
