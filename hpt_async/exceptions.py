@@ -82,11 +82,11 @@ class StrategyExhausted(Exception):
     """``tuner.ask()`` found no configuration left to try (e.g. a finished grid)."""
 
 
-class PluginError(RuntimeError):
+class PluginError(HptError, RuntimeError):
     """A plugin could not be loaded or registered (the message names it)."""
 
 
-class PluginNotFound(LookupError):
+class PluginNotFound(HptError, LookupError):
     """No plugin of the asked kind is registered under that name."""
 
     def __str__(self) -> str:  # LookupError would repr() a single argument
