@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
+from common import cli
 
 import hpt_async as hpt
 import hpt_async.plugins as plugins_module
@@ -780,3 +781,20 @@ def test_a_plugin_requiring_a_newer_api_is_named() -> None:
         reg.register_plugin(plugin_module("from_the_future", body))
     assert "future" not in reg.names("strategy")
 
+
+# -- the plugins command ----------------------------------------------------------------------------------
+
+
+def test_plugins_command_shows_each_name_with_its_distribution(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv(AUTOLOAD_ENV, raising=False)
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    module = plugin_module("acme_hpt", lambda register: register("strategy", "acme", PickFirst))
+    fake_entry_points(monkeypatch, FakeEntryPoint("acme", "acme_hpt.plugin", lambda: module, "acme-tuning"))
+    monkeypatch.setattr(plugins_module, "_registry", None)
+    code, out, _ = cli(capsys, "plugins", "--kind", "strategy")
+    assert code == 0
+    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert "distribution 'acme-tuning' (entry point 'acme')" in lines["acme"]
+    assert "hpt-async (builtin 'hpt_async.strategies.random')" in lines["random"]
