@@ -104,7 +104,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         if not registry.names(kind):
             print("  (none registered)")
         for name in registry.names(kind):
-            print(f"  {name:<16} {registry.owner(kind, name)}")
+            print(f"  {name:<16} {registry.plugin_info(kind, name).describe()}")
     return 0
 
 

@@ -518,7 +518,7 @@ def test_a_hook_that_would_never_run_is_rejected_when_the_tuner_is_built(plugin:
 
 
 @pytest.mark.parametrize("where", ["loggers", "plugins"])
-@pytest.mark.parametrize("obj", [{"name": "csv"}, object(), 3])
+@pytest.mark.parametrize("obj", [type("NamedOnly", (), {"name": "csv"})(), object(), 3])
 def test_a_logger_or_plugin_that_listens_to_nothing_is_rejected(where: str, obj: object) -> None:
     with pytest.raises(TypeError, match="implements no lifecycle hook"):
         hpt.Tuner(lambda t: 0.0, {"x": hpt.Float(0, 1)}, **{"loggers": [], where: [obj]})
