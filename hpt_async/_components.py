@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from .contracts import Decision, Exploit, Strategy
 from .executors.inloop import is_async_callable
 from .plugins import Registry
-from .storage.base import parse_storage_url
+from .specs import ComponentSpecError, component_spec, is_spec
 
 __all__ = ["Components", "label", "resolve"]
 
@@ -53,21 +53,20 @@ def _declared(obj: Any, base: type, flag: str, method: str, kind: str) -> bool:
     return False
 
 
+def _spec(kind: str, given: Any, obj: Any) -> dict[str, Any]:
+    """The JSON description of a component kept with the study: the spec given, else the object's own."""
+    try:
+        return component_spec(kind, given if is_spec(given) else obj)
+    except ComponentSpecError:
+        return {"name": label(obj)}  # options that are not JSON values are not kept
+
+
 def _accepts(function: Callable[..., Any], keyword: str) -> bool:
     try:
         parameters = inspect.signature(function).parameters.values()
     except (TypeError, ValueError):
         return False
     return any(p.name == keyword or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
-
-
-def _spec(given: Any, obj: Any) -> dict[str, Any]:
-    """A JSON description of a component, for the study's stored settings."""
-    if isinstance(given, str):
-        return {"name": given}
-    if isinstance(given, Mapping):
-        return {str(k): v for k, v in given.items()}
-    return {"name": label(obj)}
 
 
 @dataclass(slots=True)
@@ -117,14 +116,18 @@ def resolve(
     executor: Any,
     loggers: Any,
     plugins: Any,
+    disabled: frozenset[str] = frozenset(),
 ) -> Components:
-    """Create and check the components of one Tuner (see the module docstring)."""
-    strat = registry.create("strategy", strategy)
+    """Create and check the components of one Tuner (see the module docstring).
+
+    Components of the plugins named in ``disabled`` are unknown to this call.
+    """
+    strat = registry.create("strategy", strategy, disabled=disabled)
     if not callable(getattr(strat, "ask", None)):
         raise TypeError(f"strategy {strat!r} has no ask() method")
     if not callable(getattr(strat, "tell", None)):
         raise TypeError(f"strategy {strat!r} has no tell() method (subclass hpt_async.contracts.Strategy)")
-    prun = None if pruner is None else registry.create("pruner", pruner)
+    prun = None if pruner is None else registry.create("pruner", pruner, disabled=disabled)
     if prun is not None and not callable(getattr(prun, "decide", None)):
         raise TypeError(f"pruner {prun!r} has no decide() method")
     promotes = prun is not None and bool(getattr(prun, "promotes", False)) and callable(getattr(prun, "promote", None))
@@ -141,26 +144,20 @@ def resolve(
     if _declared(strat, Strategy, "retains_checkpoints", "retained_checkpoints", "strategy"):
         retained = strat.retained_checkpoints
 
-    if isinstance(storage, str):
-        store = registry.create("storage", parse_storage_url(storage), storage)
-    elif isinstance(storage, Mapping) and "url" in storage:
-        options = {k: v for k, v in storage.items() if k not in ("name", "url")}
-        store = registry.create("storage", {"name": parse_storage_url(storage["url"]), **options}, storage["url"])
-    else:
-        store = registry.create("storage", storage)
+    store = registry.create("storage", storage, disabled=disabled)
     if not callable(getattr(store, "open", None)):
         raise TypeError(f"storage {store!r} has no open() method")
 
     if executor is None:
         executor = "async" if objective is not None and is_async_callable(objective) else "thread"
-    execu = registry.create("executor", executor)
+    execu = registry.create("executor", executor, disabled=disabled)
     if objective is not None:
         execu.check(objective)
-    logs = [registry.create("logger", lg) for lg in (["console"] if loggers is None else loggers)]
+    logs = [registry.create("logger", lg, disabled=disabled) for lg in (["console"] if loggers is None else loggers)]
 
-    specs: dict[str, Any] = {"strategy": _spec(strategy, strat), "executor": _spec(executor, execu)}
+    specs = {"strategy": _spec("strategy", strategy, strat), "executor": _spec("executor", executor, execu)}
     if prun is not None:
-        specs["pruner"] = _spec(pruner, prun)
+        specs["pruner"] = _spec("pruner", pruner, prun)
     return Components(
         strategy=strat,
         pruner=prun,

@@ -67,11 +67,14 @@ class Tuner:
     threads (``executor`` overrides).  For ask-and-tell (:meth:`ask`,
     :meth:`tell`) the objective may be ``None``.  Components are registered
     names, mappings with a ``"name"`` and options
-    (``strategy={"name": "bayes", "n_initial": 8}``), or objects:
+    (``strategy={"name": "bayes", "n_initial": 8}``; unknown options are
+    refused with the list of valid ones), or objects:
     ``strategy`` (default ``"random"``), ``pruner`` (default none),
     ``storage`` (a URL, default ``"memory"``, or a :class:`Storage`),
     ``executor``, ``loggers`` (``None`` means ``["console"]``, ``[]``
     silences) and ``plugins`` (any objects implementing lifecycle hooks).
+    ``disable_plugins`` hides the components of the plugins it names (an
+    entry-point name, or a builtin's module name) from this tuner.
 
     Stop conditions: ``max_trials`` (COMPLETE + PRUNED + FAILED + PAUSED
     trials of the study), ``timeout`` (seconds of wall time; running trials
@@ -122,6 +125,7 @@ class Tuner:
         fail_fast: bool = True,
         seed: int | None = None,
         retry_lost: bool = True,
+        disable_plugins: list[str] | tuple[str, ...] | None = None,
         registry: Registry | None = None,
     ) -> None:
         _args.check(
@@ -141,6 +145,8 @@ class Tuner:
         self.retry_lost = bool(retry_lost)
         self.study_name = study or f"study-{uuid.uuid4().hex[:8]}"
 
+        if isinstance(disable_plugins, str):
+            raise TypeError(f"disable_plugins takes a list of plugin names, got the string {disable_plugins!r}")
         parts = resolve(
             registry or get_registry(),
             objective,
@@ -150,6 +156,7 @@ class Tuner:
             executor=executor,
             loggers=loggers,
             plugins=plugins,
+            disabled=frozenset(disable_plugins or ()),
         )
         if getattr(parts.storage, "durable", False) and study is None:
             raise ValueError(
@@ -834,8 +841,8 @@ def _outcome(raw: Any) -> tuple[TrialState, float | None, str | None]:
         return TrialState.FAILED, None, f"TypeError: the objective returned {raw!r}; expected a number"
     try:
         value = float(raw)
-    except (OverflowError, ValueError) as exc:
-        return TrialState.FAILED, None, f"{type(exc).__name__}: the objective returned {raw!r}, not a float"
+    except OverflowError:  # an int beyond the float range (its text may be too long to show)
+        return TrialState.FAILED, None, "OverflowError: the objective returned an int too large for a float"
     if not math.isfinite(value):
         return TrialState.FAILED, None, f"ValueError: the objective returned {value}"
     return TrialState.COMPLETE, value, None

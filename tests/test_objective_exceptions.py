@@ -176,10 +176,6 @@ def test_an_objective_error_names_the_original_type() -> None:
     assert isinstance(hpt.ObjectiveError.wrapping(GeneratorExit()), Exception)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Tuner._outcome converts the value with float() outside any handler; an OverflowError ends the study",
-)
 async def test_an_objective_returning_an_int_too_large_for_a_float_fails_only_its_trial() -> None:
     def objective(trial: hpt.SyncTrial) -> int:
         return 10**400 if trial.number == FAILING else 1

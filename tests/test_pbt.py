@@ -330,6 +330,7 @@ class _Scripted(hpt.Strategy):
     """Answers every report at step 2 with a fixed EXPLOIT."""
 
     name = "scripted"
+    decides = True
 
     def __init__(self, answer: hpt.Exploit) -> None:
         self.answer = answer

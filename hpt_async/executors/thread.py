@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
 import anyio
 import anyio.from_thread
-import anyio.to_thread
+import anyio.lowlevel
 
 from ..hookspecs import hookimpl
 from ..trial import SyncTrial, Trial
@@ -46,7 +47,9 @@ class ThreadExecutor(Executor):
     cannot be interrupted: on cancellation or timeout the trial is recorded at
     once and the thread is abandoned, giving its slot to the next trial while
     it winds down; its next ``report`` raises
-    :class:`~hpt_async.TrialCancelled`.  Objectives that hold the GIL gain
+    :class:`~hpt_async.TrialCancelled`.  Each trial's thread is a daemon
+    thread, so an abandoned objective never keeps the process alive once
+    the study has closed (after Ctrl-C, say).  Objectives that hold the GIL gain
     nothing from more threads; the process executor is for them.  A
     ``BaseException`` other than ``KeyboardInterrupt`` raised by the
     objective (``sys.exit()``, ``GeneratorExit``) is raised as an
@@ -117,10 +120,33 @@ class ThreadExecutor(Executor):
             limits.restore_original_limits()
 
     async def run(self, objective: Callable[..., Any], trial: Trial) -> Any:
-        sync_trial = SyncTrial(trial, anyio.from_thread.run)
-        return await anyio.to_thread.run_sync(
-            _call, objective, sync_trial, abandon_on_cancel=True, limiter=self._limiter
-        )
+        token = anyio.lowlevel.current_token()
+
+        def call_in_loop(fn: Callable[..., Any], *args: Any) -> Any:
+            return anyio.from_thread.run(fn, *args, token=token)
+
+        sync_trial = SyncTrial(trial, call_in_loop)
+        done = anyio.Event()
+        outcome: list[tuple[bool, Any]] = []
+
+        def work() -> None:
+            try:
+                outcome.append((True, _call(objective, sync_trial)))
+            except BaseException as exc:
+                outcome.append((False, exc))
+            try:
+                anyio.from_thread.run_sync(done.set, token=token)
+            except Exception:
+                pass  # the event loop has closed: the study no longer waits for this trial
+
+        assert self._limiter is not None, "the executor is not open"
+        async with self._limiter:
+            threading.Thread(target=work, name=f"hpt-async trial {trial.number}", daemon=True).start()
+            await done.wait()
+        ok, result = outcome[0]
+        if ok:
+            return result
+        raise result
 
 
 @hookimpl
