@@ -134,3 +134,23 @@ def test_type_checking_imports_match_the_lazy_table() -> None:
         for alias in node.names
     }
     assert declared == hpt_async._LAZY
+
+
+CLI_HELP = """
+    import contextlib, io, json, sys
+    from hpt_async.cli import main
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            main(["--help"])
+        except SystemExit as exc:
+            code = exc.code
+    print(json.dumps({"code": code, "help": out.getvalue(), "modules": sorted(sys.modules)}))
+"""
+
+
+def test_cli_help_loads_no_heavy_dependency_and_no_storage() -> None:
+    got = run_fresh(CLI_HELP)
+    assert got["code"] == 0 and "hpt-async" in got["help"] and "report" in got["help"]
+    assert [m for m in got["modules"] if m.split(".")[0] in HEAVY] == []
+    assert [m for m in got["modules"] if m.startswith(("hpt_async.storage", "hpt_async.studies", "anyio"))] == []
