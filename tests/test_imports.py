@@ -154,3 +154,24 @@ def test_cli_help_loads_no_heavy_dependency_and_no_storage() -> None:
     assert got["code"] == 0 and "hpt-async" in got["help"] and "report" in got["help"]
     assert [m for m in got["modules"] if m.split(".")[0] in HEAVY] == []
     assert [m for m in got["modules"] if m.startswith(("hpt_async.storage", "hpt_async.studies", "anyio"))] == []
+
+
+def test_sqlite_storage_imports_aiosqlite_only_to_connect(tmp_path: Path) -> None:
+    got = run_fresh(
+        f"""
+        import json, sys
+        import anyio
+        from hpt_async.space import Float, Space
+        from hpt_async.storage.sqlite import SQLiteStorage
+        before = "aiosqlite" in sys.modules
+
+        async def studies():
+            storage = SQLiteStorage({"sqlite:///" + str(tmp_path / "s.db")!r})
+            session = await storage.open("s", direction="minimize", space=Space({{"x": Float(0, 1)}}))
+            await session.close()
+            return [s.name for s in await storage.studies()]
+
+        print(json.dumps([before, anyio.run(studies, backend="asyncio"), "aiosqlite" in sys.modules]))
+        """
+    )
+    assert got == [False, ["s"], True]

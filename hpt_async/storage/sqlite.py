@@ -45,16 +45,18 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
-import aiosqlite
 import anyio
 
 from ..hookspecs import hookimpl
 from ..space import Choice, Space
 from ..trial import ScheduleEntry, TrialRecord, TrialState
 from .base import Storage, StudyNotFound, StudySession, StudySummary
+
+if TYPE_CHECKING:  # aiosqlite is imported when the first connection opens
+    import aiosqlite
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStorage", "StorageBusyError", "StorageFileError", "parse_sqlite_url"]
 
@@ -882,6 +884,8 @@ class SQLiteStorage(Storage):
         kind = await anyio.to_thread.run_sync(self._inspect, create)
         if kind == "missing" and not create:
             return None
+        import aiosqlite
+
         try:
             db = await aiosqlite.connect(self.path, timeout=0, isolation_level=None)
         except sqlite3.Error as exc:
