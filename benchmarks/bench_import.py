@@ -13,10 +13,15 @@ Cases:
 * ``import hpt_async`` and ``import optuna``;
 * ``hpt-async --help`` and ``optuna --help``: each library's CLI entry
   point (``main``) called with ``--help``, output discarded.  The Optuna
-  case is skipped when ``optuna.cli`` cannot be imported.
+  case is skipped when ``optuna.cli`` cannot be imported;
+* ``process worker``: the import a worker of ``executor="process"`` starts
+  with (``from hpt_async.executors._worker import main``), before it reads
+  its first message.  It has no Optuna counterpart.
 
 The children import ``hpt_async`` from the checkout this script lives in
-(its directory is put first on ``PYTHONPATH``).
+(they run there, and it is put first on ``PYTHONPATH``); to measure another version,
+run a copy of the script placed in that version's ``benchmarks/`` directory
+(for example in an export made with ``git archive``).
 
     python benchmarks/bench_import.py              # 7 rounds
     python benchmarks/bench_import.py --runs 15
@@ -39,8 +44,9 @@ CASES: dict[str, str] = {
     "pass": "pass",
     "import hpt_async": "import hpt_async",
     "import optuna": "import optuna",
-    "hpt-async --help": ("import sys; sys.argv[1:] = ['--help']; from hpt_async.cli import main; sys.exit(main())"),
+    "hpt-async --help": "import sys; sys.argv[1:] = ['--help']; from hpt_async.cli import main; sys.exit(main())",
     "optuna --help": "import sys; sys.argv[1:] = ['--help']; from optuna.cli import main; sys.exit(main())",
+    "process worker": "from hpt_async.executors._worker import main",
 }
 
 PAIRS = [("import hpt_async", "import optuna"), ("hpt-async --help", "optuna --help")]
@@ -57,7 +63,12 @@ def _time_once(code: str, env: dict[str, str]) -> float:
     """Wall seconds of one fresh interpreter running ``code``; raises if it fails."""
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
     )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
@@ -66,7 +77,7 @@ def _time_once(code: str, env: dict[str, str]) -> float:
 
 
 def _available(code: str, env: dict[str, str]) -> bool:
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=False)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, check=False)
     return proc.returncode == 0
 
 
