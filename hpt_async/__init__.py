@@ -192,9 +192,33 @@ _LAZY: dict[str, str] = {
     "Tuner": ".tuner",
 }
 
+# Submodules that the package used to import at once, so that ``hpt_async.storage``
+# and the like work after a bare ``import hpt_async`` as they always did.
+_SUBMODULES = frozenset(
+    {
+        "events",
+        "exceptions",
+        "executors",
+        "hookspecs",
+        "loggers",
+        "plugins",
+        "pruners",
+        "result",
+        "space",
+        "storage",
+        "strategies",
+        "studies",
+        "study",
+        "trial",
+        "tuner",
+    }
+)
+
 
 def __getattr__(name: str) -> Any:
     """Import the submodule defining the public ``name`` on first access (PEP 562)."""
+    if name in _SUBMODULES:
+        return _import_module(f"{__name__}.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

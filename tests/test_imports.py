@@ -122,6 +122,19 @@ def test_an_unknown_attribute_raises_attribute_error_naming_the_module() -> None
     assert not hasattr(hpt_async, "no_such_thing")
 
 
+def test_subpackages_are_reachable_as_attributes_after_a_bare_import() -> None:
+    got = run_fresh(
+        """
+        import json, sys
+        import hpt_async
+        reached = [hpt_async.loggers.read_events.__name__, hpt_async.storage.sqlite.SQLiteStorage.__name__]
+        reached.append(hpt_async.space is sys.modules["hpt_async.space"])
+        print(json.dumps(reached))
+        """
+    )
+    assert got == ["read_events", "SQLiteStorage", True]
+
+
 def test_every_exported_name_has_a_source_module() -> None:
     assert set(hpt_async.__all__) - {"__version__"} <= set(hpt_async._LAZY)
     assert "HptError" in hpt_async._LAZY
