@@ -5,7 +5,9 @@ spawn to exit, so it includes what a user, a CLI command or a process
 worker pays before doing any work.  The cases run in alternation, one
 round after another, so that noise on a shared machine falls on all of
 them alike; the median of ``--runs`` rounds is reported with the median
-of a bare interpreter (``python -c pass``) subtracted.
+of a bare interpreter (``python -c pass``) subtracted.  Next to the wall
+time each run's CPU time (user + system, from ``getrusage`` of the
+children) is reported: a busy machine stretches it far less.
 
 Cases:
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -59,8 +62,14 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _time_once(code: str, env: dict[str, str]) -> float:
-    """Wall seconds of one fresh interpreter running ``code``; raises if it fails."""
+def _cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _time_once(code: str, env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds of one fresh interpreter running ``code``; raises if it fails."""
+    cpu = _cpu_of_children()
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", code],
@@ -73,7 +82,7 @@ def _time_once(code: str, env: dict[str, str]) -> float:
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{code!r} exited with {proc.returncode}: {proc.stderr.decode(errors='replace')}")
-    return elapsed
+    return elapsed, _cpu_of_children() - cpu
 
 
 def _available(code: str, env: dict[str, str]) -> bool:
@@ -81,42 +90,51 @@ def _available(code: str, env: dict[str, str]) -> bool:
     return proc.returncode == 0
 
 
-def measure(runs: int) -> dict[str, list[float]]:
-    """Times of every available case over ``runs`` alternating rounds, in seconds."""
+def measure(runs: int) -> dict[str, list[tuple[float, float]]]:
+    """(wall, CPU) seconds of every available case over ``runs`` alternating rounds."""
     env = _env()
     cases = dict(CASES)
-    if not _available("import optuna.cli", env):
-        print("optuna.cli not importable: skipping 'optuna --help'")
-        del cases["optuna --help"]
     if not _available("import optuna", env):
         print("optuna not importable: skipping the Optuna cases")
         cases = {k: v for k, v in cases.items() if "optuna" not in k}
+    elif not _available("import optuna.cli", env):
+        print("optuna.cli not importable: skipping 'optuna --help'")
+        del cases["optuna --help"]
     # One untimed round warms the file-system cache and the .pyc files.
     for code in cases.values():
         _time_once(code, env)
-    times: dict[str, list[float]] = {name: [] for name in cases}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
     for _ in range(runs):
         for name, code in cases.items():
             times[name].append(_time_once(code, env))
     return times
 
 
-def report(times: dict[str, list[float]]) -> None:
-    """Print the medians (start-up subtracted) and the ratios hpt_async / optuna."""
-    base = statistics.median(times["pass"])
-    print(f"python -c pass: median {base * 1e3:.1f} ms over {len(times['pass'])} runs (subtracted below)")
-    print(f"{'case':<20} {'median ms':>10} {'min ms':>8} {'max ms':>8}")
-    net: dict[str, float] = {}
-    for name, values in times.items():
+def report(times: dict[str, list[tuple[float, float]]]) -> None:
+    """Print the medians (start-up subtracted) and the ratios hpt_async / optuna, wall and CPU."""
+    wall = {name: [w for w, _ in values] for name, values in times.items()}
+    cpu = {name: [c for _, c in values] for name, values in times.items()}
+    base_wall, base_cpu = statistics.median(wall["pass"]), statistics.median(cpu["pass"])
+    print(
+        f"python -c pass: median {base_wall * 1e3:.1f} ms wall, {base_cpu * 1e3:.1f} ms CPU"
+        f" over {len(wall['pass'])} runs (subtracted below)"
+    )
+    print(f"{'case':<20} {'wall ms':>8} {'min':>7} {'max':>7} {'CPU ms':>8}")
+    net_wall: dict[str, float] = {}
+    net_cpu: dict[str, float] = {}
+    for name in times:
         if name == "pass":
             continue
-        net[name] = statistics.median(values) - base
-        print(
-            f"{name:<20} {net[name] * 1e3:>10.1f} {(min(values) - base) * 1e3:>8.1f} {(max(values) - base) * 1e3:>8.1f}"
-        )
+        net_wall[name] = statistics.median(wall[name]) - base_wall
+        net_cpu[name] = statistics.median(cpu[name]) - base_cpu
+        low, high = (min(wall[name]) - base_wall) * 1e3, (max(wall[name]) - base_wall) * 1e3
+        print(f"{name:<20} {net_wall[name] * 1e3:>8.1f} {low:>7.1f} {high:>7.1f} {net_cpu[name] * 1e3:>8.1f}")
     for ours, theirs in PAIRS:
-        if ours in net and theirs in net and net[theirs] > 0:
-            print(f"ratio {ours} / {theirs}: {net[ours] / net[theirs]:.2f}")
+        if ours in net_wall and theirs in net_wall and net_wall[theirs] > 0 and net_cpu[theirs] > 0:
+            print(
+                f"ratio {ours} / {theirs}: {net_wall[ours] / net_wall[theirs]:.2f} wall,"
+                f" {net_cpu[ours] / net_cpu[theirs]:.2f} CPU"
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
