@@ -9,16 +9,19 @@ import os
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
-
-import anyio
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import __version__
 from .exceptions import PluginError
 from .plugins import KINDS, get_registry
-from .storage.base import Storage, StudyNotFound, StudySummary
-from .studies import LoadedStudy, load_study_async, open_storage
-from .trial import TrialRecord, TrialState
+from .trial import TrialState
+
+if TYPE_CHECKING:
+    # Imported where a command needs them, so that ``--help`` and parsing load
+    # neither the storages (SQLite, aiosqlite) nor anyio.
+    from .storage.base import Storage, StudySummary
+    from .studies import LoadedStudy
+    from .trial import TrialRecord
 
 __all__ = ["DEFAULT_STORAGE", "STORAGE_ENV", "build_parser", "main"]
 
@@ -52,10 +55,14 @@ hpt.db in the working directory).  Commands that read never create a file.
 
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
+    import anyio
+
     return anyio.run(fn, backend="asyncio")
 
 
 def _storage(args: argparse.Namespace) -> Storage:
+    from .studies import open_storage
+
     return open_storage(args.storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE)
 
 
@@ -131,6 +138,9 @@ def _cmd_studies(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> LoadedStudy:
+    from .storage.base import StudyNotFound
+    from .studies import load_study_async
+
     storage = _storage(args)
     try:
         return _run(functools.partial(load_study_async, storage, args.study))

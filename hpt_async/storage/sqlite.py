@@ -45,10 +45,9 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
-import aiosqlite
 import anyio
 
 from ..exceptions import HptError
@@ -65,6 +64,9 @@ from .base import (
     check_direction,
     merge_settings,
 )
+
+if TYPE_CHECKING:  # aiosqlite is imported when the first connection opens
+    import aiosqlite
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLiteStorage", "StorageBusyError", "StorageFileError", "parse_sqlite_url"]
 
@@ -444,6 +446,8 @@ async def _open_connection(path: str) -> aiosqlite.Connection:
     cancelled open never leaves a started thread behind without a handle
     to close it.
     """
+    import aiosqlite
+
     db = aiosqlite.connect(path, timeout=0, isolation_level=None)
     thread = getattr(db, "_thread", None)
     if thread is not None and not thread.is_alive():
