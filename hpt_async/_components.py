@@ -18,7 +18,7 @@ from typing import Any
 
 from .contracts import Decision, Exploit, Strategy
 from .executors.inloop import is_async_callable
-from .plugins import Registry
+from .plugins import HookRelay, Registry, implemented_hooks
 from .specs import ComponentSpecError, component_spec, is_spec
 
 __all__ = ["Components", "label", "resolve"]
@@ -89,6 +89,8 @@ class Components:
     check_output: bool
     #: ``storage.open`` takes ``settings=`` (seed and component specs kept with the study).
     storage_settings: bool
+    #: Delivers the lifecycle notifications to every component, plugin and logger.
+    relay: HookRelay
     specs: dict[str, Any] = field(default_factory=dict)
 
     def check_answer(self, answer: Any) -> Decision | Exploit:
@@ -151,10 +153,21 @@ def resolve(
     if executor is None:
         executor = "async" if objective is not None and is_async_callable(objective) else "thread"
     execu = registry.create("executor", executor, disabled=disabled)
+    plugins = list(plugins)
     if objective is not None:
         execu.check(objective)
     logs = [registry.create("logger", lg, disabled=disabled) for lg in (["console"] if loggers is None else loggers)]
 
+    # The tuner's own components hear events first, then plugins and loggers in the order given.
+    relay = HookRelay([strat, prun, store, execu, *plugins, *logs])
+    # After the relay, which names a misspelt or wrongly marked hook more precisely.
+    for kind_, objects in (("logger", logs), ("plugin", plugins)):
+        for obj in objects:
+            if not implemented_hooks(obj):
+                raise TypeError(
+                    f"{kind_} {obj!r} implements no lifecycle hook: give an object with methods "
+                    "marked @hpt_async.hookimpl (hpt_trial_ended, ...)"
+                )
     specs = {"strategy": _spec("strategy", strategy, strat), "executor": _spec("executor", executor, execu)}
     if prun is not None:
         specs["pruner"] = _spec("pruner", pruner, prun)
@@ -164,12 +177,13 @@ def resolve(
         storage=store,
         executor=execu,
         loggers=logs,
-        plugins=list(plugins),
+        plugins=plugins,
         decider=decider,
         decider_kind=kind,
         promotes=promotes,
         retained=retained,
         check_output=getattr(strat, "check_output", True) is not False,
         storage_settings=_accepts(store.open, "settings"),
+        relay=relay,
         specs=specs,
     )

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .exceptions import StudyError
+from .exceptions import StudyError, StudyFailed
 from .result import StopReason
 
 if TYPE_CHECKING:
+    from .result import StudyResult
     from .trial import Trial
 
 __all__ = ["FAIL_FAST_TRIALS", "Fatal", "RunState"]
@@ -81,6 +82,22 @@ class RunState:
             else:
                 self.reason = StopReason.CANCELLED
         return self.reason
+
+    def outcome(self, result: StudyResult, study: str, max_failures: int | None) -> StudyResult:
+        """``result``, or the error that the way the run ended calls for, carrying ``result``."""
+        if self.fatal is not None:
+            raise StudyError(str(self.fatal), result) from self.fatal.__cause__
+        if self.reason == StopReason.MAX_FAILURES:
+            failed = result.count("failed")
+            message = f"study {study!r} stopped after {failed} failed trials (max_failures={max_failures})"
+            raise StudyFailed(message, result)
+        if self.reason == StopReason.FAIL_FAST:
+            raise StudyFailed(
+                f"study {study!r} stopped: its first {self.finished} trials all FAILED; the first error is "
+                "chained below (fail_fast=False runs on regardless)",
+                result,
+            ) from self.first_error
+        return result
 
     def count_finished(self, failed: bool, error: BaseException | None) -> bool:
         """Count one finished trial of this run; True when the first FAIL_FAST_TRIALS all FAILED."""

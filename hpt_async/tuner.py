@@ -23,31 +23,26 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-import secrets
 import time
 import traceback
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 
 from . import _args
-from ._checkpoint_book import CheckpointBook
 from ._components import Components, label, resolve
 from ._interrupt import graceful_interrupts
+from ._open_study import OpenStudy
 from ._run import Fatal, RunState
-from ._shared import SharedStudy
-from ._trial_session import TunerTrialSession
-from .events import StudyEnded, StudyStarted, TrialCreated, TrialEnded, TrialStarted
-from .exceptions import StrategyExhausted, StudyError, StudyFailed, TrialCancelled, TrialPaused, TrialPruned
-from .plugins import HookRelay, Registry, get_registry, implemented_hooks
+from .events import TrialCreated, TrialEnded, TrialStarted
+from .exceptions import StrategyExhausted, StudyError, TrialCancelled, TrialPaused, TrialPruned
+from .plugins import Registry, get_registry
 from .result import StopReason, StudyResult
 from .space import Space, as_space
-from .storage.base import StudySession
 from .study import StudyView, better
 from .trial import Trial, TrialRecord, TrialState
 
@@ -166,21 +161,12 @@ class Tuner:
         self._parts: Components = parts
         self.strategy, self.pruner, self.storage = parts.strategy, parts.pruner, parts.storage
         self.executor, self.loggers, self.plugins = parts.executor, parts.loggers, parts.plugins
-        # The tuner's own components hear events first, then plugins and loggers in the order given.
-        self._relay = HookRelay([self.strategy, self.pruner, self.storage, self.executor, *self.plugins, *self.loggers])
-        for kind, objects in (("logger", self.loggers), ("plugin", self.plugins)):
-            for obj in objects:
-                if not implemented_hooks(obj):
-                    raise TypeError(
-                        f"{kind} {obj!r} implements no lifecycle hook: give an object with methods "
-                        "marked @hpt_async.hookimpl (hpt_trial_ended, ...)"
-                    )
+        self._relay = parts.relay
         self._queue: deque[tuple[dict[str, Any], int | None]] = deque()
         self._running = False
-        self._open = False
         self._opening: anyio.Event | None = None
-        self._view: StudyView | None = None
-        self._session: StudySession | None = None
+        self._study: OpenStudy | None = None  # while the study is open
+        self._view: StudyView | None = None  # the last opening's view, kept after it closed
         self._run = RunState()
 
     # -- public API --------------------------------------------------------
@@ -234,8 +220,8 @@ class Tuner:
                         if workers > 0:
                             async with anyio.create_task_group() as outer:
                                 outer.start_soon(self._heartbeat)
-                                if self._shared.interval is not None:
-                                    outer.start_soon(self._shared.maintain)
+                                if self._study.shared.interval is not None:  # type: ignore[union-attr]
+                                    outer.start_soon(self._study.shared.maintain)  # type: ignore[union-attr]
                                 async with anyio.create_task_group() as tg:
                                     for _ in range(workers):
                                         tg.start_soon(self._worker)
@@ -257,7 +243,7 @@ class Tuner:
             result = await self._finish()
         finally:
             self._running = False
-        return self._raise_for(result)
+        return self._run.outcome(result, self.study_name, self.max_failures)
 
     async def ask(self) -> Trial:
         """Create a trial for a loop of the user's own (ask-and-tell).
@@ -273,7 +259,7 @@ class Tuner:
         await self._ensure_open()
         try:
             async with self._ask_lock:
-                await self._shared.sync_if_due()
+                await self._study.shared.sync_if_due()  # type: ignore[union-attr]
                 trial = await self._next_trial()
         except Fatal:
             self._raise_fatal()
@@ -316,7 +302,7 @@ class Tuner:
                 record = await self._end(trial, st, kept if kept is not None and math.isfinite(kept) else None)
             else:
                 record = await self._end(trial, st, None, error)
-            await self._shared.sync_if_due()
+            await self._study.shared.sync_if_due()  # type: ignore[union-attr]
         except Fatal:
             pass
         self._raise_fatal()
@@ -325,7 +311,7 @@ class Tuner:
 
     async def close(self) -> StudyResult:
         """Close a study opened by :meth:`ask`: running trials are recorded CANCELLED (PAUSED again if resumed)."""
-        if not self._open:
+        if self._study is None:
             raise RuntimeError("the study is not open")
         self._run.stop(StopReason.EXHAUSTED if self._run.exhausted else StopReason.CLOSED, cancel=False)
         result = await self._finish()
@@ -337,174 +323,44 @@ class Tuner:
 
     async def _ensure_open(self) -> None:
         """Open the study once, however many tasks ask for it at the same time."""
-        while not self._open:
+        while self._study is None:
             if self._opening is not None:
                 await self._opening.wait()
                 continue
             self._opening = anyio.Event()
             try:
-                await self._start()
+                self._run = run = RunState()
+                run.open()
+                self._ask_lock = anyio.Lock(fast_acquire=True)  # strategies see one ask at a time, in FIFO order
+                self._tick, self._beat = 0, time.monotonic()
+                self._relay.reset()
+                self._study = await OpenStudy.open(self, run)
+                self._view = self._study.view
             finally:
                 opening, self._opening = self._opening, None
                 opening.set()
 
-    async def _start(self) -> None:
-        parts = self._parts
-        self._run = run = RunState()
-        run.open()
-        self._ask_lock = anyio.Lock(fast_acquire=True)  # strategies see one ask at a time, in FIFO order
-        self._tick, self._beat = 0, time.monotonic()
-        self._relay.reset()
-        storage = label(self.storage)
-        # A new study keeps the seed given or drawn here; a resumed one keeps its stored seed unless one is given.
-        drawn = secrets.randbits(32) if self.seed is None else self.seed
-        settings = {"seed": drawn, **parts.specs}
-        try:
-            if parts.storage_settings:
-                session = await self.storage.open(
-                    self.study_name, direction=self.direction, space=self.space, settings=settings
-                )
-            else:
-                session = await self.storage.open(self.study_name, direction=self.direction, space=self.space)
-        except ValueError:
-            raise
-        except Exception as exc:
-            raise StudyError(f"storage {storage!r} failed to open study {self.study_name!r}: {exc}") from exc
-        self._session = session
-        try:
-            stored = getattr(session, "settings", None) or {}
-            self._seed = self.seed if self.seed is not None else int(stored.get("seed", drawn))
-            view = StudyView(self.study_name, self.direction, self.space, self._seed, self.max_trials)
-            for record in session.history:
-                view._put(record)
-            self._view = view
-            self._book = CheckpointBook(session, run, storage, parts.retained)
-            self._shared = SharedStudy(session, view, run, storage, self._queue, self.retry_lost, self._learn)
-            self._trials = TunerTrialSession(parts, session, view, self._relay, run, self._book, self.space)
-            try:
-                # Trials left RUNNING by a tuner that died are found now, before the strategy starts.
-                lost = await session.claim_lost()
-            except Exception as exc:
-                raise StudyError(f"storage {storage!r} failed to recover lost trials: {exc}") from exc
-            for record in lost:
-                view._put(record)
-            self._shared.requeue(lost)
-            for component, kind in ((self.strategy, "strategy"), (self.pruner, "pruner")):
-                if component is not None and hasattr(component, "start"):
-                    try:
-                        await component.start(view)
-                    except Exception as exc:
-                        raise StudyError(
-                            f"{kind} {label(component)!r} failed to start: {type(exc).__name__}: {exc}"
-                        ) from exc
-            if self.objective is not None:
-                await self._open_executor()
-            if self._relay.study_started is not None:
-                timeout = self.timeout if self._running else None  # ask() does not apply it
-                event = StudyStarted(
-                    self.study_name,
-                    self.direction,
-                    self.space,
-                    self._seed,
-                    time.time(),
-                    self.max_trials,
-                    timeout,
-                    label(self.strategy),
-                    None if self.pruner is None else label(self.pruner),
-                )
-                await self._relay.emit("hpt_study_started", event=event, study=view)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                try:
-                    await session.close()
-                except Exception:
-                    log.exception("storage %r failed to close after a failed start", storage)
-            raise
-        self._open = True
-
-    async def _open_executor(self) -> None:
-        try:
-            await self.executor.open(self.concurrency)
-        except (TypeError, ValueError):
-            raise  # a setting of the executor's: its own message says what is wrong
-        except Exception as exc:
-            raise StudyError(f"executor {label(self.executor)!r} failed to open: {type(exc).__name__}: {exc}") from exc
-
     async def _finish(self) -> StudyResult:
-        view = self._view
-        assert view is not None
-        run = self._run
+        """End the trials still live, settle why the run stopped, and close the study."""
+        study, run = self._study, self._run
+        assert study is not None
         for trial in list(run.live.values()):
             # A trial still open when the study closes cannot run on (a resumed one waits again).
             try:
                 await self._end(trial, *self._interrupted(trial))
             except Fatal:
                 pass
-        max_reached = self.max_trials is not None and view.n_counted >= self.max_trials
-        run.final_reason(max_trials_reached=max_reached)
-        result = self._result()
-        executor_error: Exception | None = None
-        try:
-            if self._relay.study_ended is not None:
-                await self._relay.emit("hpt_study_ended", event=StudyEnded(result, time.time()), study=view)
-                if self._relay.errors != result.plugin_errors:
-                    # A plugin that failed at the very end (e.g. a logger flushing its last lines) still counts.
-                    result = replace(result, plugin_errors=dict(self._relay.errors))
-            if self.objective is not None:
-                try:
-                    await self.executor.close()
-                except Exception as exc:
-                    executor_error = exc
-        finally:
-            self._open = False
-            if self._session is not None:
-                await self._session.close()
-        if executor_error is not None and run.fatal is None:
-            name = label(self.executor)
-            message = f"executor {name!r} failed to close: {type(executor_error).__name__}: {executor_error}"
-            raise StudyError(message, result) from executor_error
-        return result
-
-    def _result(self) -> StudyResult:
-        """The study as it stands: every trial in the view, the best, and why it stopped."""
-        view = self._view
-        assert view is not None
-        return StudyResult(
-            study=self.study_name,
-            direction=self.direction,
-            seed=self._seed,
-            trials=tuple(view.trials[n] for n in sorted(view.trials)),
-            best=view.best,
-            reason=self._run.reason or StopReason.CANCELLED,
-            plugin_errors=dict(self._relay.errors),
-        )
-
-    def _raise_for(self, result: StudyResult) -> StudyResult:
-        """``result``, or the error that the way the run ended calls for."""
-        run = self._run
-        if run.fatal is not None:
-            raise StudyError(str(run.fatal), result) from run.fatal.__cause__
-        if run.reason == StopReason.MAX_FAILURES:
-            raise StudyFailed(
-                f"study {self.study_name!r} stopped after {result.count(TrialState.FAILED)} failed trials "
-                f"(max_failures={self.max_failures})",
-                result,
-            )
-        if run.reason == StopReason.FAIL_FAST:
-            raise StudyFailed(
-                f"study {self.study_name!r} stopped: its first {run.finished} trials all FAILED; the first "
-                "error is chained below (fail_fast=False runs on regardless)",
-                result,
-            ) from run.first_error
-        return result
+        run.final_reason(max_trials_reached=self.max_trials is not None and study.view.n_counted >= self.max_trials)
+        self._study = None
+        return await study.close(run)
 
     def _raise_fatal(self) -> None:
         """Raise the recorded fatal error, if any, with the study as it stands (ask-and-tell)."""
         fatal = self._run.fatal
         if fatal is None:
             return
-        if fatal.result is None and self._view is not None:
-            fatal.result = self._result()
+        if fatal.result is None and self._study is not None:
+            fatal.result = self._study.result(self._run)
         raise fatal from fatal.__cause__
 
     def _interrupted_by(self, signal_name: str) -> None:
@@ -558,9 +414,10 @@ class Tuner:
                     continue
                 # Out of budget or of configurations: done, unless trials of other tuners may
                 # still end uncounted or come back as LOST to be retried.
-                if not self._shared.waiting_on_others():
+                shared = self._study.shared  # type: ignore[union-attr]
+                if not shared.waiting_on_others():
                     return
-                await self._shared.wait()
+                await shared.wait()
                 continue
             tick = self._tick
             try:
@@ -585,8 +442,9 @@ class Tuner:
         return await self._create_trial()
 
     async def _create_trial(self) -> Trial | None:
-        view, session, run = self._view, self._session, self._run
-        assert view is not None and session is not None
+        study, run = self._study, self._run
+        assert study is not None
+        view, session = study.view, study.session
         if run.exhausted and not self._queue:
             return None
         storage = label(self.storage)
@@ -598,14 +456,14 @@ class Tuner:
         if self._queue:
             queued, retry_of = self._queue.popleft()
             try:
-                params = self.space.complete(queued, self._seed, number)
+                params = self.space.complete(queued, study.seed, number)
             except Exception as exc:
                 raise run.fail("an enqueued configuration could not be completed", exc) from exc
         else:
             params = await self._ask_strategy(view, number)
             if params is None:
                 return None
-        trial = Trial(number, params, self._trials, time.time(), retry_of)
+        trial = Trial(number, params, study.trials, time.time(), retry_of)
         record = trial.snapshot()
         view._put(record)
         run.adopt(trial)
@@ -621,7 +479,7 @@ class Tuner:
             view._put(trial.end(TrialState.CANCELLED))
             raise fatal from exc
         if retry_of is not None:
-            await self._book.inherit(trial, view.trials.get(retry_of), retry_of)
+            await study.book.inherit(trial, view.trials.get(retry_of), retry_of)
         return trial
 
     async def _ask_strategy(self, view: StudyView, number: int) -> dict[str, Any] | None:
@@ -646,8 +504,9 @@ class Tuner:
         Storage marks it RUNNING again, for this session; a trial another
         tuner sharing the study resumed first is skipped.
         """
-        view, session, run = self._view, self._session, self._run
-        assert view is not None and session is not None
+        study, run = self._study, self._run
+        assert study is not None
+        view, session, book = study.view, study.session, study.book
         name = label(self.pruner)
         for _ in range(16):
             try:
@@ -662,10 +521,10 @@ class Tuner:
                 exc = ValueError(f"trial {number!r} is {state}, not paused")
                 raise run.fail(f"pruner {name!r} promoted a trial that is not PAUSED", exc) from exc
             # Storage, not this tuner's memory, says: a tuner sharing the study may have run it since.
-            saved = await self._book.stored(number)
+            saved = await book.stored(number)
             if not saved:
                 log.warning("trial %d was paused without a checkpoint: resumed, it starts over", number)
-            trial = Trial.resume(record, self._trials, restore=saved)
+            trial = Trial.resume(record, study.trials, restore=saved)
             running = trial.snapshot()
             try:
                 claimed = await session.trial_resumed(running)
@@ -673,7 +532,7 @@ class Tuner:
                 raise run.fail(f"storage {label(self.storage)!r} failed to resume trial {number}", exc) from exc
             if not claimed:
                 continue  # another tuner sharing the study resumed it first
-            self._book.resumed(record, saved)
+            book.resumed(record, saved)
             view._put(running)
             run.adopt(trial)
             return trial
@@ -754,8 +613,9 @@ class Tuner:
         was interrupted (storage and strategy may thus see that one step twice
         with the same record).
         """
-        view = self._view
-        assert view is not None
+        study = self._study
+        assert study is not None
+        view, book = study.view, study.book
         if trial.ended:
             return view.trials[trial.number]
         record = trial.end(state, value, error, tb)
@@ -765,12 +625,12 @@ class Tuner:
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self._commit(record, progress, announce, cause)
-                if self._book:
-                    await self._book.release(view)
+                if book:
+                    await book.release(view)
             raise
-        if self._book:
+        if book:
             with anyio.CancelScope(shield=True):
-                await self._book.release(view)
+                await book.release(view)
         self._run.changed()
         return record
 
@@ -782,7 +642,7 @@ class Tuner:
         assert view is not None
         if progress[0] < 1:
             try:
-                await self._session.trial_ended(record)  # type: ignore[union-attr]
+                await self._study.session.trial_ended(record)  # type: ignore[union-attr]
             except Exception as exc:
                 view._put(record)
                 run.release(record.number)
