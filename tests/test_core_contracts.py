@@ -1,0 +1,340 @@
+"""The core's contracts and the behaviour they promise: declared capabilities, real snapshots,
+explicit trial transitions, fail_fast, stored seeds and component specs, concurrent asks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from common import StopAtStep
+
+import hpt_async as hpt
+from hpt_async import contracts
+from hpt_async.study import StudyView
+
+pytestmark = pytest.mark.anyio
+
+SPACE = {"x": hpt.Float(0.0, 1.0)}
+
+
+async def _quick(trial: hpt.Trial) -> float:
+    return trial.params["x"]
+
+
+# -- contracts in one place -----------------------------------------------------------
+
+
+def test_contracts_are_one_public_place_that_older_imports_still_reach() -> None:
+    from hpt_async.executors.base import Executor
+    from hpt_async.pruners.base import Decision, Exploit, Pruner
+    from hpt_async.storage.base import Storage, StudySession
+    from hpt_async.strategies.base import Strategy
+
+    assert (contracts.Strategy, contracts.Pruner, contracts.Executor) == (Strategy, Pruner, Executor)
+    assert (contracts.Storage, contracts.StudySession) == (Storage, StudySession)
+    assert (contracts.Decision, contracts.Exploit) == (Decision, Exploit)
+    assert hpt.Strategy is contracts.Strategy and hpt.Exploit is contracts.Exploit
+    for name in contracts.__all__:
+        assert getattr(contracts, name).__doc__, f"{name} has no contract docstring"
+
+
+async def test_ask_batch_defaults_to_one_ask_per_number_and_stops_at_the_first_none() -> None:
+    class Three(hpt.Strategy):
+        name = "three"
+
+        async def ask(self, study: StudyView, number: int) -> dict[str, Any] | None:
+            return {"x": number / 10} if number < 3 else None
+
+    view = StudyView("s", "minimize", hpt.Space(SPACE), 0)
+    assert await Three().ask_batch(view, [1, 2, 3, 4]) == [{"x": 0.1}, {"x": 0.2}, None, None]
+
+
+class _Exploiter(hpt.Strategy):
+    """Answers the third report of trial 0 with an EXPLOIT of its own choosing, without a donor."""
+
+    name = "exploiter"
+    decides = True
+
+    def __init__(self, answer: Any = None) -> None:
+        self.answer = answer
+        self.kept: list[hpt.TrialRecord] = []
+
+    async def ask(self, study: StudyView, number: int) -> dict[str, Any]:
+        return {"x": 0.5}
+
+    async def decide(self, study: StudyView, trial: hpt.TrialRecord, step: int, value: float, checkpoints: Any) -> Any:
+        self.kept.append(trial)
+        if step == 2 and trial.number == 0:
+            return self.answer if self.answer is not None else hpt.Exploit({"x": 0.25})
+        return hpt.Decision.CONTINUE
+
+
+async def _reports(trial: hpt.Trial) -> float:
+    for step in range(4):
+        await trial.report(float(step) + trial.params["x"], step=step)
+    return trial.params["x"]
+
+
+async def test_a_record_handed_to_a_strategy_never_changes_afterwards() -> None:
+    strategy = _Exploiter()
+    tuner = hpt.Tuner(_reports, SPACE, strategy=strategy, max_trials=1, loggers=[], seed=0)
+    result = await tuner.run()
+    first = strategy.kept[0]
+    # Trial 0's record at its first report: one report, the first configuration, although the trial went
+    # on to report three more times and changed its configuration at step 2.
+    assert dict(first.reports) == {0: 0.5}
+    assert dict(first.params) == {"x": 0.5}
+    assert first.state is hpt.TrialState.RUNNING
+    assert [len(r.reports) for r in strategy.kept] == [1, 2, 3, 4]
+    assert dict(strategy.kept[-1].params) == {"x": 0.25}
+    assert result.trials[0].params["x"] == 0.25
+
+
+async def test_a_bare_exploit_decision_is_refused_with_a_message_that_says_what_to_answer() -> None:
+    tuner = hpt.Tuner(_reports, SPACE, strategy=_Exploiter(hpt.Decision.EXPLOIT), max_trials=1, loggers=[])
+    with pytest.raises(hpt.StudyError, match=r"EXPLOIT is answered as Exploit\(params, donor\)"):
+        await tuner.run()
+
+
+async def test_a_pruner_answering_exploit_is_refused() -> None:
+    class Wrong(hpt.Pruner):
+        async def decide(self, study: StudyView, trial: hpt.TrialRecord, step: int, value: float) -> Any:
+            return hpt.Exploit({"x": 0.1})
+
+    tuner = hpt.Tuner(_reports, SPACE, pruner=Wrong(), max_trials=1, loggers=[])
+    with pytest.raises(hpt.StudyError, match="only a strategy that declares decides"):
+        await tuner.run()
+
+
+async def test_an_undeclared_decide_still_works_with_a_deprecation_warning() -> None:
+    class Old(hpt.Strategy):
+        name = "old"
+
+        async def ask(self, study: StudyView, number: int) -> dict[str, Any]:
+            return {"x": 0.5}
+
+        async def decide(self, study: StudyView, trial: Any, step: int, value: float, checkpoints: Any) -> Any:
+            return hpt.Decision.STOP
+
+    with pytest.warns(DeprecationWarning, match="declaring decides = True"):
+        tuner = hpt.Tuner(_reports, SPACE, strategy=Old(), max_trials=2, loggers=[])
+    result = await tuner.run()
+    assert result.count("pruned") == 2
+
+
+# -- the Trial's transitions ---------------------------------------------------------
+
+
+class _NoSession:
+    async def on_report(self, trial: hpt.Trial, step: int, value: float) -> None:
+        pass
+
+    async def on_checkpoint(self, trial: hpt.Trial, data: bytes) -> None:
+        pass
+
+    async def on_restore(self, trial: hpt.Trial) -> bytes | None:
+        return None
+
+
+async def test_a_trial_ends_once_and_then_takes_no_more_calls() -> None:
+    trial = hpt.Trial(3, {"x": 0.5}, _NoSession(), started=100.0)
+    await trial.report(1.5, step=0)
+    snapshot = trial.snapshot()
+    await trial.report(1.0, step=1)
+    assert dict(snapshot.reports) == {0: 1.5}  # a snapshot does not follow the trial
+    record = trial.end(hpt.TrialState.COMPLETE, 1.0, ended=90.0)
+    assert record.duration == 0.0  # an end stamped before the start never gives a negative duration
+    assert trial.ended and dict(record.reports) == {0: 1.5, 1: 1.0}
+    with pytest.raises(RuntimeError, match="already ended"):
+        trial.end(hpt.TrialState.FAILED)
+    with pytest.raises(hpt.TrialCancelled):
+        await trial.report(0.5, step=2)
+    with pytest.raises(ValueError, match="not RUNNING"):
+        hpt.Trial(4, {}, _NoSession(), 0.0).end(hpt.TrialState.RUNNING)
+
+
+async def test_a_resumed_trial_keeps_its_reports_only_with_a_checkpoint() -> None:
+    paused = hpt.TrialRecord(5, hpt.TrialState.PAUSED, {"x": 0.5}, 2.0, {0: 3.0, 1: 2.0}, started=10.0)
+    kept = hpt.Trial.resume(paused, _NoSession(), restore=True)
+    fresh = hpt.Trial.resume(paused, _NoSession(), restore=False)
+    assert kept.resumed and kept.should_restore and dict(kept.reports) == {0: 3.0, 1: 2.0}
+    assert fresh.resumed and not fresh.should_restore and dict(fresh.reports) == {}
+    assert kept.number == 5 and kept.started == 10.0
+
+
+def test_a_stored_duration_is_never_negative() -> None:
+    record = hpt.TrialRecord(0, hpt.TrialState.LOST, {}, started=50.0, ended=40.0)
+    assert record.duration == 0.0
+
+
+# -- safe defaults -----------------------------------------------------------------------
+
+
+def _always_fails(trial: hpt.SyncTrial) -> float:
+    raise RuntimeError(f"broken objective, trial {trial.number}")
+
+
+async def test_a_study_whose_first_five_trials_all_fail_raises_with_the_first_error() -> None:
+    tuner = hpt.Tuner(_always_fails, SPACE, max_trials=50, loggers=[], seed=0)
+    with pytest.raises(hpt.StudyFailed, match="first 5 trials all FAILED") as caught:
+        await tuner.run()
+    assert caught.value.result.reason == hpt.StopReason.FAIL_FAST
+    assert caught.value.result.count("failed") == 5
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    assert "trial 0" in str(caught.value.__cause__)
+
+
+async def test_fail_fast_false_runs_the_whole_budget() -> None:
+    tuner = hpt.Tuner(_always_fails, SPACE, max_trials=12, loggers=[], fail_fast=False)
+    result = await tuner.run()
+    assert result.count("failed") == 12 and result.reason == "max_trials"
+
+
+async def test_one_success_among_the_first_five_keeps_the_study_going() -> None:
+    def flaky(trial: hpt.SyncTrial) -> float:
+        if trial.number == 3:
+            return 1.0
+        raise RuntimeError("flaky")
+
+    result = await hpt.Tuner(flaky, SPACE, max_trials=12, loggers=[]).run()
+    assert result.count("failed") == 11 and result.count("complete") == 1
+
+
+async def test_fail_fast_chains_the_error_of_a_trial_that_returned_no_number() -> None:
+    tuner = hpt.Tuner(lambda trial: float("nan"), SPACE, max_trials=9, loggers=[])
+    with pytest.raises(hpt.StudyFailed) as caught:
+        await tuner.run()
+    assert "objective returned nan" in str(caught.value.__cause__)
+
+
+async def test_a_study_without_a_budget_says_it_runs_until_stopped(caplog: pytest.LogCaptureFixture) -> None:
+    tuner = hpt.Tuner(_quick, {"x": hpt.Choice([0.1, 0.2])}, strategy="grid", loggers=[])
+    with caplog.at_level(logging.WARNING, logger="hpt_async"):
+        result = await tuner.run()
+    assert result.reason == "exhausted"
+    assert any("runs until stopped" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hpt_async"):
+        await hpt.Tuner(_quick, SPACE, max_trials=2, loggers=[]).run()
+    assert not any("runs until stopped" in r.getMessage() for r in caplog.records)
+
+
+# -- ask-and-tell -------------------------------------------------------------------------
+
+
+async def test_ask_and_tell_needs_no_objective_and_run_says_it_does() -> None:
+    tuner = hpt.Tuner(None, SPACE, loggers=[], seed=0)
+    trial = await tuner.ask()
+    await tuner.tell(trial, 0.5)
+    result = await tuner.close()
+    assert result.count("complete") == 1
+    with pytest.raises(TypeError, match="run\\(\\) needs an objective"):
+        await hpt.Tuner(None, SPACE, loggers=[]).run()
+
+
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+async def test_concurrent_first_asks_open_the_study_once(tmp_path: Path, storage: str) -> None:
+    started: list[str] = []
+
+    class Count:
+        @hpt.hookimpl
+        def hpt_study_started(self, event: hpt.StudyStarted) -> None:
+            started.append(event.study)
+
+    url = "memory" if storage == "memory" else f"sqlite:///{tmp_path / 'asks.db'}"
+    tuner = hpt.Tuner(None, SPACE, storage=url, study="asks", pruner=StopAtStep(3), loggers=[], plugins=[Count()])
+    pruned: list[int] = []
+
+    async def user_loop() -> None:
+        trial = await tuner.ask()
+        try:
+            for step in range(5):
+                await trial.report(1.0 / (step + 1), step=step)
+                await anyio.sleep(0)
+        except hpt.TrialPruned:
+            pruned.append(trial.number)
+            await tuner.tell(trial, state="pruned")
+            return
+        await tuner.tell(trial, 0.0)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(user_loop)
+        result = await tuner.close()
+    assert started == ["asks"]
+    assert len(result.trials) == 4 and sorted(pruned) == [0, 1, 2, 3]
+    assert result.count("pruned") == 4
+
+
+# -- seeds and component specs kept with the study ---------------------------------------
+
+
+async def test_a_resumed_study_without_a_seed_continues_with_its_stored_seed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'seed.db'}"
+    first = await hpt.Tuner(_quick, SPACE, storage=url, study="s", max_trials=3, loggers=[]).run()
+    again = await hpt.Tuner(_quick, SPACE, storage=url, study="s", max_trials=6, loggers=[]).run()
+    assert again.seed == first.seed
+    # The new trials follow the stored seed exactly as a run given that seed would have made them.
+    fresh = await hpt.Tuner(_quick, SPACE, max_trials=6, loggers=[], seed=first.seed).run()
+    assert [t.params for t in again.trials] == [t.params for t in fresh.trials]
+    explicit = await hpt.Tuner(_quick, SPACE, storage=url, study="s", max_trials=7, loggers=[], seed=123).run()
+    assert explicit.seed == 123  # a seed given on resume is used for that run
+
+
+async def test_a_component_spec_with_options_from_a_json_file_is_used_and_stored(tmp_path: Path) -> None:
+    spec_file = tmp_path / "strategy.json"
+    spec_file.write_text(json.dumps({"name": "tpe", "n_initial": 3, "gamma": 0.2}))
+    url = f"sqlite:///{tmp_path / 'spec.db'}"
+    tuner = hpt.Tuner(_quick, SPACE, strategy=json.loads(spec_file.read_text()), storage=url, study="spec",
+                      pruner={"name": "median"}, max_trials=4, loggers=[], seed=1)  # fmt: skip
+    assert tuner.strategy.n_initial == 3 and tuner.strategy.gamma == 0.2
+    await tuner.run()
+    summary = await hpt.SQLiteStorage(url).summary("spec")
+    assert summary.settings["strategy"] == {"name": "tpe", "n_initial": 3, "gamma": 0.2}
+    assert summary.settings["pruner"] == {"name": "median"}
+    assert summary.settings["seed"] == 1
+
+
+def test_an_unknown_option_is_refused_with_the_valid_ones() -> None:
+    with pytest.raises(hpt.PluginError, match="n_initial"):
+        hpt.Tuner(_quick, SPACE, strategy={"name": "tpe", "n_inital": 3}, loggers=[])
+
+
+def test_disable_plugins_hides_a_plugin_from_one_tuner_only() -> None:
+    with pytest.raises(hpt.PluginNotFound, match="disabled"):
+        hpt.Tuner(_quick, SPACE, strategy="tpe", disable_plugins=["hpt_async.strategies.tpe"], loggers=[])
+    assert hpt.Tuner(_quick, SPACE, strategy="tpe", loggers=[]).strategy.name == "tpe"
+    with pytest.raises(TypeError, match="list of plugin names"):
+        hpt.Tuner(_quick, SPACE, disable_plugins="hpt_async.strategies.tpe", loggers=[])  # type: ignore[arg-type]
+
+
+# -- where it runs -----------------------------------------------------------------------
+
+
+def test_a_study_runs_from_a_thread_that_is_not_the_main_one() -> None:
+    out: list[Any] = []
+
+    def in_thread() -> None:
+        tuner = hpt.Tuner(_quick, SPACE, max_trials=5, loggers=[], seed=0)
+        out.append(anyio.run(tuner.run))
+
+    worker = threading.Thread(target=in_thread)
+    worker.start()
+    worker.join(30)
+    assert out and out[0].count("complete") == 5
+
+
+async def test_a_study_runs_inside_an_event_loop_that_is_already_running() -> None:
+    # As in a notebook: `await tuner.run()` from code the loop already runs, with the loop's own handlers kept.
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    result = await hpt.Tuner(_quick, SPACE, max_trials=5, loggers=[], seed=0).run()
+    assert result.count("complete") == 5
+    assert signal.getsignal(signal.SIGINT) is before
