@@ -15,8 +15,10 @@ The order of delivery, for one hook:
   registers the objects with pluggy in reverse, and pluggy calls the
   implementation registered last first.
 * ``@hookimpl(tryfirst=True)`` moves an implementation before the plain ones
-  and ``@hookimpl(trylast=True)`` after them, as in pluggy; among several
-  ``tryfirst`` (or several ``trylast``) ones, the order given holds too.
+  and ``@hookimpl(trylast=True)`` after them, as in pluggy.  Several
+  ``tryfirst`` ones keep the order given among themselves; several
+  ``trylast`` ones are called the other way round, the last given first
+  (pluggy calls the ``trylast`` implementation registered first, first).
 
 ``@hookimpl(specname="hpt_trial_ended")`` lets a method of any name
 implement a hook.  Wrappers (``wrapper=True``, ``hookwrapper=True``) are

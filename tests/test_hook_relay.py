@@ -264,13 +264,21 @@ def pluggy_order(objects: list[object]) -> list[str]:
     return [impl.plugin.name for impl in reversed(pm.hook.hpt_trial_ended.get_hookimpls())]
 
 
-@pytest.mark.parametrize("async_at", [None, "b", "e"])
+@pytest.mark.parametrize("async_at", [None, "b", "e", "c"])
 async def test_tryfirst_plain_and_trylast_are_called_in_the_order_pluggy_calls_them(async_at: str | None) -> None:
     log = Log()
-    marks = {"a": {"tryfirst": True}, "b": {}, "c": {"trylast": True}, "d": {}, "e": {"tryfirst": True}}
+    marks = {
+        "a": {"tryfirst": True},
+        "b": {},
+        "c": {"trylast": True},
+        "d": {},
+        "e": {"tryfirst": True},
+        "f": {"trylast": True},
+    }
     objects: list[object] = [Mark(name, log, async_=name == async_at, **opts) for name, opts in marks.items()]
     expected = pluggy_order(objects)
-    assert expected == ["a", "e", "b", "d", "c"]  # tryfirst, then plain, then trylast; each in the order given
+    # tryfirst ones, then plain ones, both in the order given; then the trylast ones, last given first
+    assert expected == ["a", "e", "b", "d", "f", "c"]
     pluggy_calls = Log()
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
