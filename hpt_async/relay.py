@@ -66,38 +66,62 @@ def _manager() -> pluggy.PluginManager:
     return pm
 
 
+def _marks_of(pm: pluggy.PluginManager, plugin: object, scan: bool) -> list[tuple[str, str, Any]]:
+    """``(name, hook, options)`` of each implementation marked on ``plugin``.
+
+    By scanning its attributes (``name`` is the attribute's), or, without
+    ``scan``, read from ``pm`` where ``plugin`` is registered (pluggy has
+    already scanned it; ``name`` is the function's).
+    """
+    if not scan:
+        return [
+            (getattr(impl.function, "__name__", caller.name), caller.name, impl.opts)
+            for caller in pm.get_hookcallers(plugin) or ()
+            for impl in caller.get_hookimpls()
+            if impl.plugin is plugin
+        ]
+    marks = []
+    for attr in dir(plugin):
+        opts = pm.parse_hookimpl_opts(plugin, attr)
+        if opts is not None:
+            marks.append((attr, opts.get("specname") or attr, opts))
+    return marks
+
+
+def _problem(marks: list[tuple[str, str, Any]]) -> str | None:
+    """Why one of ``marks`` could not work as marked, or ``None``."""
+    for name, hook, opts in marks:
+        if hook not in _HOOK_NAMES:
+            what = f"{name!r} is marked" if hook == name else f"{name!r} is marked as an implementation of {hook!r}"
+            return f"{what} as a hook but no hook has that name; hooks are {sorted(_HOOK_NAMES)}"
+        for option in ("wrapper", "hookwrapper"):
+            if opts.get(option):
+                return (
+                    f"{name!r} is a wrapper ({option}=True) of hook {hook!r}; hpt-async hooks are "
+                    "notifications and take plain implementations only"
+                )
+        if opts.get("tryfirst") and opts.get("trylast"):
+            return f"{name!r} (hook {hook!r}) is marked both tryfirst=True and trylast=True; choose one"
+    return None
+
+
 def _check_impls(pm: pluggy.PluginManager, plugin: object) -> None:
     """Reject hook implementations of ``plugin`` that would never run, or not as marked.
 
-    Works before or after ``plugin`` is registered with ``pm``: it reads the
-    marks only.  Raises :class:`pluggy.PluginValidationError` naming the
-    method and the hook.
+    Works before or after ``plugin`` is registered with ``pm`` (it reads the
+    marks only).  Raises :class:`pluggy.PluginValidationError` naming the
+    attribute and the hook.
     """
-    for attr in dir(plugin):
-        opts = pm.parse_hookimpl_opts(plugin, attr)
-        if opts is None:
-            if attr in _HOOK_NAMES and callable(getattr(plugin, attr, None)):
-                raise pluggy.PluginValidationError(
-                    plugin, f"{attr!r} is not marked with @hpt_async.hookimpl, so it would never be called"
-                )
-            continue
-        specname = opts.get("specname")
-        hook = specname or attr
-        if hook not in _HOOK_NAMES:
-            what = f"{attr!r} is marked as an implementation of {hook!r}" if specname else f"{attr!r} is marked"
+    registered = pm.is_registered(plugin)
+    problem = _problem(_marks_of(pm, plugin, scan=not registered))
+    if problem is not None and registered:  # named by attribute rather than by function
+        problem = _problem(_marks_of(pm, plugin, scan=True)) or problem
+    if problem is not None:
+        raise pluggy.PluginValidationError(plugin, problem)
+    for attr in _HOOK_NAMES:
+        if callable(getattr(plugin, attr, None)) and pm.parse_hookimpl_opts(plugin, attr) is None:
             raise pluggy.PluginValidationError(
-                plugin, f"{what} as a hook but no hook has that name; hooks are {sorted(_HOOK_NAMES)}"
-            )
-        for option in ("wrapper", "hookwrapper"):
-            if opts.get(option):
-                raise pluggy.PluginValidationError(
-                    plugin,
-                    f"{attr!r} is a wrapper ({option}=True) of hook {hook!r}; hpt-async hooks are "
-                    "notifications and take plain implementations only",
-                )
-        if opts.get("tryfirst") and opts.get("trylast"):
-            raise pluggy.PluginValidationError(
-                plugin, f"{attr!r} (hook {hook!r}) is marked both tryfirst=True and trylast=True; choose one"
+                plugin, f"{attr!r} is not marked with @hpt_async.hookimpl, so it would never be called"
             )
 
 
@@ -286,8 +310,12 @@ class HookRelay:
                 label = getattr(obj, "__name__", None) or type(obj).__name__
             key = f"{label}@{id(obj):x}"
             try:
+                try:
+                    pm.register(obj, name=key)
+                except pluggy.PluginValidationError:
+                    _check_impls(pm, obj)  # a clearer reason, when there is one
+                    raise
                 _check_impls(pm, obj)
-                pm.register(obj, name=key)
             except (ValueError, pluggy.PluginValidationError) as exc:
                 raise PluginError(f"plugin {label!r} cannot be activated: {exc}") from exc
             labels[key] = label

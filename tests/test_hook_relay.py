@@ -341,16 +341,22 @@ def test_specname_lets_a_method_of_any_name_implement_a_hook() -> None:
 
 @pytest.mark.parametrize("option", ["wrapper", "hookwrapper"])
 @pytest.mark.parametrize("specname", [None, "hpt_trial_ended"])
-def test_a_wrapper_is_refused_naming_the_plugin_and_the_hook(option: str, specname: str | None) -> None:
+@pytest.mark.parametrize("generator", [True, False])  # pluggy itself refuses a wrapper that does not yield
+def test_a_wrapper_is_refused_naming_the_plugin_and_the_hook(
+    option: str, specname: str | None, generator: bool
+) -> None:
     def around(event: Any) -> Any:
         yield
+
+    def plain(event: Any) -> None:
+        pass
 
     class Watch:
         name = "watch"
 
     watch = Watch()
     attr = "around" if specname else "hpt_trial_ended"
-    setattr(watch, attr, hpt.hookimpl(specname=specname, **{option: True})(around))
+    setattr(watch, attr, hpt.hookimpl(specname=specname, **{option: True})(around if generator else plain))
     with pytest.raises(hpt.PluginError) as info:
         HookRelay([Mark("fine", Log()), watch])
     message = str(info.value)
