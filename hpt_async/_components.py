@@ -18,7 +18,8 @@ from typing import Any
 
 from .contracts import Decision, Exploit, Strategy
 from .executors.inloop import is_async_callable
-from .plugins import HookRelay, Registry, implemented_hooks
+from .plugins import Registry
+from .relay import HookRelay, implemented_hooks
 from .specs import ComponentSpecError, component_spec, is_spec
 
 __all__ = ["Components", "label", "resolve"]

@@ -502,6 +502,14 @@ class Wrapper:
         yield
 
 
+class OldStyleWrapper:
+    name = "timing"
+
+    @hpt.hookimpl(hookwrapper=True)
+    def hpt_trial_started(self, event: Any) -> Any:
+        yield
+
+
 class Unmarked:
     def hpt_trial_ended(self, event: Any) -> None:  # a hook's name, but no @hpt.hookimpl
         raise AssertionError("never called")
@@ -509,7 +517,12 @@ class Unmarked:
 
 @pytest.mark.parametrize(
     ("plugin", "words"),
-    [(Misspelt(), "hpt_trial_finished"), (Wrapper(), "wrapper"), (Unmarked(), "not marked")],
+    [
+        (Misspelt(), "hpt_trial_finished"),
+        (Wrapper(), "'Wrapper' cannot be activated: 'hpt_trial_ended' is a wrapper (wrapper=True)"),
+        (OldStyleWrapper(), "'timing' cannot be activated: 'hpt_trial_started' is a wrapper (hookwrapper=True)"),
+        (Unmarked(), "not marked"),
+    ],
 )
 def test_a_hook_that_would_never_run_is_rejected_when_the_tuner_is_built(plugin: object, words: str) -> None:
     with pytest.raises(hpt.PluginError) as info:
@@ -550,6 +563,57 @@ def test_hooks_run_in_the_order_the_objects_were_given() -> None:
     )
     anyio.run(tuner.run)
     assert calls == ["strategy", "p1", "p2", "l1"]
+
+
+def test_tryfirst_and_trylast_move_an_implementation_across_the_tuner_order() -> None:
+    calls: list[str] = []
+
+    class Named:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @hpt.hookimpl
+        def hpt_study_started(self) -> None:
+            calls.append(self.name)
+
+    class Early(Named):
+        @hpt.hookimpl(tryfirst=True)
+        def hpt_study_started(self) -> None:
+            calls.append(self.name)
+
+    class Late(Named):
+        @hpt.hookimpl(trylast=True)
+        def hpt_study_started(self) -> None:
+            calls.append(self.name)
+
+    class Strategy(hpt.RandomStrategy):
+        @hpt.hookimpl
+        def hpt_study_started(self) -> None:
+            calls.append("strategy")
+
+    tuner = hpt.Tuner(
+        lambda t: 0.0,
+        {"x": hpt.Float(0, 1)},
+        strategy=Strategy(),
+        plugins=[Late("p1"), Named("p2"), Early("p3")],
+        loggers=[Early("l1"), Named("l2")],
+        max_trials=1,
+    )
+    anyio.run(tuner.run)
+    assert calls == ["p3", "l1", "strategy", "p2", "l2", "p1"]
+
+
+def test_a_plugin_implementing_hooks_through_specname_is_accepted_and_called() -> None:
+    ended: list[int] = []
+
+    class Watch:
+        @hpt.hookimpl(specname="hpt_trial_ended")
+        def on_trial_end(self, event: hpt.TrialEnded) -> None:
+            ended.append(event.number)
+
+    tuner = hpt.Tuner(lambda t: 0.0, {"x": hpt.Float(0, 1)}, plugins=[Watch()], loggers=[], max_trials=3)
+    anyio.run(tuner.run)
+    assert ended == [0, 1, 2]
 
 
 def test_a_module_plugin_is_labelled_by_its_module_name() -> None:
