@@ -33,6 +33,8 @@ import pickle as _pickle
 from collections.abc import Mapping
 from typing import Any
 
+from .exceptions import HptError
+
 __all__ = ["CheckpointError", "decode_state", "encode_state", "pack_arrays", "state_kind", "unpack_arrays"]
 
 _MAGIC = b"HPTCK1"
@@ -40,7 +42,7 @@ _KINDS = {b"B": "bytes", b"N": "arrays", b"P": "pickle"}
 _CODES = {v: k for k, v in _KINDS.items()}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(HptError, ValueError):
     """A state that cannot be checkpointed as asked, or bytes that are not a checkpoint."""
 
 

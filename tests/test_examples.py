@@ -213,3 +213,68 @@ def test_quickstart_saves_its_study_and_a_second_run_resumes_it(
     # The first five trials are the stored ones, not run again.
     assert [(t.number, t.value) for t in second.trials[:5]] == [(t.number, t.value) for t in first.trials]
     assert len(hpt.load_study(url, "mine").trials) == 9
+
+
+# -- ask_tell -------------------------------------------------------------------
+
+ASK_TELL = ["--trials", "24", "--workers", "4", "--epochs", "9", "--epoch-seconds", "0", "--seed", "0"]
+
+
+def ask_tell_counts(out: dict[str, str]) -> tuple[int, int, int, int]:
+    """``(total, complete, pruned, failed)`` from a ``trials: N (C complete, P pruned, F failed)`` line."""
+    total, _, rest = out["trials"].partition(" (")
+    parts = [part.split(" ") for part in rest.rstrip(")").split(", ")]
+    counts = {state: int(n) for n, state in parts}
+    assert set(counts) == {"complete", "pruned", "failed"}, out["trials"]
+    return int(total), counts["complete"], counts["pruned"], counts["failed"]
+
+
+def test_ask_tell_runs_its_own_loop_prunes_and_prints_the_best(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'at.db'}"
+    out = run_example("ask_tell.py", *ASK_TELL, "--storage", url, "--study", "at")
+    total, complete, pruned, failed = ask_tell_counts(out)
+    assert (total, failed) == (24, 0)
+    assert complete + pruned == 24
+    assert complete > 0 and pruned > 0  # ASHA stops some trials and lets the best finish
+    assert out["pruner"] == "asha"
+    assert out["study"] == f"at in {url}"
+    trained, _, rest = out["epochs trained by this run"].partition(" of ")
+    assert rest == f"{24 * 9} without pruning"
+    assert 9 * complete < int(trained) < 24 * 9  # pruned trials stopped early
+    assert 1 <= int(out["most trials open at once"]) <= 4
+    assert 0.1 < number(out["best value"]) < 1.5  # the synthetic loss never goes below its floor of 0.1
+    params = best_params(out)
+    assert set(params) == {"lr", "momentum", "batch_size"}
+    assert params["batch_size"] in (16, 32, 64, 128, 256)
+    # Every trial the script told is in the SQLite file, ended as printed.
+    stored = hpt.load_study(url, "at")
+    assert sorted(t.number for t in stored.trials) == list(range(24))
+    assert stored.count("complete") == complete and stored.count("pruned") == pruned
+    assert stored.best is not None and stored.best.number == int(out["best trial"])
+
+
+def test_ask_tell_main_with_the_median_pruner_tells_each_trial_how_it_ended(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    ask_tell = load_example("ask_tell.py")
+    url = f"sqlite:///{tmp_path / 'at.db'}"
+    result = ask_tell.main([*ASK_TELL, "--pruner", "median", "--storage", url, "--study", "m"])
+    assert isinstance(result, hpt.StudyResult)
+    assert len(result.trials) == 24
+    assert {t.state for t in result.trials} == {hpt.TrialState.COMPLETE, hpt.TrialState.PRUNED}
+    for t in result.trials:
+        if t.state is hpt.TrialState.COMPLETE:
+            assert sorted(t.reports) == list(range(9))
+            assert t.value == t.reports[8]  # told the last epoch's loss
+        else:
+            assert len(t.reports) < 9
+            assert t.value == t.reports[max(t.reports)]  # a pruned trial keeps its last reported loss
+    assert result.best is not None
+    assert result.best.value == min(t.value for t in result.trials if t.state is hpt.TrialState.COMPLETE)
+    out = capsys.readouterr().out
+    assert "pruner: median" in out
+    assert f"best value: {result.best.value}" in out
+    # The same study named again goes on from where it stopped.
+    again = ask_tell.main([*ASK_TELL, "--trials", "6", "--pruner", "median", "--storage", url, "--study", "m"])
+    capsys.readouterr()
+    assert [t.number for t in again.trials] == list(range(30))

@@ -194,3 +194,33 @@ def test_sqlite_storage_imports_aiosqlite_only_to_connect(tmp_path: Path) -> Non
         """
     )
     assert got == [False, ["s"], True]
+
+
+def test_bayes_imports_threadpoolctl_only_to_fit() -> None:
+    got = run_fresh(
+        """
+        import json, sys
+        from hpt_async.strategies import bayes
+        before = "threadpoolctl" in sys.modules
+        with bayes._one_blas_thread():
+            pass
+        print(json.dumps([before, "threadpoolctl" in sys.modules]))
+        """
+    )
+    assert got == [False, True]
+
+
+def test_bayes_fits_without_threadpoolctl() -> None:
+    got = run_fresh(
+        """
+        import json, sys
+        sys.modules["threadpoolctl"] = None  # unimportable
+        import anyio
+        import hpt_async as hpt
+
+        tuner = hpt.Tuner(lambda trial: (trial.params["x"] - 0.3) ** 2, {"x": hpt.Float(0, 1)},
+                          strategy="bayes", max_trials=8, loggers=[], seed=0)
+        print(json.dumps(anyio.run(tuner.run).count("complete")))
+        """
+    )
+    assert got == 8

@@ -24,6 +24,7 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from ..exceptions import HptError
 from ..hookspecs import hookimpl
 from ..trial import Trial
 from ._worker import BOOTSTRAP, CONFIG_ENV, HEADER
@@ -47,11 +48,11 @@ _REAP_WAIT = 10.0  # bound on waiting for a killed process to be reaped
 _POSIX = os.name == "posix"
 
 
-class WorkerCrashed(RuntimeError):
+class WorkerCrashed(HptError, RuntimeError):
     """A worker process died while running a trial (the trial is FAILED with this error)."""
 
 
-class WorkerStartError(RuntimeError):
+class WorkerStartError(HptError, RuntimeError):
     """A worker process could not be started."""
 
 

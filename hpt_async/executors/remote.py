@@ -38,7 +38,7 @@ import types
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn
 
-from ..exceptions import TrialCancelled, TrialPruned
+from ..exceptions import HptError, TrialCancelled, TrialPruned
 from ..trial import SyncTrial, Trial, TrialState
 
 __all__ = [
@@ -229,7 +229,7 @@ def params_blob(trial: Trial) -> bytes:
 # -- exceptions across processes ------------------------------------------------------
 
 
-class RemoteTraceback(Exception):
+class RemoteTraceback(HptError):
     """The traceback text of an exception raised in another process (set as ``__cause__``)."""
 
     def __init__(self, text: str) -> None:
@@ -240,12 +240,15 @@ class RemoteTraceback(Exception):
         return "\n" + self.text.rstrip("\n")
 
 
-class RemoteError(Exception):
+class RemoteError(HptError):
     """An exception raised by an objective in another process that cannot be recreated here.
 
     Its message starts with the original type's qualified name.  Used when
     the exception does not unpickle in the tuner's process, and for
     ``BaseException``\\ s such as ``SystemExit`` that must not unwind the tuner.
+    It is an ``Exception`` like the error it stands for, and an
+    :class:`~hpt_async.HptError` because hpt-async raises it; an objective's
+    own exception that does unpickle is re-raised as itself.
     """
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..exceptions import HptError
 from ._data import StudyData
 
 __all__ = ["MIN_TRIALS", "Importance", "ImportanceUnavailable", "compute_importance"]
@@ -29,7 +30,7 @@ _GRID = 24
 _BACKGROUND = 200
 
 
-class ImportanceUnavailable(Exception):
+class ImportanceUnavailable(HptError):
     """Importance cannot be computed; the message says why and what would help."""
 
 

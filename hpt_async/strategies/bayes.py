@@ -66,21 +66,26 @@ if TYPE_CHECKING:
 
 __all__ = ["BayesStrategy"]
 
-try:  # Small matrices are faster on one BLAS thread than on several that contend for the cores.
-    from threadpoolctl import ThreadpoolController
-except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn, not with hpt-async
-    ThreadpoolController = None
-
-_controller: Any = None
+_controller: Any = None  # the ThreadpoolController once made; False when threadpoolctl is missing
 
 
 def _one_blas_thread() -> Any:
-    """A context that runs BLAS on one thread, or does nothing without threadpoolctl."""
+    """A context that runs BLAS on one thread, or does nothing without threadpoolctl.
+
+    Small matrices are faster on one BLAS thread than on several that contend
+    for the cores.  threadpoolctl (which comes with scikit-learn, not with
+    hpt-async) is imported on the first fit, not with this module.
+    """
     global _controller
-    if ThreadpoolController is None:
-        return contextlib.nullcontext()
     if _controller is None:
-        _controller = ThreadpoolController()
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _controller = False
+        else:
+            _controller = ThreadpoolController()
+    if _controller is False:
+        return contextlib.nullcontext()
     return _controller.limit(limits=1, user_api="blas")
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 from distributed import Client, Queue
+from hpt_async.exceptions import HptError
 from hpt_async.executors import Executor
 from hpt_async.executors.inloop import is_async_callable
 from hpt_async.executors.remote import answer_report, answer_request, dumps, outcome_result, params_blob, pickled
@@ -25,7 +26,7 @@ SCHEDULER_ENV = "HPT_ASYNC_DASK_SCHEDULER"
 _ABANDON_WAIT = 5.0  # bound on telling the cluster to drop a trial that was stopped
 
 
-class WorkerLost(RuntimeError):
+class WorkerLost(HptError, RuntimeError):
     """The Dask worker running a trial was lost mid-trial (the trial is FAILED with this error)."""
 
 

@@ -79,7 +79,7 @@ def _ms(seconds: float | None) -> int | None:
     return None if seconds is None else int(seconds * 1000)
 
 
-class MlflowLoggingError(RuntimeError):
+class MlflowLoggingError(hpt.HptError, RuntimeError):
     """Raised by the study-end hook when some of a study could not be written to MLflow.
 
     The tuner isolates it like any logger error: the study is unaffected, the
