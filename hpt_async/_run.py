@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .exceptions import StudyError, StudyFailed
+from .exceptions import HptError, StudyError, StudyFailed
 from .result import StopReason
 
 if TYPE_CHECKING:
@@ -27,8 +27,12 @@ __all__ = ["FAIL_FAST_TRIALS", "Fatal", "RunState"]
 FAIL_FAST_TRIALS = 5
 
 
-class Fatal(Exception):
-    """Internal: a component failed and the study is stopping; unwinds a worker or an ask."""
+class Fatal(HptError):
+    """Internal: a component failed and the study is stopping; unwinds a worker or an ask.
+
+    It never reaches a user: the tuner catches it and raises the recorded
+    :class:`~hpt_async.StudyError` instead.
+    """
 
 
 class RunState:

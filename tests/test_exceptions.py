@@ -58,11 +58,6 @@ def test_plugin_not_found_still_prints_its_message() -> None:
 
 # -- every exception class the project defines ----------------------------------------
 
-# Raised and caught inside the tuner only, to unwind a worker task or an ask()
-# once a component has failed; what the user sees is the StudyError it carries.
-INTERNAL = {"hpt_async._run.Fatal"}
-
-
 def defined_exceptions(package: ModuleType) -> list[type[BaseException]]:
     """Every exception class defined at the top level of ``package`` or of any module under it."""
     modules = [package]
@@ -86,10 +81,7 @@ def test_every_exception_class_in_the_package_derives_from_hpt_error() -> None:
     names = {qualified(kind) for kind in kinds}
     # The walk reaches subpackages, not only the top-level modules.
     assert {"hpt_async.executors.process.WorkerCrashed", "hpt_async.report._importance.ImportanceUnavailable"} <= names
-    assert INTERNAL <= names, "an internal exception listed here no longer exists; drop it from INTERNAL"
-    outside = sorted(
-        name for kind in kinds if not issubclass(kind, hpt.HptError) and (name := qualified(kind)) not in INTERNAL
-    )
+    outside = sorted(qualified(kind) for kind in kinds if not issubclass(kind, hpt.HptError))
     assert outside == []
 
 
