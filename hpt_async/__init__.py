@@ -17,6 +17,7 @@ from importlib import import_module as _import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .contracts import Exploit
     from .events import StudyEnded, StudyStarted, TrialCreated, TrialEnded, TrialReported, TrialStarted
     from .exceptions import (
         HptError,
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from .loggers import ConsoleLogger, JsonlLogger
     from .plugins import get_registry, register_plugin
     from .pruners import ASHAPruner, Decision, HyperbandPruner, MedianPruner, Pruner
-    from .pruners.base import Exploit
     from .result import StopReason, StudyResult
     from .space import Choice, Domain, Float, Int, Space, SpaceError
     from .storage import (
@@ -161,7 +161,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["ConsoleLogger", "JsonlLogger"], ".loggers"),
     **dict.fromkeys(["get_registry", "register_plugin"], ".plugins"),
     **dict.fromkeys(["ASHAPruner", "Decision", "HyperbandPruner", "MedianPruner", "Pruner"], ".pruners"),
-    "Exploit": ".pruners.base",
+    "Exploit": ".contracts",
     **dict.fromkeys(["StopReason", "StudyResult"], ".result"),
     **dict.fromkeys(["Choice", "Domain", "Float", "Int", "Space", "SpaceError"], ".space"),
     **dict.fromkeys(

@@ -18,7 +18,7 @@ from .trial import TrialState
 
 if TYPE_CHECKING:
     from ._run import RunState
-    from .storage.base import StudySession
+    from .contracts.storage import StudySession
     from .study import StudyView
     from .trial import Trial, TrialRecord
 

@@ -31,7 +31,7 @@ from .study import StudyView
 
 if TYPE_CHECKING:
     from ._run import RunState
-    from .storage.base import StudySession
+    from .contracts.storage import StudySession
     from .trial import TrialRecord
     from .tuner import Tuner
 

@@ -23,7 +23,7 @@ from ._run import Fatal
 
 if TYPE_CHECKING:
     from ._run import RunState
-    from .storage.base import StudySession
+    from .contracts.storage import StudySession
     from .study import StudyView
     from .trial import TrialRecord
 

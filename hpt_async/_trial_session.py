@@ -27,9 +27,9 @@ if TYPE_CHECKING:
     from ._checkpoint_book import CheckpointBook
     from ._components import Components
     from ._run import RunState
+    from .contracts.storage import StudySession
     from .relay import HookRelay
     from .space import Space
-    from .storage.base import StudySession
     from .study import StudyView
     from .trial import Trial
 

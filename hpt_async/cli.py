@@ -19,7 +19,7 @@ from .trial import TrialState
 if TYPE_CHECKING:
     # Imported where a command needs them, so that ``--help`` and parsing load
     # neither the storages (SQLite, aiosqlite) nor anyio.
-    from .storage.base import Storage, StudySummary
+    from .contracts.storage import Storage, StudySummary
     from .studies import LoadedStudy
     from .trial import TrialRecord
 
@@ -138,7 +138,7 @@ def _cmd_studies(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> LoadedStudy:
-    from .storage.base import StudyNotFound
+    from .contracts.storage import StudyNotFound
     from .studies import load_study_async
 
     storage = _storage(args)

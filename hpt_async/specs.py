@@ -57,7 +57,7 @@ class SpecOptions(Protocol):
 
 
 def _storage_scheme(url: Any) -> str:
-    from .storage.base import parse_storage_url  # storage imports the plugin machinery
+    from .contracts.storage import parse_storage_url  # storage imports the plugin machinery
 
     return parse_storage_url(url)
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import anyio
 
+from .contracts.storage import Direction, Storage, StudyNotFound, parse_storage_url
 from .plugins import get_registry
 from .space import Space, as_space
-from .storage.base import Direction, Storage, StudyNotFound, parse_storage_url
 from .study import better
 from .trial import TrialRecord, TrialState
 
@@ -274,7 +274,7 @@ def load_study(storage: str | Storage, study: str, space: Space | Mapping[str, A
     """The stored ``study`` with its trials, best trial and table export.
 
     ``storage`` is a URL (``"sqlite:///tuning.db"``) or a :class:`Storage`.
-    Raises :class:`~hpt_async.storage.base.StudyNotFound` when there is no
+    Raises :class:`~hpt_async.contracts.StudyNotFound` when there is no
     such study, ``ValueError`` when ``space`` is not the study's.  Runs its
     own event loop; inside async code await :func:`load_study_async`.
     """

@@ -58,6 +58,7 @@ def test_plugin_not_found_still_prints_its_message() -> None:
 
 # -- every exception class the project defines ----------------------------------------
 
+
 def defined_exceptions(package: ModuleType) -> list[type[BaseException]]:
     """Every exception class defined at the top level of ``package`` or of any module under it."""
     modules = [package]
@@ -108,7 +109,7 @@ def builtin_bases() -> list[tuple[str, type[BaseException]]]:
         ("hpt_async.executors.process.WorkerStartError", RuntimeError),
         ("hpt_async.checkpoints.CheckpointError", ValueError),
         ("hpt_async.specs.ComponentSpecError", TypeError),
-        ("hpt_async.storage.base.StudyNotFound", LookupError),
+        ("hpt_async.contracts.storage.StudyNotFound", LookupError),
         ("hpt_async.storage.sqlite.StorageFileError", ValueError),
         ("hpt_async.storage.sqlite.StorageBusyError", RuntimeError),
         ("hpt_async.executors.remote.RemoteError", Exception),

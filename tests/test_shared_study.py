@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 import hpt_async as hpt
-from hpt_async.storage.base import StudySession
+from hpt_async.contracts.storage import StudySession
 
 pytestmark = pytest.mark.anyio
 

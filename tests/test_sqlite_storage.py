@@ -16,8 +16,8 @@ import anyio
 import pytest
 
 import hpt_async as hpt
+from hpt_async.contracts.storage import StudyNotFound, StudySummary
 from hpt_async.exceptions import HptError
-from hpt_async.storage.base import StudyNotFound, StudySummary
 from hpt_async.storage.memory import MemoryStorage
 from hpt_async.storage.sqlite import SCHEMA_VERSION, SQLiteStorage, StorageFileError, parse_sqlite_url
 from hpt_async.studies import load_study, load_study_async

@@ -15,9 +15,9 @@ import pytest
 from common import cli
 
 import hpt_async as hpt
+from hpt_async.contracts.storage import Storage, StudyReader, merge_settings
 from hpt_async.exceptions import HptError
 from hpt_async.storage import StorageBusyError, StorageFileError, StudyNotFound
-from hpt_async.storage.base import Storage, StudyReader, merge_settings
 from hpt_async.storage.memory import MemoryStorage
 from hpt_async.storage.sqlite import SQLiteStorage
 from hpt_async.studies import load_study_async

@@ -20,11 +20,11 @@ when a Tuner is built.  The lifecycle notifications are pluggy hooks,
 specified in :mod:`hpt_async.hookspecs`.
 """
 
-from ..storage.base import Storage, StudySession, StudySummary
 from ..trial import TrialSession
 from .decisions import Decision, Exploit
 from .executor import Executor
 from .pruner import Pruner
+from .storage import Storage, StudyNotFound, StudyReader, StudySession, StudySummary
 from .strategy import Strategy
 
 __all__ = [
@@ -34,6 +34,8 @@ __all__ = [
     "Pruner",
     "Storage",
     "Strategy",
+    "StudyNotFound",
+    "StudyReader",
     "StudySession",
     "StudySummary",
     "TrialSession",

@@ -1,6 +1,6 @@
 """Executors: where an objective runs."""
 
-from .base import Executor
+from ..contracts import Executor
 from .inloop import AsyncExecutor
 from .process import ProcessExecutor
 from .thread import ThreadExecutor

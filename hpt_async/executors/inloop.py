@@ -9,10 +9,10 @@ from typing import Any
 
 import anyio
 
+from ..contracts import Executor
 from ..exceptions import ObjectiveError
 from ..hookspecs import hookimpl
 from ..trial import Trial
-from .base import Executor
 
 __all__ = ["AsyncExecutor"]
 

@@ -24,11 +24,11 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from ..contracts import Executor
 from ..exceptions import HptError
 from ..hookspecs import hookimpl
 from ..trial import Trial
 from ._worker import BOOTSTRAP, CONFIG_ENV, HEADER
-from .base import Executor
 from .inloop import is_async_callable
 from .remote import (
     PICKLER,

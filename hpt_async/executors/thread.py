@@ -11,9 +11,9 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
+from ..contracts import Executor
 from ..hookspecs import hookimpl
 from ..trial import SyncTrial, Trial
-from .base import Executor
 from .inloop import is_async_callable, objective_failure
 
 __all__ = ["ThreadExecutor"]

@@ -1,8 +1,8 @@
 """Pruners: decide at each report whether a trial goes on."""
 
+from ..contracts import Decision, Pruner
 from ._halving import Rung
 from .asha import ASHAPruner
-from .base import Decision, Pruner
 from .hyperband import HyperbandPruner
 from .median import MedianPruner
 

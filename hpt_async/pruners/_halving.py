@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from ..contracts import Decision, Pruner
 from ..trial import TrialState
 from . import _options as opt
-from .base import Decision, Pruner
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from ..contracts import Decision, Pruner
 from ..space import Float, Space
 from ..study import StudyView
 from ..trial import TrialRecord, TrialState
-from .base import Decision, Pruner
 
 __all__ = ["DecisionLog", "Ended", "Reported", "replay"]
 

@@ -7,9 +7,9 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..contracts import Decision, Pruner
 from ..hookspecs import hookimpl
 from . import _options as opt
-from .base import Decision, Pruner
 
 if TYPE_CHECKING:
     from ..study import StudyView

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..storage.base import Storage
+from ..contracts.storage import Storage
 from ._charts import CHARTS
 from ._data import StudyData, study_data
 from ._importance import Importance, ImportanceUnavailable, compute_importance

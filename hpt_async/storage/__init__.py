@@ -1,6 +1,6 @@
 """Storage backends: where a study's trials are kept."""
 
-from .base import Storage, StudyNotFound, StudySession, StudySummary, parse_storage_url
+from ..contracts.storage import Storage, StudyNotFound, StudySession, StudySummary, parse_storage_url
 from .memory import MemoryStorage
 from .sqlite import SQLiteStorage, StorageBusyError, StorageFileError
 

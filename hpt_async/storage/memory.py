@@ -6,10 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from ..hookspecs import hookimpl
-from ..space import Space
-from ..trial import TrialRecord, TrialState
-from .base import (
+from ..contracts.storage import (
     Direction,
     Storage,
     StudyNotFound,
@@ -19,6 +16,9 @@ from .base import (
     check_direction,
     merge_settings,
 )
+from ..hookspecs import hookimpl
+from ..space import Space
+from ..trial import TrialRecord, TrialState
 
 __all__ = ["MemoryStorage"]
 

@@ -50,11 +50,7 @@ from urllib.parse import parse_qsl, unquote
 
 import anyio
 
-from ..exceptions import HptError
-from ..hookspecs import hookimpl
-from ..space import Choice, Space
-from ..trial import ScheduleEntry, TrialRecord, TrialState
-from .base import (
+from ..contracts.storage import (
     Direction,
     Storage,
     StudyNotFound,
@@ -64,6 +60,10 @@ from .base import (
     check_direction,
     merge_settings,
 )
+from ..exceptions import HptError
+from ..hookspecs import hookimpl
+from ..space import Choice, Space
+from ..trial import ScheduleEntry, TrialRecord, TrialState
 
 if TYPE_CHECKING:  # aiosqlite is imported when the first connection opens
     import aiosqlite

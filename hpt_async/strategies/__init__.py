@@ -1,6 +1,6 @@
 """Search strategies: what configuration to try next."""
 
-from .base import Strategy
+from ..contracts import Strategy
 from .bayes import BayesStrategy
 from .evolution import EvolutionStrategy
 from .grid import GridStrategy

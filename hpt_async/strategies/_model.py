@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from ..contracts import Strategy
 from ..trial import TrialState
 from ._encoding import Encoder
-from .base import Strategy
 from .sobol import SobolStrategy
 
 if TYPE_CHECKING:

@@ -29,10 +29,10 @@ import random
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..contracts import Strategy
 from ..hookspecs import hookimpl
 from ..space import Choice, Domain, Float, Int, Space, SpaceError
 from ..trial import TrialState
-from .base import Strategy
 
 if TYPE_CHECKING:
     from ..study import StudyView

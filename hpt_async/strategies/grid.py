@@ -6,9 +6,9 @@ import random
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..contracts import Strategy
 from ..hookspecs import hookimpl
 from ..trial import TrialState
-from .base import Strategy
 
 if TYPE_CHECKING:
     from ..study import StudyView

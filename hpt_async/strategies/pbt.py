@@ -38,11 +38,10 @@ import random
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..contracts import Decision, Exploit, Strategy
 from ..hookspecs import hookimpl
-from ..pruners.base import Decision, Exploit
 from ..space import Choice, Domain, Float, Int, Space
 from ..trial import ScheduleEntry, TrialRecord, TrialState
-from .base import Strategy
 
 if TYPE_CHECKING:
     from ..study import StudyView
@@ -156,7 +155,7 @@ class PBTStrategy(Strategy):
       ranked on the last reported value (running members, and finished
       ones still kept); a member in the bottom ``quantile`` copies a member
       of the top ``quantile`` that has a checkpoint: the answer is an
-      :class:`~hpt_async.pruners.base.Exploit` with the donor and the
+      :class:`~hpt_async.contracts.Exploit` with the donor and the
       donor's configuration passed through :func:`explore`.
     * ``retained_checkpoints`` names the finished members whose checkpoints
       must be kept as possible donors (those in the top quantile).

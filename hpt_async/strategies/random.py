@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..contracts import Strategy
 from ..hookspecs import hookimpl
-from .base import Strategy
 
 if TYPE_CHECKING:
     from ..study import StudyView

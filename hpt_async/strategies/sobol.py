@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..contracts import Strategy
 from ..hookspecs import hookimpl
-from .base import Strategy
 
 if TYPE_CHECKING:
     from ..study import StudyView

@@ -1,0 +1,382 @@
+"""The storage contract every backend follows.
+
+A :class:`Storage` is a backend (a database file, a server, a dict in
+memory).  A tuner opens one study on it and gets a :class:`StudySession`:
+its own connection to that study, through which it persists its trials and
+hears of everyone else's.  Several sessions (tuners in one process, or in
+several processes) may share a study.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import HptError
+
+if TYPE_CHECKING:
+    from ..space import Space
+    from ..trial import TrialRecord
+
+__all__ = [
+    "DIRECTIONS",
+    "Direction",
+    "Storage",
+    "StudyNotFound",
+    "StudyReader",
+    "StudySession",
+    "StudySummary",
+    "check_direction",
+    "merge_settings",
+    "parse_storage_url",
+]
+
+#: A study's direction: one string, or one string per objective.
+Direction = str | tuple[str, ...]
+
+#: The directions an objective may have.
+DIRECTIONS = ("minimize", "maximize")
+
+_NO_SETTINGS: Mapping[str, Any] = MappingProxyType({})
+
+
+class StudyNotFound(HptError, LookupError):
+    """The storage holds no study of that name (admin methods raise it)."""
+
+
+def check_direction(direction: Any) -> Direction:
+    """``direction`` as a study stores it: a string, or a tuple of strings for several objectives.
+
+    ``"minimize"`` stays a string (a study with one objective); a list or
+    tuple (``["minimize", "maximize"]``) becomes a tuple, one direction per
+    objective.  Anything else is a ``ValueError``.
+    """
+    if isinstance(direction, str):
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
+        return direction
+    if isinstance(direction, Sequence) and not isinstance(direction, (bytes, bytearray)):
+        items = tuple(direction)
+        if items and all(isinstance(d, str) and d in DIRECTIONS for d in items):
+            return items
+    raise ValueError(
+        "direction must be 'minimize', 'maximize' or a non-empty sequence of them (one per objective), "
+        f"got {direction!r}"
+    )
+
+
+def merge_settings(stored: Mapping[str, Any] | None, given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The settings a study keeps after an open: ``given`` with the stored ``seed``.
+
+    ``stored`` is what the study held (``None`` when it is being created),
+    ``given`` what the opening run passes (``None``: keep the stored ones).
+    The result is ``given`` (a JSON copy) except that a ``seed`` stored
+    before (not ``None``) is kept, since a study's seed is fixed when it is
+    first set.  ``ValueError`` when ``given`` is not a JSON-serialisable
+    mapping with string keys.
+    """
+    old = dict(stored or {})
+    if given is None:
+        return old
+    if not isinstance(given, Mapping) or not all(isinstance(k, str) for k in given):
+        raise ValueError(f"study settings are a mapping with string keys, got {given!r}")
+    try:
+        new = json.loads(json.dumps(dict(given), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"study settings must be JSON-serialisable: {exc}") from None
+    if old.get("seed") is not None:
+        new["seed"] = old["seed"]
+    return new
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """What an admin listing shows of one study.
+
+    ``direction`` is a string, or a tuple of strings (one per objective)
+    for a study with several objectives; ``counts`` maps a state's value
+    (``"complete"``, ``"running"``, ...) to its number of trials; ``space``
+    is the :meth:`Space.describe` the study was created with; ``created`` is
+    a Unix timestamp, or ``None`` when the backend does not keep it;
+    ``settings`` are the study's stored settings (its seed and the specs of
+    its components, see :meth:`Storage.open`), empty when none were stored.
+    """
+
+    name: str
+    direction: Direction
+    space: Mapping[str, Any] = field(default_factory=dict)
+    counts: Mapping[str, int] = field(default_factory=dict)
+    created: float | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_trials(self) -> int:
+        """Trials of every state."""
+        return sum(self.counts.values())
+
+
+def parse_storage_url(url: str) -> str:
+    """The scheme of a storage URL: ``"memory"`` -> ``memory``, ``"sqlite:///x.db"`` -> ``sqlite``."""
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"a storage URL is a non-empty string, got {url!r}")
+    scheme = url.split(":", 1)[0]
+    if not scheme.replace("+", "").replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"storage URL {url!r} has no scheme (expected e.g. 'memory' or 'sqlite:///tuning.db')")
+    return scheme
+
+
+class StudySession:
+    """One tuner's connection to one study; the tuner awaits it directly.
+
+    Contract:
+
+    * :attr:`history` holds the study's trials when the session opened,
+      ordered by number, so that a tuner can resume.
+    * :meth:`reserve` hands out trial numbers, unique within the study across
+      every session, in increasing order.
+    * The session that created a trial owns it until it ends: only it reports
+      and ends it.
+    * A trial a pruner in promotion mode pauses is stored PAUSED with
+      :meth:`trial_ended` (its checkpoint kept), and made RUNNING again by
+      :meth:`trial_resumed`, for the session that resumes it.
+    * :meth:`trial_ended` returns once the final record is committed (as
+      durable as the backend promises); only then do the strategy and the
+      plugins hear of the end.  If a cancellation interrupts it, the tuner
+      awaits it again with the same record: writing a final record twice
+      must be harmless.
+    * :meth:`refresh`, :meth:`heartbeat` and :meth:`claim_lost` are awaited
+      every :attr:`sync_interval` seconds while the tuner runs (never when it
+      is ``None``): they keep sessions in step and recover the trials of a
+      tuner that died.
+    * Checkpoints: :meth:`put_checkpoint` keeps one checkpoint (opaque
+      bytes) per trial, replacing the previous one; :meth:`get_checkpoint`
+      returns it; :meth:`drop_checkpoint` forgets it.  The tuner decides
+      what to keep (see ``docs/storage.md``); a checkpoint must outlive the
+      session that wrote it for as long as the backend keeps trials, so
+      that a LOST trial's retry, in another session, can continue from it.
+      The defaults here keep checkpoints in this session only (enough for
+      one tuner; a backend that shares studies overrides them).
+    * :attr:`settings` holds the study's stored settings after this open
+      (see :meth:`Storage.open`): a tuner resumed without a seed takes the
+      study's seed from there.
+    * A method that raises is fatal to the study; the error names the storage.
+    """
+
+    #: Seconds between maintenance calls; ``None`` for never.
+    sync_interval: float | None = None
+
+    #: The study's settings as stored after this open (empty when it keeps none).
+    settings: Mapping[str, Any] = _NO_SETTINGS
+
+    def __init__(self, history: list[TrialRecord]) -> None:
+        self.history = history
+
+    async def reserve(self) -> int:
+        """A new trial number."""
+        raise NotImplementedError
+
+    async def trial_created(self, record: TrialRecord) -> None:
+        """Persist a RUNNING trial with its configuration."""
+        raise NotImplementedError
+
+    async def trial_reported(self, number: int, step: int, value: float) -> None:
+        """Persist an intermediate value."""
+        raise NotImplementedError
+
+    async def trial_ended(self, record: TrialRecord) -> None:
+        """Commit the final record of a trial (or the record of a trial paused in promotion mode)."""
+        raise NotImplementedError
+
+    async def trial_resumed(self, record: TrialRecord) -> bool:
+        """Turn a PAUSED trial RUNNING again, owned by this session, and return True.
+
+        ``record`` is its RUNNING record, with the reports the trial keeps;
+        a record with none (the trial starts over without a checkpoint)
+        drops the stored reports, one with reports keeps every stored one.
+        Returns False, changing nothing,
+        when the stored trial is no longer PAUSED (another session sharing
+        the study resumed it first).  The default stores ``record`` with
+        :meth:`trial_created`; a backend that shares studies overrides it so
+        that only one session can claim a paused trial.
+        """
+        await self.trial_created(record)
+        return True
+
+    async def refresh(self) -> list[TrialRecord]:
+        """Records created or changed by *other* sessions since this one opened or last refreshed.
+
+        The tuner puts them into its view (so strategies and ``max_trials``
+        see the whole study) and tells its strategy of those that finished.
+        """
+        return []
+
+    async def heartbeat(self) -> None:
+        """Renew this session's lease on its running trials."""
+
+    async def claim_lost(self) -> list[TrialRecord]:
+        """Mark LOST the running trials whose session's lease has expired.
+
+        Returns the LOST records that this call marked (each such trial is
+        claimed by exactly one caller), so that the caller can queue its
+        configuration again.
+        """
+        return []
+
+    def _session_checkpoints(self) -> dict[int, bytes]:
+        # Made on first use, so that subclasses that do not call __init__ still work.
+        return self.__dict__.setdefault("_checkpoints", {})
+
+    async def put_checkpoint(self, number: int, data: bytes) -> None:
+        """Keep ``data`` as trial ``number``'s checkpoint, replacing any earlier one."""
+        self._session_checkpoints()[number] = bytes(data)
+
+    async def get_checkpoint(self, number: int) -> bytes | None:
+        """Trial ``number``'s checkpoint, or ``None``."""
+        return self._session_checkpoints().get(number)
+
+    async def drop_checkpoint(self, number: int) -> None:
+        """Forget trial ``number``'s checkpoint (none is no error)."""
+        self._session_checkpoints().pop(number, None)
+
+    async def close(self) -> None:
+        """End the session (the tuner calls it when a run ends)."""
+
+
+class StudyReader:
+    """Reads what changed in one study since its previous read.
+
+    Made by :meth:`Storage.watch`.  Each :meth:`read` returns the
+    :class:`TrialRecord` of every trial created or changed (ended, reported,
+    resumed, marked LOST) by any session since the previous read, at its
+    latest state and ordered by number; the first read returns every trial.
+    A trial changed several times between two reads comes once.  A reader
+    writes nothing and holds no lease; :meth:`close` releases what it holds
+    (it is also an async context manager).
+
+    This default polls :meth:`Storage.load` and compares: correct for any
+    backend, but it reads the whole study each time.  Backends override
+    :meth:`Storage.watch` with a reader that is cheap when nothing changed.
+    """
+
+    def __init__(self, storage: Storage, study: str, space: Space | None = None) -> None:
+        self._storage = storage
+        self._study = study
+        self._space = space
+        self._seen: dict[int, str] = {}
+
+    async def read(self) -> list[TrialRecord]:
+        """The records created or changed since the previous read (every record the first time)."""
+        records = await self._storage.load(self._study, space=self._space)
+        changed = []
+        for record in records:
+            key = repr(record)  # repr, not ==: a NaN value is equal to itself here
+            if self._seen.get(record.number) != key:
+                self._seen[record.number] = key
+                changed.append(record)
+        return changed
+
+    async def close(self) -> None:
+        """Stop reading (later reads are errors for backends that hold a connection)."""
+
+    async def __aenter__(self) -> StudyReader:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class Storage:
+    """A backend that keeps studies.
+
+    * :meth:`open` creates ``study`` or opens it to resume; opening an
+      existing study with another direction, or with a space that differs
+      from the one it was created with, raises ``ValueError`` saying how.
+      A direction is a string (one objective) or a sequence of strings (one
+      per objective, returned as a tuple); the two kinds never match.
+    * Settings: ``open(..., settings=...)`` takes the run's settings, a
+      JSON-serialisable mapping such as ``{"seed": 123, "strategy": {"name":
+      "bayes", "n_initial": 8}, "pruner": {"name": "asha"}}``.  A study
+      being created stores them; a study being reopened keeps its stored
+      ``seed`` (fixed once set, unless it was ``None``) and takes every
+      other key from the new settings (keys they lack are dropped);
+      ``settings=None`` leaves the stored ones alone.  The session's
+      :attr:`StudySession.settings` and :attr:`StudySummary.settings` show
+      the result (see :func:`merge_settings`).
+    * :meth:`watch` gives a :class:`StudyReader` of what changed in a study.
+    * ``durable`` backends keep trials beyond the process; a Tuner on one
+      needs an explicit ``study=`` name.
+    * Every error a backend raises on purpose derives from
+      :class:`~hpt_async.exceptions.HptError` (and from the builtin
+      exception a caller expects).
+    """
+
+    name = "storage"
+
+    #: True when trials outlive the process.
+    durable: bool = False
+
+    async def open(
+        self,
+        study: str,
+        *,
+        direction: Direction | Sequence[str],
+        space: Space,
+        settings: Mapping[str, Any] | None = None,
+    ) -> StudySession:
+        """A session on ``study``, created if it does not exist (see the class notes on settings)."""
+        raise NotImplementedError
+
+    async def watch(self, study: str, *, space: Space | None = None) -> StudyReader:
+        """A :class:`StudyReader` of ``study``; :class:`StudyNotFound` when there is none.
+
+        ``space`` decodes Choice values as :meth:`load` does.
+        """
+        await self.summary(study)
+        return StudyReader(self, study, space)
+
+    async def load(self, study: str, *, space: Space | None = None) -> list[TrialRecord]:
+        """Every trial of ``study`` as stored now, ordered by number.
+
+        A backend that stores a Choice by its index decodes it with
+        ``space`` (the study's own space, else ``ValueError``) so that values
+        come back as the very objects; without ``space`` it gives the JSON
+        description of each value (see :meth:`Space.describe`).
+        """
+        raise NotImplementedError
+
+    async def checkpoint(self, study: str, number: int) -> bytes | None:
+        """The checkpoint the study still keeps for trial ``number``, or ``None``.
+
+        Decode it with :func:`hpt_async.checkpoints.decode_state`.  Backends
+        that keep no checkpoints beyond a session return ``None``.
+        """
+        return None
+
+    # -- administration (load_study and the hpt-async command use these) ----
+
+    async def studies(self) -> list[StudySummary]:
+        """Every study held, ordered by name, with its trial counts."""
+        raise NotImplementedError
+
+    async def summary(self, study: str) -> StudySummary:
+        """The summary of ``study``; :class:`StudyNotFound` when there is none."""
+        for s in await self.studies():
+            if s.name == study:
+                return s
+        raise StudyNotFound(f"no study named {study!r} in storage {self.name!r}")
+
+    async def delete(self, study: str) -> None:
+        """Remove ``study`` and all its trials; :class:`StudyNotFound` when there is none."""
+        raise NotImplementedError
+
+    async def rename(self, old: str, new: str) -> None:
+        """Give study ``old`` the name ``new``.
+
+        :class:`StudyNotFound` when ``old`` does not exist, ``ValueError``
+        when ``new`` is taken or not a non-empty string.  A tuner resumes a
+        renamed study under its new name.
+        """
+        raise NotImplementedError
