@@ -7,9 +7,9 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["check"]
+from .contracts.storage import check_direction
 
-_DIRECTIONS = ("minimize", "maximize")
+__all__ = ["check"]
 
 
 def _positive(name: str, value: Any) -> None:
@@ -39,8 +39,7 @@ def check(
     """Raise ``TypeError`` or ``ValueError`` for the first argument a Tuner cannot take."""
     if objective is not None and not callable(objective):
         raise TypeError(f"objective must be callable (or None for ask-and-tell), got {objective!r}")
-    if direction not in _DIRECTIONS:
-        raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
+    check_direction(direction)
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
     _count("max_trials", max_trials)

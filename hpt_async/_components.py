@@ -120,6 +120,7 @@ def resolve(
     loggers: Any,
     plugins: Any,
     disabled: frozenset[str] = frozenset(),
+    objectives: int = 1,
 ) -> Components:
     """Create and check the components of one Tuner (see the module docstring).
 
@@ -133,6 +134,13 @@ def resolve(
     prun = None if pruner is None else registry.create("pruner", pruner, disabled=disabled)
     if prun is not None and not callable(getattr(prun, "decide", None)):
         raise TypeError(f"pruner {prun!r} has no decide() method")
+    if objectives > 1:
+        for kind, obj in (("strategy", strat), ("pruner", prun)):
+            if obj is not None and not getattr(obj, "multi_objective", False):
+                raise ValueError(
+                    f"{kind} {label(obj)!r} optimises a single objective; this study has {objectives} directions "
+                    "(use strategy 'random', 'sobol' or 'grid', or a component that declares multi_objective = True)"
+                )
     promotes = prun is not None and bool(getattr(prun, "promotes", False)) and callable(getattr(prun, "promote", None))
 
     decider, kind = prun, "pruner"

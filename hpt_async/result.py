@@ -33,13 +33,15 @@ class StudyResult:
 
     ``trials`` holds all trials of the study ordered by number (those of
     earlier runs too, when the study was resumed).  ``best`` is the best
-    COMPLETE trial for ``direction``, or ``None``.  ``reason`` is one of the
+    COMPLETE trial for ``direction``, or ``None`` (always ``None`` for a
+    study with several objectives, whose ``direction`` is a tuple: see
+    :attr:`best_trials`).  ``reason`` is one of the
     :class:`StopReason` values.  ``plugin_errors`` counts, per
     ``"plugin.hook"``, notifications that raised and were skipped.
     """
 
     study: str
-    direction: str
+    direction: str | tuple[str, ...]
     seed: int
     trials: tuple[TrialRecord, ...]
     best: TrialRecord | None
@@ -50,6 +52,23 @@ class StudyResult:
         """Number of trials in ``state``."""
         state = TrialState(state)
         return sum(1 for t in self.trials if t.state is state)
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """One direction per objective."""
+        return (self.direction,) if isinstance(self.direction, str) else tuple(self.direction)
+
+    @property
+    def best_trials(self) -> list[TrialRecord]:
+        """The COMPLETE trials no other one beats in every objective (the Pareto front), by number.
+
+        With one objective, the best trial (or none).
+        """
+        from .study import pareto_front
+
+        if len(self.directions) == 1:
+            return [] if self.best is None else [self.best]
+        return pareto_front(self.trials, self.directions)
 
     @property
     def best_params(self) -> dict[str, Any] | None:

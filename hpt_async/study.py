@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 from .space import Space
 from .trial import TrialRecord, TrialState
 
-__all__ = ["StudyView", "better"]
+__all__ = ["StudyView", "better", "pareto_front"]
 
 
 def better(direction: str, a: float, b: float) -> bool:
     """True when value ``a`` is strictly better than ``b`` for ``direction``."""
     return a < b if direction == "minimize" else a > b
+
+
+def pareto_front(records: Iterable[TrialRecord], directions: Sequence[str]) -> list[TrialRecord]:
+    """The COMPLETE records that no other COMPLETE record dominates, in number order.
+
+    A record dominates another when it is at least as good in every
+    objective of ``directions`` and better in one (``values``, else
+    ``(value,)``).  Records with equal values are all kept.
+    """
+    signs = [1.0 if d == "minimize" else -1.0 for d in directions]
+    points: list[tuple[tuple[float, ...], TrialRecord]] = []
+    for r in records:
+        values = r.values if r.values is not None else (None if r.value is None else (r.value,))
+        if r.state is TrialState.COMPLETE and values is not None and len(values) == len(signs):
+            points.append((tuple(s * v for s, v in zip(signs, values, strict=True)), r))
+    # Sorted lexicographically, a point can only be dominated by one before it.
+    points.sort(key=lambda p: p[0])
+    front: list[tuple[tuple[float, ...], TrialRecord]] = []
+    for loss, r in points:
+        if not any(all(a <= b for a, b in zip(kept, loss, strict=True)) and kept != loss for kept, _ in front):
+            front.append((loss, r))
+    return sorted((r for _, r in front), key=lambda r: r.number)
 
 
 class StudyView:
@@ -27,13 +49,21 @@ class StudyView:
     :attr:`n_counted` and never as :attr:`best` (only COMPLETE trials do).
     Trials of other processes appear once storage has shared them.
     ``name``, ``direction``, ``space``, ``seed`` and ``max_trials`` are the
-    study's settings for this run.
+    study's settings for this run.  A study with several objectives has one
+    direction per objective in :attr:`directions` (``direction`` is then the
+    first); its :attr:`best` is ``None`` and :meth:`best_trials` gives the
+    Pareto front.
     """
 
-    def __init__(self, name: str, direction: str, space: Space, seed: int, max_trials: int | None = None) -> None:
+    def __init__(
+        self, name: str, direction: str | tuple[str, ...], space: Space, seed: int, max_trials: int | None = None
+    ) -> None:
         self.name = name
         self.max_trials = max_trials
-        self.direction = direction
+        #: One direction per objective.
+        self.directions: tuple[str, ...] = (direction,) if isinstance(direction, str) else tuple(direction)
+        self.direction = self.directions[0]
+        self._single = len(self.directions) == 1
         self.space = space
         self.seed = seed
         self._records: dict[int, TrialRecord] = {}
@@ -57,8 +87,14 @@ class StudyView:
 
     @property
     def best(self) -> TrialRecord | None:
-        """The best COMPLETE trial, or ``None``."""
+        """The best COMPLETE trial, or ``None`` (always, for several objectives: see :meth:`best_trials`)."""
         return self._best
+
+    def best_trials(self) -> list[TrialRecord]:
+        """The COMPLETE trials no other one beats in every objective (the Pareto front), by number."""
+        if self._single:
+            return [] if self._best is None else [self._best]
+        return pareto_front(self._records.values(), self.directions)
 
     def count(self, state: TrialState | str) -> int:
         """How many trials are in ``state``."""
@@ -99,7 +135,7 @@ class StudyView:
         state = record.state
         if state is TrialState.RUNNING:
             self._running[record.number] = record
-        elif state is TrialState.COMPLETE and record.value is not None:
+        elif state is TrialState.COMPLETE and record.value is not None and self._single:
             best = self._best
             if best is None or better(self.direction, record.value, best.value):  # type: ignore[arg-type]
                 self._best = record
@@ -108,6 +144,8 @@ class StudyView:
             self._recompute_best()
 
     def _recompute_best(self) -> None:
+        if not self._single:
+            return
         for r in self._records.values():
             if r.state is TrialState.COMPLETE and r.value is not None:
                 if self._best is None or better(self.direction, r.value, self._best.value):  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -38,6 +38,7 @@ from ._components import Components, label, resolve
 from ._interrupt import graceful_interrupts
 from ._open_study import OpenStudy
 from ._run import Fatal, RunState
+from .contracts.storage import check_direction
 from .events import TrialCreated, TrialEnded, TrialStarted
 from .exceptions import StrategyExhausted, StudyError, TrialCancelled, TrialPaused, TrialPruned
 from .plugins import Registry, get_registry
@@ -57,7 +58,10 @@ _SLICE = 0.005
 class Tuner:
     """Tunes ``objective`` over ``space``.
 
-    ``objective(trial)`` returns the value to minimise or maximise; ``async
+    ``objective(trial)`` returns the value to minimise or maximise (with
+    ``direction`` a sequence such as ``("minimize", "maximize")``, one value
+    per objective: see :attr:`StudyResult.best_trials
+    <hpt_async.StudyResult.best_trials>` for the Pareto front); ``async
     def`` objectives run on the event loop, plain ``def`` ones in worker
     threads (``executor`` overrides).  For ask-and-tell (:meth:`ask`,
     :meth:`tell`) the objective may be ``None``.  Components are registered
@@ -103,7 +107,7 @@ class Tuner:
         objective: Callable[..., Any] | None,
         space: Space | Mapping[str, Any],
         *,
-        direction: str = "minimize",
+        direction: str | list[str] | tuple[str, ...] = "minimize",
         strategy: Any = "random",
         pruner: Any = None,
         storage: Any = "memory",
@@ -128,7 +132,11 @@ class Tuner:
         )
         self.objective = objective
         self.space = as_space(space)
-        self.direction = direction
+        self.direction = check_direction(direction)
+        # One value per objective is expected from the objective when the direction is a sequence.
+        self._objectives = None if isinstance(self.direction, str) else len(self.direction)
+        if self._objectives is not None and self._objectives > 1 and target is not None:
+            raise ValueError("target= stops a study with one objective; this one has several directions")
         self.concurrency = concurrency
         self.max_trials = max_trials
         self.timeout = timeout
@@ -152,6 +160,7 @@ class Tuner:
             loggers=loggers,
             plugins=plugins,
             disabled=frozenset(disable_plugins or ()),
+            objectives=self._objectives or 1,
         )
         if getattr(parts.storage, "durable", False) and study is None:
             raise ValueError(
@@ -272,7 +281,7 @@ class Tuner:
     async def tell(
         self,
         trial: Trial,
-        value: float | None = None,
+        value: float | Sequence[float] | None = None,
         *,
         state: TrialState | str | None = None,
         error: str | None = None,
@@ -280,7 +289,8 @@ class Tuner:
         """End a trial from :meth:`ask` with ``value`` or with ``state``.
 
         ``state`` defaults to COMPLETE; a missing or non-finite value then
-        makes the trial FAILED.  PRUNED and PAUSED keep the last reported
+        makes the trial FAILED (a study with several directions takes one
+        value per objective).  PRUNED and PAUSED keep the last reported
         value (a PAUSED trial may come back from :meth:`ask` when a pruner
         in promotion mode promotes it).  Returns the final record.
         """
@@ -296,9 +306,10 @@ class Tuner:
         record = None
         try:
             if st is TrialState.COMPLETE:
-                record = await self._end(trial, *_outcome(value))
+                state, kept, error, values = _outcome(value, self._objectives)
+                record = await self._end(trial, state, kept, error, values=values)
             elif st is TrialState.PRUNED or st is TrialState.PAUSED:
-                kept = trial.last_value if value is None else float(value)
+                kept = trial.last_value if value is None else float(value)  # type: ignore[arg-type]
                 record = await self._end(trial, st, kept if kept is not None and math.isfinite(kept) else None)
             else:
                 record = await self._end(trial, st, None, error)
@@ -583,7 +594,8 @@ class Tuner:
             tb = "".join(traceback.format_exception(exc))
             await self._end(trial, TrialState.FAILED, None, f"{type(exc).__name__}: {exc}", tb, cause=exc)
         else:
-            await self._end(trial, *_outcome(raw))
+            state, value, error, values = _outcome(raw, self._objectives)
+            await self._end(trial, state, value, error, values=values)
 
     @staticmethod
     def _interrupted(trial: Trial) -> tuple[TrialState, float | None]:
@@ -602,6 +614,7 @@ class Tuner:
         error: str | None = None,
         tb: str | None = None,
         *,
+        values: tuple[float, ...] | None = None,
         announce: bool = True,
         cause: BaseException | None = None,
     ) -> TrialRecord:
@@ -618,7 +631,7 @@ class Tuner:
         view, book = study.view, study.book
         if trial.ended:
             return view.trials[trial.number]
-        record = trial.end(state, value, error, tb)
+        record = trial.end(state, value, error, tb, values=values)
         progress = [0, 0]
         try:
             await self._commit(record, progress, announce, cause)
@@ -694,15 +707,36 @@ class Tuner:
                 self._run.stop(StopReason.TARGET, cancel=True)
 
 
-def _outcome(raw: Any) -> tuple[TrialState, float | None, str | None]:
-    """State, value and error for what an objective returned: only finite numbers COMPLETE."""
+def _number(raw: Any) -> tuple[float | None, str | None]:
+    """``raw`` as a finite float, or ``None`` and the error that fails the trial."""
     kind = type(raw)
     if kind is not float and kind is not int and (kind is bool or not isinstance(raw, numbers.Real)):
-        return TrialState.FAILED, None, f"TypeError: the objective returned {raw!r}; expected a number"
+        return None, f"TypeError: the objective returned {raw!r}; expected a number"
     try:
         value = float(raw)
     except OverflowError:  # an int beyond the float range (its text may be too long to show)
-        return TrialState.FAILED, None, "OverflowError: the objective returned an int too large for a float"
+        return None, "OverflowError: the objective returned an int too large for a float"
     if not math.isfinite(value):
-        return TrialState.FAILED, None, f"ValueError: the objective returned {value}"
-    return TrialState.COMPLETE, value, None
+        return None, f"ValueError: the objective returned {value}"
+    return value, None
+
+
+def _outcome(raw: Any, objectives: int | None) -> tuple[TrialState, float | None, str | None, tuple[float, ...] | None]:
+    """State, value, error and values for what an objective returned: only finite numbers COMPLETE.
+
+    ``objectives`` is ``None`` for a study with one direction (a number is
+    expected), else the number of values expected (a sequence of numbers).
+    """
+    if objectives is None:
+        value, error = _number(raw)
+        return (TrialState.FAILED if error else TrialState.COMPLETE), value, error, None
+    if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence) or len(raw) != objectives:
+        error = f"TypeError: the objective returned {raw!r}; expected a sequence of {objectives} numbers"
+        return TrialState.FAILED, None, error, None
+    values = []
+    for item in raw:
+        value, error = _number(item)
+        if error is not None:
+            return TrialState.FAILED, None, error, None
+        values.append(value)
+    return TrialState.COMPLETE, values[0], None, tuple(values)  # type: ignore[return-value]

@@ -42,6 +42,11 @@ class Pruner:
     :meth:`promote` for a paused trial to resume before it asks the strategy
     for a new one.
 
+    A pruner that handles a study with several objectives declares
+    :attr:`multi_objective`; in such a study each report carries the first
+    objective's value (``value``), and a Tuner refuses a pruner that does
+    not declare it.
+
     Errors: an exception from any method is fatal to the study; the
     :class:`~hpt_async.StudyError` names the pruner.
     """
@@ -50,6 +55,8 @@ class Pruner:
     name: ClassVar[str] = "pruner"
     #: True when :meth:`decide` may answer PAUSE and :meth:`promote` may name a trial.
     promotes: bool = False
+    #: True when the pruner handles a study with several objectives.
+    multi_objective: ClassVar[bool] = False
 
     async def start(self, study: StudyView) -> None:
         """Prepare for ``study`` (its history included)."""

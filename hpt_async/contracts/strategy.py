@@ -53,6 +53,10 @@ class Strategy:
       :meth:`decide`.  Population-based training does this.
     * :attr:`retains_checkpoints`: :meth:`retained_checkpoints` names the
       finished trials whose checkpoints must be kept.
+    * :attr:`multi_objective`: the strategy handles a study with several
+      objectives (``study.directions``; each finished record's ``values``).
+      A Tuner refuses a study with several directions for a strategy that
+      does not declare it.
     * :attr:`check_output`: the tuner checks each configuration against the
       space (an invalid one is fatal and names the strategy).  A strategy
       that only returns what the space itself built may set it to ``False``
@@ -70,6 +74,8 @@ class Strategy:
     decides: ClassVar[bool] = False
     #: True when :meth:`retained_checkpoints` names checkpoints to keep.
     retains_checkpoints: ClassVar[bool] = False
+    #: True when the strategy handles several objectives (``study.directions``, ``record.values``).
+    multi_objective: ClassVar[bool] = False
 
     async def start(self, study: StudyView) -> None:
         """Prepare for ``study`` (its history included)."""

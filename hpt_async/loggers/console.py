@@ -323,6 +323,12 @@ class ConsoleLogger:
                 f"[{study.name}] stopped ({result.reason}); best value {_fmt(result.best.value)} "
                 f"at trial {result.best.number}: {dict(result.best.params)}"
             )
+        elif len(result.directions) > 1 and result.count("complete"):
+            front = result.best_trials
+            summary = (
+                f"[{study.name}] stopped ({result.reason}); {len(front)} trials on the Pareto front of "
+                f"{', '.join(result.directions)}: {[t.number for t in front][:20]}"
+            )
         else:
             summary = f"[{study.name}] stopped ({result.reason}); no trial completed"
         self._write(summary)

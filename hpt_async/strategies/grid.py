@@ -39,6 +39,7 @@ class GridStrategy(Strategy):
     """
 
     name = "grid"
+    multi_objective = True  # it never reads values
     check_output = False
 
     def __init__(self, points: int = 5, *, shuffle: bool = False) -> None:

@@ -20,6 +20,7 @@ class RandomStrategy(Strategy):
     ``(seed, n)``: reproducible at any concurrency and across processes."""
 
     name = "random"
+    multi_objective = True  # it never reads values
     check_output = False
 
     async def ask(self, study: StudyView, number: int) -> dict[str, Any]:

@@ -27,6 +27,7 @@ class SobolStrategy(Strategy):
     """
 
     name = "sobol"
+    multi_objective = True  # it never reads values
     check_output = False
 
     def __init__(self) -> None:
