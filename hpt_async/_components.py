@@ -62,7 +62,7 @@ def _spec(kind: str, given: Any, obj: Any) -> dict[str, Any]:
         return {"name": label(obj)}  # options that are not JSON values are not kept
 
 
-def _accepts(function: Callable[..., Any], keyword: str) -> bool:
+def accepts_keyword(function: Callable[..., Any], keyword: str) -> bool:
     try:
         parameters = inspect.signature(function).parameters.values()
     except (TypeError, ValueError):
@@ -192,7 +192,7 @@ def resolve(
         promotes=promotes,
         retained=retained,
         check_output=getattr(strat, "check_output", True) is not False,
-        storage_settings=_accepts(store.open, "settings"),
+        storage_settings=accepts_keyword(store.open, "settings"),
         relay=relay,
         specs=specs,
     )

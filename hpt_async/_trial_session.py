@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import anyio.lowlevel
 
-from ._components import label
+from ._components import accepts_keyword, label
 from .contracts import Decision, Exploit
 from .events import TrialReported
 from .exceptions import TrialCancelled, TrialPaused, TrialPruned
@@ -59,6 +59,8 @@ class TunerTrialSession:
         self._book = book
         self._space = space
         self._storage = label(components.storage)
+        # Reports with every objective's value go to a backend that takes them, checked once.
+        self._store_values = accepts_keyword(session.trial_reported, "values")
         decider = components.decider
         self._decide = None if decider is None else decider.decide
         self._decider = "" if decider is None else f"{components.decider_kind} {label(decider)!r}"
@@ -70,15 +72,19 @@ class TunerTrialSession:
     async def on_report(self, trial: Trial, step: int, value: float) -> None:
         """Store a report, announce it, and let the decider answer (``Trial.report`` calls this)."""
         view = self._view
+        values = trial.report_values.get(step) if trial.report_values else None
         try:
-            await self._session.trial_reported(trial.number, step, value)
+            if values is not None and self._store_values:
+                await self._session.trial_reported(trial.number, step, value, values=values)
+            else:
+                await self._session.trial_reported(trial.number, step, value)
         except Exception as exc:
             message = f"storage {self._storage!r} failed to store a report of trial {trial.number}"
             raise self._cancel(trial, message, exc) from exc
         view._put(trial.snapshot())  # strategies and the decider see this report in the trial's record
         fire = self._relay.trial_reported
         if fire is not None:
-            pending = fire(TrialReported(trial.number, step, value, time.time()), view)
+            pending = fire(TrialReported(trial.number, step, value, time.time(), values), view)
             if pending is not None:
                 await pending
         decide = self._decide

@@ -74,18 +74,26 @@ class TrialStarted:
 
 @dataclass(frozen=True, slots=True, init=False)
 class TrialReported:
-    """The objective reported ``value`` at ``step`` (before the pruner decides)."""
+    """The objective reported ``value`` at ``step`` (before the pruner decides).
+
+    ``values`` holds every objective's value when the report gave several
+    (``value`` is then the first), else ``None``.
+    """
 
     number: int
     step: int
     value: float
     time: float
+    values: tuple[float, ...] | None
 
-    def __init__(self, number: int, step: int, value: float, time: float) -> None:
+    def __init__(
+        self, number: int, step: int, value: float, time: float, values: tuple[float, ...] | None = None
+    ) -> None:
         _reported_number(self, number)
         _reported_step(self, step)
         _reported_value(self, value)
         _reported_time(self, time)
+        _reported_values(self, values)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -126,4 +134,5 @@ _reported_number = TrialReported.__dict__["number"].__set__
 _reported_step = TrialReported.__dict__["step"].__set__
 _reported_value = TrialReported.__dict__["value"].__set__
 _reported_time = TrialReported.__dict__["time"].__set__
+_reported_values = TrialReported.__dict__["values"].__set__
 _ended_record = TrialEnded.__dict__["record"].__set__

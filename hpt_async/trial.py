@@ -15,7 +15,7 @@ import functools
 import math
 import numbers
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -93,6 +93,8 @@ class TrialRecord:
     for a trial that kept its configuration.  ``values`` holds every
     objective's value when the study has several objectives (``value`` is
     then the first of them); it is ``None`` for a single objective.
+    ``report_values`` maps a step to every objective's value for the reports
+    that gave several (``reports`` then holds the first of them).
     """
 
     number: int
@@ -108,6 +110,7 @@ class TrialRecord:
     retry_of: int | None = None
     schedule: tuple[ScheduleEntry, ...] = ()
     values: tuple[float, ...] | None = None
+    report_values: Mapping[int, tuple[float, ...]] = field(default_factory=lambda: _EMPTY)
 
     @property
     def duration(self) -> float | None:
@@ -153,7 +156,8 @@ class TrialSession(Protocol):
 _Session = TrialSession  # the name older executor plugins imported
 
 
-def _check_report(value: Any, step: Any) -> tuple[float, int]:
+def _check_report(value: Any, step: Any) -> tuple[float, int, tuple[float, ...] | None]:
+    """``(first value, step, every value or None)`` of a report, or the error that refuses it."""
     if isinstance(step, bool) or not isinstance(step, int):
         try:
             import numpy as np
@@ -165,9 +169,14 @@ def _check_report(value: Any, step: Any) -> tuple[float, int]:
     if step < 0:
         raise ValueError(f"report step must be >= 0, got {step}")
     kind = type(value)
-    if kind is not float and kind is not int and (kind is bool or not isinstance(value, numbers.Real)):
-        raise TypeError(f"reported value must be a number, got {value!r}")
-    return float(value), int(step)
+    if kind is float or kind is int:
+        return float(value), int(step), None
+    if isinstance(value, numbers.Real) and kind is not bool:
+        return float(value), int(step), None
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) and len(value) > 0:
+        values = tuple(_check_report(v, step)[0] for v in value)
+        return values[0], int(step), values
+    raise TypeError(f"reported value must be a number, or a sequence of numbers (one per objective), got {value!r}")
 
 
 class Trial:
@@ -199,7 +208,9 @@ class Trial:
 
     __slots__ = (
         "_ended",
+        "_objectives",
         "_pausing",
+        "_report_values",
         "_reports",
         "_restore",
         "_resumed",
@@ -221,13 +232,17 @@ class Trial:
         retry_of: int | None = None,
         *,
         should_restore: bool = False,
+        objectives: int | None = None,
     ) -> None:
         self.number = number
+        # How many values a report may carry: None for a study with one objective (numbers only).
+        self._objectives = objectives
         self.retry_of = retry_of
         self.params = params
         self.user_attrs: dict[str, Any] = {}
         self.started = started
         self._reports: dict[int, float] = {}
+        self._report_values: dict[int, tuple[float, ...]] = {}
         self._session = session
         self._ended = False
         self._restore = bool(should_restore)
@@ -236,7 +251,9 @@ class Trial:
         self._resumed = False
 
     @classmethod
-    def resume(cls, record: TrialRecord, session: TrialSession, *, restore: bool) -> Trial:
+    def resume(
+        cls, record: TrialRecord, session: TrialSession, *, restore: bool, objectives: int | None = None
+    ) -> Trial:
         """The live trial that continues the PAUSED ``record``.
 
         It keeps the number, configuration, user attributes, schedule and
@@ -251,18 +268,30 @@ class Trial:
             started=record.started,
             retry_of=record.retry_of,
             should_restore=restore,
+            objectives=objectives,
         )
         trial.user_attrs.update(record.user_attrs)
         trial._schedule = list(record.schedule)
         trial._resumed = True
         if restore:
             trial._reports.update(record.reports)
+            trial._report_values.update(record.report_values)
         return trial
 
     @property
     def reports(self) -> Mapping[int, float]:
         """Read-only view of ``{step: value}`` reported so far."""
         return MappingProxyType(self._reports)
+
+    @property
+    def objectives(self) -> int | None:
+        """How many values a report may carry: ``None`` in a study with one objective (a number only)."""
+        return self._objectives
+
+    @property
+    def report_values(self) -> Mapping[int, tuple[float, ...]]:
+        """Read-only view of ``{step: values}`` for the reports that gave one value per objective."""
+        return MappingProxyType(self._report_values)
 
     @property
     def last_value(self) -> float | None:
@@ -343,20 +372,28 @@ class Trial:
             raise TypeError(f"user attribute keys are strings, got {key!r}")
         self.user_attrs[key] = value
 
-    async def report(self, value: float, *, step: int) -> None:
+    async def report(self, value: float | Sequence[float], *, step: int) -> None:
         """Record ``value`` at ``step`` and let the pruner decide.
 
-        Raises :class:`~hpt_async.TrialPruned` when the trial must stop,
+        In a study with several objectives ``value`` may be a sequence, one
+        value per objective; pruners decide on the first.  Raises
+        :class:`~hpt_async.TrialPruned` when the trial must stop,
         :class:`~hpt_async.TrialPaused` (a subclass) when a pruner in
         promotion mode pauses it, ``ValueError`` for a step reported twice,
         ``TypeError`` for a value that is not a number.
         """
         if self._ended:
             raise TrialCancelled(f"trial {self.number} has already ended")
-        fvalue, istep = _check_report(value, step)
+        fvalue, istep, values = _check_report(value, step)
+        if values is not None and self._objectives != len(values):
+            if self._objectives is None:
+                raise TypeError(f"reported value must be a number in a study with one objective, got {value!r}")
+            raise ValueError(f"a report takes one value per objective ({self._objectives}), got {len(values)}")
         if istep in self._reports:
             raise ValueError(f"trial {self.number}: step {istep} was already reported")
         self._reports[istep] = fvalue
+        if values is not None:
+            self._report_values[istep] = values
         self._pausing = False
         await self._session.on_report(self, istep, fvalue)
 
@@ -417,6 +454,7 @@ class Trial:
             retry_of=self.retry_of,
             schedule=tuple(self._schedule),
             values=values,
+            report_values=MappingProxyType(dict(self._report_values)) if self._report_values else _EMPTY,
         )
 
     def snapshot(self) -> TrialRecord:
@@ -430,6 +468,7 @@ class Trial:
             started=self.started,
             retry_of=self.retry_of,
             schedule=tuple(self._schedule),
+            report_values=MappingProxyType(dict(self._report_values)) if self._report_values else _EMPTY,
         )
 
     def __repr__(self) -> str:
@@ -516,13 +555,13 @@ class SyncTrial:
         data = _sync_call(trial, self._call, trial.load_checkpoint)
         return None if data is None else decode_state(data, pickle=pickle)
 
-    def report(self, value: float, *, step: int) -> None:
+    def report(self, value: float | Sequence[float], *, step: int) -> None:
         """Synchronous form of :meth:`Trial.report`."""
         if self._trial.ended:
             raise TrialCancelled(f"trial {self.number} has already ended")
-        fvalue, istep = _check_report(value, step)
+        fvalue, istep, values = _check_report(value, step)
         try:
-            self._call(functools.partial(self._trial.report, step=istep), fvalue)
+            self._call(functools.partial(self._trial.report, step=istep), fvalue if values is None else values)
         except (RuntimeError, asyncio.CancelledError, concurrent.futures.CancelledError) as exc:
             # The trial timed out or the study stopped while this report was on its way
             # (cancelled), or the event loop is gone: either way this thread was left behind.

@@ -474,7 +474,7 @@ class Tuner:
             params = await self._ask_strategy(view, number)
             if params is None:
                 return None
-        trial = Trial(number, params, study.trials, time.time(), retry_of)
+        trial = Trial(number, params, study.trials, time.time(), retry_of, objectives=self._objectives)
         record = trial.snapshot()
         view._put(record)
         run.adopt(trial)
@@ -535,7 +535,7 @@ class Tuner:
             saved = await book.stored(number)
             if not saved:
                 log.warning("trial %d was paused without a checkpoint: resumed, it starts over", number)
-            trial = Trial.resume(record, study.trials, restore=saved)
+            trial = Trial.resume(record, study.trials, restore=saved, objectives=self._objectives)
             running = trial.snapshot()
             try:
                 claimed = await session.trial_resumed(running)

@@ -260,7 +260,8 @@ async def test_schema_version_1_files_are_migrated(tmp_path: Path) -> None:
     con = sqlite3.connect(path)
     con.execute("DROP TABLE checkpoints")
     con.execute("ALTER TABLE trials DROP COLUMN schedule")
-    for table, column in (("trials", "objective_values"), ("studies", "settings"), ("studies", "directions")):
+    dropped = (("trials", "objective_values"), ("reports", "objective_values"), ("studies", "settings"))
+    for table, column in (*dropped, ("studies", "directions")):
         con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")  # added by later versions
     con.execute("UPDATE schema_version SET version = 1")
     con.commit()

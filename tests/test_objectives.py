@@ -109,3 +109,78 @@ def test_a_one_element_direction_sequence_is_one_objective_with_values() -> None
 async def test_the_console_summary_names_the_pareto_front(capsys: pytest.CaptureFixture[str]) -> None:
     await hpt.Tuner(_trade_off, SPACE, direction=BOTH, max_trials=3, loggers=["console"], seed=0).run()
     assert "3 trials on the Pareto front of minimize, maximize: [0, 1, 2]" in capsys.readouterr().err
+
+
+# -- reports with one value per objective --------------------------------------------------
+
+
+async def _curve(trial: hpt.Trial) -> tuple[float, float]:
+    x = trial.params["x"]
+    for step in range(3):
+        await trial.report((x + step, -float(step)), step=step)
+    return x, 1.0
+
+
+def _sync_curve(trial: hpt.SyncTrial) -> tuple[float, float]:
+    x = trial.params["x"]
+    for step in range(3):
+        trial.report((x + step, -float(step)), step=step)
+    return x, 1.0
+
+
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+@pytest.mark.parametrize("executor", ["async", "thread", "process"])
+async def test_reports_keep_every_objectives_value(tmp_path: Path, storage: str, executor: str) -> None:
+    heard: list[tuple[int, float, Any]] = []
+
+    class Listen:
+        @hpt.hookimpl
+        def hpt_trial_reported(self, event: hpt.TrialReported) -> None:
+            heard.append((event.step, event.value, event.values))
+
+    url = "memory" if storage == "memory" else f"sqlite:///{tmp_path / 'reports.db'}"
+    objective = _curve if executor == "async" else _sync_curve
+    tuner = hpt.Tuner(objective, SPACE, direction=BOTH, storage=url, study="r", executor=executor, max_trials=2,
+                      loggers=[], plugins=[Listen()], seed=0)  # fmt: skip
+    result = await tuner.run()
+    for record in result.trials:
+        x = record.params["x"]
+        assert dict(record.reports) == {0: x, 1: x + 1, 2: x + 2}  # the first objective's values
+        assert dict(record.report_values) == {s: (x + s, -float(s)) for s in range(3)}
+    expected = [(s, t.params["x"] + s, (t.params["x"] + s, -float(s))) for t in result.trials for s in range(3)]
+    assert sorted(heard) == sorted(expected)  # the event carries every value, its value the first
+    if storage == "sqlite":
+        loaded = await hpt.load_study_async(url, "r")
+        assert [dict(t.report_values) for t in loaded.trials] == [dict(t.report_values) for t in result.trials]
+
+
+async def test_a_report_of_the_wrong_length_is_refused_in_the_objective() -> None:
+    raised: list[BaseException] = []
+
+    async def objective(trial: hpt.Trial) -> tuple[float, float]:
+        for value in ((1.0, 2.0, 3.0), 1.5):
+            try:
+                await trial.report(value, step=0)
+            except ValueError as exc:
+                raised.append(exc)
+        return 1.0, 2.0
+
+    result = await hpt.Tuner(objective, SPACE, direction=BOTH, max_trials=1, loggers=[]).run()
+    assert "one value per objective (2), got 3" in str(raised[0])
+    # A plain number is a report of the first objective alone (what a pruner would decide on).
+    assert dict(result.trials[0].reports) == {0: 1.5} and dict(result.trials[0].report_values) == {}
+
+
+async def test_running_records_in_memory_storage_show_their_reports_to_other_sessions() -> None:
+    storage = hpt.MemoryStorage()
+    seen: list[dict[int, float]] = []
+
+    async def objective(trial: hpt.Trial) -> float:
+        await trial.report(0.5, step=0)
+        reader = await storage.watch("shared")
+        seen.extend(dict(r.reports) for r in await reader.read() if r.state is hpt.TrialState.RUNNING)
+        await reader.close()
+        return 0.5
+
+    await hpt.Tuner(objective, SPACE, storage=storage, study="shared", max_trials=1, loggers=[]).run()
+    assert seen == [{0: 0.5}]

@@ -182,8 +182,16 @@ class StudySession:
         """Persist a RUNNING trial with its configuration."""
         raise NotImplementedError
 
-    async def trial_reported(self, number: int, step: int, value: float) -> None:
-        """Persist an intermediate value."""
+    async def trial_reported(
+        self, number: int, step: int, value: float, values: tuple[float, ...] | None = None
+    ) -> None:
+        """Persist an intermediate value (and every objective's value when the report gave several).
+
+        ``values`` is passed only to a backend whose method takes it; one
+        without it keeps the first value alone.  Readers of the study
+        (``refresh``, ``watch``, ``load``) then see the report in the
+        trial's ``reports`` (and ``report_values``).
+        """
         raise NotImplementedError
 
     async def trial_ended(self, record: TrialRecord) -> None:

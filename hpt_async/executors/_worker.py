@@ -4,9 +4,9 @@ Started by :class:`~hpt_async.executors.process.ProcessExecutor` as a fresh
 interpreter.  It talks to the tuner over its standard input and output with
 length-prefixed pickled messages; the objective's own prints go to standard
 error.  Tuner to worker: ``("objective", token, blob)``, ``("trial", number,
-params_blob, started, token, should_restore)``, ``("decision", code,
+params_blob, started, token, should_restore, objectives)``, ``("decision", code,
 payload)``, ``("reply", code, payload)``, ``("exit",)``.  Worker to tuner:
-``("ready", pid)``, ``("report", step, value, attrs_blob)`` (answered by a
+``("ready", pid)``, ``("report", step, value or values, attrs_blob)`` (answered by a
 decision), ``("checkpoint", data)`` and ``("restore", None)`` (answered by a
 reply), ``("outcome", outcome)``.
 """
@@ -134,7 +134,7 @@ def main() -> None:
                 note = "The objective could not be unpickled in the worker process:"
                 objectives = {token: raised_outcome(exc, note)}
             continue
-        _, number, params_blob, started, token, restore = message
+        _, number, params_blob, started, token, restore, n_objectives = message
         objective = objectives.get(token)
         if isinstance(objective, dict):
             outcome = objective
@@ -146,6 +146,6 @@ def main() -> None:
             except BaseException as exc:
                 outcome = raised_outcome(exc, "The parameters could not be unpickled in the worker process:")
             else:
-                trial = RemoteTrial(number, params, exchange, started, request, restore)
+                trial = RemoteTrial(number, params, exchange, started, request, restore, objectives=n_objectives)
                 outcome = run_objective(objective, trial)
         channel.send(("outcome", outcome))

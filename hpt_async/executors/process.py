@@ -386,7 +386,8 @@ class ProcessExecutor(Executor):
             if worker.loaded != token:
                 await worker.send(("objective", token, blob))
                 worker.loaded = token
-            await worker.send(("trial", trial.number, params, trial.started, token, trial.should_restore))
+            message = ("trial", trial.number, params, trial.started, token, trial.should_restore, trial.objectives)
+            await worker.send(message)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             return None
         while True:

@@ -320,7 +320,8 @@ class _RemoteSession:
         return dumps(self.attrs_sent)
 
     async def on_report(self, trial: Trial, step: int, value: float) -> None:
-        code, payload = self.exchange(step, value, self.attrs_update(trial))
+        sent = trial.report_values.get(step, value)  # every objective's value when the report gave several
+        code, payload = self.exchange(step, sent, self.attrs_update(trial))
         if code == "continue":
             return
         if code == "update":
@@ -354,7 +355,9 @@ class RemoteTrial(SyncTrial):
     report and with the outcome.  ``checkpoint`` and ``restore`` go through
     ``request`` (see :data:`Request`); ``should_restore`` starts as given
     (a retry of a LOST trial that left a checkpoint) and follows the
-    tuner's EXPLOIT answers.
+    tuner's EXPLOIT answers.  ``objectives`` is the tuner-side trial's
+    :attr:`~hpt_async.Trial.objectives` (how many values a report may
+    carry).
     """
 
     __slots__ = ("_remote",)
@@ -367,10 +370,12 @@ class RemoteTrial(SyncTrial):
         started: float | None = None,
         request: Request | None = None,
         should_restore: bool = False,
+        objectives: int | None = None,
     ) -> None:
         self._remote = _RemoteSession(exchange, request)
         begun = time.time() if started is None else started
-        super().__init__(Trial(number, params, self._remote, begun, should_restore=should_restore), _drive)
+        trial = Trial(number, params, self._remote, begun, should_restore=should_restore, objectives=objectives)
+        super().__init__(trial, _drive)
 
     def set_user_attr(self, key: str, value: Any) -> None:
         """Attach a picklable, JSON-serialisable value to the trial; kept in its record."""

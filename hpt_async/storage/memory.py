@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -79,10 +80,20 @@ class _MemorySession(StudySession):
         study.records[record.number] = record
         study.changed(self._sid, record.number)
 
-    async def trial_reported(self, number: int, step: int, value: float) -> None:
-        # A running record's reports are a live view of the trial's own dict: only readers hear of it.
-        if self._study.watchers:
-            self._study.changed(self._sid, number, report=True)
+    async def trial_reported(
+        self, number: int, step: int, value: float, values: tuple[float, ...] | None = None
+    ) -> None:
+        study = self._study
+        record = study.records.get(number)
+        if record is not None and record.state is TrialState.RUNNING:
+            # Records never change: the running record is replaced by one with this report.
+            reports = MappingProxyType({**record.reports, step: value})
+            several = record.report_values
+            if values is not None:
+                several = MappingProxyType({**several, step: values})
+            study.records[number] = replace(record, reports=reports, report_values=several)
+        if study.watchers:
+            study.changed(self._sid, number, report=True)
 
     async def trial_ended(self, record: TrialRecord) -> None:
         study = self._study

@@ -173,11 +173,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
     ),
     # 3: a study's settings (JSON), the directions of a study with several objectives (JSON list;
-    # studies.direction then holds the first), and every objective's value of a trial (JSON list).
+    # studies.direction then holds the first), and every objective's value of a trial and of a report
+    # that gave several (JSON lists).
     (
         "ALTER TABLE studies ADD COLUMN settings TEXT",
         "ALTER TABLE studies ADD COLUMN directions TEXT",
         "ALTER TABLE trials ADD COLUMN objective_values TEXT",
+        "ALTER TABLE reports ADD COLUMN objective_values TEXT",
     ),
 )
 
@@ -210,7 +212,10 @@ _UPSERT_TRIAL = (
     " objective_values = excluded.objective_values,"
     " writer = excluded.writer, seq = excluded.seq"
 )
-_INSERT_REPORT = "INSERT OR REPLACE INTO reports (study_id, number, step, value) VALUES (?, ?, ?, ?)"
+_INSERT_REPORT = (
+    "INSERT OR REPLACE INTO reports (study_id, number, step, value, objective_values) VALUES (?, ?, ?, ?, ?)"
+)
+_SELECT_REPORTS = "SELECT number, step, value, objective_values FROM reports"
 # RUNNING trials of this study whose session is gone or whose lease ran out (not the caller's own).
 _ORPHANED = (
     "study_id = ? AND state = 'running' AND session != ? AND NOT EXISTS "
@@ -388,8 +393,9 @@ def _load_values(text: str | None) -> tuple[float, ...] | None:
     return tuple(float(v) for v in _loads(text))
 
 
-def _record(row: Sequence[Any], reports: Mapping[int, float] | None, codec: _Codec) -> TrialRecord:
+def _record(row: Sequence[Any], grouped: _Reports | None, codec: _Codec) -> TrialRecord:
     number, state, params, value, attrs, error, tb, started, ended, retry_of, schedule, values = row
+    reports, report_values = grouped or (None, None)
     return TrialRecord(
         number=number,
         state=_STATES[state],
@@ -404,13 +410,21 @@ def _record(row: Sequence[Any], reports: Mapping[int, float] | None, codec: _Cod
         retry_of=retry_of,
         schedule=_load_schedule(schedule, codec),
         values=_load_values(values),
+        report_values=MappingProxyType(report_values) if report_values else _EMPTY,
     )
 
 
-def _group_reports(rows: Iterable[Sequence[Any]]) -> dict[int, dict[int, float]]:
-    out: dict[int, dict[int, float]] = {}
-    for number, step, value in rows:
-        out.setdefault(number, {})[step] = math.nan if value is None else value
+# A trial's reports: {step: value}, and {step: values} for those that gave every objective's value.
+_Reports = tuple[dict[int, float], dict[int, tuple[float, ...]]]
+
+
+def _group_reports(rows: Iterable[Sequence[Any]]) -> dict[int, _Reports]:
+    out: dict[int, _Reports] = {}
+    for number, step, value, values in rows:
+        reports, several = out.setdefault(number, ({}, {}))
+        reports[step] = math.nan if value is None else value
+        if values is not None:
+            several[step] = _load_values(values)  # type: ignore[assignment]
     return out
 
 
@@ -675,9 +689,12 @@ class _SQLiteSession(StudySession):
         await self._conn.fetch(_INSERT_TRIAL, self._row(record), f"store trial {record.number}")
         self._reserved.discard(record.number)
 
-    async def trial_reported(self, number: int, step: int, value: float) -> None:
+    async def trial_reported(
+        self, number: int, step: int, value: float, values: tuple[float, ...] | None = None
+    ) -> None:
         stored = None if math.isnan(value) else value
-        await self._conn.fetch(_INSERT_REPORT, (self._study_id, number, step, stored), "store a report")
+        row = (self._study_id, number, step, stored, _dump_values(values))
+        await self._conn.fetch(_INSERT_REPORT, row, "store a report")
         self._reported[number] = self._reported.get(number, 0) + 1
 
     async def trial_ended(self, record: TrialRecord) -> None:
@@ -686,7 +703,11 @@ class _SQLiteSession(StudySession):
         if len(record.reports) > self._reported.get(number, 0):
             # Reports that did not go through trial_reported: write them with the final record.
             sid = self._study_id
-            reports = [(sid, number, s, None if math.isnan(v) else v) for s, v in record.reports.items()]
+            several = record.report_values
+            reports = [
+                (sid, number, s, None if math.isnan(v) else v, _dump_values(several.get(s)))
+                for s, v in record.reports.items()
+            ]
 
             async def body(db: aiosqlite.Connection) -> None:
                 await db.executemany(_INSERT_REPORT, reports)
@@ -817,15 +838,14 @@ class _SQLiteSession(StudySession):
             await self._conn.close()
 
 
-async def _load_reports(db: aiosqlite.Connection, study_id: int, numbers: list[int]) -> dict[int, dict[int, float]]:
+async def _load_reports(db: aiosqlite.Connection, study_id: int, numbers: list[int]) -> dict[int, _Reports]:
     rows: list[Any] = []
     for i in range(0, len(numbers), _CHUNK):
         chunk = numbers[i : i + _CHUNK]
         marks = ",".join("?" * len(chunk))
         rows.extend(
             await db.execute_fetchall(
-                f"SELECT number, step, value FROM reports WHERE study_id = ? AND number IN ({marks})"
-                " ORDER BY number, step",
+                f"{_SELECT_REPORTS} WHERE study_id = ? AND number IN ({marks}) ORDER BY number, step",
                 (study_id, *chunk),
             )
         )
@@ -854,7 +874,7 @@ async def _changes(
     if not rows:
         return top, []
     rep = await db.execute_fetchall(
-        "SELECT number, step, value FROM reports WHERE study_id = ? AND number IN "
+        f"{_SELECT_REPORTS} WHERE study_id = ? AND number IN "
         f"(SELECT number FROM trials WHERE {where}) ORDER BY number, step",
         (study_id, *args),
     )
@@ -894,9 +914,7 @@ async def _load_all(db: aiosqlite.Connection, study_id: int, codec: _Codec) -> t
     """``(max seq, every trial)`` of a study, read in the caller's transaction."""
     top = await db.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM trials WHERE study_id = ?", (study_id,))
     rows = await db.execute_fetchall(f"SELECT {_COLUMNS} FROM trials WHERE study_id = ? ORDER BY number", (study_id,))
-    rep = await db.execute_fetchall(
-        "SELECT number, step, value FROM reports WHERE study_id = ? ORDER BY number, step", (study_id,)
-    )
+    rep = await db.execute_fetchall(f"{_SELECT_REPORTS} WHERE study_id = ? ORDER BY number, step", (study_id,))
     reports = _group_reports(rep)
     return int(top[0][0]), [_record(r, reports.get(r[0]), codec) for r in rows]
 

@@ -136,6 +136,7 @@ class DaskExecutor(Executor):
                 trial.started,
                 channel,
                 trial.should_restore,
+                trial.objectives,
                 key=f"hpt-trial-{trial.number}-{self._token}",
                 pure=False,
                 resources=self.resources,

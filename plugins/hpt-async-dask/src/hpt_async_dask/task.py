@@ -62,6 +62,7 @@ def run_trial(
     started: float,
     channel: str,
     should_restore: bool = False,
+    objectives: int | None = None,
 ) -> dict[str, Any]:
     """Run one trial of the objective pickled in ``blob`` on this worker."""
     from distributed import Queue, get_worker
@@ -96,7 +97,9 @@ def run_trial(
             params = loads(params_blob)
         except BaseException as exc:
             return raised_outcome(exc, "The objective or its parameters could not be unpickled on the Dask worker:")
-        outcome = run_objective(objective, RemoteTrial(number, params, exchange, started, request, should_restore))
+        outcome = run_objective(
+            objective, RemoteTrial(number, params, exchange, started, request, should_restore, objectives)
+        )
         outcome["attempt"] = attempt
         return outcome
     finally:
