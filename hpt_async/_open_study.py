@@ -24,6 +24,7 @@ from ._checkpoint_book import CheckpointBook
 from ._components import label
 from ._shared import SharedStudy
 from ._trial_session import TunerTrialSession
+from ._trial_source import TrialSource
 from .events import StudyEnded, StudyStarted
 from .exceptions import StudyError
 from .result import StopReason, StudyResult
@@ -55,6 +56,7 @@ class OpenStudy:
         self.book = CheckpointBook(session, run, storage, parts.retained)
         self.shared = SharedStudy(session, self.view, run, storage, tuner._queue, tuner.retry_lost, tuner._learn)
         self.trials = TunerTrialSession(parts, session, self.view, tuner._relay, run, self.book, tuner.space)
+        self.source = TrialSource(parts, tuner.space, self, run, tuner._queue, tuner._objectives, tuner._cancel_new)
         self._executor_open = False
 
     @classmethod

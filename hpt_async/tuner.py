@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import time
 import traceback
 import uuid
@@ -37,6 +36,7 @@ from . import _args
 from ._components import Components, label, resolve
 from ._interrupt import graceful_interrupts
 from ._open_study import OpenStudy
+from ._outcome import outcome
 from ._run import Fatal, RunState
 from .contracts.storage import check_direction
 from .events import TrialCreated, TrialEnded, TrialStarted
@@ -269,7 +269,7 @@ class Tuner:
         try:
             async with self._ask_lock:
                 await self._study.shared.sync_if_due()  # type: ignore[union-attr]
-                trial = await self._next_trial()
+                trial = await self._study.source.next()  # type: ignore[union-attr]
         except Fatal:
             self._raise_fatal()
             raise
@@ -306,7 +306,7 @@ class Tuner:
         record = None
         try:
             if st is TrialState.COMPLETE:
-                state, kept, error, values = _outcome(value, self._objectives)
+                state, kept, error, values = outcome(value, self._objectives)
                 record = await self._end(trial, state, kept, error, values=values)
             elif st is TrialState.PRUNED or st is TrialState.PAUSED:
                 kept = trial.last_value if value is None else float(value)  # type: ignore[arg-type]
@@ -409,7 +409,7 @@ class Tuner:
                 async with self._ask_lock:
                     if run.stopping:
                         return
-                    trial = await self._next_trial(budget=self.max_trials)
+                    trial = await self._study.source.next(self.max_trials)  # type: ignore[union-attr]
             except Fatal:
                 return
             if trial is None:
@@ -439,115 +439,6 @@ class Tuner:
             # the heartbeat has not run during this trial and has gone stale.
             if self._tick == tick and time.monotonic() - self._beat > _SLICE:
                 await anyio.lowlevel.checkpoint()
-
-    async def _next_trial(self, budget: int | None = None) -> Trial | None:
-        """The next trial: a promoted PAUSED one, else a new one within ``budget``; ``None`` for none now."""
-        if self._parts.promotes:
-            trial = await self._promote()
-            if trial is not None:
-                return trial
-        view = self._view
-        assert view is not None
-        if budget is not None and view.n_counted + len(view.running) >= budget:
-            return None
-        return await self._create_trial()
-
-    async def _create_trial(self) -> Trial | None:
-        study, run = self._study, self._run
-        assert study is not None
-        view, session = study.view, study.session
-        if run.exhausted and not self._queue:
-            return None
-        storage = label(self.storage)
-        try:
-            number = await session.reserve()
-        except Exception as exc:
-            raise run.fail(f"storage {storage!r} failed to reserve a trial number", exc) from exc
-        retry_of = None
-        if self._queue:
-            queued, retry_of = self._queue.popleft()
-            try:
-                params = self.space.complete(queued, study.seed, number)
-            except Exception as exc:
-                raise run.fail("an enqueued configuration could not be completed", exc) from exc
-        else:
-            params = await self._ask_strategy(view, number)
-            if params is None:
-                return None
-        trial = Trial(number, params, study.trials, time.time(), retry_of, objectives=self._objectives)
-        record = trial.snapshot()
-        view._put(record)
-        run.adopt(trial)
-        try:
-            await session.trial_created(record)
-        except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True):
-                await self._end(trial, TrialState.CANCELLED, announce=False)
-            raise
-        except Exception as exc:
-            fatal = run.fail(f"storage {storage!r} failed to persist trial {number}", exc)
-            run.release(number)
-            view._put(trial.end(TrialState.CANCELLED))
-            raise fatal from exc
-        if retry_of is not None:
-            await study.book.inherit(trial, view.trials.get(retry_of), retry_of)
-        return trial
-
-    async def _ask_strategy(self, view: StudyView, number: int) -> dict[str, Any] | None:
-        name = label(self.strategy)
-        try:
-            suggested = await self.strategy.ask(view, number)
-        except Exception as exc:
-            raise self._run.fail(f"strategy {name!r} failed in ask", exc) from exc
-        if suggested is None:
-            self._run.exhausted = True
-            return None
-        if not self._parts.check_output:
-            return suggested
-        try:
-            return self.space.validate(suggested)
-        except Exception as exc:
-            raise self._run.fail(f"strategy {name!r} suggested an invalid configuration", exc) from exc
-
-    async def _promote(self) -> Trial | None:
-        """Resume the PAUSED trial the pruner promotes, or ``None`` when it names none.
-
-        Storage marks it RUNNING again, for this session; a trial another
-        tuner sharing the study resumed first is skipped.
-        """
-        study, run = self._study, self._run
-        assert study is not None
-        view, session, book = study.view, study.session, study.book
-        name = label(self.pruner)
-        for _ in range(16):
-            try:
-                number = await self.pruner.promote(view)
-            except Exception as exc:
-                raise run.fail(f"pruner {name!r} failed in promote", exc) from exc
-            if number is None:
-                return None
-            record = view.trials.get(number)
-            if record is None or record.state is not TrialState.PAUSED:
-                state = "unknown" if record is None else record.state.value
-                exc = ValueError(f"trial {number!r} is {state}, not paused")
-                raise run.fail(f"pruner {name!r} promoted a trial that is not PAUSED", exc) from exc
-            # Storage, not this tuner's memory, says: a tuner sharing the study may have run it since.
-            saved = await book.stored(number)
-            if not saved:
-                log.warning("trial %d was paused without a checkpoint: resumed, it starts over", number)
-            trial = Trial.resume(record, study.trials, restore=saved, objectives=self._objectives)
-            running = trial.snapshot()
-            try:
-                claimed = await session.trial_resumed(running)
-            except Exception as exc:
-                raise run.fail(f"storage {label(self.storage)!r} failed to resume trial {number}", exc) from exc
-            if not claimed:
-                continue  # another tuner sharing the study resumed it first
-            book.resumed(record, saved)
-            view._put(running)
-            run.adopt(trial)
-            return trial
-        return None
 
     async def _announce_start(self, trial: Trial) -> None:
         relay, view = self._relay, self._view
@@ -594,8 +485,12 @@ class Tuner:
             tb = "".join(traceback.format_exception(exc))
             await self._end(trial, TrialState.FAILED, None, f"{type(exc).__name__}: {exc}", tb, cause=exc)
         else:
-            state, value, error, values = _outcome(raw, self._objectives)
+            state, value, error, values = outcome(raw, self._objectives)
             await self._end(trial, state, value, error, values=values)
+
+    async def _cancel_new(self, trial: Trial) -> None:
+        """End a trial whose creation was cancelled: CANCELLED, with no hook told (none heard of it)."""
+        await self._end(trial, TrialState.CANCELLED, announce=False)
 
     @staticmethod
     def _interrupted(trial: Trial) -> tuple[TrialState, float | None]:
@@ -705,38 +600,3 @@ class Tuner:
         elif state is TrialState.COMPLETE and self.target is not None and value is not None:
             if value == self.target or better(self.direction, value, self.target):
                 self._run.stop(StopReason.TARGET, cancel=True)
-
-
-def _number(raw: Any) -> tuple[float | None, str | None]:
-    """``raw`` as a finite float, or ``None`` and the error that fails the trial."""
-    kind = type(raw)
-    if kind is not float and kind is not int and (kind is bool or not isinstance(raw, numbers.Real)):
-        return None, f"TypeError: the objective returned {raw!r}; expected a number"
-    try:
-        value = float(raw)
-    except OverflowError:  # an int beyond the float range (its text may be too long to show)
-        return None, "OverflowError: the objective returned an int too large for a float"
-    if not math.isfinite(value):
-        return None, f"ValueError: the objective returned {value}"
-    return value, None
-
-
-def _outcome(raw: Any, objectives: int | None) -> tuple[TrialState, float | None, str | None, tuple[float, ...] | None]:
-    """State, value, error and values for what an objective returned: only finite numbers COMPLETE.
-
-    ``objectives`` is ``None`` for a study with one direction (a number is
-    expected), else the number of values expected (a sequence of numbers).
-    """
-    if objectives is None:
-        value, error = _number(raw)
-        return (TrialState.FAILED if error else TrialState.COMPLETE), value, error, None
-    if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence) or len(raw) != objectives:
-        error = f"TypeError: the objective returned {raw!r}; expected a sequence of {objectives} numbers"
-        return TrialState.FAILED, None, error, None
-    values = []
-    for item in raw:
-        value, error = _number(item)
-        if error is not None:
-            return TrialState.FAILED, None, error, None
-        values.append(value)
-    return TrialState.COMPLETE, values[0], None, tuple(values)  # type: ignore[return-value]
