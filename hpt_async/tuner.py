@@ -13,9 +13,12 @@ CANCELLED before ``run`` returns.
 
 The pieces around it, each the one owner of its state: :mod:`._components`
 (the components, resolved once), :mod:`._run` (why the run stops, its live
-trials), :mod:`._trial_session` (reports, checkpoints, exploits),
-:mod:`._checkpoint_book` (which checkpoints to keep), :mod:`._shared` (tuners
-sharing a study) and :mod:`._interrupt` (Ctrl-C and SIGTERM).
+trials), :mod:`._open_study` (opening and closing the study),
+:mod:`._trial_source` (where the next trial comes from),
+:mod:`._trial_session` (reports, checkpoints, exploits), :mod:`._outcome`
+(what an objective returned), :mod:`._checkpoint_book` (which checkpoints to
+keep), :mod:`._shared` (tuners sharing a study) and :mod:`._interrupt`
+(Ctrl-C and SIGTERM).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -502,6 +503,24 @@ async def test_claim_lost_marks_a_dead_sessions_trials_once(tmp_path: Path) -> N
         2: hpt.TrialState.LOST,
         3: hpt.TrialState.RUNNING,
     }
+
+
+async def test_a_lost_trial_never_ends_before_it_started(tmp_path: Path) -> None:
+    storage = SQLiteStorage(url(tmp_path, query="lease=0.2"))
+    dead = await storage.open("late", direction="minimize", space=SPACE)
+    alive = await storage.open("late", direction="minimize", space=SPACE)
+    try:
+        n = await dead.reserve()
+        # Created after the dead session's last heartbeat: that heartbeat predates the trial.
+        late = hpt.TrialRecord(n, hpt.TrialState.RUNNING, dict(running(n).params), started=time.time() + 60)
+        await dead.trial_created(late)
+        await anyio.sleep(0.3)
+        await alive.heartbeat()
+        (lost,) = await alive.claim_lost()
+        assert lost.ended == late.started and lost.duration == 0.0
+    finally:
+        await alive.close()
+        await dead.close()
 
 
 async def test_a_session_taken_for_dead_keeps_its_trial_and_its_result_wins(tmp_path: Path) -> None:

@@ -786,7 +786,8 @@ class _SQLiteSession(StudySession):
             now = time.time()
             rows = await db.execute_fetchall(
                 f"UPDATE trials SET state = 'lost', error = ?, writer = ?, seq = {_NEXT_SEQ},"
-                " ended = COALESCE((SELECT heartbeat FROM sessions s WHERE s.id = trials.session), ?)"
+                # The session's last heartbeat, never before the trial started (its lease may predate it).
+                " ended = MAX(started, COALESCE((SELECT heartbeat FROM sessions s WHERE s.id = trials.session), ?))"
                 f" WHERE {_ORPHANED} RETURNING {_COLUMNS}",
                 (_LOST_ERROR, sid, study_id, now, study_id, sid, now),
             )
