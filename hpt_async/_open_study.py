@@ -15,8 +15,10 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -31,64 +33,109 @@ from .result import StopReason, StudyResult
 from .study import StudyView
 
 if TYPE_CHECKING:
+    from ._components import Components
     from ._run import RunState
-    from .contracts.storage import StudySession
-    from .trial import TrialRecord
-    from .tuner import Tuner
+    from ._trial_source import Queued
+    from .contracts.storage import Direction, StudySession
+    from .space import Space
+    from .trial import Trial, TrialRecord
 
-__all__ = ["OpenStudy"]
+__all__ = ["OpenStudy", "StudySettings"]
 
 log = logging.getLogger("hpt_async")
+
+
+@dataclass(frozen=True, slots=True)
+class StudySettings:
+    """What a Tuner opens its study with (the Tuner's own arguments, for one opening)."""
+
+    name: str
+    direction: Direction
+    space: Space
+    seed: int | None
+    max_trials: int | None
+    #: The run's timeout, announced in ``hpt_study_started`` (``None`` for ask-and-tell, where it does not apply).
+    timeout: float | None
+    concurrency: int
+    retry_lost: bool
+    #: How many values the objective returns: ``None`` for a study with one direction.
+    objectives: int | None
+    #: The executor is opened (a study run with an objective; ask-and-tell runs none).
+    runs_objectives: bool
 
 
 class OpenStudy:
     """One opening of a study by a tuner, and the pieces that live as long as it (see the module docstring)."""
 
-    def __init__(self, tuner: Tuner, run: RunState, session: StudySession, seed: int) -> None:
-        parts = tuner._parts
+    def __init__(
+        self,
+        settings: StudySettings,
+        parts: Components,
+        run: RunState,
+        session: StudySession,
+        seed: int,
+        queue: deque[Queued],
+        learn: Callable[[TrialRecord], Awaitable[None]],
+        cancel_new: Callable[[Trial], Awaitable[Any]],
+    ) -> None:
         storage = label(parts.storage)
-        self.tuner = tuner
+        self.settings = settings
+        self.parts = parts
         self.session = session
         self.seed = seed
-        self.view = StudyView(tuner.study_name, tuner.direction, tuner.space, seed, tuner.max_trials)
+        self.view = StudyView(settings.name, settings.direction, settings.space, seed, settings.max_trials)
         for record in session.history:
             self.view._put(record)
         self.book = CheckpointBook(session, run, storage, parts.retained)
-        self.shared = SharedStudy(session, self.view, run, storage, tuner._queue, tuner.retry_lost, tuner._learn)
-        self.trials = TunerTrialSession(parts, session, self.view, tuner._relay, run, self.book, tuner.space)
-        self.source = TrialSource(parts, tuner.space, self, run, tuner._queue, tuner._objectives, tuner._cancel_new)
+        self.shared = SharedStudy(session, self.view, run, storage, queue, settings.retry_lost, learn)
+        self.trials = TunerTrialSession(parts, session, self.view, parts.relay, run, self.book, settings.space)
+        self.source = TrialSource(parts, settings.space, self, run, queue, settings.objectives, cancel_new)
         self._executor_open = False
 
     @classmethod
-    async def open(cls, tuner: Tuner, run: RunState) -> OpenStudy:
-        """Open ``tuner``'s study for the run ``run``."""
-        parts = tuner._parts
+    async def open(
+        cls,
+        settings: StudySettings,
+        parts: Components,
+        run: RunState,
+        queue: deque[Queued],
+        *,
+        learn: Callable[[TrialRecord], Awaitable[None]],
+        cancel_new: Callable[[Trial], Awaitable[Any]],
+    ) -> OpenStudy:
+        """Open the study for the run ``run``; ``learn`` hears of other tuners' finished trials.
+
+        ``queue`` holds the configurations waiting to run (LOST trials found
+        now are added to it); ``cancel_new`` ends a trial whose creation was
+        cancelled.
+        """
         storage = label(parts.storage)
         # A new study keeps the seed given or drawn here; a resumed one keeps its stored seed unless one is given.
-        drawn = secrets.randbits(32) if tuner.seed is None else tuner.seed
-        where = {"direction": tuner.direction, "space": tuner.space}
+        drawn = secrets.randbits(32) if settings.seed is None else settings.seed
+        where: dict[str, Any] = {"direction": settings.direction, "space": settings.space}
         if parts.storage_settings:
             where["settings"] = {"seed": drawn, **parts.specs}
         try:
-            session = await parts.storage.open(tuner.study_name, **where)
+            session = await parts.storage.open(settings.name, **where)
         except ValueError:
             raise
         except Exception as exc:
-            raise StudyError(f"storage {storage!r} failed to open study {tuner.study_name!r}: {exc}") from exc
+            raise StudyError(f"storage {storage!r} failed to open study {settings.name!r}: {exc}") from exc
         study: OpenStudy | None = None
         try:
             stored = getattr(session, "settings", None) or {}
-            study = cls(tuner, run, session, tuner.seed if tuner.seed is not None else int(stored.get("seed", drawn)))
-            await study._start(run)
+            seed = settings.seed if settings.seed is not None else int(stored.get("seed", drawn))
+            study = cls(settings, parts, run, session, seed, queue, learn, cancel_new)
+            await study._start()
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await cls._close_after_failure(tuner, session, study)
+                await cls._close_after_failure(parts, session, study)
             raise
         return study
 
-    async def _start(self, run: RunState) -> None:
-        tuner, view, session = self.tuner, self.view, self.session
-        storage = label(tuner.storage)
+    async def _start(self) -> None:
+        settings, parts, view, session = self.settings, self.parts, self.view, self.session
+        storage = label(parts.storage)
         try:
             # Trials left RUNNING by a tuner that died are found now, before the strategy starts.
             lost: list[TrialRecord] = await session.claim_lost()
@@ -97,53 +144,52 @@ class OpenStudy:
         for record in lost:
             view._put(record)
         self.shared.requeue(lost)
-        for component, kind in ((tuner.strategy, "strategy"), (tuner.pruner, "pruner")):
+        for component, kind in ((parts.strategy, "strategy"), (parts.pruner, "pruner")):
             if component is not None and hasattr(component, "start"):
                 try:
                     await component.start(view)
                 except Exception as exc:
                     name = label(component)
                     raise StudyError(f"{kind} {name!r} failed to start: {type(exc).__name__}: {exc}") from exc
-        if tuner.objective is not None:
+        if settings.runs_objectives:
             try:
-                await tuner.executor.open(tuner.concurrency)
+                await parts.executor.open(settings.concurrency)
             except (TypeError, ValueError):
                 raise  # a setting of the executor's: its own message says what is wrong
             except Exception as exc:
-                name = label(tuner.executor)
+                name = label(parts.executor)
                 raise StudyError(f"executor {name!r} failed to open: {type(exc).__name__}: {exc}") from exc
             self._executor_open = True
-        relay = tuner._relay
+        relay = parts.relay
         if relay.study_started is not None:
-            timeout = tuner.timeout if tuner._running else None  # ask() does not apply it
-            pruner = None if tuner.pruner is None else label(tuner.pruner)
-            event = StudyStarted(tuner.study_name, tuner.direction, tuner.space, self.seed, time.time(),
-                                 tuner.max_trials, timeout, label(tuner.strategy), pruner)  # fmt: skip
+            pruner = None if parts.pruner is None else label(parts.pruner)
+            event = StudyStarted(settings.name, settings.direction, settings.space, self.seed, time.time(),
+                                 settings.max_trials, settings.timeout, label(parts.strategy), pruner)  # fmt: skip
             await relay.emit("hpt_study_started", event=event, study=view)
 
     @staticmethod
-    async def _close_after_failure(tuner: Tuner, session: StudySession, study: OpenStudy | None) -> None:
+    async def _close_after_failure(parts: Components, session: StudySession, study: OpenStudy | None) -> None:
         if study is not None and study._executor_open:
             try:
-                await tuner.executor.close()
+                await parts.executor.close()
             except Exception:
-                log.exception("executor %r failed to close after a failed start", label(tuner.executor))
+                log.exception("executor %r failed to close after a failed start", label(parts.executor))
         try:
             await session.close()
         except Exception:
-            log.exception("storage %r failed to close after a failed start", label(tuner.storage))
+            log.exception("storage %r failed to close after a failed start", label(parts.storage))
 
     def result(self, run: RunState) -> StudyResult:
         """The study as it stands: every trial in the view, the best, and why the run stopped."""
-        view, tuner = self.view, self.tuner
+        view, settings = self.view, self.settings
         return StudyResult(
-            study=tuner.study_name,
-            direction=tuner.direction,
+            study=settings.name,
+            direction=settings.direction,
             seed=self.seed,
             trials=tuple(view.trials[n] for n in sorted(view.trials)),
             best=view.best,
             reason=run.reason or StopReason.CANCELLED,
-            plugin_errors=dict(tuner._relay.errors),
+            plugin_errors=dict(self.parts.relay.errors),
         )
 
     async def close(self, run: RunState) -> StudyResult:
@@ -153,11 +199,11 @@ class OpenStudy:
         an executor that fails to close raises :class:`StudyError` (unless
         the run already failed), with the result.
         """
-        tuner = self.tuner
+        parts = self.parts
         result = self.result(run)
         executor_error: Exception | None = None
         try:
-            relay = tuner._relay
+            relay = parts.relay
             if relay.study_ended is not None:
                 await relay.emit("hpt_study_ended", event=StudyEnded(result, time.time()), study=self.view)
                 if relay.errors != result.plugin_errors:
@@ -168,13 +214,13 @@ class OpenStudy:
                 if self._executor_open:
                     self._executor_open = False
                     try:
-                        await tuner.executor.close()
+                        await parts.executor.close()
                     except Exception as exc:
                         executor_error = exc
             finally:
                 await self.session.close()
         if executor_error is not None and run.fatal is None:
-            name = label(tuner.executor)
+            name = label(parts.executor)
             message = f"executor {name!r} failed to close: {type(executor_error).__name__}: {executor_error}"
             raise StudyError(message, result) from executor_error
         return result

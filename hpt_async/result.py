@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._pareto import pareto_front
 from .trial import TrialRecord, TrialState
 
 __all__ = ["StopReason", "StudyResult"]
@@ -64,8 +65,6 @@ class StudyResult:
 
         With one objective, the best trial (or none).
         """
-        from .study import pareto_front
-
         if len(self.directions) == 1:
             return [] if self.best is None else [self.best]
         return pareto_front(self.trials, self.directions)

@@ -38,7 +38,7 @@ import anyio.lowlevel
 from . import _args
 from ._components import Components, label, resolve
 from ._interrupt import graceful_interrupts
-from ._open_study import OpenStudy
+from ._open_study import OpenStudy, StudySettings
 from ._outcome import outcome
 from ._run import Fatal, RunState
 from .contracts.storage import check_direction
@@ -348,7 +348,21 @@ class Tuner:
                 self._ask_lock = anyio.Lock(fast_acquire=True)  # strategies see one ask at a time, in FIFO order
                 self._tick, self._beat = 0, time.monotonic()
                 self._relay.reset()
-                self._study = await OpenStudy.open(self, run)
+                settings = StudySettings(
+                    name=self.study_name,
+                    direction=self.direction,
+                    space=self.space,
+                    seed=self.seed,
+                    max_trials=self.max_trials,
+                    timeout=self.timeout if self._running else None,  # ask() does not apply it
+                    concurrency=self.concurrency,
+                    retry_lost=self.retry_lost,
+                    objectives=self._objectives,
+                    runs_objectives=self.objective is not None,
+                )
+                self._study = await OpenStudy.open(
+                    settings, self._parts, run, self._queue, learn=self._learn, cancel_new=self._cancel_new
+                )
                 self._view = self._study.view
             finally:
                 opening, self._opening = self._opening, None
