@@ -11,6 +11,8 @@ CPU time and the part of it spent in the garbage collector, and its peak RSS:
     a bare anyio worker pool doing the same 10,000 sleeps with 1,000 tasks.
 ``hpt-10k``
     hpt-async, 100,000 trials, concurrency 10,000 (goal: <= 1.5x ``bare-10k``).
+``hpt-10k-nolog``
+    the same with ``loggers=[]``: what the default logger adds, by difference.
 ``bare-10k``
     the bare pool with 10,000 tasks, 100,000 sleeps: the floor of this design.
 ``optuna``
@@ -20,14 +22,26 @@ CPU time and the part of it spent in the garbage collector, and its peak RSS:
     loaded, nothing run: the start-up time and memory every scenario pays
     before its clock starts.
 
-The scenarios are run round-robin for ``--repeat`` rounds (so that noise on
-a shared machine falls on all of them); the median wall and CPU times and the
-largest peak RSS of each are reported.
+The hpt-async scenarios (but ``hpt-10k-nolog``) run the tuner as a user
+does, with the default loggers (``loggers=None``: the console logger on
+stderr).  The child's stderr is a pipe the parent reads, not a terminal, so
+the console logger prints a plain status line every 2 s, as it does for a
+run whose output is redirected to a file or a CI log.  ``--console live``
+gives the children a pseudo-terminal instead, so that the console logger
+draws its live display (a thread redrawing it 4 times a second), as it does
+for a user watching a terminal.
 
-    /work/venv/bin/python benchmarks/bench_concurrency.py                    # everything
-    /work/venv/bin/python benchmarks/bench_concurrency.py --quick            # smoke run, about 15 s
-    /work/venv/bin/python benchmarks/bench_concurrency.py -s hpt-1k bare-1k  # some scenarios
-    /work/venv/bin/python benchmarks/bench_concurrency.py --profile hpt-10k  # cProfile one, in process
+The scenarios are run round-robin for ``--repeat`` rounds, each in a fresh
+interpreter (so that noise on a shared machine falls on all of them, and no
+run inherits another's heap); the median wall and CPU times, their ratios to
+the bare pool of the same size, and the largest peak RSS of each are
+reported.
+
+    python benchmarks/bench_concurrency.py                    # everything
+    python benchmarks/bench_concurrency.py --quick            # smoke run, about 20 s
+    python benchmarks/bench_concurrency.py -s hpt-10k bare-10k  # some scenarios
+    python benchmarks/bench_concurrency.py --console live     # the console logger's live display
+    python benchmarks/bench_concurrency.py --profile hpt-10k  # cProfile one, in process
 """
 
 from __future__ import annotations
@@ -61,6 +75,7 @@ class Scenario:
     trials: int
     concurrency: int
     goal: str = ""
+    loggers: str = "default"  # hpt-async only: "default" (loggers=None, the console logger) or "none" (loggers=[])
 
     @property
     def ideal(self) -> float:
@@ -76,6 +91,7 @@ FULL = {
         Scenario("hpt-1k", "hpt", 10_000, 1_000, "<= 1.2x ideal"),
         Scenario("bare-1k", "bare", 10_000, 1_000),
         Scenario("hpt-10k", "hpt", 100_000, 10_000, "<= 1.5x bare-10k"),
+        Scenario("hpt-10k-nolog", "hpt", 100_000, 10_000, loggers="none"),
         Scenario("bare-10k", "bare", 100_000, 10_000),
         Scenario("optuna", "optuna", 10_000, 500),
         Scenario("idle", "idle", 0, 1),
@@ -88,12 +104,13 @@ QUICK = {
         Scenario("hpt-1k", "hpt", 1_000, 100, "<= 1.2x ideal"),
         Scenario("bare-1k", "bare", 1_000, 100),
         Scenario("hpt-10k", "hpt", 10_000, 1_000, "<= 1.5x bare-10k"),
+        Scenario("hpt-10k-nolog", "hpt", 10_000, 1_000, loggers="none"),
         Scenario("bare-10k", "bare", 10_000, 1_000),
         Scenario("optuna", "optuna", 600, 100),
         Scenario("idle", "idle", 0, 1),
     )
 }
-BASELINE = {"hpt-1k": "bare-1k", "hpt-10k": "bare-10k"}
+BASELINE = {"hpt-1k": "bare-1k", "hpt-10k": "bare-10k", "hpt-10k-nolog": "bare-10k"}
 
 
 # -- what runs in the child process ----------------------------------------------
@@ -111,7 +128,7 @@ def _space() -> Any:
     )
 
 
-async def _run_hpt(trials: int, concurrency: int) -> None:
+async def _run_hpt(trials: int, concurrency: int, loggers: str = "default") -> None:
     import anyio
 
     import hpt_async as hpt
@@ -125,7 +142,7 @@ async def _run_hpt(trials: int, concurrency: int) -> None:
         _space(),
         strategy="random",
         storage="memory",
-        loggers=[],
+        loggers=None if loggers == "default" else [],  # None: the default, the console logger on stderr
         concurrency=concurrency,
         max_trials=trials,
         seed=0,
@@ -188,7 +205,7 @@ def _imports(kind: str) -> None:
         import optuna  # noqa: F401
 
 
-def run_scenario(kind: str, trials: int, concurrency: int) -> float:
+def run_scenario(kind: str, trials: int, concurrency: int, loggers: str = "default") -> float:
     """Run one scenario in this process; return its wall time in seconds."""
     import anyio
 
@@ -205,7 +222,7 @@ def run_scenario(kind: str, trials: int, concurrency: int) -> float:
         nonlocal elapsed
         t0 = time.perf_counter()
         if kind == "hpt":
-            await _run_hpt(trials, concurrency)
+            await _run_hpt(trials, concurrency, loggers)
         else:
             await _run_bare(trials, concurrency)
         elapsed = time.perf_counter() - t0
@@ -246,7 +263,7 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def child(kind: str, trials: int, concurrency: int) -> None:
+def child(kind: str, trials: int, concurrency: int, loggers: str) -> None:
     """Run a scenario and print one JSON line: wall and CPU seconds of the run, and memory.
 
     ``rss_start_mib`` is the resident set once everything is imported,
@@ -262,7 +279,7 @@ def child(kind: str, trials: int, concurrency: int) -> None:
     exact = _reset_peak()
     rss0 = _status_mib("VmRSS") or _maxrss_mib()
     cpu0 = _cpu()
-    wall = run_scenario(kind, trials, concurrency)
+    wall = run_scenario(kind, trials, concurrency, loggers)
     cpu = _cpu() - cpu0
     peak = _status_mib("VmHWM") if exact else None
     print(
@@ -304,20 +321,70 @@ class _GcClock:
 # -- the parent ------------------------------------------------------------------
 
 
-def spawn(s: Scenario, timeout: float) -> dict[str, float]:
-    """Run scenario ``s`` in a fresh interpreter and parse its report."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", s.kind, str(s.trials), str(s.concurrency)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"scenario {s.name} failed (exit {proc.returncode}):\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def spawn(s: Scenario, timeout: float, console: str = "plain") -> dict[str, float]:
+    """Run scenario ``s`` in a fresh interpreter and parse its report.
+
+    The child's stderr, where the console logger writes, is a pipe read here
+    (``console="plain"``: plain status lines), or with ``console="live"``
+    and the default loggers a pseudo-terminal (the live display).
+    """
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", s.kind, str(s.trials), str(s.concurrency), s.loggers]
+    if console == "live" and s.kind == "hpt" and s.loggers == "default":
+        out, err, code = _spawn_on_pty(cmd, timeout)
+    else:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        out, err, code = proc.stdout, proc.stderr, proc.returncode
+    if code != 0:
+        raise RuntimeError(f"scenario {s.name} failed (exit {code}):\n{err}")
+    report = json.loads(out.strip().splitlines()[-1])
+    report["stderr_bytes"] = len(err.encode())
+    return report
+
+
+def _spawn_on_pty(cmd: list[str], timeout: float) -> tuple[str, str, int]:
+    """Run ``cmd`` with its stderr on a pseudo-terminal of 100 x 30; return stdout, stderr, exit code."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    env = dict(os.environ)
+    if env.get("TERM", "").lower() in ("", "dumb", "unknown"):
+        env["TERM"] = "xterm-256color"
+    chunks: list[bytes] = []
+
+    def drain() -> None:  # the terminal's side: read until the child closes it
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=slave, text=True, env=env)
+    finally:
+        os.close(slave)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        reader.join(5.0)
+        os.close(master)
+    return out, b"".join(chunks).decode(errors="replace"), proc.returncode
 
 
 def profile(s: Scenario, top: int) -> None:
     """Profile one scenario in this process with cProfile and print the hot spots."""
     prof = cProfile.Profile()
     prof.enable()
-    wall = run_scenario(s.kind, s.trials, s.concurrency)
+    wall = run_scenario(s.kind, s.trials, s.concurrency, s.loggers)
     prof.disable()
     print(
         f"{s.name}: {s.trials} trials at {s.concurrency} at once, {wall:.2f} s under the profiler "
@@ -341,12 +408,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds before a scenario is abandoned")
     parser.add_argument("--profile", metavar="NAME", help="profile one scenario in process instead")
     parser.add_argument("--top", type=int, default=30, help="functions shown by --profile (default 30)")
-    parser.add_argument("--child", nargs=3, metavar=("KIND", "TRIALS", "CONCURRENCY"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--console",
+        choices=("plain", "live"),
+        default="plain",
+        help="the children's stderr, where the default console logger writes: a pipe (plain lines, the default) "
+        "or a pseudo-terminal (its live display)",
+    )
+    parser.add_argument("--child", nargs=4, metavar=("KIND", "TRIALS", "CONCURRENCY", "LOGGERS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
-        kind, trials, concurrency = args.child
-        child(kind, int(trials), int(concurrency))
+        kind, trials, concurrency, loggers = args.child
+        child(kind, int(trials), int(concurrency), loggers)
         return 0
 
     table = QUICK if args.quick else FULL
@@ -374,18 +448,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"python {platform.python_version()}, hpt-async {hpt.__version__}, anyio {_version('anyio')}, "
-        f"optuna {optuna.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
+        f"optuna {optuna.__version__}, {os.cpu_count()} CPUs, load average {_load()}"
     )
+    print(f"hpt-async loggers: as each scenario says; the console logger's stderr: {_CONSOLE[args.console]}")
     runs: dict[str, list[dict[str, float]]] = {s.name: [] for s in chosen}
     for i in range(args.repeat):
         for s in chosen:
-            r = spawn(s, args.timeout)
+            r = spawn(s, args.timeout, args.console)
             runs[s.name].append(r)
             print(
-                f"  round {i + 1} {s.name:<9} wall {r['wall']:7.2f} s  cpu {r['cpu']:7.2f} s  "
-                f"gc {r['gc_s']:5.2f} s ({r['gc_full']} full)  peak RSS {r['rss_mib']:7.1f} MiB",
+                f"  round {i + 1} {s.name:<13} wall {r['wall']:7.2f} s  cpu {r['cpu']:7.2f} s  "
+                f"gc {r['gc_s']:5.2f} s ({r['gc_full']} full)  peak RSS {r['rss_mib']:7.1f} MiB  "
+                f"stderr {r['stderr_bytes']} bytes",
                 flush=True,
             )
+        print(f"  load average after round {i + 1}: {_load()}", flush=True)
 
     summary = {
         name: {
@@ -400,8 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     print()
     header = (
-        f"{'scenario':<10}{'trials':>9}{'at once':>9}{'ideal s':>9}{'wall s':>9}{'x ideal':>9}"
-        f"{'x bare':>8}{'cpu s':>8}{'gc s':>7}{'start MiB':>10}{'peak MiB':>10}{'+run MiB':>10}  goal"
+        f"{'scenario':<14}{'trials':>9}{'at once':>9}{'ideal s':>9}{'wall s':>9}{'x ideal':>9}"
+        f"{'x bare':>8}{'cpu s':>8}{'x bare':>8}{'gc s':>7}{'start MiB':>10}{'peak MiB':>10}{'+run MiB':>10}  goal"
     )
     print(header)
     print("-" * len(header))
@@ -410,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         x_ideal = f"{m['wall'] / s.ideal:.2f}" if s.ideal else "-"
         base = BASELINE.get(s.name)
         x_bare = f"{m['wall'] / summary[base]['wall']:.2f}" if base in summary else "-"
+        x_bare_cpu = f"{m['cpu'] / summary[base]['cpu']:.2f}" if base in summary else "-"
         verdict = ""
         if s.goal:
             verdict = s.goal + ": " + _verdict(s, summary)
@@ -418,15 +496,26 @@ def main(argv: list[str] | None = None) -> int:
         ideal = f"{s.ideal:.1f}" if s.ideal else "-"
         wall = f"{m['wall']:.2f}" if s.kind != "idle" else "-"
         print(
-            f"{s.name:<10}{trials:>9}{at_once:>9}{ideal:>9}{wall:>9}{x_ideal:>9}{x_bare:>8}"
-            f"{m['cpu']:>8.2f}{m['gc']:>7.2f}{m['rss0']:>10.1f}{m['rss']:>10.1f}{m['rss'] - m['rss0']:>10.1f}"
+            f"{s.name:<14}{trials:>9}{at_once:>9}{ideal:>9}{wall:>9}{x_ideal:>9}{x_bare:>8}"
+            f"{m['cpu']:>8.2f}{x_bare_cpu:>8}{m['gc']:>7.2f}{m['rss0']:>10.1f}{m['rss']:>10.1f}{m['rss'] - m['rss0']:>10.1f}"
             f"  {verdict}"
         )
     print(
         "\nstart: resident set once everything is imported; peak: peak resident set during the run; +run: peak - start."
     )
     print("cpu: CPU seconds of the run itself (imports excluded); gc: the part of them spent in the garbage collector;")
-    print("x ideal, x bare: ratios of the median wall times.")
+    print("x ideal, x bare: ratios of the median wall times (after cpu s: of the median CPU times).")
+    for name, base in BASELINE.items():
+        if name in runs and base in runs:
+            # Paired by round: the two ran back to back, so each ratio shares that moment's load.
+            walls = [a["wall"] / b["wall"] for a, b in zip(runs[name], runs[base], strict=True)]
+            cpus = [a["cpu"] / b["cpu"] for a, b in zip(runs[name], runs[base], strict=True)]
+            print(
+                f"{name} / {base}, ratio per round: wall {', '.join(f'{x:.2f}' for x in walls)} "
+                f"(median {statistics.median(walls):.2f}); cpu {', '.join(f'{x:.2f}' for x in cpus)} "
+                f"(median {statistics.median(cpus):.2f})"
+            )
+    print(f"load average at the end: {_load()}")
     startup = {name: m["startup"] for name, m in summary.items()}
     print(
         "start-up before each clock (import hpt-async, load its plugin registry): "
@@ -441,6 +530,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{table['hpt-10k'].trials:,} trials ({extra * 1024 * 1024 / table['hpt-10k'].trials:.0f} bytes a trial)"
         )
     return 0
+
+
+_CONSOLE = {
+    "plain": "a pipe (not a terminal: plain status lines every 2 s)",
+    "live": "a pseudo-terminal (the live display, redrawn 4 times a second)",
+}
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _verdict(s: Scenario, summary: dict[str, dict[str, float]]) -> str:

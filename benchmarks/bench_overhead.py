@@ -9,9 +9,9 @@ The two are run alternately for several rounds (so that noise on a shared
 machine falls on both) and the median time per trial of each is reported,
 with the ratio Optuna / hpt-async.  The goal is a ratio of at least 5.
 
-    /work/venv/bin/python benchmarks/bench_overhead.py            # full run
-    /work/venv/bin/python benchmarks/bench_overhead.py --quick    # smoke run
-    /work/venv/bin/python benchmarks/bench_overhead.py --profile  # cProfile of the hpt-async side
+    python benchmarks/bench_overhead.py            # full run
+    python benchmarks/bench_overhead.py --quick    # smoke run
+    python benchmarks/bench_overhead.py --profile  # cProfile of the hpt-async side
 
 ``--loggers`` measures instead what the loggers add to that per-trial time:
 the same hpt-async run with no logger, with five empty hooks, with
@@ -22,10 +22,10 @@ together add at most 50 % (a ratio to no logger of at most 1.5).  Both wall
 time and the process's CPU time are reported; the CPU time is the steadier
 figure on a shared machine.
 
-    /work/venv/bin/python benchmarks/bench_overhead.py --loggers            # 10,000 trials x 7 rounds
-    /work/venv/bin/python benchmarks/bench_overhead.py --loggers --profile  # cProfile with console + jsonl
-    /work/venv/bin/python benchmarks/bench_overhead.py --loggers --path           # the loggers' share alone
-    /work/venv/bin/python benchmarks/bench_overhead.py --once console+jsonl -n 2010  # one run, for valgrind
+    python benchmarks/bench_overhead.py --loggers            # 10,000 trials x 7 rounds
+    python benchmarks/bench_overhead.py --loggers --profile  # cProfile with console + jsonl
+    python benchmarks/bench_overhead.py --loggers --path           # the loggers' share alone
+    python benchmarks/bench_overhead.py --once console+jsonl -n 2010  # one run, for valgrind
 """
 
 from __future__ import annotations
@@ -407,27 +407,36 @@ def main(argv: list[str] | None = None) -> int:
 
     runners: list[tuple[str, Callable[[int], float]]] = [("hpt-async", run_hpt), ("optuna", run_optuna)]
     times: dict[str, list[float]] = {name: [] for name, _ in runners}
+    cpu: dict[str, list[float]] = {name: [] for name, _ in runners}
     for i in range(args.rounds):
         order = runners if i % 2 == 0 else runners[::-1]
         for name, fn in order:
             gc.collect()
+            c0 = time.process_time()
             times[name].append(fn(args.trials))
+            cpu[name].append(time.process_time() - c0)  # includes the event loop's start and stop, ~1 ms
         print(
             f"  round {i + 1}: "
-            + ", ".join(f"{name} {_us(times[name][-1], args.trials):.1f} us/trial" for name, _ in runners),
+            + ", ".join(
+                f"{name} {_us(times[name][-1], args.trials):.1f} us/trial (cpu {_us(cpu[name][-1], args.trials):.1f})"
+                for name, _ in runners
+            ),
             flush=True,
         )
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
     med = {name: _us(statistics.median(ts), args.trials) for name, ts in times.items()}
     best = {name: _us(min(ts), args.trials) for name, ts in times.items()}
     ratio = med["optuna"] / med["hpt-async"]
     print()
-    print(f"{'library':<12}{'median us/trial':>18}{'best us/trial':>16}")
+    med_cpu = {name: _us(statistics.median(ts), args.trials) for name, ts in cpu.items()}
+    print(f"{'library':<12}{'median us/trial':>18}{'best us/trial':>16}{'median cpu us/trial':>22}")
     for name, _ in runners:
-        print(f"{name:<12}{med[name]:>18.1f}{best[name]:>16.1f}")
+        print(f"{name:<12}{med[name]:>18.1f}{best[name]:>16.1f}{med_cpu[name]:>22.1f}")
     print()
     print(
-        f"ratio optuna / hpt-async (medians): {ratio:.2f}x   (best rounds: {best['optuna'] / best['hpt-async']:.2f}x)"
+        f"ratio optuna / hpt-async (medians): {ratio:.2f}x   (best rounds: {best['optuna'] / best['hpt-async']:.2f}x; "
+        f"cpu medians: {med_cpu['optuna'] / med_cpu['hpt-async']:.2f}x)"
     )
     print(f"goal >= {GOAL:.0f}x: {'MET' if ratio >= GOAL else 'NOT MET'}")
     return 0
