@@ -31,9 +31,9 @@ gives the children a pseudo-terminal instead, so that the console logger
 draws its live display (a thread redrawing it 4 times a second), as it does
 for a user watching a terminal.
 
-The scenarios are run round-robin for ``--repeat`` rounds, each in a fresh
-interpreter (so that noise on a shared machine falls on all of them, and no
-run inherits another's heap); the median wall and CPU times, their ratios to
+The scenarios are run round-robin for ``--repeat`` rounds, each round
+starting one scenario later, each in a fresh interpreter (so that noise on
+a shared machine falls on all of them, and no run inherits another's heap); the median wall and CPU times, their ratios to
 the bare pool of the same size, and the largest peak RSS of each are
 reported.
 
@@ -415,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the children's stderr, where the default console logger writes: a pipe (plain lines, the default) "
         "or a pseudo-terminal (its live display)",
     )
-    parser.add_argument("--child", nargs=4, metavar=("KIND", "TRIALS", "CONCURRENCY", "LOGGERS"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", nargs=4, metavar=("KIND", "TRIALS", "CONCURRENCY", "LOGGERS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
 
     if args.child:
@@ -453,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"hpt-async loggers: as each scenario says; the console logger's stderr: {_CONSOLE[args.console]}")
     runs: dict[str, list[dict[str, float]]] = {s.name: [] for s in chosen}
     for i in range(args.repeat):
-        for s in chosen:
+        shift = i % len(chosen)
+        for s in chosen[shift:] + chosen[:shift]:  # each scenario takes each place in turn
             r = spawn(s, args.timeout, args.console)
             runs[s.name].append(r)
             print(
@@ -497,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
         wall = f"{m['wall']:.2f}" if s.kind != "idle" else "-"
         print(
             f"{s.name:<14}{trials:>9}{at_once:>9}{ideal:>9}{wall:>9}{x_ideal:>9}{x_bare:>8}"
-            f"{m['cpu']:>8.2f}{x_bare_cpu:>8}{m['gc']:>7.2f}{m['rss0']:>10.1f}{m['rss']:>10.1f}{m['rss'] - m['rss0']:>10.1f}"
+            f"{m['cpu']:>8.2f}{x_bare_cpu:>8}{m['gc']:>7.2f}"
+            f"{m['rss0']:>10.1f}{m['rss']:>10.1f}{m['rss'] - m['rss0']:>10.1f}"
             f"  {verdict}"
         )
     print(
