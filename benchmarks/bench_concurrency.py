@@ -33,9 +33,9 @@ for a user watching a terminal.
 
 The scenarios are run round-robin for ``--repeat`` rounds, each round
 starting one scenario later, each in a fresh interpreter (so that noise on
-a shared machine falls on all of them, and no run inherits another's heap); the median wall and CPU times, their ratios to
-the bare pool of the same size, and the largest peak RSS of each are
-reported.
+a shared machine falls on all of them, and no run inherits another's
+heap); the median wall and CPU times, their ratios to the bare pool of the
+same size, and the largest peak RSS of each are reported.
 
     python benchmarks/bench_concurrency.py                    # everything
     python benchmarks/bench_concurrency.py --quick            # smoke run, about 20 s
