@@ -46,7 +46,8 @@ class RunState:
         self.exhausted = False
         self.scope: anyio.CancelScope | None = None
         self.live: dict[int, Trial] = {}
-        # Set (and replaced) whenever a trial of this tuner ends or pauses; made by open() on a running loop.
+        # Set and dropped whenever a trial of this tuner ends or pauses; made by the first waiter after that
+        # (on the running loop), so that a trial's end makes no event when no worker waits (the usual case).
         self._changed: anyio.Event | None = None
         # fail_fast bookkeeping: this run's finished trials counted so far, and whether all of them FAILED.
         self.finished = 0
@@ -54,8 +55,8 @@ class RunState:
         self.first_error: BaseException | None = None
 
     def open(self) -> None:
-        """Make what needs a running event loop."""
-        self._changed = anyio.Event()
+        """Start with no waiter: the first :meth:`wait_changed` makes the event on the running loop."""
+        self._changed = None
 
     # -- why the run stops ---------------------------------------------------
 
@@ -131,11 +132,14 @@ class RunState:
 
     def changed(self) -> None:
         """Wake the workers waiting for a trial of this tuner to end or pause."""
-        event, self._changed = self._changed, anyio.Event()
+        event = self._changed
         if event is not None:
+            self._changed = None
             event.set()
 
     async def wait_changed(self) -> None:
         """Wait until a trial of this tuner ends or pauses."""
-        assert self._changed is not None
-        await self._changed.wait()
+        event = self._changed
+        if event is None:
+            event = self._changed = anyio.Event()
+        await event.wait()
