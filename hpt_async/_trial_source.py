@@ -74,11 +74,10 @@ class TrialSource:
         view, session = study.view, study.session
         if run.exhausted and not self._queue:
             return None
-        storage = label(self._parts.storage)
         try:
             number = await session.reserve()
         except Exception as exc:
-            raise run.fail(f"storage {storage!r} failed to reserve a trial number", exc) from exc
+            raise run.fail(f"storage {label(self._parts.storage)!r} failed to reserve a trial number", exc) from exc
         retry_of = None
         if self._queue:
             queued, retry_of = self._queue.popleft()
@@ -101,7 +100,7 @@ class TrialSource:
                 await self._cancel(trial)
             raise
         except Exception as exc:
-            fatal = run.fail(f"storage {storage!r} failed to persist trial {number}", exc)
+            fatal = run.fail(f"storage {label(self._parts.storage)!r} failed to persist trial {number}", exc)
             run.release(number)
             view._put(trial.end(TrialState.CANCELLED))
             raise fatal from exc
@@ -111,11 +110,10 @@ class TrialSource:
 
     async def _ask_strategy(self, number: int) -> dict[str, Any] | None:
         strategy = self._parts.strategy
-        name = label(strategy)
         try:
             suggested = await strategy.ask(self._study.view, number)
         except Exception as exc:
-            raise self._run.fail(f"strategy {name!r} failed in ask", exc) from exc
+            raise self._run.fail(f"strategy {label(strategy)!r} failed in ask", exc) from exc
         if suggested is None:
             self._run.exhausted = True
             return None
@@ -124,7 +122,7 @@ class TrialSource:
         try:
             return self._space.validate(suggested)
         except Exception as exc:
-            raise self._run.fail(f"strategy {name!r} suggested an invalid configuration", exc) from exc
+            raise self._run.fail(f"strategy {label(strategy)!r} suggested an invalid configuration", exc) from exc
 
     async def _promote(self) -> Trial | None:
         """Resume the PAUSED trial the pruner promotes, or ``None`` when it names none.

@@ -67,6 +67,32 @@ def unit_uniforms(seed: int, number: int, count: int) -> list[float]:
     return out
 
 
+def unit_uniforms_block(seed: int, first: int, n: int, count: int) -> list[list[float]]:
+    """``[unit_uniforms(seed, number, count) for number in range(first, first + n)]``, computed with numpy.
+
+    The same values bit for bit: numpy's uint64 arithmetic wraps modulo
+    2**64 as the masks above do, and ``x >> 11`` is below 2**53, so its
+    conversion to a float is exact.  Cheaper per number than
+    :func:`unit_uniforms` when many consecutive numbers are wanted.
+    """
+    import numpy as np
+
+    golden = np.uint64(_GOLDEN)
+    m1, m2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+    s30, s27, s31, s11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+
+    def finish(x: Any) -> Any:
+        x = (x ^ (x >> s30)) * m1
+        x = (x ^ (x >> s27)) * m2
+        return x ^ (x >> s31)
+
+    numbers = np.arange(first, first + n, dtype=np.uint64)
+    state = finish((np.uint64(seed & _MASK64) ^ finish(numbers + golden)) + golden)
+    steps = np.arange(1, count + 1, dtype=np.uint64) * golden
+    x = finish(state[:, None] + steps[None, :])
+    return ((x >> s11).astype(np.float64) * 2.0**-53).tolist()  # type: ignore[no-any-return]
+
+
 class _Allowed(tuple):  # type: ignore[type-arg]
     """The allowed values of one condition, once normalised (a tuple value stays one value)."""
 

@@ -16,7 +16,7 @@ import math
 import numbers
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -78,7 +78,7 @@ class ScheduleEntry:
     donor: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class TrialRecord:
     """An immutable snapshot of one trial.
 
@@ -112,6 +112,41 @@ class TrialRecord:
     values: tuple[float, ...] | None = None
     report_values: Mapping[int, tuple[float, ...]] = field(default_factory=lambda: _EMPTY)
 
+    # Two records are made per trial (its running snapshot and its end), so, as for the trial events,
+    # ``__init__`` is written by hand: each field stored through its slot, about twice as fast as the
+    # generated one of a frozen dataclass, with the same signature, defaults and result.
+    def __init__(
+        self,
+        number: int,
+        state: TrialState,
+        params: Mapping[str, Any],
+        value: float | None = None,
+        reports: Mapping[int, float] = _EMPTY,
+        user_attrs: Mapping[str, Any] = _EMPTY,
+        error: str | None = None,
+        traceback: str | None = None,
+        started: float = 0.0,
+        ended: float | None = None,
+        retry_of: int | None = None,
+        schedule: tuple[ScheduleEntry, ...] = (),
+        values: tuple[float, ...] | None = None,
+        report_values: Mapping[int, tuple[float, ...]] = _EMPTY,
+    ) -> None:
+        _set_number(self, number)
+        _set_state(self, state)
+        _set_params(self, params)
+        _set_value(self, value)
+        _set_reports(self, reports)
+        _set_user_attrs(self, user_attrs)
+        _set_error(self, error)
+        _set_traceback(self, traceback)
+        _set_started(self, started)
+        _set_ended(self, ended)
+        _set_retry_of(self, retry_of)
+        _set_schedule(self, schedule)
+        _set_values(self, values)
+        _set_report_values(self, report_values)
+
     @property
     def duration(self) -> float | None:
         """Seconds from start to end (never negative), ``None`` while running."""
@@ -124,6 +159,25 @@ class TrialRecord:
             return None
         step = max(self.reports)
         return step, self.reports[step]
+
+
+# The slot setters of TrialRecord.__init__ (a frozen dataclass refuses plain assignment), in field order.
+(
+    _set_number,
+    _set_state,
+    _set_params,
+    _set_value,
+    _set_reports,
+    _set_user_attrs,
+    _set_error,
+    _set_traceback,
+    _set_started,
+    _set_ended,
+    _set_retry_of,
+    _set_schedule,
+    _set_values,
+    _set_report_values,
+) = (TrialRecord.__dict__[f.name].__set__ for f in fields(TrialRecord))
 
 
 class TrialSession(Protocol):

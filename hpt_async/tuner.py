@@ -420,15 +420,26 @@ class Tuner:
             await anyio.sleep(_SLICE / 2)
 
     async def _worker(self) -> None:
-        run = self._run
+        run, lock = self._run, self._ask_lock
         while not run.stopping:
+            # The lock is free nearly always (memory storage and most strategies never suspend in an ask):
+            # take it then without anyio's cancellation checkpoint, which walks every enclosing cancel scope.
+            # The run's own cancellation (timeout, stop) is checked here instead; otherwise, the full acquire.
+            scope = run.scope
             try:
-                async with self._ask_lock:
-                    if run.stopping:
-                        return
-                    trial = await self._study.source.next(self.max_trials)  # type: ignore[union-attr]
+                if scope is None or scope.cancel_called:
+                    raise anyio.WouldBlock
+                lock.acquire_nowait()
+            except anyio.WouldBlock:
+                await lock.acquire()
+            try:
+                if run.stopping:
+                    return
+                trial = await self._study.source.next(self.max_trials)  # type: ignore[union-attr]
             except Fatal:
                 return
+            finally:
+                lock.release()
             if trial is None:
                 view = self._view
                 assert view is not None

@@ -352,3 +352,28 @@ async def test_a_study_runs_inside_an_event_loop_that_is_already_running() -> No
     result = await hpt.Tuner(_quick, SPACE, max_trials=5, loggers=[], seed=0).run()
     assert result.count("complete") == 5
     assert signal.getsignal(signal.SIGINT) is before
+
+
+# -- the hot path's hand-written pieces keep their promises ---------------------------------
+
+
+def test_the_hand_written_record_init_takes_every_field_in_order() -> None:
+    import dataclasses
+    import inspect
+
+    names = [f.name for f in dataclasses.fields(hpt.TrialRecord)]
+    assert list(inspect.signature(hpt.TrialRecord.__init__).parameters)[1:] == names
+    values = {name: object() for name in names}
+    record = hpt.TrialRecord(**values)
+    assert all(getattr(record, name) is value for name, value in values.items())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 2**32 + 5, 2**64 - 1])
+async def test_random_draws_by_block_exactly_what_the_space_samples(seed: int) -> None:
+    from common import MIXED
+
+    space = hpt.Space(MIXED)
+    view = StudyView("s", "minimize", space, seed)
+    strategy = hpt.RandomStrategy()
+    for number in [*range(0, 300, 7), 255, 256, 257, 5000, 3]:
+        assert await strategy.ask(view, number) == space.sample(seed, number)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..contracts import Strategy
 from ..hookspecs import hookimpl
+from ..space import unit_uniforms_block
 
 if TYPE_CHECKING:
     from ..study import StudyView
@@ -23,8 +24,21 @@ class RandomStrategy(Strategy):
     multi_objective = True  # it never reads values
     check_output = False
 
+    # The uniforms of a block of consecutive trial numbers are drawn at once (see unit_uniforms_block):
+    # the same values as Space.sample's, at a fraction of the cost per trial.
+    _BLOCK = 256
+    _block: tuple[int, int, int, list[list[float]]] | None = None  # seed, dimensions, first number, rows
+
     async def ask(self, study: StudyView, number: int) -> dict[str, Any]:
-        return study.space.sample(study.seed, number)
+        space = study.space
+        seed, count = study.seed, len(space)
+        block = self._block
+        if block is None or block[0] != seed or block[1] != count or not 0 <= number - block[2] < self._BLOCK:
+            if number < 0:
+                return space.sample(seed, number)
+            first = number - number % self._BLOCK
+            block = self._block = (seed, count, first, unit_uniforms_block(seed, first, self._BLOCK, count))
+        return space.from_unit(block[3][number - block[2]])
 
 
 @hookimpl
