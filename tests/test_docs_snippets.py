@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ("docs/plugins.md",)
+PAGES = ("docs/plugins.md", "docs/executors.md")
 MARK = "# runnable"
 TIMEOUT = 120.0  # seconds; only reached when an example hangs
 
