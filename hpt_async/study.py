@@ -21,7 +21,7 @@ class StudyView:
     """Read-only view of one study.
 
     ``trials`` maps number to the latest :class:`TrialRecord` of every trial
-    (RUNNING ones included, their ``reports`` live); ``running`` only the
+    (RUNNING ones included, replaced at each report); ``running`` only the
     running ones, which a model-based strategy treats as pending points.
     PAUSED trials (promotion mode of a rung pruner) are in ``trials`` and
     in :meth:`finished`, not in ``running``; they count in

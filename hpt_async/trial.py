@@ -84,7 +84,8 @@ class TrialRecord:
 
     ``value`` is the objective's result for COMPLETE, the last reported value
     for PRUNED and PAUSED, and ``None`` otherwise.  ``reports`` maps step to reported
-    value; for a RUNNING trial it is a live read-only view.  ``started`` and
+    value (a RUNNING record holds those made when it was taken: the study
+    view gets a new record at each report).  ``started`` and
     ``ended`` are Unix timestamps (``ended`` is ``None`` while running).
     ``retry_of`` is the number of the LOST trial whose configuration this
     trial runs again, or ``None``.  ``schedule`` lists the trial's

@@ -377,3 +377,11 @@ async def test_random_draws_by_block_exactly_what_the_space_samples(seed: int) -
     strategy = hpt.RandomStrategy()
     for number in [*range(0, 300, 7), 255, 256, 257, 5000, 3]:
         assert await strategy.ask(view, number) == space.sample(seed, number)
+
+
+def test_the_remote_reply_type_has_a_name_of_its_own_and_the_old_one_warns() -> None:
+    from hpt_async.executors import remote
+
+    assert "Reply" in remote.__all__ and "Decision" not in remote.__all__
+    with pytest.warns(DeprecationWarning, match="now Reply"):
+        assert remote.Decision is remote.Reply

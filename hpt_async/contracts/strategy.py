@@ -18,12 +18,15 @@ class Strategy:
     """Decides which configuration each new trial gets.
 
     Who calls it, and when: the Tuner awaits these methods directly on the
-    event loop, one call at a time (a strategy never sees two overlapping
-    calls of ``ask``/``ask_batch``/``tell``/``decide``), and never from a
-    worker thread.  Work that takes more than a millisecond or so (fitting
-    a model, optimising an acquisition) belongs off the loop, in
-    ``await anyio.to_thread.run_sync(...)``, so that reports and completions
-    keep flowing meanwhile.
+    event loop, never from a worker thread.  Asks are serialised: a strategy
+    never sees two overlapping calls of ``ask``/``ask_batch``.  ``tell`` and
+    ``decide`` are not: while an ``ask`` awaits (a model fit off the loop,
+    say), other trials go on ending and reporting, so a strategy whose
+    ``ask`` suspends must keep its state consistent across that await (take
+    a copy of what it reads before it, or guard it).  Work that takes more
+    than a millisecond or so (fitting a model, optimising an acquisition)
+    belongs off the loop, in ``await anyio.to_thread.run_sync(...)``, so
+    that reports and completions keep flowing meanwhile.
 
     Required:
 

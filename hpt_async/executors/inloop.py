@@ -14,7 +14,7 @@ from ..exceptions import ObjectiveError
 from ..hookspecs import hookimpl
 from ..trial import Trial
 
-__all__ = ["AsyncExecutor"]
+__all__ = ["AsyncExecutor", "is_async_callable", "objective_failure"]
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:

@@ -43,10 +43,10 @@ from ..trial import SyncTrial, Trial, TrialState
 
 __all__ = [
     "PICKLER",
-    "Decision",
     "RemoteError",
     "RemoteTraceback",
     "RemoteTrial",
+    "Reply",
     "Request",
     "answer_report",
     "answer_request",
@@ -58,6 +58,7 @@ __all__ = [
     "outcome_result",
     "params_blob",
     "pickled",
+    "raised_outcome",
     "run_objective",
 ]
 
@@ -69,14 +70,24 @@ except ImportError:  # pragma: no cover - cloudpickle is present wherever distri
 PICKLER: str = "cloudpickle" if _cloudpickle is not None else "pickle"
 """The library :func:`dumps` uses: ``"cloudpickle"`` when importable, else ``"pickle"``."""
 
-Decision = tuple[str, Any]
+
+def __getattr__(name: str) -> Any:
+    if name == "Decision":  # the earlier name of Reply, which read as hpt_async.contracts.Decision
+        import warnings
+
+        warnings.warn("hpt_async.executors.remote.Decision is now Reply", DeprecationWarning, stacklevel=2)
+        return Reply
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+Reply = tuple[str, Any]
 """A reply to a report: ``("continue", None)``, ``("stop", message)``,
 ``("cancelled", message)``, ``("raise", packed_exception)``, or
 ``("update", (params_blob, should_restore, donor))`` when the trial goes on
 with new hyperparameters (an EXPLOIT; ``donor`` is the trial whose
 checkpoint it took over, or ``None``)."""
 
-Request = Callable[[str, Any], Decision]
+Request = Callable[[str, Any], Reply]
 """``request(kind, payload)`` in a worker: ``("checkpoint", data)`` or
 ``("restore", None)``; the reply is ``("ok", result)``, ``("cancelled",
 message)`` or ``("raise", packed_exception)``."""
@@ -293,7 +304,7 @@ class _RemoteSession:
 
     __slots__ = ("attrs_sent", "exchange", "request")
 
-    def __init__(self, exchange: Callable[[int, float, bytes | None], Decision], request: Request | None) -> None:
+    def __init__(self, exchange: Callable[[int, float, bytes | None], Reply], request: Request | None) -> None:
         self.exchange = exchange
         self.request = request
         self.attrs_sent: dict[str, Any] = {}
@@ -366,7 +377,7 @@ class RemoteTrial(SyncTrial):
         self,
         number: int,
         params: dict[str, Any],
-        exchange: Callable[[int, float, bytes | None], Decision],
+        exchange: Callable[[int, float, bytes | None], Reply],
         started: float | None = None,
         request: Request | None = None,
         should_restore: bool = False,
@@ -442,7 +453,7 @@ def apply_user_attrs(trial: Trial, attrs: bytes | None) -> None:
         trial.set_user_attr(key, value)
 
 
-async def answer_report(trial: Trial, step: int, value: float, attrs: bytes | None) -> Decision:
+async def answer_report(trial: Trial, step: int, value: float, attrs: bytes | None) -> Reply:
     """Store a worker's report on the live trial and return the decision to send back."""
     apply_user_attrs(trial, attrs)
     changes = len(trial.schedule)
@@ -460,7 +471,7 @@ async def answer_report(trial: Trial, step: int, value: float, attrs: bytes | No
     return "continue", None
 
 
-async def answer_request(trial: Trial, kind: str, payload: Any) -> Decision:
+async def answer_request(trial: Trial, kind: str, payload: Any) -> Reply:
     """Serve a worker's ``("checkpoint", data)`` or ``("restore", None)`` request on the live trial."""
     try:
         if kind == "checkpoint":

@@ -15,7 +15,7 @@ import os
 import uuid
 from typing import Any
 
-from hpt_async.executors.remote import Decision, RemoteTrial, loads, raised_outcome, run_objective
+from hpt_async.executors.remote import RemoteTrial, Reply, loads, raised_outcome, run_objective
 
 __all__ = ["DECISION_POLL", "run_trial"]
 
@@ -72,15 +72,15 @@ def run_trial(
     down = Queue(f"{channel}-down")
     attempt = uuid.uuid4().hex
 
-    def exchange(step: int, value: float, attrs: bytes | None) -> Decision:
+    def exchange(step: int, value: float, attrs: bytes | None) -> Reply:
         up.put({"kind": "report", "attempt": attempt, "step": step, "value": value, "attrs": attrs})
         return wait_reply()
 
-    def request(kind: str, data: Any) -> Decision:
+    def request(kind: str, data: Any) -> Reply:
         up.put({"kind": kind, "attempt": attempt, "data": data})
         return wait_reply()
 
-    def wait_reply() -> Decision:
+    def wait_reply() -> Reply:
         while True:
             try:
                 reply = down.get(timeout=DECISION_POLL)
