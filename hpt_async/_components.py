@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from .contracts import Decision, Exploit, Strategy
+from .contracts import Decision, Exploit, Pruner, Strategy
 from .executors.inloop import is_async_callable
 from .plugins import Registry
 from .relay import HookRelay, implemented_hooks
@@ -33,6 +33,8 @@ def label(obj: Any) -> str:
 
 def _overrides(obj: Any, base: type, method: str) -> bool:
     """True when ``obj`` has its own callable ``method`` (not the default of ``base``)."""
+    if callable(getattr(obj, "__dict__", {}).get(method)):
+        return True  # set on the instance itself
     function = getattr(type(obj), method, None)
     if function is None:
         return callable(getattr(obj, method, None))
@@ -87,6 +89,9 @@ class Components:
     promotes: bool
     #: The strategy's ``retained_checkpoints``, or ``None``.
     retained: Callable[[Any], Collection[int]] | None
+    #: ``tell`` of the strategy and of the pruner, ``None`` for one that does nothing (not awaited at all).
+    strategy_tell: Callable[..., Any] | None
+    pruner_tell: Callable[..., Any] | None
     check_output: bool
     #: ``storage.open`` takes ``settings=`` (seed and component specs kept with the study).
     storage_settings: bool
@@ -191,6 +196,8 @@ def resolve(
         decider_kind=kind,
         promotes=promotes,
         retained=retained,
+        strategy_tell=strat.tell if _overrides(strat, Strategy, "tell") else None,
+        pruner_tell=prun.tell if prun is not None and _overrides(prun, Pruner, "tell") else None,
         check_output=getattr(strat, "check_output", True) is not False,
         storage_settings=accepts_keyword(store.open, "settings"),
         relay=relay,

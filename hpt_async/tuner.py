@@ -603,13 +603,15 @@ class Tuner:
         state = record.state
         if state is TrialState.CANCELLED or state is TrialState.LOST:
             run.exhausted = False  # its configuration may be offered again: a strategy that had run out is asked anew
-        try:
-            await self.strategy.tell(view, record)
-        except Exception as exc:
-            raise run.fail(f"strategy {label(self.strategy)!r} failed in tell", exc) from exc
-        if self.pruner is not None and hasattr(self.pruner, "tell"):
+        parts = self._parts
+        if parts.strategy_tell is not None:
             try:
-                await self.pruner.tell(view, record)
+                await parts.strategy_tell(view, record)
+            except Exception as exc:
+                raise run.fail(f"strategy {label(self.strategy)!r} failed in tell", exc) from exc
+        if parts.pruner_tell is not None:
+            try:
+                await parts.pruner_tell(view, record)
             except Exception as exc:
                 raise run.fail(f"pruner {label(self.pruner)!r} failed in tell", exc) from exc
         if not own:
