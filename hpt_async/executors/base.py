@@ -4,22 +4,8 @@ Importing from this module still works and warns (``DeprecationWarning``);
 import from :mod:`hpt_async.contracts` instead.
 """
 
-from __future__ import annotations
-
-import warnings
-from typing import Any
+from .._moved import moved
 
 __all__ = ["Executor"]  # noqa: F822 (each name is served by __getattr__)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"import {name} from hpt_async.contracts; {__name__} is kept for older code and will go",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    from ..contracts import executor
-
-    return getattr(executor, name)
+__getattr__ = moved(__name__, __all__, "hpt_async.contracts")
