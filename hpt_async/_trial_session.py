@@ -72,7 +72,7 @@ class TunerTrialSession:
     async def on_report(self, trial: Trial, step: int, value: float) -> None:
         """Store a report, announce it, and let the decider answer (``Trial.report`` calls this)."""
         view = self._view
-        values = trial.report_values.get(step) if trial.report_values else None
+        values = trial.values_at(step)
         try:
             if values is not None and self._store_values:
                 await self._session.trial_reported(trial.number, step, value, values=values)

@@ -12,10 +12,11 @@ import asyncio
 import concurrent.futures
 import enum
 import functools
+import itertools
 import math
 import numbers
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -181,6 +182,44 @@ class TrialRecord:
 ) = (TrialRecord.__dict__[f.name].__set__ for f in fields(TrialRecord))
 
 
+class _ReportsSoFar(Mapping[int, float]):
+    """The first ``n`` reports of a live trial: what a snapshot taken after its ``n``-th report holds.
+
+    A trial's reports are only ever added, each step once, so a snapshot
+    can share the trial's dict and see only the steps reported before it
+    was taken (their positions are in ``order``): taking one costs O(1)
+    however many reports the trial has made, and it never changes
+    afterwards.  Iteration copies the steps it yields.
+    """
+
+    __slots__ = ("_live", "_n", "_order")
+
+    def __init__(self, live: dict[int, float], order: dict[int, int], n: int) -> None:
+        self._live = live
+        self._order = order
+        self._n = n
+
+    def __getitem__(self, step: int) -> float:
+        if self._order.get(step, self._n) < self._n:
+            return self._live[step]
+        raise KeyError(step)
+
+    def __contains__(self, step: object) -> bool:
+        return self._order.get(step, self._n) < self._n  # type: ignore[call-overload]
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(itertools.islice(self._live, self._n)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({dict(self)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self),))  # pickled as the plain dict it shows
+
+
 class TrialSession(Protocol):
     """What a live :class:`Trial` calls back into: the tuner's side of one trial.
 
@@ -237,8 +276,9 @@ def _check_report(value: Any, step: Any) -> tuple[float, int, tuple[float, ...] 
 class Trial:
     """The live handle an ``async def`` objective receives.
 
-    ``params`` is this trial's configuration (inactive parameters absent),
-    ``number`` its number in the study.  ``await trial.report(value, step=...)``
+    ``params`` is this trial's configuration (inactive parameters absent;
+    read it, do not change it: only :meth:`exploit` does, and records share
+    one copy of it), ``number`` its number in the study.  ``await trial.report(value, step=...)``
     records an intermediate value and raises :class:`~hpt_async.TrialPruned`
     when the pruner stops the trial.
 
@@ -263,7 +303,9 @@ class Trial:
 
     __slots__ = (
         "_ended",
+        "_frozen",
         "_objectives",
+        "_order",
         "_pausing",
         "_report_values",
         "_reports",
@@ -297,6 +339,8 @@ class Trial:
         self.user_attrs: dict[str, Any] = {}
         self.started = started
         self._reports: dict[int, float] = {}
+        self._order: dict[int, int] = {}  # step -> its position among the reports (see _ReportsSoFar)
+        self._frozen: Mapping[str, Any] | None = None  # a read-only copy of params for records, made once
         self._report_values: dict[int, tuple[float, ...]] = {}
         self._session = session
         self._ended = False
@@ -329,7 +373,9 @@ class Trial:
         trial._schedule = list(record.schedule)
         trial._resumed = True
         if restore:
-            trial._reports.update(record.reports)
+            for step, value in record.reports.items():
+                trial._order[step] = len(trial._reports)
+                trial._reports[step] = value
             trial._report_values.update(record.report_values)
         return trial
 
@@ -342,6 +388,10 @@ class Trial:
     def objectives(self) -> int | None:
         """How many values a report may carry: ``None`` in a study with one objective (a number only)."""
         return self._objectives
+
+    def values_at(self, step: int) -> tuple[float, ...] | None:
+        """Every objective's value reported at ``step``, or ``None`` when that report gave one value."""
+        return self._report_values.get(step) if self._report_values else None
 
     @property
     def report_values(self) -> Mapping[int, tuple[float, ...]]:
@@ -446,6 +496,7 @@ class Trial:
             raise ValueError(f"a report takes one value per objective ({self._objectives}), got {len(values)}")
         if istep in self._reports:
             raise ValueError(f"trial {self.number}: step {istep} was already reported")
+        self._order[istep] = len(self._reports)
         self._reports[istep] = fvalue
         if values is not None:
             self._report_values[istep] = values
@@ -466,6 +517,7 @@ class Trial:
             self._schedule.append(ScheduleEntry(None, MappingProxyType(dict(self.params))))
         self._schedule.append(ScheduleEntry(step, MappingProxyType(dict(params)), donor))
         self.params = dict(params)
+        self._frozen = None
         if restore is None:
             restore = donor is not None
         if restore:
@@ -498,7 +550,7 @@ class Trial:
         return TrialRecord(
             number=self.number,
             state=state,
-            params=MappingProxyType(dict(self.params)),
+            params=self._frozen_params(),
             value=value,
             reports=MappingProxyType(dict(self._reports)) if self._reports else _EMPTY,
             user_attrs=MappingProxyType(dict(self.user_attrs)) if self.user_attrs else _EMPTY,
@@ -512,13 +564,25 @@ class Trial:
             report_values=MappingProxyType(dict(self._report_values)) if self._report_values else _EMPTY,
         )
 
+    def _frozen_params(self) -> Mapping[str, Any]:
+        # ``params`` changes only through exploit(), which drops the copy; records share one copy meanwhile.
+        frozen = self._frozen
+        if frozen is None:
+            frozen = self._frozen = MappingProxyType(dict(self.params))
+        return frozen
+
     def snapshot(self) -> TrialRecord:
-        """A RUNNING :class:`TrialRecord` of this trial as it is now; it never changes afterwards."""
+        """A RUNNING :class:`TrialRecord` of this trial as it is now; it never changes afterwards.
+
+        Its ``reports`` share the trial's own (see :class:`_ReportsSoFar`), so
+        a snapshot at every report costs the same however long the trial runs.
+        """
+        reports = self._reports
         return TrialRecord(
             number=self.number,
             state=TrialState.RUNNING,
-            params=MappingProxyType(dict(self.params)),
-            reports=MappingProxyType(dict(self._reports)) if self._reports else _EMPTY,
+            params=self._frozen_params(),
+            reports=_ReportsSoFar(reports, self._order, len(reports)) if reports else _EMPTY,
             user_attrs=MappingProxyType(dict(self.user_attrs)) if self.user_attrs else _EMPTY,
             started=self.started,
             retry_of=self.retry_of,

@@ -385,3 +385,38 @@ def test_the_remote_reply_type_has_a_name_of_its_own_and_the_old_one_warns() -> 
     assert "Reply" in remote.__all__ and "Decision" not in remote.__all__
     with pytest.warns(DeprecationWarning, match="now Reply"):
         assert remote.Decision is remote.Reply
+
+
+async def test_a_snapshot_shows_the_reports_made_before_it_and_no_later_one() -> None:
+    import pickle
+
+    trial = hpt.Trial(0, {"x": 0.5}, _NoSession(), started=0.0)
+    for step in (5, 2, 9):
+        await trial.report(float(step), step=step)
+    early = trial.snapshot()
+    await trial.report(1.0, step=3)
+    late = trial.snapshot()
+    assert list(early.reports) == [5, 2, 9] and len(early.reports) == 3
+    assert 3 not in early.reports and 9 in early.reports and early.reports[2] == 2.0
+    with pytest.raises(KeyError):
+        early.reports[3]
+    assert early.reports == {5: 5.0, 2: 2.0, 9: 9.0} and dict(late.reports) == {5: 5.0, 2: 2.0, 9: 9.0, 3: 1.0}
+    assert pickle.loads(pickle.dumps(early.reports)) == {5: 5.0, 2: 2.0, 9: 9.0}
+    assert early.params is late.params  # one read-only copy, shared until exploit() changes the configuration
+    trial.exploit({"x": 0.1}, 3, None)
+    assert dict(trial.snapshot().params) == {"x": 0.1} and dict(early.params) == {"x": 0.5}
+
+
+async def test_memory_storage_shows_a_running_trials_reports_to_every_reader() -> None:
+    storage = hpt.MemoryStorage()
+    space = hpt.Space(SPACE)
+    session = await storage.open("s", direction="minimize", space=space)
+    await session.trial_created(hpt.TrialRecord(0, hpt.TrialState.RUNNING, {"x": 0.5}, started=1.0))
+    for step in range(3):
+        await session.trial_reported(0, step, float(step))
+    (loaded,) = await storage.load("s")
+    assert dict(loaded.reports) == {0: 0.0, 1: 1.0, 2: 2.0} and loaded.state is hpt.TrialState.RUNNING
+    await session.trial_reported(0, 3, 3.0)
+    (again,) = await storage.load("s")
+    assert len(again.reports) == 4 and len(loaded.reports) == 3  # the record read before never changes
+    await session.close()

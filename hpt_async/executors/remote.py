@@ -331,7 +331,7 @@ class _RemoteSession:
         return dumps(self.attrs_sent)
 
     async def on_report(self, trial: Trial, step: int, value: float) -> None:
-        sent = trial.report_values.get(step, value)  # every objective's value when the report gave several
+        sent = trial.values_at(step) or value  # every objective's value when the report gave several
         code, payload = self.exchange(step, sent, self.attrs_update(trial))
         if code == "continue":
             return

@@ -31,6 +31,7 @@ class _Study:
         "direction",
         "next_number",
         "records",
+        "reported",
         "sessions",
         "settings",
         "space",
@@ -43,6 +44,9 @@ class _Study:
         self.settings = settings
         self.next_number = 0
         self.records: dict[int, TrialRecord] = {}
+        # Running trials' reports, ({step: value}, {step: values}): kept apart so that a report costs O(1),
+        # and merged into the stored running record when someone reads it (see current()).
+        self.reported: dict[int, tuple[dict[int, float], dict[int, tuple[float, ...]]]] = {}
         self.sessions = 0
         self.watchers = 0
         # Writes as (session id, trial number, is a report) once two sessions share the study or a
@@ -50,6 +54,24 @@ class _Study:
         self.changes: list[tuple[int, int, bool]] = []
         # Trial number -> its latest checkpoint, shared by every session of the study.
         self.checkpoints: dict[int, bytes] = {}
+
+    def current(self, number: int) -> TrialRecord:
+        """Trial ``number``'s record as it stands, the reports of a running trial included."""
+        record = self.records[number]
+        live = self.reported.get(number)
+        if live is not None and record.state is TrialState.RUNNING and len(live[0]) != len(record.reports):
+            reports, several = live
+            record = replace(
+                record,
+                reports=MappingProxyType(dict(reports)),
+                report_values=MappingProxyType(dict(several)) if several else record.report_values,
+            )
+            self.records[number] = record  # until the next report
+        return record
+
+    def stored(self) -> list[TrialRecord]:
+        """Every record as it stands, by number."""
+        return [self.current(n) for n in sorted(self.records)]
 
     def changed(self, sid: int, number: int, report: bool = False) -> None:
         """Log a write of trial ``number`` when someone else may ask for it."""
@@ -78,26 +100,25 @@ class _MemorySession(StudySession):
     async def trial_created(self, record: TrialRecord) -> None:
         study = self._study
         study.records[record.number] = record
+        study.reported[record.number] = (dict(record.reports), dict(record.report_values))
         study.changed(self._sid, record.number)
 
     async def trial_reported(
         self, number: int, step: int, value: float, values: tuple[float, ...] | None = None
     ) -> None:
         study = self._study
-        record = study.records.get(number)
-        if record is not None and record.state is TrialState.RUNNING:
-            # Records never change: the running record is replaced by one with this report.
-            reports = MappingProxyType({**record.reports, step: value})
-            several = record.report_values
+        live = study.reported.get(number)
+        if live is not None:
+            live[0][step] = value
             if values is not None:
-                several = MappingProxyType({**several, step: values})
-            study.records[number] = replace(record, reports=reports, report_values=several)
+                live[1][step] = values
         if study.watchers:
             study.changed(self._sid, number, report=True)
 
     async def trial_ended(self, record: TrialRecord) -> None:
         study = self._study
         study.records[record.number] = record
+        study.reported.pop(record.number, None)
         study.changed(self._sid, record.number)
 
     async def trial_resumed(self, record: TrialRecord) -> bool:
@@ -106,6 +127,7 @@ class _MemorySession(StudySession):
         if stored is None or stored.state is not TrialState.PAUSED:
             return False
         study.records[record.number] = record
+        study.reported[record.number] = (dict(record.reports), dict(record.report_values))
         study.changed(self._sid, record.number)
         return True
 
@@ -125,7 +147,7 @@ class _MemorySession(StudySession):
             return []
         numbers = {number for sid, number, report in changes[self._cursor :] if sid != self._sid and not report}
         self._cursor = len(changes)
-        return [study.records[n] for n in sorted(numbers)]
+        return [study.current(n) for n in sorted(numbers)]
 
 
 class _MemoryReader(StudyReader):
@@ -149,7 +171,7 @@ class _MemoryReader(StudyReader):
         else:
             numbers = sorted({number for _, number, _ in changes[self._cursor :]})
         self._cursor = len(changes)
-        return [study.records[n] for n in numbers if n in study.records]
+        return [study.current(n) for n in numbers if n in study.records]
 
     async def close(self) -> None:
         if self._s is not None:
@@ -195,8 +217,7 @@ class MemoryStorage(Storage):
             s.settings = merge_settings(s.settings, settings)
         self._sessions += 1
         s.sessions += 1
-        history = [s.records[n] for n in sorted(s.records)]
-        return _MemorySession(s, history, self._sessions)
+        return _MemorySession(s, s.stored(), self._sessions)
 
     async def load(self, study: str, *, space: Space | None = None) -> list[TrialRecord]:
         s = self._studies.get(study)
@@ -206,7 +227,7 @@ class MemoryStorage(Storage):
             diffs = space.differences(s.space)
             if diffs:
                 raise ValueError(f"study {study!r} was created with another space: " + "; ".join(diffs))
-        return [s.records[n] for n in sorted(s.records)]
+        return s.stored()
 
     async def watch(self, study: str, *, space: Space | None = None) -> StudyReader:
         """A reader of what changed in ``study``; :class:`StudyNotFound` when there is none."""
