@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._components import label
-from .trial import Trial, TrialState
+from .trial import Trial, TrialRecord, TrialState
 
 if TYPE_CHECKING:
     from ._components import Components
@@ -152,12 +152,18 @@ class TrialSource:
             trial = Trial.resume(record, study.trials, restore=saved, objectives=self._objectives)
             running = trial.snapshot()
             try:
-                claimed = await session.trial_resumed(running)
+                # Shielded: once storage has claimed the trial, this tuner must adopt it.
+                with anyio.CancelScope(shield=True):
+                    claimed = await session.trial_resumed(running)
             except Exception as exc:
                 storage = label(self._parts.storage)
                 raise run.fail(f"storage {storage!r} failed to resume trial {number}", exc) from exc
             if not claimed:
                 continue  # another tuner sharing the study resumed it first
+            if isinstance(claimed, TrialRecord) and saved:
+                # Storage's record: a tuner sharing the study may have run the trial further since this view saw it.
+                trial = Trial.resume(claimed, study.trials, restore=True, objectives=self._objectives)
+                running = trial.snapshot()
             book.resumed(record, saved)
             view._put(running)
             run.adopt(trial)

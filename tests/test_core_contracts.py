@@ -420,3 +420,26 @@ async def test_memory_storage_shows_a_running_trials_reports_to_every_reader() -
     (again,) = await storage.load("s")
     assert len(again.reports) == 4 and len(loaded.reports) == 3  # the record read before never changes
     await session.close()
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_resuming_from_a_stale_record_keeps_every_stored_report(tmp_path: Path, backend: str) -> None:
+    storage = hpt.MemoryStorage() if backend == "memory" else hpt.SQLiteStorage(f"sqlite:///{tmp_path / 's.db'}")
+    space = hpt.Space(SPACE)
+    session = await storage.open("s", direction="minimize", space=space)
+    number = await session.reserve()
+    start = hpt.TrialRecord(number, hpt.TrialState.RUNNING, {"x": 0.5}, started=1.0)
+    await session.trial_created(start)
+    four = {0: 4.0, 1: 3.0, 2: 2.0, 3: 1.0}
+    for step, value in four.items():
+        await session.trial_reported(number, step, value)
+    # Paused after four reports; another tuner's view saw it paused after two only.
+    await session.trial_ended(hpt.TrialRecord(number, hpt.TrialState.PAUSED, {"x": 0.5}, 1.0, four, started=1.0))
+    stale = hpt.TrialRecord(number, hpt.TrialState.RUNNING, {"x": 0.5}, reports={0: 4.0, 1: 3.0}, started=1.0)
+    claimed = await session.trial_resumed(stale)
+    assert isinstance(claimed, hpt.TrialRecord) and dict(claimed.reports) == four
+    assert claimed.state is hpt.TrialState.RUNNING
+    (loaded,) = await storage.load("s", space=space)
+    assert dict(loaded.reports) == four
+    assert await session.trial_resumed(stale) is False  # no longer PAUSED: claimed once
+    await session.close()

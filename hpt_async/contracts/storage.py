@@ -147,6 +147,8 @@ class StudySession:
       plugins hear of the end.  If a cancellation interrupts it, the tuner
       awaits it again with the same record: writing a final record twice
       must be harmless.
+    * :meth:`claim_lost` is awaited once when the session opens (a tuner
+      that died may have left trials RUNNING).
     * :meth:`refresh`, :meth:`heartbeat` and :meth:`claim_lost` are awaited
       every :attr:`sync_interval` seconds while the tuner runs (never when it
       is ``None``): they keep sessions in step and recover the trials of a
@@ -198,17 +200,21 @@ class StudySession:
         """Commit the final record of a trial (or the record of a trial paused in promotion mode)."""
         raise NotImplementedError
 
-    async def trial_resumed(self, record: TrialRecord) -> bool:
-        """Turn a PAUSED trial RUNNING again, owned by this session, and return True.
+    async def trial_resumed(self, record: TrialRecord) -> bool | TrialRecord:
+        """Turn a PAUSED trial RUNNING again, owned by this session.
 
-        ``record`` is its RUNNING record, with the reports the trial keeps;
-        a record with none (the trial starts over without a checkpoint)
-        drops the stored reports, one with reports keeps every stored one.
-        Returns False, changing nothing,
-        when the stored trial is no longer PAUSED (another session sharing
-        the study resumed it first).  The default stores ``record`` with
-        :meth:`trial_created`; a backend that shares studies overrides it so
-        that only one session can claim a paused trial.
+        ``record`` is its RUNNING record as this tuner knows it, with the
+        reports the trial keeps; a record with none (the trial starts over
+        without a checkpoint) drops the stored reports, one with reports
+        keeps every stored one.  The record may be older than storage (a
+        session sharing the study may have run the trial further since):
+        a backend that can, returns the RUNNING record it stored, with every
+        stored report, and the tuner continues from that; else it returns
+        True.  Returns False, changing nothing, when the stored trial is no
+        longer PAUSED (another session resumed it first).  The default
+        stores ``record`` with :meth:`trial_created`; a backend that shares
+        studies overrides it so that only one session can claim a paused
+        trial.
         """
         await self.trial_created(record)
         return True

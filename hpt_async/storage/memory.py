@@ -121,15 +121,24 @@ class _MemorySession(StudySession):
         study.reported.pop(record.number, None)
         study.changed(self._sid, record.number)
 
-    async def trial_resumed(self, record: TrialRecord) -> bool:
+    async def trial_resumed(self, record: TrialRecord) -> bool | TrialRecord:
         study = self._study
         stored = study.records.get(record.number)
         if stored is None or stored.state is not TrialState.PAUSED:
             return False
+        if record.reports:
+            # Every stored report is kept: the record may be older than what another session stored since.
+            reports = {**stored.reports, **record.reports}
+            several = {**stored.report_values, **record.report_values}
+            record = replace(
+                record,
+                reports=MappingProxyType(reports),
+                report_values=MappingProxyType(several) if several else record.report_values,
+            )
         study.records[record.number] = record
         study.reported[record.number] = (dict(record.reports), dict(record.report_values))
         study.changed(self._sid, record.number)
-        return True
+        return record
 
     async def put_checkpoint(self, number: int, data: bytes) -> None:
         self._study.checkpoints[number] = bytes(data)

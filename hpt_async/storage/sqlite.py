@@ -719,30 +719,32 @@ class _SQLiteSession(StudySession):
         self._reserved.discard(number)
         self._reported.pop(number, None)
 
-    async def trial_resumed(self, record: TrialRecord) -> bool:
+    async def trial_resumed(self, record: TrialRecord) -> bool | TrialRecord:
         number, sid, study_id = record.number, self._sid, self._study_id
         # A trial that starts over (no checkpoint, so no reports kept) drops its stored reports.  One
         # resumed from a checkpoint keeps all of them: the record may be older than the stored rows
         # (another session sharing the study may have run it further since).
         starts_over = not record.reports
 
-        async def body(db: aiosqlite.Connection) -> bool:
+        async def body(db: aiosqlite.Connection) -> TrialRecord | None:
             # Only a PAUSED row is taken: two sessions resuming one trial, one wins.
             rows = await db.execute_fetchall(
                 f"UPDATE trials SET state = 'running', value = NULL, ended = NULL, session = ?, writer = ?,"
-                f" seq = {_NEXT_SEQ} WHERE study_id = ? AND number = ? AND state = 'paused' RETURNING number",
+                f" seq = {_NEXT_SEQ} WHERE study_id = ? AND number = ? AND state = 'paused' RETURNING {_COLUMNS}",
                 (sid, sid, study_id, study_id, number),
             )
             if not rows:
-                return False
+                return None
             if starts_over:
                 await db.execute("DELETE FROM reports WHERE study_id = ? AND number = ?", (study_id, number))
-            return True
+            reports = await _load_reports(db, study_id, [number])
+            return _record(rows[0], reports.get(number), self._codec)
 
-        if not await self._conn.transaction(body, f"resume trial {number}"):
+        stored = await self._conn.transaction(body, f"resume trial {number}")
+        if stored is None:
             return False
-        self._reported[number] = len(record.reports)
-        return True
+        self._reported[number] = len(stored.reports)
+        return stored
 
     async def put_checkpoint(self, number: int, data: bytes) -> None:
         await self._conn.fetch(
