@@ -1,55 +1,75 @@
-"""Ctrl-C and SIGTERM during a run: the first stops the study gracefully, a second aborts.
+"""Ctrl-C and SIGTERM during a run: the first stops every running study gracefully, a second aborts.
 
 :func:`graceful_interrupts` is entered by :meth:`Tuner.run
-<hpt_async.Tuner.run>`.  In the main thread it listens for SIGINT and
-SIGTERM on the event loop (anyio's signal receiver, so the handler runs as
-an ordinary task and never in the middle of the loop's own code).  The
-first signal calls ``on_signal`` and stops listening, which puts the
-default handlers back: a second Ctrl-C raises ``KeyboardInterrupt`` at
-once, a second SIGTERM ends the process.  When the run ends, the handlers
-that were installed before it (an event loop's own, a notebook kernel's)
-are restored.  In any other thread nothing is installed: signals are only
-delivered to the main thread.
+<hpt_async.Tuner.run>`.  In the main thread, while at least one run is
+open, one process-wide Python handler is installed for SIGINT and SIGTERM.
+It does nothing in the middle of whatever the interpreter was running: it
+schedules each open run's ``on_signal`` onto that run's own event loop
+(the loop's thread-safe "call soon"), where it stops the run as an ordinary
+callback.  The first signal also puts the default handlers in place, so
+that a second Ctrl-C raises ``KeyboardInterrupt`` at once and a second
+SIGTERM ends the process.  When the last open run ends, the handlers that
+were installed before the first one (an event loop runner's, a notebook
+kernel's) are put back.
+
+Handlers an event loop registered itself (``loop.add_signal_handler``) are
+left alone: such a loop is woken through its wakeup file descriptor, which
+this module never touches, and its own handler still runs.  In a thread
+other than the main one nothing is installed: signals are only delivered
+to the main thread.
 """
 
 from __future__ import annotations
 
+import itertools
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
-import anyio
-from anyio.abc import TaskStatus
+import anyio.lowlevel
 
 __all__ = ["graceful_interrupts"]
 
 _SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None)
 
+# The open runs (key -> their loop's token and what to call there), and the handlers found before the first.
+_runs: dict[int, tuple[anyio.lowlevel.EventLoopToken, Callable[[str], None]]] = {}
+_saved: dict[int, Any] = {}
+_keys = itertools.count()
 
-@asynccontextmanager
-async def graceful_interrupts(on_signal: Callable[[str], None]) -> AsyncIterator[None]:
-    """While open, the first SIGINT or SIGTERM calls ``on_signal(name)`` (see the module docstring)."""
+
+@contextmanager
+def graceful_interrupts(on_signal: Callable[[str], None]) -> Iterator[None]:
+    """While open, the first SIGINT or SIGTERM calls ``on_signal(name)`` on this run's loop (see the module)."""
     if threading.current_thread() is not threading.main_thread() or not _SIGNALS:
         yield
         return
-    saved = {sig: signal.getsignal(sig) for sig in _SIGNALS}
+    key = next(_keys)
+    if not _runs:
+        for sig in _SIGNALS:
+            _saved[sig] = signal.getsignal(sig)
+            signal.signal(sig, _handle)
+    _runs[key] = (anyio.lowlevel.current_token(), on_signal)
     try:
-        async with anyio.create_task_group() as tg:
-            await tg.start(_listen, on_signal)
-            try:
-                yield
-            finally:
-                tg.cancel_scope.cancel()
+        yield
     finally:
-        for sig, handler in saved.items():
-            if handler is not None:
-                signal.signal(sig, handler)
+        del _runs[key]
+        if not _runs:
+            for sig, handler in _saved.items():
+                # None: a handler not set from Python, which cannot be put back; the default is the nearest.
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+            _saved.clear()
 
 
-async def _listen(on_signal: Callable[[str], None], *, task_status: TaskStatus[None]) -> None:
-    with anyio.open_signal_receiver(*_SIGNALS) as received:
-        task_status.started()
-        async for signum in received:
-            on_signal(signal.Signals(signum).name)
-            break
+def _handle(signum: int, frame: object) -> None:
+    name = signal.Signals(signum).name
+    # A second signal aborts: the defaults take over until the last open run ends and restores the first ones.
+    for sig in _SIGNALS:
+        signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+    for token, on_signal in list(_runs.values()):
+        try:
+            token.backend_class.run_sync_soon(on_signal, (name,), token.native_token)
+        except Exception:
+            pass  # that run's loop has already closed

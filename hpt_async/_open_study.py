@@ -152,20 +152,27 @@ class OpenStudy:
                     name = label(component)
                     raise StudyError(f"{kind} {name!r} failed to start: {type(exc).__name__}: {exc}") from exc
         if settings.runs_objectives:
-            try:
-                await parts.executor.open(settings.concurrency)
-            except (TypeError, ValueError):
-                raise  # a setting of the executor's: its own message says what is wrong
-            except Exception as exc:
-                name = label(parts.executor)
-                raise StudyError(f"executor {name!r} failed to open: {type(exc).__name__}: {exc}") from exc
-            self._executor_open = True
+            await self.open_executor()
         relay = parts.relay
         if relay.study_started is not None:
             pruner = None if parts.pruner is None else label(parts.pruner)
             event = StudyStarted(settings.name, settings.direction, settings.space, self.seed, time.time(),
                                  settings.max_trials, settings.timeout, label(parts.strategy), pruner)  # fmt: skip
             await relay.emit("hpt_study_started", event=event, study=view)
+
+    async def open_executor(self) -> None:
+        """Open the executor for this study's run, once (ask-and-tell alone never opens it)."""
+        if self._executor_open:
+            return
+        parts = self.parts
+        try:
+            await parts.executor.open(self.settings.concurrency)
+        except (TypeError, ValueError):
+            raise  # a setting of the executor's: its own message says what is wrong
+        except Exception as exc:
+            name = label(parts.executor)
+            raise StudyError(f"executor {name!r} failed to open: {type(exc).__name__}: {exc}") from exc
+        self._executor_open = True
 
     @staticmethod
     async def _close_after_failure(parts: Components, session: StudySession, study: OpenStudy | None) -> None:

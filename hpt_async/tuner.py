@@ -177,6 +177,7 @@ class Tuner:
         self._queue: deque[tuple[dict[str, Any], int | None]] = deque()
         self._running = False
         self._opening: anyio.Event | None = None
+        self._open_error: BaseException | None = None  # why the last opening failed, for the tasks waiting on it
         self._study: OpenStudy | None = None  # while the study is open
         self._view: StudyView | None = None  # the last opening's view, kept after it closed
         self._run = RunState()
@@ -224,7 +225,8 @@ class Tuner:
                     "study %r has neither max_trials nor timeout: it runs until stopped (Ctrl-C)", self.study_name
                 )
             try:
-                async with graceful_interrupts(self._interrupted_by):
+                await self._study.open_executor()  # type: ignore[union-attr]  # a study ask() opened has none yet
+                with graceful_interrupts(self._interrupted_by):
                     with anyio.CancelScope() as run.scope:
                         if self.timeout is not None:
                             run.scope.deadline = anyio.current_time() + self.timeout
@@ -340,8 +342,12 @@ class Tuner:
         while self._study is None:
             if self._opening is not None:
                 await self._opening.wait()
+                failure = self._open_error
+                if self._study is None and failure is not None:
+                    message = f"opening study {self.study_name!r} failed: {type(failure).__name__}: {failure}"
+                    raise StudyError(message) from failure  # the task that opened it raised that error itself
                 continue
-            self._opening = anyio.Event()
+            self._opening, self._open_error = anyio.Event(), None
             try:
                 self._run = run = RunState()
                 run.open()
@@ -358,12 +364,15 @@ class Tuner:
                     concurrency=self.concurrency,
                     retry_lost=self.retry_lost,
                     objectives=self._objectives,
-                    runs_objectives=self.objective is not None,
+                    runs_objectives=self.objective is not None and self._running,  # ask() runs none
                 )
                 self._study = await OpenStudy.open(
                     settings, self._parts, run, self._queue, learn=self._learn, cancel_new=self._cancel_new
                 )
                 self._view = self._study.view
+            except BaseException as exc:
+                self._open_error = exc
+                raise
             finally:
                 opening, self._opening = self._opening, None
                 opening.set()
@@ -422,9 +431,11 @@ class Tuner:
     async def _worker(self) -> None:
         run, lock = self._run, self._ask_lock
         while not run.stopping:
-            # The lock is free nearly always (memory storage and most strategies never suspend in an ask):
-            # take it then without anyio's cancellation checkpoint, which walks every enclosing cancel scope.
-            # The run's own cancellation (timeout, stop) is checked here instead; otherwise, the full acquire.
+            # The lock is free nearly always (memory storage and most strategies never suspend in an ask). Even with
+            # fast_acquire, acquire() checks for cancellation, walking every enclosing cancel scope once per trial:
+            # a free lock is taken without that check. The run's own cancellation (timeout, stop) is checked here;
+            # a cancellation from outside the run is seen at the next await, after at most one more trial is made
+            # (and recorded CANCELLED). A lock held by another worker is awaited with the full acquire.
             scope = run.scope
             try:
                 if scope is None or scope.cancel_called:

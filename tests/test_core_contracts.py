@@ -260,7 +260,13 @@ async def test_concurrent_first_asks_open_the_study_once(tmp_path: Path, storage
         def hpt_study_started(self, event: hpt.StudyStarted) -> None:
             started.append(event.study)
 
-    url = "memory" if storage == "memory" else f"sqlite:///{tmp_path / 'asks.db'}"
+    class SlowToOpen(hpt.MemoryStorage):
+        # Opening suspends, as every storage with a file or a server does: the asks overlap the opening.
+        async def open(self, study: str, **options: Any) -> Any:
+            await anyio.sleep(0.01)
+            return await super().open(study, **options)
+
+    url = SlowToOpen() if storage == "memory" else f"sqlite:///{tmp_path / 'asks.db'}"
     tuner = hpt.Tuner(None, SPACE, storage=url, study="asks", pruner=StopAtStep(3), loggers=[], plugins=[Count()])
     pruned: list[int] = []
 
@@ -345,7 +351,8 @@ def test_a_study_runs_from_a_thread_that_is_not_the_main_one() -> None:
 
 
 async def test_a_study_runs_inside_an_event_loop_that_is_already_running() -> None:
-    # As in a notebook: `await tuner.run()` from code the loop already runs, with the loop's own handlers kept.
+    # As in a notebook: `await tuner.run()` from code the loop already runs; the handler found before is put back
+    # (tests/test_sigint.py checks a handler the loop registered itself).
     import signal
 
     before = signal.getsignal(signal.SIGINT)
@@ -443,3 +450,44 @@ async def test_resuming_from_a_stale_record_keeps_every_stored_report(tmp_path: 
     assert dict(loaded.reports) == four
     assert await session.trial_resumed(stale) is False  # no longer PAUSED: claimed once
     await session.close()
+
+
+async def test_ask_opens_no_executor_and_run_after_it_does() -> None:
+    opened: list[int] = []
+
+    class Counting(hpt.AsyncExecutor):
+        async def open(self, concurrency: int) -> None:
+            opened.append(concurrency)
+
+    tuner = hpt.Tuner(_quick, SPACE, executor=Counting(), max_trials=3, loggers=[], seed=0)
+    trial = await tuner.ask()
+    await tuner.tell(trial, 0.5)
+    assert opened == []  # ask-and-tell runs no objective: no worker pool is started for it
+    result = await tuner.run()
+    assert opened == [1] and result.count("complete") == 3
+
+
+async def test_tasks_waiting_on_a_failed_opening_get_its_error() -> None:
+    attempts: list[str] = []
+
+    class Broken(hpt.MemoryStorage):
+        async def open(self, study: str, **options: Any) -> Any:
+            attempts.append(study)
+            await anyio.sleep(0.01)
+            raise OSError("disk gone")
+
+    tuner = hpt.Tuner(None, SPACE, storage=Broken(), loggers=[])
+    errors: list[BaseException] = []
+
+    async def ask() -> None:
+        try:
+            await tuner.ask()
+        except Exception as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(ask)
+    assert len(attempts) == 1  # one opening, whose failure every waiting task reports
+    assert len(errors) == 3 and all("disk gone" in str(e) for e in errors)
+    assert all(isinstance(e, hpt.StudyError) for e in errors)

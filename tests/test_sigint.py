@@ -129,3 +129,116 @@ def test_a_second_ctrl_c_aborts_at_once(tmp_path: Path) -> None:
     assert "returned" not in out
     assert proc.returncode != 0
     assert "KeyboardInterrupt" in err
+
+
+def _script_result(script: str, signum: int | None = None, after: str | None = None) -> tuple[str, str, int]:
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    if after is not None:
+        for line in proc.stdout:
+            if line.strip() == after:
+                break
+        assert signum is not None
+        proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    return out, err, proc.returncode
+
+
+def test_a_handler_the_event_loop_set_itself_still_runs_after_a_study() -> None:
+    script = textwrap.dedent(
+        """
+        import asyncio, os, signal
+        import hpt_async as hpt
+
+        async def objective(trial):
+            return 1.0
+
+        async def main():
+            heard = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, heard.set)
+            await hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, max_trials=3, loggers=[]).run()
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.wait_for(heard.wait(), 10)
+            print("the loop's own handler ran")
+
+        asyncio.run(main())
+        """
+    )
+    out, err, code = _script_result(script)
+    assert "the loop's own handler ran" in out, err
+    assert code == 0
+
+
+def test_ctrl_c_stops_a_study_still_running_after_another_one_ended() -> None:
+    script = textwrap.dedent(
+        """
+        import anyio
+        import hpt_async as hpt
+
+        async def quick(trial):
+            return 1.0
+
+        async def slow(trial):
+            await anyio.sleep(60)
+            return 1.0
+
+        async def main():
+            results = {}
+
+            async def run(name, objective, trials):
+                results[name] = await hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, max_trials=trials,
+                                                 loggers=[]).run()
+                if name == "quick":
+                    print("quick ended", flush=True)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run, "slow", slow, 2)
+                tg.start_soon(run, "quick", quick, 3)
+            print("slow", results["slow"].reason, flush=True)
+
+        anyio.run(main)
+        """
+    )
+    out, err, code = _script_result(script, signal.SIGINT, after="quick ended")
+    assert "slow interrupted" in out, err
+    assert code == 0
+
+
+def test_one_ctrl_c_stops_every_study_running_at_once() -> None:
+    script = textwrap.dedent(
+        """
+        import anyio
+        import hpt_async as hpt
+
+        async def slow(trial):
+            await anyio.sleep(60)
+            return 1.0
+
+        class Started:
+            count = 0
+
+            @hpt.hookimpl
+            def hpt_trial_started(self):
+                Started.count += 1
+                if Started.count == 2:
+                    print("both started", flush=True)
+
+        async def main():
+            reasons = []
+
+            async def run():
+                tuner = hpt.Tuner(slow, {"x": hpt.Float(0, 1)}, max_trials=2, loggers=[], plugins=[started])
+                reasons.append((await tuner.run()).reason)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run)
+                tg.start_soon(run)
+            print("reasons", sorted(reasons), flush=True)
+
+        started = Started()
+        anyio.run(main)
+        """
+    )
+    out, err, code = _script_result(script, signal.SIGINT, after="both started")
+    assert "reasons ['interrupted', 'interrupted']" in out, err
+    assert code == 0
