@@ -296,9 +296,10 @@ class Trial:
 
     A trial changes only through its own methods: :meth:`report`,
     :meth:`pause` and :meth:`exploit` (called by its session while it
-    runs), :meth:`continue_from_checkpoint`, and :meth:`end`, which turns
-    it into its final :class:`TrialRecord`.  :meth:`snapshot` gives a
-    RUNNING record that never changes afterwards.
+    runs), :meth:`continue_from_checkpoint`, :meth:`set_user_attr`, and
+    :meth:`end`, which turns it into its final :class:`TrialRecord`.
+    ``params`` and ``user_attrs`` are there to read.  :meth:`snapshot`
+    gives a RUNNING record that never changes afterwards.
     """
 
     __slots__ = (
