@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,11 +57,39 @@ SCRIPT = textwrap.dedent(
 )
 
 
+_spawned: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind() -> Iterator[None]:
+    """Kill what a test started if it failed before its process ended (a stuck one would spin on)."""
+    yield
+    while _spawned:
+        proc = _spawned.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _spawned.append(proc)
+    return proc
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """``proc``'s output once it exits; killed (and the test failed) if it has not within ``timeout``."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+
+
 def _start(tmp_path: Path, kind: str) -> tuple[subprocess.Popen[str], Path]:
     db = tmp_path / "study.db"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, kind, str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = _spawn("-c", SCRIPT, kind, str(db))
     assert proc.stdout is not None
     started = 0
     deadline = time.monotonic() + 30
@@ -83,7 +112,7 @@ def _states(db: Path) -> list[str]:
 def test_a_signal_stops_the_study_gracefully_and_run_returns(tmp_path: Path, signum: int, kind: str) -> None:
     proc, db = _start(tmp_path, kind)
     proc.send_signal(signum)
-    out, err = proc.communicate(timeout=30)
+    out, err = _finish(proc, 30)
     lines = out.splitlines()
     ended = [line for line in lines if line.startswith("ended")]
     assert sorted(ended) == ["ended 0 cancelled", "ended 1 cancelled", "ended 2 cancelled"]
@@ -119,20 +148,20 @@ def test_a_second_ctrl_c_aborts_at_once(tmp_path: Path) -> None:
         print("returned", flush=True)
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _spawn("-c", script)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "started"
     proc.send_signal(signal.SIGINT)
     assert proc.stdout.readline().strip() == "ending"  # the graceful stop is under way, and stuck
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)  # well before the hook's minute is up
+    out, err = _finish(proc, 20)  # well before the hook's minute is up
     assert "returned" not in out
     assert proc.returncode != 0
     assert "KeyboardInterrupt" in err
 
 
 def _script_result(script: str, signum: int | None = None, after: str | None = None) -> tuple[str, str, int]:
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _spawn("-c", script)
     assert proc.stdout is not None
     if after is not None:
         for line in proc.stdout:
@@ -140,7 +169,7 @@ def _script_result(script: str, signum: int | None = None, after: str | None = N
                 break
         assert signum is not None
         proc.send_signal(signum)
-    out, err = proc.communicate(timeout=30)
+    out, err = _finish(proc, 30)
     return out, err, proc.returncode
 
 
