@@ -314,6 +314,6 @@ def test_the_default_logger_prints_plain_lines_into_a_pipe() -> None:
     err = proc.stderr
     assert "\x1b" not in err and BAR not in err
     lines = err.splitlines()
-    assert lines[0] == "[pty] minimize over 1 parameters, seed 0"
+    assert lines[0] == "[pty] minimize over 1 parameter, seed 0"
     assert any(line.startswith("[pty] 5/5 done: 5 complete") for line in lines)
     assert lines[-1].startswith("[pty] stopped (max_trials); best value")

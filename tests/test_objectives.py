@@ -108,7 +108,10 @@ def test_a_one_element_direction_sequence_is_one_objective_with_values() -> None
 
 async def test_the_console_summary_names_the_pareto_front(capsys: pytest.CaptureFixture[str]) -> None:
     await hpt.Tuner(_trade_off, SPACE, direction=BOTH, max_trials=3, loggers=["console"], seed=0).run()
-    assert "3 trials on the Pareto front of minimize, maximize: [0, 1, 2]" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "3 trials on the Pareto front of minimize, maximize: [0, 1, 2]" in err
+    assert "best Pareto front 3 trials" in err  # the progress line too
+    assert "over 1 parameter," in err
 
 
 # -- reports with one value per objective --------------------------------------------------

@@ -111,7 +111,9 @@ class _Board:
             counts.append("  paused ", "dim")
             counts.append(str(paused), "magenta")
         best = study.best
-        if best is None:
+        if len(study.directions) > 1:
+            best_line = Text(f"Pareto front: {len(study.best_trials())} trials", style="dim")
+        elif best is None:
             best_line = Text("best: none yet", style="dim")
         else:
             best_line = Text.assemble(
@@ -203,6 +205,8 @@ class ConsoleLogger:
         total = f"/{self._max_trials}" if self._max_trials else ""
         best = study.best
         best_text = "none yet" if best is None else f"{_fmt(best.value)} (trial {best.number})"
+        if len(study.directions) > 1:
+            best_text = f"Pareto front {len(study.best_trials())} trials"
         paused = study.count(_PAUSED)
         return (
             f"[{study.name}] {done}{total} done: {study.count(_COMPLETE)} complete, "
@@ -284,7 +288,8 @@ class ConsoleLogger:
         if not self.quiet:
             resumed = f", resuming {len(study.trials)} trials" if study.trials else ""
             self._write(
-                f"[{event.study}] {event.direction} over {len(event.space)} parameters, seed {event.seed}{resumed}"
+                f"[{event.study}] {event.direction} over {len(event.space)} "
+                f"parameter{'' if len(event.space) == 1 else 's'}, seed {event.seed}{resumed}"
             )
         if self._live_mode:
             self._start_live(study, event)
