@@ -35,11 +35,13 @@ def check(
     target: Any,
     seed: Any,
     study: Any,
+    disable_plugins: Any,
 ) -> None:
     """Raise ``TypeError`` or ``ValueError`` for the first argument a Tuner cannot take."""
     if objective is not None and not callable(objective):
         raise TypeError(f"objective must be callable (or None for ask-and-tell), got {objective!r}")
-    check_direction(direction)
+    if not isinstance(check_direction(direction), str) and len(direction) > 1 and target is not None:
+        raise ValueError("target= stops a study with one objective; this one has several directions")
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
     _count("max_trials", max_trials)
@@ -56,3 +58,5 @@ def check(
         raise ValueError(f"seed must be in [0, 2**64), got {seed}")
     if study is not None and (not isinstance(study, str) or not study):
         raise ValueError(f"study must be a non-empty string, got {study!r}")
+    if isinstance(disable_plugins, str):
+        raise TypeError(f"disable_plugins takes a list of plugin names, got the string {disable_plugins!r}")

@@ -41,6 +41,7 @@ from ._interrupt import graceful_interrupts
 from ._open_study import OpenStudy, StudySettings
 from ._outcome import outcome
 from ._run import Fatal, RunState
+from ._trial_source import Queued
 from .contracts.storage import check_direction
 from .events import TrialCreated, TrialEnded, TrialStarted
 from .exceptions import StrategyExhausted, StudyError, TrialCancelled, TrialPaused, TrialPruned
@@ -130,16 +131,13 @@ class Tuner:
         disable_plugins: list[str] | tuple[str, ...] | None = None,
         registry: Registry | None = None,
     ) -> None:
-        _args.check(
-            objective, direction, concurrency, max_trials, max_failures, timeout, trial_timeout, target, seed, study
-        )
+        _args.check(objective, direction, concurrency, max_trials, max_failures, timeout, trial_timeout, target, seed,
+                    study, disable_plugins)  # fmt: skip
         self.objective = objective
         self.space = as_space(space)
         self.direction = check_direction(direction)
         # One value per objective is expected from the objective when the direction is a sequence.
         self._objectives = None if isinstance(self.direction, str) else len(self.direction)
-        if self._objectives is not None and self._objectives > 1 and target is not None:
-            raise ValueError("target= stops a study with one objective; this one has several directions")
         self.concurrency = concurrency
         self.max_trials = max_trials
         self.timeout = timeout
@@ -151,8 +149,6 @@ class Tuner:
         self.retry_lost = bool(retry_lost)
         self.study_name = study or f"study-{uuid.uuid4().hex[:8]}"
 
-        if isinstance(disable_plugins, str):
-            raise TypeError(f"disable_plugins takes a list of plugin names, got the string {disable_plugins!r}")
         parts = resolve(
             registry or get_registry(),
             objective,
@@ -174,7 +170,7 @@ class Tuner:
         self.strategy, self.pruner, self.storage = parts.strategy, parts.pruner, parts.storage
         self.executor, self.loggers, self.plugins = parts.executor, parts.loggers, parts.plugins
         self._relay = parts.relay
-        self._queue: deque[tuple[dict[str, Any], int | None]] = deque()
+        self._queue: deque[Queued] = deque()
         self._running = False
         self._opening: anyio.Event | None = None
         self._open_error: BaseException | None = None  # why the last opening failed, for the tasks waiting on it
