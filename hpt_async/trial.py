@@ -247,9 +247,6 @@ class TrialSession(Protocol):
     async def on_restore(self, trial: Trial) -> bytes | None: ...
 
 
-_Session = TrialSession  # the name older executor plugins imported
-
-
 def _check_report(value: Any, step: Any) -> tuple[float, int, tuple[float, ...] | None]:
     """``(first value, step, every value or None)`` of a report, or the error that refuses it."""
     if isinstance(step, bool) or not isinstance(step, int):
