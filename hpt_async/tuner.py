@@ -15,41 +15,44 @@ The pieces around it, each the one owner of its state: :mod:`._components`
 (the components, resolved once), :mod:`._run` (why the run stops, its live
 trials), :mod:`._open_study` (opening and closing the study),
 :mod:`._trial_source` (where the next trial comes from),
-:mod:`._trial_session` (reports, checkpoints, exploits), :mod:`._outcome`
+:mod:`._trial_session` (reports, checkpoints, exploits), :mod:`._trial_end`
+(a trial's end recorded, and the stop rules it checks), :mod:`._outcome`
 (what an objective returned), :mod:`._checkpoint_book` (which checkpoints to
 keep), :mod:`._shared` (tuners sharing a study) and :mod:`._interrupt`
-(Ctrl-C and SIGTERM).
+(Ctrl-C and SIGTERM).  The ask-and-tell face is :class:`._ask_tell.AskAndTell`,
+a base of :class:`Tuner`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 
 from . import _args
+from ._ask_tell import AskAndTell
 from ._components import Components, label, resolve
 from ._interrupt import graceful_interrupts
 from ._open_study import OpenStudy, StudySettings
 from ._outcome import outcome
 from ._run import Fatal, RunState
+from ._trial_end import TrialEnd
 from ._trial_source import Queued
 from .contracts.storage import check_direction
-from .events import TrialCreated, TrialEnded, TrialStarted
-from .exceptions import StrategyExhausted, StudyError, TrialCancelled, TrialPaused, TrialPruned
+from .events import TrialCreated, TrialStarted
+from .exceptions import StudyError, TrialCancelled, TrialPaused, TrialPruned
 from .plugins import Registry, get_registry
 from .result import StopReason, StudyResult
 from .space import Space, as_space
-from .study import StudyView, better
-from .trial import Trial, TrialRecord, TrialState
+from .study import StudyView
+from .trial import Trial, TrialState
 
 __all__ = ["Tuner"]
 
@@ -59,7 +62,7 @@ log = logging.getLogger("hpt_async")
 _SLICE = 0.005
 
 
-class Tuner:
+class Tuner(AskAndTell):
     """Tunes ``objective`` over ``space``.
 
     ``objective(trial)`` returns the value to minimise or maximise (with
@@ -93,17 +96,9 @@ class Tuner:
     suggestions reproducible; without it a resumed study continues with its
     stored seed, and a new one draws a seed and stores it.
 
-    With a pruner in promotion mode (``pruner=ASHAPruner(mode="promotion")``)
-    a trial the pruner pauses ends its run PAUSED, keeping its checkpoint;
-    each time a slot frees, the pruner is first asked for a paused trial to
-    resume (:meth:`Pruner.promote <hpt_async.Pruner.promote>`), and only
-    when it names none does a new trial start.  A resumed trial keeps its
-    number, configuration and reports, and runs the objective again with
-    ``trial.should_restore`` true (without a checkpoint it starts over and
-    reports from its first step again).  ``max_trials`` then bounds the
-    configurations tried: once it is reached, promotions go on until none
-    qualifies.  Trials still PAUSED when the study ends stay PAUSED, and a
-    resumed study may promote them.
+    With a pruner in promotion mode a trial the pruner pauses ends PAUSED,
+    keeping its checkpoint, and a freed slot first resumes the paused trial
+    the pruner promotes (docs/pruners.md, "Promotion mode").
     """
 
     def __init__(
@@ -255,82 +250,6 @@ class Tuner:
             self._running = False
         return self._run.outcome(result, self.study_name, self.max_failures)
 
-    async def ask(self) -> Trial:
-        """Create a trial for a loop of the user's own (ask-and-tell).
-
-        Opens the study on first use; safe to call from many tasks at once.
-        With a pruner in promotion mode, a PAUSED trial it promotes comes
-        first (``trial.should_restore`` tells it from a new one).  Raises
-        :class:`~hpt_async.StrategyExhausted` when the strategy has nothing
-        left.  ``max_trials`` and ``timeout`` are :meth:`run`'s and do not
-        apply here.
-        """
-        self._raise_fatal()
-        await self._ensure_open()
-        try:
-            async with self._ask_lock:
-                await self._study.shared.sync_if_due()  # type: ignore[union-attr]
-                trial = await self._study.source.next()  # type: ignore[union-attr]
-        except Fatal:
-            self._raise_fatal()
-            raise
-        if trial is None:
-            raise StrategyExhausted(f"strategy {label(self.strategy)!r} has no configuration left")
-        await self._announce_start(trial)
-        return trial
-
-    async def tell(
-        self,
-        trial: Trial,
-        value: float | Sequence[float] | None = None,
-        *,
-        state: TrialState | str | None = None,
-        error: str | None = None,
-    ) -> TrialRecord:
-        """End a trial from :meth:`ask` with ``value`` or with ``state``.
-
-        ``state`` defaults to COMPLETE; a missing or non-finite value then
-        makes the trial FAILED (a study with several directions takes one
-        value per objective).  PRUNED and PAUSED keep the last reported
-        value (a PAUSED trial may come back from :meth:`ask` when a pruner
-        in promotion mode promotes it).  Returns the final record.
-        """
-        if not isinstance(trial, Trial):
-            raise TypeError(f"tell() takes the Trial returned by ask(), got {trial!r}")
-        if not self._run.owns(trial):
-            raise ValueError(f"trial {trial.number} is not running in this tuner")
-        st = TrialState.COMPLETE if state is None else TrialState(state)
-        if st is TrialState.RUNNING:
-            raise ValueError("tell() ends a trial; RUNNING is not an end state")
-        if st is TrialState.PAUSED and not self._parts.promotes:
-            raise ValueError("tell(state='paused') needs a pruner in promotion mode, which alone resumes paused trials")
-        record = None
-        try:
-            if st is TrialState.COMPLETE:
-                state, kept, error, values = outcome(value, self._objectives)
-                record = await self._end(trial, state, kept, error, values=values)
-            elif st is TrialState.PRUNED or st is TrialState.PAUSED:
-                kept = trial.last_value if value is None else float(value)  # type: ignore[arg-type]
-                record = await self._end(trial, st, kept if kept is not None and math.isfinite(kept) else None)
-            else:
-                record = await self._end(trial, st, None, error)
-            await self._study.shared.sync_if_due()  # type: ignore[union-attr]
-        except Fatal:
-            pass
-        self._raise_fatal()
-        assert record is not None
-        return record
-
-    async def close(self) -> StudyResult:
-        """Close a study opened by :meth:`ask`: running trials are recorded CANCELLED (PAUSED again if resumed)."""
-        if self._study is None:
-            raise RuntimeError("the study is not open")
-        self._run.stop(StopReason.EXHAUSTED if self._run.exhausted else StopReason.CLOSED, cancel=False)
-        result = await self._finish()
-        if self._run.fatal is not None:
-            raise StudyError(str(self._run.fatal), result) from self._run.fatal.__cause__
-        return result
-
     # -- opening and closing -------------------------------------------------
 
     async def _ensure_open(self) -> None:
@@ -362,8 +281,11 @@ class Tuner:
                     objectives=self._objectives,
                     runs_objectives=self.objective is not None and self._running,  # ask() runs none
                 )
-                self._study = await OpenStudy.open(
-                    settings, self._parts, run, self._queue, learn=self._learn, cancel_new=self._cancel_new
+                self._ending = ending = TrialEnd(self._parts, run, direction=self.direction,
+                                                 max_failures=self.max_failures, target=self.target,
+                                                 fail_fast=lambda: self.fail_fast and self._running)  # fmt: skip
+                self._study = ending.study = await OpenStudy.open(
+                    settings, self._parts, run, self._queue, learn=ending.learn, cancel_new=ending.cancel_new
                 )
                 self._view = self._study.view
             except BaseException as exc:
@@ -380,21 +302,12 @@ class Tuner:
         for trial in list(run.live.values()):
             # A trial still open when the study closes cannot run on (a resumed one waits again).
             try:
-                await self._end(trial, *self._interrupted(trial))
+                await self._ending.end(trial, *self._ending.interrupted(trial))
             except Fatal:
                 pass
         run.final_reason(max_trials_reached=self.max_trials is not None and study.view.n_counted >= self.max_trials)
         self._study = None
         return await study.close(run)
-
-    def _raise_fatal(self) -> None:
-        """Raise the recorded fatal error, if any, with the study as it stands (ask-and-tell)."""
-        fatal = self._run.fatal
-        if fatal is None:
-            return
-        if fatal.result is None and self._study is not None:
-            fatal.result = self._study.result(self._run)
-        raise fatal from fatal.__cause__
 
     def _interrupted_by(self, signal_name: str) -> None:
         log.warning("study %r: %s received, stopping (again to abort at once)", self.study_name, signal_name)
@@ -499,141 +412,26 @@ class Tuner:
                     raw = await self.executor.run(self.objective, trial)
                 if scope.cancelled_caught:
                     message = f"TrialTimeout: trial ran longer than trial_timeout={self.trial_timeout}s"
-                    await self._end(trial, TrialState.FAILED, None, message)
+                    await self._ending.end(trial, TrialState.FAILED, None, message)
                     return
         except TrialPruned as exc:
             # A pause travels as TrialPaused, or as TrialPruned through executors that know only that.
             paused = self._parts.promotes and (trial.pausing or isinstance(exc, TrialPaused))
-            await self._end(trial, TrialState.PAUSED if paused else TrialState.PRUNED, trial.last_value)
+            await self._ending.end(trial, TrialState.PAUSED if paused else TrialState.PRUNED, trial.last_value)
         except anyio.get_cancelled_exc_class():
             # The study is being cancelled: end the trial whole, hooks included, then unwind.
             with anyio.CancelScope(shield=True):
                 try:
-                    await self._end(trial, *self._interrupted(trial))
+                    await self._ending.end(trial, *self._ending.interrupted(trial))
                 except Fatal:
                     pass
             raise
         except TrialCancelled:
             # Raised into the objective by a fatal error elsewhere; the study is stopping.
-            await self._end(trial, *self._interrupted(trial))
+            await self._ending.end(trial, *self._ending.interrupted(trial))
         except Exception as exc:
             tb = "".join(traceback.format_exception(exc))
-            await self._end(trial, TrialState.FAILED, None, f"{type(exc).__name__}: {exc}", tb, cause=exc)
+            await self._ending.end(trial, TrialState.FAILED, None, f"{type(exc).__name__}: {exc}", tb, cause=exc)
         else:
             state, value, error, values = outcome(raw, self._objectives)
-            await self._end(trial, state, value, error, values=values)
-
-    async def _cancel_new(self, trial: Trial) -> None:
-        """End a trial whose creation was cancelled: CANCELLED, with no hook told (none heard of it)."""
-        await self._end(trial, TrialState.CANCELLED, announce=False)
-
-    @staticmethod
-    def _interrupted(trial: Trial) -> tuple[TrialState, float | None]:
-        """How a trial the study stops is recorded: CANCELLED, or PAUSED again when it had been resumed."""
-        if trial.resumed:
-            return TrialState.PAUSED, trial.last_value
-        return TrialState.CANCELLED, None
-
-    # -- a trial's end ---------------------------------------------------------
-
-    async def _end(
-        self,
-        trial: Trial,
-        state: TrialState,
-        value: float | None = None,
-        error: str | None = None,
-        tb: str | None = None,
-        *,
-        values: tuple[float, ...] | None = None,
-        announce: bool = True,
-        cause: BaseException | None = None,
-    ) -> TrialRecord:
-        """Record the end of ``trial``: storage commits, the strategy learns, plugins hear.
-
-        Runs to completion even when the study is being cancelled: the first
-        attempt is unshielded (cheap), and if a cancellation interrupts it the
-        remaining steps are finished under a shield, resuming at the step that
-        was interrupted (storage and strategy may thus see that one step twice
-        with the same record).
-        """
-        study = self._study
-        assert study is not None
-        view, book = study.view, study.book
-        if trial.ended:
-            return view.trials[trial.number]
-        record = trial.end(state, value, error, tb, values=values)
-        progress = [0, 0]
-        try:
-            await self._commit(record, progress, announce, cause)
-        except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True):
-                await self._commit(record, progress, announce, cause)
-                if book:
-                    await book.release(view)
-            raise
-        if book:
-            with anyio.CancelScope(shield=True):
-                await book.release(view)
-        self._run.changed()
-        return record
-
-    async def _commit(
-        self, record: TrialRecord, progress: list[int], announce: bool, cause: BaseException | None
-    ) -> None:
-        # progress[0]: steps done (1 stored, 2 told); progress[1]: hook implementations called.
-        view, run = self._view, self._run
-        assert view is not None
-        if progress[0] < 1:
-            try:
-                await self._study.session.trial_ended(record)  # type: ignore[union-attr]
-            except Exception as exc:
-                view._put(record)
-                run.release(record.number)
-                raise run.fail(f"storage {label(self.storage)!r} failed to commit trial {record.number}", exc) from exc
-            view._put(record)
-            run.release(record.number)
-            progress[0] = 1
-        if progress[0] < 2:
-            await self._learn(record, own=True, cause=cause)
-            progress[0] = 2
-        fire = self._relay.trial_ended
-        if announce and fire is not None:
-            pending = fire(TrialEnded(record), view, progress)
-            if pending is not None:
-                await pending
-        # Only now, so that the trial that stops the study is announced whole before the cancel.
-        self._check_stop(record)
-
-    async def _learn(self, record: TrialRecord, own: bool = False, cause: BaseException | None = None) -> None:
-        """Tell the strategy, then the pruner, that a trial of the study finished (this tuner's or another's)."""
-        run, view = self._run, self._view
-        state = record.state
-        if state is TrialState.CANCELLED or state is TrialState.LOST:
-            run.exhausted = False  # its configuration may be offered again: a strategy that had run out is asked anew
-        parts = self._parts
-        if parts.strategy_tell is not None:
-            try:
-                await parts.strategy_tell(view, record)
-            except Exception as exc:
-                raise run.fail(f"strategy {label(self.strategy)!r} failed in tell", exc) from exc
-        if parts.pruner_tell is not None:
-            try:
-                await parts.pruner_tell(view, record)
-            except Exception as exc:
-                raise run.fail(f"pruner {label(self.pruner)!r} failed in tell", exc) from exc
-        if not own:
-            self._check_stop(record)
-        elif self.fail_fast and self._running and state.counted:
-            failed = state is TrialState.FAILED
-            if run.count_finished(failed, (cause or RuntimeError(record.error)) if failed else None):
-                run.stop(StopReason.FAIL_FAST, cancel=True)
-
-    def _check_stop(self, record: TrialRecord) -> None:
-        """Stop on ``max_failures`` (FAILED trials of the whole study) or on reaching ``target``."""
-        state, value = record.state, record.value
-        if state is TrialState.FAILED:
-            if self.max_failures is not None and self._view.count(TrialState.FAILED) >= self.max_failures:  # type: ignore[union-attr]
-                self._run.stop(StopReason.MAX_FAILURES, cancel=True)
-        elif state is TrialState.COMPLETE and self.target is not None and value is not None:
-            if value == self.target or better(self.direction, value, self.target):
-                self._run.stop(StopReason.TARGET, cancel=True)
+            await self._ending.end(trial, state, value, error, values=values)
