@@ -15,6 +15,13 @@ CPU time and the part of it spent in the garbage collector, and its peak RSS:
     the same with ``loggers=[]``: what the default logger adds, by difference.
 ``bare-10k``
     the bare pool with 10,000 tasks, 100,000 sleeps: the floor of this design.
+``floor-10k``
+    the bare pool plus the least a tuner must do per trial, written as
+    plainly as Python allows: draw the configuration from a block of
+    random numbers (the ``random`` strategy's own decoding), hand it to the
+    objective, and keep a record of number, configuration, value and times
+    in a dict.  No storage, events, loggers or trial objects.  Its ratio to
+    ``bare-10k`` bounds from below what any tuner of this shape can reach.
 ``optuna``
     Optuna's ``study.optimize(n_jobs=500)``, 10,000 trials of ``time.sleep``.
 ``idle``
@@ -71,7 +78,7 @@ class Scenario:
     """One measured configuration: which runner, how many trials, how many at once."""
 
     name: str
-    kind: str  # "hpt", "bare", "optuna" or "idle"
+    kind: str  # "hpt", "bare", "floor", "optuna" or "idle"
     trials: int
     concurrency: int
     goal: str = ""
@@ -93,6 +100,7 @@ FULL = {
         Scenario("hpt-10k", "hpt", 100_000, 10_000, "<= 1.5x bare-10k"),
         Scenario("hpt-10k-nolog", "hpt", 100_000, 10_000, loggers="none"),
         Scenario("bare-10k", "bare", 100_000, 10_000),
+        Scenario("floor-10k", "floor", 100_000, 10_000),
         Scenario("optuna", "optuna", 10_000, 500),
         Scenario("idle", "idle", 0, 1),
     )
@@ -106,11 +114,12 @@ QUICK = {
         Scenario("hpt-10k", "hpt", 10_000, 1_000, "<= 1.5x bare-10k"),
         Scenario("hpt-10k-nolog", "hpt", 10_000, 1_000, loggers="none"),
         Scenario("bare-10k", "bare", 10_000, 1_000),
+        Scenario("floor-10k", "floor", 10_000, 1_000),
         Scenario("optuna", "optuna", 600, 100),
         Scenario("idle", "idle", 0, 1),
     )
 }
-BASELINE = {"hpt-1k": "bare-1k", "hpt-10k": "bare-10k", "hpt-10k-nolog": "bare-10k"}
+BASELINE = {"hpt-1k": "bare-1k", "hpt-10k": "bare-10k", "hpt-10k-nolog": "bare-10k", "floor-10k": "bare-10k"}
 
 
 # -- what runs in the child process ----------------------------------------------
@@ -171,6 +180,35 @@ async def _run_bare(trials: int, concurrency: int) -> None:
         raise RuntimeError(f"the bare pool ran {started} sleeps, expected {trials}")
 
 
+async def _run_floor(trials: int, concurrency: int) -> None:
+    import anyio
+
+    from hpt_async.space import unit_uniforms_block
+
+    space = _space()
+    records: dict[int, tuple[dict[str, Any], float, float, float]] = {}
+    started = 0
+    block: tuple[int, list[list[float]]] = (0, unit_uniforms_block(0, 0, 256, len(space)))
+
+    async def worker() -> None:
+        nonlocal started, block
+        while started < trials:
+            number = started
+            started += 1
+            if number - block[0] >= 256:
+                block = (number, unit_uniforms_block(0, number, 256, len(space)))
+            params = space.from_unit(block[1][number - block[0]])
+            t0 = time.time()
+            await anyio.sleep(SLEEP)
+            records[number] = (params, params["lr"] * params["layers"], t0, time.time())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(concurrency):
+            tg.start_soon(worker)
+    if len(records) != trials:
+        raise RuntimeError(f"the floor pool recorded {len(records)} trials, expected {trials}")
+
+
 def _run_optuna(trials: int, concurrency: int) -> None:
     import optuna
 
@@ -223,6 +261,8 @@ def run_scenario(kind: str, trials: int, concurrency: int, loggers: str = "defau
         t0 = time.perf_counter()
         if kind == "hpt":
             await _run_hpt(trials, concurrency, loggers)
+        elif kind == "floor":
+            await _run_floor(trials, concurrency)
         else:
             await _run_bare(trials, concurrency)
         elapsed = time.perf_counter() - t0
