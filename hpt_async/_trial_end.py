@@ -30,6 +30,14 @@ if TYPE_CHECKING:
 
 __all__ = ["TrialEnd"]
 
+# States as module globals: on Python 3.11 each ``TrialState.X`` lookup goes through the enum metaclass's
+# ``__getattr__`` hook (about 0.4 µs), and the hot path reads a dozen of them per trial.
+_CANCELLED = TrialState.CANCELLED
+_COMPLETE = TrialState.COMPLETE
+_FAILED = TrialState.FAILED
+_LOST = TrialState.LOST
+_PAUSED = TrialState.PAUSED
+
 
 class TrialEnd:
     """The ends of one opening's trials (see the module docstring).
@@ -98,14 +106,14 @@ class TrialEnd:
 
     async def cancel_new(self, trial: Trial) -> None:
         """End a trial whose creation was cancelled: CANCELLED, with no hook told (none heard of it)."""
-        await self.end(trial, TrialState.CANCELLED, announce=False)
+        await self.end(trial, _CANCELLED, announce=False)
 
     @staticmethod
     def interrupted(trial: Trial) -> tuple[TrialState, float | None]:
         """How a trial the study stops is recorded: CANCELLED, or PAUSED again when it had been resumed."""
         if trial.resumed:
-            return TrialState.PAUSED, trial.last_value
-        return TrialState.CANCELLED, None
+            return _PAUSED, trial.last_value
+        return _CANCELLED, None
 
     async def _commit(
         self, record: TrialRecord, progress: list[int], announce: bool, cause: BaseException | None
@@ -141,7 +149,7 @@ class TrialEnd:
         run, parts = self._run, self._parts
         view = self.study.view  # type: ignore[union-attr]
         state = record.state
-        if state is TrialState.CANCELLED or state is TrialState.LOST:
+        if state is _CANCELLED or state is _LOST:
             run.exhausted = False  # its configuration may be offered again: a strategy that had run out is asked anew
         if parts.strategy_tell is not None:
             try:
@@ -156,17 +164,17 @@ class TrialEnd:
         if not own:
             self._check_stop(record)
         elif state.counted and self._fail_fast():
-            failed = state is TrialState.FAILED
+            failed = state is _FAILED
             if run.count_finished(failed, (cause or RuntimeError(record.error)) if failed else None):
                 run.stop(StopReason.FAIL_FAST, cancel=True)
 
     def _check_stop(self, record: TrialRecord) -> None:
         """Stop on ``max_failures`` (FAILED trials of the whole study) or on reaching ``target``."""
         state, value = record.state, record.value
-        if state is TrialState.FAILED:
+        if state is _FAILED:
             limit = self._max_failures
-            if limit is not None and self.study.view.count(TrialState.FAILED) >= limit:  # type: ignore[union-attr]
+            if limit is not None and self.study.view.count(_FAILED) >= limit:  # type: ignore[union-attr]
                 self._run.stop(StopReason.MAX_FAILURES, cancel=True)
-        elif state is TrialState.COMPLETE and self._target is not None and value is not None:
+        elif state is _COMPLETE and self._target is not None and value is not None:
             if value == self._target or better(self._direction, value, self._target):  # type: ignore[arg-type]
                 self._run.stop(StopReason.TARGET, cancel=True)

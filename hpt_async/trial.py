@@ -61,6 +61,8 @@ class TrialState(enum.StrEnum):
 
 
 _COUNTED = frozenset({TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED, TrialState.PAUSED})
+# A module global: on Python 3.11 each ``TrialState.X`` lookup goes through the enum metaclass's ``__getattr__``.
+_RUNNING = TrialState.RUNNING
 
 
 @dataclass(frozen=True, slots=True)
@@ -541,7 +543,7 @@ class Trial:
         """
         if self._ended:
             raise RuntimeError(f"trial {self.number} has already ended")
-        if state is TrialState.RUNNING:
+        if state is _RUNNING:
             raise ValueError("a trial ends in a final state, not RUNNING")
         self._ended = True
         now = time.time() if ended is None else ended
@@ -578,7 +580,7 @@ class Trial:
         reports = self._reports
         return TrialRecord(
             number=self.number,
-            state=TrialState.RUNNING,
+            state=_RUNNING,
             params=self._frozen_params(),
             reports=_ReportsSoFar(reports, self._order, len(reports)) if reports else _EMPTY,
             user_attrs=MappingProxyType(dict(self.user_attrs)) if self.user_attrs else _EMPTY,
