@@ -20,7 +20,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ("docs/plugins.md", "docs/executors.md")
+# The tutorials and the pages around them: every ```python block of these must be runnable (a fragment
+# that cannot run on its own is fenced ```py instead), so that no code a reader copies goes untested.
+TUTORIALS = (
+    "docs/index.md",
+    "docs/getting-started.md",
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs" / "tutorials").glob("*.md")),
+    "docs/coming-from-optuna.md",
+    "docs/coming-from-ray-tune.md",
+)
+PAGES = ("docs/plugins.md", "docs/executors.md", *TUTORIALS)
 MARK = "# runnable"
 TIMEOUT = 120.0  # seconds; only reached when an example hangs
 
@@ -50,6 +59,18 @@ def test_every_page_has_runnable_examples() -> None:
     # A renamed marker or a broken fence would otherwise leave nothing to run, and every test would pass.
     for page in PAGES:
         assert runnable_blocks(page), f"{page} has no block starting with {MARK!r}"
+
+
+@pytest.mark.parametrize("page", TUTORIALS)
+def test_every_python_block_of_a_tutorial_runs(page: str) -> None:
+    text = (ROOT / page).read_text(encoding="utf-8")
+    for match in _FENCE.finditer(text):
+        first = match.group(1).splitlines()[:1]
+        assert first == [MARK], f"{page}:{_line_of(text, match.start())}: a ```python block must start with {MARK!r}"
+
+
+def test_tutorials_are_found() -> None:
+    assert len([p for p in TUTORIALS if p.startswith("docs/tutorials/")]) >= 7
 
 
 def test_plugins_page_has_one_example_per_kind() -> None:
