@@ -95,7 +95,7 @@ class RunState:
         if self.reason == StopReason.MAX_FAILURES:
             failed = result.count("failed")
             message = f"study {study!r} stopped after {failed} failed trials (max_failures={max_failures})"
-            raise StudyFailed(message, result)
+            raise StudyFailed(message, result) from self.first_error
         if self.reason == StopReason.FAIL_FAST:
             raise StudyFailed(
                 f"study {study!r} stopped: its first {self.finished} trials all FAILED; the first error is "
@@ -103,6 +103,11 @@ class RunState:
                 result,
             ) from self.first_error
         return result
+
+    def note_failure(self, error: BaseException) -> None:
+        """A trial of this run FAILED with ``error``: kept when it is the run's first (chained to StudyFailed)."""
+        if self.first_error is None:
+            self.first_error = error
 
     def count_finished(self, failed: bool, error: BaseException | None) -> bool:
         """Count one finished trial of this run; True when the first FAIL_FAST_TRIALS all FAILED."""

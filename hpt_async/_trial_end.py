@@ -161,6 +161,8 @@ class TrialEnd:
                 await parts.pruner_tell(view, record)
             except Exception as exc:
                 raise run.fail(f"pruner {label(parts.pruner)!r} failed in tell", exc) from exc
+        if own and state is _FAILED:
+            run.note_failure(cause or RuntimeError(record.error))
         if not own:
             self._check_stop(record)
         elif state.counted and self._fail_fast():

@@ -344,6 +344,8 @@ async def test_max_failures_raises_study_failed_with_the_partial_result() -> Non
     assert len(result.trials) == 4
     assert result.best is not None and result.best.number == 0
     assert "3" in str(info.value)
+    # The run's first failure is chained, as with fail_fast.
+    assert isinstance(info.value.__cause__, RuntimeError) and str(info.value.__cause__) == "always"
 
 
 async def test_max_failures_cancels_running_trials() -> None:
