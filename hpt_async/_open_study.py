@@ -64,6 +64,12 @@ class StudySettings:
     runs_objectives: bool
 
 
+def _same_key(record: TrialRecord) -> tuple[Any, ...]:
+    """What makes two finished trials the same for :meth:`OpenStudy._take_in`."""
+    return (record.state, repr(record.value), repr(sorted(record.params.items(), key=lambda kv: kv[0])),
+            record.started)  # fmt: skip
+
+
 class OpenStudy:
     """One opening of a study by a tuner, and the pieces that live as long as it (see the module docstring)."""
 
@@ -102,12 +108,15 @@ class OpenStudy:
         *,
         learn: Callable[[TrialRecord], Awaitable[None]],
         cancel_new: Callable[[Trial], Awaitable[Any]],
+        added: list[TrialRecord] | None = None,
     ) -> OpenStudy:
         """Open the study for the run ``run``; ``learn`` hears of other tuners' finished trials.
 
         ``queue`` holds the configurations waiting to run (LOST trials found
         now are added to it); ``cancel_new`` ends a trial whose creation was
-        cancelled.
+        cancelled; ``added`` holds finished trials from elsewhere
+        (:meth:`Tuner.add_trials <hpt_async.Tuner.add_trials>`), stored
+        before the strategy starts and removed from the list once stored.
         """
         storage = label(parts.storage)
         # A new study keeps the seed given or drawn here; a resumed one keeps its stored seed unless one is given.
@@ -126,16 +135,18 @@ class OpenStudy:
             stored = getattr(session, "settings", None) or {}
             seed = settings.seed if settings.seed is not None else int(stored.get("seed", drawn))
             study = cls(settings, parts, run, session, seed, queue, learn, cancel_new)
-            await study._start()
+            await study._start(added if added is not None else [])
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await cls._close_after_failure(parts, session, study)
             raise
         return study
 
-    async def _start(self) -> None:
+    async def _start(self, added: list[TrialRecord]) -> None:
         settings, parts, view, session = self.settings, self.parts, self.view, self.session
         storage = label(parts.storage)
+        if added:
+            await self._take_in(added)
         try:
             # Trials left RUNNING by a tuner that died are found now, before the strategy starts.
             lost: list[TrialRecord] = await session.claim_lost()
@@ -159,6 +170,29 @@ class OpenStudy:
             event = StudyStarted(settings.name, settings.direction, settings.space, self.seed, time.time(),
                                  settings.max_trials, settings.timeout, label(parts.strategy), pruner)  # fmt: skip
             await relay.emit("hpt_study_started", event=event, study=view)
+
+    async def _take_in(self, added: list[TrialRecord]) -> None:
+        """Store the finished trials of ``added`` with new numbers and put them in the view, emptying the list.
+
+        One equal to a trial the study holds (same state, value, configuration
+        and start time) is skipped: a script run again to resume adds its
+        trials once.
+        """
+        view, session = self.view, self.session
+        held = {_same_key(r) for r in view.trials.values()}
+        storage = label(self.parts.storage)
+        while added:
+            record = added[0]
+            if _same_key(record) not in held:
+                try:
+                    number = await session.reserve()
+                    stored = replace(record, number=number, retry_of=None)
+                    await session.trial_ended(stored)
+                except Exception as exc:
+                    raise StudyError(f"storage {storage!r} failed to store an added trial: {exc}") from exc
+                view._put(stored)
+                held.add(_same_key(stored))
+            added.pop(0)
 
     async def open_executor(self) -> None:
         """Open the executor for this study's run, once (ask-and-tell alone never opens it)."""

@@ -52,7 +52,7 @@ from .plugins import Registry, get_registry
 from .result import StopReason, StudyResult
 from .space import Space, as_space
 from .study import StudyView
-from .trial import Trial, TrialState
+from .trial import Trial, TrialRecord, TrialState
 
 __all__ = ["Tuner"]
 
@@ -172,6 +172,7 @@ class Tuner(AskAndTell):
         self.executor, self.loggers, self.plugins = parts.executor, parts.loggers, parts.plugins
         self._relay = parts.relay
         self._queue: deque[Queued] = deque()
+        self._added: list[TrialRecord] = []  # finished trials from elsewhere, taken in at the next opening
         self._running = False
         self._opening: anyio.Event | None = None
         self._open_error: BaseException | None = None  # why the last opening failed, for the tasks waiting on it
@@ -198,6 +199,41 @@ class Tuner(AskAndTell):
         checked = self.space.validate(params, partial=True)
         self.space.complete(checked, 0, 0)  # raises now if no completion can keep the given values active
         self._queue.append((checked, None))
+
+    def add_trials(self, source: Any, *, on_invalid: str = "raise") -> int:
+        """Add finished trials from elsewhere to the study before it runs (a warm start).
+
+        ``source`` is :class:`TrialRecord` objects, a study read with
+        :func:`~hpt_async.load_study` (or a :class:`StudyResult`), a pandas
+        DataFrame as :meth:`LoadedStudy.to_dataframe
+        <hpt_async.LoadedStudy.to_dataframe>` makes it, the path of a CSV
+        file as ``hpt-async export`` writes it, or rows with those columns
+        (see :mod:`hpt_async.warm_start`).  COMPLETE, PRUNED and FAILED
+        trials are taken, with their value, reports and user attributes;
+        others are skipped.  Each configuration is checked against the space
+        now: a parameter missing, extra or out of range raises
+        :class:`~hpt_async.warm_start.WarmStartError` naming the record and
+        the parameter, and nothing is added (``on_invalid="skip"`` leaves
+        such records out with a warning instead).  Returns how many
+        records will be added.
+
+        The study takes them in when :meth:`run` (or the first :meth:`ask`)
+        opens it, before the strategy and the pruner start: they get the
+        next study numbers, are stored, and count toward ``max_trials`` as
+        resumed trials do (``max_trials=50`` with 20 added runs 30 new
+        trials); model-based strategies and pruners learn from them.  No
+        lifecycle hook hears of them.  A record equal to one the study
+        already holds (same state, value, configuration and start time) is
+        not added again, so a script that adds trials and is run again to
+        resume a stored study does not add them twice.
+        """
+        from .warm_start import read_trials
+
+        if self._study is not None or self._opening is not None:
+            raise RuntimeError("add_trials() comes before run() or the first ask(): the study is open")
+        records = read_trials(source, self.space, objectives=self._objectives, on_invalid=on_invalid)
+        self._added.extend(records)
+        return len(records)
 
     async def run(self) -> StudyResult:
         """Run trials until a stop condition holds; return every trial and the best.
@@ -291,7 +327,13 @@ class Tuner(AskAndTell):
                                                  max_failures=self.max_failures, target=self.target,
                                                  fail_fast=lambda: self.fail_fast and self._running)  # fmt: skip
                 self._study = ending.study = await OpenStudy.open(
-                    settings, self._parts, run, self._queue, learn=ending.learn, cancel_new=ending.cancel_new
+                    settings,
+                    self._parts,
+                    run,
+                    self._queue,
+                    learn=ending.learn,
+                    cancel_new=ending.cancel_new,
+                    added=self._added,
                 )
                 self._view = self._study.view
             except BaseException as exc:
