@@ -46,6 +46,7 @@ EPILOG = f"""examples:
   hpt-async report resnet --storage sqlite:///tuning.db -o report.html
   hpt-async rename resnet resnet-2024
   hpt-async delete resnet-2024 --yes
+  hpt-async import-optuna --from sqlite:///optuna.db --study mnist --storage hpt.db
   hpt-async --version
 
 Every study command takes --storage URL; without it the URL comes from the
@@ -266,6 +267,28 @@ def _cmd_rename(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import_optuna(args: argparse.Namespace) -> int:
+    from .optuna_import import OptunaNotInstalled, import_optuna
+
+    url = args.storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    if "://" not in url and url != "memory":
+        url = f"sqlite:///{url}"  # a bare file name is an SQLite file: --storage hpt.db
+    try:
+        summary = import_optuna(
+            args.source, args.study, url, name=args.name, on_invalid="skip" if args.skip_invalid else "raise"
+        )
+    except OptunaNotInstalled as exc:
+        print(f"hpt-async: error: {exc}", file=sys.stderr)
+        return 1
+    direction = summary.direction if isinstance(summary.direction, str) else ", ".join(summary.direction)
+    skipped = f" ({summary.skipped} unfinished or incomplete trials skipped)" if summary.skipped else ""
+    print(
+        f"imported {summary.imported} trials{skipped} into study {_name(summary.study)} of {url} "
+        f"({direction}; parameters: {', '.join(summary.space.names) or 'none'})"
+    )
+    return 0
+
+
 # -- the parser -------------------------------------------------------------------
 
 
@@ -345,6 +368,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("old", help="the study's current name")
     p.add_argument("new", help="its new name")
     p.set_defaults(func=_cmd_rename)
+
+    p = add(
+        "import-optuna",
+        "copy an Optuna study (through Optuna) into a new study of the storage",
+        "hpt-async import-optuna --from sqlite:///optuna.db --study mnist --storage hpt.db",
+    )
+    p.add_argument("--from", dest="source", required=True, metavar="URL", help="the Optuna storage URL")
+    p.add_argument("--study", help="the Optuna study (needed when the storage holds several)")
+    p.add_argument("--as", dest="name", metavar="NAME", help="the new study's name (default: the Optuna study's)")
+    p.add_argument(
+        "--skip-invalid", action="store_true", help="leave out trials that do not fit the space instead of failing"
+    )
+    p.set_defaults(func=_cmd_import_optuna)
     return parser
 
 
