@@ -278,3 +278,24 @@ def test_ask_tell_main_with_the_median_pruner_tells_each_trial_how_it_ended(
     again = ask_tell.main([*ASK_TELL, "--trials", "6", "--pruner", "median", "--storage", url, "--study", "m"])
     capsys.readouterr()
     assert [t.number for t in again.trials] == list(range(30))
+
+
+# -- sklearn_search_cv ------------------------------------------------------------
+
+
+def test_sklearn_search_cv_example_prunes_and_scores(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    small = ("--samples", "300", "--folds", "3", "--jobs", "2", "--storage", f"sqlite:///{tmp_path / 's.db'}")
+    out = run_example("sklearn_search_cv.py", "--trials", "10", *small)
+    total, rest = out["candidates"].split(" ", 1)
+    complete, pruned = (int(part.split()[0]) for part in rest.strip("()").split(", "))
+    assert int(total) == 10 and complete + pruned == 10 and complete >= 1
+    fits, of = (int(n) for n in out["fold fits"].split(" of "))
+    assert of == 30 and 10 <= fits <= 30
+    assert (fits < 30) == (pruned > 0)  # a pruned candidate skipped folds
+    assert 0.5 < number(out["best cv accuracy"]) <= 1.0
+    assert 0.5 < number(out["held-out accuracy"]) <= 1.0
+    assert "svc__kernel" in out["best params"]
+    # Run again on the same storage with a larger budget: the search resumes and adds 2 candidates.
+    again = run_example("sklearn_search_cv.py", "--trials", "12", *small)
+    assert again["candidates"].startswith("12 ")
