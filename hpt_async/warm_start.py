@@ -235,8 +235,11 @@ def _rows(source: Any) -> list[_Row | TrialRecord]:
 
 def _check(record: TrialRecord, space: Space, objectives: int | None, where: str) -> TrialRecord:
     """``record`` with its configuration checked (in space order), or :class:`WarmStartError`."""
+    # A study loaded without its space gives Choice values as their JSON descriptions: read them back.
+    names = set(space.names)
+    given = {k: v if k not in names or space[k].contains(v) else _param(space, k, v) for k, v in record.params.items()}
     try:
-        params = space.validate(record.params)
+        params = space.validate(given)
     except SpaceError as exc:
         raise WarmStartError(f"{where}: {exc}") from None
     value, values = record.value, record.values

@@ -122,6 +122,17 @@ async def test_a_dataframe_from_load_study_round_trips(tmp_path: Path) -> None:
     assert [comparable(t) for t in result.trials] == [comparable(t) for t in source.trials]
 
 
+async def test_a_study_loaded_without_its_space_is_read_back(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    source = await source_study(rich_objective, RICH, n=8, storage=url, study="src")
+    described = await hpt.load_study_async(url, "src")  # Choice values as JSON descriptions
+    assert any(not isinstance(t.params["colour"], Colour) for t in described.trials)
+    tuner = hpt.Tuner(rich_objective, RICH, max_trials=8, loggers=[], seed=0)
+    assert tuner.add_trials(described) == 8
+    result = await tuner.run()
+    assert [comparable(t) for t in result.trials] == [comparable(t) for t in source.trials]
+
+
 async def test_a_csv_export_round_trips_and_its_formula_guard_is_undone(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'a.db'}"
     source = await source_study(rich_objective, RICH, n=12, storage=url, study="src")
