@@ -223,7 +223,6 @@ class _CVObjective:
         return dict.fromkeys(self.names or ["score"], float(self.error_score))
 
     def __call__(self, trial: Any) -> float:
-        params = {k: clone(v, safe=False) for k, v in trial.params.items()}
         n_samples = _num_samples(self.X)
         keys = self.names or ["score"]
         cv: dict[str, Any] = {
@@ -235,7 +234,8 @@ class _CVObjective:
             "errors": [],
         }
         for fold, (train, test) in enumerate(self.splits):
-            est = clone(self.estimator).set_params(**params)
+            # Values are cloned for each fit, as scikit-learn does: an estimator given as a value is never shared.
+            est = clone(self.estimator).set_params(**{k: clone(v, safe=False) for k, v in trial.params.items()})
             X_train, y_train = _safe_split(est, self.X, self.y, train)
             X_test, y_test = _safe_split(est, self.X, self.y, test, train)
             start = time.perf_counter()

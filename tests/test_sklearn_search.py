@@ -276,3 +276,17 @@ def test_a_model_based_strategy_and_concurrency_run_the_budget() -> None:
     ).fit(X_CLS, Y_CLS)
     assert len(search.cv_results_["params"]) == 12
     assert search.best_score_ == pytest.approx(np.max(search.cv_results_["mean_test_score"]))
+
+
+def test_an_estimator_can_be_a_choice() -> None:
+    from sklearn.linear_model import Lasso
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    models = [Ridge(alpha=3.0), Lasso(alpha=0.5)]
+    pipeline = Pipeline([("scale", StandardScaler()), ("model", Ridge())])
+    reference = RandomizedSearchCV(pipeline, {"model": models}, n_iter=2, cv=3, random_state=0).fit(X_REG, Y_REG)
+    ours = same_candidates(reference, {"model": models}).fit(X_REG, Y_REG)
+    assert_same_results(ours.cv_results_, reference.cv_results_)
+    assert ours.best_params_["model"] is reference.best_params_["model"]
+    assert all(not hasattr(m, "coef_") for m in models)  # each fit used a clone
