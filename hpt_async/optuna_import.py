@@ -275,15 +275,3 @@ def import_optuna(
 
     fn = functools.partial(import_optuna_async, source, study, storage, name=name, on_invalid=on_invalid)
     return anyio.run(fn)
-
-
-def describe(summary: ImportSummary) -> Mapping[str, Any]:
-    """The summary as plain data (what the command prints)."""
-    return {
-        "study": summary.study,
-        "storage": summary.storage,
-        "direction": summary.direction,
-        "imported": summary.imported,
-        "skipped": summary.skipped,
-        "space": summary.space.describe(),
-    }
