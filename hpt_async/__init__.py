@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from .loggers import ConsoleLogger, JsonlLogger
     from .plugins import get_registry, register_plugin
     from .pruners import ASHAPruner, Decision, HyperbandPruner, MedianPruner, Pruner
-    from .result import StopReason, StudyResult
+    from ._pareto import hypervolume
+    from .result import SeveralObjectivesError, StopReason, StudyResult
     from .space import Choice, Domain, Float, Int, Space, SpaceError
     from .storage import (
         MemoryStorage,
@@ -106,6 +107,7 @@ __all__ = [
     "SobolStrategy",
     "Space",
     "SpaceError",
+    "SeveralObjectivesError",
     "StopReason",
     "Storage",
     "Strategy",
@@ -132,6 +134,7 @@ __all__ = [
     "__version__",
     "get_registry",
     "hookimpl",
+    "hypervolume",
     "register_plugin",
 ]
 
@@ -162,7 +165,8 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["get_registry", "register_plugin"], ".plugins"),
     **dict.fromkeys(["ASHAPruner", "Decision", "HyperbandPruner", "MedianPruner", "Pruner"], ".pruners"),
     "Exploit": ".contracts",
-    **dict.fromkeys(["StopReason", "StudyResult"], ".result"),
+    **dict.fromkeys(["SeveralObjectivesError", "StopReason", "StudyResult"], ".result"),
+    "hypervolume": "._pareto",
     **dict.fromkeys(["Choice", "Domain", "Float", "Int", "Space", "SpaceError"], ".space"),
     **dict.fromkeys(
         [

@@ -9,7 +9,41 @@ from typing import Any
 
 from .contracts.storage import check_direction
 
-__all__ = ["check"]
+__all__ = ["check", "directions", "metric_names"]
+
+
+def directions(direction: Any, directions: Any) -> Any:
+    """The one direction argument of a Tuner given ``direction=`` or ``directions=`` (``minimize`` by default).
+
+    ``directions=`` takes a sequence: with one entry it is that entry (one
+    objective, a number returned), with several the tuple of them.
+    """
+    if directions is None:
+        return "minimize" if direction is None else direction
+    if direction is not None:
+        raise ValueError("give direction= (one objective) or directions= (one per objective), not both")
+    if isinstance(directions, str):
+        raise ValueError(
+            f"directions= takes a sequence such as ['minimize', 'maximize'], got the string {directions!r}"
+            " (for one objective use direction=)"
+        )
+    checked = check_direction(directions)
+    return checked[0] if len(checked) == 1 else checked
+
+
+def metric_names(names: Any, objectives: int) -> tuple[str, ...] | None:
+    """``names`` checked: one distinct non-empty string per objective, or ``None``."""
+    if names is None:
+        return None
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"metric_names takes a list of non-empty strings, got {names!r}")
+    if len(names) != objectives:
+        raise ValueError(f"metric_names has {len(names)} names for {objectives} objective(s): {list(names)!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"metric_names must be distinct, got {list(names)!r}")
+    return tuple(names)
 
 
 def _positive(name: str, value: Any) -> None:

@@ -47,6 +47,7 @@ class AskAndTell:
         async def _ensure_open(self) -> None: ...
         async def _finish(self) -> StudyResult: ...
         async def _announce_start(self, trial: Trial) -> None: ...
+        def _constrained(self, trial: Trial) -> str | None: ...
 
     async def ask(self) -> Trial:
         """Create a trial for a loop of the user's own (ask-and-tell).
@@ -101,6 +102,10 @@ class AskAndTell:
         try:
             if st is TrialState.COMPLETE:
                 state, kept, error, values = outcome(value, self._objectives)
+                if state is TrialState.COMPLETE:
+                    error = self._constrained(trial)
+                    if error is not None:
+                        state, kept, values = TrialState.FAILED, None, None
                 record = await self._ending.end(trial, state, kept, error, values=values)
             elif st is TrialState.PRUNED or st is TrialState.PAUSED:
                 kept = trial.last_value if value is None else float(value)  # type: ignore[arg-type]

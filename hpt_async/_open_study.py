@@ -17,7 +17,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -62,6 +62,8 @@ class StudySettings:
     objectives: int | None
     #: The executor is opened (a study run with an objective; ask-and-tell runs none).
     runs_objectives: bool
+    #: The objectives' names for display and export (kept in the study's settings), or ``None``.
+    metric_names: tuple[str, ...] | None = None
 
 
 def _same_key(record: TrialRecord) -> tuple[Any, ...]:
@@ -89,7 +91,9 @@ class OpenStudy:
         self.parts = parts
         self.session = session
         self.seed = seed
-        self.view = StudyView(settings.name, settings.direction, settings.space, seed, settings.max_trials)
+        self.view = StudyView(
+            settings.name, settings.direction, settings.space, seed, settings.max_trials, settings.metric_names
+        )
         for record in session.history:
             self.view._put(record)
         self.book = CheckpointBook(session, run, storage, parts.retained)
@@ -124,6 +128,8 @@ class OpenStudy:
         where: dict[str, Any] = {"direction": settings.direction, "space": settings.space}
         if parts.storage_settings:
             where["settings"] = {"seed": drawn, **parts.specs}
+            if settings.metric_names is not None:
+                where["settings"]["metric_names"] = list(settings.metric_names)
         try:
             session = await parts.storage.open(settings.name, **where)
         except ValueError:
@@ -231,6 +237,7 @@ class OpenStudy:
             best=view.best,
             reason=run.reason or StopReason.CANCELLED,
             plugin_errors=dict(self.parts.relay.errors),
+            metric_names=settings.metric_names,
         )
 
     async def close(self, run: RunState) -> StudyResult:
@@ -249,7 +256,7 @@ class OpenStudy:
                 await relay.emit("hpt_study_ended", event=StudyEnded(result, time.time()), study=self.view)
                 if relay.errors != result.plugin_errors:
                     # A plugin that failed at the very end (e.g. a logger flushing its last lines) still counts.
-                    result = replace(result, plugin_errors=dict(relay.errors))
+                    result = self.result(run)
         finally:
             try:
                 if self._executor_open:

@@ -173,14 +173,55 @@ def _cmd_trials(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_front(study: Any, direction: str, complete: int) -> int:
+    """``hpt-async best`` for a study with several objectives: its Pareto front as a table."""
+    from .studies import describe_settings
+
+    front = study.best_trials
+    if not front:
+        if complete:
+            print(f"study {_name(study.name)} ({direction}) has no feasible trial: none of its {complete} complete "
+                  "trials satisfies every constraint (<= 0)")  # fmt: skip
+        else:
+            print(f"study {_name(study.name)} ({direction}) has no complete trial yet")
+        return 1
+    print(f"study:     {_name(study.name)} ({direction}, {len(study.trials)} trials)")
+    for key, text in describe_settings({k: v for k, v in study.settings.items() if k != "metric_names"}):
+        print(f"{key + ':':<10} {text}")
+    print(f"Pareto front: {len(front)} trials")
+    heads = [n.upper() for n in (study.metric_names or [f"VALUE {i}" for i in range(len(study.directions))])]
+    constrained = any(t.constraints is not None for t in front)
+    rows = []
+    for t in front:
+        values = t.values or ()
+        row = [str(t.number), *(_number(v) for v in values)]
+        if constrained:
+            row.append(", ".join(_number(c) for c in t.constraints or ()))
+        row.append(_params(t.params))
+        rows.append(tuple(row))
+    _table(("NUMBER", *heads, *(("CONSTRAINTS",) if constrained else ()), "PARAMS"), rows)
+    return 0
+
+
 def _cmd_best(args: argparse.Namespace) -> int:
     from .studies import describe_settings
 
     study = _load(args)
+    names = study.metric_names
+    if names:
+        direction = ", ".join(f"{n}: {d}" for n, d in zip(names, study.directions, strict=True))
+    else:
+        direction = ", ".join(study.directions)
+    complete = study.count(TrialState.COMPLETE)
+    if len(study.directions) > 1:
+        return _print_front(study, direction, complete)
     best = study.best
-    direction = study.direction if isinstance(study.direction, str) else ", ".join(study.direction)
     if best is None:
-        print(f"study {_name(study.name)} ({direction}) has no complete trial yet")
+        if complete:
+            print(f"study {_name(study.name)} ({direction}) has no feasible trial: none of its {complete} complete "
+                  "trials satisfies every constraint (<= 0)")  # fmt: skip
+        else:
+            print(f"study {_name(study.name)} ({direction}) has no complete trial yet")
         return 1
     print(f"study:     {_name(study.name)} ({direction}, {len(study.trials)} trials)")
     for key, text in describe_settings(study.settings):
@@ -189,6 +230,8 @@ def _cmd_best(args: argparse.Namespace) -> int:
     print(f"value:     {best.value!r}")
     if best.values is not None:
         print(f"values:    {', '.join(repr(v) for v in best.values)}")
+    if best.constraints is not None:
+        print(f"constraints: {', '.join(repr(c) for c in best.constraints)} (feasible)")
     print(f"duration:  {_number(best.duration)} s")
     print("params:")
     for key, value in best.params.items():

@@ -24,10 +24,11 @@ from typing import Any
 
 import anyio
 
+from ._pareto import best_record, pareto_front
 from .contracts.storage import Direction, Storage, StudyNotFound, parse_storage_url
 from .plugins import get_registry
+from .result import SeveralObjectivesError
 from .space import Space, as_space
-from .study import better
 from .trial import TrialRecord, TrialState
 
 __all__ = ["LoadedStudy", "StudyNotFound", "describe_settings", "load_study", "load_study_async", "open_storage"]
@@ -100,11 +101,13 @@ class LoadedStudy:
     """A stored study as read at one moment.
 
     ``trials`` holds every :class:`~hpt_async.TrialRecord` ordered by number,
-    ``best`` the best COMPLETE one for ``direction`` (the earliest on ties)
-    or ``None``; ``space`` is the description the study was created with;
-    ``settings`` the study's stored settings (seed and component specs).
-    ``direction`` is a tuple for a study with several objectives; ``best``
-    then ranks trials by the first objective (their ``value``).
+    ``best`` the best feasible COMPLETE one for ``direction`` (the earliest
+    on ties) or ``None``; ``space`` is the description the study was
+    created with; ``settings`` the study's stored settings (seed, component
+    specs, ``metric_names``).  ``direction`` is a tuple for a study with
+    several objectives; ``best`` then raises
+    :class:`~hpt_async.SeveralObjectivesError` and :attr:`best_trials` is
+    its Pareto front of feasible COMPLETE trials.
     """
 
     def __init__(
@@ -122,17 +125,45 @@ class LoadedStudy:
         self.space: Mapping[str, Any] = dict(space or {})
         self.created = created
         self.settings: Mapping[str, Any] = dict(settings or {})
-        first = direction if isinstance(direction, str) else direction[0]
-        best: TrialRecord | None = None
-        for record in self.trials:
-            if record.state is TrialState.COMPLETE and record.value is not None:
-                if best is None or better(first, record.value, best.value):  # type: ignore[arg-type]
-                    best = record
-        self.best = best
+        self.directions: tuple[str, ...] = (direction,) if isinstance(direction, str) else tuple(direction)
+        names = self.settings.get("metric_names")
+        #: The objectives' names (from the study's settings), or ``None``.
+        self.metric_names: tuple[str, ...] | None = (
+            tuple(names) if isinstance(names, list) and len(names) == len(self.directions) else None
+        )
+        self._best = best_record(self.trials, self.directions[0]) if len(self.directions) == 1 else None
+
+    @property
+    def best(self) -> TrialRecord | None:
+        """The best feasible COMPLETE trial, or ``None``; raises for a study with several objectives."""
+        if len(self.directions) > 1:
+            raise SeveralObjectivesError(
+                f"study {self.name!r} has {len(self.directions)} objectives and no single best trial: "
+                "use best_trials (the Pareto front of its feasible COMPLETE trials)"
+            )
+        return self._best
+
+    @property
+    def best_trials(self) -> list[TrialRecord]:
+        """The feasible COMPLETE trials no other feasible one beats in every objective, by number.
+
+        With one objective, the best feasible trial (or none).
+        """
+        if len(self.directions) == 1:
+            return [] if self._best is None else [self._best]
+        return pareto_front(self.trials, self.directions)
+
+    def value_names(self) -> list[str]:
+        """The column suffix of each objective: its metric name, else its index (``"0"``, ``"1"``, ...)."""
+        return list(self.metric_names) if self.metric_names else [str(i) for i in range(len(self.directions))]
 
     def __repr__(self) -> str:
-        best = "None" if self.best is None else f"trial {self.best.number} value={self.best.value!r}"
-        return f"LoadedStudy(name={self.name!r}, direction={self.direction!r}, trials={len(self.trials)}, best={best})"
+        if len(self.directions) > 1:
+            best = f"best_trials={len(self.best_trials)}"
+        else:
+            b = self._best
+            best = "best=None" if b is None else f"best=trial {b.number} value={b.value!r}"
+        return f"LoadedStudy(name={self.name!r}, direction={self.direction!r}, trials={len(self.trials)}, {best})"
 
     def count(self, state: TrialState | str) -> int:
         """How many trials are in ``state``."""
@@ -165,18 +196,29 @@ class LoadedStudy:
         ``duration``, ``retry_of``, ``error``, ``traceback``, then
         ``params_<name>`` for every parameter (``None`` when inactive),
         ``user_attrs_<key>`` for every user attribute, and ``reports``
-        (``{step: value}``).  When some trial's hyperparameters changed while
-        it ran (population-based training), a last key ``schedule`` lists
-        them as ``{"step", "params", "donor"}`` dicts (empty for the others).
+        (``{step: value}``).  A study with several objectives has, after
+        ``value``, one ``values_<name>`` column per objective (its metric
+        name, else its index: ``values_0``, ``values_1``, ...).  When some
+        trial set constraints, ``constraints_0``, ``constraints_1``, ... and
+        ``feasible`` follow ``error``/``traceback``.  When some trial's
+        hyperparameters changed while it ran (population-based training), a
+        last key ``schedule`` lists them as ``{"step", "params", "donor"}``
+        dicts (empty for the others).
         """
         params, attrs = self._param_names(), self._attr_names()
         schedules = any(r.schedule for r in self.trials)
+        several = self.value_names() if len(self.directions) > 1 else []
+        n_constraints = max((len(r.constraints) for r in self.trials if r.constraints is not None), default=0)
         rows = []
         for r in self.trials:
             row: dict[str, Any] = {
                 "number": r.number,
                 "state": r.state.value,
                 "value": r.value,
+                **{
+                    f"values_{name}": (r.values[i] if r.values is not None and i < len(r.values) else None)
+                    for i, name in enumerate(several)
+                },
                 "started": r.started,
                 "ended": r.ended,
                 "duration": r.duration,
@@ -184,6 +226,11 @@ class LoadedStudy:
                 "error": r.error,
                 "traceback": r.traceback,
             }
+            if n_constraints:
+                for i in range(n_constraints):
+                    c = r.constraints
+                    row[f"constraints_{i}"] = c[i] if c is not None and i < len(c) else None
+                row["feasible"] = r.feasible if r.state is TrialState.COMPLETE else None
             for name in params:
                 row[f"params_{name}"] = _flat(r.params[name]) if name in r.params else None
             for key in attrs:

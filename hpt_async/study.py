@@ -39,13 +39,24 @@ class StudyView:
     study's settings for this run.  A study with several objectives has one
     direction per objective in :attr:`directions` (``direction`` is then the
     first); its :attr:`best` is ``None`` and :meth:`best_trials` gives the
-    Pareto front.
+    Pareto front.  Only feasible trials (every constraint ``<= 0``, see
+    :meth:`Trial.set_constraints <hpt_async.Trial.set_constraints>`) are
+    ever :attr:`best` or in :meth:`best_trials`.  :attr:`metric_names`
+    names the objectives (``None`` when the study gave no names).
     """
 
     def __init__(
-        self, name: str, direction: str | tuple[str, ...], space: Space, seed: int, max_trials: int | None = None
+        self,
+        name: str,
+        direction: str | tuple[str, ...],
+        space: Space,
+        seed: int,
+        max_trials: int | None = None,
+        metric_names: tuple[str, ...] | None = None,
     ) -> None:
         self.name = name
+        #: The objectives' names for display, or ``None``.
+        self.metric_names = metric_names
         self.max_trials = max_trials
         #: One direction per objective.
         self.directions: tuple[str, ...] = (direction,) if isinstance(direction, str) else tuple(direction)
@@ -74,11 +85,11 @@ class StudyView:
 
     @property
     def best(self) -> TrialRecord | None:
-        """The best COMPLETE trial, or ``None`` (always, for several objectives: see :meth:`best_trials`)."""
+        """The best feasible COMPLETE trial, or ``None`` (always, for several objectives: see :meth:`best_trials`)."""
         return self._best
 
     def best_trials(self) -> list[TrialRecord]:
-        """The COMPLETE trials no other one beats in every objective (the Pareto front), by number."""
+        """The feasible COMPLETE trials no other feasible one beats in every objective (the Pareto front), by number."""
         if self._single:
             return [] if self._best is None else [self._best]
         return pareto_front(self._records.values(), self.directions)
@@ -102,6 +113,22 @@ class StudyView:
             if r.state is not _RUNNING and (wanted is None or r.state in wanted)
         ]
 
+    def objective_index(self, objective: int | str) -> int:
+        """The index of ``objective``: an index into :attr:`directions`, or one of :attr:`metric_names`.
+
+        ``ValueError`` for an index out of range or an unknown name.
+        """
+        n = len(self.directions)
+        if isinstance(objective, str):
+            names = self.metric_names or ()
+            if objective not in names:
+                known = f"its metric names are {list(names)}" if names else "it has no metric names"
+                raise ValueError(f"study {self.name!r} has no objective named {objective!r}; {known}")
+            return names.index(objective)
+        if isinstance(objective, bool) or not isinstance(objective, int) or not -n <= objective < n:
+            raise ValueError(f"study {self.name!r} has {n} objectives; objective={objective!r} names none of them")
+        return objective % n
+
     def sign(self) -> float:
         """+1 for minimise, -1 for maximise: ``sign * value`` is a loss."""
         return 1.0 if self.direction == "minimize" else -1.0
@@ -122,7 +149,7 @@ class StudyView:
         state = record.state
         if state is _RUNNING:
             self._running[record.number] = record
-        elif state is _COMPLETE and record.value is not None and self._single:
+        elif state is _COMPLETE and record.value is not None and self._single and record.feasible:
             best = self._best
             if best is None or better(self.direction, record.value, best.value):  # type: ignore[arg-type]
                 self._best = record
@@ -134,6 +161,6 @@ class StudyView:
         if not self._single:
             return
         for r in self._records.values():
-            if r.state is _COMPLETE and r.value is not None:
+            if r.state is _COMPLETE and r.value is not None and r.feasible:
                 if self._best is None or better(self.direction, r.value, self._best.value):  # type: ignore[arg-type]
                     self._best = r

@@ -99,6 +99,9 @@ class TrialRecord:
     then the first of them); it is ``None`` for a single objective.
     ``report_values`` maps a step to every objective's value for the reports
     that gave several (``reports`` then holds the first of them).
+    ``constraints`` holds the values the objective gave
+    :meth:`Trial.set_constraints`, each satisfied when ``<= 0``, or ``None``
+    when it gave none; :attr:`feasible` says whether all are satisfied.
     """
 
     number: int
@@ -115,6 +118,7 @@ class TrialRecord:
     schedule: tuple[ScheduleEntry, ...] = ()
     values: tuple[float, ...] | None = None
     report_values: Mapping[int, tuple[float, ...]] = field(default_factory=lambda: _EMPTY)
+    constraints: tuple[float, ...] | None = None
 
     # Two records are made per trial (its running snapshot and its end), so, as for the trial events,
     # ``__init__`` is written by hand: each field stored through its slot, about twice as fast as the
@@ -135,6 +139,7 @@ class TrialRecord:
         schedule: tuple[ScheduleEntry, ...] = (),
         values: tuple[float, ...] | None = None,
         report_values: Mapping[int, tuple[float, ...]] = _EMPTY,
+        constraints: tuple[float, ...] | None = None,
     ) -> None:
         _set_number(self, number)
         _set_state(self, state)
@@ -150,6 +155,13 @@ class TrialRecord:
         _set_schedule(self, schedule)
         _set_values(self, values)
         _set_report_values(self, report_values)
+        _set_constraints(self, constraints)
+
+    @property
+    def feasible(self) -> bool:
+        """True when every constraint is satisfied (``<= 0``), and for a trial without constraints."""
+        constraints = self.constraints
+        return constraints is None or all(c <= 0.0 for c in constraints)
 
     @property
     def duration(self) -> float | None:
@@ -181,6 +193,7 @@ class TrialRecord:
     _set_schedule,
     _set_values,
     _set_report_values,
+    _set_constraints,
 ) = (TrialRecord.__dict__[f.name].__set__ for f in fields(TrialRecord))
 
 
@@ -272,6 +285,30 @@ def _check_report(value: Any, step: Any) -> tuple[float, int, tuple[float, ...] 
     raise TypeError(f"reported value must be a number, or a sequence of numbers (one per objective), got {value!r}")
 
 
+def check_constraints(constraints: Any) -> tuple[float, ...]:
+    """``constraints`` as a tuple of finite floats, or the ``TypeError``/``ValueError`` that refuses them."""
+    if isinstance(constraints, (str, bytes)) or not isinstance(constraints, Sequence):
+        try:
+            import numpy as np
+
+            if not isinstance(constraints, np.ndarray) or constraints.ndim != 1:
+                raise TypeError
+            constraints = constraints.tolist()
+        except TypeError:
+            raise TypeError(
+                f"constraints are a sequence of numbers (each satisfied when <= 0), got {constraints!r}"
+            ) from None
+    out = []
+    for c in constraints:
+        if isinstance(c, bool) or not isinstance(c, numbers.Real):
+            raise TypeError(f"constraints are a sequence of numbers (each satisfied when <= 0), got {constraints!r}")
+        f = float(c)
+        if not math.isfinite(f):
+            raise ValueError(f"constraint values must be finite, got {list(constraints)!r}")
+        out.append(f)
+    return tuple(out)
+
+
 class Trial:
     """The live handle an ``async def`` objective receives.
 
@@ -299,9 +336,11 @@ class Trial:
     :meth:`end`, which turns it into its final :class:`TrialRecord`.
     ``params`` and ``user_attrs`` are there to read.  :meth:`snapshot`
     gives a RUNNING record that never changes afterwards.
+    :meth:`set_constraints` records constraint values for the final record.
     """
 
     __slots__ = (
+        "_constraints",
         "_ended",
         "_frozen",
         "_objectives",
@@ -348,6 +387,7 @@ class Trial:
         self._schedule: list[ScheduleEntry] = []
         self._pausing = False
         self._resumed = False
+        self._constraints: tuple[float, ...] | None = None
 
     @classmethod
     def resume(
@@ -370,6 +410,7 @@ class Trial:
             objectives=objectives,
         )
         trial.user_attrs.update(record.user_attrs)
+        trial._constraints = record.constraints
         trial._schedule = list(record.schedule)
         trial._resumed = True
         if restore:
@@ -477,11 +518,32 @@ class Trial:
             raise TypeError(f"user attribute keys are strings, got {key!r}")
         self.user_attrs[key] = value
 
+    @property
+    def constraints(self) -> tuple[float, ...] | None:
+        """The constraint values set so far (see :meth:`set_constraints`), or ``None``."""
+        return self._constraints
+
+    def set_constraints(self, constraints: Sequence[float]) -> None:
+        """Record this trial's constraint values, each satisfied when ``<= 0`` (a later call replaces them).
+
+        They are kept in the final record (``record.constraints``,
+        ``record.feasible``); every "best" of the study prefers a feasible
+        trial, and a study's best trials are feasible ones only.  Every
+        trial of a study gives the same number of constraints (a COMPLETE
+        trial that gives another number, or none once others gave some,
+        ends FAILED).  ``TypeError`` for values that are not numbers,
+        ``ValueError`` for NaN or infinite ones.
+        """
+        if self._ended:
+            raise TrialCancelled(f"trial {self.number} has already ended")
+        self._constraints = check_constraints(constraints)
+
     async def report(self, value: float | Sequence[float], *, step: int) -> None:
         """Record ``value`` at ``step`` and let the pruner decide.
 
         In a study with several objectives ``value`` may be a sequence, one
-        value per objective; pruners decide on the first.  Raises
+        value per objective; a pruner that handles several objectives
+        decides on all of them (``record.report_values``), others on the first.  Raises
         :class:`~hpt_async.TrialPruned` when the trial must stop,
         :class:`~hpt_async.TrialPaused` (a subclass) when a pruner in
         promotion mode pauses it, ``ValueError`` for a step reported twice,
@@ -562,6 +624,7 @@ class Trial:
             schedule=tuple(self._schedule),
             values=values,
             report_values=MappingProxyType(dict(self._report_values)) if self._report_values else _EMPTY,
+            constraints=self._constraints,
         )
 
     def _frozen_params(self) -> Mapping[str, Any]:
@@ -647,6 +710,15 @@ class SyncTrial:
         if self._trial.ended:
             raise TrialCancelled(f"trial {self.number} has already ended")
         self._trial.set_user_attr(key, value)
+
+    @property
+    def constraints(self) -> tuple[float, ...] | None:
+        """The constraint values set so far, or ``None``."""
+        return self._trial.constraints
+
+    def set_constraints(self, constraints: Sequence[float]) -> None:
+        """Record this trial's constraint values, each satisfied when ``<= 0`` (see :meth:`Trial.set_constraints`)."""
+        self._trial.set_constraints(constraints)
 
     @property
     def should_restore(self) -> bool:

@@ -71,10 +71,19 @@ _SLICE = 0.005
 class Tuner(AskAndTell):
     """Tunes ``objective`` over ``space``.
 
-    ``objective(trial)`` returns the value to minimise or maximise (with
-    ``direction`` a sequence such as ``("minimize", "maximize")``, one value
-    per objective: see :attr:`StudyResult.best_trials
-    <hpt_async.StudyResult.best_trials>` for the Pareto front); ``async
+    ``objective(trial)`` returns the value to minimise or maximise
+    (``direction``).  With several objectives, ``directions=["minimize",
+    "maximize"]`` (one per objective) and the objective returns a tuple or
+    list of values in that order (see :attr:`StudyResult.best_trials
+    <hpt_async.StudyResult.best_trials>` for the Pareto front);
+    ``direction=`` given a sequence is the same as ``directions=``, and
+    ``directions=`` with one entry is the same as ``direction=`` with it
+    (the objective returns a number).  ``metric_names`` names the
+    objectives (one distinct non-empty string each) for display and
+    export.  The objective may record constraints with
+    :meth:`trial.set_constraints <hpt_async.Trial.set_constraints>`
+    (each satisfied when ``<= 0``): only feasible trials are ever best.
+    ``async
     def`` objectives run on the event loop, plain ``def`` ones in worker
     threads (``executor`` overrides).  For ask-and-tell (:meth:`ask`,
     :meth:`tell`) the objective may be ``None``.  Components are registered
@@ -112,7 +121,9 @@ class Tuner(AskAndTell):
         objective: Callable[..., Any] | None,
         space: Space | Mapping[str, Any],
         *,
-        direction: str | list[str] | tuple[str, ...] = "minimize",
+        direction: str | list[str] | tuple[str, ...] | None = None,
+        directions: list[str] | tuple[str, ...] | None = None,
+        metric_names: list[str] | tuple[str, ...] | None = None,
         strategy: Any = "random",
         pruner: Any = None,
         storage: Any = "memory",
@@ -132,6 +143,7 @@ class Tuner(AskAndTell):
         disable_plugins: list[str] | tuple[str, ...] | None = None,
         registry: Registry | None = None,
     ) -> None:
+        direction = _args.directions(direction, directions)
         _args.check(objective, direction, concurrency, max_trials, max_failures, timeout, trial_timeout, target, seed,
                     study, disable_plugins)  # fmt: skip
         self.objective = objective
@@ -139,6 +151,9 @@ class Tuner(AskAndTell):
         self.direction = check_direction(direction)
         # One value per objective is expected from the objective when the direction is a sequence.
         self._objectives = None if isinstance(self.direction, str) else len(self.direction)
+        self.metric_names = _args.metric_names(metric_names, self._objectives or 1)
+        # How many constraints every COMPLETE trial gives: learnt from the first (see _constrained).
+        self._n_constraints: int | None = None
         self.concurrency = concurrency
         self.max_trials = max_trials
         self.timeout = timeout
@@ -322,6 +337,7 @@ class Tuner(AskAndTell):
                     retry_lost=self.retry_lost,
                     objectives=self._objectives,
                     runs_objectives=self.objective is not None and self._running,  # ask() runs none
+                    metric_names=self.metric_names,
                 )
                 self._ending = ending = TrialEnd(self._parts, run, direction=self.direction,
                                                  max_failures=self.max_failures, target=self.target,
@@ -336,6 +352,10 @@ class Tuner(AskAndTell):
                     added=self._added,
                 )
                 self._view = self._study.view
+                self._n_constraints = next(
+                    (len(r.constraints) for r in self._view.finished(TrialState.COMPLETE) if r.constraints is not None),
+                    None,
+                )
             except BaseException as exc:
                 self._open_error = exc
                 raise
@@ -482,4 +502,31 @@ class Tuner(AskAndTell):
             await self._ending.end(trial, _FAILED, None, f"{type(exc).__name__}: {exc}", tb, cause=exc)
         else:
             state, value, error, values = outcome(raw, self._objectives)
+            if state is TrialState.COMPLETE:
+                error = self._constrained(trial)
+                if error is not None:
+                    state, value, values = _FAILED, None, None
             await self._ending.end(trial, state, value, error, values=values)
+
+    def _constrained(self, trial: Trial) -> str | None:
+        """The error that fails a trial whose constraints differ in number from the study's, else ``None``.
+
+        The first COMPLETE trial with constraints fixes their number; a
+        later one that gives another number, or none, ends FAILED.
+        """
+        given = trial.constraints
+        expected = self._n_constraints
+        if expected is None:
+            if given is not None:
+                self._n_constraints = len(given)
+            return None
+        if given is None:
+            return (
+                f"ValueError: trial {trial.number} set no constraints; the study's trials give {expected} "
+                "(call trial.set_constraints in every trial)"
+            )
+        if len(given) != expected:
+            return (
+                f"ValueError: trial {trial.number} set {len(given)} constraints; the study's trials give {expected}"
+            )
+        return None

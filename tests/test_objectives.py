@@ -45,7 +45,8 @@ async def test_an_objective_returns_one_value_per_direction() -> None:
     tuner = hpt.Tuner(_trade_off, SPACE, direction=list(BOTH), max_trials=8, loggers=[], seed=0)
     result = await tuner.run()
     assert result.direction == BOTH and result.directions == BOTH
-    assert result.best is None  # with several objectives there is no single best
+    with pytest.raises(hpt.SeveralObjectivesError, match="best_trials"):
+        _ = result.best  # with several objectives there is no single best
     for record in result.trials:
         assert record.values == (record.params["x"], record.params["x"] ** 0.5)
         assert record.value == record.values[0]

@@ -50,7 +50,20 @@ _V2 = [
     " data BLOB NOT NULL, written REAL NOT NULL, PRIMARY KEY (study_id, number)) WITHOUT ROWID",
     _V1[7],
 ]
-HISTORY = {1: _V1, 2: _V2}
+# Version 3 (the first release with several objectives) made a new file by running the migrations in order.
+_V3 = [
+    *_V1,
+    "ALTER TABLE trials ADD COLUMN schedule TEXT",
+    _V2[-2],
+    "ALTER TABLE studies ADD COLUMN settings TEXT",
+    "ALTER TABLE studies ADD COLUMN directions TEXT",
+    "ALTER TABLE trials ADD COLUMN objective_values TEXT",
+    "ALTER TABLE reports ADD COLUMN objective_values TEXT",
+]
+HISTORY = {1: _V1, 2: _V2, 3: _V3}
+# A file that hpt-async of schema version 3 wrote itself: study "mo" (minimize, maximize; three trials, each with
+# a report of both values) and study "one" (minimize; two trials).
+SCHEMA3_FILE = Path(__file__).parent / "data" / "schema3.db"
 
 
 def test_every_earlier_version_has_its_historical_layout_here() -> None:
@@ -79,7 +92,10 @@ def make_old_file(path: Path, version: int) -> None:
         f"INSERT INTO trials ({columns}) VALUES (1, 1, 'paused', ?, 0.75, NULL, NULL, NULL, 3.0, 4.0, 0, 1, 1, 2)",
         (json.dumps({"x": 0.75, "kind": 0}),),
     )
-    con.executemany("INSERT INTO reports VALUES (1, ?, ?, ?)", [(0, 0, 0.5), (0, 1, 0.25), (1, 0, 0.75)])
+    con.executemany(
+        "INSERT INTO reports (study_id, number, step, value) VALUES (1, ?, ?, ?)",
+        [(0, 0, 0.5), (0, 1, 0.25), (1, 0, 0.75)],
+    )
     if version >= 2:
         con.execute(
             "UPDATE trials SET schedule = ? WHERE number = 1", (json.dumps([[None, {"x": 0.75, "kind": 0}, None]]),)
@@ -138,6 +154,42 @@ async def test_a_file_of_an_earlier_version_is_migrated_and_its_study_comes_thro
     loaded = await storage.load("old", space=SPACE)
     assert loaded[2].values == (1.0,) and dict(loaded[2].reports) == {0: 1.0}
     assert dict((await storage.summary("old")).settings) == {"seed": 5}
+
+
+async def test_a_file_the_schema_3_release_wrote_keeps_its_values_and_takes_constraints(tmp_path: Path) -> None:
+    path = tmp_path / "schema3.db"
+    path.write_bytes(SCHEMA3_FILE.read_bytes())
+    con = sqlite3.connect(path)
+    try:
+        assert con.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    finally:
+        con.close()
+    url = f"sqlite:///{path}"
+    loaded = await hpt.load_study_async(url, "mo", SPACE)
+    assert loaded.directions == ("minimize", "maximize")
+    assert [t.values for t in loaded.trials] == [(0.269, 0.928), (0.342, 0.883), (0.565, 0.68)]
+    assert all(t.constraints is None and t.feasible for t in loaded.trials)
+    assert [len(t.report_values) for t in loaded.trials] == [1, 1, 1]
+    assert [t.number for t in loaded.best_trials] == [0]  # (0.269, 0.928) dominates the other two
+    assert [round(t.value, 4) for t in (await hpt.load_study_async(url, "one", SPACE)).trials] == [0.8357, 0.9006]
+
+    # Resumed with constraints: the new column takes them, the old trials keep theirs unset.
+    async def constrained(trial: hpt.Trial) -> tuple[float, float]:
+        trial.set_constraints([trial.params["x"] - 0.5])
+        return trial.params["x"], 1.0 - trial.params["x"]
+
+    result = await hpt.Tuner(
+        constrained, SPACE, directions=["minimize", "maximize"], storage=url, study="mo", max_trials=8, loggers=[]
+    ).run()
+    assert [t.constraints is None for t in result.trials] == [True] * 3 + [False] * 5
+    again = await hpt.load_study_async(url, "mo", SPACE)
+    assert [t.constraints for t in again.trials] == [t.constraints for t in result.trials]
+    assert all(t.feasible for t in again.best_trials)
+    con = sqlite3.connect(path)
+    try:
+        assert con.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    finally:
+        con.close()
 
 
 async def test_migrating_twice_changes_nothing_and_a_new_file_gets_every_step(tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ __all__ = [
     "Request",
     "answer_report",
     "answer_request",
+    "apply_constraints",
     "apply_user_attrs",
     "describe_unpicklable",
     "dumps",
@@ -426,6 +427,8 @@ def run_objective(objective: Callable[..., Any], trial: RemoteTrial) -> dict[str
         outcome["attrs"] = trial._attrs_update()
     except Exception as exc:  # set_user_attr checked each value; a mutated one may still fail
         outcome = raised_outcome(TypeError(f"the trial's user attributes cannot be pickled: {exc}"))
+    if trial.constraints is not None:
+        outcome["constraints"] = trial.constraints
     return outcome
 
 
@@ -451,6 +454,13 @@ def apply_user_attrs(trial: Trial, attrs: bytes | None) -> None:
         return
     for key, value in loads(attrs).items():
         trial.set_user_attr(key, value)
+
+
+def apply_constraints(trial: Trial, outcome: Mapping[str, Any]) -> None:
+    """Copy the constraint values a worker's objective set onto the live trial (ignored once it ended)."""
+    constraints = outcome.get("constraints")
+    if constraints is not None and not trial.ended:
+        trial.set_constraints(constraints)
 
 
 async def answer_report(trial: Trial, step: int, value: float, attrs: bytes | None) -> Reply:
@@ -496,6 +506,7 @@ def outcome_exception(outcome: Mapping[str, Any]) -> Exception:
 def outcome_result(trial: Trial, outcome: Mapping[str, Any]) -> Any:
     """Apply an outcome to the live trial: return the objective's value or raise what it raised."""
     apply_user_attrs(trial, outcome.get("attrs"))
+    apply_constraints(trial, outcome)
     kind = outcome["kind"]
     if kind == "value":
         try:

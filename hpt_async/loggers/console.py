@@ -323,17 +323,24 @@ class ConsoleLogger:
             status = self.status(study)
             if status != self._shown:
                 self._write(status)
-        if result.best is not None:
+        several = len(result.directions) > 1
+        front = result.best_trials
+        if front and not several:
+            best = front[0]
             summary = (
-                f"[{study.name}] stopped ({result.reason}); best value {_fmt(result.best.value)} "
-                f"at trial {result.best.number}: {dict(result.best.params)}"
+                f"[{study.name}] stopped ({result.reason}); best value {_fmt(best.value)} "
+                f"at trial {best.number}: {dict(best.params)}"
             )
-        elif len(result.directions) > 1 and result.count("complete"):
-            front = result.best_trials
+        elif front:
+            names = result.metric_names or result.directions
+            if result.metric_names:
+                names = [f"{n} ({d})" for n, d in zip(result.metric_names, result.directions, strict=True)]
             summary = (
                 f"[{study.name}] stopped ({result.reason}); {len(front)} trials on the Pareto front of "
-                f"{', '.join(result.directions)}: {[t.number for t in front][:20]}"
+                f"{', '.join(names)}: {[t.number for t in front][:20]}"
             )
+        elif result.count("complete"):
+            summary = f"[{study.name}] stopped ({result.reason}); no feasible trial (every constraint <= 0) completed"
         else:
             summary = f"[{study.name}] stopped ({result.reason}); no trial completed"
         self._write(summary)

@@ -333,7 +333,8 @@ class JsonlLogger:
     @hookimpl
     def hpt_study_ended(self, event: StudyEnded, study: StudyView) -> None:
         result = event.result
-        best = result.best
+        front = result.best_trials
+        best = front[0] if front and len(result.directions) == 1 else None
         counts = {state.value: n for state in TrialState if (n := study.count(state))}  # O(1): the view counts
         line = {
             "event": "study_ended",
@@ -341,6 +342,7 @@ class JsonlLogger:
             "study": result.study,
             "reason": result.reason,
             "best": None if best is None else {"number": best.number, "value": best.value, "params": dict(best.params)},
+            **({"best_trials": [t.number for t in front]} if len(result.directions) > 1 else {}),
             "trials": counts,
             "plugin_errors": dict(result.plugin_errors),
         }

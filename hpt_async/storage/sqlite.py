@@ -181,6 +181,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE trials ADD COLUMN objective_values TEXT",
         "ALTER TABLE reports ADD COLUMN objective_values TEXT",
     ),
+    # 4: a trial's constraint values (JSON list; NULL when it set none).
+    ("ALTER TABLE trials ADD COLUMN constraints TEXT",),
 )
 
 #: The layout this version writes (the number of migrations); files with a higher number are refused.
@@ -196,20 +198,21 @@ def _tables_of(version: int) -> frozenset[str]:
 
 
 _COLUMNS = (
-    "number, state, params, value, user_attrs, error, traceback, started, ended, retry_of, schedule, objective_values"
+    "number, state, params, value, user_attrs, error, traceback, started, ended, retry_of, schedule, objective_values,"
+    " constraints"
 )
 _NEXT_SEQ = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM trials WHERE study_id = ?)"
 _INSERT_TRIAL = (
     "INSERT INTO trials (study_id, number, state, params, value, user_attrs, error, traceback, started, ended,"
-    f" retry_of, schedule, objective_values, session, writer, seq)"
-    f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_NEXT_SEQ})"
+    f" retry_of, schedule, objective_values, constraints, session, writer, seq)"
+    f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_NEXT_SEQ})"
 )
 _UPSERT_TRIAL = (
     _INSERT_TRIAL + " ON CONFLICT (study_id, number) DO UPDATE SET state = excluded.state,"
     " params = excluded.params, value = excluded.value, user_attrs = excluded.user_attrs,"
     " error = excluded.error, traceback = excluded.traceback, started = excluded.started,"
     " ended = excluded.ended, retry_of = excluded.retry_of, schedule = excluded.schedule,"
-    " objective_values = excluded.objective_values,"
+    " objective_values = excluded.objective_values, constraints = excluded.constraints,"
     " writer = excluded.writer, seq = excluded.seq"
 )
 _INSERT_REPORT = (
@@ -394,7 +397,7 @@ def _load_values(text: str | None) -> tuple[float, ...] | None:
 
 
 def _record(row: Sequence[Any], grouped: _Reports | None, codec: _Codec) -> TrialRecord:
-    number, state, params, value, attrs, error, tb, started, ended, retry_of, schedule, values = row
+    number, state, params, value, attrs, error, tb, started, ended, retry_of, schedule, values, constraints = row
     reports, report_values = grouped or (None, None)
     return TrialRecord(
         number=number,
@@ -411,6 +414,7 @@ def _record(row: Sequence[Any], grouped: _Reports | None, codec: _Codec) -> Tria
         schedule=_load_schedule(schedule, codec),
         values=_load_values(values),
         report_values=MappingProxyType(report_values) if report_values else _EMPTY,
+        constraints=_load_values(constraints),
     )
 
 
@@ -668,6 +672,7 @@ class _SQLiteSession(StudySession):
             record.retry_of,
             _dump_schedule(record.schedule, self._codec),
             _dump_values(record.values),
+            _dump_values(record.constraints),
             self._sid,
             self._sid,
             self._study_id,

@@ -116,6 +116,7 @@ class _Study:
     errors: int = 0
     first_error: str | None = None
     dropped: int = 0  # operations that could not be written
+    names: tuple[str, ...] | None = None  # one MLflow metric name per objective, for a study with several
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +140,13 @@ class MlflowLogger:
     missing; when ``None`` it is ``MLFLOW_EXPERIMENT_NAME``, else the
     study's name.  ``metric`` names the objective's value in MLflow and
     ``intermediate_metric`` the reported values (default
-    ``"intermediate_" + metric``).
+    ``"intermediate_" + metric``).  In a study with several objectives each
+    COMPLETE trial also logs every objective's value under its name
+    (``metric_names`` of the Tuner, else ``<metric>_0``, ``<metric>_1``,
+    ...), on its own run and on the study's run at step = trial number; the
+    study's run gets the tag ``hpt.best_trials`` (its Pareto front) instead
+    of the best-trial entries.  A trial with constraints logs them as
+    ``constraint_0``, ``constraint_1``, ... and the tag ``hpt.feasible``.
 
     The study's run (named after the study, tag ``hpt.role=study``) gets the
     params ``study``, ``direction``, ``seed`` (and ``strategy``,
@@ -231,7 +238,7 @@ class MlflowLogger:
             if self._worker is None or self._worker.stopping:
                 # The first study, or the previous worker is on its way out: a fresh thread and queue.
                 self._worker = _Worker(self.tracking_uri, self.experiment, self.metric, self.intermediate_metric)
-            self._worker.put(_Op("start", event.study, (params, event.time)))
+            self._worker.put(_Op("start", event.study, (params, event.time, _objective_names(self.metric, study))))
 
     @hpt.hookimpl
     def hpt_trial_created(self, event: TrialCreated, study: StudyView) -> None:
@@ -278,6 +285,17 @@ class MlflowLogger:
 
 def _where(tracking_uri: str | None) -> str:
     return repr(tracking_uri) if tracking_uri else "MLflow's default tracking URI"
+
+
+def _objective_names(metric: str, study: StudyView) -> tuple[str, ...] | None:
+    """The MLflow metric name of each objective of a study with several: its metric name, else ``<metric>_<i>``."""
+    directions = getattr(study, "directions", ())
+    if len(directions) < 2:
+        return None
+    names = getattr(study, "metric_names", None)
+    if names:
+        return tuple(_key(n) for n in names)
+    return tuple(f"{metric}_{i}" for i in range(len(directions)))
 
 
 class _Worker:
@@ -411,8 +429,8 @@ class _Worker:
         return self._client
 
     def _start_study(self, op: _Op, run_pending: Any) -> None:
-        params, when = op.payload
-        study = self._studies[op.study] = _Study(op.study)
+        params, when, names = op.payload
+        study = self._studies[op.study] = _Study(op.study, names=names)
         try:
             client = self._connect()
             name = self.experiment or op.study
@@ -495,6 +513,16 @@ class _Worker:
             p.metrics.append((self.metric, record.value, when, 0 if last is None else last[0]))
             if record.state is TrialState.COMPLETE and study.run_id is not None:
                 run_pending(study.run_id, study).metrics.append((self.metric, record.value, when, record.number))
+        if record.values is not None and study.names is not None and record.state is TrialState.COMPLETE:
+            step = record.number
+            for name, value in zip(study.names, record.values, strict=False):
+                p.metrics.append((name, value, when, 0))
+                if study.run_id is not None:
+                    run_pending(study.run_id, study).metrics.append((name, value, when, step))
+        if record.constraints is not None:
+            for i, c in enumerate(record.constraints):
+                p.metrics.append((f"constraint_{i}", c, when, 0))
+            p.tags.append(("hpt.feasible", str(record.feasible).lower()))
         terminate.append((run_id, STATUS.get(record.state, "FAILED"), end_ms))
 
     def _end_study(self, study: _Study, op: _Op, run_pending: Any, terminate: list) -> None:
@@ -517,7 +545,10 @@ class _Worker:
             counts[record.state.value] = counts.get(record.state.value, 0) + 1
         for state, n in sorted(counts.items()):
             p.metrics.append((f"trials_{state}", float(n), end_ms or 0, 0))
-        best = result.best
+        front = result.best_trials
+        if len(result.directions) > 1:
+            p.tags.append(("hpt.best_trials", _text(",".join(str(t.number) for t in front), _MAX_TAG_VALUE)))
+        best = front[0] if front and len(result.directions) == 1 else None
         if best is not None and best.value is not None:
             p.metrics.append((f"best_{self.metric}", best.value, end_ms or 0, 0))
             p.tags.append(("hpt.best_trial", str(best.number)))
