@@ -142,9 +142,13 @@ def resolve(
     if objectives > 1:
         for kind, obj in (("strategy", strat), ("pruner", prun)):
             if obj is not None and not getattr(obj, "multi_objective", False):
+                advice = getattr(obj, "multi_objective_advice", None) or (
+                    "use strategy 'random', 'sobol', 'grid' or 'evolution', pruner 'asha' or 'hyperband', "
+                    "or a component that declares multi_objective = True"
+                )
                 raise ValueError(
                     f"{kind} {label(obj)!r} optimises a single objective; this study has {objectives} directions "
-                    "(use strategy 'random', 'sobol' or 'grid', or a component that declares multi_objective = True)"
+                    f"({advice})"
                 )
     promotes = prun is not None and bool(getattr(prun, "promotes", False)) and callable(getattr(prun, "promote", None))
 

@@ -20,6 +20,7 @@ __all__ = [
     "crowding_distance",
     "default_reference_point",
     "dominates",
+    "front_ranks",
     "hypervolume",
     "losses",
     "nondominated_ranks",
@@ -148,6 +149,35 @@ def nondominated_ranks(
         if viol[i] > 0.0:
             ranks[i] = order[viol[i]]
     return ranks
+
+
+def front_ranks(points: Sequence[Sequence[float]]) -> list[int]:
+    """The non-dominated front of each loss vector (0: not dominated), vectorised for large sets.
+
+    The same answer as :func:`nondominated_ranks` without violations (NaN
+    taken as ``inf``); numpy does the pairwise comparisons, O(n^2) memory.
+    """
+    n = len(points)
+    if n <= 32:
+        return nondominated_ranks(points)
+    import numpy as np
+
+    p = np.asarray(points, dtype=float)
+    p = np.where(np.isnan(p), np.inf, p)
+    le = (p[:, None, :] <= p[None, :, :]).all(axis=2)
+    lt = (p[:, None, :] < p[None, :, :]).any(axis=2)
+    dom = le & lt  # dom[i, j]: i dominates j
+    count = dom.sum(axis=0)
+    ranks = np.full(n, -1)
+    level = 0
+    left = np.ones(n, dtype=bool)
+    while left.any():
+        front = left & (count == 0)
+        ranks[front] = level
+        left &= ~front
+        count = count - dom[front].sum(axis=0)
+        level += 1
+    return ranks.tolist()
 
 
 def crowding_distance(points: Sequence[Sequence[float]]) -> list[float]:

@@ -172,3 +172,11 @@ def test_hypervolume_agrees_with_optuna_when_it_is_installed() -> None:
 def test_hypervolume_refuses_bad_input(points, ref, message) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=message):
         hpt.hypervolume(points, ref)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=2, max_value=3).flatmap(lambda d: st.lists(st.tuples(*[_coord] * d), min_size=33, max_size=80)))
+def test_the_vectorised_front_ranks_equal_the_plain_ones(points: list[tuple[float, ...]]) -> None:
+    from hpt_async._pareto import front_ranks
+
+    assert front_ranks(points) == nondominated_ranks(points)

@@ -18,6 +18,14 @@ trial reaching a rung goes straight on when it ranks in the rung's top
 rung wait), and is paused otherwise; :meth:`RungPruner.promote` later names
 a paused trial that the rung, grown since, now ranks in its top, the one at
 the highest rung first.
+
+Several objectives (MO-ASHA, Schmucker et al. 2021): in a study with
+several directions a rung ranks its trials by non-dominated sorting of the
+values they reported on reaching it (every objective, from
+``record.report_values``), then by crowding distance within a front; a
+trial's rank is the number of the rung's trials strictly ahead of it, and
+the same top ``1/eta`` rule decides.  A report of a single number in such a
+study counts for the first objective, the others taken as worst.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from .._pareto import crowding_distance, front_ranks
 from ..contracts import Decision, Pruner
 from ..trial import TrialState
 from . import _options as opt
@@ -65,10 +74,30 @@ def promoted_count(n: int, eta: float) -> int:
     return math.floor(n / eta + 1e-9)
 
 
+def ahead_of(vectors: Mapping[int, tuple[float, ...]], number: int) -> int:
+    """How many loss vectors of ``vectors`` rank strictly ahead of trial ``number``'s.
+
+    The order is MO-ASHA's: the non-dominated front first, then the larger
+    crowding distance within the front.
+    """
+    numbers = list(vectors)
+    points = [vectors[n] for n in numbers]
+    ranks = front_ranks(points)
+    me = numbers.index(number)
+    mine = ranks[me]
+    ahead = sum(1 for r in ranks if r < mine)
+    same = [i for i, r in enumerate(ranks) if r == mine]
+    if len(same) > 1:
+        crowd = crowding_distance([points[i] for i in same])
+        own = crowd[same.index(me)]
+        ahead += sum(1 for c in crowd if c > own)
+    return ahead
+
+
 class Ladder:
     """The rungs of one bracket; levels are made as trials climb to them."""
 
-    __slots__ = ("eta", "levels", "losses", "members", "min_resource")
+    __slots__ = ("eta", "levels", "losses", "members", "min_resource", "vectors")
 
     def __init__(self, min_resource: float, eta: float) -> None:
         self.min_resource = min_resource
@@ -77,6 +106,8 @@ class Ladder:
         # Per rung: every loss received, sorted (ranks by bisection), and number -> reported value.
         self.losses: list[list[float]] = []
         self.members: list[dict[int, float]] = []
+        # Per rung, with several objectives: number -> loss vector on reaching it.
+        self.vectors: list[dict[int, tuple[float, ...]]] = []
 
     def level(self, k: int) -> float:
         """The resource of rung ``k``."""
@@ -85,26 +116,52 @@ class Ladder:
             levels.append(self.min_resource * self.eta ** len(levels))
             self.losses.append([])
             self.members.append({})
+            self.vectors.append({})
         return levels[k]
 
-    def enter(self, k: int, number: int, loss: float, value: float) -> bool:
+    def enter(
+        self, k: int, number: int, loss: float, value: float, vector: tuple[float, ...] | None = None
+    ) -> bool:
         """Enter trial ``number`` into rung ``k``; True when it ranks in the rung's top ``1/eta``.
 
         With ``n`` losses in the rung (this one included), the trial ranks in
         the top when fewer than ``max(1, floor(n / eta))`` of them are
         strictly lower than its own: the best so far always does, ties go on.
-        A non-finite loss never does.
+        A non-finite loss never does.  With a loss ``vector`` (several
+        objectives) "lower" is MO-ASHA's order (see :func:`ahead_of`), and a
+        vector with a non-finite loss never goes on.
         """
         rung = self.losses[k]
         pos = bisect_left(rung, loss)
         rung.insert(pos, loss)
         self.members[k][number] = value
+        if vector is not None:
+            vectors = self.vectors[k]
+            vectors[number] = vector
+            if math.inf in vector:
+                return False
+            return ahead_of(vectors, number) < top_count(len(vectors), self.eta)
         return loss != math.inf and pos < top_count(len(rung), self.eta)
 
-    def promotable(self, k: int, loss: float) -> bool:
-        """True when ``loss``, already in rung ``k``, ranks in its top ``floor(n / eta)`` (promotion mode)."""
+    def promotable(self, k: int, loss: float, number: int | None = None) -> bool:
+        """True when ``loss``, already in rung ``k``, ranks in its top ``floor(n / eta)`` (promotion mode).
+
+        A trial entered with a loss vector is ranked by it (pass its ``number``).
+        """
+        vectors = self.vectors[k]
+        if number is not None and number in vectors:
+            if math.inf in vectors[number]:
+                return False
+            return ahead_of(vectors, number) < promoted_count(len(vectors), self.eta)
         rung = self.losses[k]
         return loss != math.inf and bisect_left(rung, loss) < promoted_count(len(rung), self.eta)
+
+    def position(self, k: int, number: int, loss: float) -> float:
+        """How many entries of rung ``k`` rank ahead of trial ``number`` (its loss alone for one objective)."""
+        vectors = self.vectors[k]
+        if number in vectors:
+            return float(ahead_of(vectors, number))
+        return loss
 
 
 class RungPruner(Pruner):
@@ -121,6 +178,7 @@ class RungPruner(Pruner):
     """
 
     name = "rungs"
+    multi_objective = True
 
     def __init__(self, min_resource: float, eta: float, max_resource: float | None, mode: str = "stop") -> None:
         if mode not in MODES:
@@ -157,7 +215,7 @@ class RungPruner(Pruner):
 
     async def start(self, study: StudyView) -> None:
         """Rebuild the rungs from every stored report of ``study``."""
-        self._reset(study.direction)
+        self._reset(study.directions)
         trials = study.trials
         for number in sorted(trials):
             self._absorb(trials[number])
@@ -165,15 +223,15 @@ class RungPruner(Pruner):
     async def decide(self, study: StudyView, trial: TrialRecord, step: int, value: float) -> Decision:
         """STOP when this report brings the trial to a rung where it is not in the top ``1/eta``."""
         if not self._started:
-            self._reset(study.direction)
-        return self.observe(trial.number, step, value)
+            self._reset(study.directions)
+        return self.observe(trial.number, step, value, trial.report_values.get(step) if self._several else None)
 
     async def tell(self, study: StudyView, record: TrialRecord) -> None:
         """Take in the reports not seen yet (another tuner's trial), forget the trial's progress,
         and learn the resource of a COMPLETE one.  A PAUSED trial keeps its progress and waits
         for :meth:`promote`."""
         if not self._started:
-            self._reset(study.direction)
+            self._reset(study.directions)
         self._absorb(record)
 
     async def promote(self, study: StudyView) -> int | None:
@@ -187,7 +245,7 @@ class RungPruner(Pruner):
         named is taken off the waiting list.
         """
         if not self._started:
-            self._reset(study.direction)
+            self._reset(study.directions)
         if not self.promotes or not self._waiting:
             return None
         limit = self.resource_limit()
@@ -206,9 +264,9 @@ class RungPruner(Pruner):
                 value = ladder.members[k][number]
                 loss = self._sign * value if math.isfinite(value) else math.inf
                 level = ladder.levels[k]
-                if not (limit is not None and level >= limit) and not ladder.promotable(k, loss):
+                if not (limit is not None and level >= limit) and not ladder.promotable(k, loss, number):
                     continue
-                key = (-level, loss, number)
+                key = (-level, ladder.position(k, number, loss), number)
             if choice is None or key < choice:
                 choice = key
         if choice is None:
@@ -219,12 +277,14 @@ class RungPruner(Pruner):
 
     # -- the rungs ---------------------------------------------------------------------
 
-    def observe(self, number: int, step: int, value: float) -> Decision:
+    def observe(self, number: int, step: int, value: float, values: tuple[float, ...] | None = None) -> Decision:
         """Take one report of trial ``number`` and decide (what :meth:`decide` does, synchronously).
 
         A report whose step is not above the trial's previous one changes
         nothing and goes on: steps are expected to increase.  Before
-        :meth:`start`, the study is taken to minimise.
+        :meth:`start`, the study is taken to minimise.  In a study with
+        several objectives ``values`` holds the report's value of each
+        (``None``: ``value`` for the first, the others worst).
         """
         if not self._started:
             self._reset("minimize")
@@ -237,33 +297,49 @@ class RungPruner(Pruner):
         if step < ladder.level(k):
             return _CONTINUE
         loss = self._sign * value if math.isfinite(value) else math.inf
+        vector = self._vector(value, values) if self._several else None
         limit = self.max_resource if self.max_resource is not None else self._inferred
         if self.promotes:
-            return self._climb(ladder, k, number, step, loss, value, limit)
+            return self._climb(ladder, k, number, step, loss, value, limit, vector)
         stop = False
         while step >= ladder.level(k):
-            if not ladder.enter(k, number, loss, value) and (limit is None or ladder.levels[k] < limit):
+            if not ladder.enter(k, number, loss, value, vector) and (limit is None or ladder.levels[k] < limit):
                 stop = True
             k += 1
         self._next[number] = k
         return _STOP if stop else _CONTINUE
 
+    def _vector(self, value: float, values: tuple[float, ...] | None) -> tuple[float, ...]:
+        """A report's loss vector: each value signed by its direction, non-finite ones worst."""
+        signs = self._signs
+        if values is None or len(values) != len(signs):
+            values = (value, *([math.inf] * (len(signs) - 1)))
+        return tuple(s * v if math.isfinite(v) else math.inf for s, v in zip(signs, values, strict=True))
+
     def _climb(
-        self, ladder: Ladder, k: int, number: int, step: int, loss: float, value: float, limit: float | None
+        self,
+        ladder: Ladder,
+        k: int,
+        number: int,
+        step: int,
+        loss: float,
+        value: float,
+        limit: float | None,
+        vector: tuple[float, ...] | None = None,
     ) -> Decision:
         """Promotion mode: enter every rung ``step`` reaches; judge the trial at the highest of them."""
         full = False
         while step >= ladder.level(k):
-            ladder.enter(k, number, loss, value)
+            ladder.enter(k, number, loss, value, vector)
             if limit is not None and ladder.levels[k] >= limit:
                 full = True
             k += 1
         self._next[number] = k
         if full:
             return _CONTINUE  # it has had its full budget
-        if loss == math.inf:
+        if loss == math.inf or (vector is not None and math.inf in vector):
             return _STOP  # a non-finite value would never be promoted
-        return _CONTINUE if ladder.promotable(k - 1, loss) else _PAUSE
+        return _CONTINUE if ladder.promotable(k - 1, loss, number) else _PAUSE
 
     def waiting(self) -> dict[int, tuple[int, int]]:
         """Promotion mode: PAUSED trials this pruner may resume -> ``(bracket, rung index)`` they wait at."""
@@ -288,8 +364,11 @@ class RungPruner(Pruner):
 
     # -- internals ---------------------------------------------------------------------
 
-    def _reset(self, direction: str) -> None:
-        self._sign = 1.0 if direction == "minimize" else -1.0
+    def _reset(self, direction: str | tuple[str, ...]) -> None:
+        directions = (direction,) if isinstance(direction, str) else tuple(direction)
+        self._signs = tuple(1.0 if d == "minimize" else -1.0 for d in directions)
+        self._sign = self._signs[0]
+        self._several = len(directions) > 1
         self._ladders = self._make_ladders()
         self._next: dict[int, int] = {}  # trial -> index of the lowest rung it has not reached
         self._last: dict[int, int] = {}  # trial -> highest step taken
@@ -300,8 +379,9 @@ class RungPruner(Pruner):
     def _absorb(self, record: TrialRecord) -> None:
         reports = record.reports
         number = record.number
+        several = record.report_values if self._several else None
         for step in sorted(reports):
-            self.observe(number, step, reports[step])
+            self.observe(number, step, reports[step], several.get(step) if several else None)
         if record.state is TrialState.PAUSED:
             # It keeps its progress: resumed, it goes on from its last step.
             self._waiting[number] = (self.bracket_of(number), self._next.get(number, 0) - 1)

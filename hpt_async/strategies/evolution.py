@@ -20,6 +20,18 @@ is half the population.
 A child is bred the moment a slot frees, from whatever has completed by
 then, so the strategy is asynchronous by construction.  FAILED, PRUNED,
 CANCELLED and LOST trials never join the population.
+
+Constraints (:meth:`Trial.set_constraints <hpt_async.Trial.set_constraints>`)
+follow Deb's rule: a tournament prefers the member with the smaller total
+violation, then the better value.
+
+With several objectives the population is kept by NSGA-II's rule (Deb et
+al. 2002), steady state: each COMPLETE trial joins it, and while it is over
+size the member with the lowest crowding distance on its worst
+non-dominated front leaves (constrained domination: feasible members
+first, infeasible ones by violation).  Parents are picked by binary
+tournament on (front, crowding distance), and a child is the uniform
+crossover of two parents (probability 0.9) with one parameter mutated.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ import random
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._pareto import crowding_distance, losses, nondominated_ranks, violation
 from ..contracts import Strategy
 from ..hookspecs import hookimpl
 from ..space import Choice, Domain, Float, Int, Space, SpaceError
@@ -38,7 +51,7 @@ if TYPE_CHECKING:
     from ..study import StudyView
     from ..trial import TrialRecord
 
-__all__ = ["EvolutionStrategy", "budget_sizes", "mutable", "mutate"]
+__all__ = ["EvolutionStrategy", "budget_sizes", "crossover", "mutable", "mutate"]
 
 # Gaussian perturbations tried before falling back to a value that surely differs.
 _PERTURB_TRIES = 8
@@ -46,6 +59,8 @@ _PERTURB_TRIES = 8
 _FRESH_TRIES = 16
 # Sizes when the study has no budget, and the bounds of the budget-derived population.
 _POPULATION, _MIN_POPULATION = 50, 8
+# NSGA-II (several objectives): how often two parents are crossed, and the tournament size.
+_CROSSOVER, _MO_TOURNAMENT = 0.9, 2
 
 
 def mutable(domain: Domain) -> bool:
@@ -107,6 +122,20 @@ def mutate(space: Space, parent: Mapping[str, Any], rng: random.Random, scale: f
     return child
 
 
+def crossover(space: Space, a: Mapping[str, Any], b: Mapping[str, Any], rng: random.Random) -> dict[str, Any]:
+    """Uniform crossover: each active parameter from ``a`` or ``b`` at even odds; activity re-derived.
+
+    A parameter active in the child but set in neither parent gets a
+    uniformly random value.
+    """
+    child: dict[str, Any] = {}
+    for n in space.names:
+        if space.is_active(n, child):
+            picks = [p[n] for p in (a, b) if n in p]
+            child[n] = picks[rng.randrange(len(picks))] if picks else space[n].from_unit(rng.random())
+    return child
+
+
 def _key(space: Space, params: Mapping[str, Any]) -> tuple[Any, ...]:
     """A hashable identity of a configuration (Choice values by position, so ``1`` and ``True`` differ)."""
     out = []
@@ -151,6 +180,7 @@ class EvolutionStrategy(Strategy):
     """
 
     name = "evolution"
+    multi_objective = True
 
     def __init__(
         self, population: int | None = None, sample_size: int | None = None, *, scale: float | None = 0.2
@@ -172,7 +202,10 @@ class EvolutionStrategy(Strategy):
         self.options = (population, sample_size)
         self.population, self.sample_size = self._sizes(None)
         self.scale = None if scale is None else float(scale)
-        self._members: dict[int, tuple[dict[str, Any], float]] = {}
+        # number -> (params, losses, total violation); NSGA-II's (front, -crowding) per member.
+        self._members: dict[int, tuple[dict[str, Any], tuple[float, ...], float]] = {}
+        self._scores: dict[int, tuple[int, float]] = {}
+        self._several = False
         self._tried: set[tuple[Any, ...]] = set()
 
     def _sizes(self, max_trials: int | None) -> tuple[int, int]:
@@ -203,25 +236,53 @@ class EvolutionStrategy(Strategy):
             pass
 
     def _admit(self, study: StudyView, record: TrialRecord) -> None:
-        """Add a COMPLETE trial with a finite value; retire the oldest when over size."""
-        if record.state is not TrialState.COMPLETE or record.value is None or not math.isfinite(record.value):
+        """Add a COMPLETE trial with finite values; retire the oldest (NSGA-II: the worst) when over size."""
+        if record.state is not TrialState.COMPLETE or record.value is None:
+            return
+        loss = losses(record, study.directions)
+        if loss is None or not all(math.isfinite(x) for x in loss):
             return
         if record.number in self._members:
             return
         members = self._members
-        if len(members) >= self.population and record.number < min(members):
+        if not self._several and len(members) >= self.population and record.number < min(members):
             return  # older than every member: it would be retired at once
         try:
             params = study.space.validate(record.params)
         except SpaceError:
             return  # a configuration the current space cannot take cannot breed
-        members[record.number] = (params, study.sign() * float(record.value))
-        while len(members) > self.population:
-            del members[min(members)]
+        members[record.number] = (params, loss, violation(record.constraints))
+        if not self._several:
+            while len(members) > self.population:
+                del members[min(members)]
+            return
+        while True:
+            self._rescore()
+            if len(members) <= self.population:
+                return
+            # The worst front's most crowded member leaves (the youngest among equals stays).
+            worst = max(members, key=lambda n: (*self._scores[n], -n))
+            del members[worst]
+
+    def _rescore(self) -> None:
+        """NSGA-II's (front, -crowding distance) of every member."""
+        numbers = sorted(self._members)
+        points = [self._members[n][1] for n in numbers]
+        ranks = nondominated_ranks(points, [self._members[n][2] for n in numbers])
+        scores: dict[int, tuple[int, float]] = {}
+        for level in set(ranks):
+            front = [i for i, r in enumerate(ranks) if r == level]
+            for i, d in zip(front, crowding_distance([points[i] for i in front]), strict=True):
+                scores[numbers[i]] = (level, -d)
+        self._scores = scores
 
     async def start(self, study: StudyView) -> None:
         self.population, self.sample_size = self._sizes(study.max_trials)
+        self._several = len(study.directions) > 1
+        if self._several and self.options[1] is None:
+            self.sample_size = min(_MO_TOURNAMENT, self.population)
         self._members = {}
+        self._scores = {}
         self._tried = set()
         for record in study.trials.values():
             self._remember(study, record.params)
@@ -229,10 +290,23 @@ class EvolutionStrategy(Strategy):
             self._admit(study, record)
 
     def select(self, rng: random.Random) -> int:
-        """The tournament: the best (lowest loss, then oldest) of ``sample_size`` random members."""
+        """The tournament: the best of ``sample_size`` random members.
+
+        Best is the lowest total violation, then the lowest loss, then the
+        oldest; with several objectives, the lowest front, then the largest
+        crowding distance, then the oldest.
+        """
         numbers = self.members
         entrants = rng.sample(numbers, min(self.sample_size, len(numbers)))
-        return min(entrants, key=lambda n: (self._members[n][1], n))
+        if self._several:
+            return min(entrants, key=lambda n: (*self._scores[n], n))
+        return min(entrants, key=lambda n: (self._members[n][2], self._members[n][1], n))
+
+    def _breed(self, space: Space, rng: random.Random) -> dict[str, Any]:
+        parent = self._members[self.select(rng)][0]
+        if self._several and len(self._members) > 1 and rng.random() < _CROSSOVER:
+            parent = crossover(space, parent, self._members[self.select(rng)][0], rng)
+        return mutate(space, parent, rng, self.scale)
 
     async def ask(self, study: StudyView, number: int) -> dict[str, Any]:
         space = study.space
@@ -248,7 +322,7 @@ class EvolutionStrategy(Strategy):
             except (ValueError, KeyError, TypeError):
                 pass
         for _ in range(_FRESH_TRIES):
-            child = mutate(space, self._members[self.select(rng)][0], rng, self.scale)
+            child = self._breed(space, rng)
             key = _key(space, child)
             if key not in self._tried and key not in running:
                 break
