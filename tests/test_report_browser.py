@@ -27,7 +27,7 @@ import anyio
 import pytest
 
 import hpt_async as hpt
-from hpt_async.report import CHART_NAMES, write_report
+from hpt_async.report import BEST, CHART_NAMES, MO_CHART_NAMES, write_report
 
 REQUIRE_ENV = "HPT_ASYNC_REQUIRE_BROWSER"
 ARTIFACTS_ENV = "HPT_ASYNC_TEST_ARTIFACTS"
@@ -332,3 +332,89 @@ def test_the_report_renders_in_headless_chromium(tmp_path: Path, artifacts: Path
     assert errors == [], errors
     requests = [e["params"]["request"]["url"] for e in events if e.get("method") == "Network.requestWillBeSent"]
     assert requests and all(u.startswith(("file:", "data:", "about:")) for u in requests), requests
+
+
+# -- a study with several objectives and a constraint ----------------------------------------------
+
+MO_SPACE = {"x": hpt.Float(0.0, 1.0), "y": hpt.Float(0.0, 1.0), "z": hpt.Float(0.0, 1.0)}
+
+
+def _zdt1(trial: hpt.SyncTrial) -> tuple[float, float]:
+    x, y, z = trial.params["x"], trial.params["y"], trial.params["z"]
+    g = 1 + 4.5 * (y + z)
+    trial.set_constraints([0.15 - x])  # feasible when x >= 0.15
+    return x, g * (1 - (x / g) ** 0.5)
+
+
+PARETO_DRAWN = """
+(function () {
+  var svg = document.querySelector('svg[data-chart="pareto"]');
+  var front = Array.from(svg.querySelectorAll("circle[data-tip]")).filter(function (c) {
+    return c.getAttribute("fill") === "%s" && c.getAttribute("data-tip").indexOf("Pareto front") >= 0;
+  });
+  var crosses = Array.from(svg.querySelectorAll("path[data-tip]")).filter(function (p) {
+    return p.getAttribute("data-tip").indexOf("infeasible") >= 0;
+  });
+  var hv = document.querySelector('svg[data-chart="hypervolume"]');
+  var box = svg.getBoundingClientRect();
+  return JSON.stringify({
+    front: front.map(function (c) { return Number(c.getAttribute("data-tip").split(" ")[1]); }),
+    crosses: crosses.length,
+    hv_points: hv.querySelectorAll("circle[data-tip]").length,
+    size: document.getElementById("front-size").textContent,
+    visible: box.width > 500 && box.height > 200
+  });
+})()
+""" % BEST
+
+
+def test_the_report_of_a_study_with_several_objectives_shows_its_front(tmp_path: Path, artifacts: Path) -> None:
+    exe = _require_chromium()
+    tuner = hpt.Tuner(_zdt1, MO_SPACE, directions=["minimize", "minimize"], metric_names=["f1", "f2"],
+                      strategy="evolution", max_trials=60, seed=3, loggers=[])  # fmt: skip
+    result = anyio.run(tuner.run, backend="asyncio")
+    front = [t.number for t in result.best_trials]
+    infeasible = [t.number for t in result.trials if not t.feasible]
+    assert front and infeasible
+    page = write_report(result, artifacts / "report-pareto.html")
+
+    browser = DevTools(exe, tmp_path / "profile", artifacts / "chromium-pareto.log")
+    try:
+        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Page", "Runtime", "Log"):
+            browser.send(f"{domain}.enable", session=session)
+        browser.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1040, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+            session=session,
+        )
+        browser.send("Page.navigate", {"url": page.resolve().as_uri()}, session=session)
+        browser.wait_event("Page.loadEventFired", session)
+
+        def evaluate(expression: str) -> Any:
+            result = browser.send(
+                "Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=session
+            )
+            assert "exceptionDetails" not in result, result
+            return json.loads(result["result"]["value"])
+
+        charts = [c["chart"] for c in evaluate(CHARTS_DRAWN)]
+        assert charts == [*MO_CHART_NAMES, *CHART_NAMES]
+        drawn = evaluate(PARETO_DRAWN)
+        assert sorted(drawn["front"]) == front  # exactly the feasible front is highlighted
+        assert drawn["crosses"] == len(infeasible)  # every infeasible trial is marked
+        assert drawn["hv_points"] == sum(1 for t in result.trials if t.feasible)
+        assert drawn["size"] == f"{len(front)} trials" and drawn["visible"]
+        shot = browser.send("Page.captureScreenshot", {"format": "png"}, session=session)
+        (artifacts / "report-pareto.png").write_bytes(base64.b64decode(shot["data"]))
+        events = list(browser.events)
+    finally:
+        browser.close()
+    errors = [
+        e["params"]
+        for e in events
+        if e.get("method") == "Runtime.exceptionThrown"
+        or (e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") == "error")
+    ]
+    assert errors == [], errors

@@ -8,7 +8,10 @@
 
 The report holds the optimisation history, parallel coordinates,
 hyperparameter importance, slices of the value against each parameter, the
-intermediate values, and a timeline of the trials over wall time.  Charts are
+intermediate values, and a timeline of the trials over wall time; a study
+with several objectives adds its Pareto front (each pair of objectives, the
+feasible front highlighted, infeasible trials marked) and its hypervolume
+over time, and its other charts show the first objective.  Charts are
 SVG drawn by hpt-async itself; the page loads nothing from the network.  A
 study still running can be reported on at any time: the report shows it as
 read at that moment.  Importance needs scikit-learn (``pip install
@@ -27,12 +30,14 @@ from ..contracts.storage import Storage
 from ._charts import CHARTS
 from ._data import StudyData, study_data
 from ._importance import Importance, ImportanceUnavailable, compute_importance
+from ._mo_charts import MO_CHARTS
 from ._page import page
 from ._svg import BEST, STATE_COLOURS, Figure
 
 __all__ = [
     "BEST",
     "CHART_NAMES",
+    "MO_CHART_NAMES",
     "STATE_COLOURS",
     "Figure",
     "Importance",
@@ -44,7 +49,14 @@ __all__ = [
 ]
 
 CHART_NAMES: tuple[str, ...] = tuple(CHARTS)
-"""The keys of :func:`figures`, in the report's order."""
+"""The keys of :func:`figures`, in the report's order (a study with several objectives adds :data:`MO_CHART_NAMES`)."""
+
+MO_CHART_NAMES: tuple[str, ...] = tuple(MO_CHARTS)
+"""The charts a study with several objectives adds: its Pareto front and its hypervolume over time."""
+
+
+def _builders(data: StudyData) -> dict[str, Any]:
+    return {**MO_CHARTS, **CHARTS} if data.several else dict(CHARTS)
 
 
 def _data(study: Any, storage: str | Storage | None) -> StudyData:
@@ -71,7 +83,7 @@ def figures(study: Any, *, storage: str | Storage | None = None) -> dict[str, Fi
     yet is a figure whose ``message`` says why.
     """
     data = _data(study, storage)
-    return {name: build(data) for name, build in CHARTS.items()}
+    return {name: build(data) for name, build in _builders(data).items()}
 
 
 def param_importance(study: Any, *, storage: str | Storage | None = None) -> Importance:
@@ -88,7 +100,7 @@ def render_report(study: Any, *, storage: str | Storage | None = None, title: st
     from .. import __version__
 
     data = _data(study, storage)
-    figs = {name: build(data) for name, build in CHARTS.items()}
+    figs = {name: build(data) for name, build in _builders(data).items()}
     return page(data, figs, title=title, version=__version__)
 
 

@@ -101,6 +101,34 @@ class StudyData:
     best: TrialRecord | None
     created: float | None
     read_at: float
+    #: One direction per objective (``(direction,)`` for one).
+    directions: tuple[str, ...] = ()
+    #: The objectives' names, or ``None``.
+    metric_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.directions:
+            self.directions = (self.direction,)
+
+    @property
+    def several(self) -> bool:
+        """True for a study with several objectives."""
+        return len(self.directions) > 1
+
+    def objective_names(self) -> list[str]:
+        """A label per objective: its metric name, else ``objective 0``, ``objective 1``, ..."""
+        if self.metric_names and len(self.metric_names) == len(self.directions):
+            return list(self.metric_names)
+        return [f"objective {i}" for i in range(len(self.directions))]
+
+    def front(self) -> list[TrialRecord]:
+        """The feasible Pareto-optimal COMPLETE trials (the best feasible one for one objective)."""
+        from .._pareto import best_record, pareto_front
+
+        if self.several:
+            return pareto_front(self.trials, self.directions)
+        best = best_record(self.trials, self.direction)
+        return [] if best is None else [best]
 
     @property
     def maximize(self) -> bool:
@@ -155,7 +183,10 @@ def study_data(study: Any) -> StudyData:
     records = study.trials.values() if isinstance(study.trials, Mapping) else study.trials
     trials = tuple(sorted(records, key=lambda t: t.number))
     name = getattr(study, "name", None) or getattr(study, "study", None) or "study"
-    direction = str(getattr(study, "direction", "minimize"))
+    raw_direction = getattr(study, "direction", "minimize")
+    directions = (str(raw_direction),) if isinstance(raw_direction, str) else tuple(str(d) for d in raw_direction)
+    direction = directions[0]
+    names = getattr(study, "metric_names", None)
     description: Mapping[str, Any] = getattr(study, "space", None) or {}
     if hasattr(description, "describe"):
         description = description.describe()
@@ -179,4 +210,6 @@ def study_data(study: Any) -> StudyData:
         best=best,
         created=getattr(study, "created", None),
         read_at=time.time(),
+        directions=directions,
+        metric_names=tuple(names) if names else None,
     )

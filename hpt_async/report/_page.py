@@ -114,7 +114,11 @@ def _summary(data: StudyData) -> str:
     running = counts["running"]
     started = [t.started for t in data.trials if t.started > 0]
     ended = [t.ended for t in data.trials if t.ended is not None]
-    meta = [f"{escape(data.direction)}", f"{total} trial{'s' if total != 1 else ''}"]
+    if data.several:
+        directions = ", ".join(f"{n} ({d})" for n, d in zip(data.objective_names(), data.directions, strict=True))
+    else:
+        directions = data.direction
+    meta = [f"{escape(directions)}", f"{total} trial{'s' if total != 1 else ''}"]
     if started:
         last = max([*ended, *(data.read_at for t in data.trials if t.ended is None)] or [min(started)])
         meta.append(f"ran from {_when(min(started))} for {_span(max(0.0, last - min(started)))} of wall time")
@@ -128,7 +132,28 @@ def _summary(data: StudyData) -> str:
                 f"{state} <b>{counts[state]}</b></span>"
             )
     best = data.best
-    if best is not None and best.value is not None:
+    if data.several:
+        front = data.front()
+        if front:
+            names = data.objective_names()
+            head = "".join(f"<th>{escape(n)}</th>" for n in names)
+            rows = "".join(
+                f"<tr><td>{t.number}</td>"
+                + "".join(f"<td>{escape(fmt(v, 6))}</td>" for v in t.values or ())
+                + "</tr>"
+                for t in front[:12]
+            )
+            more = f'<div class="meta">and {len(front) - 12} more</div>' if len(front) > 12 else ""
+            best_html = (
+                '<div class="best"><div><div class="label">Pareto front</div>'
+                f'<div class="value" id="front-size">{len(front)} trials</div></div>'
+                f'<div><table class="params"><tr><th>trial</th>{head}</tr>{rows}</table>{more}</div></div>'
+            )
+        elif counts["complete"]:
+            best_html = '<div class="best"><div class="meta">No feasible complete trial: no Pareto front.</div></div>'
+        else:
+            best_html = '<div class="best"><div class="meta">No complete trial yet.</div></div>'
+    elif best is not None and best.value is not None:
         rows = "".join(
             f"<tr><td>{escape(str(k))}</td><td>{escape(_param_text(v))}</td></tr>" for k, v in best.params.items()
         )
@@ -140,6 +165,8 @@ def _summary(data: StudyData) -> str:
             + '</div></div><div><div class="label">its parameters</div>'
             f'<table class="params">{rows}</table></div></div>'
         )
+    elif counts["complete"]:
+        best_html = '<div class="best"><div class="meta">No feasible complete trial (every constraint <= 0).</div></div>'
     else:
         best_html = '<div class="best"><div class="meta">No complete trial yet.</div></div>'
     return (
