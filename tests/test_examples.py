@@ -299,3 +299,31 @@ def test_sklearn_search_cv_example_prunes_and_scores(tmp_path: Path) -> None:
     # Run again on the same storage with a larger budget: the search resumes and adds 2 candidates.
     again = run_example("sklearn_search_cv.py", "--trials", "12", *small)
     assert again["candidates"].startswith("12 ")
+
+
+# -- multi_objective -------------------------------------------------------------
+
+
+def test_multi_objective_example_prints_a_feasible_front(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("sklearn")
+    example = load_example("multi_objective.py")
+    result = example.main(["--trials", "10", "--epochs", "3", "--max-weights", "3000", "--seed", "1"])
+    out = capsys.readouterr().out
+    assert len(result.trials) == 10 and result.directions == ("minimize", "minimize")
+    assert result.metric_names == ("error", "weights")
+    front = result.best_trials
+    assert front and all(t.feasible and t.values[1] <= 3000 for t in front)
+    assert all(t.constraints == (t.values[1] - 3000,) for t in result.trials if t.state is hpt.TrialState.COMPLETE)
+    assert f"pareto front: {len(front)} trials" in out
+    assert number(out.split("hypervolume: ")[1].split()[0]) > 0
+    for t in front:
+        assert f"trial {t.number:3d}  error {t.values[0]:.4f}" in out
+    # Every report carried both objectives, as the pruner ranks by both.
+    assert all(len(t.report_values) == len(t.reports) for t in result.trials if t.reports)
+
+
+def test_multi_objective_example_runs_as_a_script() -> None:
+    pytest.importorskip("sklearn")
+    out = run_example("multi_objective.py", "--trials", "6", "--epochs", "2", "--concurrency", "1")
+    assert out["trials"].startswith("6 (")
+    assert "pareto front" in out
