@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import warnings
+from itertools import pairwise
 
 import anyio
 import numpy as np
@@ -53,7 +54,7 @@ SPACE = hpt.Space(
 def weights(params: dict[str, int | float]) -> int:
     """How many weights (and biases) the network of ``params`` has."""
     sizes = [X.shape[1]] + [int(params["width"])] * int(params["layers"]) + [len(CLASSES)]
-    return sum((a + 1) * b for a, b in zip(sizes, sizes[1:], strict=False))
+    return sum((a + 1) * b for a, b in pairwise(sizes))
 
 
 def make_objective(epochs: int, max_weights: int):  # type: ignore[no-untyped-def]

@@ -17,6 +17,7 @@ from importlib import import_module as _import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._pareto import hypervolume
     from .contracts import Exploit
     from .events import StudyEnded, StudyStarted, TrialCreated, TrialEnded, TrialReported, TrialStarted
     from .exceptions import (
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from .loggers import ConsoleLogger, JsonlLogger
     from .plugins import get_registry, register_plugin
     from .pruners import ASHAPruner, Decision, HyperbandPruner, MedianPruner, Pruner
-    from ._pareto import hypervolume
     from .result import SeveralObjectivesError, StopReason, StudyResult
     from .space import Choice, Domain, Float, Int, Space, SpaceError
     from .storage import (

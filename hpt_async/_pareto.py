@@ -89,16 +89,18 @@ def best_record(records: Iterable[TrialRecord], direction: str) -> TrialRecord |
     best: TrialRecord | None = None
     for r in records:
         if r.state is TrialState.COMPLETE and r.value is not None and r.feasible:
-            if best is None or sign * r.value < sign * best.value or (  # type: ignore[operator]
-                r.value == best.value and r.number < best.number
+            if (
+                best is None
+                or sign * r.value < sign * best.value
+                or (  # type: ignore[operator]
+                    r.value == best.value and r.number < best.number
+                )
             ):
                 best = r
     return best
 
 
-def nondominated_ranks(
-    points: Sequence[Sequence[float]], violations: Sequence[float] | None = None
-) -> list[int]:
+def nondominated_ranks(points: Sequence[Sequence[float]], violations: Sequence[float] | None = None) -> list[int]:
     """The front each loss vector of ``points`` belongs to (0: not dominated), by constrained domination.
 
     ``violations`` (one total violation per point, 0 for feasible ones)

@@ -526,7 +526,5 @@ class Tuner(AskAndTell):
                 "(call trial.set_constraints in every trial)"
             )
         if len(given) != expected:
-            return (
-                f"ValueError: trial {trial.number} set {len(given)} constraints; the study's trials give {expected}"
-            )
+            return f"ValueError: trial {trial.number} set {len(given)} constraints; the study's trials give {expected}"
         return None

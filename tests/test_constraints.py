@@ -218,9 +218,7 @@ def test_hpt_async_best_lists_the_front(tmp_path: Path, capsys: pytest.CaptureFi
     assert listed == [t.number for t in result.best_trials]
 
 
-def test_hpt_async_best_says_when_no_trial_is_feasible(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_hpt_async_best_says_when_no_trial_is_feasible(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'none.db'}"
 
     def never(trial: hpt.SyncTrial) -> float:

@@ -28,9 +28,7 @@ def _clouds(dims: int) -> st.SearchStrategy[list[tuple[float, ...]]]:
 
 
 def _record(number: int, values: tuple[float, ...], constraints: tuple[float, ...] | None = None) -> hpt.TrialRecord:
-    return hpt.TrialRecord(
-        number, hpt.TrialState.COMPLETE, {}, value=values[0], values=values, constraints=constraints
-    )
+    return hpt.TrialRecord(number, hpt.TrialState.COMPLETE, {}, value=values[0], values=values, constraints=constraints)
 
 
 def _brute_front(points: list[tuple[float, ...]]) -> set[int]:
@@ -175,7 +173,11 @@ def test_hypervolume_refuses_bad_input(points, ref, message) -> None:  # type: i
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(min_value=2, max_value=3).flatmap(lambda d: st.lists(st.tuples(*[_coord] * d), min_size=33, max_size=80)))
+@given(
+    st.integers(min_value=2, max_value=3).flatmap(
+        lambda d: st.lists(st.tuples(*[_coord] * d), min_size=33, max_size=80)
+    )
+)
 def test_the_vectorised_front_ranks_equal_the_plain_ones(points: list[tuple[float, ...]]) -> None:
     from hpt_async._pareto import front_ranks
 

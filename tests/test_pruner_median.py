@@ -90,7 +90,9 @@ async def test_start_rebuilds_from_every_stored_report() -> None:
 
 
 def test_unknown_and_bad_options() -> None:
-    with pytest.raises(TypeError, match=r"'warmup'.*did you mean 'warmup_steps'.*interval, min_trials, objective, warmup_steps"):
+    with pytest.raises(
+        TypeError, match=r"'warmup'.*did you mean 'warmup_steps'.*interval, min_trials, objective, warmup_steps"
+    ):
         MedianPruner(warmup=3)
     with pytest.raises(ValueError, match="min_trials must be an int >= 1"):
         MedianPruner(min_trials=0)

@@ -350,7 +350,7 @@ PARETO_DRAWN = """
 (function () {
   var svg = document.querySelector('svg[data-chart="pareto"]');
   var front = Array.from(svg.querySelectorAll("circle[data-tip]")).filter(function (c) {
-    return c.getAttribute("fill") === "%s" && c.getAttribute("data-tip").indexOf("Pareto front") >= 0;
+    return c.getAttribute("fill") === "BEST_COLOUR" && c.getAttribute("data-tip").indexOf("Pareto front") >= 0;
   });
   var crosses = Array.from(svg.querySelectorAll("path[data-tip]")).filter(function (p) {
     return p.getAttribute("data-tip").indexOf("infeasible") >= 0;
@@ -365,7 +365,7 @@ PARETO_DRAWN = """
     visible: box.width > 500 && box.height > 200
   });
 })()
-""" % BEST
+""".replace("BEST_COLOUR", BEST)
 
 
 def test_the_report_of_a_study_with_several_objectives_shows_its_front(tmp_path: Path, artifacts: Path) -> None:

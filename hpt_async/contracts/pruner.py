@@ -43,9 +43,11 @@ class Pruner:
     for a new one.
 
     A pruner that handles a study with several objectives declares
-    :attr:`multi_objective`; in such a study each report carries the first
-    objective's value (``value``), and a Tuner refuses a pruner that does
-    not declare it.
+    :attr:`multi_objective`; in such a study ``value`` is the report's
+    first objective's value and ``trial.report_values[step]`` holds every
+    objective's value (when the report gave them), and a Tuner refuses a
+    pruner that does not declare it (showing its ``multi_objective_advice``
+    text, when it has one).
 
     Errors: an exception from any method is fatal to the study; the
     :class:`~hpt_async.StudyError` names the pruner.

@@ -59,7 +59,8 @@ class Strategy:
     * :attr:`multi_objective`: the strategy handles a study with several
       objectives (``study.directions``; each finished record's ``values``).
       A Tuner refuses a study with several directions for a strategy that
-      does not declare it.
+      does not declare it.  Any strategy may read a record's
+      ``constraints`` and ``feasible`` (see ``Trial.set_constraints``).
     * :attr:`check_output`: the tuner checks each configuration against the
       space (an invalid one is fatal and names the strategy).  A strategy
       that only returns what the space itself built may set it to ``False``

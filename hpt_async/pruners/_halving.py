@@ -119,9 +119,7 @@ class Ladder:
             self.vectors.append({})
         return levels[k]
 
-    def enter(
-        self, k: int, number: int, loss: float, value: float, vector: tuple[float, ...] | None = None
-    ) -> bool:
+    def enter(self, k: int, number: int, loss: float, value: float, vector: tuple[float, ...] | None = None) -> bool:
         """Enter trial ``number`` into rung ``k``; True when it ranks in the rung's top ``1/eta``.
 
         With ``n`` losses in the rung (this one included), the trial ranks in

@@ -138,9 +138,7 @@ def _summary(data: StudyData) -> str:
             names = data.objective_names()
             head = "".join(f"<th>{escape(n)}</th>" for n in names)
             rows = "".join(
-                f"<tr><td>{t.number}</td>"
-                + "".join(f"<td>{escape(fmt(v, 6))}</td>" for v in t.values or ())
-                + "</tr>"
+                f"<tr><td>{t.number}</td>" + "".join(f"<td>{escape(fmt(v, 6))}</td>" for v in t.values or ()) + "</tr>"
                 for t in front[:12]
             )
             more = f'<div class="meta">and {len(front) - 12} more</div>' if len(front) > 12 else ""
@@ -166,7 +164,9 @@ def _summary(data: StudyData) -> str:
             f'<table class="params">{rows}</table></div></div>'
         )
     elif counts["complete"]:
-        best_html = '<div class="best"><div class="meta">No feasible complete trial (every constraint <= 0).</div></div>'
+        best_html = (
+            '<div class="best"><div class="meta">No feasible complete trial (every constraint <= 0).</div></div>'
+        )
     else:
         best_html = '<div class="best"><div class="meta">No complete trial yet.</div></div>'
     return (

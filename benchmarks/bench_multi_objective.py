@@ -1,0 +1,332 @@
+"""Several objectives: hpt-async's search and early stopping against Optuna's, by hypervolume.
+
+Subcommands (``--help`` on each lists its options):
+
+* ``synthetic``: ZDT1, ZDT2 and ZDT3 (two objectives, d = 6) and DTLZ2 (three
+  objectives, d = 6), minimised.  Methods: ``hpt-random``, ``hpt-evolution``
+  (NSGA-II selection), Optuna's ``NSGAIISampler`` and ``TPESampler`` (both
+  with their defaults) and ``RandomSampler``; each run has ``--trials``
+  sequential trials.  The figure is the hypervolume of each run's final front
+  against a fixed reference point per problem ((1.1, 11) for ZDT, (2.5, 2.5,
+  2.5) for DTLZ2), computed by ``hpt.hypervolume`` (tested against Optuna's
+  own).  Larger is better.
+* ``mlp``: a real model, a scikit-learn ``MLPClassifier`` on the digits data
+  (ships with scikit-learn), two objectives: validation error and
+  ``log10`` of the number of weights, both minimised (reference point (1.0,
+  log10 of the largest network of the space)).  A full training is
+  ``--epochs`` epochs of ``partial_fit``; a configuration's learning curve
+  is deterministic (``random_state=0``) and cached, and every method is
+  charged the epochs it asks for.  Methods: ``full-random``: random search,
+  every trial trained in full, ``--trials`` trials (the budget B = trials x
+  epochs); ``asha-random``: random search with the ``asha`` pruner (MO-ASHA,
+  ``eta=3``, rungs at 1, 3, 9 epochs) stopped once it has used B/4 epochs;
+  ``optuna-nsga2``: Optuna's ``NSGAIISampler``, every trial in full, B/4
+  epochs (so a quarter of the trials).  The front of a run is made of its
+  trials trained in full.
+
+Each run appends one JSON line to ``--out``; the table printed at the end
+covers the runs of that command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+
+import hpt_async as hpt
+
+# -- synthetic problems -------------------------------------------------------------------------
+
+
+def _zdt(kind: int) -> Callable[[Sequence[float]], tuple[float, ...]]:
+    def f(x: Sequence[float]) -> tuple[float, ...]:
+        f1 = x[0]
+        g = 1 + 9 * sum(x[1:]) / (len(x) - 1)
+        if kind == 1:
+            h = 1 - math.sqrt(f1 / g)
+        elif kind == 2:
+            h = 1 - (f1 / g) ** 2
+        else:
+            h = 1 - math.sqrt(f1 / g) - (f1 / g) * math.sin(10 * math.pi * f1)
+        return f1, g * h
+
+    return f
+
+
+def _dtlz2(x: Sequence[float]) -> tuple[float, ...]:
+    g = sum((xi - 0.5) ** 2 for xi in x[2:])
+    a, b = x[0] * math.pi / 2, x[1] * math.pi / 2
+    return (
+        (1 + g) * math.cos(a) * math.cos(b),
+        (1 + g) * math.cos(a) * math.sin(b),
+        (1 + g) * math.sin(a),
+    )
+
+
+# name -> (function, dimension, number of objectives, reference point)
+PROBLEMS: dict[str, tuple[Callable[[Sequence[float]], tuple[float, ...]], int, int, tuple[float, ...]]] = {
+    "zdt1": (_zdt(1), 6, 2, (1.1, 11.0)),
+    "zdt2": (_zdt(2), 6, 2, (1.1, 11.0)),
+    "zdt3": (_zdt(3), 6, 2, (1.1, 11.0)),
+    "dtlz2": (_dtlz2, 6, 3, (2.5, 2.5, 2.5)),
+}
+SYNTHETIC_METHODS = ("hpt-random", "hpt-evolution", "optuna-nsga2", "optuna-tpe", "optuna-random")
+
+
+def run_synthetic(problem: str, method: str, seed: int, trials: int) -> list[tuple[float, ...]]:
+    """Every trial's objective values of one run, in order."""
+    f, dim, m, _ = PROBLEMS[problem]
+    if method.startswith("hpt"):
+        space = {f"x{i}": hpt.Float(0.0, 1.0) for i in range(dim)}
+
+        async def objective(trial: hpt.Trial) -> tuple[float, ...]:
+            return f([trial.params[f"x{i}"] for i in range(dim)])
+
+        strategy = "evolution" if method == "hpt-evolution" else "random"
+        tuner = hpt.Tuner(objective, space, directions=["minimize"] * m, strategy=strategy, max_trials=trials,
+                          seed=seed, loggers=[])  # fmt: skip
+        result = anyio.run(tuner.run)
+        return [t.values for t in result.trials if t.values is not None]
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    sampler = {
+        "optuna-nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
+        "optuna-tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "optuna-random": lambda: optuna.samplers.RandomSampler(seed=seed),
+    }[method]()
+    study = optuna.create_study(directions=["minimize"] * m, sampler=sampler)
+    study.optimize(lambda t: f([t.suggest_float(f"x{i}", 0.0, 1.0) for i in range(dim)]), n_trials=trials)
+    return [tuple(t.values) for t in study.trials if t.values is not None]
+
+
+def cmd_synthetic(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for problem in args.problems:
+        ref = PROBLEMS[problem][3]
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            for method in args.methods:
+                start = time.perf_counter()
+                values = run_synthetic(problem, method, seed, args.trials)
+                seconds = time.perf_counter() - start
+                hv = hpt.hypervolume(values, ref)
+                row = {"problem": problem, "method": method, "seed": seed, "trials": args.trials, "hv": hv,
+                       "seconds": seconds}  # fmt: skip
+                rows.append(row)
+                with out.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                print(f"{problem:6s} seed {seed:3d} {method:14s} hv {hv:9.4f} {seconds:6.2f} s", flush=True)
+    report(rows, "problem", args.methods)
+
+
+# -- the real model ---------------------------------------------------------------------------------
+
+MLP_SPACE = {
+    "layers": hpt.Int(1, 2),
+    "width": hpt.Int(4, 128, log=True),
+    "learning_rate_init": hpt.Float(1e-3, 1e-1, log=True),
+    "alpha": hpt.Float(1e-6, 1e-1, log=True),
+    "batch_size": hpt.Choice([32, 64, 128]),
+}
+MLP_METHODS = ("full-random", "asha-random", "optuna-nsga2")
+
+
+class Curves:
+    """Learning curves of the MLP on digits, computed epoch by epoch on demand and cached per configuration."""
+
+    def __init__(self) -> None:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+        from sklearn.preprocessing import StandardScaler
+
+        x, y = load_digits(return_X_y=True)
+        xt, xv, self.yt, self.yv = train_test_split(x, y, test_size=0.3, stratify=y, random_state=0)
+        scaler = StandardScaler().fit(xt)
+        self.xt, self.xv = scaler.transform(xt), scaler.transform(xv)
+        self.classes = np.unique(y)
+        self.cache: dict[tuple[Any, ...], tuple[Any, list[float]]] = {}
+        self.fits = 0
+
+    @staticmethod
+    def weights(p: Mapping[str, Any]) -> int:
+        sizes = [64] + [int(p["width"])] * int(p["layers"]) + [10]
+        return sum((a + 1) * b for a, b in pairwise(sizes))
+
+    def error(self, p: Mapping[str, Any], epoch: int) -> float:
+        """Validation error after ``epoch`` epochs (1-based)."""
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier
+
+        key = tuple(sorted(p.items()))
+        model, errors = self.cache.get(key, (None, []))
+        if model is None:
+            model = MLPClassifier(
+                hidden_layer_sizes=(int(p["width"]),) * int(p["layers"]),
+                learning_rate_init=float(p["learning_rate_init"]),
+                alpha=float(p["alpha"]),
+                batch_size=int(p["batch_size"]),
+                random_state=0,
+            )
+        while len(errors) < epoch:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model.partial_fit(self.xt, self.yt, classes=self.classes)
+            errors.append(1.0 - float(model.score(self.xv, self.yv)))
+            self.fits += 1
+        self.cache[key] = (model, errors)
+        return errors[epoch - 1]
+
+
+def _mlp_ref() -> tuple[float, float]:
+    return 1.0, math.log10(Curves.weights({"layers": 2, "width": 128}))
+
+
+def run_mlp(method: str, seed: int, trials: int, epochs: int, curves: Curves) -> dict[str, Any]:
+    """One run: its full-budget points (error, log10 weights), epochs used, trials started."""
+    budget = trials * epochs
+    if method == "full-random" or method == "asha-random":
+        pruner = (
+            {"name": "asha", "min_resource": 1, "eta": 3, "max_resource": epochs} if method == "asha-random" else None
+        )
+        limit = budget if method == "full-random" else budget // 4
+
+        async def main() -> dict[str, Any]:
+            tuner = hpt.Tuner(None, MLP_SPACE, directions=["minimize", "minimize"], pruner=pruner, seed=seed,
+                              loggers=[])  # fmt: skip
+            used, started, points = 0, 0, []
+            while used < limit:
+                trial = await tuner.ask()
+                started += 1
+                size = math.log10(curves.weights(trial.params))
+                try:
+                    error = 1.0
+                    for epoch in range(1, epochs + 1):
+                        if used >= limit:
+                            break
+                        error = curves.error(trial.params, epoch)
+                        used += 1
+                        await trial.report((error, size), step=epoch)
+                    else:
+                        await tuner.tell(trial, (error, size))
+                        points.append((error, size))
+                        continue
+                    await tuner.tell(trial, state="cancelled")
+                except hpt.TrialPruned:
+                    await tuner.tell(trial, state="pruned")
+            await tuner.close()
+            return {"points": points, "epochs": used, "trials": started}
+
+        return anyio.run(main)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    n = max(1, budget // 4 // epochs)
+    points: list[tuple[float, float]] = []
+
+    def objective(t: Any) -> tuple[float, float]:
+        p = {
+            "layers": t.suggest_int("layers", 1, 2),
+            "width": t.suggest_int("width", 4, 128, log=True),
+            "learning_rate_init": t.suggest_float("learning_rate_init", 1e-3, 1e-1, log=True),
+            "alpha": t.suggest_float("alpha", 1e-6, 1e-1, log=True),
+            "batch_size": t.suggest_categorical("batch_size", [32, 64, 128]),
+        }
+        value = (curves.error(p, epochs), math.log10(curves.weights(p)))
+        points.append(value)
+        return value
+
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.NSGAIISampler(seed=seed))
+    study.optimize(objective, n_trials=n)
+    return {"points": points, "epochs": n * epochs, "trials": n}
+
+
+def cmd_mlp(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    curves = Curves()
+    ref = _mlp_ref()
+    rows = []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for method in args.methods:
+            start = time.perf_counter()
+            run = run_mlp(method, seed, args.trials, args.epochs, curves)
+            hv = hpt.hypervolume(run["points"], ref) if run["points"] else 0.0
+            row = {"problem": "mlp-digits", "method": method, "seed": seed, "hv": hv, "epochs": run["epochs"],
+                   "trials": run["trials"], "complete": len(run["points"]),
+                   "seconds": time.perf_counter() - start}  # fmt: skip
+            rows.append(row)
+            with out.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            print(f"seed {seed:3d} {method:13s} hv {hv:.4f} epochs {run['epochs']:4d} trials {run['trials']:3d} "
+                  f"full {len(run['points']):3d}", flush=True)  # fmt: skip
+    report(rows, "problem", args.methods)
+    for m in args.methods:
+        mine = [r for r in rows if r["method"] == m]
+        print(f"- {m}: mean epochs {statistics.mean(r['epochs'] for r in mine):.0f}, trials started "
+              f"{statistics.mean(r['trials'] for r in mine):.1f}, trained in full "
+              f"{statistics.mean(r['complete'] for r in mine):.1f}")  # fmt: skip
+
+
+# -- the table ------------------------------------------------------------------------------------------
+
+
+def report(rows: list[dict[str, Any]], group: str, methods: Sequence[str]) -> None:
+    """Mean hypervolume per problem and method, its ratio to the first method, and paired wins."""
+    print()
+    anchor = methods[0]
+    print(f"| {group} | " + " | ".join(methods) + f" | wins vs {anchor} (per method) |")
+    print("| --- | " + " | ".join("---" for _ in methods) + " | --- |")
+    for g in dict.fromkeys(r[group] for r in rows):
+        mine = [r for r in rows if r[group] == g]
+        by = {(r["method"], r["seed"]): r["hv"] for r in mine}
+        seeds = sorted({r["seed"] for r in mine})
+        cells = []
+        base = statistics.mean(by[(anchor, s)] for s in seeds)
+        for m in methods:
+            hv = [by[(m, s)] for s in seeds]
+            sd = statistics.stdev(hv) if len(hv) > 1 else 0.0
+            ratio = statistics.mean(hv) / base if base else float("nan")
+            cells.append(f"{statistics.mean(hv):.4f} ± {sd:.4f} ({ratio:.3f})")
+        wins = ", ".join(f"{m} {sum(by[(m, s)] > by[(anchor, s)] for s in seeds)}/{len(seeds)}" for m in methods[1:])
+        print(f"| {g} | " + " | ".join(cells) + f" | {wins} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(required=True)
+    s = sub.add_parser("synthetic", help="ZDT/DTLZ problems, hypervolume per method and seed")
+    s.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
+    s.add_argument("--methods", nargs="+", default=list(SYNTHETIC_METHODS), choices=list(SYNTHETIC_METHODS))
+    s.add_argument("--seeds", type=int, default=10)
+    s.add_argument("--first-seed", type=int, default=0)
+    s.add_argument("--trials", type=int, default=100)
+    s.add_argument("--out", default="bench-results/multi_objective.jsonl")
+    s.set_defaults(func=cmd_synthetic)
+    m = sub.add_parser("mlp", help="MO-ASHA at a quarter of the epochs against full-budget search, on an MLP")
+    m.add_argument("--methods", nargs="+", default=list(MLP_METHODS), choices=list(MLP_METHODS))
+    m.add_argument("--seeds", type=int, default=10)
+    m.add_argument("--first-seed", type=int, default=0)
+    m.add_argument("--trials", type=int, default=40, help="trials of the full-budget run (default 40)")
+    m.add_argument("--epochs", type=int, default=9, help="epochs of a full training (default 9)")
+    m.add_argument("--out", default="bench-results/multi_objective_mlp.jsonl")
+    m.set_defaults(func=cmd_mlp)
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
