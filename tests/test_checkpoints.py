@@ -261,6 +261,7 @@ async def test_schema_version_1_files_are_migrated(tmp_path: Path) -> None:
     con.execute("DROP TABLE checkpoints")
     con.execute("ALTER TABLE trials DROP COLUMN schedule")
     dropped = (("trials", "objective_values"), ("reports", "objective_values"), ("studies", "settings"))
+    dropped = (*dropped, ("trials", "constraints"))
     for table, column in (*dropped, ("studies", "directions")):
         con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")  # added by later versions
     con.execute("UPDATE schema_version SET version = 1")

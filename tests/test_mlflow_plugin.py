@@ -461,3 +461,38 @@ async def test_a_paused_and_resumed_trial_keeps_one_run(store: str) -> None:
         assert r.info.status == ("FINISHED" if t.state is hpt.TrialState.COMPLETE else "KILLED")
         steps = [m.step for m in c.get_metric_history(r.info.run_id, "intermediate_value")]
         assert sorted(steps) == sorted(t.reports)  # the reports after a resume went to the same run
+
+
+@pytest.mark.anyio
+async def test_several_objectives_log_each_metric_by_name_with_constraints(store: str) -> None:
+    mod = plugin()
+
+    async def two(trial: hpt.Trial) -> tuple[float, float]:
+        x = trial.params["x"]
+        trial.set_constraints([x - 0.6])
+        return x, 1.0 - x
+
+    named = hpt.Tuner(two, SPACE, directions=["minimize", "minimize"], metric_names=["error", "latency ms"],
+                      study="named", loggers=[mod.MlflowLogger(store, "mo")], max_trials=6, seed=2)  # fmt: skip
+    result = await run(named)
+    assert result.plugin_errors == {}
+    c = client(store)
+    parent, trials = runs_of(store, "mo", "named")
+    front = result.best_trials
+    assert parent.data.tags["hpt.best_trials"] == ",".join(str(t.number) for t in front)
+    assert "best_value" not in parent.data.metrics and "hpt.best_trial" not in parent.data.tags
+    for name, i in (("error", 0), ("latency ms", 1)):
+        history = sorted((m.step, m.value) for m in c.get_metric_history(parent.info.run_id, name))
+        assert history == [(t.number, t.values[i]) for t in result.trials]
+    for t in result.trials:
+        data = trials[t.number].data
+        assert data.metrics["error"] == t.values[0] and data.metrics["latency ms"] == t.values[1]
+        assert data.metrics["constraint_0"] == t.constraints[0]
+        assert data.tags["hpt.feasible"] == str(t.feasible).lower()
+
+    plain = hpt.Tuner(two, SPACE, directions=["minimize", "maximize"], study="plain",
+                      loggers=[mod.MlflowLogger(store, "mo")], max_trials=2, seed=2)  # fmt: skip
+    result = await run(plain)
+    _, trials = runs_of(store, "mo", "plain")
+    assert trials[0].data.metrics["value_0"] == result.trials[0].values[0]
+    assert trials[0].data.metrics["value_1"] == result.trials[0].values[1]
