@@ -335,3 +335,29 @@ def test_params_changed_while_the_trial_ran_are_written_as_they_ended(tmp_path: 
         ("trial_created", 1, {"x": 0.5, "n": 2}),
         ("trial_ended", 1, {"x": 0.75, "n": 3}),
     ]
+
+
+@pytest.mark.anyio
+async def test_several_objectives_and_constraints_are_written(tmp_path: Path) -> None:
+    path = tmp_path / "mo.jsonl"
+
+    async def two(trial: hpt.Trial) -> tuple[float, float]:
+        x = trial.params["x"]
+        await trial.report((x, 2 * x), step=0)
+        trial.set_constraints([x - 0.5])
+        return x, 1.0 - x
+
+    tuner = hpt.Tuner(two, {"x": hpt.Float(0.0, 1.0)}, directions=["minimize", "minimize"], max_trials=4, seed=3,
+                      loggers=[hpt.JsonlLogger(path)])  # fmt: skip
+    result = await tuner.run()
+    events = read_events(path)
+    by_number = {r.number: r for r in result.trials}
+    reported = [e for e in events if e["event"] == "trial_reported"]
+    assert [e["values"] for e in reported] == [list(by_number[e["number"]].report_values[0]) for e in reported]
+    ended = [e for e in events if e["event"] == "trial_ended"]
+    for e in ended:
+        record = by_number[e["number"]]
+        assert e["values"] == list(record.values) and e["constraints"] == list(record.constraints)
+        assert e["feasible"] == record.feasible
+    end = events[-1]
+    assert end["best"] is None and end["best_trials"] == [t.number for t in result.best_trials]

@@ -201,6 +201,11 @@ class JsonlLogger:
                     "user_attrs": _mapping(event.user_attrs) if event.user_attrs else _NO_ATTRS,
                     "retry_of": event.retry_of,
                 }
+                if event.values is not None:
+                    line["values"] = list(event.values)
+                if event.constraints is not None:
+                    line["constraints"] = list(event.constraints)
+                    line["feasible"] = event.feasible
             elif kind == created:
                 params = _mapping(event.params)
                 params_of[(study, event.number)] = (event.params, params)
@@ -222,6 +227,8 @@ class JsonlLogger:
                     "step": event.step,
                     "value": event.value,
                 }
+                if event.values is not None:
+                    line["values"] = list(event.values)
             else:
                 append(event)
                 continue
