@@ -141,7 +141,9 @@ async def test_every_objective_value_round_trips(storage: Storage) -> None:
             await storage.open("multi", direction=wrong, space=SPACE)
 
     study = await load_study_async(storage, "multi", SPACE)
-    assert study.direction == directions and study.best is not None and study.best.number == b
+    assert study.direction == directions and [t.number for t in study.best_trials] == [a, b]
+    with pytest.raises(hpt.SeveralObjectivesError, match="best_trials"):
+        _ = study.best  # several objectives: no single best
 
 
 async def test_a_single_objective_study_keeps_a_string_direction_and_no_values(storage: Storage) -> None:
@@ -303,7 +305,9 @@ async def test_studies_and_best_show_the_seed_and_components(tmp_path: Path, cap
     assert "seed:      123" in out and "strategy:  bayes(n_initial=8)" in out and "pruner:    asha" in out
     code, out, _ = await anyio.to_thread.run_sync(cli, capsys, "best", "pareto", "--storage", url)
     assert code == 0
-    assert "(minimize, maximize," in out and "values:    0.25, 4.0" in out
+    assert "(minimize, maximize," in out and "Pareto front: 1 trials" in out
+    front = out.splitlines()[-1].split()
+    assert front[:3] == ["0", "0.25", "4"]  # trial 0 with both values
 
 
 # -- errors and connections -------------------------------------------------------------------------
