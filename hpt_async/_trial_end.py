@@ -171,12 +171,12 @@ class TrialEnd:
                 run.stop(StopReason.FAIL_FAST, cancel=True)
 
     def _check_stop(self, record: TrialRecord) -> None:
-        """Stop on ``max_failures`` (FAILED trials of the whole study) or on reaching ``target``."""
+        """Stop on ``max_failures`` (FAILED trials of the whole study) or on a feasible trial reaching ``target``."""
         state, value = record.state, record.value
         if state is _FAILED:
             limit = self._max_failures
             if limit is not None and self.study.view.count(_FAILED) >= limit:  # type: ignore[union-attr]
                 self._run.stop(StopReason.MAX_FAILURES, cancel=True)
-        elif state is _COMPLETE and self._target is not None and value is not None:
+        elif state is _COMPLETE and self._target is not None and value is not None and record.feasible:
             if value == self._target or better(self._direction, value, self._target):  # type: ignore[arg-type]
                 self._run.stop(StopReason.TARGET, cancel=True)

@@ -99,7 +99,7 @@ class Tuner(AskAndTell):
 
     Stop conditions: ``max_trials`` (COMPLETE + PRUNED + FAILED + PAUSED
     trials of the study), ``timeout`` (seconds of wall time; running trials
-    are cancelled), ``target`` (a COMPLETE value at least this good; running
+    are cancelled), ``target`` (a feasible COMPLETE value at least this good; running
     trials are cancelled), a strategy with nothing left, Ctrl-C or SIGTERM
     (the result's reason is ``"interrupted"``; a second Ctrl-C aborts at
     once), or cancellation from outside.  A run with neither ``max_trials``

@@ -228,3 +228,13 @@ def test_hpt_async_best_says_when_no_trial_is_feasible(tmp_path: Path, capsys: p
     anyio.run(hpt.Tuner(never, SPACE, storage=url, study="none", max_trials=2, loggers=[]).run)
     code, out, _ = cli(capsys, "best", "none", "--storage", url)
     assert code == 1 and "has no feasible trial: none of its 2 complete trials" in out
+
+
+async def test_target_is_reached_only_by_a_feasible_trial() -> None:
+    async def objective(trial: hpt.Trial) -> float:
+        trial.set_constraints([1.0 if trial.number < 3 else -1.0])  # the first three are infeasible
+        return 0.0  # every value reaches the target
+
+    result = await hpt.Tuner(objective, SPACE, target=0.5, max_trials=10, loggers=[], seed=0).run()
+    assert result.reason == "target"
+    assert len(result.trials) == 4 and result.best is not None and result.best.number == 3
