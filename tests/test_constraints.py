@@ -79,7 +79,9 @@ async def test_no_feasible_trial_means_no_best_and_the_summary_says_so(capsys: p
 
     result = await hpt.Tuner(never_one, SPACE, max_trials=4, loggers=["console"], seed=0).run()
     assert result.count("complete") == 4 and result.best is None and result.best_trials == []
-    assert "no feasible trial (every constraint <= 0) completed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no feasible trial (every constraint <= 0) completed" in err
+    assert "best none feasible yet" in err  # the progress line
     several = await hpt.Tuner(never, SPACE, directions=BOTH, max_trials=4, loggers=[], seed=0).run()
     assert several.best_trials == [] and several.hypervolume() == 0.0
 

@@ -114,7 +114,7 @@ class _Board:
         if len(study.directions) > 1:
             best_line = Text(f"Pareto front: {len(study.best_trials())} trials", style="dim")
         elif best is None:
-            best_line = Text("best: none yet", style="dim")
+            best_line = Text("best: none feasible yet" if complete else "best: none yet", style="dim")
         else:
             best_line = Text.assemble(
                 ("best ", "dim"),
@@ -204,7 +204,10 @@ class ConsoleLogger:
         done = study.n_counted
         total = f"/{self._max_trials}" if self._max_trials else ""
         best = study.best
-        best_text = "none yet" if best is None else f"{_fmt(best.value)} (trial {best.number})"
+        if best is None:
+            best_text = "none feasible yet" if study.count(_COMPLETE) else "none yet"
+        else:
+            best_text = f"{_fmt(best.value)} (trial {best.number})"
         if len(study.directions) > 1:
             best_text = f"Pareto front {len(study.best_trials())} trials"
         paused = study.count(_PAUSED)
