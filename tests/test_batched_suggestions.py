@@ -204,6 +204,7 @@ async def test_the_console_shows_when_the_model_falls_behind(caplog: pytest.LogC
     # the next workers get the last acquisition's spares, rather than a wait.
     strategy._acq = type(job)(strategy, job.args, 1)  # a job that never runs: never done
     strategy._pool, strategy._spares = [], list(np.random.default_rng(0).random((4, 2)))
+    strategy._pool_told, strategy._pool_made = strategy._told, 16  # a pool chosen from the newest data
     with caplog.at_level(logging.WARNING, logger="hpt_async"):
         batch = await strategy.ask_batch(study, [22, 23, 24])
     assert len(batch) == 3 and strategy.behind == 3

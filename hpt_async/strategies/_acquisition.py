@@ -177,6 +177,12 @@ def select_batch(
     _, first = np.unique(z_pool, axis=0, return_index=True)
     keep = np.sort(first)
     s_pool, z_pool = s_pool[keep], z_pool[keep]
+    if pending is not None and len(pending):
+        # A point already running is never suggested again (a refinement may converge onto it).
+        taken_rows = {r.tobytes() for r in np.round(enc.features(pending), 12)}
+        fresh = np.array([r.tobytes() not in taken_rows for r in np.round(z_pool, 12)], dtype=bool)
+        s_pool, z_pool = s_pool[fresh], z_pool[fresh]
+        rest = rest[[r.tobytes() not in taken_rows for r in np.round(z[rest], 12)]] if len(rest) else rest
     m = len(z_pool)
     # The running trials' points join the pool as already chosen: the batch is conditioned on them first.
     p = 0 if pending is None else len(pending)

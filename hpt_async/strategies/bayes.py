@@ -64,6 +64,7 @@ from ._model import ModelStrategy, one_blas_thread
 
 if TYPE_CHECKING:
     from ..study import StudyView
+    from ..trial import TrialRecord
 
 __all__ = ["BayesStrategy"]
 
@@ -166,6 +167,8 @@ class BayesStrategy(ModelStrategy):
         self._acq: _Acquisition | None = None  # the acquisition running in the background, if any
         self._pool: list[np.ndarray] = []  # points it chose, for the next free workers
         self._spares: list[np.ndarray] = []  # its next best candidates, for when the pool runs dry
+        self._told = 0  # results told so far
+        self._pool_told = self._pool_made = 0  # results told when the pool's data was taken; its size
         self._widest = 0  # the most trials ever asked for or running at once
         self._asked = 0  # suggestions served since the last background acquisition started
         #: Suggestions served from the pool of a background acquisition.
@@ -209,14 +212,15 @@ class BayesStrategy(ModelStrategy):
         job = self._acq
         if job is not None and job.done.is_set():
             self._collect()
-        elif job is not None and len(self._pool) >= need:
+        fresh = self._fresh()
+        if job is not None and fresh and len(self._pool) >= need:
             # The fast path: points the model chose in the background, while it chooses the next ones.
             out, self._pool = self._pool[:need], self._pool[need:]
             self.pooled += need
             self._asked += need
             self._note(study)
             return [enc.decode(row) for row in out]
-        elif job is not None and len(self._pool) + len(self._spares) >= need:
+        elif job is not None and fresh and len(self._pool) + len(self._spares) >= need:
             # The model cannot keep up: the last acquisition's next best candidates, rather than a wait.
             take = need - len(self._pool)
             out = self._pool + self._spares[:take]
@@ -277,11 +281,13 @@ class BayesStrategy(ModelStrategy):
         job = self._acq
         if job is not None and job.done.is_set():
             self._collect()
-        elif job is not None and len(self._pool) < need:
-            await anyio.to_thread.run_sync(job.done.wait)  # the pool ran dry: the acquisition under way fills it
+        elif job is not None and (len(self._pool) < need or not self._fresh()):
+            # The pool ran dry, or more results have come in since it was chosen than it held: the
+            # acquisition under way, on newer data, fills it.
+            await anyio.to_thread.run_sync(job.done.wait)
             self._collect()
         out: list[np.ndarray] = []
-        if len(self._pool) >= need:
+        if len(self._pool) >= need and self._fresh():
             out, self._pool = self._pool[:need], self._pool[need:]
             self.pooled += need
         self._asked += need
@@ -296,7 +302,7 @@ class BayesStrategy(ModelStrategy):
             # Refill the pool from the newest data, enough for the workers expected to free up meanwhile.
             size = min(_POOL_MAX, max(2 * need, self._asked, _POOL_MIN))
             self._asked = 0
-            self._acq = _Acquisition(self, args, size)
+            self._acq = _Acquisition(self, args, size, self._told)
             self._acq.start()
         self._note(study)
         return [enc.decode(row) for row in out]
@@ -307,7 +313,16 @@ class BayesStrategy(ModelStrategy):
         if job is not None and job.rows is not None:
             self._pool = list(job.rows)
             self._spares = list(job.spares) if job.spares is not None else []
+            self._pool_told, self._pool_made = job.told, len(job.rows)
             self.acquisitions += 1
+
+    def _fresh(self) -> bool:
+        """Fewer results have arrived since the pool's data than twice the points it was chosen with."""
+        return self._told - self._pool_told < 2 * self._pool_made
+
+    async def tell(self, study: StudyView, record: TrialRecord) -> None:
+        await super().tell(study, record)
+        self._told += 1
 
     def _note(self, study: StudyView) -> None:
         """Tell the console when the model falls behind: the study's notes, and one warning per study."""
@@ -514,9 +529,9 @@ def _with_fantasies(
 class _Acquisition(threading.Thread):
     """A batch of ``size`` points chosen jointly in a background thread; ``rows`` once ``done`` is set."""
 
-    def __init__(self, strategy: BayesStrategy, args: tuple[Any, ...], size: int) -> None:
+    def __init__(self, strategy: BayesStrategy, args: tuple[Any, ...], size: int, told: int = 0) -> None:
         super().__init__(name="hpt-async-acquisition", daemon=True)
-        self.strategy, self.args, self.size = strategy, args, size
+        self.strategy, self.args, self.size, self.told = strategy, args, size, told
         self.rows: np.ndarray | None = None
         self.spares: np.ndarray | None = None
         self.error: BaseException | None = None
