@@ -134,7 +134,9 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     ideal = math.ceil(args.trials / args.concurrency) * args.sleep
     regrets: dict[str, list[float]] = {}
-    print(f"{args.trials} trials, {args.concurrency} at once, objective awaits {args.sleep}s: ideal {ideal:.2f}s")
+    trials = args.gp_trials if args.methods == ["optuna-gp"] else args.trials
+    ideal = math.ceil(trials / args.concurrency) * args.sleep
+    print(f"{trials} trials, {args.concurrency} at once, objective awaits {args.sleep}s: ideal {ideal:.2f}s")
     for method in args.methods:
         trials = args.gp_trials if method == "optuna-gp" else args.trials
         method_ideal = math.ceil(trials / args.concurrency) * args.sleep
