@@ -45,6 +45,16 @@ The fit and the acquisition run in a worker thread
 (``anyio.to_thread.run_sync``), so the event loop keeps handling reports and
 completions meanwhile.  The random draws of a suggestion come from
 ``(seed, trial number)``: a seeded run at concurrency 1 is reproducible.
+
+Many workers at once (:meth:`BayesStrategy.ask_batch`): once two trials
+have run at the same time, free workers are served from a pool of points
+chosen jointly in a background thread (a kriging believer over a candidate
+pool, ``_acquisition.select_batch``), refilled from the newest data each
+time it is drawn from; hyperparameter refits run in a background thread
+too, and suggestions keep the last fitted ones meanwhile.  When the pool
+runs dry first, workers get the last acquisition's spare candidates, and
+the strategy says so in ``study.notes`` (the console prints it) and in one
+warning.  See docs/strategies.md, "Many workers at once".
 """
 
 from __future__ import annotations

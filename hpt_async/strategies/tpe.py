@@ -17,7 +17,8 @@ exactly the parameters it had, and subspaces are compared through their
 parents.
 
 Running trials are added to the bad group (a constant liar), so concurrent
-suggestions avoid what is already being evaluated.  FAILED and PRUNED
+suggestions avoid what is already being evaluated; the points of one batch
+(:meth:`TPEStrategy.ask_batch`) lie about each other the same way.  FAILED and PRUNED
 trials are added there too, as configurations, never with their value as a
 final one.  CANCELLED and LOST trials are ignored.
 
