@@ -70,6 +70,9 @@ class StudyView:
         self._running_view = MappingProxyType(self._running)
         self._counts: dict[TrialState, int] = dict.fromkeys(TrialState, 0)
         self._best: TrialRecord | None = None
+        #: Short notes a plugin leaves for the user, by plugin name (the console prints them with the
+        #: progress), e.g. a strategy saying that its model fell behind the free workers.
+        self.notes: dict[str, str] = {}
 
     # -- reading ---------------------------------------------------------
 

@@ -356,6 +356,7 @@ class Tuner(AskAndTell):
                     (len(r.constraints) for r in self._view.finished(TrialState.COMPLETE) if r.constraints is not None),
                     None,
                 )
+                self._study.source.waiting = _waiting(self._ask_lock)  # batched suggestions
             except BaseException as exc:
                 self._open_error = exc
                 raise
@@ -528,3 +529,8 @@ class Tuner(AskAndTell):
         if len(given) != expected:
             return f"ValueError: trial {trial.number} set {len(given)} constraints; the study's trials give {expected}"
         return None
+
+
+def _waiting(lock: anyio.Lock) -> Callable[[], int]:
+    """How many tasks wait for ``lock``."""
+    return lambda: lock.statistics().tasks_waiting

@@ -337,7 +337,8 @@ async def test_eight_pending_suggestions_spread_out() -> None:
         spread = nearest(await batch("believer"))
         piled = nearest(await batch("ignore"))
     assert spread.min() > 0.02  # no two on top of each other
-    assert np.median(piled) < 0.01  # without pending points they coincide
+    # Without conditioning on each other they crowd around the acquisition's peak.
+    assert np.median(piled) < np.median(spread) / 4
     assert np.median(spread) > 5 * np.median(piled)
 
 
@@ -384,9 +385,9 @@ async def test_model_work_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatc
     threads: list[bool] = []
     original = BayesStrategy._suggest
 
-    def spy(self: BayesStrategy, *args: Any) -> np.ndarray:
+    def spy(self: BayesStrategy, *args: Any, **kwargs: Any) -> np.ndarray:
         threads.append(threading.current_thread() is threading.main_thread())
-        return original(self, *args)
+        return original(self, *args, **kwargs)
 
     monkeypatch.setattr(BayesStrategy, "_suggest", spy)
     await tune(lambda t: branin(t.params), SQUARE, "bayes", max_trials=12)

@@ -200,9 +200,9 @@ def test_bayes_imports_threadpoolctl_only_to_fit() -> None:
     got = run_fresh(
         """
         import json, sys
-        from hpt_async.strategies import bayes
+        from hpt_async.strategies import _model, bayes, tpe  # noqa: F401
         before = "threadpoolctl" in sys.modules
-        with bayes._one_blas_thread():
+        with _model.one_blas_thread():
             pass
         print(json.dumps([before, "threadpoolctl" in sys.modules]))
         """

@@ -167,7 +167,10 @@ async def test_concurrent_run_completes_with_valid_suggestions() -> None:
 
 
 @pytest.mark.anyio
-async def test_model_work_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_small_suggestions_run_on_the_loop_and_large_ones_off_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A suggestion over a few results is made in place; one over many, or a large batch, in a worker thread."""
+    from hpt_async.strategies import tpe
+
     threads: list[bool] = []
     original = TPEStrategy._suggest
 
@@ -177,4 +180,12 @@ async def test_model_work_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(TPEStrategy, "_suggest", spy)
     await tune(lambda t: branin(t.params), SQUARE, "tpe", max_trials=14)
+    assert threads and all(threads)
+    threads.clear()
+    monkeypatch.setattr(tpe, "_INLINE_WORK", 5)  # as if the study held thousands of results
+    await tune(lambda t: branin(t.params), SQUARE, "tpe", max_trials=14)
+    assert threads and not any(threads)
+    threads.clear()
+    monkeypatch.setattr(tpe, "_INLINE_WORK", 10_000)
+    await tune(lambda t: branin(t.params), SQUARE, "tpe", max_trials=20, concurrency=3)  # others running: a thread
     assert threads and not any(threads)

@@ -124,7 +124,8 @@ class _Board:
             )
             best_line.no_wrap = True
             best_line.overflow = "ellipsis"
-        return Group(head, counts, best_line)
+        notes = [Text(note, style="yellow") for note in list(getattr(study, "notes", {}).values())]
+        return Group(head, counts, best_line, *notes)
 
 
 class ConsoleLogger:
@@ -216,6 +217,7 @@ class ConsoleLogger:
             f"{study.count(_PRUNED)} pruned, {study.count(_FAILED)} failed"
             + (f", {paused} paused" if paused else "")
             + f"; {len(study.running)} running; best {best_text}"
+            + "".join(f"; {note}" for note in getattr(study, "notes", {}).values())
         )
 
     def _write(self, text: str) -> None:

@@ -7,6 +7,16 @@ few start a batched L-BFGS-B over their active numeric features (Choice and
 inactive features held fixed), with the analytic gradient of log EI.  Every
 point is rounded to the space's values (Int, stepped Float, Choice) before
 its final score, so what is returned is exactly what will be evaluated.
+
+:func:`select_batch` chooses several points at once (one per free worker)
+with a kriging believer over a candidate pool: the pool is scored once,
+the best few are refined, and points are then taken greedily, each one
+conditioning the model on its believed value (the posterior mean there,
+never better than the incumbent) before the next is chosen.  The
+conditioning is a rank-one update of the pool's posterior mean and
+variance (a pivoted partial Cholesky of the pool's joint covariance), so a
+batch of ``k`` points from a pool of ``m`` costs ``O(m^2 n + m k^2)`` rather
+than ``k`` acquisitions.
 """
 
 from __future__ import annotations
@@ -17,9 +27,9 @@ import numpy as np
 from scipy import optimize
 
 from ._encoding import Encoder
-from ._gp import GP
+from ._gp import GP, log_h
 
-__all__ = ["maximise_log_ei"]
+__all__ = ["maximise_log_ei", "select_batch"]
 
 _LOCAL_SCALES = np.array([0.01, 0.05, 0.15])
 
@@ -118,3 +128,103 @@ def maximise_log_ei(
     if ref_scores[i] >= scores[j]:
         return s_ref[i], float(ref_scores[i])
     return s[j], float(scores[j])
+
+
+def select_batch(
+    gp: GP,
+    enc: Encoder,
+    best: float,
+    anchors: np.ndarray,
+    rng: np.random.Generator,
+    count: int,
+    *,
+    pending: np.ndarray | None = None,
+    spares: int = 0,
+    believer: bool = True,
+    candidates: int = 1024,
+    local: int = 256,
+    starts: int = 5,
+    maxiter: int = 50,
+) -> np.ndarray:
+    """``count`` snapped unit points (rows) chosen jointly by a kriging believer (see the module docstring).
+
+    The points differ from each other while the space has that many
+    distinct configurations among the candidates; past that, the rest are
+    drawn at random.  With ``spares``, up to that many more rows follow:
+    the pool's next best points by the acquisition once the batch is
+    conditioned on, then the candidates past the pool by their own score
+    (not chosen jointly with each other; a stop-gap for when the batch runs
+    out before the next one is chosen).  ``believer=False``
+    conditions on nothing (the best points by the acquisition alone; for
+    comparison).
+    """
+    u = np.vstack([rng.random((candidates, enc.n_params)), _local_candidates(enc, anchors, local, rng)])
+    s, _ = enc.snap(u)
+    z = enc.features(s)
+    scores = gp.log_ei(z, best)
+    scores = np.where(np.isfinite(scores), scores, -np.inf)
+    order = np.lexsort((np.arange(len(scores)), -scores))
+    ranked = _distinct(z, order, count + spares + 64)
+    pool, rest = ranked[: count + 64], ranked[count + 64 :]  # chosen among jointly; spares past the pool
+    if starts > 0 and len(pool):
+        top = pool[:starts]
+        refined = _refine(gp, enc, z[top], s[top], best, maxiter)
+        s_ref, _ = enc.snap(enc.unit_of_features(refined))
+        s_pool = np.vstack([s_ref, s[pool]])
+    else:
+        s_pool = s[pool]
+    z_pool = enc.features(s_pool)
+    _, first = np.unique(z_pool, axis=0, return_index=True)
+    keep = np.sort(first)
+    s_pool, z_pool = s_pool[keep], z_pool[keep]
+    if pending is not None and len(pending):
+        # A point already running is never suggested again (a refinement may converge onto it).
+        taken_rows = {r.tobytes() for r in np.round(enc.features(pending), 12)}
+        fresh = np.array([r.tobytes() not in taken_rows for r in np.round(z_pool, 12)], dtype=bool)
+        s_pool, z_pool = s_pool[fresh], z_pool[fresh]
+        rest = rest[[r.tobytes() not in taken_rows for r in np.round(z[rest], 12)]] if len(rest) else rest
+    m = len(z_pool)
+    # The running trials' points join the pool as already chosen: the batch is conditioned on them first.
+    p = 0 if pending is None else len(pending)
+    mean, cov = gp.joint(z_pool if not p else np.vstack([enc.features(pending), z_pool]))
+    noise = float(gp.noise)
+    var = np.maximum(np.diag(cov).copy(), 1e-12)
+    taken = min(count, m)
+    w = np.empty((p + m, p + taken))
+    chosen = np.zeros(p + m, dtype=bool)
+    chosen[:p] = True
+    picks: list[int] = []
+    for t in range(p + taken):
+        if t < p:
+            j = t
+        else:
+            sd = np.sqrt(var)
+            acq = log_h((best - mean) / sd) + np.log(sd)
+            acq = np.where(np.isfinite(acq), acq, -np.inf)
+            acq[chosen] = -np.inf
+            j = int(np.argmax(acq))
+            chosen[j] = True
+            picks.append(j - p)
+            if t == p + taken - 1:
+                if spares:
+                    acq[j] = -np.inf
+                    after = np.argsort(-acq, kind="stable")[:spares]
+                    picks += [int(i) - p for i in after if np.isfinite(acq[i])]
+                break
+            if not believer:
+                continue
+        # Condition on the believed value at j: the mean there, never better than the incumbent.
+        col = cov[:, j] - w[:, :t] @ w[j, :t]
+        root = np.sqrt(max(float(var[j]), 1e-12) + noise)
+        w[:, t] = col / root
+        mean += w[:, t] * ((max(float(mean[j]), best) - float(mean[j])) / root)
+        var -= w[:, t] ** 2
+        np.maximum(var, 1e-12, out=var)
+    out = s_pool[picks]
+    if spares and len(picks) - taken < spares and len(rest):
+        # More spares: the candidates past the pool, by their score before any conditioning.
+        out = np.vstack([out, s[rest[: spares - (len(picks) - taken)]]])
+    if taken < count:  # spares only come with a full batch
+        extra, _ = enc.snap(rng.random((count - taken, enc.n_params)))
+        out = np.vstack([out, extra])
+    return out

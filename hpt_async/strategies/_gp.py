@@ -448,6 +448,20 @@ class GP:
         np.subtract(self.s2, var, out=var)
         return mean, np.maximum(var, 1e-12, out=var)
 
+    def joint(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean at the rows of ``z`` and their joint covariance (without noise)."""
+        mean, _ = self.predict(z)  # makes L^-1 too
+        k = self._cross(z)
+        if self._chol_inv_t is not None:
+            v = k @ self._chol_inv_t
+        else:  # pragma: no cover - dtrtri fails only on a singular factor
+            v = _tri_solve(self.chol, k.T).T
+        zs = z * self.inv_ls
+        sq = np.einsum("ij,ij->i", zs, zs)
+        cov = _matern_k(_sqdist_scaled(zs, sq, zs, sq), self.s2)
+        cov -= v @ v.T
+        return mean, cov
+
     def log_ei(self, z: np.ndarray, best: float) -> np.ndarray:
         """Log expected improvement below ``best`` (a minimisation) at the rows of ``z``.
 

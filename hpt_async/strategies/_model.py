@@ -24,10 +24,11 @@ are then observations at the levels they reached, not avoided points.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -41,9 +42,35 @@ if TYPE_CHECKING:
     from ..study import StudyView
     from ..trial import TrialRecord
 
-__all__ = ["JointData", "ModelData", "ModelStrategy", "default_fidelity_min"]
+__all__ = ["JointData", "ModelData", "ModelStrategy", "default_fidelity_min", "one_blas_thread"]
 
 _AVOIDED = (TrialState.FAILED, TrialState.PRUNED)
+
+
+_controller: Any = None  # the ThreadpoolController once made; False when threadpoolctl is missing
+
+
+def one_blas_thread() -> Any:
+    """A context that runs BLAS on one thread, or does nothing without threadpoolctl.
+
+    Small matrices are faster on one BLAS thread than on several that contend
+    for the cores.  threadpoolctl (which comes with scikit-learn, not with
+    hpt-async) is imported on the first fit, not with this module.
+    """
+    global _controller
+    if _controller is None:
+        # scipy's own BLAS (that of its LAPACK calls) must be loaded before the controller looks for pools.
+        import scipy.linalg  # noqa: F401
+
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _controller = False
+        else:
+            _controller = ThreadpoolController()
+    if _controller is False:
+        return contextlib.nullcontext()
+    return _controller.limit(limits=1, user_api="blas")
 
 
 def default_fidelity_min(space_size: int) -> int:

@@ -45,13 +45,24 @@ The fit and the acquisition run in a worker thread
 (``anyio.to_thread.run_sync``), so the event loop keeps handling reports and
 completions meanwhile.  The random draws of a suggestion come from
 ``(seed, trial number)``: a seeded run at concurrency 1 is reproducible.
+
+Many workers at once (:meth:`BayesStrategy.ask_batch`): once two trials
+have run at the same time, free workers are served from a pool of points
+chosen jointly in a background thread (a kriging believer over a candidate
+pool, ``_acquisition.select_batch``), refilled from the newest data each
+time it is drawn from; hyperparameter refits run in a background thread
+too, and suggestions keep the last fitted ones meanwhile.  When the pool
+runs dry first, workers get the last acquisition's spare candidates, and
+the strategy says so in ``study.notes`` (the console prints it) and in one
+warning.  See docs/strategies.md, "Many workers at once".
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -59,35 +70,15 @@ import numpy as np
 
 from ..hookspecs import hookimpl
 from ._encoding import Encoder
-from ._model import JointData, ModelStrategy
+from ._model import ModelStrategy, one_blas_thread
 
 if TYPE_CHECKING:
     from ..study import StudyView
+    from ..trial import TrialRecord
 
 __all__ = ["BayesStrategy"]
 
-_controller: Any = None  # the ThreadpoolController once made; False when threadpoolctl is missing
-
-
-def _one_blas_thread() -> Any:
-    """A context that runs BLAS on one thread, or does nothing without threadpoolctl.
-
-    Small matrices are faster on one BLAS thread than on several that contend
-    for the cores.  threadpoolctl (which comes with scikit-learn, not with
-    hpt-async) is imported on the first fit, not with this module.
-    """
-    global _controller
-    if _controller is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
-            _controller = False
-        else:
-            _controller = ThreadpoolController()
-    if _controller is False:
-        return contextlib.nullcontext()
-    return _controller.limit(limits=1, user_api="blas")
-
+log = logging.getLogger("hpt_async")
 
 _PENDING_MODES = ("believer", "ignore")
 _FIDELITY_MODELS = ("joint", "highest")
@@ -95,6 +86,10 @@ _FIT_RUNS = 2
 _STALL_LOG_EI = -8.0  # log EI in standard deviations of the (transformed) losses
 _STALL_SHRINKS = 3
 _REFINE_ITERS = 20
+_POOL_MIN = 16  # fewest points a background acquisition chooses
+_POOL_MAX = 256  # most
+_SPARES = 4  # spare candidates kept per point chosen
+_BATCH_STARTS = 2  # candidates refined by L-BFGS-B in a batch (the greedy choice then picks among all)
 _RESTART_FRACTION = 0.5  # full refits with restarts when the data has grown by half
 _WARM_ITERS = 30  # L-BFGS-B iterations of a warm-started refresh of the hyperparameters
 
@@ -178,51 +173,183 @@ class BayesStrategy(ModelStrategy):
         self._fit_n = 0
         self._restart_n = 0
         self._gp: Any = None  # the last suggestion's GP (before fantasies), reused while theta holds
+        self._job: _Fit | None = None  # the refit running in the background, if any
+        self._acq: _Acquisition | None = None  # the acquisition running in the background, if any
+        self._pool: list[np.ndarray] = []  # points it chose, for the next free workers
+        self._spares: list[np.ndarray] = []  # its next best candidates, for when the pool runs dry
+        self._told = 0  # results told so far
+        self._pool_told = self._pool_made = 0  # results told when the pool's data was taken; its size
+        self._widest = 0  # the most trials ever asked for or running at once
+        self._asked = 0  # suggestions served since the last background acquisition started
+        #: Suggestions served from the pool of a background acquisition.
+        self.pooled = 0
+        #: Suggestions chosen while the workers waited (the first batch, or a run at concurrency 1).
+        self.direct = 0
+        #: Background acquisitions whose points were taken up.
+        self.acquisitions = 0
+        #: Suggestions made while a refit due for newer data was still running (the fit fell behind).
+        self.late_fits = 0
+        #: Suggestions served from the last acquisition's spare candidates (the acquisitions fell behind).
+        self.behind = 0
+        #: Background refits whose hyperparameters were taken up.
+        self.background_fits = 0
+        self._noted = 0
+        self._warned = False
 
     def _reset(self) -> None:
         self._theta = None
         self._fit_n = self._restart_n = 0
         self._gp = None
+        self._job = None  # a fit still running for other data is dropped when it ends
+        self._acq, self._pool, self._spares = None, [], []
 
     def _level_changed(self) -> None:
         self._fit_n = self._restart_n = 0  # other values: refit at the next suggestion (warm-started)
         self._gp = None
+        self._job = None
+        self._acq, self._pool, self._spares = None, [], []
 
     # -- suggestions --------------------------------------------------------------------
 
     async def ask(self, study: StudyView, number: int) -> dict[str, Any]:
+        return (await self.ask_batch(study, [number]))[0]
+
+    async def ask_batch(self, study: StudyView, numbers: Sequence[int]) -> list[dict[str, Any] | None]:
+        """Configurations for the trials ``numbers``, chosen jointly from one model (see the module docstring)."""
+        numbers = list(numbers)
         enc = self._bind(study)
+        need = len(numbers)
+        job = self._acq
+        if job is not None and job.done.is_set():
+            self._collect()
+        fresh = self._fresh()
+        if job is not None and fresh and len(self._pool) >= need:
+            # The fast path: points the model chose in the background, while it chooses the next ones.
+            out, self._pool = self._pool[:need], self._pool[need:]
+            self.pooled += need
+            self._asked += need
+            self._note(study)
+            return [enc.decode(row) for row in out]
+        elif job is not None and fresh and len(self._pool) + len(self._spares) >= need:
+            # The model cannot keep up: the last acquisition's next best candidates, rather than a wait.
+            take = need - len(self._pool)
+            out = self._pool + self._spares[:take]
+            self._pool, self._spares = [], self._spares[take:]
+            self.pooled += need - take
+            self.behind += take
+            self._asked += need
+            self._note(study)
+            return [enc.decode(row) for row in out]
         n_init = self.n_initial or default_initial(len(study.space))
+        number = numbers[0]
         if self.fidelity and self.fidelity_model == "joint":
             joint = self._joint_data(study, number)
             if joint.full is not None and bool(np.any(joint.levels < 1.0)):
-                return await self._ask_joint(study, number, enc, joint, n_init)
+                seen = set(joint.numbers.tolist())
+                waiting = sum(1 for r in joint.pending if r.number not in seen)  # running trials without a value yet
+                if joint.trials + waiting < n_init or joint.trials < max(2, n_init // 2):
+                    return [await self._design.ask(study, n) for n in numbers]
+                extra: tuple[Any, ...] = (joint.levels, joint.final)
+                u_obs, losses, u_avoid, pending = joint.u_obs, joint.losses, joint.u_avoid, joint.pending
+                return await self._model_batch(study, numbers, enc, u_obs, losses, pending, u_avoid, extra)
         data = self._model_data(study, number)
         n_obs = len(data.losses)
         if n_obs + len(data.pending) < n_init or n_obs < max(2, n_init // 2):
-            return await self._design.ask(study, number)
-        u_obs, losses, u_avoid = data.u_obs, data.losses, data.u_avoid
-        pending = [enc.unit(r.params) for r in data.pending] if self.pending == "believer" else []
-        u_pending = np.array(pending) if pending else np.empty((0, enc.n_params))
-        seed = [study.seed & (2**64 - 1), number & (2**64 - 1)]
-        u = await anyio.to_thread.run_sync(self._suggest, enc, u_obs, losses, u_pending, u_avoid, seed)
-        return enc.decode(u)
+            return [await self._design.ask(study, n) for n in numbers]
+        return await self._model_batch(study, numbers, enc, data.u_obs, data.losses, data.pending, data.u_avoid, ())
 
-    async def _ask_joint(
-        self, study: StudyView, number: int, enc: Encoder, joint: JointData, n_init: int
-    ) -> dict[str, Any]:
-        """A suggestion from the model over (configuration, level), for the full resource."""
-        seen = set(joint.numbers.tolist())
-        waiting = sum(1 for r in joint.pending if r.number not in seen)  # running trials without a value yet
-        if joint.trials + waiting < n_init or joint.trials < max(2, n_init // 2):
-            return await self._design.ask(study, number)
-        pending = [enc.unit(r.params) for r in joint.pending] if self.pending == "believer" else []
-        u_pending = np.array(pending) if pending else np.empty((0, enc.n_params))
-        seed = [study.seed & (2**64 - 1), number & (2**64 - 1)]
-        u = await anyio.to_thread.run_sync(
-            self._suggest, enc, joint.u_obs, joint.losses, u_pending, joint.u_avoid, seed, joint.levels, joint.final
+    async def _model_batch(
+        self,
+        study: StudyView,
+        numbers: list[int],
+        enc: Encoder,
+        u_obs: np.ndarray,
+        losses: np.ndarray,
+        pending: list[Any],
+        u_avoid: np.ndarray,
+        extra: tuple[Any, ...],
+    ) -> list[dict[str, Any] | None]:
+        """Suggestions from the model: made now (a run at concurrency 1), else served from the pool.
+
+        The pool holds points the model chose jointly in the background; it
+        is refilled from the newest data each time it is drawn from, so a
+        free worker waits neither for a fit nor for an acquisition, except
+        for the very first batch (there is no model yet) and when the pool
+        runs dry before the background acquisition ends.
+        """
+        need = len(numbers)
+        self._widest = max(self._widest, need + len(pending))
+        rows = [enc.unit(r.params) for r in pending] if self.pending == "believer" else []
+        u_pending = np.array(rows) if rows else np.empty((0, enc.n_params))
+        seed = [study.seed & (2**64 - 1), numbers[0] & (2**64 - 1)]
+        levels, final = extra if extra else (None, None)
+        args = (enc, u_obs, losses, u_pending, u_avoid, seed, levels, final)
+        if self._widest <= 1:
+            # Nothing else has ever run at once (concurrency 1): fitted and chosen now, reproducibly.
+            u = await anyio.to_thread.run_sync(lambda: self._suggest(*args, count=1, inline=True))
+            return [enc.decode(row) for row in u]
+        job = self._acq
+        if job is not None and job.done.is_set():
+            self._collect()
+        elif job is not None and (len(self._pool) < need or not self._fresh()):
+            # The pool ran dry, or more results have come in since it was chosen than it held: the
+            # acquisition under way, on newer data, fills it.
+            await anyio.to_thread.run_sync(job.done.wait)
+            self._collect()
+        out: list[np.ndarray] = []
+        if len(self._pool) >= need and self._fresh():
+            out, self._pool = self._pool[:need], self._pool[need:]
+            self.pooled += need
+        self._asked += need
+        if not out:
+            # No model-chosen points yet (the first batch): chosen now, jointly, for these workers.
+            u = await anyio.to_thread.run_sync(lambda: self._suggest(*args, count=need, inline=False))
+            out = list(u)
+            self.direct += need
+            # The pool's acquisition must know of these points: they are running by the time it starts.
+            args = (*args[:3], np.vstack([u_pending, u]), *args[4:])
+        if self._acq is None:
+            # Refill the pool from the newest data, enough for the workers expected to free up meanwhile.
+            size = min(_POOL_MAX, max(2 * need, self._asked, _POOL_MIN))
+            self._asked = 0
+            self._acq = _Acquisition(self, args, size, self._told)
+            self._acq.start()
+        self._note(study)
+        return [enc.decode(row) for row in out]
+
+    def _collect(self) -> None:
+        """Take up the points of the background acquisition that ended (they replace the older pool)."""
+        job, self._acq = self._acq, None
+        if job is not None and job.rows is not None:
+            self._pool = list(job.rows)
+            self._spares = list(job.spares) if job.spares is not None else []
+            self._pool_told, self._pool_made = job.told, len(job.rows)
+            self.acquisitions += 1
+
+    def _fresh(self) -> bool:
+        """Fewer results have arrived since the pool's data than twice the points it was chosen with."""
+        return self._told - self._pool_told < 2 * self._pool_made
+
+    async def tell(self, study: StudyView, record: TrialRecord) -> None:
+        await super().tell(study, record)
+        self._told += 1
+
+    def _note(self, study: StudyView) -> None:
+        """Tell the console when the model falls behind: the study's notes, and one warning per study."""
+        behind = self.behind
+        if behind == self._noted:
+            return
+        self._noted = behind
+        text = (
+            f"{self.name}: the model fell behind; {behind} suggestion{'s' if behind != 1 else ''} "
+            "came from the last acquisition's spare candidates"
         )
-        return enc.decode(u)
+        notes = getattr(study, "notes", None)
+        if notes is not None:
+            notes[self.name] = text
+        if not self._warned:
+            self._warned = True
+            log.warning("study %r: %s (while free workers outpace the model; see docs/strategies.md)", study.name, text)
 
     def _training_set(self, n: int, losses: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Indices the model trains on: all of them, or a subset past ``max_points``."""
@@ -248,10 +375,61 @@ class BayesStrategy(ModelStrategy):
         seed: list[int],
         levels: np.ndarray | None = None,
         final: np.ndarray | None = None,
+        *,
+        count: int = 1,
+        inline: bool = True,
+        spares: int = 0,
     ) -> np.ndarray:
-        """Fit the model and maximise the acquisition (runs in a worker thread)."""
-        with _one_blas_thread():
-            return self._fit_and_maximise(enc, u_obs, losses, u_pending, u_avoid, seed, levels, final)
+        """Fit the model and maximise the acquisition (runs in a worker thread): ``count`` unit rows (and spares)."""
+        with one_blas_thread():
+            return self._fit_and_maximise(
+                enc, u_obs, losses, u_pending, u_avoid, seed, levels, final, count=count, inline=inline, spares=spares
+            )
+
+    def _hyperparameters(self, x: np.ndarray, y: np.ndarray, n: int, rng: np.random.Generator, inline: bool) -> None:
+        """Bring ``_theta`` up to date with ``n`` observations: fitted here, or in the background.
+
+        The first fit is always made here (there is no model yet).  Later
+        refits are made here when ``inline``; otherwise a due refit starts in
+        a background thread on a copy of the data, and the model keeps the
+        last fitted hyperparameters until it ends.  A refit that falls due
+        while one is still running counts as a suggestion made *behind*.
+        """
+        from ._gp import fit_theta
+
+        job = self._job
+        if job is not None and job.done.is_set():
+            self._job = None
+            if job.theta is not None and len(job.theta) == x.shape[1] + 2:  # a failed refit keeps the last fit
+                self._theta = job.theta
+                self.background_fits += 1
+        dim = x.shape[1]
+        if self._theta is None or len(self._theta) != dim + 2:
+            self._theta = fit_theta(x, y, None, rng, runs=_FIT_RUNS + 1)
+            self._fit_n = self._restart_n = n
+            return
+        restart = n >= self._restart_n + max(1, int(self._restart_fraction * self._restart_n))
+        refresh = n >= self._fit_n + max(1, int(self.refit_fraction * self._fit_n))
+        if not (restart or refresh):
+            return
+        if restart:
+            # Restarts from the prior's pool as well as the warm start: a warm start alone would
+            # keep the hyperparameters in the basin of their first fit.
+            options: dict[str, Any] = {"runs": _FIT_RUNS}
+        else:
+            # In between, a short L-BFGS-B run from the last fit only.
+            options = {"runs": 1, "maxiter": _WARM_ITERS}
+        if inline:
+            self._theta = fit_theta(x, y, self._theta, rng, **options)
+        elif self._job is not None:
+            self.late_fits += 1  # the data outgrew the fit that is running: use the last hyperparameters
+            return
+        else:
+            self._job = _Fit(x.copy(), y.copy(), self._theta.copy(), int(rng.integers(2**63)), options)
+            self._job.start()
+        self._fit_n = n
+        if restart:
+            self._restart_n = n
 
     def _fit_and_maximise(
         self,
@@ -263,10 +441,14 @@ class BayesStrategy(ModelStrategy):
         seed: list[int],
         levels: np.ndarray | None = None,
         final: np.ndarray | None = None,
+        *,
+        count: int = 1,
+        inline: bool = True,
+        spares: int = 0,
     ) -> np.ndarray:
         # Imported here: scipy.optimize is slow to import and most tuners never need it.
-        from ._acquisition import maximise_log_ei
-        from ._gp import GP, fit_theta, standardise
+        from ._acquisition import maximise_log_ei, select_batch
+        from ._gp import GP, standardise
 
         rng = np.random.default_rng(seed)
         n = len(losses)
@@ -275,19 +457,7 @@ class BayesStrategy(ModelStrategy):
         if levels is not None:
             x = np.hstack([x, levels[idx, None]])
         y = standardise(losses[idx])
-        dim = x.shape[1]
-        if self._theta is None or len(self._theta) != dim + 2:
-            self._theta = fit_theta(x, y, None, rng, runs=_FIT_RUNS + 1)
-            self._fit_n = self._restart_n = n
-        elif n >= self._restart_n + max(1, int(self._restart_fraction * self._restart_n)):
-            # Restarts from the prior's pool as well as the warm start: a warm start alone would
-            # keep the hyperparameters in the basin of their first fit.
-            self._theta = fit_theta(x, y, self._theta, rng, runs=_FIT_RUNS)
-            self._fit_n = self._restart_n = n
-        elif n >= self._fit_n + max(1, int(self.refit_fraction * self._fit_n)):
-            # In between, a short L-BFGS-B run from the last fit only.
-            self._theta = fit_theta(x, y, self._theta, rng, runs=1, maxiter=_WARM_ITERS)
-            self._fit_n = n
+        self._hyperparameters(x, y, n, rng, inline)
         d = enc.n_params
         candidates = self.candidates or min(2048, 192 * d)
         local = self.local if self.local is not None else max(256, candidates // 8)
@@ -304,17 +474,31 @@ class BayesStrategy(ModelStrategy):
             anchors = u_obs[np.argsort(losses, kind="stable")[:5]]
         else:
             best, anchors = _full_incumbent(base, enc, u_obs, levels, final, idx, y)
+        if count > 1 or spares:
+            # Failed points as fantasies in the model; running ones are conditioned on in the batch's pool
+            # (cheaper: the candidates are scored against the observations alone).
+            gp = base
+            if len(u_avoid):
+                gp = _with_fantasies(gp, enc, u_pending[:0], u_avoid, best, float(np.median(y)), levels is not None)
+            return select_batch(
+                gp if levels is None else _AtFullResource(gp),
+                enc,
+                best,
+                anchors,
+                rng,
+                count,
+                pending=u_pending,
+                spares=spares,
+                believer=self.pending == "believer",
+                candidates=candidates,
+                local=local,
+                starts=min(starts, _BATCH_STARTS),
+                maxiter=_REFINE_ITERS,
+            )
         for attempt in range(_STALL_SHRINKS + 1):
             gp = base if attempt == 0 else GP(x, y, theta)
             if len(u_pending) or len(u_avoid):
-                # Fantasies: the model's mean, floored at the incumbent (pending) or the median (failed, pruned).
-                u_extra = np.vstack([u_pending, u_avoid])
-                floor = np.concatenate([np.full(len(u_pending), best), np.full(len(u_avoid), float(np.median(y)))])
-                z_extra = enc.features(u_extra)
-                if levels is not None:
-                    z_extra = np.hstack([z_extra, np.ones((len(z_extra), 1))])
-                believed, _ = gp.predict(z_extra)
-                gp = gp.with_points(z_extra, np.maximum(believed, floor))
+                gp = _with_fantasies(gp, enc, u_pending, u_avoid, best, float(np.median(y)), levels is not None)
             # A retry explores with a less confident model: half the candidates, none refined.
             u, value = maximise_log_ei(
                 gp if levels is None else _AtFullResource(gp),
@@ -333,7 +517,68 @@ class BayesStrategy(ModelStrategy):
             # it has settled in).  Ask a less confident model, with shorter length scales.
             theta = theta.copy()
             theta[: enc.dim] -= math.log(2.0)
-        return u
+        return u[None, :]
+
+
+def _with_fantasies(
+    gp: Any, enc: Encoder, u_pending: np.ndarray, u_avoid: np.ndarray, best: float, median: float, joint: bool
+) -> Any:
+    """``gp`` conditioned on fantasies: the model's mean, floored at the incumbent (pending) or the median.
+
+    Pending points are floored at the incumbent, failed and pruned ones at the median loss.
+    """
+    u_extra = np.vstack([u_pending, u_avoid])
+    floor = np.concatenate([np.full(len(u_pending), best), np.full(len(u_avoid), median)])
+    z_extra = enc.features(u_extra)
+    if joint:
+        z_extra = np.hstack([z_extra, np.ones((len(z_extra), 1))])
+    believed, _ = gp.predict(z_extra)
+    return gp.with_points(z_extra, np.maximum(believed, floor))
+
+
+class _Acquisition(threading.Thread):
+    """A batch of ``size`` points chosen jointly in a background thread; ``rows`` once ``done`` is set."""
+
+    def __init__(self, strategy: BayesStrategy, args: tuple[Any, ...], size: int, told: int = 0) -> None:
+        super().__init__(name="hpt-async-acquisition", daemon=True)
+        self.strategy, self.args, self.size, self.told = strategy, args, size, told
+        self.rows: np.ndarray | None = None
+        self.spares: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            rows = self.strategy._suggest(*self.args, count=self.size, inline=False, spares=_SPARES * self.size)
+            self.rows, self.spares = rows[: self.size], rows[self.size :]
+        except BaseException as exc:  # the next batch is chosen while the workers wait, and raises it there
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+class _Fit(threading.Thread):
+    """A refit of the hyperparameters in a background thread; ``theta`` once ``done`` is set."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, warm: np.ndarray, seed: int, options: dict[str, Any]) -> None:
+        super().__init__(name="hpt-async-fit", daemon=True)
+        self.x, self.y, self.warm, self.seed, self.options = x, y, warm, seed, options
+        self.theta: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        from ._gp import fit_theta
+
+        try:
+            # No BLAS limit here: threadpoolctl's limit is process-wide, and a second one entered and left
+            # from another thread at the same time would leave the pool at the wrong size.
+            if True:
+                self.theta = fit_theta(self.x, self.y, self.warm, np.random.default_rng(self.seed), **self.options)
+        except BaseException as exc:  # a failed refit keeps the last hyperparameters
+            self.error = exc
+        finally:
+            self.done.set()
 
 
 class _AtFullResource:
@@ -349,6 +594,15 @@ class _AtFullResource:
     def predict(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and variance at the full resource."""
         return self.gp.predict(self._with_level(z))
+
+    def joint(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and joint covariance at the full resource."""
+        return self.gp.joint(self._with_level(z))
+
+    @property
+    def noise(self) -> float:
+        """The model's noise variance."""
+        return float(self.gp.noise)
 
     def log_ei(self, z: np.ndarray, best: float) -> np.ndarray:
         """Log expected improvement at the full resource."""

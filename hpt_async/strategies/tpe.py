@@ -17,7 +17,8 @@ exactly the parameters it had, and subspaces are compared through their
 parents.
 
 Running trials are added to the bad group (a constant liar), so concurrent
-suggestions avoid what is already being evaluated.  FAILED and PRUNED
+suggestions avoid what is already being evaluated; the points of one batch
+(:meth:`TPEStrategy.ask_batch`) lie about each other the same way.  FAILED and PRUNED
 trials are added there too, as configurations, never with their value as a
 final one.  CANCELLED and LOST trials are ignored.
 
@@ -34,7 +35,7 @@ a seeded run at concurrency 1 is reproducible.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -42,15 +43,20 @@ import numpy as np
 
 from ..hookspecs import hookimpl
 from ._encoding import Encoder
-from ._model import ModelStrategy
+from ._model import ModelStrategy, one_blas_thread
 
 if TYPE_CHECKING:
     from ..study import StudyView
+    from ..trial import TrialRecord
 
 __all__ = ["ParzenEstimator", "TPEStrategy"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _PENDING_MODES = ("liar", "ignore")
+# A lone suggestion (nothing else running) over at most this many points is made on the event loop; any other
+# in a worker thread, so that free workers queue for one batch meanwhile.
+_INLINE_WORK = 4096
+_POOL_MIN, _POOL_MAX = 8, 256  # extra points a batch chooses for the next free workers
 
 
 class ParzenEstimator:
@@ -74,8 +80,9 @@ class ParzenEstimator:
         dim = max(enc.n_params, 1)
         self.bandwidth = np.zeros(enc.n_params)
         self.switch = np.zeros(enc.n_params)
+        counts = np.count_nonzero(~np.isnan(points), axis=0) if m else np.zeros(enc.n_params, dtype=np.int64)
         for p in enc.params:
-            count = int(np.count_nonzero(~np.isnan(points[:, p.index]))) if m else 0
+            count = int(counts[p.index])
             if p.kind == "choice":
                 # Probability that a component moves off its own category.
                 self.switch[p.index] = (p.n - 1) / p.n * min(1.0, 2.0 / (count + 2))
@@ -83,42 +90,73 @@ class ParzenEstimator:
                 # A fixed width that narrows slowly as the group grows: the group's own
                 # spread would collapse onto a few close good points and crawl.
                 self.bandwidth[p.index] = bandwidth * max(count, 1) ** (-1.0 / (dim + 4))
+        self._prepare()
+
+    def _prepare(self) -> None:
+        enc = self.enc
+        self._num = np.array([p.index for p in enc.params if p.kind != "choice"], dtype=np.int64)
+        self._choices = [p for p in enc.params if p.kind == "choice" and p.n > 1]
+        self._consts = self._constants(self.points)
+
+    def _constants(self, points: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per-component constants of the numeric kernels, so that scoring is a few matrix products."""
+        special = self._special
+        cols = points[:, self._num]
+        on = ~np.isnan(cols)
+        h = self.bandwidth[self._num]
+        mu = np.where(on, cols, 0.5)
+        mass = special.ndtr((1.0 - mu) / h) - special.ndtr(-mu / h)
+        # log kernel of component i at x (numeric column d): -(x - mu)^2 s2 / 2 + const, 0 where i lacks d.
+        s2 = np.where(on, 1.0 / (h * h), 0.0)
+        return s2, mu * s2, mu * mu * s2, np.where(on, -_LOG_SQRT_2PI - np.log(h) - np.log(mass), 0.0)
+
+    def log_kernels(self, s: np.ndarray, centres: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Log kernels at the snapped unit points ``s`` (rows: points), and the prior's log density.
+
+        The kernels are this density's components, or, given ``centres``,
+        components of this density's widths centred there (a lie added to a
+        group).
+        """
+        points = self.points if centres is None else centres
+        s2, mu_s2, mu2_s2, const = self._consts if centres is None else self._constants(centres)
+        c = len(s)
+        cn = s[:, self._num]
+        on = ~np.isnan(cn)
+        x = np.where(on, cn, 0.0)
+        fon = on.astype(float)
+        # sum_d on_d [-(x_d - mu_d)^2 s2_d / 2 + const_d], as matrix products over the numeric columns.
+        log_k = (x * x) @ s2.T
+        log_k -= 2.0 * (x @ mu_s2.T)
+        log_k += fon @ mu2_s2.T
+        log_k *= -0.5
+        log_k += fon @ const.T
+        log_prior = np.zeros(c)
+        for p in self._choices:
+            j, k = p.index, p.n
+            cand = s[:, j]
+            cand_on = ~np.isnan(cand)
+            comp = points[:, j]
+            comp_on = ~np.isnan(comp)
+            ci = np.minimum((np.nan_to_num(cand) * k).astype(np.int64), k - 1)
+            mi = np.minimum((np.nan_to_num(comp) * k).astype(np.int64), k - 1)
+            b = self.switch[j]
+            same, other = math.log1p(-b), math.log(b / (k - 1)) if b > 0 else -math.inf
+            lk = np.where(ci[:, None] == mi[None, :], same, other)
+            lk = np.where(comp_on[None, :], lk, -math.log(k))
+            log_prior += np.where(cand_on, -math.log(k), 0.0)
+            log_k += np.where(cand_on[:, None], lk, 0.0)
+        return log_k, log_prior
 
     def log_pdf(self, s: np.ndarray) -> np.ndarray:
         """Log density at snapped unit points ``s`` (NaN = inactive)."""
-        special = self._special
-        c, m = len(s), len(self.points)
-        log_k = np.zeros((c, m))
-        log_prior = np.zeros(c)
-        for p in self.enc.params:
-            j = p.index
-            cand = s[:, j]
-            cand_on = ~np.isnan(cand)
-            comp = self.points[:, j]
-            comp_on = ~np.isnan(comp)
-            if p.kind == "choice":
-                k = p.n
-                if k == 1:
-                    continue
-                ci = np.minimum((np.nan_to_num(cand) * k).astype(np.int64), k - 1)
-                mi = np.minimum((np.nan_to_num(comp) * k).astype(np.int64), k - 1)
-                b = self.switch[j]
-                same, other = math.log1p(-b), math.log(b / (k - 1)) if b > 0 else -math.inf
-                lk = np.where(ci[:, None] == mi[None, :], same, other)
-                lk = np.where(comp_on[None, :], lk, -math.log(k))
-                log_prior += np.where(cand_on, -math.log(k), 0.0)
-            else:
-                h = self.bandwidth[j]
-                mu = np.nan_to_num(comp, nan=0.5)
-                mass = special.ndtr((1.0 - mu) / h) - special.ndtr(-mu / h)
-                z = (np.nan_to_num(cand, nan=0.5)[:, None] - mu[None, :]) / h
-                lk = -0.5 * z * z - _LOG_SQRT_2PI - math.log(h) - np.log(mass)[None, :]
-                lk = np.where(comp_on[None, :], lk, 0.0)
-            log_k += np.where(cand_on[:, None], lk, 0.0)
-        parts = [log_prior + self.log_w0]
-        if m:
-            parts.append(special.logsumexp(log_k + self.log_w, axis=1))
-        return np.logaddexp.reduce(np.vstack(parts), axis=0)
+        log_k, log_prior = self.log_kernels(s)
+        if not len(self.points):
+            return log_prior + self.log_w0
+        top = np.max(log_k, axis=1)
+        top = np.maximum(top, log_prior + self.log_w0 - self.log_w)
+        total = np.exp(log_k - top[:, None]).sum(axis=1) * math.exp(self.log_w)
+        total += np.exp(log_prior + self.log_w0 - top)
+        return np.log(total) + top
 
     def sample(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """``count`` unit points drawn from the density (not snapped)."""
@@ -132,28 +170,28 @@ class ParzenEstimator:
         if not from_comp.any():
             return out
         rows = self.points[pick[from_comp]]
-        for p in self.enc.params:
-            j = p.index
+        for p in self._choices:
+            j, k = p.index, p.n
             centre = rows[:, j]
             on = ~np.isnan(centre)
-            col = out[from_comp, j]
-            if p.kind == "choice":
-                k = p.n
-                keep = rng.random(len(centre)) >= self.switch[j]
-                own = np.minimum((np.nan_to_num(centre) * k).astype(np.int64), k - 1)
-                # Another category, uniformly among the k - 1 others.
-                shift = rng.integers(1, max(k, 2), len(centre))
-                other = (own + shift) % k
-                idx = np.where(keep, own, other)
-                col = np.where(on, (idx + 0.5) / k, col)
-            else:
-                h = self.bandwidth[j]
-                mu = np.nan_to_num(centre, nan=0.5)
-                lo, hi = special.ndtr(-mu / h), special.ndtr((1.0 - mu) / h)
-                q = lo + rng.random(len(mu)) * (hi - lo)
-                x = np.clip(mu + h * special.ndtri(np.clip(q, 1e-300, 1.0 - 1e-16)), 0.0, 1.0)
-                col = np.where(on, x, col)
-            out[from_comp, j] = col
+            keep = rng.random(len(centre)) >= self.switch[j]
+            own = np.minimum((np.nan_to_num(centre) * k).astype(np.int64), k - 1)
+            # Another category, uniformly among the k - 1 others.
+            shift = rng.integers(1, max(k, 2), len(centre))
+            idx = np.where(keep, own, (own + shift) % k)
+            out[from_comp, j] = np.where(on, (idx + 0.5) / k, out[from_comp, j])
+        num = self._num
+        if len(num):
+            # Every numeric column at once: a draw from each chosen component's truncated Gaussian.
+            centre = rows[:, num]
+            on = ~np.isnan(centre)
+            h = self.bandwidth[num]
+            mu = np.where(on, centre, 0.5)
+            lo, hi = special.ndtr(-mu / h), special.ndtr((1.0 - mu) / h)
+            q = lo + rng.random(mu.shape) * (hi - lo)
+            x = np.clip(mu + h * special.ndtri(np.clip(q, 1e-300, 1.0 - 1e-16)), 0.0, 1.0)
+            block = out[from_comp][:, num]
+            out[np.ix_(np.flatnonzero(from_comp), num)] = np.where(on, x, block)
         return out
 
 
@@ -200,35 +238,114 @@ class TPEStrategy(ModelStrategy):
         self.prior_weight = float(prior_weight)
         self.pending = pending
         super().__init__(fidelity=fidelity, fidelity_min=fidelity_min)
+        self._pool: list[np.ndarray] = []  # points of the last batch beyond those asked for
+        self._told = self._pool_told = self._pool_made = 0
+        #: Suggestions served from the points of an earlier batch.
+        self.pooled = 0
 
     async def ask(self, study: StudyView, number: int) -> dict[str, Any]:
+        return (await self.ask_batch(study, [number]))[0]  # type: ignore[return-value]
+
+    async def ask_batch(self, study: StudyView, numbers: Sequence[int]) -> list[dict[str, Any] | None]:
+        """Configurations for the trials ``numbers``, each lying about the ones before it (see the module docstring)."""
+        numbers = list(numbers)
         enc = self._bind(study)
-        data = self._model_data(study, number)
+        need = len(numbers)
+        if len(self._pool) >= need and self._told - self._pool_told < self._pool_made:
+            # Points of the last batch, chosen for the workers expected to free up; fewer results have
+            # arrived since than it held, so they are no staler than the concurrency makes any suggestion.
+            out, self._pool = self._pool[:need], self._pool[need:]
+            self.pooled += need
+            return [enc.decode(row) for row in out]
+        data = self._model_data(study, numbers[0])
         n_obs = len(data.losses)
         if n_obs + len(data.pending) < self.n_initial or n_obs < 2:
-            return await self._design.ask(study, number)
+            return [await self._design.ask(study, n) for n in numbers]
         u_obs, losses = data.u_obs, data.losses
         extra = list(data.u_avoid)
         if self.pending == "liar":
             extra += [enc.unit(r.params) for r in data.pending]
         u_extra = np.array(extra) if extra else np.empty((0, enc.n_params))
-        seed = [study.seed & (2**64 - 1), number & (2**64 - 1)]
-        u = await anyio.to_thread.run_sync(self._suggest, enc, u_obs, losses, u_extra, seed)
-        return enc.decode(u)
+        seed = [study.seed & (2**64 - 1), numbers[0] & (2**64 - 1)]
+        if not data.pending and need == 1 and n_obs + len(extra) <= _INLINE_WORK:
+            # Nothing else running (concurrency 1) and a small model: made in place, well under a millisecond.
+            rows = self._suggest(enc, u_obs, losses, u_extra, seed, 1)
+        else:
+            # Others running: as many more points as asked for (at least 8) for the workers that free up
+            # next, all in one batch of lies; in a thread, so that free workers queue for one batch meanwhile.
+            count = need + (min(_POOL_MAX, max(need, _POOL_MIN)) if data.pending else 0)
+            rows = await anyio.to_thread.run_sync(self._suggest, enc, u_obs, losses, u_extra, seed, count)
+            self._pool = list(rows[need:])
+            self._pool_told, self._pool_made = self._told, len(self._pool)
+        return [enc.decode(row) for row in rows[:need]]
+
+    async def tell(self, study: StudyView, record: TrialRecord) -> None:
+        await super().tell(study, record)
+        self._told += 1
+
+    def _reset(self) -> None:
+        self._pool = []
 
     def _suggest(
-        self, enc: Encoder, u_obs: np.ndarray, losses: np.ndarray, u_extra: np.ndarray, seed: list[int]
+        self, enc: Encoder, u_obs: np.ndarray, losses: np.ndarray, u_extra: np.ndarray, seed: list[int], count: int = 1
     ) -> np.ndarray:
-        """Split, build both densities, and pick the best of the candidates (runs in a worker thread)."""
+        """Split, build both densities, and pick ``count`` of the candidates, each a lie for the next (rows)."""
+        if count == 1:
+            return self._choose(enc, u_obs, losses, u_extra, seed, count)
+        with one_blas_thread():  # a batch's larger products: one BLAS thread beats several contending ones
+            return self._choose(enc, u_obs, losses, u_extra, seed, count)
+
+    def _choose(
+        self, enc: Encoder, u_obs: np.ndarray, losses: np.ndarray, u_extra: np.ndarray, seed: list[int], count: int
+    ) -> np.ndarray:
         rng = np.random.default_rng(seed)
         n = len(losses)
         n_good = min(max(1, math.ceil(self.gamma * n)), self.max_good)
         order = np.argsort(losses, kind="stable")
         good = ParzenEstimator(enc, u_obs[order[:n_good]], self.prior_weight)
         bad = ParzenEstimator(enc, np.vstack([u_obs[order[n_good:]], u_extra]), self.prior_weight)
-        s, _ = enc.snap(good.sample(self.candidates, rng))
-        score = good.log_pdf(s) - bad.log_pdf(s)
-        return s[int(np.argmax(score))]
+        # A batch draws fewer candidates per point past 8 points: the lies, not the draws, spread it out.
+        total = self.candidates * count if count <= 8 else max(self.candidates * 8, 6 * count)
+        s, _ = enc.snap(good.sample(total, rng))
+        if count == 1:
+            score = good.log_pdf(s) - bad.log_pdf(s)
+            return s[None, int(np.argmax(score))]
+        _, first = np.unique(np.nan_to_num(s, nan=-1.0), axis=0, return_index=True)
+        s = s[np.sort(first)]
+        log_good = good.log_pdf(s)
+        # The bad density as a running sum: its components' kernels plus the prior, over its total weight.
+        log_k, log_prior = bad.log_kernels(s)
+        m = len(bad.points)
+        log_sum = np.logaddexp(_logsumexp_rows(log_k), log_prior + math.log(self.prior_weight))
+        # Only the best few candidates can be chosen: the lies are scored among them, all pairs at once.
+        score = log_good - log_sum
+        top = np.argsort(-score, kind="stable")[: 4 * count + 32]
+        s, log_good, log_sum = s[top], log_good[top], log_sum[top]
+        lies, _ = bad.log_kernels(s, s)  # lies[i, j]: the kernel a lie at candidate j puts on candidate i
+        chosen = np.zeros(len(s), dtype=bool)
+        picks: list[int] = []
+        for t in range(min(count, len(s))):
+            score = log_good - (log_sum - math.log(m + t + self.prior_weight))
+            score[chosen] = -np.inf
+            j = int(np.argmax(score))
+            chosen[j] = True
+            picks.append(j)
+            # A constant liar: the chosen point joins the bad group before the next choice.
+            log_sum = np.logaddexp(log_sum, lies[:, j])
+        out = s[picks]
+        if len(out) < count:  # a space with fewer distinct candidates than workers: the rest at random
+            more, _ = enc.snap(rng.random((count - len(out), enc.n_params)))
+            out = np.vstack([out, more])
+        return out
+
+
+def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
+    """``log(sum(exp(a), axis=1))``, -inf for rows of no columns."""
+    if a.shape[1] == 0:
+        return np.full(a.shape[0], -np.inf)
+    top = np.max(a, axis=1)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return np.log(np.exp(a - top[:, None]).sum(axis=1)) + top
 
 
 @hookimpl

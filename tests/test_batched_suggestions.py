@@ -1,0 +1,214 @@
+"""Batched suggestions: the tuner asks once for several free workers; bayes and tpe serve them without a wait."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+from anyio import wait_all_tasks_blocked
+from anyio.lowlevel import checkpoint
+from common import MIXED, SQUARE, branin, mixed_loss, tune
+
+import hpt_async as hpt
+from hpt_async.loggers.console import ConsoleLogger
+from hpt_async.strategies import _gp
+from hpt_async.strategies.bayes import BayesStrategy
+from hpt_async.strategies.tpe import TPEStrategy
+from hpt_async.study import StudyView
+from hpt_async.trial import TrialRecord, TrialState
+
+pytestmark = pytest.mark.anyio
+
+
+def _study(space: dict[str, Any], n: int, loss: Any, seed: int = 0) -> StudyView:
+    """A study holding ``n`` random COMPLETE trials."""
+    sp = hpt.Space(space)
+    view = StudyView("batch", "minimize", sp, seed)
+    for i in range(n):
+        params = sp.sample(seed, i)
+        view._put(TrialRecord(number=i, state=TrialState.COMPLETE, params=params, value=loss(params), ended=0.0))
+    return view
+
+
+# -- the tuner -----------------------------------------------------------------------------
+
+
+class Recording(hpt.Strategy):
+    """Random points; ``ask_batch`` records the numbers it is asked for, and suspends first."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.asks = 0
+
+    async def ask(self, study: hpt.StudyView, number: int) -> dict[str, Any]:
+        self.asks += 1
+        return study.space.sample(study.seed, number)
+
+    async def ask_batch(self, study: hpt.StudyView, numbers: Sequence[int]) -> list[dict[str, Any] | None]:
+        if not self.batches:
+            await wait_all_tasks_blocked()  # as a model fit would: the other workers queue up meanwhile
+        self.batches.append(list(numbers))
+        return [study.space.sample(study.seed, n) for n in numbers]
+
+
+async def test_the_tuner_asks_one_batch_for_the_workers_waiting() -> None:
+    strategy = Recording()
+
+    async def objective(trial: hpt.Trial) -> float:
+        await checkpoint()
+        return branin(trial.params)
+
+    result = await tune(objective, SQUARE, strategy, max_trials=30, concurrency=4)
+    assert result.count(hpt.TrialState.COMPLETE) == 30
+    assert strategy.asks == 0  # a strategy with ask_batch is asked through it
+    sizes = [len(b) for b in strategy.batches]
+    assert sizes[:2] == [1, 3]  # the first worker alone, then the three that queued behind it, at once
+    numbers = [n for b in strategy.batches for n in b]
+    assert sorted(numbers) == list(range(30))  # every number once, none left unused
+    assert sorted(t.number for t in result.trials) == list(range(30))
+
+
+async def test_a_batch_never_exceeds_the_budget() -> None:
+    strategy = Recording()
+    result = await tune(lambda t: 0.0, SQUARE, strategy, max_trials=3, concurrency=8)
+    assert result.count(hpt.TrialState.COMPLETE) == 3
+    assert sum(len(b) for b in strategy.batches) == 3
+
+
+async def test_a_strategy_without_ask_batch_is_asked_one_trial_at_a_time() -> None:
+    class Plain(hpt.Strategy):
+        name = "plain"
+
+        def __init__(self) -> None:
+            self.asked: list[int] = []
+
+        async def ask(self, study: hpt.StudyView, number: int) -> dict[str, Any]:
+            self.asked.append(number)
+            await wait_all_tasks_blocked()
+            return study.space.sample(study.seed, number)
+
+    strategy = Plain()
+    result = await tune(lambda t: 0.0, SQUARE, strategy, max_trials=12, concurrency=4)
+    assert result.count(hpt.TrialState.COMPLETE) == 12
+    assert sorted(strategy.asked) == list(range(12))
+
+
+async def test_a_wrong_length_batch_is_fatal_and_names_the_strategy() -> None:
+    class Short(Recording):
+        name = "short"
+
+        async def ask_batch(self, study: hpt.StudyView, numbers: Sequence[int]) -> list[dict[str, Any] | None]:
+            return []
+
+    with pytest.raises(hpt.StudyError, match=r"'short'.*ask_batch"):
+        await tune(lambda t: 0.0, SQUARE, Short(), max_trials=4, concurrency=2)
+
+
+# -- joint points -----------------------------------------------------------------------------
+
+
+async def test_a_bayes_batch_is_distinct_and_spread() -> None:
+    study = _study(SQUARE, 20, branin)
+    strategy = BayesStrategy()
+    await strategy.start(study)
+    for r in range(2):  # the first batch is chosen while the workers wait; the second from the pool
+        batch = await strategy.ask_batch(study, list(range(20 + 16 * r, 36 + 16 * r)))
+        points = np.array([hpt.Space(SQUARE).to_unit(p) for p in batch])  # type: ignore[arg-type]
+        assert len({tuple(p) for p in points}) == 16
+        dist = np.linalg.norm(points[:, None] - points[None, :], axis=-1) + 9 * np.eye(16)
+        assert dist.min() > 1e-3
+        for params in batch:
+            study._put(TrialRecord(number=len(study.trials), state=TrialState.RUNNING, params=params))
+    if strategy._acq is not None:
+        strategy._acq.join()
+    assert strategy.direct == 16
+
+
+async def test_a_tpe_batch_is_distinct_and_valid_on_a_mixed_space() -> None:
+    study = _study(MIXED, 40, mixed_loss)
+    strategy = TPEStrategy()
+    await strategy.start(study)
+    batch = await strategy.ask_batch(study, list(range(40, 72)))
+    space = hpt.Space(MIXED)
+    assert all(space.validate(p) == p for p in batch)  # type: ignore[arg-type]
+    assert len({tuple(sorted((k, str(v)) for k, v in p.items())) for p in batch}) == 32  # type: ignore[union-attr]
+
+
+async def test_a_tpe_batch_lies_about_its_own_points() -> None:
+    """With the constant liar, a batch spreads out more than the same number of best-scored candidates."""
+    study = _study(SQUARE, 60, branin)
+    strategy = TPEStrategy(candidates=64)
+    await strategy.start(study)
+    batch = await strategy.ask_batch(study, list(range(60, 76)))
+    points = np.array([hpt.Space(SQUARE).to_unit(p) for p in batch])  # type: ignore[arg-type]
+    dist = np.linalg.norm(points[:, None] - points[None, :], axis=-1) + 9 * np.eye(16)
+    assert dist.min(axis=1).min() > 0.0
+    assert np.median(dist.min(axis=1)) > 0.01
+
+
+# -- never waiting on a fit ------------------------------------------------------------------
+
+
+async def test_free_workers_never_wait_for_a_slow_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the model exists, a refit blocks until the run has ended: trials go on starting meanwhile."""
+    release, entered = threading.Event(), threading.Event()
+    gave_up: list[bool] = []  # per blocked refit: whether it stopped waiting (then a worker had needed it)
+    original = _gp.fit_theta
+
+    def slow_fit(*args: Any, **kwargs: Any) -> np.ndarray:
+        if threading.current_thread().name == "hpt-async-fit":  # a refit in the background, not the first fit
+            entered.set()
+            gave_up.append(not release.wait(30))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_gp, "fit_theta", slow_fit)
+    strategy = BayesStrategy()
+    started_while_blocked = []
+
+    async def objective(trial: hpt.Trial) -> float:
+        if entered.is_set() and not release.is_set():
+            started_while_blocked.append(trial.number)
+        await anyio.sleep(0.001)
+        return branin(trial.params)
+
+    try:
+        result = await tune(objective, SQUARE, strategy, max_trials=150, concurrency=6)
+    finally:
+        release.set()
+    assert result.count(hpt.TrialState.COMPLETE) == 150
+    assert entered.is_set() and len(started_while_blocked) >= 10  # trials kept starting while a refit hung
+    assert not any(gave_up)  # and no worker waited for it (it would have given up first)
+    assert strategy.late_fits > 0  # refits fell due meanwhile: the model kept its last hyperparameters
+
+
+# -- the note when the model falls behind -----------------------------------------------------
+
+
+async def test_the_console_shows_when_the_model_falls_behind(caplog: pytest.LogCaptureFixture) -> None:
+    study = _study(SQUARE, 20, branin)
+    strategy = BayesStrategy()
+    await strategy.start(study)
+    await strategy.ask_batch(study, [20, 21])  # a model, a pool under way
+    job = strategy._acq
+    assert job is not None
+    job.join()
+    # As if the acquisition under way had not ended and its points were all handed out:
+    # the next workers get the last acquisition's spares, rather than a wait.
+    strategy._acq = type(job)(strategy, job.args, 1)  # a job that never runs: never done
+    strategy._pool, strategy._spares = [], list(np.random.default_rng(0).random((4, 2)))
+    strategy._pool_told, strategy._pool_made = strategy._told, 16  # a pool chosen from the newest data
+    with caplog.at_level(logging.WARNING, logger="hpt_async"):
+        batch = await strategy.ask_batch(study, [22, 23, 24])
+    assert len(batch) == 3 and strategy.behind == 3
+    assert "fell behind" in caplog.text and "spare candidates" in caplog.text
+    assert "3 suggestions" in study.notes["bayes"]
+    line = ConsoleLogger(stream=io.StringIO()).status(study)
+    assert "the model fell behind; 3 suggestions" in line
