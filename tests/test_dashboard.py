@@ -20,7 +20,7 @@ import hpt_async as hpt
 from hpt_async.dashboard import DashboardUnavailable, open_read_only, serve
 from hpt_async.dashboard._figures import chart_keys, prepare, render
 from hpt_async.dashboard._model import CHART_LIMIT, StudyInfo, StudyModel, TableQuery, chart_sample
-from hpt_async.dashboard._readonly import ReadOnlySQLiteStorage, ReadOnlyStorageError
+from hpt_async.dashboard._readonly import ReadOnlySQLiteStorage, ReadOnlyStorageError, tidy_side_files
 from hpt_async.trial import TrialRecord, TrialState
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +92,8 @@ def test_charts_of_a_large_study_are_drawn_from_a_bounded_sample_with_the_exact_
     assert set(improvements) <= {t.number for t in data.trials}
     assert len(chart_sample(model, "timeline").trials) == 1000
     assert chart_sample(model, "timeline").trials[-1].number == 19_999
+    assert len(chart_sample(model, "importance").trials) == 1000
+    assert len(chart_sample(model, "intermediate").trials) <= 401
     drawn = render(prepare(model, "history"))
     assert "Drawn from" in drawn["notes"][0] and "20,000" in drawn["notes"][0]
     assert drawn["svg"].startswith("<svg") and not drawn["empty"]
@@ -130,12 +132,33 @@ async def test_the_read_only_storage_reads_writes_nothing_and_leaves_no_file(tmp
     assert sorted(os.listdir(tmp_path)) == ["ro.db"]
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     storage = open_read_only(f"sqlite:///{path}")
-    assert isinstance(storage, ReadOnlySQLiteStorage)
     assert [s.name for s in await storage.studies()] == ["s"]
     assert len(await storage.load("s")) == 5
     async with await storage.watch("s") as reader:
         assert len(await reader.read()) == 5
         assert await reader.read() == []
+    for attempt in (
+        storage.open("t", direction="minimize", space=hpt.Space(SPACE)),
+        storage.delete("s"),
+        storage.rename("s", "t"),
+    ):
+        with pytest.raises(PermissionError) as info:
+            await attempt
+        assert isinstance(info.value, hpt.HptError)
+    if hasattr(storage, "aclose"):
+        await storage.aclose()
+    tidy_side_files(str(path))
+    assert sorted(os.listdir(tmp_path)) == ["ro.db"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+
+
+@pytest.mark.anyio
+async def test_the_fallback_read_only_sqlite_storage(tmp_path: Path) -> None:
+    path = tmp_path / "fb.db"
+    await _tiny_study(f"sqlite:///{path}")
+    storage = ReadOnlySQLiteStorage(f"sqlite:///{path}")
+    assert len(await storage.load("s")) == 5
+    assert (path.parent / "fb.db-wal").exists()  # SQLite's reader made the side files
     with pytest.raises(ReadOnlyStorageError):
         await storage.open("t", direction="minimize", space=hpt.Space(SPACE))
     with pytest.raises(ReadOnlyStorageError):
@@ -143,8 +166,23 @@ async def test_the_read_only_storage_reads_writes_nothing_and_leaves_no_file(tmp
     with pytest.raises(ReadOnlyStorageError):
         await storage.rename("s", "t")
     await storage.aclose()
-    assert sorted(os.listdir(tmp_path)) == ["ro.db"]
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    assert sorted(os.listdir(tmp_path)) == ["fb.db"]
+
+
+@pytest.mark.anyio
+async def test_side_files_stay_while_a_writer_holds_the_file(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "w.db"
+    await _tiny_study(f"sqlite:///{path}")
+    writer = sqlite3.connect(path)
+    writer.execute("SELECT COUNT(*) FROM trials").fetchall()
+    try:
+        tidy_side_files(str(path))
+        assert (tmp_path / "w.db-wal").exists() and (tmp_path / "w.db-shm").exists()
+    finally:
+        writer.close()
+    assert sorted(os.listdir(tmp_path)) == ["w.db"]
 
 
 @pytest.mark.anyio
@@ -152,7 +190,8 @@ async def test_the_read_only_storage_creates_no_file(tmp_path: Path) -> None:
     storage = open_read_only(f"sqlite:///{tmp_path / 'none.db'}")
     with pytest.raises(FileNotFoundError):
         await storage.studies()
-    await storage.aclose()
+    if hasattr(storage, "aclose"):
+        await storage.aclose()
     assert os.listdir(tmp_path) == []
 
 

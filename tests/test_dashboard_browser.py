@@ -93,6 +93,8 @@ JSON.stringify(Array.from(document.querySelectorAll(".chart-card")).map(function
 }))
 """
 
+BADGE_SHOWN = 'JSON.stringify(getComputedStyle(document.getElementById("running-badge")).display !== "none")'
+
 SAFETY = """
 JSON.stringify({
   imgs: document.querySelectorAll("img").length,
@@ -244,6 +246,7 @@ def test_the_dashboard_follows_a_running_study_in_headless_chromium(tmp_path: Pa
         for c in charts:
             assert c["shapes"] > 10 and c["marks"] > 0, c
             assert c["width"] > 500 and c["height"] > 100, c
+        assert page.js(BADGE_SHOWN), "the running badge of a running study"
         safety = page.js(SAFETY)
         assert HOSTILE in safety["title"] and HOSTILE in safety["text"]
         assert safety["imgs"] == 0 and safety["scripts"] == 1 and safety["bold"] == 0
@@ -295,6 +298,7 @@ def test_the_dashboard_follows_a_running_study_in_headless_chromium(tmp_path: Pa
         page.go(address + "study?s=" + quote(PARETO))
         charts = page.until(lambda: (c := page.js(CHARTS)) and all(x["drawn"] for x in c) and c, "the Pareto chart")
         pareto = next(c for c in charts if c["chart"] == "pareto")
+        assert not page.js(BADGE_SHOWN), "a finished study shows no running badge"
         assert pareto["shapes"] > 30 and pareto["marks"] >= 30
         page.screenshot(artifacts / "dashboard-pareto.png")
         events = list(browser.events)

@@ -58,19 +58,28 @@ def __getattr__(name: str) -> Any:
 
 
 def open_read_only(storage: str | Storage) -> Storage:
-    """The storage a dashboard reads: a ``sqlite:///`` URL opens read-only, any other URL or object as given.
+    """The storage a dashboard reads: a URL opened read-only, a storage object as it is.
 
-    A :class:`~hpt_async.contracts.Storage` object is used as it is (for
-    example the :class:`~hpt_async.storage.memory.MemoryStorage` a tuner of
-    the same program writes to); the dashboard only ever reads through it.
+    A URL is opened with :func:`~hpt_async.open_storage`'s ``read_only=True``
+    where this version of hpt-async has it, else a ``sqlite:///`` URL gives a
+    :class:`~hpt_async.dashboard._readonly.ReadOnlySQLiteStorage` (SQLite's
+    ``mode=ro``) and another URL its ordinary storage, which the dashboard
+    only reads.  A :class:`~hpt_async.contracts.Storage` object is used as it
+    is (for example the ``MemoryStorage`` a tuner of the same program writes
+    to).
     """
+    import inspect
+
     from ..contracts.storage import parse_storage_url
     from ..studies import open_storage
 
-    if isinstance(storage, str) and parse_storage_url(storage) == "sqlite":
-        from ._readonly import ReadOnlySQLiteStorage
+    if isinstance(storage, str):
+        if "read_only" in inspect.signature(open_storage).parameters:
+            return open_storage(storage, read_only=True)  # type: ignore[call-arg]
+        if parse_storage_url(storage) == "sqlite":
+            from ._readonly import ReadOnlySQLiteStorage
 
-        return ReadOnlySQLiteStorage(storage)
+            return ReadOnlySQLiteStorage(storage)
     return open_storage(storage)
 
 
@@ -136,6 +145,9 @@ async def serve(
     from ._hub import Hub
 
     store = open_read_only(storage)
+    from ._readonly import tidy_side_files
+
+    path = getattr(store, "path", None) if isinstance(storage, str) else None
     label = getattr(store, "url", None) or getattr(store, "name", "storage")
     hub = Hub(store, interval=interval)
     sock = _bind(host, port)
@@ -189,10 +201,14 @@ async def serve(
                 server.should_exit = True
     finally:
         sock.close()
-        closer = getattr(store, "aclose", None)
-        if closer is not None:
-            with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True):
+            closer = getattr(store, "aclose", None)
+            if closer is not None:
                 await closer()
+            if isinstance(path, str):
+                # A read-only connection can neither remove the -wal and -shm files SQLite makes for it nor
+                # let a writer that closes meanwhile remove its own: with no one else left on the file, they go.
+                await anyio.to_thread.run_sync(tidy_side_files, path)
 
 
 def main_serve(storage: str, host: str, port: int) -> int:

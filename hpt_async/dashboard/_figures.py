@@ -94,6 +94,8 @@ def render(prepared: dict[str, Any]) -> dict[str, Any]:
     if shown < total and not fig.empty:
         if key == "timeline":
             fig.notes.append(f"The {shown:,} most recent of {total:,} trials.")
+        elif key == "importance":
+            fig.notes.append(f"Fitted on an even spread of the complete trials ({total:,} trials in all).")
         elif key == "intermediate":
             fig.notes.append(f"The curves of {shown:,} of {total:,} trials, spread over the study (the best kept).")
         else:

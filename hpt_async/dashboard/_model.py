@@ -32,6 +32,8 @@ CHART_LIMIT = 2000
 TIMELINE_LIMIT = 1000
 #: Learning curves: at most this many trials' reports.
 CURVE_LIMIT = 400
+#: Importance: a forest fitted on at most this many complete trials, evenly spread.
+IMPORTANCE_LIMIT = 1000
 #: How many best trials every sample keeps.
 TOP = 100
 #: Versions remembered for pages catching up (older pages get the changed trials' count only).
@@ -313,13 +315,14 @@ def chart_sample(model: StudyModel, kind: str) -> StudyData:
 
     ``kind`` is ``"timeline"`` (the most recent trials, consecutive, so that
     the count of trials running at once is exact over that window),
-    ``"intermediate"`` (trials that reported, the best kept) or anything else
+    ``"intermediate"`` (trials that reported, the best kept), ``"importance"``
+    (complete trials, evenly spread, so that the fit is not skewed) or anything else
     (the trials that improved the best so far, so the best-so-far line is
     exact, the best trials, the Pareto front, running trials, and an even
     spread of the rest).  A sampled figure says so in a note (added by the
     caller from :attr:`StudyData.name`'s companion, see ``_app``).
     """
-    group = kind if kind in ("timeline", "intermediate") else "main"
+    group = kind if kind in ("timeline", "intermediate", "importance") else "main"
     cached = model._sample_cache.get(group)
     if cached is not None and cached[0] == model.version:
         return cached[1]
@@ -328,6 +331,8 @@ def chart_sample(model: StudyModel, kind: str) -> StudyData:
     maximize = info.first_direction == "maximize"
     if group == "timeline":
         chosen = records[-TIMELINE_LIMIT:]
+    elif group == "importance":
+        chosen = _even([r for r in records if _good(r)], IMPORTANCE_LIMIT)
     elif group == "intermediate":
         reported = [r for r in records if r.reports]
         chosen = _even(reported, CURVE_LIMIT)

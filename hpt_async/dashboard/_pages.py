@@ -27,6 +27,7 @@ CSS = (
     REPORT_CSS
     + "".join(f".s-{s} {{ background: {c}; }}\n" for s, c in STATE_COLOURS.items())
     + """
+[hidden] { display: none !important; }
 .wrap { max-width: 1060px; }
 .crumbs { font-size: 13px; margin-bottom: 10px; }
 .crumbs a, table.trials a, table.studies a { color: #1e40af; text-decoration: none; }

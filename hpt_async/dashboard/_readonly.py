@@ -4,13 +4,14 @@ Every connection is opened with SQLite's ``mode=ro``: nothing it runs can
 change the file, and no schema migration is attempted.  A read-only
 connection to a database in WAL mode still needs the ``-wal`` and ``-shm``
 side files; SQLite makes them when they are missing (when no writer has the
-file open) and, being read-only, cannot remove them.  :meth:`aclose` tidies
-up: when the side files did not exist before this storage first opened the
-file and still exist after its last connection closed, it opens and closes
-one ordinary connection, which SQLite uses to fold the (empty) write-ahead
-log back and delete both files.  It does so only if no other process has the
-file open: another connection keeps the files in place, as SQLite always
-does.  The database's content is never written.
+file open) and, being read-only, cannot remove them; nor can a writer that
+closes while a reader still has the file open remove its own.
+:meth:`aclose` tidies up (see :func:`tidy_side_files`): when the side files
+exist and no other process has the file open, it opens and closes one
+ordinary connection, which SQLite uses to fold the write-ahead log back
+and delete both files, as the last writer to close would have done.
+Another connection keeps the files in place, as SQLite always does.  The
+database's data are never changed.
 """
 
 from __future__ import annotations
@@ -28,9 +29,30 @@ from ..exceptions import HptError
 from ..space import Space
 from ..storage.sqlite import SCHEMA_VERSION, SQLiteStorage, StorageFileError, _Connection
 
-__all__ = ["ReadOnlyStorageError", "ReadOnlySQLiteStorage"]
+__all__ = ["ReadOnlySQLiteStorage", "ReadOnlyStorageError", "tidy_side_files"]
 
 _SIDE_FILES = ("-wal", "-shm")
+
+
+def tidy_side_files(path: str) -> None:
+    """Remove the ``-wal`` and ``-shm`` files of the database at ``path`` when no process has it open.
+
+    Opens and closes one ordinary connection after a read: SQLite's last
+    connection to close folds the write-ahead log back into the file and
+    deletes both side files, as the last writer to close would have done;
+    the data are unchanged.  While another process holds the file open,
+    SQLite leaves them, and this changes nothing.
+    """
+    if not os.path.exists(path) or not any(os.path.exists(path + s) for s in _SIDE_FILES):
+        return
+    try:
+        db = sqlite3.connect(path, timeout=0)
+        try:
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # a read opens the log
+        finally:
+            db.close()
+    except sqlite3.Error:
+        pass
 
 
 class ReadOnlyStorageError(HptError, PermissionError):
@@ -47,16 +69,8 @@ class ReadOnlySQLiteStorage(SQLiteStorage):
     since updating it would be a write.  Await :meth:`aclose` when done.
     """
 
-    def __init__(self, url: str, **options: Any) -> None:
-        super().__init__(url, **options)
-        self._absent: set[str] | None = None
-
     def __repr__(self) -> str:
         return f"ReadOnlySQLiteStorage({self.url!r})"
-
-    def _note_side_files(self) -> None:
-        if self._absent is None:
-            self._absent = {s for s in _SIDE_FILES if not os.path.exists(self.path + s)}
 
     async def _connect(self, *, create: bool) -> _Connection | None:
         if create:
@@ -64,7 +78,6 @@ class ReadOnlySQLiteStorage(SQLiteStorage):
         kind = await anyio.to_thread.run_sync(self._inspect, False)
         if kind == "missing":
             return None
-        await anyio.to_thread.run_sync(self._note_side_files)
         import aiosqlite
 
         uri = f"file:{quote(self.path)}?mode=ro"
@@ -109,21 +122,6 @@ class ReadOnlySQLiteStorage(SQLiteStorage):
     async def rename(self, old: str, new: str) -> None:
         raise ReadOnlyStorageError(f"{self.path} is opened read-only: study {old!r} cannot be renamed")
 
-    def _tidy(self) -> None:
-        made = [s for s in sorted(self._absent or ()) if os.path.exists(self.path + s)]
-        if not made:
-            return
-        try:
-            # The last connection to close folds the log back and deletes both side files; while another
-            # process holds the file open, SQLite leaves them (and this changes nothing).
-            db = sqlite3.connect(self.path, timeout=0)
-            try:
-                db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # a read opens the log
-            finally:
-                db.close()
-        except sqlite3.Error:
-            pass
-
     async def aclose(self) -> None:
-        """Remove the ``-wal``/``-shm`` files this storage's reads made, when no one else has the file open."""
-        await anyio.to_thread.run_sync(self._tidy)
+        """Remove the ``-wal``/``-shm`` files when no one else has the file open (see :func:`tidy_side_files`)."""
+        await anyio.to_thread.run_sync(tidy_side_files, self.path)
