@@ -364,3 +364,30 @@ def test_the_command_is_listed_and_checks_its_storage(tmp_path: Path) -> None:
     from hpt_async.cli import main
 
     assert main(["dashboard", "--storage", "nonsense", "--port", "0"]) == 1
+
+
+@pytest.mark.anyio
+async def test_the_hub_follows_studies_as_they_come_change_and_go(tmp_path: Path) -> None:
+    from hpt_async.dashboard._hub import Hub
+
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    await _tiny_study(url, "a", 3)
+    hub = Hub(open_read_only(url), interval=0.05, list_interval=3600)
+    async with anyio.create_task_group() as tg:
+        await tg.start(hub.run)
+        assert list(hub.models) == ["a"]
+        model = hub.models["a"]
+        with anyio.fail_after(30):
+            await model.loaded_event.wait()
+        assert len(model.records) == 3
+        version = model.version
+        await _tiny_study(url, "a", 5)  # two more trials, by another tuner
+        with anyio.fail_after(30):
+            while len(model.records) < 5:
+                await model.wait_change(version)
+                version = model.version
+        await _tiny_study(url, "b", 2)
+        await hpt.studies.open_storage(url).delete("a")
+        await hub.refresh_list()
+        assert list(hub.models) == ["b"]
+        tg.cancel_scope.cancel()
