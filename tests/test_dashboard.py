@@ -391,3 +391,26 @@ async def test_the_hub_follows_studies_as_they_come_change_and_go(tmp_path: Path
         await hub.refresh_list()
         assert list(hub.models) == ["b"]
         tg.cancel_scope.cancel()
+
+
+def test_a_port_in_use_is_one_line_of_error(tmp_path: Path) -> None:
+    import socket
+
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    anyio.run(_tiny_study, url, "s", 2)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        done = subprocess.run(
+            [sys.executable, "-m", "hpt_async.cli", "dashboard", "--storage", url, "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr.startswith("hpt-async: error: ") and "cannot listen" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert sorted(os.listdir(tmp_path)) == ["busy.db"]

@@ -229,5 +229,12 @@ def main_serve(storage: str, host: str, port: int) -> int:
         anyio.run(run, backend="asyncio")
     except KeyboardInterrupt:
         pass
+    except BaseExceptionGroup as group:
+        # One error (a port in use, an unreadable file) comes out of the task groups wrapped: unwrap it
+        # so that the command prints it on one line.
+        error: BaseException = group
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        raise error from None
     print("hpt-async dashboard: stopped", file=sys.stderr, flush=True)
     return 0
