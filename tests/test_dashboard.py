@@ -107,11 +107,12 @@ def test_several_objectives_add_a_pareto_chart() -> None:
             for n in range(12)
         ]
     )
-    assert chart_keys(model)[:2] == ["history", "pareto"]
+    assert chart_keys(model)[:3] == ["pareto", "hypervolume", "history"]
     front = {r.number for r in model.pareto()}
     assert front and model.best is None
     drawn = render(prepare(model, "pareto"))
     assert drawn["svg"].count("<circle") >= 12 and not drawn["empty"]
+    assert not render(prepare(model, "hypervolume"))["empty"]
     assert model.summary()["front"] == len(front)
 
 

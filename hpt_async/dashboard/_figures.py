@@ -1,77 +1,27 @@
-"""The dashboard's charts: the report's own, drawn from a bounded sample, plus the Pareto front and a trial's curve."""
+"""The dashboard's charts: the report's own (its Pareto front and hypervolume too), drawn from a bounded sample."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from ..report._charts import CHARTS, WIDTH, _tip, _value_scale
-from ..report._data import StudyData
+from ..report._charts import CHARTS, WIDTH, _value_scale
+from ..report._mo_charts import MO_CHARTS
 from ..report._svg import BEST, STATE_COLOURS, Figure, Linear, fmt
-from ..trial import TrialRecord, TrialState
+from ..trial import TrialRecord
 from ._model import StudyModel, chart_sample
 
-__all__ = ["chart_keys", "pareto", "prepare", "render", "trial_curve"]
+__all__ = ["chart_keys", "prepare", "render", "trial_curve"]
+
+
+def _builders(model: StudyModel) -> dict[str, Any]:
+    several = len(model.info.directions) > 1
+    return {**MO_CHARTS, **CHARTS} if several else dict(CHARTS)
 
 
 def chart_keys(model: StudyModel) -> list[str]:
-    """The charts of a study's page, in order (the Pareto front only with several objectives)."""
-    keys = list(CHARTS)
-    if len(model.info.directions) > 1:
-        keys.insert(1, "pareto")
-    return keys
-
-
-def pareto(data: StudyData, directions: tuple[str, ...], front: list[TrialRecord]) -> Figure:
-    """The first two objectives of the sampled complete trials, the whole Pareto front joined and highlighted."""
-    fig = Figure(
-        "pareto",
-        "Pareto front",
-        WIDTH,
-        400,
-        caption="Each complete trial by its first two objectives; the highlighted trials are the Pareto front "
-        "(no other trial is at least as good in every objective and better in one).",
-    )
-    points = [t for t in data.trials if t.state is TrialState.COMPLETE and t.values and len(t.values) >= 2]
-    points = [t for t in points if all(math.isfinite(v) for v in t.values[:2])]  # type: ignore[index]
-    front = [t for t in front if t.values and all(math.isfinite(v) for v in t.values[:2])]
-    if not points and not front:
-        fig.show_message("No complete trial yet: the Pareto front appears once a trial has completed.")
-        return fig
-    left, right, top, bottom = 80, WIDTH - 24, 34, 400 - 52
-    xs_values = [t.values[0] for t in [*points, *front]]  # type: ignore[index]
-    ys_values = [t.values[1] for t in [*points, *front]]  # type: ignore[index]
-    xs, xlabel = _value_scale(xs_values, left, right)
-    ys, ylabel = _value_scale(ys_values, bottom, top)
-    fig.x_axis(xs, bottom, xlabel.replace("objective value", f"objective 1 ({directions[0]})"), grid_to=top)
-    fig.y_axis(ys, left, ylabel.replace("objective value", f"objective 2 ({directions[1]})"), grid_to=right)
-    on_front = {t.number for t in front}
-    for t in points:
-        if t.number not in on_front:
-            fig.circle(
-                xs(t.values[0]),
-                ys(t.values[1]),
-                3.2,
-                STATE_COLOURS["complete"],
-                tip=_tip(t, data),  # type: ignore[index]
-                fill_opacity=0.55,
-            )
-    line = sorted(front, key=lambda t: t.values[0])  # type: ignore[index]
-    fig.polyline(
-        [(xs(t.values[0]), ys(t.values[1])) for t in line],
-        BEST,
-        stroke_width=1.6,  # type: ignore[index]
-        stroke_dasharray="4 3",
-    )
-    for t in line:
-        tip = _tip(t, data) + "\nvalues " + ", ".join(fmt(v, 6) for v in t.values)  # type: ignore[union-attr]
-        fig.circle(xs(t.values[0]), ys(t.values[1]), 5, BEST, tip=tip)  # type: ignore[index]
-    fig.legend(
-        [("dot", STATE_COLOURS["complete"], "complete trial"), ("dot", BEST, f"Pareto front ({len(front)})")], left, 12
-    )
-    if len(directions) > 2:
-        fig.notes.append(f"The study has {len(directions)} objectives; the chart shows the first two.")
-    return fig
+    """The charts of a study's page, in the report's order (with several objectives, the Pareto front first)."""
+    return list(_builders(model))
 
 
 def prepare(model: StudyModel, key: str) -> dict[str, Any]:
@@ -79,7 +29,6 @@ def prepare(model: StudyModel, key: str) -> dict[str, Any]:
     return {
         "key": key,
         "data": chart_sample(model, key),
-        "front": model.pareto() if key == "pareto" else [],
         "directions": model.info.directions,
         "total": len(model.records),
         "version": model.version,
@@ -89,7 +38,8 @@ def prepare(model: StudyModel, key: str) -> dict[str, Any]:
 def render(prepared: dict[str, Any]) -> dict[str, Any]:
     """Draw a prepared chart (in a worker thread): its SVG, title, caption and notes, JSON-ready."""
     key, data, total, directions = prepared["key"], prepared["data"], prepared["total"], prepared["directions"]
-    fig = pareto(data, directions, prepared["front"]) if key == "pareto" else CHARTS[key](data)
+    builders = {**MO_CHARTS, **CHARTS}
+    fig = builders[key](data)
     shown = len(data.trials)
     if shown < total and not fig.empty:
         if key == "timeline":
@@ -103,7 +53,7 @@ def render(prepared: dict[str, Any]) -> dict[str, Any]:
                 f"Drawn from {shown:,} of {total:,} trials: every trial that improved the best so far, the best "
                 "trials, running trials and an even spread of the rest."
             )
-    if len(directions) > 1 and key != "pareto" and not fig.empty:
+    if len(directions) > 1 and key not in MO_CHARTS and not fig.empty:
         fig.notes.append("The study has several objectives: this chart shows the first.")
     return {
         "key": key,

@@ -303,6 +303,13 @@ def _params(info: StudyInfo, records: Sequence[TrialRecord]) -> list[Any]:
     return params + [_param_from_values(n, v) for n, v in extra.items()]
 
 
+def _metric_names(info: StudyInfo) -> tuple[str, ...] | None:
+    names = info.settings.get("metric_names")
+    if isinstance(names, (list, tuple)) and len(names) == len(info.directions):
+        return tuple(str(n) for n in names)
+    return None
+
+
 def _even(records: Sequence[TrialRecord], count: int) -> list[TrialRecord]:
     if len(records) <= count:
         return list(records)
@@ -371,6 +378,8 @@ def chart_sample(model: StudyModel, kind: str) -> StudyData:
         best=model.best,
         created=info.created,
         read_at=time.time(),
+        directions=info.directions,
+        metric_names=_metric_names(info),
     )
     model._sample_cache[group] = (model.version, data)
     return data
