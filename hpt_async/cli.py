@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import __version__
-from .exceptions import PluginError
+from .exceptions import HptError, PluginError
 from .plugins import KINDS, get_registry
 from .trial import TrialState
 
@@ -44,6 +44,8 @@ EPILOG = f"""examples:
   hpt-async export resnet --format json            (to standard output)
   hpt-async report resnet -o resnet.html          an HTML report with charts (opens offline)
   hpt-async report resnet --storage sqlite:///tuning.db -o report.html
+  hpt-async dashboard --storage sqlite:///tuning.db   a live web dashboard (read-only)
+  hpt-async dashboard --port 0                     on a free port (the address is printed)
   hpt-async rename resnet resnet-2024
   hpt-async delete resnet-2024 --yes
   hpt-async import-optuna --from sqlite:///optuna.db --study mnist --storage hpt.db
@@ -332,6 +334,14 @@ def _cmd_import_optuna(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from .dashboard import main_serve, open_read_only
+
+    url = args.storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    open_read_only(url)  # a bad URL fails here, before the server starts
+    return main_serve(url, args.host, args.port)
+
+
 # -- the parser -------------------------------------------------------------------
 
 
@@ -402,6 +412,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", help="the page title (default: the study's name)")
     p.set_defaults(func=_cmd_report)
 
+    p = add(
+        "dashboard",
+        "serve a live, read-only web dashboard of the storage's studies (needs hpt-async[dashboard])",
+        "hpt-async dashboard --storage sqlite:///tuning.db --port 8080",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080; 0 picks a free one)")
+    p.set_defaults(func=_cmd_dashboard)
+
     p = add("delete", "delete a study and all its trials", "hpt-async delete resnet --yes")
     p.add_argument("study", help="the study's name")
     p.add_argument("--yes", action="store_true", help="confirm the deletion (required)")
@@ -441,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except (PluginError, LookupError, ValueError, TypeError, OSError, RuntimeError, sqlite3.Error) as exc:
+    except (PluginError, HptError, LookupError, ValueError, TypeError, OSError, RuntimeError, sqlite3.Error) as exc:
         message = str(exc) or type(exc).__name__
         print(f"hpt-async: error: {message}", file=sys.stderr)
         return 1

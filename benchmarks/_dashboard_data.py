@@ -1,0 +1,135 @@
+"""Equal studies for the dashboard benchmark: one of hpt-async, one of Optuna, each in its own SQLite file.
+
+Both hold ``n`` COMPLETE trials over the same four parameters, each with five
+intermediate values.  The hpt-async study is run by a Tuner (random
+strategy).  Optuna's SQLAlchemy storage writes about 70 trials a second, so
+its study is made of a first block of 1,000 trials added with
+``study.add_trials`` and then copied inside the file, with new trial ids and
+numbers, until it holds ``n`` (the rows are Optuna's own, so its dashboard
+reads them as any other study).
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import sys
+import time
+
+BLOCK = 1000
+
+
+def _loss(lr: float, layers: int, dropout: float, epoch: int) -> float:
+    floor = 0.05 + 0.2 * (abs(lr - 3e-3) / 1e-1) ** 0.5 + 0.03 * layers + 0.1 * dropout
+    return floor + (1 - floor) * 0.7**epoch
+
+
+def make_hpt(path: str, n: int) -> float:
+    """Run a Tuner of ``n`` trials into ``sqlite:///path``; returns the seconds it took."""
+    import anyio
+
+    import hpt_async as hpt
+
+    space = {
+        "lr": hpt.Float(1e-5, 1e-1, log=True),
+        "layers": hpt.Int(1, 4),
+        "optimizer": hpt.Choice(["adam", "sgd", "rmsprop"]),
+        "dropout": hpt.Float(0.0, 0.5),
+    }
+
+    async def objective(trial: hpt.Trial) -> float:
+        p = trial.params
+        loss = 1.0
+        for epoch in range(5):
+            loss = (
+                _loss(p["lr"], p["layers"], p["dropout"], epoch)
+                + 0.05 * {"adam": 0, "sgd": 1, "rmsprop": 0.4}[p["optimizer"]]
+            )
+            await trial.report(loss, step=epoch)
+        return loss
+
+    started = time.perf_counter()
+    tuner = hpt.Tuner(
+        objective,
+        space,
+        storage=f"sqlite:///{path}",
+        study="bench",
+        strategy="random",
+        max_trials=n,
+        concurrency=32,
+        seed=0,
+        loggers=[],
+    )
+    anyio.run(tuner.run)
+    return time.perf_counter() - started
+
+
+def make_optuna(path: str, n: int) -> float:
+    """An Optuna study of ``n`` trials in ``sqlite:///path`` (see the module docstring); returns seconds."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started = time.perf_counter()
+    study = optuna.create_study(storage=f"sqlite:///{path}", study_name="bench", direction="minimize")
+    dists = {
+        "lr": FloatDistribution(1e-5, 1e-1, log=True),
+        "layers": IntDistribution(1, 4),
+        "optimizer": CategoricalDistribution(["adam", "sgd", "rmsprop"]),
+        "dropout": FloatDistribution(0.0, 0.5),
+    }
+    rng = random.Random(0)
+    trials = []
+    for _ in range(min(n, BLOCK)):
+        p = {
+            "lr": 10 ** rng.uniform(-5, -1),
+            "layers": rng.randint(1, 4),
+            "optimizer": rng.choice(["adam", "sgd", "rmsprop"]),
+            "dropout": rng.uniform(0, 0.5),
+        }
+        extra = 0.05 * {"adam": 0, "sgd": 1, "rmsprop": 0.4}[p["optimizer"]]
+        iv = {e: _loss(p["lr"], p["layers"], p["dropout"], e) + extra for e in range(5)}
+        trials.append(optuna.trial.create_trial(params=p, distributions=dists, value=iv[4], intermediate_values=iv))
+    study.add_trials(trials)
+    db = sqlite3.connect(path)
+    try:
+        base = db.execute("SELECT MAX(trial_id), MAX(number) + 1 FROM trials").fetchone()
+        top_id, count = int(base[0]), int(base[1])
+        first_id = top_id - count + 1
+        copies = {
+            "trial_params": ("param_id", "trial_id, param_name, param_value, distribution_json"),
+            "trial_values": ("trial_value_id", "trial_id, objective, value, value_type"),
+            "trial_intermediate_values": (
+                "trial_intermediate_value_id",
+                "trial_id, step, intermediate_value, intermediate_value_type",
+            ),
+        }
+        k = 1
+        while count * k < n:
+            take = min(count, n - count * k)
+            shift = count * k
+            db.execute(
+                "INSERT INTO trials (trial_id, number, study_id, state, datetime_start, datetime_complete) "
+                "SELECT trial_id + ?, number + ?, study_id, state, datetime_start, datetime_complete FROM trials "
+                "WHERE trial_id BETWEEN ? AND ?",
+                (shift, shift, first_id, first_id + take - 1),
+            )
+            for table, (key, columns) in copies.items():
+                top = db.execute(f"SELECT MAX({key}) FROM {table}").fetchone()[0]
+                rest = columns.split(", ", 1)[1]
+                db.execute(
+                    f"INSERT INTO {table} ({key}, {columns}) SELECT {key} + ? - (SELECT MIN({key}) FROM {table}) + 1, "
+                    f"trial_id + ?, {rest} FROM {table} WHERE trial_id BETWEEN ? AND ?",
+                    (top, shift, first_id, first_id + take - 1),
+                )
+            k += 1
+        db.commit()
+    finally:
+        db.close()
+    return time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    kind, target, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    seconds = (make_hpt if kind == "hpt" else make_optuna)(target, size)
+    print(f"{kind} study of {size} trials in {target}: {seconds:.1f} s")
