@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .plugins import get_registry, register_plugin
     from .pruners import ASHAPruner, Decision, HyperbandPruner, MedianPruner, Pruner
     from .result import SeveralObjectivesError, StopReason, StudyResult
+    from .retry import RetryPolicy
     from .space import Choice, Domain, Float, Int, Space, SpaceError
     from .storage import (
         MemoryStorage,
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
         TPEStrategy,
     )
     from .strategies.pbt import PBTReplayStrategy, PBTStrategy
-    from .studies import LoadedStudy, load_study, load_study_async
+    from .studies import LoadedStudy, load_study, load_study_async, open_storage
     from .study import StudyView
     from .trial import ScheduleEntry, SyncTrial, Trial, TrialRecord, TrialState
     from .tuner import Tuner
@@ -104,6 +105,7 @@ __all__ = [
     "PluginNotFound",
     "Pruner",
     "RandomStrategy",
+    "RetryPolicy",
     "SobolStrategy",
     "Space",
     "SpaceError",
@@ -135,6 +137,7 @@ __all__ = [
     "get_registry",
     "hookimpl",
     "hypervolume",
+    "open_storage",
     "register_plugin",
 ]
 
@@ -194,7 +197,8 @@ _LAZY: dict[str, str] = {
         ".strategies",
     ),
     **dict.fromkeys(["PBTReplayStrategy", "PBTStrategy"], ".strategies.pbt"),
-    **dict.fromkeys(["LoadedStudy", "load_study", "load_study_async"], ".studies"),
+    **dict.fromkeys(["LoadedStudy", "load_study", "load_study_async", "open_storage"], ".studies"),
+    "RetryPolicy": ".retry",
     "StudyView": ".study",
     **dict.fromkeys(["ScheduleEntry", "SyncTrial", "Trial", "TrialRecord", "TrialState"], ".trial"),
     "Tuner": ".tuner",
@@ -213,6 +217,7 @@ _SUBMODULES = frozenset(
         "plugins",
         "pruners",
         "result",
+        "retry",
         "space",
         "storage",
         "strategies",

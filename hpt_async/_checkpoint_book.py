@@ -2,7 +2,7 @@
 
 :class:`CheckpointBook` is the one owner of that knowledge for a run: the
 trial session records a checkpoint saved or copied, the tuner records a
-LOST trial's checkpoint inherited by its retry and a paused trial's kept
+retried trial's checkpoint inherited by its retry and a paused trial's kept
 for its resumption, and after each end :meth:`CheckpointBook.release`
 drops those that nothing needs any more.
 """
@@ -42,6 +42,8 @@ class CheckpointBook:
         self._label = storage_label
         self._retained = retained
         self._steps: dict[int, int | None] = {}
+        #: The trials waiting for a retry (set by the study once its trial source exists): their checkpoints are kept.
+        self.pending: Callable[[], Collection[int]] = tuple
         self.view: Mapping[int, int | None] = MappingProxyType(self._steps)
 
     def __bool__(self) -> bool:
@@ -70,20 +72,18 @@ class CheckpointBook:
         self._steps[trial.number] = self._steps.get(donor)
         return True
 
-    async def inherit(self, trial: Trial, lost: TrialRecord | None, lost_number: int) -> None:
-        """A retry of a LOST trial takes over its last checkpoint, if it left one."""
-        session = self._session
+    async def inherit(self, trial: Trial, retried: TrialRecord | None, retried_number: int) -> None:
+        """A retry continues from the checkpoint storage moved to it from the trial it retries, if any."""
         try:
-            data = await session.get_checkpoint(lost_number)
-            if data is None:
-                return
-            await session.put_checkpoint(trial.number, data)
-            await session.drop_checkpoint(lost_number)
+            data = await self._session.get_checkpoint(trial.number)
         except Exception as exc:
-            message = f"storage {self._label!r} failed to move the checkpoint of trial {lost_number}"
+            message = f"storage {self._label!r} failed to read the checkpoint trial {trial.number} inherited"
             raise self._run.fail(message, exc) from exc
-        last = None if lost is None else lost.last_report
+        if data is None:
+            return
+        last = None if retried is None else retried.last_report
         self._steps[trial.number] = None if last is None else last[0]
+        self._steps.pop(retried_number, None)
         trial.continue_from_checkpoint()
 
     async def stored(self, number: int) -> bool:
@@ -107,7 +107,9 @@ class CheckpointBook:
 
         Kept: those the strategy retains (e.g. finished donors of
         population-based training), the best COMPLETE trial's (the user's
-        final model), and those of PAUSED trials (they continue from it when
+        final model), those of trials waiting for a retry (LOST, or FAILED
+        with a retry policy that matches: the retry continues from it), and
+        those of PAUSED trials (they continue from it when
         resumed).  A leftover checkpoint costs only space, so a storage
         error here is logged, not fatal.
         """
@@ -120,6 +122,7 @@ class CheckpointBook:
             keep.update(self._retained(view))
         if view.best is not None:
             keep.add(view.best.number)
+        keep.update(self.pending())
         trials = view.trials
         for number in finished:
             if number in keep:

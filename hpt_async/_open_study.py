@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ._run import RunState
     from ._trial_source import Queued
     from .contracts.storage import Direction, StudySession
+    from .retry import RetryPolicy
     from .space import Space
     from .trial import Trial, TrialRecord
 
@@ -58,6 +59,8 @@ class StudySettings:
     timeout: float | None
     concurrency: int
     retry_lost: bool
+    #: Which FAILED trials run again (``None``: none).
+    retry_failed: RetryPolicy | None
     #: How many values the objective returns: ``None`` for a study with one direction.
     objectives: int | None
     #: The executor is opened (a study run with an objective; ask-and-tell runs none).
@@ -97,9 +100,20 @@ class OpenStudy:
         for record in session.history:
             self.view._put(record)
         self.book = CheckpointBook(session, run, storage, parts.retained)
-        self.shared = SharedStudy(session, self.view, run, storage, queue, settings.retry_lost, learn)
+        self.shared = SharedStudy(session, self.view, run, storage, learn)
         self.trials = TunerTrialSession(parts, session, self.view, parts.relay, run, self.book, settings.space)
-        self.source = TrialSource(parts, settings.space, self, run, queue, settings.objectives, cancel_new)
+        self.source = TrialSource(
+            parts,
+            settings.space,
+            self,
+            run,
+            queue,
+            settings.objectives,
+            cancel_new,
+            retry_lost=settings.retry_lost,
+            retry_failed=settings.retry_failed,
+        )
+        self.book.pending = self.source.pending_retries
         self._executor_open = False
 
     @classmethod
@@ -160,7 +174,6 @@ class OpenStudy:
             raise StudyError(f"storage {storage!r} failed to recover lost trials: {exc}") from exc
         for record in lost:
             view._put(record)
-        self.shared.requeue(lost)
         for component, kind in ((parts.strategy, "strategy"), (parts.pruner, "pruner")):
             if component is not None and hasattr(component, "start"):
                 try:

@@ -2,8 +2,9 @@
 
 :class:`SharedStudy` owns the maintenance of a session whose storage shares
 studies (its ``sync_interval`` is not ``None``): renewing the lease on this
-tuner's running trials, recovering LOST trials (their configurations are
-queued again), and taking in the trials other tuners created or ended.
+tuner's running trials, marking LOST the trials of tuners that died (any
+tuner sharing the study may then retry them, see ``_trial_source.py``),
+and taking in the trials other tuners created or ended.
 During :meth:`Tuner.run <hpt_async.Tuner.run>` a background task calls
 :meth:`SharedStudy.sync` every interval; ask-and-tell, which has no
 background task, calls :meth:`SharedStudy.sync_if_due` from ``ask`` and
@@ -13,9 +14,8 @@ background task, calls :meth:`SharedStudy.sync_if_due` from ``ask`` and
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -39,16 +39,12 @@ class SharedStudy:
         view: StudyView,
         run: RunState,
         storage_label: str,
-        queue: deque[tuple[dict[str, Any], int | None]],
-        retry_lost: bool,
         finished: Callable[[TrialRecord], Awaitable[None]],
     ) -> None:
         self._session = session
         self._view = view
         self._run = run
         self._label = storage_label
-        self._queue = queue
-        self._retry_lost = retry_lost
         self._finished = finished
         self._last = time.monotonic()
         self._synced = anyio.Event()
@@ -57,11 +53,6 @@ class SharedStudy:
     def interval(self) -> float | None:
         """Seconds between passes, ``None`` for a storage that does not share studies."""
         return self._session.sync_interval
-
-    def requeue(self, lost: list[TrialRecord]) -> None:
-        """Queue the configurations of LOST trials to run again (with ``retry_lost``)."""
-        if self._retry_lost:
-            self._queue.extend((dict(r.params), r.number) for r in lost)
 
     async def maintain(self) -> None:
         """Sync every interval until cancelled or a storage error stops the study."""
@@ -76,7 +67,7 @@ class SharedStudy:
                 return
 
     async def sync(self) -> None:
-        """One pass: renew the lease, recover LOST trials, take in other tuners' trials."""
+        """One pass: renew the lease, mark LOST the trials of dead tuners, take in other tuners' trials."""
         session = self._session
         view = self._view
         self._last = time.monotonic()
@@ -86,7 +77,6 @@ class SharedStudy:
             changed = await session.refresh()
         except Exception as exc:
             raise self._run.fail(f"storage {self._label!r} failed to synchronise", exc) from exc
-        self.requeue(lost)
         for record in (*changed, *lost):
             old = view.trials.get(record.number)
             if old is not None and old.state is record.state and old.state.finished:

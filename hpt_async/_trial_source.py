@@ -1,11 +1,16 @@
 """Where a tuner's next trial comes from.
 
 :class:`TrialSource` gives a worker (or ``ask()``) its next trial, in this
-order: a PAUSED trial the pruner promotes (promotion mode), a queued
-configuration (enqueued by the user, or that of a LOST trial to run
-again), or the strategy's answer.  A new trial gets its number from
-storage, is put in the view and persisted RUNNING before anyone hears of
-it; a retry of a LOST trial takes over its checkpoint.  A resumed trial is
+order: a PAUSED trial the pruner promotes (promotion mode), the retry of
+a LOST trial (``retry_lost``) or of a FAILED one the retry policy matches,
+a configuration the user enqueued, or the strategy's answer.  A new trial
+gets its number from storage within the study's budget
+(:meth:`StudySession.reserve_within`), is put in the view and persisted
+RUNNING before anyone hears of it; a retry is created with its claim and
+takes over its checkpoint in one storage call
+(:meth:`StudySession.trial_created_retry`), and a configuration of an
+``exclusive`` strategy (grid) is created only if no other trial of the
+study holds it (:meth:`StudySession.trial_created_once`).  A resumed trial is
 claimed in storage first, so that two tuners sharing a study never resume
 the same one.
 
@@ -23,10 +28,11 @@ before.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -39,6 +45,7 @@ if TYPE_CHECKING:
     from ._components import Components
     from ._open_study import OpenStudy
     from ._run import RunState
+    from .retry import RetryPolicy
     from .space import Space
 
 __all__ = ["TrialSource"]
@@ -50,11 +57,21 @@ _PAUSED = TrialState.PAUSED
 
 log = logging.getLogger("hpt_async")
 
-#: A configuration waiting to run, and the LOST trial it retries (``None`` for one the user enqueued).
+#: A configuration waiting to run, and the trial it retries (``None`` for one the user enqueued).
 Queued = tuple[dict[str, Any], int | None]
 
 #: The most configurations one batched suggestion is asked for.
 MAX_BATCH = 1024
+
+
+def config_key(params: Mapping[str, Any]) -> str:
+    """The key a configuration of an ``exclusive`` strategy holds in storage: a digest of its values by name.
+
+    Values are told apart by type and ``repr`` (``1`` and ``1.0`` and
+    ``True`` are three configurations), as the grid strategy does.
+    """
+    text = repr(sorted((k, type(v).__name__, repr(v)) for k, v in params.items()))
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 class TrialSource:
@@ -69,7 +86,15 @@ class TrialSource:
         queue: deque[Queued],
         objectives: int | None,
         cancel: Callable[[Trial], Awaitable[Any]],
+        *,
+        retry_lost: bool = True,
+        retry_failed: RetryPolicy | None = None,
     ) -> None:
+        self._retry_lost = retry_lost
+        self._retry_failed = retry_failed
+        #: Storage refused the last number: the study's budget is used up (see :meth:`next`).
+        self.full = False
+        self._budget: int | None = None  # the budget of the ask under way (for a batch's extra numbers)
         self._parts = parts
         self._space = space
         self._study = study
@@ -77,8 +102,9 @@ class TrialSource:
         self._queue = queue
         self._objectives = objectives
         self._cancel = cancel  # ends a trial CANCELLED without announcing it (its creation was cancelled)
-        # Batched suggestions, for a strategy that overrides ask_batch: the reserved numbers and the
-        # configurations of a batch's other trials, each for the next worker that asks.
+
+        # Batched suggestions, for a strategy that overrides ask_batch: the configurations of a batch's
+        # other trials, their numbers reserved with the batch, each for the next worker that asks.
         self._batches = type(parts.strategy).ask_batch is not Strategy.ask_batch
         self._ready: deque[tuple[int, dict[str, Any]]] = deque()
         #: How many workers wait behind the one asking (the tuner sets it); None: ask one at a time.
@@ -86,9 +112,42 @@ class TrialSource:
         #: Batched suggestions made, and the trials they served in all.
         self.batches = 0
         self.batched_trials = 0
+    def pending_retries(self) -> list[int]:
+        """Trials to retry that no retry retries yet, by number (LOST with ``retry_lost``, FAILED the policy matches).
+
+        Found from the view, that is from storage's state, not from a queue of
+        this tuner's: a trial whose retrier died before creating the retry
+        is still pending for every tuner sharing the study.
+        """
+        view = self._study.view
+        candidates = view._ended_badly
+        if not candidates:
+            return []
+        retried, trials, policy = view._retried, view.trials, self._retry_failed
+        out = []
+        for number in sorted(candidates):
+            record = trials[number]
+            if number in retried:
+                candidates.discard(number)
+            elif record.state is TrialState.LOST:
+                if self._retry_lost:
+                    out.append(number)
+                else:
+                    candidates.discard(number)
+            elif record.state is TrialState.FAILED and policy is not None and policy.retries(record, trials):
+                out.append(number)
+            else:
+                candidates.discard(number)
+        return out
 
     async def next(self, budget: int | None = None) -> Trial | None:
-        """A promoted PAUSED trial, else a new one while fewer than ``budget`` trials count or run; else ``None``."""
+        """A promoted PAUSED trial, else a new one while fewer than ``budget`` trials count or run; else ``None``.
+
+        After ``None``, :attr:`full` tells whether storage found the budget
+        used up by trials (or reservations) of sessions this view may not
+        know of yet: a worker then waits for the next sync and asks again.
+        """
+        self.full = False
         if self._parts.promotes:
             trial = await self._promote()
             if trial is not None:
@@ -98,39 +157,101 @@ class TrialSource:
             return None
         return await self._create(budget)
 
-    async def _reserve(self) -> int:
+    async def _create(self, budget: int | None) -> Trial | None:
+        study, run = self._study, self._run
+        self._budget = budget
+        session = study.session
+        pending = self.pending_retries()
+        if self._ready and not pending and not self._queue:
+            # A configuration of the last batched suggestion: its number was reserved with the batch.
+            number, params = self._ready.popleft()
+            return await self._store(Trial(number, params, study.trials, time.time(), None, objectives=self._objectives))
+        if run.exhausted and not self._queue and not pending:
+            return None
         try:
-            return await self._study.session.reserve()
+            number = await session.reserve_within(budget)
         except Exception as exc:
-            storage = label(self._parts.storage)
-            raise self._run.fail(f"storage {storage!r} failed to reserve a trial number", exc) from exc
+            raise run.fail(f"storage {label(self._parts.storage)!r} failed to reserve a trial number", exc) from exc
+        if number is None:
+            self.full = True
+            return None
+        try:
+            trial = await self._fill(number, pending)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._release(number)
+            raise
+        if trial is None:
+            await self._release(number)
+        return trial
 
-    async def _create(self, budget: int | None = None) -> Trial | None:
+    async def _release(self, number: int) -> None:
+        try:
+            await self._study.session.release(number)
+        except Exception:
+            log.warning("storage %r failed to release trial number %d", label(self._parts.storage), number)
+
+    async def _fill(self, number: int, pending: list[int]) -> Trial | None:
+        """The trial numbered ``number``: a pending retry, else a queued configuration, else the strategy's."""
         study, run = self._study, self._run
         view, session = study.view, study.session
-        if run.exhausted and not self._queue and not self._ready:
-            return None
-        retry_of = None
+        storage = label(self._parts.storage)
+        for of in pending:
+            retried = view.trials[of]
+            trial = Trial(number, dict(retried.params), study.trials, time.time(), of, objectives=self._objectives)
+            record = trial.snapshot()
+            try:
+                # Shielded: once storage has created the retry, this tuner must adopt it.
+                with anyio.CancelScope(shield=True):
+                    created = await session.trial_created_retry(record)
+                    view._ended_badly.discard(of)
+                    if not created:
+                        continue  # another tuner sharing the study retried it first
+                    view._put(record)
+                    run.adopt(trial)
+            except Exception as exc:
+                raise run.fail(f"storage {storage!r} failed to persist trial {number}, a retry of {of}", exc) from exc
+            await study.book.inherit(trial, retried, of)
+            return trial
         if self._queue:
-            number = await self._reserve()
             queued, retry_of = self._queue.popleft()
             try:
                 params = self._space.complete(queued, study.seed, number)
             except Exception as exc:
                 raise run.fail("an enqueued configuration could not be completed", exc) from exc
-        elif self._ready:
-            number, params = self._ready.popleft()
-        elif self._batches:
-            first = await self._ask_batch(budget)
-            if first is None:
+            trial = Trial(number, params, study.trials, time.time(), retry_of, objectives=self._objectives)
+            return await self._store(trial)
+        exclusive = getattr(self._parts.strategy, "exclusive", False)
+        if self._batches and not exclusive:
+            params = await self._ask_batch(number)
+            if params is None:
                 return None
-            number, params = first
-        else:
-            number = await self._reserve()
+            return await self._store(Trial(number, params, study.trials, time.time(), None, objectives=self._objectives))
+        while True:
             params = await self._ask_strategy(number)
             if params is None:
                 return None
-        trial = Trial(number, params, study.trials, time.time(), retry_of, objectives=self._objectives)
+            trial = Trial(number, params, study.trials, time.time(), None, objectives=self._objectives)
+            if not exclusive:
+                return await self._store(trial)
+            record = trial.snapshot()
+            try:
+                with anyio.CancelScope(shield=True):
+                    created = await session.trial_created_once(record, config_key(params))
+                    if created:
+                        view._put(record)
+                        run.adopt(trial)
+            except Exception as exc:
+                raise run.fail(f"storage {storage!r} failed to persist trial {number}", exc) from exc
+            if created:
+                return trial
+            # Another tuner sharing the study holds this configuration: the strategy is asked again.
+
+    async def _store(self, trial: Trial) -> Trial:
+        """Put ``trial`` in the view and in storage, RUNNING."""
+        study, run = self._study, self._run
+        view, session = study.view, study.session
+        number = trial.number
         record = trial.snapshot()
         view._put(record)
         run.adopt(trial)
@@ -145,48 +266,58 @@ class TrialSource:
             run.release(number)
             view._put(trial.end(_CANCELLED))
             raise fatal from exc
-        if retry_of is not None:
-            await study.book.inherit(trial, view.trials.get(retry_of), retry_of)
         return trial
 
-    async def _ask_batch(self, budget: int | None) -> tuple[int, dict[str, Any]] | None:
-        """Ask the strategy for this worker's trial and one for each worker waiting behind it.
+    async def _ask_batch(self, number: int) -> dict[str, Any] | None:
+        """Ask the strategy for trial ``number`` and one more trial for each worker waiting behind this one.
 
-        Returns the first (number, configuration); the others are kept for
-        the waiting workers.  ``None`` when the strategy is exhausted.
+        Returns the configuration of ``number``; the others, whose numbers
+        are reserved here within the budget, are kept for the waiting
+        workers.  ``None`` when the strategy is exhausted.
         """
+        study, run = self._study, self._run
+        view = study.view
         size = 1 + (self.waiting() if self.waiting is not None else 0)
+        budget = self._budget
         if budget is not None:
-            view = self._study.view
             size = min(size, budget - view.n_counted - len(view.running))
-        size = max(1, min(size, MAX_BATCH))
-        numbers = [await self._reserve() for _ in range(size)]
+        numbers = [number]
+        for _ in range(max(0, min(size, MAX_BATCH) - 1)):
+            try:
+                extra = await study.session.reserve_within(budget)
+            except Exception as exc:
+                storage = label(self._parts.storage)
+                raise run.fail(f"storage {storage!r} failed to reserve a trial number", exc) from exc
+            if extra is None:
+                break
+            numbers.append(extra)
         strategy = self._parts.strategy
         try:
-            suggested = await strategy.ask_batch(self._study.view, numbers)
+            suggested = await strategy.ask_batch(view, numbers)
+            if len(suggested) != len(numbers):
+                raise ValueError(f"asked for {len(numbers)} configurations, got {len(suggested)}")
         except Exception as exc:
-            raise self._run.fail(f"strategy {label(strategy)!r} failed in ask_batch", exc) from exc
-        if len(suggested) != len(numbers):
-            exc = ValueError(f"asked for {len(numbers)} configurations, got {len(suggested)}")
-            raise self._run.fail(f"strategy {label(strategy)!r} failed in ask_batch", exc)
+            raise run.fail(f"strategy {label(strategy)!r} failed in ask_batch", exc) from exc
         out: list[tuple[int, dict[str, Any]]] = []
-        for number, params in zip(numbers, suggested, strict=True):
+        for n, params in zip(numbers, suggested, strict=True):
             if params is None:
-                self._run.exhausted = True
+                run.exhausted = True
                 break
             if self._parts.check_output:
                 try:
                     params = self._space.validate(params)
                 except Exception as exc:
                     message = f"strategy {label(strategy)!r} suggested an invalid configuration"
-                    raise self._run.fail(message, exc) from exc
-            out.append((number, params))
+                    raise run.fail(message, exc) from exc
+            out.append((n, params))
+        for unused in numbers[max(1, len(out)) :]:
+            await self._release(unused)  # the first number is released by _create when nothing came
         if not out:
             return None
         self.batches += 1
         self.batched_trials += len(out)
         self._ready.extend(out[1:])
-        return out[0]
+        return out[0][1]
 
     async def _ask_strategy(self, number: int) -> dict[str, Any] | None:
         strategy = self._parts.strategy

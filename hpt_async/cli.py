@@ -49,11 +49,13 @@ EPILOG = f"""examples:
   hpt-async rename resnet resnet-2024
   hpt-async delete resnet-2024 --yes
   hpt-async import-optuna --from sqlite:///optuna.db --study mnist --storage hpt.db
+  hpt-async migrate --storage sqlite:///old.db     bring an old file's schema up to date
   hpt-async --version
 
 Every study command takes --storage URL; without it the URL comes from the
 environment variable {STORAGE_ENV}, else it is {DEFAULT_STORAGE} (the file
-hpt.db in the working directory).  Commands that read never create a file.
+hpt.db in the working directory).  Commands that read never create a file, and
+open it read-only (they never migrate it).
 """
 
 
@@ -63,10 +65,26 @@ def _run(fn: Callable[[], Awaitable[T]]) -> T:
     return anyio.run(fn, backend="asyncio")
 
 
-def _storage(args: argparse.Namespace) -> Storage:
+def _storage(args: argparse.Namespace, *, read_only: bool = False) -> Storage:
     from .studies import open_storage
 
-    return open_storage(args.storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE)
+    return open_storage(args.storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE, read_only=read_only)
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (and any other unprintable ones) written as Python escapes.
+
+    A study file from elsewhere may hold parameter names, values or
+    attribute keys with terminal escape sequences; printed raw, they could
+    retitle or clear the terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _say(line: str = "") -> None:
+    print(_printable(line))
 
 
 def _name(text: str) -> str:
@@ -97,10 +115,11 @@ def _params(params: Mapping[str, Any]) -> str:
 
 
 def _table(header: Sequence[str], rows: list[Sequence[str]]) -> None:
+    rows = [[_printable(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     for line in (header, *rows):
         cells = [c.ljust(w) for c, w in zip(line[:-1], widths[:-1], strict=True)]
-        print("  ".join([*cells, line[-1]]).rstrip())
+        _say("  ".join([*cells, line[-1]]).rstrip())
 
 
 # -- commands -------------------------------------------------------------------
@@ -121,7 +140,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 def _cmd_studies(args: argparse.Namespace) -> int:
     from .studies import describe_settings
 
-    storage = _storage(args)
+    storage = _storage(args, read_only=True)
     found: list[StudySummary] = _run(storage.studies)
     if not found:
         print(f"no studies in {getattr(storage, 'url', storage.name)}")
@@ -144,7 +163,7 @@ def _load(args: argparse.Namespace) -> LoadedStudy:
     from .contracts.storage import StudyNotFound
     from .studies import load_study_async
 
-    storage = _storage(args)
+    storage = _storage(args, read_only=True)
     try:
         return _run(functools.partial(load_study_async, storage, args.study))
     except StudyNotFound:
@@ -220,28 +239,28 @@ def _cmd_best(args: argparse.Namespace) -> int:
     best = study.best
     if best is None:
         if complete:
-            print(f"study {_name(study.name)} ({direction}) has no feasible trial: none of its {complete} complete "
+            _say(f"study {_name(study.name)} ({direction}) has no feasible trial: none of its {complete} complete "
                   "trials satisfies every constraint (<= 0)")  # fmt: skip
         else:
-            print(f"study {_name(study.name)} ({direction}) has no complete trial yet")
+            _say(f"study {_name(study.name)} ({direction}) has no complete trial yet")
         return 1
-    print(f"study:     {_name(study.name)} ({direction}, {len(study.trials)} trials)")
+    _say(f"study:     {_name(study.name)} ({direction}, {len(study.trials)} trials)")
     for key, text in describe_settings(study.settings):
-        print(f"{key + ':':<10} {text}")
-    print(f"best:      trial {best.number}")
-    print(f"value:     {best.value!r}")
+        _say(f"{key + ':':<10} {text}")
+    _say(f"best:      trial {best.number}")
+    _say(f"value:     {best.value!r}")
     if best.values is not None:
-        print(f"values:    {', '.join(repr(v) for v in best.values)}")
+        _say(f"values:    {', '.join(repr(v) for v in best.values)}")
     if best.constraints is not None:
-        print(f"constraints: {', '.join(repr(c) for c in best.constraints)} (feasible)")
-    print(f"duration:  {_number(best.duration)} s")
-    print("params:")
+        _say(f"constraints: {', '.join(repr(c) for c in best.constraints)} (feasible)")
+    _say(f"duration:  {_number(best.duration)} s")
+    _say("params:")
     for key, value in best.params.items():
-        print(f"  {key} = {_value(value)}")
+        _say(f"  {key} = {_value(value)}")
     if best.user_attrs:
-        print("user attrs:")
+        _say("user attrs:")
         for key, value in best.user_attrs.items():
-            print(f"  {key} = {value!r}")
+            _say(f"  {key} = {value!r}")
     return 0
 
 
@@ -293,6 +312,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
         f"{study.count(s)} {s}" for s in ("complete", "pruned", "paused", "failed", "running") if study.count(s)
     )
     print(f"wrote the report of study {_name(study.name)} ({len(study.trials)} trials: {counts or 'none'}) to {output}")
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    storage = _storage(args)
+    migrate = getattr(storage, "migrate", None)
+    if not callable(migrate):
+        print(f"storage {storage.name!r} has no schema to migrate")
+        return 0
+    old, new = _run(migrate)
+    where = getattr(storage, "path", storage.name)
+    print(f"{where}: schema version {new}" + (f" (migrated from {old})" if old != new else " (up to date)"))
     return 0
 
 
@@ -420,6 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080; 0 picks a free one)")
     p.set_defaults(func=_cmd_dashboard)
+
+    p = add(
+        "migrate",
+        "bring a storage's schema up to date (read-only commands never migrate)",
+        "hpt-async migrate --storage sqlite:///tuning.db",
+    )
+    p.set_defaults(func=_cmd_migrate)
 
     p = add("delete", "delete a study and all its trials", "hpt-async delete resnet --yes")
     p.add_argument("study", help="the study's name")

@@ -8,10 +8,13 @@ if TYPE_CHECKING:
     from .result import StudyResult
 
 __all__ = [
+    "MAX_STEP",
     "HptError",
+    "MalformedRowWarning",
     "ObjectiveError",
     "PluginError",
     "PluginNotFound",
+    "ReportStepError",
     "StrategyExhausted",
     "StudyError",
     "StudyFailed",
@@ -115,3 +118,18 @@ class PluginNotFound(HptError, LookupError):
 
     def __str__(self) -> str:  # LookupError would repr() a single argument
         return str(self.args[0]) if self.args else ""
+
+
+#: The largest report step: steps are stored as signed 64-bit integers by every storage.
+MAX_STEP = 2**63 - 1
+
+
+class ReportStepError(HptError, ValueError):
+    """A report's step is negative or larger than :data:`MAX_STEP` (``2**63 - 1``), the range every storage keeps."""
+
+
+class MalformedRowWarning(HptError, UserWarning):
+    """Storage left out rows of a study that do not decode (the rest of the study was read); the message names them.
+
+    A warning (issued with :func:`warnings.warn`), and an :class:`HptError` like every class the package defines.
+    """

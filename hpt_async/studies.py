@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio
 
+from ._csv import guard_cell
 from ._pareto import best_record, pareto_front
 from .contracts.storage import Direction, Storage, StudyNotFound, parse_storage_url
 from .plugins import get_registry
@@ -34,13 +35,26 @@ from .trial import TrialRecord, TrialState
 __all__ = ["LoadedStudy", "StudyNotFound", "describe_settings", "load_study", "load_study_async", "open_storage"]
 
 
-def open_storage(storage: str | Storage) -> Storage:
-    """A :class:`Storage` from a URL (``"sqlite:///tuning.db"``) or the object itself."""
+def open_storage(storage: str | Storage, *, read_only: bool = False) -> Storage:
+    """The :class:`Storage` of a URL (``"sqlite:///tuning.db"``, ``"memory"``), or ``storage`` itself.
+
+    With ``read_only=True`` it is the storage's :meth:`Storage.as_read_only`:
+    nothing is written, created or migrated (an SQLite file is opened with
+    ``mode=ro`` and leaves no ``-wal``/``-shm`` file behind; it works on a
+    read-only file in a read-only directory).  This is how the read-only
+    commands of ``hpt-async`` open storage, and how a dashboard should.
+    """
     if isinstance(storage, str):
-        return get_registry().create("storage", parse_storage_url(storage), storage)
-    if not callable(getattr(storage, "load", None)):
+        backend = get_registry().create("storage", parse_storage_url(storage), storage)
+    elif not callable(getattr(storage, "load", None)):
         raise TypeError(f"expected a storage URL or a Storage, got {storage!r}")
-    return storage
+    else:
+        backend = storage
+    if read_only:
+        as_read_only = getattr(backend, "as_read_only", None)
+        if callable(as_read_only):
+            backend = as_read_only()
+    return backend
 
 
 def _spec_text(spec: Any) -> str:
@@ -87,14 +101,21 @@ def _json_value(obj: Any) -> Any:
 
 
 def _cell(value: Any) -> Any:
-    """A CSV cell: numbers and strings as they are, containers as JSON, ``None`` as empty."""
+    """A CSV cell: numbers as they are, containers as JSON, ``None`` as empty; text guarded against formulas.
+
+    A text cell that a spreadsheet would run as a formula gets a ``'``
+    prepended (see :func:`hpt_async._csv.guard_cell`; readers undo it with
+    :func:`hpt_async._csv.unguard_cell`).
+    """
     if value is None:
         return ""
-    if isinstance(value, (str, int, float)):
+    if isinstance(value, (int, float)):
         return value
+    if isinstance(value, str):
+        return guard_cell(value)
     if isinstance(value, (Mapping, list, tuple)):
-        return json.dumps(value, default=_json_value, ensure_ascii=False)
-    return repr(value)
+        return guard_cell(json.dumps(value, default=_json_value, ensure_ascii=False))
+    return guard_cell(repr(value))
 
 
 class LoadedStudy:

@@ -15,6 +15,7 @@ __all__ = ["StudyView", "better", "pareto_front"]
 # ``__getattr__`` hook (about 0.4 µs), and the hot path reads a dozen of them per trial.
 _COMPLETE = TrialState.COMPLETE
 _FAILED = TrialState.FAILED
+_LOST = TrialState.LOST
 _PAUSED = TrialState.PAUSED
 _PRUNED = TrialState.PRUNED
 _RUNNING = TrialState.RUNNING
@@ -73,6 +74,9 @@ class StudyView:
         #: Short notes a plugin leaves for the user, by plugin name (the console prints them with the
         #: progress), e.g. a strategy saying that its model fell behind the free workers.
         self.notes: dict[str, str] = {}
+        # Retries: trials that ended LOST or FAILED (candidates), and the trials some retry retries.
+        self._ended_badly: set[int] = set()
+        self._retried: set[int] = set()
 
     # -- reading ---------------------------------------------------------
 
@@ -150,6 +154,10 @@ class StudyView:
         self._records[record.number] = record
         self._counts[record.state] += 1
         state = record.state
+        if record.retry_of is not None:
+            self._retried.add(record.retry_of)
+        if state is _LOST or state is _FAILED:
+            self._ended_badly.add(record.number)
         if state is _RUNNING:
             self._running[record.number] = record
         elif state is _COMPLETE and record.value is not None and self._single and record.feasible:

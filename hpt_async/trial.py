@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from .exceptions import TrialCancelled
+from .exceptions import MAX_STEP, ReportStepError, TrialCancelled
 
 __all__ = ["ScheduleEntry", "SyncTrial", "Trial", "TrialRecord", "TrialSession", "TrialState"]
 
@@ -272,8 +272,8 @@ def _check_report(value: Any, step: Any) -> tuple[float, int, tuple[float, ...] 
                 raise TypeError
         except TypeError:
             raise TypeError(f"report step must be an int, got {step!r}") from None
-    if step < 0:
-        raise ValueError(f"report step must be >= 0, got {step}")
+    if not 0 <= step <= MAX_STEP:
+        raise ReportStepError(f"report step must be from 0 to 2**63 - 1 (a signed 64-bit integer), got {step}")
     kind = type(value)
     if kind is float or kind is int:
         return float(value), int(step), None
@@ -547,6 +547,9 @@ class Trial:
         :class:`~hpt_async.TrialPruned` when the trial must stop,
         :class:`~hpt_async.TrialPaused` (a subclass) when a pruner in
         promotion mode pauses it, ``ValueError`` for a step reported twice,
+        :class:`~hpt_async.exceptions.ReportStepError` (a ``ValueError``) for
+        a step below 0 or above ``2**63 - 1`` (every storage keeps steps as
+        signed 64-bit integers),
         ``TypeError`` for a value that is not a number.
         """
         if self._ended:

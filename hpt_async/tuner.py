@@ -50,6 +50,7 @@ from .events import TrialCreated, TrialStarted
 from .exceptions import StudyError, TrialCancelled, TrialPaused, TrialPruned
 from .plugins import Registry, get_registry
 from .result import StopReason, StudyResult
+from .retry import RetryPolicy, check_retry_failed
 from .space import Space, as_space
 from .study import StudyView
 from .trial import Trial, TrialRecord, TrialState
@@ -140,6 +141,7 @@ class Tuner(AskAndTell):
         fail_fast: bool = True,
         seed: int | None = None,
         retry_lost: bool = True,
+        retry_failed: RetryPolicy | None = None,
         disable_plugins: list[str] | tuple[str, ...] | None = None,
         registry: Registry | None = None,
     ) -> None:
@@ -163,6 +165,7 @@ class Tuner(AskAndTell):
         self.fail_fast = bool(fail_fast)
         self.seed = seed
         self.retry_lost = bool(retry_lost)
+        self.retry_failed = check_retry_failed(retry_failed)
         self.study_name = study or f"study-{uuid.uuid4().hex[:8]}"
 
         parts = resolve(
@@ -335,6 +338,7 @@ class Tuner(AskAndTell):
                     timeout=self.timeout if self._running else None,  # ask() does not apply it
                     concurrency=self.concurrency,
                     retry_lost=self.retry_lost,
+                    retry_failed=self.retry_failed,
                     objectives=self._objectives,
                     runs_objectives=self.objective is not None and self._running,  # ask() runs none
                     metric_names=self.metric_names,
@@ -439,6 +443,12 @@ class Tuner(AskAndTell):
                     # A trial of this tuner still running may yet reach a rung that lets a paused one
                     # be promoted: wait for it to end or pause, then ask again.
                     await run.wait_changed()
+                    continue
+                shared = self._study.shared  # type: ignore[union-attr]
+                if self._study.source.full and shared.interval is not None:  # type: ignore[union-attr]
+                    # Storage counts trials (or reserved numbers) of other tuners this view does not hold
+                    # yet: they may still end uncounted, so wait for the next sync and ask again.
+                    await shared.wait()
                     continue
                 # Out of budget or of configurations: done, unless trials of other tuners may
                 # still end uncounted or come back as LOST to be retried.

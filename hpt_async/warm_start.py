@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from ._csv import unguard_cell
 from .exceptions import HptError
 from .space import Choice, Float, Int, Space, SpaceError
 from .trial import TrialRecord, TrialState
@@ -45,28 +46,9 @@ log = logging.getLogger("hpt_async")
 #: The states of the trials a study takes in (finished ones).
 TAKEN_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED)
 
-#: First characters a spreadsheet runs as a formula; the CSV export prepends ``'`` to text cells starting so.
-_FORMULA_STARTS = frozenset("=+-@\t\r")
-
 
 class WarmStartError(HptError, ValueError):
     """A record that cannot be added to the study (the message names the record and the parameter)."""
-
-
-def unguard_cell(text: str) -> str:
-    """The text of an exported CSV cell before the export's formula-cell guard.
-
-    The export prepends a single quote ``'`` to a text cell that starts
-    with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (and to
-    one that starts with quotes followed by one of those, so that the
-    guard can be undone exactly); this removes that one quote.  Any other
-    cell comes back as it is.
-    """
-    if isinstance(text, str) and text[:1] == "'":
-        rest = text.lstrip("'")
-        if rest[:1] in _FORMULA_STARTS and rest != "":
-            return text[1:]
-    return text
 
 
 @dataclass(frozen=True)

@@ -258,6 +258,13 @@ async def test_schema_version_1_files_are_migrated(tmp_path: Path) -> None:
     await hpt.Tuner(objective, SPACE, storage=url, study="old", max_trials=2, loggers=[], seed=7).run()
     # Make the file look like a version 1 file: no schedule column, no checkpoints table.
     con = sqlite3.connect(path)
+    for trigger in ("trials_use_insert", "trials_within_budget", "trials_use_update", "studies_reserve"):
+        con.execute(f"DROP TRIGGER {trigger}")  # added by version 4, as the table, indexes and columns below
+    con.execute("DROP TABLE reservations")
+    con.execute("DROP INDEX trials_by_claim")
+    con.execute("DROP INDEX trials_by_retry")
+    for table, column in (("studies", "used"), ("studies", "reserver"), ("studies", "budget"), ("trials", "claim")):
+        con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     con.execute("DROP TABLE checkpoints")
     con.execute("ALTER TABLE trials DROP COLUMN schedule")
     dropped = (("trials", "objective_values"), ("reports", "objective_values"), ("studies", "settings"))

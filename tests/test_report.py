@@ -409,3 +409,24 @@ def test_values_at_the_ends_of_the_float_range_are_drawn() -> None:
         assert coordinates and all(math.isfinite(float(c)) for c in coordinates), key
         assert marks(root, "circle") or marks(root, "path"), key
     assert "<svg" in render_report(result)
+
+
+def test_the_report_file_follows_the_umask_and_keeps_a_replaced_files_mode(tmp_path: Path) -> None:
+    import stat as _stat
+
+    records = hpt.LoadedStudy("modes", "minimize", [], {})
+    old = os.umask(0o077)
+    try:
+        path = write_report(records, tmp_path / "private.html")
+    finally:
+        os.umask(old)
+    assert _stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.chmod(0o640)
+    write_report(records, path)
+    assert _stat.S_IMODE(path.stat().st_mode) == 0o640
+    old = os.umask(0o002)
+    try:
+        shared = write_report(records, tmp_path / "shared.html")
+    finally:
+        os.umask(old)
+    assert _stat.S_IMODE(shared.stat().st_mode) == 0o664

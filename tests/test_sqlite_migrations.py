@@ -60,7 +60,9 @@ _V3 = [
     "ALTER TABLE trials ADD COLUMN objective_values TEXT",
     "ALTER TABLE reports ADD COLUMN objective_values TEXT",
 ]
-HISTORY = {1: _V1, 2: _V2, 3: _V3}
+# Version 4 (constraints) made a new file by running the first four migrations.
+_V4 = [statement for step in MIGRATIONS[:4] for statement in step]
+HISTORY = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 # A file that hpt-async of schema version 3 wrote itself: study "mo" (minimize, maximize; three trials, each with
 # a report of both values) and study "one" (minimize; two trials).
 SCHEMA3_FILE = Path(__file__).parent / "data" / "schema3.db"

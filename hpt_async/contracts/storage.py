@@ -136,7 +136,14 @@ class StudySession:
     * :attr:`history` holds the study's trials when the session opened,
       ordered by number, so that a tuner can resume.
     * :meth:`reserve` hands out trial numbers, unique within the study across
-      every session, in increasing order.
+      every session, in increasing order; :meth:`reserve_within` does so
+      within a budget (``max_trials``), and :meth:`release` gives back a
+      number the tuner did not use.
+    * A trial is created by :meth:`trial_created`, by
+      :meth:`trial_created_once` (a configuration that must run once in the
+      study, e.g. a grid point) or by :meth:`trial_created_retry` (the retry
+      of a LOST trial, or of a FAILED one a retry policy matches).  A
+      backend with :attr:`exact` makes each of these one transaction.
     * The session that created a trial owns it until it ends: only it reports
       and ends it.
     * A trial a pruner in promotion mode pauses is stored PAUSED with
@@ -170,6 +177,12 @@ class StudySession:
     #: Seconds between maintenance calls; ``None`` for never.
     sync_interval: float | None = None
 
+    #: True when :meth:`reserve_within`, :meth:`trial_created_once` and
+    #: :meth:`trial_created_retry` are atomic across every session of the
+    #: study (every process and host).  The defaults below are not: they keep
+    #: a third-party storage working, exact for one tuner only.
+    exact: bool = False
+
     #: The study's settings as stored after this open (empty when it keeps none).
     settings: Mapping[str, Any] = _NO_SETTINGS
 
@@ -183,6 +196,69 @@ class StudySession:
     async def trial_created(self, record: TrialRecord) -> None:
         """Persist a RUNNING trial with its configuration."""
         raise NotImplementedError
+
+    async def reserve_within(self, budget: int | None) -> int | None:
+        """A new trial number, or ``None`` when the study's budget is used up.
+
+        The study's *budget units* are its RUNNING, COMPLETE, PRUNED, FAILED
+        and PAUSED trials plus the live *reservations*: numbers handed out
+        here and not yet created, released, or dropped with their session
+        (closed, or its lease expired).  In one transaction, a backend with
+        :attr:`exact` counts the units and, when fewer than ``budget``
+        (``None``: no limit), hands out the next number and records it as
+        this session's reservation.  So however many sessions share a study,
+        the trials counting toward ``max_trials`` never exceed it.
+
+        The default calls :meth:`reserve` (no check: the tuner checks its
+        own view first, which is exact for one tuner).
+        """
+        return await self.reserve()
+
+    async def release(self, number: int) -> None:
+        """End this session's reservation of ``number``, which the tuner will not use (unknown: no error)."""
+
+    async def trial_created_once(self, record: TrialRecord, key: str) -> bool:
+        """Persist ``record`` (RUNNING) unless another trial holds ``key``; False, storing nothing, if one does.
+
+        ``key`` is an opaque text of at most 64 characters (the tuner passes
+        a digest of the configuration of a strategy with ``exclusive =
+        True``, such as grid).  A trial holds its key in every state but
+        CANCELLED; a retry (:meth:`trial_created_retry`) takes over the key
+        of the trial it retries (so a CANCELLED retry frees it).  One transaction in a backend with
+        :attr:`exact`: each key reaches at most one trial (and its retries)
+        across every session.  Storing the trial ends the reservation of its
+        number; when False is returned the reservation stays with the
+        session.  The default stores the trial with :meth:`trial_created`
+        and returns True.
+        """
+        await self.trial_created(record)
+        return True
+
+    async def trial_created_retry(self, record: TrialRecord) -> bool:
+        """Persist ``record``, the retry of LOST or FAILED trial ``record.retry_of``, with its checkpoint.
+
+        In one transaction (a backend with :attr:`exact`): when no trial has
+        ``retry_of`` equal to it yet and that trial exists LOST or FAILED,
+        store ``record`` RUNNING (taking over the key of the trial it
+        retries, see :meth:`trial_created_once`), end the reservation of its number, and
+        move the retried trial's checkpoint, if any, to ``record.number``;
+        return True.  Else store nothing and return False (another session
+        retried it first).  So a trial is retried exactly once even when
+        the session retrying it dies: before the commit nothing happened and
+        another session retries it, after it the retry exists.  The caller
+        learns whether a checkpoint moved with :meth:`get_checkpoint`.  The
+        default stores the trial with :meth:`trial_created` and moves the
+        checkpoint with :meth:`get_checkpoint`, :meth:`put_checkpoint` and
+        :meth:`drop_checkpoint` (three steps).
+        """
+        await self.trial_created(record)
+        of = record.retry_of
+        if of is not None:
+            data = await self.get_checkpoint(of)
+            if data is not None:
+                await self.put_checkpoint(record.number, data)
+                await self.drop_checkpoint(of)
+        return True
 
     async def trial_reported(
         self, number: int, step: int, value: float, values: tuple[float, ...] | None = None
@@ -331,6 +407,25 @@ class Storage:
 
     #: True when trials outlive the process.
     durable: bool = False
+
+    #: True for a storage made by :meth:`as_read_only`: it writes nothing.
+    read_only: bool = False
+
+    def as_read_only(self) -> Storage:
+        """This storage for readers only: it writes nothing, creates nothing, and never migrates.
+
+        Read-only commands (``hpt-async trials``, ``best``, ``export``,
+        ``report``, ``studies``) and dashboards open storage this way,
+        through :func:`hpt_async.open_storage(url, read_only=True)
+        <hpt_async.open_storage>`.  :meth:`load`, :meth:`watch`,
+        :meth:`checkpoint`, :meth:`studies` and :meth:`summary` work as
+        usual; :meth:`open`, :meth:`delete` and :meth:`rename` are refused
+        with an :class:`~hpt_async.exceptions.HptError` that is a
+        ``PermissionError``.  The default returns the storage itself (a
+        backend that cannot promise more); SQLite's opens its file with
+        ``mode=ro``.
+        """
+        return self
 
     async def open(
         self,

@@ -65,6 +65,12 @@ class Strategy:
       space (an invalid one is fatal and names the strategy).  A strategy
       that only returns what the space itself built may set it to ``False``
       to skip the check on the hot path.
+    * :attr:`exclusive`: each configuration the strategy suggests runs once
+      in the study, however many tuners share it (grid).  The tuner creates
+      such a trial with :meth:`StudySession.trial_created_once
+      <hpt_async.contracts.StudySession.trial_created_once>`; when another
+      trial of the study already holds the configuration, the strategy is
+      asked again for the same number (its :meth:`ask` must then move on).
 
     Errors: an exception from any method is fatal to the study; the
     :class:`~hpt_async.StudyError` names the strategy and chains the
@@ -80,6 +86,8 @@ class Strategy:
     retains_checkpoints: ClassVar[bool] = False
     #: True when the strategy handles several objectives (``study.directions``, ``record.values``).
     multi_objective: ClassVar[bool] = False
+    #: True when each suggested configuration must run once in the study (see the class notes).
+    exclusive: ClassVar[bool] = False
 
     async def start(self, study: StudyView) -> None:
         """Prepare for ``study`` (its history included)."""

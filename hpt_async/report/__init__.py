@@ -104,6 +104,17 @@ def render_report(study: Any, *, storage: str | Storage | None = None, title: st
     return page(data, figs, title=title, version=__version__)
 
 
+def _file_mode(path: Path) -> int:
+    """The mode a written file gets, as for the study database: 0666 less the umask, or the mode it had."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_report(
     study: Any,
     path: str | os.PathLike[str],
@@ -118,7 +129,9 @@ def write_report(
     so a report being refreshed is never seen half-written; a symbolic link
     keeps pointing at the new file; a pipe or device (``/dev/stdout``) is
     written through.  ``OSError`` when the directory does not exist or the
-    file cannot be written.
+    file cannot be written.  The file's mode follows the rule of the study
+    database: a new file is made ``0666`` less the umask (``0600`` under
+    ``umask 077``), a replaced one keeps its mode.
     """
     text = render_report(study, storage=storage, title=title)
     target = Path(path)
@@ -140,7 +153,7 @@ def write_report(
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, _file_mode(real))
         os.replace(tmp, real)
     except BaseException:
         try:

@@ -27,6 +27,8 @@ __all__ = ["MemoryStorage"]
 # ``__getattr__`` hook (about 0.4 µs), and the hot path reads a dozen of them per trial.
 _PAUSED = TrialState.PAUSED
 _RUNNING = TrialState.RUNNING
+# The states that use up a unit of the study's budget (see StudySession.reserve_within).
+_UNITS = frozenset({TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED, TrialState.PAUSED})
 
 
 class _Study:
@@ -34,12 +36,16 @@ class _Study:
         "changes",
         "checkpoints",
         "direction",
+        "keys",
         "next_number",
         "records",
         "reported",
+        "reservations",
+        "retried",
         "sessions",
         "settings",
         "space",
+        "used",
         "watchers",
     )
 
@@ -59,6 +65,18 @@ class _Study:
         self.changes: list[tuple[int, int, bool]] = []
         # Trial number -> its latest checkpoint, shared by every session of the study.
         self.checkpoints: dict[int, bytes] = {}
+        # Budget units used by trials (RUNNING, COMPLETE, PRUNED, FAILED, PAUSED), numbers reserved and not
+        # yet created (number -> session id), the key each exclusive trial holds, the trials retried.
+        self.used = 0
+        self.reservations: dict[int, int] = {}
+        self.keys: dict[str, int] = {}
+        self.retried: set[int] = set()
+
+    def store(self, record: TrialRecord) -> None:
+        """Put ``record`` in, keeping the budget count."""
+        old = self.records.get(record.number)
+        self.used += (record.state in _UNITS) - (old is not None and old.state in _UNITS)
+        self.records[record.number] = record
 
     def current(self, number: int) -> TrialRecord:
         """Trial ``number``'s record as it stands, the reports of a running trial included."""
@@ -96,17 +114,69 @@ class _MemorySession(StudySession):
         self._sid = sid
         self._cursor = len(study.changes)
 
+    exact = True  # every call below runs without a suspension point: atomic within the process
+
     async def reserve(self) -> int:
         study = self._study
         number = study.next_number
         study.next_number = number + 1
         return number
 
+    async def reserve_within(self, budget: int | None) -> int | None:
+        study = self._study
+        if budget is not None and study.used + len(study.reservations) >= budget:
+            return None
+        number = study.next_number
+        study.next_number = number + 1
+        study.reservations[number] = self._sid
+        return number
+
+    async def release(self, number: int) -> None:
+        study = self._study
+        if study.reservations.get(number) == self._sid:
+            del study.reservations[number]
+
     async def trial_created(self, record: TrialRecord) -> None:
         study = self._study
-        study.records[record.number] = record
+        study.reservations.pop(record.number, None)
+        study.store(record)
         study.reported[record.number] = (dict(record.reports), dict(record.report_values))
         study.changed(self._sid, record.number)
+
+    async def trial_created_once(self, record: TrialRecord, key: str) -> bool:
+        study = self._study
+        holder = study.keys.get(key)
+        if holder is not None:
+            held = study.records.get(holder)
+            if held is None or held.state is not TrialState.CANCELLED:
+                return False
+        study.keys[key] = record.number
+        await self.trial_created(record)
+        return True
+
+    async def trial_created_retry(self, record: TrialRecord) -> bool:
+        study = self._study
+        of = record.retry_of
+        retried = study.records.get(of) if of is not None else None
+        if of is None or of in study.retried or retried is None:
+            return False
+        if retried.state not in (TrialState.LOST, TrialState.FAILED):
+            return False
+        study.retried.add(of)
+        for key, holder in study.keys.items():
+            if holder == of:
+                study.keys[key] = record.number
+                break
+        await self.trial_created(record)
+        data = study.checkpoints.pop(of, None)
+        if data is not None:
+            study.checkpoints[record.number] = data
+        return True
+
+    async def close(self) -> None:
+        study = self._study
+        for number in [n for n, sid in study.reservations.items() if sid == self._sid]:
+            del study.reservations[number]
 
     async def trial_reported(
         self, number: int, step: int, value: float, values: tuple[float, ...] | None = None
@@ -122,7 +192,7 @@ class _MemorySession(StudySession):
 
     async def trial_ended(self, record: TrialRecord) -> None:
         study = self._study
-        study.records[record.number] = record
+        study.store(record)
         study.reported.pop(record.number, None)
         study.changed(self._sid, record.number)
 
@@ -140,7 +210,7 @@ class _MemorySession(StudySession):
                 reports=MappingProxyType(reports),
                 report_values=MappingProxyType(several) if several else record.report_values,
             )
-        study.records[record.number] = record
+        study.store(record)
         study.reported[record.number] = (dict(record.reports), dict(record.report_values))
         study.changed(self._sid, record.number)
         return record

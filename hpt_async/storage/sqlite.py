@@ -43,10 +43,11 @@ import random
 import socket
 import sqlite3
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 import anyio
 
@@ -60,7 +61,7 @@ from ..contracts.storage import (
     check_direction,
     merge_settings,
 )
-from ..exceptions import HptError
+from ..exceptions import MAX_STEP, HptError, MalformedRowWarning, ReportStepError
 from ..hookspecs import hookimpl
 from ..space import Choice, Space
 from ..trial import ScheduleEntry, TrialRecord, TrialState
@@ -68,7 +69,16 @@ from ..trial import ScheduleEntry, TrialRecord, TrialState
 if TYPE_CHECKING:  # aiosqlite is imported when the first connection opens
     import aiosqlite
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLiteStorage", "StorageBusyError", "StorageFileError", "parse_sqlite_url"]
+__all__ = [
+    "MIGRATIONS",
+    "READABLE_FROM",
+    "SCHEMA_VERSION",
+    "ReadOnlyStorageError",
+    "SQLiteStorage",
+    "StorageBusyError",
+    "StorageFileError",
+    "parse_sqlite_url",
+]
 
 log = logging.getLogger("hpt_async")
 
@@ -84,6 +94,19 @@ _EMPTY: Mapping[Any, Any] = MappingProxyType({})
 _STATES = {s.value: s for s in TrialState}
 # Placeholders per IN (...) list, well below SQLite's limit on bound parameters.
 _CHUNK = 500
+
+# The states whose trials use up a unit of a study's budget (StudySession.reserve_within), as an SQL list.
+_UNIT_STATES = "('running', 'complete', 'pruned', 'failed', 'paused')"
+# The reservation of the trial a trigger on trials sees (by the session that created it).
+_RESERVED_NEW = (
+    "SELECT 1 FROM reservations r WHERE r.study_id = NEW.study_id AND r.session = NEW.session AND r.number = NEW.number"
+)
+# Give back the units of a session's reservations never used (no trial has their number), then drop its rows.
+_RECLAIM = (
+    "UPDATE studies SET used = used - (SELECT COUNT(*) FROM reservations r WHERE r.study_id = ? AND r.session = ?"
+    " AND NOT EXISTS (SELECT 1 FROM trials t WHERE t.study_id = r.study_id AND t.number = r.number)) WHERE id = ?"
+)
+_DROP_RESERVATIONS = "DELETE FROM reservations WHERE study_id = ? AND session = ?"
 
 # The schema, as an ordered list of numbered migrations: step k (1-based) brings a file from schema
 # version k - 1 to version k; version 0 is a new, empty file.  A file is brought to the latest
@@ -183,18 +206,82 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 4: a trial's constraint values (JSON list; NULL when it set none).
     ("ALTER TABLE trials ADD COLUMN constraints TEXT",),
+    # 5: exactness of a shared study.  studies.used counts the units of the study's budget in use: trials
+    # running, complete, pruned, failed or paused, and numbers reserved and not yet created.  A reservation
+    # adds its unit when it is handed out (with the number, in one statement) and leaves a row in
+    # reservations, by session; the trial created with that number then changes nothing (the triggers below
+    # fire only when the count changes, so the hot path writes no extra page), and the session clears its
+    # rows of created trials at its heartbeats.  The unit of a reservation never used goes back when it is
+    # released, when its session closes, or when another session finds the session dead.  trials.claim is
+    # the key of a configuration that runs once in the study (grid points); retries are found by retry_of.
+    (
+        "ALTER TABLE studies ADD COLUMN used INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE studies ADD COLUMN reserver INTEGER",
+        "ALTER TABLE studies ADD COLUMN budget INTEGER",
+        "ALTER TABLE trials ADD COLUMN claim TEXT",
+        """
+        CREATE TABLE reservations (
+            study_id INTEGER NOT NULL,
+            session INTEGER NOT NULL,
+            number INTEGER NOT NULL,
+            PRIMARY KEY (study_id, session, number)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX trials_by_claim ON trials (study_id, claim) WHERE claim IS NOT NULL",
+        "CREATE INDEX trials_by_retry ON trials (study_id, retry_of) WHERE retry_of IS NOT NULL",
+        f"""
+        UPDATE studies SET used = (SELECT COUNT(*) FROM trials t WHERE t.study_id = studies.id
+                                   AND t.state IN {_UNIT_STATES})
+        """,
+        f"""
+        CREATE TRIGGER trials_use_insert AFTER INSERT ON trials
+        WHEN (NEW.state IN {_UNIT_STATES}) != EXISTS ({_RESERVED_NEW}) BEGIN
+            UPDATE studies SET used = used + (NEW.state IN {_UNIT_STATES}) - EXISTS ({_RESERVED_NEW})
+             WHERE id = NEW.study_id;
+        END
+        """,
+        # A session taken for dead (its lease ran out while it was alive) lost its reservations, whose units
+        # others may have taken since: a trial it then creates without one is not stored while the budget is
+        # used up, so that the study never exceeds it.
+        f"""
+        CREATE TRIGGER trials_within_budget BEFORE INSERT ON trials
+        WHEN NEW.state IN {_UNIT_STATES} AND NOT EXISTS ({_RESERVED_NEW})
+         AND NOT EXISTS (SELECT 1 FROM trials t WHERE t.study_id = NEW.study_id AND t.number = NEW.number)
+         AND (SELECT budget IS NOT NULL AND used >= budget FROM studies WHERE id = NEW.study_id) BEGIN
+            SELECT RAISE(IGNORE);
+        END
+        """,
+        f"""
+        CREATE TRIGGER trials_use_update AFTER UPDATE OF state ON trials
+        WHEN (OLD.state IN {_UNIT_STATES}) != (NEW.state IN {_UNIT_STATES}) BEGIN
+            UPDATE studies SET used = used + (NEW.state IN {_UNIT_STATES}) - (OLD.state IN {_UNIT_STATES})
+             WHERE id = NEW.study_id;
+        END
+        """,
+        """
+        CREATE TRIGGER studies_reserve AFTER UPDATE OF next_number ON studies
+        WHEN NEW.reserver IS NOT NULL AND NEW.next_number = OLD.next_number + 1 BEGIN
+            INSERT OR REPLACE INTO reservations (study_id, session, number)
+            VALUES (NEW.id, NEW.reserver, OLD.next_number);
+        END
+        """,
+    ),
 )
 
 #: The layout this version writes (the number of migrations); files with a higher number are refused.
 SCHEMA_VERSION = len(MIGRATIONS)
 
+#: The oldest layout a read-only storage reads as it is (reads use nothing that later migrations added).
+READABLE_FROM = 4
+
 # The tables a file of each schema version has.
 _TABLES_V1 = frozenset({"schema_version", "studies", "sessions", "trials", "reports"})
-_TABLES = _TABLES_V1 | {"checkpoints"}
+_TABLES_V2 = _TABLES_V1 | {"checkpoints"}
+_TABLES = _TABLES_V2 | {"reservations"}
 
 
 def _tables_of(version: int) -> frozenset[str]:
-    return _TABLES_V1 if version < 2 else _TABLES
+    return _TABLES_V1 if version < 2 else _TABLES_V2 if version < 5 else _TABLES
 
 
 _COLUMNS = (
@@ -214,6 +301,8 @@ _UPSERT_TRIAL = (
     " ended = excluded.ended, retry_of = excluded.retry_of, schedule = excluded.schedule,"
     " objective_values = excluded.objective_values, constraints = excluded.constraints,"
     " writer = excluded.writer, seq = excluded.seq"
+    # A trial another session marked LOST stays LOST (its retry runs it): a late end would count it twice.
+    " WHERE trials.state != 'lost' RETURNING 1"
 )
 _INSERT_REPORT = (
     "INSERT OR REPLACE INTO reports (study_id, number, step, value, objective_values) VALUES (?, ?, ?, ?, ?)"
@@ -231,6 +320,10 @@ class StorageFileError(HptError, ValueError):
     """The database file cannot be used: it is not SQLite, not hpt-async's,
     written by a newer hpt-async, or it cannot be created.  The file is left
     exactly as it was."""
+
+
+class ReadOnlyStorageError(HptError, PermissionError):
+    """A storage opened read-only was asked to write (open a study to tune it, delete or rename one)."""
 
 
 class StorageBusyError(HptError, RuntimeError):
@@ -422,14 +515,45 @@ def _record(row: Sequence[Any], grouped: _Reports | None, codec: _Codec) -> Tria
 _Reports = tuple[dict[int, float], dict[int, tuple[float, ...]]]
 
 
-def _group_reports(rows: Iterable[Sequence[Any]]) -> dict[int, _Reports]:
+def _group_reports(rows: Iterable[Sequence[Any]], bad: list[str] | None = None) -> dict[int, _Reports]:
     out: dict[int, _Reports] = {}
     for number, step, value, values in rows:
+        try:
+            decoded = _load_values(values) if values is not None else None
+            fvalue = math.nan if value is None else float(value)
+        except (ValueError, TypeError, IndexError) as exc:
+            if bad is None:
+                raise
+            bad.append(f"the report of trial {number} at step {step} ({type(exc).__name__}: {exc})")
+            continue
         reports, several = out.setdefault(number, ({}, {}))
-        reports[step] = math.nan if value is None else value
-        if values is not None:
-            several[step] = _load_values(values)  # type: ignore[assignment]
+        reports[step] = fvalue
+        if decoded is not None:
+            several[step] = decoded
     return out
+
+
+def _records(
+    rows: Iterable[Sequence[Any]], reports: dict[int, _Reports], codec: _Codec, bad: list[str]
+) -> list[TrialRecord]:
+    """The records of ``rows``; a row that does not decode is left out and described in ``bad``."""
+    out = []
+    for row in rows:
+        try:
+            out.append(_record(row, reports.get(row[0]), codec))
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            bad.append(f"trial {row[0]!r} ({type(exc).__name__}: {exc})")
+    return out
+
+
+def _warn_malformed(study_id: int, bad: list[str]) -> None:
+    if bad:
+        shown = "; ".join(bad[:20]) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")
+        warnings.warn(
+            f"study #{study_id}: {len(bad)} malformed row(s) left out, the rest of the study was read: {shown}",
+            MalformedRowWarning,
+            stacklevel=2,
+        )
 
 
 def _dump_direction(direction: Direction) -> tuple[str, str | None]:
@@ -451,7 +575,7 @@ def _is_busy(exc: BaseException) -> bool:
     return "locked" in text or "busy" in text
 
 
-async def _open_connection(path: str) -> aiosqlite.Connection:
+async def _open_connection(path: str, *, uri: bool = False) -> aiosqlite.Connection:
     """An aiosqlite connection whose worker thread does not keep the interpreter alive.
 
     aiosqlite runs each connection in a thread that the interpreter waits
@@ -466,7 +590,7 @@ async def _open_connection(path: str) -> aiosqlite.Connection:
     """
     import aiosqlite
 
-    db = aiosqlite.connect(path, timeout=0, isolation_level=None)
+    db = aiosqlite.connect(path, timeout=0, isolation_level=None, uri=uri)
     thread = getattr(db, "_thread", None)
     if thread is not None and not thread.is_alive():
         thread.daemon = True
@@ -496,6 +620,8 @@ class _Connection:
         self.flush_ends = flush_ends
         self._section: anyio.Event | None = None
         self._sections = anyio.Lock()
+        #: Opened read-only as immutable (no writer had the file open): blind to later writes.
+        self.immutable = False
 
     async def _gate(self) -> None:
         while self._section is not None:
@@ -598,21 +724,20 @@ class _Connection:
 
         return await self.exclusive(attempt, what)
 
-    async def commit(self, sql: str, params: Sequence[Any], what: str) -> None:
-        """One writing statement; with :attr:`flush_ends`, committed with an fsync before this returns."""
+    async def commit(self, sql: str, params: Sequence[Any], what: str) -> list[Any]:
+        """One writing statement (its rows returned); with :attr:`flush_ends`, committed with an fsync first."""
         if not self.flush_ends:
-            await self.fetch(sql, params, what)
-            return
+            return await self.fetch(sql, params, what)
         db = self.db
 
-        async def flushed() -> None:
+        async def flushed() -> list[Any]:
             await db.execute("PRAGMA synchronous = FULL")
             try:
-                await db.execute_fetchall(sql, params)
+                return list(await db.execute_fetchall(sql, params))
             finally:
                 await db.execute("PRAGMA synchronous = NORMAL")
 
-        await self.exclusive(flushed, what)
+        return await self.exclusive(flushed, what)
 
     async def close(self) -> None:
         """Close the connection (its worker thread ends)."""
@@ -625,6 +750,8 @@ class _Connection:
 
 class _SQLiteSession(StudySession):
     """One tuner's connection to one study in the file."""
+
+    exact = True
 
     def __init__(
         self,
@@ -679,24 +806,106 @@ class _SQLiteSession(StudySession):
         )
 
     async def reserve(self) -> int:
+        number = await self.reserve_within(None)
+        assert number is not None
+        return number
+
+    async def reserve_within(self, budget: int | None) -> int | None:
+        # One statement: the budget check, the next number and its unit, and (by the studies_reserve trigger)
+        # the reservation row of this session.
+        study_id = self._study_id
         rows = await self._conn.fetch(
-            "UPDATE studies SET next_number = next_number + 1 WHERE id = ? RETURNING next_number - 1",
-            (self._study_id,),
+            "UPDATE studies SET next_number = next_number + 1, used = used + 1, reserver = ?, budget = ?"
+            " WHERE id = ? AND (? IS NULL OR used < ?) RETURNING next_number - 1",
+            (self._sid, budget, study_id, budget, budget),
             "reserve a trial number",
         )
         if not rows:
+            if budget is not None and await self._conn.fetch("SELECT 1 FROM studies WHERE id = ?", (study_id,)):
+                return None
             raise StudyNotFound(f"the study was deleted from {self._conn.path} while this tuner ran")
         number = int(rows[0][0])
         self._reserved.add(number)
         return number
 
+    async def release(self, number: int) -> None:
+        if number not in self._reserved:
+            return
+        study_id, sid = self._study_id, self._sid
+
+        async def body(db: aiosqlite.Connection) -> None:
+            gone = await db.execute_fetchall(
+                "DELETE FROM reservations WHERE study_id = ? AND session = ? AND number = ? AND NOT EXISTS"
+                " (SELECT 1 FROM trials t WHERE t.study_id = ? AND t.number = ?) RETURNING number",
+                (study_id, sid, number, study_id, number),
+            )
+            if gone:
+                await db.execute("UPDATE studies SET used = used - 1 WHERE id = ?", (study_id,))
+
+        await self._conn.transaction(body, "release a trial number")
+        self._reserved.discard(number)
+
     async def trial_created(self, record: TrialRecord) -> None:
         await self._conn.fetch(_INSERT_TRIAL, self._row(record), f"store trial {record.number}")
         self._reserved.discard(record.number)
 
+    async def trial_created_once(self, record: TrialRecord, key: str) -> bool:
+        study_id, row = self._study_id, self._row(record)
+
+        async def body(db: aiosqlite.Connection) -> bool:
+            held = await db.execute_fetchall(
+                "SELECT 1 FROM trials WHERE study_id = ? AND claim = ? AND state != 'cancelled' LIMIT 1",
+                (study_id, key),
+            )
+            if held:
+                return False
+            await db.execute(_INSERT_TRIAL, row)
+            await db.execute("UPDATE trials SET claim = ? WHERE study_id = ? AND number = ?", (key, study_id, row[1]))
+            return True
+
+        created = await self._conn.transaction(body, f"store trial {record.number}")
+        if created:
+            self._reserved.discard(record.number)
+        return created
+
+    async def trial_created_retry(self, record: TrialRecord) -> bool:
+        study_id, row, of, number = self._study_id, self._row(record), record.retry_of, record.number
+        if of is None:
+            raise ValueError(f"trial {number} retries no trial (its retry_of is None)")
+
+        async def body(db: aiosqlite.Connection) -> bool:
+            rows = await db.execute_fetchall(
+                "SELECT state, claim FROM trials WHERE study_id = ? AND number = ?", (study_id, of)
+            )
+            if not rows or rows[0][0] not in ("lost", "failed"):
+                return False
+            if await db.execute_fetchall(
+                "SELECT 1 FROM trials WHERE study_id = ? AND retry_of = ? LIMIT 1", (study_id, of)
+            ):
+                return False
+            await db.execute(_INSERT_TRIAL, row)
+            if rows[0][1] is not None:
+                # The key moves to the retry: should the retry end CANCELLED, the configuration is free again.
+                await db.execute(
+                    "UPDATE trials SET claim = ? WHERE study_id = ? AND number = ?", (rows[0][1], study_id, number)
+                )
+                await db.execute("UPDATE trials SET claim = NULL WHERE study_id = ? AND number = ?", (study_id, of))
+            await db.execute(
+                "UPDATE OR REPLACE checkpoints SET number = ? WHERE study_id = ? AND number = ?",
+                (number, study_id, of),
+            )
+            return True
+
+        created = await self._conn.transaction(body, f"store trial {number}, the retry of trial {of}")
+        if created:
+            self._reserved.discard(number)
+        return created
+
     async def trial_reported(
         self, number: int, step: int, value: float, values: tuple[float, ...] | None = None
     ) -> None:
+        if not 0 <= step <= MAX_STEP:
+            raise ReportStepError(f"trial {number}: report step {step} does not fit a signed 64-bit integer")
         stored = None if math.isnan(value) else value
         row = (self._study_id, number, step, stored, _dump_values(values))
         await self._conn.fetch(_INSERT_REPORT, row, "store a report")
@@ -714,15 +923,24 @@ class _SQLiteSession(StudySession):
                 for s, v in record.reports.items()
             ]
 
-            async def body(db: aiosqlite.Connection) -> None:
+            async def body(db: aiosqlite.Connection) -> list[Any]:
                 await db.executemany(_INSERT_REPORT, reports)
-                await db.execute(_UPSERT_TRIAL, row)
+                return list(await db.execute_fetchall(_UPSERT_TRIAL, row))
 
-            await self._conn.transaction(body, f"commit trial {number}", flush=True)
+            stored = await self._conn.transaction(body, f"commit trial {number}", flush=True)
         else:
-            await self._conn.commit(_UPSERT_TRIAL, row, f"commit trial {number}")
+            stored = await self._conn.commit(_UPSERT_TRIAL, row, f"commit trial {number}")
         self._reserved.discard(number)
         self._reported.pop(number, None)
+        if not stored:
+            log.warning(
+                "study storage %s: the end (%s) of trial %d is not stored: another tuner took this one for dead "
+                "(its lease ran out: raise 'lease') and marked the trial LOST (its retry runs it again), or gave "
+                "the budget this trial had reserved to a trial of its own",
+                self._conn.path,
+                record.state.value,
+                number,
+            )
 
     async def trial_resumed(self, record: TrialRecord) -> bool | TrialRecord:
         number, sid, study_id = record.number, self._sid, self._study_id
@@ -781,12 +999,23 @@ class _SQLiteSession(StudySession):
             (self._sid, self._study_id, socket.gethostname(), os.getpid(), now, now, now + self._lease),
             "renew the session's lease",
         )
+        # The reservation rows of numbers this session has since used (their units now belong to the trials).
+        await self._conn.fetch(
+            "DELETE FROM reservations WHERE study_id = ? AND session = ? AND EXISTS"
+            " (SELECT 1 FROM trials t WHERE t.study_id = reservations.study_id AND t.number = reservations.number)",
+            (self._study_id, self._sid),
+            "clear used reservations",
+        )
 
     async def claim_lost(self) -> list[TrialRecord]:
         conn, study_id, sid = self._conn, self._study_id, self._sid
         now = time.time()
         # A cheap read first: most calls find nothing and take no write lock.
-        if not await conn.fetch(f"SELECT 1 FROM trials WHERE {_ORPHANED} LIMIT 1", (study_id, sid, now)):
+        if not await conn.fetch(
+            f"SELECT 1 FROM trials WHERE {_ORPHANED} UNION ALL SELECT 1 FROM reservations r WHERE r.study_id = ?"
+            " AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = r.session AND s.expires >= ?) LIMIT 1",
+            (study_id, sid, now, study_id, now),
+        ):
             return []
 
         async def body(db: aiosqlite.Connection) -> list[TrialRecord]:
@@ -798,6 +1027,15 @@ class _SQLiteSession(StudySession):
                 f" WHERE {_ORPHANED} RETURNING {_COLUMNS}",
                 (_LOST_ERROR, sid, study_id, now, study_id, sid, now),
             )
+            # The units of reservations a dead session never used go back to the budget.
+            dead = await db.execute_fetchall(
+                "SELECT DISTINCT r.session FROM reservations r WHERE r.study_id = ? AND NOT EXISTS"
+                " (SELECT 1 FROM sessions s WHERE s.id = r.session AND s.expires >= ?)",
+                (study_id, now),
+            )
+            for (gone,) in dead:
+                await db.execute(_RECLAIM, (study_id, gone, study_id))
+                await db.execute(_DROP_RESERVATIONS, (study_id, gone))
             await db.execute("DELETE FROM sessions WHERE study_id = ? AND expires < ?", (study_id, now))
             numbers = sorted(int(r[0]) for r in rows)
             reports = await _load_reports(db, study_id, numbers)
@@ -838,6 +1076,8 @@ class _SQLiteSession(StudySession):
                     "UPDATE studies SET next_number = ? WHERE id = ? AND next_number = ?",
                     (number, study_id, number + 1),
                 )
+            await db.execute(_RECLAIM, (study_id, sid, study_id))
+            await db.execute(_DROP_RESERVATIONS, (study_id, sid))
             await db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
 
         try:
@@ -886,8 +1126,11 @@ async def _changes(
         f"(SELECT number FROM trials WHERE {where}) ORDER BY number, step",
         (study_id, *args),
     )
-    reports = _group_reports(rep)
-    return top, [_record(r, reports.get(r[0]), codec) for r in rows]
+    bad: list[str] = []
+    reports = _group_reports(rep, bad)
+    records = _records(rows, reports, codec, bad)
+    _warn_malformed(study_id, bad)
+    return top, records
 
 
 class _SQLiteReader(StudyReader):
@@ -904,6 +1147,14 @@ class _SQLiteReader(StudyReader):
         conn = self._conn
         if conn is None:
             raise RuntimeError("this study reader is closed")
+        if conn.immutable and os.path.exists(conn.path + "-wal"):
+            # Opened read-only while no process had the file; one writes to it now: read it live from here on.
+            fresh = await self._storage._reader()  # type: ignore[attr-defined]
+            await conn.close()
+            if fresh is None:
+                self._conn = None
+                raise StudyNotFound(f"the database file {conn.path} is gone")
+            self._conn = conn = fresh
         study_id, cursor, codec = self._study_id, self._cursor, self._codec
 
         async def body(db: aiosqlite.Connection) -> tuple[int, list[TrialRecord]]:
@@ -923,8 +1174,11 @@ async def _load_all(db: aiosqlite.Connection, study_id: int, codec: _Codec) -> t
     top = await db.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM trials WHERE study_id = ?", (study_id,))
     rows = await db.execute_fetchall(f"SELECT {_COLUMNS} FROM trials WHERE study_id = ? ORDER BY number", (study_id,))
     rep = await db.execute_fetchall(f"{_SELECT_REPORTS} WHERE study_id = ? ORDER BY number, step", (study_id,))
-    reports = _group_reports(rep)
-    return int(top[0][0]), [_record(r, reports.get(r[0]), codec) for r in rows]
+    bad: list[str] = []
+    reports = _group_reports(rep, bad)
+    records = _records(rows, reports, codec, bad)
+    _warn_malformed(study_id, bad)
+    return int(top[0][0]), records
 
 
 # -- the storage ---------------------------------------------------------------------
@@ -950,9 +1204,11 @@ class SQLiteStorage(Storage):
         sync: float | None = None,
         lease: float | None = None,
         timeout: float | None = None,
+        read_only: bool = False,
     ) -> None:
         path, options = parse_sqlite_url(url)
         self.url = url
+        self.read_only = bool(read_only)
         self.path = os.path.abspath(path)
         sync_text = options.get("synchronous", "normal") if synchronous is None else synchronous
         if not isinstance(sync_text, str) or sync_text.lower() not in ("normal", "full"):
@@ -979,7 +1235,33 @@ class SQLiteStorage(Storage):
         self.timeout = float(timeout)
 
     def __repr__(self) -> str:
-        return f"SQLiteStorage({self.url!r})"
+        return f"SQLiteStorage({self.url!r}{', read_only=True' if self.read_only else ''})"
+
+    def as_read_only(self) -> SQLiteStorage:
+        """This storage opened read-only (see :meth:`Storage.as_read_only`).
+
+        It opens the file with SQLite's ``mode=ro`` and writes nothing: no
+        ``-wal`` or ``-shm`` file is created (when the file has no ``-wal``
+        beside it, no process has it open, and it is read as immutable;
+        otherwise the running writers' ``-wal`` and ``-shm`` are read as
+        they are), no journal mode is set, and the file is never migrated.
+        A file of schema version 3 or later is read as it is; an older one
+        is refused with :class:`StorageFileError` saying to open it once
+        writable (any tuner on it, or ``hpt-async migrate``) to bring it
+        up to date.  It works on a read-only file in a read-only directory.
+        :meth:`open`, :meth:`delete` and :meth:`rename` raise
+        :class:`ReadOnlyStorageError`.
+        """
+        if self.read_only:
+            return self
+        return SQLiteStorage(
+            self.url, synchronous=self.synchronous, sync=self.sync_interval, lease=self.lease,
+            timeout=self.timeout, read_only=True,
+        )  # fmt: skip
+
+    def _refuse_writes(self, what: str) -> None:
+        if self.read_only:
+            raise ReadOnlyStorageError(f"{self.path} is opened read-only: cannot {what}")
 
     # -- connecting --------------------------------------------------------------
 
@@ -1028,6 +1310,8 @@ class SQLiteStorage(Storage):
         kind = await anyio.to_thread.run_sync(self._inspect, create)
         if kind == "missing" and not create:
             return None
+        if self.read_only:
+            return await self._connect_read_only(kind)
         try:
             db = await _open_connection(self.path)
         except sqlite3.Error as exc:
@@ -1044,6 +1328,33 @@ class SQLiteStorage(Storage):
                     await conn.fetch("PRAGMA journal_mode = WAL", what="switch the database to WAL mode")
             if version < SCHEMA_VERSION and (tables or create):
                 await self._migrate(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _connect_read_only(self, kind: str) -> _Connection | None:
+        """A connection that writes nothing: ``mode=ro``, immutable when no process has the file open."""
+        if kind == "empty":
+            return None
+        immutable = not os.path.exists(self.path + "-wal")
+        uri = "file:" + quote(self.path) + "?mode=ro" + ("&immutable=1" if immutable else "")
+        try:
+            db = await _open_connection(uri, uri=True)
+        except sqlite3.Error as exc:
+            raise StorageFileError(f"cannot open {self.path} read-only: {exc}") from exc
+        conn = _Connection(db, self.path, self.timeout)
+        conn.immutable = immutable
+        try:
+            tables = await self._tables(conn)
+            version = await self._check_version(conn, tables) if tables else SCHEMA_VERSION
+            if version < READABLE_FROM:
+                raise StorageFileError(
+                    f"{self.path} has schema version {version}, older than this hpt-async reads without migrating "
+                    f"({READABLE_FROM} to {SCHEMA_VERSION}); read-only commands never migrate a file: open it once "
+                    "writable to bring it up to date (run any tuner on it, or 'hpt-async migrate'). "
+                    "It was left untouched"
+                )
         except BaseException:
             await conn.close()
             raise
@@ -1124,6 +1435,31 @@ class SQLiteStorage(Storage):
     async def _reader(self) -> _Connection | None:
         return await self._connect(create=False)
 
+    async def migrate(self) -> tuple[int, int]:
+        """Bring the file's schema up to date: ``(version before, version now)``.
+
+        ``FileNotFoundError`` when there is no file; a read-only storage
+        raises :class:`ReadOnlyStorageError`.  A tuner opening a study does
+        the same on its way.
+        """
+        self._refuse_writes("migrate its schema")
+        kind = await anyio.to_thread.run_sync(self._inspect, False)
+        if kind == "missing":
+            raise FileNotFoundError(f"no database file at {self.path}")
+        before = 0
+        if kind == "sqlite":
+            probe = await _open_connection(self.path)
+            try:
+                tables = await self._tables(_Connection(probe, self.path, self.timeout))
+                if tables:
+                    before = await self._check_version(_Connection(probe, self.path, self.timeout), tables)
+            finally:
+                await probe.close()
+        conn = await self._connect(create=True)
+        assert conn is not None
+        await conn.close()
+        return before, SCHEMA_VERSION
+
     # -- the contract ------------------------------------------------------------
 
     async def open(
@@ -1134,6 +1470,7 @@ class SQLiteStorage(Storage):
         space: Space,
         settings: Mapping[str, Any] | None = None,
     ) -> StudySession:
+        self._refuse_writes(f"open study {study!r} to tune it")
         if not isinstance(study, str) or not study:
             raise ValueError(f"a study name is a non-empty string, got {study!r}")
         direction = check_direction(direction)
@@ -1323,6 +1660,7 @@ class SQLiteStorage(Storage):
         return found[0]
 
     async def _write(self, body: Callable[[aiosqlite.Connection], Awaitable[T]], what: str, study: str) -> T:
+        self._refuse_writes(what)
         conn = await self._reader()
         if conn is None:
             raise StudyNotFound(f"no study named {study!r}: there is no database file at {self.path}")
@@ -1351,7 +1689,7 @@ class SQLiteStorage(Storage):
             if live:
                 who = ", ".join(f"pid {pid} on {host}" for host, pid in live)
                 raise ValueError(f"study {study!r} is open in a running tuner ({who}); stop it before deleting")
-            for table in ("reports", "checkpoints", "trials", "sessions"):
+            for table in ("reports", "checkpoints", "reservations", "trials", "sessions"):
                 await db.execute(f"DELETE FROM {table} WHERE study_id = ?", (study_id,))
             await db.execute("DELETE FROM studies WHERE id = ?", (study_id,))
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = ["GridStrategy"]
 
-_RETRYABLE = (TrialState.CANCELLED, TrialState.LOST)
+_RETRYABLE = (TrialState.CANCELLED,)
 
 
 def _key(params: Mapping[str, Any]) -> Hashable:
@@ -33,13 +33,17 @@ class GridStrategy(Strategy):
     visits the grid in an order drawn from the seed.
 
     A point is visited once: points held by running or finished trials are
-    skipped (CANCELLED and LOST ones are tried again), so concurrent trials
-    never share a point and a resumed study goes on where it stopped.  When
+    skipped (CANCELLED ones are tried again; a LOST one is retried as such,
+    with ``retry_lost``), so concurrent trials never share a point and a
+    resumed study goes on where it stopped.  Several tuners sharing a study
+    visit each point once too: the strategy is ``exclusive``, so storage
+    creates a trial only for a point no other trial holds.  When
     every point is taken, :meth:`ask` returns ``None`` and the study ends.
     """
 
     name = "grid"
     multi_objective = True  # it never reads values
+    exclusive = True  # storage refuses a point another tuner sharing the study holds: ask moves on
     check_output = False
 
     def __init__(self, points: int = 5, *, shuffle: bool = False) -> None:

@@ -1,0 +1,359 @@
+"""Exactness of a shared study: the budget, configurations that run once, retries that happen once.
+
+The storage calls (``reserve_within``, ``release``, ``trial_created_once``,
+``trial_created_retry``) are checked on memory and SQLite alike; the tuner's
+use of them (pending retries found from storage, the retry policy of failed
+trials) on both as well.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import hpt_async as hpt
+from hpt_async.contracts.storage import StudySession
+from hpt_async.retry import RetryPolicy, RetryPolicyError, retries_so_far
+from hpt_async.storage.memory import MemoryStorage
+from hpt_async.storage.sqlite import SQLiteStorage
+
+pytestmark = pytest.mark.anyio
+
+SPACE = hpt.Space({"x": hpt.Float(0.0, 1.0), "k": hpt.Choice(["a", "b"])})
+R, C, L, F = hpt.TrialState.RUNNING, hpt.TrialState.COMPLETE, hpt.TrialState.LOST, hpt.TrialState.FAILED
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "memory":
+        return MemoryStorage()
+    return SQLiteStorage(f"sqlite:///{tmp_path / 'exact.db'}?lease=0.4&sync=0.1")
+
+
+@pytest.fixture
+async def sessions(storage: Any) -> AsyncIterator[tuple[StudySession, StudySession]]:
+    a = await storage.open("s", direction="minimize", space=SPACE)
+    b = await storage.open("s", direction="minimize", space=SPACE)
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+def running(number: int, retry_of: int | None = None, x: float = 0.5) -> hpt.TrialRecord:
+    return hpt.TrialRecord(number=number, state=R, params={"x": x, "k": "a"}, started=time.time(), retry_of=retry_of)
+
+
+def ended(record: hpt.TrialRecord, state: hpt.TrialState, value: float | None = None, error: str | None = None):
+    from dataclasses import replace
+
+    return replace(record, state=state, value=value, ended=time.time(), error=error)
+
+
+async def test_both_storages_declare_exact(sessions: tuple[StudySession, StudySession]) -> None:
+    assert all(s.exact for s in sessions)
+    assert StudySession.exact is False
+
+
+async def test_reserve_within_counts_every_session_and_their_reservations(sessions: Any) -> None:
+    a, b = sessions
+    n0 = await a.reserve_within(3)
+    n1 = await b.reserve_within(3)
+    n2 = await a.reserve_within(3)
+    assert sorted([n0, n1, n2]) == [0, 1, 2]
+    assert await b.reserve_within(3) is None  # three reservations use the budget, none created yet
+    await a.release(n2)
+    n3 = await b.reserve_within(3)
+    assert n3 == 3
+    t0 = running(n0)
+    await a.trial_created(t0)
+    await a.trial_ended(ended(t0, C, 0.1))
+    await a.trial_ended(ended(t0, C, 0.1))  # a final record written twice counts once
+    assert await a.reserve_within(3) is None
+    t1 = running(n1)
+    await b.trial_created(t1)
+    await b.trial_ended(ended(t1, hpt.TrialState.CANCELLED))  # uncounted: its unit comes back
+    assert await a.reserve_within(3) == 4
+    assert await a.reserve_within(None) == 5  # no budget: always a number
+
+
+async def test_a_closed_sessions_reservations_stop_counting(storage: Any) -> None:
+    a = await storage.open("s", direction="minimize", space=SPACE)
+    b = await storage.open("s", direction="minimize", space=SPACE)
+    try:
+        assert await a.reserve_within(2) is not None
+        assert await a.reserve_within(2) is not None
+        assert await b.reserve_within(2) is None
+        await a.close()
+        assert await b.reserve_within(2) is not None
+    finally:
+        await b.close()
+
+
+async def test_trial_created_once_holds_a_key_across_sessions(sessions: Any) -> None:
+    a, b = sessions
+    first = running(await a.reserve_within(None))
+    assert await a.trial_created_once(first, "point-1")
+    second = running(await b.reserve_within(None))
+    assert not await b.trial_created_once(second, "point-1")
+    assert await b.trial_created_once(second, "point-2")
+    await a.trial_ended(ended(first, hpt.TrialState.CANCELLED))  # a CANCELLED trial frees its key
+    third = running(await b.reserve_within(None))
+    assert await b.trial_created_once(third, "point-1")
+    loaded = await a.refresh() + await b.refresh()
+    assert {r.number for r in loaded} <= {first.number, second.number, third.number}
+
+
+async def test_a_failed_or_lost_trial_is_retried_once_with_its_checkpoint(sessions: Any) -> None:
+    a, b = sessions
+    first = running(await a.reserve_within(None))
+    await a.trial_created(first)
+    await a.put_checkpoint(first.number, b"weights")
+    await a.trial_ended(ended(first, F, error="MemoryError: out"))
+    retry_a = running(await a.reserve_within(None), retry_of=first.number)
+    retry_b = running(await b.reserve_within(None), retry_of=first.number)
+    assert await b.trial_created_retry(retry_b)
+    assert not await a.trial_created_retry(retry_a)  # retried once, whoever comes second
+    assert await b.get_checkpoint(retry_b.number) == b"weights"
+    assert await a.get_checkpoint(first.number) is None  # moved, not copied
+    running_one = running(await a.reserve_within(None))
+    await a.trial_created(running_one)
+    assert not await a.trial_created_retry(running(await a.reserve_within(None), retry_of=running_one.number))
+
+
+async def test_a_retry_keeps_the_key_of_the_trial_it_retries(sessions: Any) -> None:
+    a, b = sessions
+    first = running(await a.reserve_within(None))
+    assert await a.trial_created_once(first, "point")
+    await a.trial_ended(ended(first, F, error="MemoryError"))
+    retry = running(await b.reserve_within(None), retry_of=first.number)
+    assert await b.trial_created_retry(retry)
+    other = running(await a.reserve_within(None))
+    assert not await a.trial_created_once(other, "point")
+
+
+async def test_the_default_contract_keeps_third_party_storages_working() -> None:
+    class Minimal(StudySession):
+        def __init__(self) -> None:
+            super().__init__([])
+            self.n = 0
+            self.created: list[hpt.TrialRecord] = []
+
+        async def reserve(self) -> int:
+            self.n += 1
+            return self.n - 1
+
+        async def trial_created(self, record: hpt.TrialRecord) -> None:
+            self.created.append(record)
+
+    s = Minimal()
+    assert await s.reserve_within(1) == 0 and await s.reserve_within(1) == 1  # no check: the tuner's view does it
+    await s.release(1)
+    assert await s.trial_created_once(running(0), "k")
+    await s.put_checkpoint(0, b"c")
+    assert await s.trial_created_retry(running(1, retry_of=0))
+    assert await s.get_checkpoint(1) == b"c" and await s.get_checkpoint(0) is None
+    assert [r.number for r in s.created] == [0, 1]
+
+
+# -- the tuner ------------------------------------------------------------------------------
+
+
+async def test_a_lost_trial_whose_claimer_died_is_still_retried(tmp_path: Path) -> None:
+    """The session that marked a trial LOST closed before retrying it: the next tuner retries it."""
+    url = f"sqlite:///{tmp_path / 'lost.db'}?lease=0.3&sync=0.1"
+    storage = SQLiteStorage(url)
+    dead = await storage.open("s", direction="minimize", space=SPACE)
+    await dead.trial_created(running(await dead.reserve(), x=0.25))
+    await anyio.sleep(0.5)  # `dead` stops renewing its lease
+    claimer = await storage.open("s", direction="minimize", space=SPACE)
+    lost = await claimer.claim_lost()
+    assert [r.number for r in lost] == [0]
+    await claimer.close()  # dies before creating the retry
+    await dead.close()
+
+    async def objective(trial: hpt.Trial) -> float:
+        return trial.params["x"]
+
+    tuner = hpt.Tuner(objective, SPACE, storage=url, study="s", max_trials=3, loggers=[], seed=1)
+    with anyio.fail_after(30):
+        result = await tuner.run()
+    retries = [t for t in result.trials if t.retry_of == 0]
+    assert len(retries) == 1 and retries[0].params["x"] == 0.25 and retries[0].state is C
+    assert sum(t.state.counted for t in result.trials) == 3
+
+
+async def test_retry_lost_false_leaves_a_lost_trial_alone(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'lost.db'}?lease=0.3&sync=0.1"
+    storage = SQLiteStorage(url)
+    dead = await storage.open("s", direction="minimize", space=SPACE)
+    await dead.trial_created(running(await dead.reserve(), x=0.25))
+    await anyio.sleep(0.5)
+
+    async def objective(trial: hpt.Trial) -> float:
+        return trial.params["x"]
+
+    tuner = hpt.Tuner(objective, SPACE, storage=url, study="s", max_trials=2, loggers=[], seed=1, retry_lost=False)
+    with anyio.fail_after(30):
+        result = await tuner.run()
+    await dead.close()
+    assert not [t for t in result.trials if t.retry_of is not None]
+
+
+@pytest.mark.parametrize("url", ["memory", "sqlite"])
+async def test_retry_failed_runs_a_matching_failure_again_at_most_n_times(tmp_path: Path, url: str) -> None:
+    storage = MemoryStorage() if url == "memory" else SQLiteStorage(f"sqlite:///{tmp_path / 'f.db'}")
+    preempted: list[int] = []
+
+    async def objective(trial: hpt.Trial) -> float:
+        x = trial.params["x"]
+        if x == 0.125:
+            raise MemoryError("CUDA out of memory")  # every attempt of this configuration fails
+        if x == 0.25:
+            raise ValueError("a bug of the configuration")  # never retried
+        if x == 0.375 and not preempted:
+            preempted.append(trial.number)
+            raise RuntimeError("node preempted")  # its retry succeeds
+        return x
+
+    policy = hpt.RetryPolicy(match=(MemoryError, "preempted"), max_retries=2)
+    tuner = hpt.Tuner(objective, SPACE, storage=storage, study="s", max_trials=8, loggers=[], seed=3,
+                      retry_failed=policy, fail_fast=False)  # fmt: skip
+    for x in (0.125, 0.25, 0.375):
+        tuner.enqueue({"x": x, "k": "a"})
+    result = await tuner.run()
+    chain = [t for t in result.trials if t.params["x"] == 0.125]
+    assert [t.state for t in chain] == [F, F, F]  # the first run and two retries
+    assert [t.retry_of for t in chain] == [None, chain[0].number, chain[1].number]
+    bug = [t for t in result.trials if t.params["x"] == 0.25]
+    assert len(bug) == 1 and bug[0].state is F
+    again = [t for t in result.trials if t.params["x"] == 0.375]
+    assert [(t.state, t.retry_of) for t in again] == [(F, None), (C, again[0].number)]
+    assert sum(t.state.counted for t in result.trials) == 8
+
+
+async def test_a_retried_failure_continues_from_its_checkpoint() -> None:
+    seen: list[Any] = []
+
+    async def objective(trial: hpt.Trial) -> float:
+        if trial.should_restore:
+            seen.append(await trial.restore())
+            return 1.0
+        await trial.checkpoint({"epoch": 3})
+        raise MemoryError("out of memory")
+
+    policy = hpt.RetryPolicy(MemoryError)
+    tuner = hpt.Tuner(objective, SPACE, max_trials=2, loggers=[], seed=3, retry_failed=policy)
+    result = await tuner.run()
+    assert result.trials[1].retry_of == 0 and seen == [{"epoch": 3}]
+
+
+def test_retry_policy_matching_and_errors() -> None:
+    policy = RetryPolicy((MemoryError, "preempted"), max_retries=1)
+    assert policy.matches("MemoryError: CUDA out of memory")
+    assert policy.matches("builtins.MemoryError: x")
+    assert policy.matches("RuntimeError: the node was preempted")
+    assert not policy.matches("ValueError: bad lr")
+    assert not policy.matches(None)
+    assert RetryPolicy("KilledWorker").matches("KilledWorker: ('f', <Worker>)")
+    for bad in ((), (3,), ("",)):
+        with pytest.raises(RetryPolicyError):
+            RetryPolicy(bad)  # type: ignore[arg-type]
+    with pytest.raises(RetryPolicyError):
+        RetryPolicy(MemoryError, max_retries=0)
+    with pytest.raises(hpt.HptError):
+        hpt.Tuner(lambda t: 0.0, SPACE, retry_failed="MemoryError")  # type: ignore[arg-type]
+    a = hpt.TrialRecord(number=0, state=F, params={}, started=0.0, error="MemoryError")
+    b = hpt.TrialRecord(number=1, state=L, params={}, started=0.0, retry_of=0)
+    c = hpt.TrialRecord(number=2, state=F, params={}, started=0.0, retry_of=1, error="MemoryError")
+    trials = {0: a, 1: b, 2: c}
+    assert retries_so_far(c, trials) == 1  # the LOST link does not count
+    assert not policy.retries(c, trials) and policy.retries(a, trials)
+
+
+@pytest.mark.parametrize("url", ["memory", "sqlite"])
+async def test_a_step_beyond_64_bits_is_refused_at_report(tmp_path: Path, url: str) -> None:
+    from hpt_async.exceptions import MAX_STEP, ReportStepError
+
+    storage = MemoryStorage() if url == "memory" else SQLiteStorage(f"sqlite:///{tmp_path / 's.db'}")
+    refused: list[str] = []
+
+    async def objective(trial: hpt.Trial) -> float:
+        for step in (2**63, -1):
+            try:
+                await trial.report(1.0, step=step)
+            except ReportStepError as exc:
+                refused.append(str(exc))
+        await trial.report(2.0, step=MAX_STEP)
+        return 0.5
+
+    result = await hpt.Tuner(objective, SPACE, storage=storage, study="s", max_trials=1, loggers=[]).run()
+    assert len(refused) == 2 and "2**63 - 1" in refused[0]
+    assert result.trials[0].state is C
+    loaded = await storage.load("s")
+    assert dict(loaded[0].reports) == {MAX_STEP: 2.0}
+    assert issubclass(ReportStepError, ValueError) and issubclass(ReportStepError, hpt.HptError)
+
+
+async def test_a_cancelled_retry_frees_the_configuration_it_took_over(sessions: Any) -> None:
+    a, b = sessions
+    first = running(await a.reserve_within(None))
+    assert await a.trial_created_once(first, "point")
+    await a.trial_ended(ended(first, L))
+    retry = running(await b.reserve_within(None), retry_of=first.number)
+    assert await b.trial_created_retry(retry)
+    await b.trial_ended(ended(retry, hpt.TrialState.CANCELLED))
+    again = running(await a.reserve_within(None))
+    assert await a.trial_created_once(again, "point")
+
+
+async def test_a_late_end_of_a_trial_marked_lost_is_not_counted_twice(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = SQLiteStorage(f"sqlite:///{tmp_path / 'late.db'}?lease=0.3&sync=0.1")
+    slow = await storage.open("s", direction="minimize", space=SPACE)
+    other = await storage.open("s", direction="minimize", space=SPACE)
+    try:
+        trial = running(await slow.reserve_within(2))
+        await slow.trial_created(trial)
+        await anyio.sleep(0.5)  # `slow` misses its heartbeats: taken for dead
+        await other.heartbeat()
+        assert [r.number for r in await other.claim_lost()] == [trial.number]
+        retry = running(await other.reserve_within(2), retry_of=trial.number)
+        assert await other.trial_created_retry(retry)
+        with caplog.at_level("WARNING", logger="hpt_async"):
+            await slow.trial_ended(ended(trial, C, 0.1))  # the presumed-dead tuner finishes after all
+        assert f"trial {trial.number} is not stored" in caplog.text
+        states = {r.number: r.state for r in await storage.load("s")}
+        assert states == {trial.number: L, retry.number: R}
+        assert await other.reserve_within(2) is not None  # one unit left: the LOST trial uses none
+        assert await other.reserve_within(2) is None
+    finally:
+        await slow.close()
+        await other.close()
+
+
+async def test_a_session_taken_for_dead_cannot_exceed_the_budget_with_its_lost_reservation(tmp_path: Path) -> None:
+    storage = SQLiteStorage(f"sqlite:///{tmp_path / 'res.db'}?lease=0.3&sync=0.1")
+    slow = await storage.open("s", direction="minimize", space=SPACE)
+    other = await storage.open("s", direction="minimize", space=SPACE)
+    try:
+        number = await slow.reserve_within(1)
+        assert number is not None
+        await anyio.sleep(0.5)  # `slow` misses its heartbeats: its reservation is given back
+        await other.heartbeat()
+        await other.claim_lost()
+        mine = await other.reserve_within(1)
+        assert mine is not None
+        await other.trial_created(running(mine))
+        await slow.trial_created(running(number))  # too late: the budget is used up
+        assert [r.number for r in await storage.load("s")] == [mine]
+    finally:
+        await slow.close()
+        await other.close()
