@@ -112,6 +112,7 @@ class TrialSource:
         #: Batched suggestions made, and the trials they served in all.
         self.batches = 0
         self.batched_trials = 0
+
     def pending_retries(self) -> list[int]:
         """Trials to retry that no retry retries yet, by number (LOST with ``retry_lost``, FAILED the policy matches).
 
@@ -165,7 +166,7 @@ class TrialSource:
         if self._ready and not pending and not self._queue:
             # A configuration of the last batched suggestion: its number was reserved with the batch.
             number, params = self._ready.popleft()
-            return await self._store(Trial(number, params, study.trials, time.time(), None, objectives=self._objectives))
+            return await self._store(self._new(number, params))
         if run.exhausted and not self._queue and not pending:
             return None
         try:
@@ -226,7 +227,7 @@ class TrialSource:
             params = await self._ask_batch(number)
             if params is None:
                 return None
-            return await self._store(Trial(number, params, study.trials, time.time(), None, objectives=self._objectives))
+            return await self._store(self._new(number, params))
         while True:
             params = await self._ask_strategy(number)
             if params is None:
@@ -246,6 +247,10 @@ class TrialSource:
             if created:
                 return trial
             # Another tuner sharing the study holds this configuration: the strategy is asked again.
+
+    def _new(self, number: int, params: dict[str, Any]) -> Trial:
+        """A new trial of the strategy's (no retry)."""
+        return Trial(number, params, self._study.trials, time.time(), None, objectives=self._objectives)
 
     async def _store(self, trial: Trial) -> Trial:
         """Put ``trial`` in the view and in storage, RUNNING."""
