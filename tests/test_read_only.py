@@ -157,6 +157,32 @@ def test_read_only_reads_see_a_live_writer_and_never_touch_the_file(tmp_path: Pa
     assert issubclass(ReadOnlyStorageError, hpt.HptError)
 
 
+def test_a_read_only_reader_sees_writes_of_a_process_that_opened_and_closed_the_file_between_reads(
+    tmp_path: Path,
+) -> None:
+    # Opened immutable (no writer had the file); a tuner then runs and closes before the next read, folding its
+    # log into the file and removing it: the reader must notice the file changed, not only a present -wal.
+    db = tmp_path / "quiet.db"
+    make_study(db)
+
+    async def main() -> list[int]:
+        storage = hpt.open_storage(f"sqlite:///{db}", read_only=True)
+        reader = await storage.watch("s")
+        assert len(await reader.read()) == 4
+
+        async def objective(trial: hpt.Trial) -> float:
+            return trial.params["x"]
+
+        more = hpt.Tuner(objective, SPACE, storage=f"sqlite:///{db}", study="s", max_trials=7, loggers=[], seed=1)
+        await more.run()
+        assert not Path(f"{db}-wal").exists()
+        numbers = sorted(r.number for r in await reader.read())
+        await reader.close()
+        return numbers
+
+    assert anyio.run(main, backend="asyncio") == [4, 5, 6]
+
+
 def _downgrade(db: Path, version: int) -> None:
     con = sqlite3.connect(db)
     try:

@@ -601,6 +601,15 @@ async def _open_connection(path: str, *, uri: bool = False) -> aiosqlite.Connect
 # -- the connection -------------------------------------------------------------------
 
 
+def _stamp(path: str) -> tuple[int, int, int] | None:
+    """The (mtime, size, inode) of the file at ``path``, or ``None`` when it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
 class _Connection:
     """One aiosqlite connection: retries on lock contention, and exclusive sections.
 
@@ -622,6 +631,8 @@ class _Connection:
         self._sections = anyio.Lock()
         #: Opened read-only as immutable (no writer had the file open): blind to later writes.
         self.immutable = False
+        #: The file's (mtime, size, inode) when an immutable connection was opened, to see that it changed.
+        self.stamp: tuple[int, int, int] | None = None
 
     async def _gate(self) -> None:
         while self._section is not None:
@@ -1147,8 +1158,9 @@ class _SQLiteReader(StudyReader):
         conn = self._conn
         if conn is None:
             raise RuntimeError("this study reader is closed")
-        if conn.immutable and os.path.exists(conn.path + "-wal"):
-            # Opened read-only while no process had the file; one writes to it now: read it live from here on.
+        if conn.immutable and (os.path.exists(conn.path + "-wal") or _stamp(conn.path) != conn.stamp):
+            # Opened read-only while no process had the file; one writes to it now, or wrote to it and closed
+            # it since (its last close folded the log into the file): open it afresh to see those writes.
             fresh = await self._storage._reader()  # type: ignore[attr-defined]
             await conn.close()
             if fresh is None:
@@ -1345,6 +1357,7 @@ class SQLiteStorage(Storage):
             raise StorageFileError(f"cannot open {self.path} read-only: {exc}") from exc
         conn = _Connection(db, self.path, self.timeout)
         conn.immutable = immutable
+        conn.stamp = _stamp(self.path) if immutable else None
         try:
             tables = await self._tables(conn)
             version = await self._check_version(conn, tables) if tables else SCHEMA_VERSION
