@@ -25,9 +25,8 @@ from urllib.parse import quote
 import anyio
 
 from ..contracts.storage import Direction, StudySession
-from ..exceptions import HptError
 from ..space import Space
-from ..storage.sqlite import SCHEMA_VERSION, SQLiteStorage, StorageFileError, _Connection
+from ..storage.sqlite import SCHEMA_VERSION, ReadOnlyStorageError, SQLiteStorage, StorageFileError, _Connection
 
 __all__ = ["ReadOnlySQLiteStorage", "ReadOnlyStorageError", "tidy_side_files"]
 
@@ -53,10 +52,6 @@ def tidy_side_files(path: str) -> None:
             db.close()
     except sqlite3.Error:
         pass
-
-
-class ReadOnlyStorageError(HptError, PermissionError):
-    """A read-only storage was asked to write (open a study to run it, delete, rename)."""
 
 
 class ReadOnlySQLiteStorage(SQLiteStorage):
