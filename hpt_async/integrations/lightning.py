@@ -36,7 +36,9 @@ class LightningPruningCallback(pl.Callback):
     one process only: under a multi-process strategy every rank would report.
     """
 
-    def __init__(self, trial: Any, monitor: str = "val_loss", *, step: Literal["epoch", "global_step"] = "epoch") -> None:
+    def __init__(
+        self, trial: Any, monitor: str = "val_loss", *, step: Literal["epoch", "global_step"] = "epoch"
+    ) -> None:
         super().__init__()
         if step not in ("epoch", "global_step"):
             raise ValueError(f"step must be 'epoch' or 'global_step', got {step!r}")
