@@ -331,3 +331,14 @@ def test_wandb_logger_refuses_bad_settings() -> None:
     with pytest.raises(ValueError, match="other than 'step'"):
         WandbLogger(intermediate_metric="step")
     assert issubclass(WandbLoggingError, hpt.HptError)
+
+
+@pytest.mark.anyio
+async def test_a_missing_library_names_the_extra_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "wandb", None)  # unimportable
+    with caplog.at_level(logging.ERROR, logger="hpt_async.loggers"):
+        result = await run(WandbLogger(project="p", dir=tmp_path), study="no-wandb")
+    assert len(result.trials) == TRIALS and result.plugin_errors == {"wandb.hpt_study_ended": 1}
+    assert "pip install hpt-async[wandb]" in caplog.text

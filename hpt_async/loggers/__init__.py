@@ -8,7 +8,8 @@ second or in batches: see ``docs/loggers.md``.  The experiment-tracking loggers
 
 from .console import ConsoleLogger
 from .jsonl import JsonlLogger, read_events
+from ._tracking import TrackingError
 from .tensorboard import TensorBoardLogger
 from .wandb import WandbLogger
 
-__all__ = ["ConsoleLogger", "JsonlLogger", "TensorBoardLogger", "WandbLogger", "read_events"]
+__all__ = ["ConsoleLogger", "JsonlLogger", "TensorBoardLogger", "TrackingError", "WandbLogger", "read_events"]

@@ -156,7 +156,10 @@ def _hparam_value(value: Any) -> Any:
 
 class _TensorBoard(Backend):
     def __init__(self, logdir: Path, metric: str, intermediate_metric: str) -> None:
-        import tensorboard.plugins.hparams.api_pb2  # noqa: F401  (fail here, where it is counted, when missing)
+        try:
+            import tensorboard.plugins.hparams.api_pb2  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(f"the tensorboard logger needs TensorBoard: pip install hpt-async[tensorboard] ({exc})") from None
 
         self.logdir = logdir
         self.metric = metric

@@ -129,8 +129,10 @@ class WandbLogger(TrackingLogger):
 
 class _Wandb(Backend):
     def __init__(self, owner: WandbLogger) -> None:
-        import wandb
-
+        try:
+            import wandb
+        except ImportError as exc:
+            raise ImportError(f"the wandb logger needs W&B: pip install hpt-async[wandb] ({exc})") from None
         self.wandb = wandb
         self.owner = owner
 
