@@ -6,9 +6,9 @@ second or in batches: see ``docs/loggers.md``.  The experiment-tracking loggers
 (``tensorboard``, ``wandb``) import their library only when a study starts.
 """
 
+from ._tracking import TrackingError
 from .console import ConsoleLogger
 from .jsonl import JsonlLogger, read_events
-from ._tracking import TrackingError
 from .tensorboard import TensorBoardLogger
 from .wandb import WandbLogger
 

@@ -159,7 +159,9 @@ class _TensorBoard(Backend):
         try:
             import tensorboard.plugins.hparams.api_pb2  # noqa: F401
         except ImportError as exc:
-            raise ImportError(f"the tensorboard logger needs TensorBoard: pip install hpt-async[tensorboard] ({exc})") from None
+            raise ImportError(
+                f"the tensorboard logger needs TensorBoard: pip install hpt-async[tensorboard] ({exc})"
+            ) from None
 
         self.logdir = logdir
         self.metric = metric
