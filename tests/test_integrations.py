@@ -35,6 +35,13 @@ import pytest
 import hpt_async as hpt
 from hpt_async.integrations import MetricNotFoundError
 
+# The frameworks' own warnings about their internals, not about these tests.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
+    pytest.mark.filterwarnings(r"ignore:.*isinstance\(treespec, LeafSpec\)"),
+    pytest.mark.filterwarnings("ignore:The number of training batches:UserWarning"),
+]
+
 EPOCHS = 5
 PRUNE_AT = 2  # trial PRUNED_TRIAL is stopped when it reports this step
 PRUNED_TRIAL = 1
