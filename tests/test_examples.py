@@ -327,6 +327,8 @@ def test_multi_objective_example_runs_as_a_script() -> None:
     out = run_example("multi_objective.py", "--trials", "6", "--epochs", "2", "--concurrency", "1")
     assert out["trials"].startswith("6 (")
     assert "pareto front" in out
+
+
 # -- framework examples (hpt_async.integrations) ------------------------------------------------
 
 

@@ -342,3 +342,27 @@ async def test_a_missing_library_names_the_extra_to_install(
         result = await run(WandbLogger(project="p", dir=tmp_path), study="no-wandb")
     assert len(result.trials) == TRIALS and result.plugin_errors == {"wandb.hpt_study_ended": 1}
     assert "pip install hpt-async[wandb]" in caplog.text
+
+
+@pytest.mark.anyio
+async def test_a_study_with_several_objectives_is_logged_with_its_front(tmp_path: Path, offline: Path) -> None:
+    def two(trial: hpt.SyncTrial) -> tuple[float, float]:
+        trial.report(trial.params["x"], step=0)
+        return trial.params["x"], 1.0 - trial.params["x"]
+
+    tuner = hpt.Tuner(
+        two,
+        {"x": hpt.Float(0.0, 1.0)},
+        directions=["minimize", "minimize"],
+        max_trials=3,
+        loggers=[TensorBoardLogger(tmp_path / "tb"), WandbLogger(project="mo")],
+        study="mo",
+        seed=0,
+    )
+    with anyio.fail_after(HANG_GUARD):
+        result = await tuner.run()
+    assert result.plugin_errors == {}
+    runs = wandb_runs(offline)
+    assert sorted(runs["mo"]["summary"]["best_trials"]) == sorted(t.number for t in result.best_trials)
+    assert "best_value" not in runs["mo"]["summary"]
+    assert scalars(accumulator(tmp_path / "tb" / "mo"), "best_value") == {}

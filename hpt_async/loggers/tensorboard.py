@@ -238,11 +238,17 @@ class _TensorBoard(Backend):
 
     def end_study(self, study: _Run, result: StudyResult, when: float) -> None:
         try:
-            best = result.best
+            best = _single_best(result)
             if best is not None and best.value is not None:
                 study.scalar(f"best_{self.metric}", best.value, best.number, when)
         finally:
             study.close()
+
+
+def _single_best(result: StudyResult) -> TrialRecord | None:
+    """The best trial of a study with one objective; ``None`` with several (their best is a front)."""
+    front = result.best_trials
+    return front[0] if front and len(result.directions) == 1 else None
 
 
 @hookimpl

@@ -69,8 +69,9 @@ class WandbLogger(TrackingLogger):
     (``job_type="study"``, named after the study, in the same group) gets the
     study's settings as its config, ``metric`` of each COMPLETE trial against
     the x-axis ``trial``, and at the end ``best_<metric>``, ``best_trial``,
-    ``best.<name>`` for each best parameter and ``trials_<state>`` counts in
-    its summary.  A PAUSED trial's run stays open so that a resumed trial
+    ``best.<name>`` for each best parameter (with several objectives
+    ``best_trials``, the numbers of the Pareto front, instead) and
+    ``trials_<state>`` counts in its summary.  A PAUSED trial's run stays open so that a resumed trial
     logs on; one still paused when the study ends is finished.  In offline
     mode the run files are complete once W&B's service process ends (at
     exit, or on ``wandb.teardown()``); the logger leaves that service to
@@ -190,7 +191,10 @@ class _Wandb(Backend):
             for state, n in sorted(counts.items()):
                 study.summary[f"trials_{state}"] = n
             study.summary["reason"] = str(result.reason)
-            best = result.best
+            front = result.best_trials
+            if len(result.directions) > 1:
+                study.summary["best_trials"] = [t.number for t in front]
+            best = front[0] if front and len(result.directions) == 1 else None
             if best is not None and best.value is not None:
                 study.summary[f"best_{self.owner.metric}"] = best.value
                 study.summary["best_trial"] = best.number
