@@ -69,6 +69,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "hpt_async.executors.process",
     "hpt_async.loggers.console",
     "hpt_async.loggers.jsonl",
+    "hpt_async.loggers.tensorboard",
+    "hpt_async.loggers.wandb",
 )
 """Modules of the builtin plugins, registered like any third-party plugin."""
 

@@ -568,6 +568,36 @@ class Trial:
         self._pausing = False
         await self._session.on_report(self, istep, fvalue)
 
+    def for_thread(self) -> SyncTrial:
+        """A :class:`SyncTrial` of this trial, for code the ``async def`` objective runs in a worker thread.
+
+        The synchronous report: an ``async def`` objective whose training
+        blocks (a framework's ``fit``) runs it off the loop with
+        ``await anyio.to_thread.run_sync(train, trial.for_thread())``, and
+        ``train`` calls ``report(value, step=...)`` without ``await``; each
+        call hops to the loop that runs the trial, waits for the decision,
+        and raises :class:`~hpt_async.TrialPruned` (or
+        :class:`~hpt_async.TrialCancelled`) as :meth:`report` does.
+
+        Call it on the event loop, in the objective itself (it records which
+        loop to call back); called in a worker thread that
+        ``anyio.to_thread`` started, the handle finds the loop through that
+        thread.  The handle's calls block, so they must not be made on the
+        loop's own thread: they raise ``RuntimeError`` there.
+        """
+        import anyio.from_thread
+        import anyio.lowlevel
+
+        try:
+            token: Any = anyio.lowlevel.current_token()
+        except RuntimeError:  # not on an event loop: an anyio worker thread, which knows its loop
+            token = None
+
+        def call_in_loop(fn: Callable[..., Any], *args: Any) -> Any:
+            return anyio.from_thread.run(fn, *args, token=token)
+
+        return SyncTrial(self, call_in_loop)
+
     def pause(self) -> None:
         """Mark that the decider paused the trial at its last report (it will end PAUSED, not PRUNED)."""
         self._pausing = True

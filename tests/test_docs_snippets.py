@@ -29,7 +29,14 @@ TUTORIALS = (
     "docs/coming-from-optuna.md",
     "docs/coming-from-ray-tune.md",
 )
-PAGES = ("docs/plugins.md", "docs/executors.md", "docs/warm_start.md", "docs/multi_objective.md", *TUTORIALS)
+PAGES = (
+    "docs/plugins.md",
+    "docs/executors.md",
+    "docs/warm_start.md",
+    "docs/multi_objective.md",
+    "docs/integrations.md",
+    *TUTORIALS,
+)
 MARK = "# runnable"
 TIMEOUT = 120.0  # seconds; only reached when an example hangs
 

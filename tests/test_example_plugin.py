@@ -165,7 +165,7 @@ def test_in_process_registration_of_the_plugin_module() -> None:
     registry.register_plugin(plugin)
     assert registry.owner("strategy", "local-search") == "hpt_async_example.plugin"
     registry.register_plugin(plugin)  # registering the same module again changes nothing
-    assert registry.names("logger") == ["console", "csv", "jsonl"]
+    assert registry.names("logger") == ["console", "csv", "jsonl", "tensorboard", "wandb"]
 
 
 # -- the local-search strategy ---------------------------------------------------------

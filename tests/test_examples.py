@@ -327,3 +327,33 @@ def test_multi_objective_example_runs_as_a_script() -> None:
     out = run_example("multi_objective.py", "--trials", "6", "--epochs", "2", "--concurrency", "1")
     assert out["trials"].startswith("6 (")
     assert "pareto front" in out
+
+
+# -- framework examples (hpt_async.integrations) ------------------------------------------------
+
+
+def check_framework_example(out: dict[str, str], trials: int, steps: int, unit: str) -> None:
+    """Every trial ended COMPLETE or PRUNED; pruned ones trained fewer steps; the best value is a number."""
+    total, complete, failed = trial_counts(out)
+    pruned = int(out["pruned"])
+    assert (total, failed) == (trials, 0) and complete + pruned == trials
+    trained, _, planned = out[f"{unit} trained"].partition(" of ")
+    assert int(planned) == trials * steps
+    assert complete * steps <= int(trained) <= trials * steps
+    assert int(trained) < trials * steps or pruned == 0  # a pruned trial stopped before its last step
+    assert math.isfinite(number(out["best value"]))
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "steps", "unit"),
+    [
+        ("lightning_model.py", ["--trials", "3", "--epochs", "3"], 3, "epochs"),
+        ("keras_model.py", ["--trials", "3", "--epochs", "3"], 3, "epochs"),
+        ("xgboost_model.py", ["--trials", "6", "--rounds", "9"], 9, "rounds"),
+        ("lightgbm_model.py", ["--trials", "6", "--rounds", "9"], 9, "rounds"),
+    ],
+)
+def test_framework_examples_run_small(name: str, args: list[str], steps: int, unit: str) -> None:
+    out = run_example(name, *args, "--concurrency", "2")
+    check_framework_example(out, int(args[1]), steps, unit)
+    assert set(best_params(out)) == set(load_example(name).SPACE)

@@ -24,6 +24,9 @@ PACKAGE_DIR = Path(hpt_async.__file__).resolve().parent
 HEAVY = ("numpy", "scipy", "rich", "aiosqlite", "orjson", "cloudpickle", "sklearn", "optuna", "pandas")
 """Third-party modules that neither the bare package nor ``--help`` should load."""
 
+FRAMEWORKS = ("torch", "lightning", "pytorch_lightning", "keras", "xgboost", "lightgbm", "tensorboard", "wandb")
+"""The optional libraries of the integrations and tracking loggers: loaded only by the module that uses each."""
+
 
 def run_fresh(code: str) -> Any:
     """Run ``code`` in a new interpreter importing this checkout's hpt_async; return what it printed, as JSON."""
@@ -56,8 +59,20 @@ def test_import_loads_no_submodule_and_no_heavy_dependency() -> None:
         print(json.dumps(sorted(sys.modules)))
         """
     )
-    assert [m for m in loaded if m.split(".")[0] in HEAVY] == []
+    assert [m for m in loaded if m.split(".")[0] in HEAVY + FRAMEWORKS] == []
     assert [m for m in loaded if m.startswith("hpt_async")] == ["hpt_async"]
+
+
+def test_no_framework_is_loaded_by_the_registry_the_loggers_or_the_integrations_package() -> None:
+    loaded = run_fresh(
+        """
+        import json, sys
+        import hpt_async, hpt_async.integrations, hpt_async.loggers
+        hpt_async.get_registry().names("logger")
+        print(json.dumps(sorted(sys.modules)))
+        """
+    )
+    assert [m for m in loaded if m.split(".")[0] in FRAMEWORKS] == []
 
 
 def test_version_is_there_without_any_lookup() -> None:
