@@ -55,25 +55,40 @@ class SharedStudy:
         return self._session.sync_interval
 
     async def maintain(self) -> None:
-        """Sync every interval until cancelled or a storage error stops the study."""
+        """Sync every interval until cancelled or a storage error stops the study.
+
+        Between passes the session's :meth:`~StudySession.wait_changed` is
+        awaited: a backend that hears of other sessions' writes (PostgreSQL's
+        NOTIFY) returns early, and a pass that only takes in the changes
+        runs at once; the lease and the recovery of LOST trials keep to the
+        interval.
+        """
         interval = self.interval
         assert interval is not None
+        session = self._session
         while True:
-            await anyio.sleep(interval)
+            due = self._last + interval - time.monotonic()
+            woke = await session.wait_changed(max(due, 0.0)) if due > 0 else False
             interval = self.interval or interval
             try:
-                await self.sync()
+                await self.sync(full=not woke or time.monotonic() - self._last >= interval)
             except Fatal:
                 return
 
-    async def sync(self) -> None:
-        """One pass: renew the lease, mark LOST the trials of dead tuners, take in other tuners' trials."""
+    async def sync(self, *, full: bool = True) -> None:
+        """One pass: renew the lease, mark LOST the trials of dead tuners, take in other tuners' trials.
+
+        With ``full=False`` only the last (another session wrote something).
+        """
         session = self._session
         view = self._view
-        self._last = time.monotonic()
+        lost: list[TrialRecord] = []
+        if full:
+            self._last = time.monotonic()
         try:
-            await session.heartbeat()
-            lost = await session.claim_lost()
+            if full:
+                await session.heartbeat()
+                lost = await session.claim_lost()
             changed = await session.refresh()
         except Exception as exc:
             raise self._run.fail(f"storage {self._label!r} failed to synchronise", exc) from exc

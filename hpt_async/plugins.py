@@ -64,6 +64,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "hpt_async.pruners.hyperband",
     "hpt_async.storage.memory",
     "hpt_async.storage.sqlite",
+    "hpt_async.storage.postgres",
     "hpt_async.executors.inloop",
     "hpt_async.executors.thread",
     "hpt_async.executors.process",

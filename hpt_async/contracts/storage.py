@@ -306,6 +306,21 @@ class StudySession:
     async def heartbeat(self) -> None:
         """Renew this session's lease on its running trials."""
 
+    async def wait_changed(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for another session to write to the study.
+
+        True when one did (since the previous call), False when the time ran
+        out.  Between maintenance passes the tuner awaits this instead of
+        sleeping, and refreshes at once when it returns True.  This default
+        sleeps and returns False (the tuner then hears of other sessions'
+        trials every :attr:`sync_interval`); a backend that is told of
+        writes (PostgreSQL's LISTEN/NOTIFY) returns early.
+        """
+        import anyio
+
+        await anyio.sleep(timeout)
+        return False
+
     async def claim_lost(self) -> list[TrialRecord]:
         """Mark LOST the running trials whose session's lease has expired.
 

@@ -1,0 +1,1228 @@
+"""``storage="postgresql://user@host:5432/db"``: studies on a PostgreSQL server, shared by hosts.
+
+Needs the ``postgres`` extra (``pip install 'hpt-async[postgres]'``, which
+installs asyncpg); asyncpg is imported when the first connection opens.
+``postgres://`` URLs work too.  Options as a query string, e.g.
+``postgresql://tuner@db:5432/tuning?lease=30&pool=8``:
+
+``sync``
+    Seconds between the tuner's maintenance calls (heartbeat, recovery of
+    lost trials); default 1.  Other tuners' trials arrive sooner: each
+    session LISTENs on its study's channel, and every trial created, ended,
+    resumed or marked LOST sends a NOTIFY, so that a tuner refreshes at once.
+``lease``
+    Seconds after its last heartbeat that a session is presumed dead and
+    its running trials LOST; default 5 (at least twice ``sync``).  Leases
+    are timed by the server's clock, so hosts whose clocks differ agree.
+``pool``
+    Connections a session keeps open at most (a pool; default 8), plus
+    one that listens for notifications.
+``schema``
+    The PostgreSQL schema (namespace) holding hpt-async's tables; default
+    ``hpt_async``.  Several independent sets of studies can share one
+    database under different schemas.
+``timeout``
+    Seconds to wait for a connection; default 60.
+
+Every other query parameter (``sslmode``, ...) and the user, password,
+host, port and database of the URL go to asyncpg as they are.
+
+Durability: a trial's end (``trial_ended``) commits with
+``synchronous_commit = on`` (the server's default): it is on disk before
+the tuner hears of it.  Numbers handed out, trials created, reports and
+heartbeats commit with ``synchronous_commit = off``: they are visible to
+every session at once and survive the death of any client process, but a
+crash of the *server* may forget the last fraction of a second of them; the
+write-ahead log is sequential, so a durable end makes every earlier write
+durable with it, and nothing forgotten can be half of a finished trial.
+
+The layout is a chain of numbered migrations (:data:`MIGRATIONS`, its own
+chain, independent of SQLite's) run in one transaction under an advisory
+lock, so that several processes starting at once migrate once.  Readers
+(:meth:`PostgresStorage.watch` and each session's refresh) fetch only the
+trials written since their previous read, in commit order: every write of
+a trial stamps it with the writing transaction's id (``xid8``), a reader
+keeps the snapshot of its previous read and asks for the rows whose
+transaction that snapshot did not see, so that a transaction that started
+early and committed late is never skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import anyio
+
+from ..contracts.storage import (
+    Direction,
+    Storage,
+    StudyNotFound,
+    StudyReader,
+    StudySession,
+    StudySummary,
+    check_direction,
+    merge_settings,
+)
+from ..exceptions import HptError
+from ..hookspecs import hookimpl
+from ..space import Space
+from ..trial import TrialRecord
+from .sqlite import (
+    _Codec,
+    _dump_attrs,
+    _dump_direction,
+    _dump_schedule,
+    _dump_values,
+    _dumps,
+    _group_reports,
+    _load_direction,
+    _loads,
+    _record,
+)
+
+if TYPE_CHECKING:  # asyncpg is imported when the first connection opens
+    import asyncpg
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "PostgresStorage",
+    "PostgresStorageError",
+    "parse_postgres_url",
+]
+
+log = logging.getLogger("hpt_async")
+
+T = TypeVar("T")
+
+DEFAULT_SYNC = 1.0
+DEFAULT_LEASE = 5.0
+DEFAULT_POOL = 8
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_SCHEMA = "hpt_async"
+
+_OPTIONS = ("sync", "lease", "pool", "schema", "timeout")
+_SCHEMES = ("postgresql", "postgres")
+_NOW = "extract(epoch FROM clock_timestamp())::float8"
+# A key of pg_advisory_xact_lock for migrations (any fixed 64-bit number; "hpt-asyn" in ASCII).
+_MIGRATION_LOCK = 0x6870742D6173796E
+
+# The schema as numbered migrations: step k brings a schema from version k - 1 to k (0: no tables).
+# A change of layout appends a step and never edits one that databases have run.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: studies, sessions with their leases, trials, reports, checkpoints, reservations; the indexes
+    # every query uses; triggers that stamp each trial write with its transaction id, count the trials
+    # that use the study's budget, and notify listeners.
+    (
+        "CREATE TABLE schema_version (version integer NOT NULL, written_by text NOT NULL, created float8 NOT NULL)",
+        """
+        CREATE TABLE studies (
+            id bigserial PRIMARY KEY,
+            name text NOT NULL UNIQUE,
+            direction text NOT NULL CHECK (direction IN ('minimize', 'maximize')),
+            directions text,
+            space text NOT NULL,
+            settings text,
+            created float8 NOT NULL,
+            next_number bigint NOT NULL DEFAULT 0,
+            used bigint NOT NULL DEFAULT 0
+        )
+        """,
+        """
+        CREATE TABLE sessions (
+            id bigserial PRIMARY KEY,
+            study_id bigint NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
+            host text NOT NULL,
+            pid integer NOT NULL,
+            started float8 NOT NULL,
+            heartbeat float8 NOT NULL,
+            expires float8 NOT NULL
+        )
+        """,
+        "CREATE INDEX sessions_by_study ON sessions (study_id, expires)",
+        """
+        CREATE TABLE trials (
+            study_id bigint NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
+            number bigint NOT NULL,
+            state text NOT NULL,
+            params text NOT NULL,
+            value float8,
+            user_attrs text,
+            error text,
+            traceback text,
+            started float8 NOT NULL,
+            ended float8,
+            retry_of bigint,
+            schedule text,
+            objective_values text,
+            key text,
+            session bigint NOT NULL,
+            writer bigint NOT NULL,
+            xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+            PRIMARY KEY (study_id, number)
+        )
+        """,
+        "CREATE INDEX trials_by_xid ON trials (study_id, xid)",
+        "CREATE INDEX trials_running ON trials (study_id, session) WHERE state = 'running'",
+        "CREATE INDEX trials_by_key ON trials (study_id, key) WHERE key IS NOT NULL",
+        "CREATE INDEX trials_by_retry_of ON trials (study_id, retry_of) WHERE retry_of IS NOT NULL",
+        """
+        CREATE TABLE reports (
+            study_id bigint NOT NULL,
+            number bigint NOT NULL,
+            step bigint NOT NULL,
+            value float8,
+            objective_values text,
+            PRIMARY KEY (study_id, number, step),
+            FOREIGN KEY (study_id, number) REFERENCES trials (study_id, number) ON DELETE CASCADE
+        )
+        """,
+        """
+        CREATE TABLE checkpoints (
+            study_id bigint NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
+            number bigint NOT NULL,
+            data bytea NOT NULL,
+            written float8 NOT NULL,
+            PRIMARY KEY (study_id, number)
+        )
+        """,
+        """
+        CREATE TABLE reservations (
+            study_id bigint NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
+            number bigint NOT NULL,
+            session bigint NOT NULL,
+            PRIMARY KEY (study_id, number)
+        )
+        """,
+        # Every write of a trial row carries the id of the transaction that made it (readers use it).
+        """
+        CREATE FUNCTION hpt_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            NEW.xid := pg_current_xact_id();
+            RETURN NEW;
+        END $$
+        """,
+        "CREATE TRIGGER trials_stamp BEFORE INSERT OR UPDATE ON trials FOR EACH ROW EXECUTE FUNCTION hpt_stamp()",
+        # A report makes its trial a change too.
+        """
+        CREATE FUNCTION hpt_touch_trial() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE trials SET writer = session WHERE study_id = NEW.study_id AND number = NEW.number;
+            RETURN NULL;
+        END $$
+        """,
+        "CREATE TRIGGER reports_touch AFTER INSERT OR UPDATE ON reports"
+        " FOR EACH ROW EXECUTE FUNCTION hpt_touch_trial()",
+        # studies.used: the trials that count toward a budget (every state but LOST and CANCELLED);
+        # a new trial ends the reservation of its number.  Listeners hear of every change of state.
+        """
+        CREATE FUNCTION hpt_trial_state() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            was integer := 0;
+            now_counted integer := 0;
+        BEGIN
+            IF TG_OP = 'UPDATE' AND OLD.state NOT IN ('lost', 'cancelled') THEN
+                was := 1;
+            END IF;
+            IF NEW.state NOT IN ('lost', 'cancelled') THEN
+                now_counted := 1;
+            END IF;
+            IF was <> now_counted THEN
+                UPDATE studies SET used = used + now_counted - was WHERE id = NEW.study_id;
+            END IF;
+            IF TG_OP = 'INSERT' THEN
+                DELETE FROM reservations WHERE study_id = NEW.study_id AND number = NEW.number;
+            END IF;
+            IF TG_OP = 'INSERT' OR OLD.state IS DISTINCT FROM NEW.state THEN
+                PERFORM pg_notify('hpt_' || TG_TABLE_SCHEMA || '_' || NEW.study_id, NEW.number::text);
+            END IF;
+            RETURN NULL;
+        END $$
+        """,
+        "CREATE TRIGGER trials_state AFTER INSERT OR UPDATE OF state ON trials"
+        " FOR EACH ROW EXECUTE FUNCTION hpt_trial_state()",
+        # A number within the study's budget, as one call (see PostgresSession.reserve_within).
+        f"""
+        CREATE FUNCTION hpt_reserve_within(p_study bigint, p_session bigint, p_budget bigint)
+        RETURNS bigint LANGUAGE plpgsql AS $$
+        DECLARE
+            n bigint;
+            u bigint;
+            live bigint;
+        BEGIN
+            SELECT used INTO u FROM studies WHERE id = p_study FOR UPDATE;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'hpt-async: study % does not exist', p_study USING ERRCODE = 'P0002';
+            END IF;
+            IF p_budget IS NOT NULL THEN
+                SELECT count(*) INTO live FROM reservations r JOIN sessions s ON s.id = r.session
+                 WHERE r.study_id = p_study AND s.expires >= {_NOW};
+                IF u + live >= p_budget THEN
+                    RETURN NULL;
+                END IF;
+            END IF;
+            UPDATE studies SET next_number = next_number + 1 WHERE id = p_study RETURNING next_number - 1 INTO n;
+            INSERT INTO reservations (study_id, number, session) VALUES (p_study, n, p_session);
+            RETURN n;
+        END $$
+        """,
+    ),
+)
+
+#: The layout this version writes; a database with a higher version is refused.
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_COLUMNS = (
+    "number, state, params, value, user_attrs, error, traceback, started, ended, retry_of, schedule, objective_values"
+)
+_TRIAL_VALUES = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16"
+_INSERT_TRIAL = (
+    "INSERT INTO trials (study_id, number, state, params, value, user_attrs, error, traceback, started, ended,"
+    f" retry_of, schedule, objective_values, session, writer, key) VALUES ({_TRIAL_VALUES})"
+)
+# The end of a trial: committed with synchronous_commit on whatever the connection's default
+# (set_config(..., true) lasts until the end of this statement's transaction).
+_END_TRIAL = (
+    "INSERT INTO trials (study_id, number, state, params, value, user_attrs, error, traceback, started, ended,"
+    f" retry_of, schedule, objective_values, session, writer, key) SELECT {_TRIAL_VALUES}"
+    " FROM (SELECT set_config('synchronous_commit', 'on', true)) AS durable"
+    " ON CONFLICT (study_id, number) DO UPDATE SET state = excluded.state,"
+    " params = excluded.params, value = excluded.value, user_attrs = excluded.user_attrs,"
+    " error = excluded.error, traceback = excluded.traceback, started = excluded.started,"
+    " ended = excluded.ended, retry_of = excluded.retry_of, schedule = excluded.schedule,"
+    " objective_values = excluded.objective_values, writer = excluded.writer"
+)
+_INSERT_REPORT = (
+    "INSERT INTO reports (study_id, number, step, value, objective_values) VALUES ($1, $2, $3, $4, $5)"
+    " ON CONFLICT (study_id, number, step) DO UPDATE SET value = excluded.value,"
+    " objective_values = excluded.objective_values"
+)
+_SELECT_REPORTS = "SELECT number, step, value, objective_values FROM reports"
+_ORPHANED = (
+    "study_id = $1 AND state = 'running' AND session <> $2 AND NOT EXISTS "
+    f"(SELECT 1 FROM sessions s WHERE s.id = trials.session AND s.expires >= {_NOW})"
+)
+_LOST_ERROR = "LOST: the process running this trial stopped renewing its lease (it was killed or hung)"
+# Rows a reader has not seen: written by a transaction its previous snapshot did not see.
+_UNSEEN = "study_id = $1 AND xid >= pg_snapshot_xmin($2::pg_snapshot) AND NOT pg_visible_in_snapshot(xid, $2::pg_snapshot)"
+
+
+class PostgresStorageError(HptError, RuntimeError):
+    """The server cannot be used: unreachable, the schema is not hpt-async's or a newer
+    hpt-async wrote it, or the ``postgres`` extra (asyncpg) is not installed."""
+
+
+# -- URLs -----------------------------------------------------------------------
+
+
+def _seconds(key: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"postgresql option {key}={text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"postgresql option {key} must be > 0 seconds, got {text!r}")
+    return value
+
+
+def parse_postgres_url(url: str) -> tuple[str, dict[str, str]]:
+    """``(dsn, options)`` of a ``postgresql://`` URL: the URL asyncpg connects to, and hpt-async's options."""
+    if not isinstance(url, str):
+        raise ValueError(f"a PostgreSQL storage URL is a string, got {url!r}")
+    parts = urlsplit(url)
+    if parts.scheme not in _SCHEMES:
+        raise ValueError(f"a PostgreSQL storage URL starts with 'postgresql://' or 'postgres://', got {url!r}")
+    if not url.startswith(f"{parts.scheme}://"):
+        raise ValueError(f"malformed PostgreSQL URL {url!r}: use 'postgresql://user@host:5432/database'")
+    options: dict[str, str] = {}
+    rest: list[tuple[str, str]] = []
+    if parts.query:
+        try:
+            pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True)
+        except ValueError:
+            raise ValueError(f"PostgreSQL URL {url!r} has a malformed query string {parts.query!r}") from None
+        for key, value in pairs:
+            if key in _OPTIONS:
+                if key in options:
+                    raise ValueError(f"postgresql option {key!r} is given twice in {url!r}")
+                options[key] = value
+            else:
+                rest.append((key, value))
+    schema = options.get("schema", DEFAULT_SCHEMA)
+    if not schema or not schema.replace("_", "").isalnum() or not schema.isascii() or schema[0].isdigit():
+        raise ValueError(f"postgresql option schema must be a plain identifier (letters, digits, _), got {schema!r}")
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a malformed port)
+    except ValueError:
+        raise ValueError(f"PostgreSQL URL {url!r} has a malformed port") from None
+    dsn = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), parts.fragment))
+    return dsn, options
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _import_asyncpg() -> Any:
+    try:
+        import asyncpg
+    except ImportError:
+        raise PostgresStorageError(
+            "the PostgreSQL storage needs asyncpg: pip install 'hpt-async[postgres]'"
+        ) from None
+    return asyncpg
+
+
+# -- sessions ------------------------------------------------------------------------
+
+
+class _Listener:
+    """A connection LISTENing on a study's channel; :meth:`wait` returns at the next notification."""
+
+    def __init__(self) -> None:
+        self.conn: asyncpg.Connection | None = None
+        self._event = anyio.Event()
+
+    def _notified(self, *args: Any) -> None:
+        self._event.set()
+
+    async def start(self, connect: Callable[[], Awaitable[asyncpg.Connection]], channel: str) -> None:
+        self.conn = await connect()
+        await self.conn.add_listener(channel, self._notified)
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for a notification since the previous wait; True when one came."""
+        with anyio.move_on_after(timeout):
+            await self._event.wait()
+        came = self._event.is_set()
+        if came:
+            self._event = anyio.Event()
+        return came
+
+    async def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await conn.close(timeout=5)
+                except Exception:
+                    conn.terminate()
+
+
+class PostgresSession(StudySession):
+    """One tuner's connection pool to one study on the server."""
+
+    #: Every call that decides what counts toward a budget runs in one transaction on the server.
+    exact = True
+
+    def __init__(
+        self,
+        storage: PostgresStorage,
+        pool: asyncpg.Pool,
+        listener: _Listener,
+        study_id: int,
+        sid: int,
+        codec: _Codec,
+        history: list[TrialRecord],
+        snapshot: str,
+    ) -> None:
+        super().__init__(history)
+        self.sync_interval = storage.sync_interval
+        self._storage = storage
+        self._pool = pool
+        self._listener = listener
+        self._study_id = study_id
+        self._sid = sid
+        self._codec = codec
+        self._snapshot = snapshot
+        self._reserved: set[int] = set()
+        self._reported: dict[int, int] = {}
+        self._closed = False
+
+    @property
+    def session_id(self) -> int:
+        """This session's id in the ``sessions`` table."""
+        return self._sid
+
+    def _row(self, record: TrialRecord, key: str | None = None) -> tuple[Any, ...]:
+        value = record.value
+        if value is not None and math.isnan(value):
+            value = None
+        return (
+            self._study_id,
+            record.number,
+            record.state.value,
+            self._codec.encode(record.params),
+            value,
+            _dump_attrs(record.number, record.user_attrs),
+            record.error,
+            record.traceback,
+            record.started,
+            record.ended,
+            record.retry_of,
+            _dump_schedule(record.schedule, self._codec),
+            _dump_values(record.values),
+            self._sid,
+            self._sid,
+            key,
+        )
+
+    async def _call(self, what: str, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """``op(connection)`` on a pooled connection, shielded: a statement is never abandoned half way."""
+        with anyio.CancelScope(shield=True):
+            async with self._pool.acquire() as conn:
+                return await op(conn)
+
+    async def reserve(self) -> int:
+        number = await self._call(
+            "reserve a trial number",
+            lambda c: c.fetchval(
+                "UPDATE studies SET next_number = next_number + 1 WHERE id = $1 RETURNING next_number - 1",
+                self._study_id,
+            ),
+        )
+        if number is None:
+            raise StudyNotFound("the study was deleted from the server while this tuner ran")
+        self._reserved.add(int(number))
+        return int(number)
+
+    async def reserve_within(self, budget: int | None) -> int | None:
+        """A new trial number, or ``None`` when the study's budget is used.
+
+        One call on the server, under the study row's lock: the trials that
+        count (every state but LOST and CANCELLED) plus the numbers live
+        sessions reserved this way and have not used are compared with
+        ``budget`` (``None``: no limit); a number handed out is recorded as
+        this session's reservation until a trial takes it, :meth:`release`
+        gives it back, or the session ends.
+        """
+        asyncpg = _import_asyncpg()
+        try:
+            number = await self._call(
+                "reserve a trial number",
+                lambda c: c.fetchval("SELECT hpt_reserve_within($1, $2, $3)", self._study_id, self._sid, budget),
+            )
+        except asyncpg.NoDataFoundError:
+            raise StudyNotFound("the study was deleted from the server while this tuner ran") from None
+        if number is None:
+            return None
+        self._reserved.add(int(number))
+        return int(number)
+
+    async def release(self, number: int) -> None:
+        """End this session's reservation of ``number`` (an unknown number is no error)."""
+        await self._call(
+            "release a number",
+            lambda c: c.execute(
+                "DELETE FROM reservations WHERE study_id = $1 AND number = $2 AND session = $3",
+                self._study_id,
+                number,
+                self._sid,
+            ),
+        )
+
+    async def trial_created(self, record: TrialRecord) -> None:
+        row = self._row(record)
+        await self._call(f"store trial {record.number}", lambda c: c.execute(_INSERT_TRIAL, *row))
+        self._reserved.discard(record.number)
+
+    async def trial_created_once(self, record: TrialRecord, key: str) -> bool:
+        """Store ``record`` with ``key`` unless a trial of the study (not CANCELLED) has that key; one transaction."""
+        row = self._row(record, key)
+
+        async def body(c: asyncpg.Connection) -> bool:
+            async with c.transaction():
+                await c.execute("SELECT 1 FROM studies WHERE id = $1 FOR UPDATE", self._study_id)
+                taken = await c.fetchval(
+                    "SELECT 1 FROM trials WHERE study_id = $1 AND key = $2 AND state <> 'cancelled' LIMIT 1",
+                    self._study_id,
+                    key,
+                )
+                if taken:
+                    return False
+                await c.execute(_INSERT_TRIAL, *row)
+                return True
+
+        created = await self._call(f"store trial {record.number}", body)
+        if created:
+            self._reserved.discard(record.number)
+        return created
+
+    async def trial_created_retry(self, record: TrialRecord) -> bool:
+        """Store ``record``, the retry of LOST or FAILED trial ``record.retry_of``, unless it has one.
+
+        One transaction: the retried trial's key is copied, and its
+        checkpoint moves to ``record.number``.  ``False`` (nothing stored)
+        when that trial does not exist, is neither LOST nor FAILED, or
+        another session retried it first.
+        """
+        of = record.retry_of
+        if of is None:
+            raise ValueError(f"trial {record.number} is not a retry (retry_of is None)")
+        sid, number = self._study_id, record.number
+
+        async def body(c: asyncpg.Connection) -> bool:
+            async with c.transaction():
+                await c.execute("SELECT 1 FROM studies WHERE id = $1 FOR UPDATE", sid)
+                old = await c.fetchrow(
+                    "SELECT state, key FROM trials WHERE study_id = $1 AND number = $2", sid, of
+                )
+                if old is None or old["state"] not in ("lost", "failed"):
+                    return False
+                if await c.fetchval("SELECT 1 FROM trials WHERE study_id = $1 AND retry_of = $2 LIMIT 1", sid, of):
+                    return False
+                await c.execute(_INSERT_TRIAL, *self._row(record, old["key"]))
+                moved = await c.fetchval(
+                    "SELECT 1 FROM checkpoints WHERE study_id = $1 AND number = $2", sid, of
+                )
+                if moved:
+                    await c.execute("DELETE FROM checkpoints WHERE study_id = $1 AND number = $2", sid, number)
+                    await c.execute(
+                        "UPDATE checkpoints SET number = $3 WHERE study_id = $1 AND number = $2", sid, of, number
+                    )
+                return True
+
+        created = await self._call(f"store trial {number}", body)
+        if created:
+            self._reserved.discard(number)
+        return created
+
+    async def trial_reported(
+        self, number: int, step: int, value: float, values: tuple[float, ...] | None = None
+    ) -> None:
+        stored = None if math.isnan(value) else value
+        row = (self._study_id, number, step, stored, _dump_values(values))
+        await self._call("store a report", lambda c: c.execute(_INSERT_REPORT, *row))
+        self._reported[number] = self._reported.get(number, 0) + 1
+
+    async def trial_ended(self, record: TrialRecord) -> None:
+        row = self._row(record)
+        number = record.number
+        if len(record.reports) > self._reported.get(number, 0):
+            # Reports that did not go through trial_reported: written with the final record.
+            sid = self._study_id
+            several = record.report_values
+            reports = [
+                (sid, number, s, None if math.isnan(v) else v, _dump_values(several.get(s)))
+                for s, v in record.reports.items()
+            ]
+
+            async def body(c: asyncpg.Connection) -> None:
+                async with c.transaction():
+                    await c.execute(_END_TRIAL, *row)
+                    await c.executemany(_INSERT_REPORT, reports)
+
+            await self._call(f"commit trial {number}", body)
+        else:
+            await self._call(f"commit trial {number}", lambda c: c.execute(_END_TRIAL, *row))
+        self._reserved.discard(number)
+        self._reported.pop(number, None)
+
+    async def trial_resumed(self, record: TrialRecord) -> bool | TrialRecord:
+        number, sid, study_id = record.number, self._sid, self._study_id
+        starts_over = not record.reports
+
+        async def body(c: asyncpg.Connection) -> TrialRecord | None:
+            async with c.transaction():
+                row = await c.fetchrow(
+                    "UPDATE trials SET state = 'running', value = NULL, ended = NULL, session = $1, writer = $1"
+                    f" WHERE study_id = $2 AND number = $3 AND state = 'paused' RETURNING {_COLUMNS}",
+                    sid,
+                    study_id,
+                    number,
+                )
+                if row is None:
+                    return None
+                if starts_over:
+                    await c.execute("DELETE FROM reports WHERE study_id = $1 AND number = $2", study_id, number)
+                reports = _group_reports(
+                    await c.fetch(
+                        f"{_SELECT_REPORTS} WHERE study_id = $1 AND number = $2 ORDER BY step", study_id, number
+                    )
+                )
+                return _record(row, reports.get(number), self._codec)
+
+        stored = await self._call(f"resume trial {number}", body)
+        if stored is None:
+            return False
+        self._reported[number] = len(stored.reports)
+        return stored
+
+    async def put_checkpoint(self, number: int, data: bytes) -> None:
+        await self._call(
+            f"store a checkpoint of trial {number}",
+            lambda c: c.execute(
+                "INSERT INTO checkpoints (study_id, number, data, written) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (study_id, number) DO UPDATE SET data = excluded.data, written = excluded.written",
+                self._study_id,
+                number,
+                bytes(data),
+                time.time(),
+            ),
+        )
+
+    async def get_checkpoint(self, number: int) -> bytes | None:
+        data = await self._call(
+            f"read the checkpoint of trial {number}",
+            lambda c: c.fetchval(
+                "SELECT data FROM checkpoints WHERE study_id = $1 AND number = $2", self._study_id, number
+            ),
+        )
+        return None if data is None else bytes(data)
+
+    async def drop_checkpoint(self, number: int) -> None:
+        await self._call(
+            f"drop the checkpoint of trial {number}",
+            lambda c: c.execute(
+                "DELETE FROM checkpoints WHERE study_id = $1 AND number = $2", self._study_id, number
+            ),
+        )
+
+    async def heartbeat(self) -> None:
+        lease = self._storage.lease
+        await self._call(
+            "renew the session's lease",
+            lambda c: c.execute(
+                "INSERT INTO sessions (id, study_id, host, pid, started, heartbeat, expires)"
+                f" VALUES ($1, $2, $3, $4, {_NOW}, {_NOW}, {_NOW} + $5)"
+                " ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat, expires = excluded.expires",
+                self._sid,
+                self._study_id,
+                socket.gethostname(),
+                os.getpid(),
+                lease,
+            ),
+        )
+
+    async def claim_lost(self) -> list[TrialRecord]:
+        study_id, sid = self._study_id, self._sid
+
+        async def body(c: asyncpg.Connection) -> list[TrialRecord]:
+            # A cheap read first: most calls find nothing.
+            if not await c.fetchval(f"SELECT 1 FROM trials WHERE {_ORPHANED} LIMIT 1", study_id, sid):
+                return []
+            async with c.transaction():
+                # Two claimers: the second's UPDATE re-checks state = 'running' on the row the first
+                # committed, so that each trial is claimed once.
+                rows = await c.fetch(
+                    "UPDATE trials SET state = 'lost', error = $3, writer = $2,"
+                    " ended = GREATEST(started, COALESCE((SELECT heartbeat FROM sessions s"
+                    f" WHERE s.id = trials.session), {_NOW}))"
+                    f" WHERE {_ORPHANED} RETURNING {_COLUMNS}",
+                    study_id,
+                    sid,
+                    _LOST_ERROR,
+                )
+                await c.execute(f"DELETE FROM sessions WHERE study_id = $1 AND expires < {_NOW}", study_id)
+                numbers = sorted(int(r[0]) for r in rows)
+                reports = _group_reports(
+                    await c.fetch(
+                        f"{_SELECT_REPORTS} WHERE study_id = $1 AND number = ANY($2::bigint[]) ORDER BY number, step",
+                        study_id,
+                        numbers,
+                    )
+                )
+                return [_record(r, reports.get(r[0]), self._codec) for r in sorted(rows, key=lambda r: r[0])]
+
+        lost = await self._call("mark lost trials", body)
+        if lost:
+            log.warning(
+                "study storage %s: %d trial(s) of a dead process marked LOST: %s",
+                self._storage.label,
+                len(lost),
+                ", ".join(str(r.number) for r in lost),
+            )
+        return lost
+
+    async def refresh(self) -> list[TrialRecord]:
+        async def body(c: asyncpg.Connection) -> tuple[str, list[TrialRecord]]:
+            return await _changes(c, self._study_id, self._snapshot, self._codec, but=self._sid)
+
+        self._snapshot, records = await self._call("read other sessions' trials", body)
+        return records
+
+    async def wait_changed(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for another session to create, end or resume a trial (a NOTIFY).
+
+        True when one did since the previous wait; False when the time ran out.
+        """
+        return await self._listener.wait(timeout)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        study_id, sid = self._study_id, self._sid
+        unused = sorted(self._reserved, reverse=True)
+
+        async def body(c: asyncpg.Connection) -> None:
+            async with c.transaction():
+                # Numbers reserved but never used go back when they are the last ones handed out.
+                for number in unused:
+                    await c.execute(
+                        "UPDATE studies SET next_number = $1 WHERE id = $2 AND next_number = $3",
+                        number,
+                        study_id,
+                        number + 1,
+                    )
+                await c.execute("DELETE FROM reservations WHERE session = $1", sid)
+                await c.execute("DELETE FROM sessions WHERE id = $1", sid)
+
+        try:
+            await self._call("close the session", body)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._listener.close()
+                try:
+                    await self._pool.close()
+                except Exception:
+                    self._pool.terminate()
+
+
+async def _changes(
+    c: asyncpg.Connection, study_id: int, snapshot: str | None, codec: _Codec, but: int | None = None
+) -> tuple[str, list[TrialRecord]]:
+    """``(snapshot, records)``: the trials written by transactions that ``snapshot`` did not see.
+
+    Runs in one REPEATABLE READ transaction whose snapshot is returned for
+    the next call; ``snapshot=None`` reads every trial.  With ``but``, the
+    trials that session created or wrote last are left out.
+    """
+    async with c.transaction(isolation="repeatable_read", readonly=True):
+        now = await c.fetchval("SELECT pg_current_snapshot()")
+        if snapshot is None:
+            where, args = "study_id = $1", [study_id]
+        else:
+            where, args = _UNSEEN, [study_id, snapshot]
+        if but is not None:
+            where += f" AND writer <> ${len(args) + 1} AND session <> ${len(args) + 1}"
+            args.append(but)
+        rows = await c.fetch(f"SELECT {_COLUMNS} FROM trials WHERE {where} ORDER BY number", *args)
+        if not rows:
+            return now, []
+        if snapshot is None and but is None:
+            rep = await c.fetch(f"{_SELECT_REPORTS} WHERE study_id = $1 ORDER BY number, step", study_id)
+        else:
+            rep = await c.fetch(
+                f"{_SELECT_REPORTS} WHERE study_id = $1 AND number = ANY($2::bigint[]) ORDER BY number, step",
+                study_id,
+                [r[0] for r in rows],
+            )
+    reports = _group_reports(rep)
+    return now, [_record(r, reports.get(r[0]), codec) for r in rows]
+
+
+class _PostgresReader(StudyReader):
+    """Reads a study's changes through a connection of its own, by transaction snapshots."""
+
+    def __init__(
+        self, storage: PostgresStorage, name: str, conn: asyncpg.Connection, study_id: int, codec: _Codec
+    ) -> None:
+        super().__init__(storage, name)
+        self._conn: asyncpg.Connection | None = conn
+        self._study_id = study_id
+        self._codec = codec
+        self._snapshot: str | None = None
+
+    async def read(self) -> list[TrialRecord]:
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("this study reader is closed")
+        with anyio.CancelScope(shield=True):
+            self._snapshot, records = await _changes(conn, self._study_id, self._snapshot, self._codec)
+        return records
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with anyio.CancelScope(shield=True):
+                await conn.close()
+
+
+# -- the storage ---------------------------------------------------------------------
+
+
+class PostgresStorage(Storage):
+    """Studies on a PostgreSQL server, durable and shared by processes on any number of hosts.
+
+    ``url`` is ``postgresql://user:password@host:port/database`` with
+    options in its query string (see the module docstring); keyword
+    arguments override them.  Making the storage touches nothing: the server
+    is reached when a study is opened or an admin method runs.
+    """
+
+    name = "postgresql"
+    durable = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        sync: float | None = None,
+        lease: float | None = None,
+        pool: int | None = None,
+        schema: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        dsn, options = parse_postgres_url(url)
+        self.url = url
+        self.dsn = dsn
+        #: The URL without its password, for messages.
+        self.label = _redact(url)
+        self.schema = schema if schema is not None else options.get("schema", DEFAULT_SCHEMA)
+        if schema is not None:
+            parse_postgres_url(f"postgresql://x/y?schema={schema}")
+        given_sync = sync if sync is not None else (_seconds("sync", options["sync"]) if "sync" in options else None)
+        given_lease = (
+            lease if lease is not None else (_seconds("lease", options["lease"]) if "lease" in options else None)
+        )
+        for key, value in (("sync", given_sync), ("lease", given_lease), ("timeout", timeout)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+                raise ValueError(f"postgresql option {key} must be a number of seconds > 0, got {value!r}")
+        self.lease = float(given_lease) if given_lease is not None else max(DEFAULT_LEASE, 2 * (given_sync or 0))
+        if given_sync is None:
+            given_sync = min(DEFAULT_SYNC, self.lease / 3)
+        self.sync_interval = float(given_sync)
+        if self.lease < 2 * self.sync_interval:
+            raise ValueError(
+                f"postgresql option lease ({self.lease:g} s) must be at least twice sync ({self.sync_interval:g} s): "
+                "a live session would otherwise be taken for dead"
+            )
+        if pool is None:
+            text = options.get("pool", str(DEFAULT_POOL))
+            try:
+                pool = int(text)
+            except ValueError:
+                raise ValueError(f"postgresql option pool={text!r} is not a whole number") from None
+        if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+            raise ValueError(f"postgresql option pool must be a whole number >= 1, got {pool!r}")
+        self.pool_size = pool
+        if timeout is None:
+            timeout = _seconds("timeout", options["timeout"]) if "timeout" in options else DEFAULT_TIMEOUT
+        self.timeout = float(timeout)
+
+    def __repr__(self) -> str:
+        return f"PostgresStorage({self.label!r})"
+
+    # -- connecting --------------------------------------------------------------
+
+    def _settings(self, synchronous: str) -> dict[str, str]:
+        return {"search_path": self.schema, "synchronous_commit": synchronous, "application_name": "hpt-async"}
+
+    async def _connect(self, synchronous: str = "on") -> asyncpg.Connection:
+        asyncpg = _import_asyncpg()
+        try:
+            with anyio.CancelScope(shield=True):
+                return await asyncpg.connect(
+                    self.dsn, timeout=self.timeout, server_settings=self._settings(synchronous)
+                )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise PostgresStorageError(f"cannot connect to the PostgreSQL server at {self.label}: {exc}") from exc
+
+    async def _schema_version(self, c: asyncpg.Connection) -> int | None:
+        """The schema's version; ``None`` when hpt-async's schema does not exist.  Refuses foreign or newer ones."""
+        tables = {
+            r[0]
+            for r in await c.fetch("SELECT tablename FROM pg_tables WHERE schemaname = $1", self.schema)
+        }
+        if not tables:
+            return None
+        if "schema_version" not in tables:
+            raise PostgresStorageError(
+                f"the schema {self.schema!r} of {self.label} holds tables that hpt-async did not write "
+                f"({', '.join(sorted(tables))}); choose another with the 'schema' option"
+            )
+        row = await c.fetchrow("SELECT MAX(version) AS v, MAX(written_by) AS w FROM schema_version")
+        version = row["v"] if row is not None else None
+        if version is None:
+            raise PostgresStorageError(f"the schema {self.schema!r} of {self.label} has no schema version")
+        if version > SCHEMA_VERSION:
+            raise PostgresStorageError(
+                f"the schema {self.schema!r} of {self.label} was written by a newer hpt-async ({row['w']}, schema "
+                f"version {version}); this one reads version {SCHEMA_VERSION} at most: upgrade hpt-async"
+            )
+        return int(version)
+
+    async def _migrate(self, c: asyncpg.Connection) -> None:
+        """Bring the schema to :data:`SCHEMA_VERSION`, in one transaction under an advisory lock."""
+        from .. import __version__
+
+        version = await self._schema_version(c)
+        if version == SCHEMA_VERSION:
+            return
+        async with c.transaction():
+            await c.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await c.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            version = await self._schema_version(c) or 0  # again, under the lock
+            for step in MIGRATIONS[version:]:
+                for statement in step:
+                    await c.execute(statement)
+            writer = f"hpt-async {__version__}"
+            if version == 0:
+                await c.execute(
+                    "INSERT INTO schema_version (version, written_by, created) VALUES ($1, $2, $3)",
+                    SCHEMA_VERSION,
+                    writer,
+                    time.time(),
+                )
+            elif version < SCHEMA_VERSION:
+                await c.execute("UPDATE schema_version SET version = $1, written_by = $2", SCHEMA_VERSION, writer)
+        if 0 < version < SCHEMA_VERSION:
+            log.info("study storage %s: migrated from schema version %d to %d", self.label, version, SCHEMA_VERSION)
+
+    async def _admin(self, body: Callable[[asyncpg.Connection], Awaitable[T]], *, missing: T) -> T:
+        """``body(conn)`` on a short-lived connection; ``missing`` when the schema does not exist (never created)."""
+        c = await self._connect()
+        try:
+            with anyio.CancelScope(shield=True):
+                if await self._schema_version(c) is None:
+                    return missing
+                return await body(c)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await c.close()
+
+    # -- the contract ------------------------------------------------------------
+
+    async def open(
+        self,
+        study: str,
+        *,
+        direction: Direction | Sequence[str],
+        space: Space,
+        settings: Mapping[str, Any] | None = None,
+    ) -> StudySession:
+        if not isinstance(study, str) or not study:
+            raise ValueError(f"a study name is a non-empty string, got {study!r}")
+        direction = check_direction(direction)
+        merge_settings(None, settings)  # a bad mapping fails before the server is touched
+        asyncpg = _import_asyncpg()
+        c = await self._connect()
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._migrate(c)
+                description = space.describe()
+                first, directions = _dump_direction(direction)
+                async with c.transaction():
+                    row = await c.fetchrow(
+                        "SELECT id, direction, directions, space, settings FROM studies WHERE name = $1 FOR UPDATE",
+                        study,
+                    )
+                    if row is None:
+                        kept = merge_settings(None, settings)
+                        study_id = await c.fetchval(
+                            "INSERT INTO studies (name, direction, directions, space, created, settings)"
+                            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING RETURNING id",
+                            study,
+                            first,
+                            directions,
+                            _dumps(description),
+                            time.time(),
+                            _dumps(kept) if kept else None,
+                        )
+                        if study_id is None:  # created meanwhile by another process
+                            row = await c.fetchrow(
+                                "SELECT id, direction, directions, space, settings FROM studies"
+                                " WHERE name = $1 FOR UPDATE",
+                                study,
+                            )
+                    if row is not None:
+                        study_id = row["id"]
+                        stored_direction = _load_direction(row["direction"], row["directions"])
+                        if stored_direction != direction:
+                            raise ValueError(
+                                f"study {study!r} in {self.label} was created with direction "
+                                f"{stored_direction!r}, not {direction!r}"
+                            )
+                        diffs = space.differences(_loads(row["space"]))
+                        if diffs:
+                            raise ValueError(
+                                f"study {study!r} in {self.label} was created with another space: " + "; ".join(diffs)
+                            )
+                        old = _loads(row["settings"]) if row["settings"] else {}
+                        kept = merge_settings(old, settings)
+                        if kept != old:
+                            await c.execute("UPDATE studies SET settings = $1 WHERE id = $2", _dumps(kept), study_id)
+                    sid = await c.fetchval(
+                        "INSERT INTO sessions (study_id, host, pid, started, heartbeat, expires)"
+                        f" VALUES ($1, $2, $3, {_NOW}, {_NOW}, {_NOW} + $4) RETURNING id",
+                        study_id,
+                        socket.gethostname(),
+                        os.getpid(),
+                        self.lease,
+                    )
+                codec = _Codec(space, description)
+                snapshot, history = await _changes(c, study_id, None, codec)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await c.close()
+            raise PostgresStorageError(f"cannot open study {study!r} in {self.label}: {exc}") from exc
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await c.close()
+            raise
+        await c.close()
+        listener = _Listener()
+        pool = None
+        try:
+            with anyio.CancelScope(shield=True):
+                pool = await asyncpg.create_pool(
+                    self.dsn,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    timeout=self.timeout,
+                    server_settings=self._settings("off"),
+                )
+                await listener.start(self._connect, f"hpt_{self.schema}_{study_id}")
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await listener.close()
+                if pool is not None:
+                    await pool.close()
+            raise
+        session = PostgresSession(self, pool, listener, int(study_id), int(sid), codec, history, snapshot)
+        session.settings = MappingProxyType(kept)
+        return session
+
+    async def _find(self, c: asyncpg.Connection, study: str, space: Space | None) -> tuple[int, _Codec] | None:
+        row = await c.fetchrow("SELECT id, space FROM studies WHERE name = $1", study)
+        if row is None:
+            return None
+        description = _loads(row["space"])
+        if space is not None:
+            diffs = space.differences(description)
+            if diffs:
+                raise ValueError(f"study {study!r} was created with another space: " + "; ".join(diffs))
+        return int(row["id"]), _Codec(space, description)
+
+    async def load(self, study: str, *, space: Space | None = None) -> list[TrialRecord]:
+        async def body(c: asyncpg.Connection) -> list[TrialRecord]:
+            found = await self._find(c, study, space)
+            if found is None:
+                return []
+            return (await _changes(c, found[0], None, found[1]))[1]
+
+        return await self._admin(body, missing=[])
+
+    async def watch(self, study: str, *, space: Space | None = None) -> StudyReader:
+        """A reader of what changed in ``study``, with a connection of its own."""
+        c = await self._connect()
+        try:
+            with anyio.CancelScope(shield=True):
+                found = None
+                if await self._schema_version(c) is not None:
+                    found = await self._find(c, study, space)
+                if found is None:
+                    raise StudyNotFound(f"no study named {study!r} in {self.label}")
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await c.close()
+            raise
+        return _PostgresReader(self, study, c, found[0], found[1])
+
+    async def checkpoint(self, study: str, number: int) -> bytes | None:
+        async def body(c: asyncpg.Connection) -> bytes | None:
+            data = await c.fetchval(
+                "SELECT c.data FROM checkpoints c JOIN studies s ON s.id = c.study_id"
+                " WHERE s.name = $1 AND c.number = $2",
+                study,
+                number,
+            )
+            return None if data is None else bytes(data)
+
+        return await self._admin(body, missing=None)
+
+    # -- administration ----------------------------------------------------------
+
+    async def _summaries(self, name: str | None) -> list[StudySummary]:
+        async def body(c: asyncpg.Connection) -> list[StudySummary]:
+            where, args = ("WHERE s.name = $1", [name]) if name is not None else ("", [])
+            rows = await c.fetch(
+                "SELECT s.name, s.direction, s.directions, s.space, s.created, s.settings, t.state,"
+                " COUNT(t.number) AS n FROM studies s"
+                f" LEFT JOIN trials t ON t.study_id = s.id {where}"
+                " GROUP BY s.id, t.state ORDER BY s.name",
+                *args,
+            )
+            out: dict[str, StudySummary] = {}
+            for sname, first, directions, space_text, created, settings, state, count in rows:
+                summary = out.get(sname)
+                if summary is None:
+                    summary = out[sname] = StudySummary(
+                        name=sname,
+                        direction=_load_direction(first, directions),
+                        space=_loads(space_text),
+                        counts={},
+                        created=created,
+                        settings=_loads(settings) if settings else {},
+                    )
+                if state is not None:
+                    summary.counts[state] = int(count)  # type: ignore[index]
+            return list(out.values())
+
+        return await self._admin(body, missing=[])
+
+    async def studies(self) -> list[StudySummary]:
+        """Every study in the schema, ordered by name (none before the first study is created)."""
+        return await self._summaries(None)
+
+    async def summary(self, study: str) -> StudySummary:
+        found = await self._summaries(study)
+        if not found:
+            raise StudyNotFound(f"no study named {study!r} in {self.label}")
+        return found[0]
+
+    async def delete(self, study: str) -> None:
+        """Remove ``study`` with its trials; refused while a live tuner has it open."""
+
+        async def body(c: asyncpg.Connection) -> bool:
+            async with c.transaction():
+                study_id = await c.fetchval("SELECT id FROM studies WHERE name = $1 FOR UPDATE", study)
+                if study_id is None:
+                    raise StudyNotFound(f"no study named {study!r} in {self.label}")
+                live = await c.fetch(
+                    f"SELECT host, pid FROM sessions WHERE study_id = $1 AND expires >= {_NOW}", study_id
+                )
+                if live:
+                    who = ", ".join(f"pid {r['pid']} on {r['host']}" for r in live)
+                    raise ValueError(f"study {study!r} is open in a running tuner ({who}); stop it before deleting")
+                await c.execute("DELETE FROM studies WHERE id = $1", study_id)
+                return True
+
+        if not await self._admin(body, missing=False):
+            raise StudyNotFound(f"no study named {study!r} in {self.label}")
+
+    async def rename(self, old: str, new: str) -> None:
+        if not isinstance(new, str) or not new:
+            raise ValueError(f"a study name is a non-empty string, got {new!r}")
+
+        async def body(c: asyncpg.Connection) -> bool:
+            async with c.transaction():
+                if await c.fetchval("SELECT 1 FROM studies WHERE name = $1", new):
+                    raise ValueError(f"a study named {new!r} exists already in {self.label}")
+                done = await c.execute("UPDATE studies SET name = $1 WHERE name = $2", new, old)
+                if done != "UPDATE 1":
+                    raise StudyNotFound(f"no study named {old!r} in {self.label}")
+                return True
+
+        if not await self._admin(body, missing=False):
+            raise StudyNotFound(f"no study named {old!r} in {self.label}")
+
+
+@hookimpl
+def hpt_register(register: Callable[[str, str, Callable[..., Any]], None]) -> None:
+    """Register ``postgresql`` and ``postgres`` (asyncpg is imported only when a study is opened)."""
+    register("storage", "postgresql", PostgresStorage)
+    register("storage", "postgres", PostgresStorage)

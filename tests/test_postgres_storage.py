@@ -1,0 +1,506 @@
+"""The PostgreSQL storage: URLs, schema and migrations, readers in commit order, NOTIFY, exact calls, the Tuner, the CLI.
+
+Runs against the test server of ``conftest.py`` (a throwaway server, or
+``HPT_ASYNC_TEST_POSTGRES_URL``); each test has a schema of its own.  The
+behaviour every storage shares is tested by the conformance suite
+(``test_storage_conformance.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import anyio
+import pytest
+from common import cli
+
+import hpt_async as hpt
+from hpt_async.contracts.storage import StudyNotFound
+from hpt_async.plugins import get_registry
+from hpt_async.storage.postgres import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    PostgresStorage,
+    PostgresStorageError,
+    parse_postgres_url,
+)
+from hpt_async.studies import load_study_async
+from hpt_async.testing.storage import SPACE, ended, running
+
+pytestmark = pytest.mark.anyio
+
+HANG_GUARD = 60.0
+
+
+async def raw(url: str) -> Any:
+    """An asyncpg connection to the test schema of ``url``."""
+    import asyncpg
+
+    storage = PostgresStorage(url)
+    return await asyncpg.connect(storage.dsn, server_settings={"search_path": storage.schema})
+
+
+# -- URLs ---------------------------------------------------------------------------------------------
+
+
+def test_urls_give_a_dsn_and_options() -> None:
+    dsn, options = parse_postgres_url("postgres://u:pw@db.example:5433/tuning?lease=30&sslmode=require&pool=4")
+    assert dsn == "postgresql://u:pw@db.example:5433/tuning?sslmode=require"
+    assert options == {"lease": "30", "pool": "4"}
+    storage = PostgresStorage("postgresql://u:secret@h/db?lease=30")
+    assert (storage.lease, storage.sync_interval, storage.pool_size, storage.schema) == (30.0, 1.0, 8, "hpt_async")
+    assert "secret" not in repr(storage) and "secret" not in storage.label
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ("mysql://h/db", "postgresql://"),
+        ("postgresql:/h/db", "malformed"),
+        ("postgresql://h/db?lease=0", "lease"),
+        ("postgresql://h/db?lease=1&sync=1", "at least twice"),
+        ("postgresql://h/db?pool=0", "pool"),
+        ("postgresql://h/db?pool=x", "pool"),
+        ("postgresql://h/db?schema=1x", "schema"),
+        ("postgresql://h/db?schema=a;drop", "schema"),
+        ("postgresql://h/db?lease=3&lease=4", "twice"),
+        ("postgresql://h:port/db", "port"),
+    ],
+)
+def test_bad_urls_fail_with_a_clear_message(bad: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        PostgresStorage(bad)
+
+
+def test_the_registry_knows_both_schemes_and_the_storage_is_durable() -> None:
+    registry = get_registry()
+    for url in ("postgresql://h/db", "postgres://h/db"):
+        storage = registry.create("storage", url.split(":")[0], url)
+        assert isinstance(storage, PostgresStorage) and storage.durable
+
+
+async def test_an_unreachable_server_is_a_clear_error() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    storage = PostgresStorage(f"postgresql://nobody:pw@127.0.0.1:{port}/x?timeout=5")
+    with pytest.raises(PostgresStorageError, match="cannot connect") as info:
+        await storage.studies()
+    assert "pw" not in str(info.value)
+
+
+# -- schema -----------------------------------------------------------------------------------------
+
+
+async def test_the_first_open_makes_the_schema_with_its_version_and_indexes(postgres_url: str) -> None:
+    storage = PostgresStorage(postgres_url)
+    assert await storage.studies() == []  # reading makes nothing
+    c = await raw(postgres_url)
+    try:
+        assert await c.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = $1", storage.schema) == 0
+        session = await storage.open("s", direction="minimize", space=SPACE)
+        await session.close()
+        assert await c.fetchval("SELECT version FROM schema_version") == SCHEMA_VERSION == len(MIGRATIONS)
+        indexes = {
+            r[0] for r in await c.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = $1", storage.schema)
+        }
+        assert {"trials_by_xid", "trials_running", "trials_by_key", "trials_by_retry_of"} <= indexes
+    finally:
+        await c.close()
+
+
+async def test_a_newer_schema_is_refused(postgres_url: str) -> None:
+    storage = PostgresStorage(postgres_url)
+    await (await storage.open("s", direction="minimize", space=SPACE)).close()
+    c = await raw(postgres_url)
+    try:
+        await c.execute("UPDATE schema_version SET version = $1, written_by = 'hpt-async 99'", SCHEMA_VERSION + 1)
+    finally:
+        await c.close()
+    with pytest.raises(PostgresStorageError, match="newer hpt-async"):
+        await storage.open("s", direction="minimize", space=SPACE)
+    with pytest.raises(PostgresStorageError, match="newer hpt-async"):
+        await storage.studies()
+
+
+async def test_a_schema_holding_other_tables_is_refused_and_left_alone(postgres_url: str) -> None:
+    storage = PostgresStorage(postgres_url)
+    import asyncpg
+
+    c = await asyncpg.connect(storage.dsn)
+    try:
+        await c.execute(f'CREATE SCHEMA "{storage.schema}"; CREATE TABLE "{storage.schema}".theirs (x int)')
+        with pytest.raises(PostgresStorageError, match="did not write"):
+            await storage.open("s", direction="minimize", space=SPACE)
+        tables = await c.fetch("SELECT tablename FROM pg_tables WHERE schemaname = $1", storage.schema)
+        assert [r[0] for r in tables] == ["theirs"]
+    finally:
+        await c.close()
+
+
+async def test_tuners_starting_at_once_migrate_once(postgres_url: str) -> None:
+    storage = PostgresStorage(postgres_url)
+    sessions: list[Any] = []
+
+    async def open_one() -> None:
+        sessions.append(await PostgresStorage(postgres_url).open("s", direction="minimize", space=SPACE))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(open_one)
+    for session in sessions:
+        await session.close()
+    c = await raw(postgres_url)
+    try:
+        assert await c.fetchval("SELECT count(*) FROM schema_version") == 1
+        assert await c.fetchval("SELECT count(*) FROM studies") == 1
+    finally:
+        await c.close()
+    assert [s.name for s in await storage.studies()] == ["s"]
+
+
+# -- readers in commit order ---------------------------------------------------------------------------
+
+
+async def test_a_transaction_that_commits_late_is_not_missed(postgres_url: str) -> None:
+    """A write whose transaction began before a reader's read and committed after it arrives at the next read."""
+    storage = PostgresStorage(postgres_url)
+    session = await storage.open("s", direction="minimize", space=SPACE)
+    early = await raw(postgres_url)
+    try:
+        a = await session.reserve()
+        await session.trial_created(running(a))
+        b = await session.reserve()
+        await session.trial_created(running(b))
+        async with await storage.watch("s", space=SPACE) as reader:
+            assert [r.number for r in await reader.read()] == [a, b]
+            # A transaction takes its id and writes trial a; it stays open.
+            tx = early.transaction()
+            await tx.start()
+            await early.execute("UPDATE trials SET state = 'complete', value = 1.0, ended = 2.0 WHERE number = $1", a)
+            # A later transaction ends trial b and commits first.
+            await session.trial_ended(ended(b, 2.0))
+            assert [(r.number, r.state) for r in await reader.read()] == [(b, hpt.TrialState.COMPLETE)]
+            await tx.commit()
+            (late,) = await reader.read()
+            assert (late.number, late.state, late.value) == (a, hpt.TrialState.COMPLETE, 1.0)
+            assert await reader.read() == []
+    finally:
+        await early.close()
+        await session.close()
+
+
+async def test_refresh_in_commit_order_with_overlapping_sessions(postgres_url: str) -> None:
+    storage = PostgresStorage(postgres_url)
+    mine = await storage.open("s", direction="minimize", space=SPACE)
+    other = await storage.open("s", direction="minimize", space=SPACE)
+    early = await raw(postgres_url)
+    try:
+        first = await other.reserve()
+        await other.trial_created(running(first))
+        assert [r.number for r in await mine.refresh()] == [first]
+        tx = early.transaction()
+        await tx.start()
+        # Another session's transaction reports on the first trial and commits after a later one.
+        await early.execute(
+            "INSERT INTO reports (study_id, number, step, value) SELECT study_id, $1, 7, 0.5 FROM sessions"
+            " WHERE id = $2",
+            first,
+            other.session_id,
+        )
+        second = await other.reserve()
+        await other.trial_created(running(second))
+        assert [r.number for r in await mine.refresh()] == [second]
+        await tx.commit()
+        (late,) = await mine.refresh()
+        assert late.number == first and dict(late.reports) == {7: 0.5} and late.params["kind"] == ("b", 2)
+        assert await mine.refresh() == []
+    finally:
+        await early.close()
+        await mine.close()
+        await other.close()
+
+
+async def test_a_reader_reads_only_the_changed_rows(postgres_url: str) -> None:
+    storage = PostgresStorage(postgres_url)
+    session = await storage.open("s", direction="minimize", space=SPACE)
+    try:
+        for _ in range(50):
+            n = await session.reserve()
+            await session.trial_created(running(n))
+            await session.trial_ended(ended(n, 1.0))
+        async with await storage.watch("s") as reader:
+            assert len(await reader.read()) == 50
+            n = await session.reserve()
+            await session.trial_created(running(n))
+            assert [r.number for r in await reader.read()] == [n]
+            conn = reader._conn  # type: ignore[attr-defined]
+            assert conn is not None
+            # The change query can go through the index on (study_id, xid), not a scan of the study.
+            await conn.execute("SET enable_seqscan = off")
+            plan = "\n".join(
+                r[0]
+                for r in await conn.fetch(
+                    "EXPLAIN SELECT number FROM trials WHERE study_id = 1 AND xid >= '5'::xid8"
+                    " AND NOT pg_visible_in_snapshot(xid, pg_current_snapshot())"
+                )
+            )
+            assert "trials_by_xid" in plan
+    finally:
+        await session.close()
+
+
+# -- NOTIFY -----------------------------------------------------------------------------------------------
+
+
+async def test_a_session_hears_of_another_sessions_trials_at_once(postgres_url: str) -> None:
+    storage = PostgresStorage(f"{postgres_url}&sync=20&lease=60")
+    a = await storage.open("s", direction="minimize", space=SPACE)
+    b = await storage.open("s", direction="minimize", space=SPACE)
+    try:
+        assert await a.wait_changed(0.05) is False  # type: ignore[attr-defined]
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+
+                async def write() -> None:
+                    await anyio.sleep(0.1)
+                    n = await b.reserve()
+                    await b.trial_created(running(n))
+
+                tg.start_soon(write)
+                assert await a.wait_changed(9) is True  # type: ignore[attr-defined]
+        assert len(await a.refresh()) == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+class Spy(hpt.RandomStrategy):
+    """Random search that sets ``heard`` when it is told of a trial its own tuner did not run."""
+
+    def __init__(self) -> None:
+        self.mine: set[int] = set()
+        self.heard = anyio.Event()
+
+    async def tell(self, study: hpt.StudyView, record: hpt.TrialRecord) -> None:
+        if record.number not in self.mine:
+            self.heard.set()
+
+
+async def test_a_tuner_learns_of_another_tuners_trials_without_polling(postgres_url: str) -> None:
+    """With an hour between sync passes, the only way a tuner hears of the other's trial is a NOTIFY."""
+    url = f"{postgres_url}&sync=3600&lease=7200"
+    spy = Spy()
+
+    async def waits_for_news(trial: hpt.Trial) -> float:
+        spy.mine.add(trial.number)
+        await spy.heard.wait()  # until the strategy is told of another tuner's trial
+        return 1.0
+
+    async def quick(trial: hpt.Trial) -> float:
+        return 0.5
+
+    listening = hpt.Tuner(waits_for_news, SPACE, strategy=spy, storage=url, study="s", max_trials=2, loggers=[])
+    other = hpt.Tuner(quick, SPACE, storage=url, study="s", max_trials=2, loggers=[], seed=2)
+    with anyio.fail_after(HANG_GUARD):  # a hang guard: without NOTIFY the first tuner waits an hour
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listening.run)
+            while not spy.mine:
+                await anyio.sleep(0.01)
+            await other.run()
+    loaded = await PostgresStorage(url).load("s")
+    assert sorted((r.state.value, r.value) for r in loaded) == [("complete", 0.5), ("complete", 1.0)]
+
+
+# -- exact calls -------------------------------------------------------------------------------------------
+
+
+async def test_reserve_within_never_hands_out_more_than_the_budget(postgres_url: str) -> None:
+    storage = PostgresStorage(postgres_url)
+    sessions = [await storage.open("s", direction="minimize", space=SPACE) for _ in range(4)]
+    got: list[int] = []
+    try:
+
+        async def take(session: Any) -> None:
+            while (n := await session.reserve_within(10)) is not None:
+                got.append(n)
+                await session.trial_created(running(n))
+
+        async with anyio.create_task_group() as tg:
+            for session in sessions:
+                tg.start_soon(take, session)
+        assert sorted(got) == list(range(10))
+        # A LOST trial gives its unit back; a reservation holds one until released.
+        await sessions[0].trial_ended(
+            hpt.TrialRecord(0, hpt.TrialState.LOST, {"x": 0.5, "kind": "a"}, started=1.0, ended=2.0)
+        )
+        n = await sessions[1].reserve_within(10)
+        assert n == 10
+        assert await sessions[2].reserve_within(10) is None
+        await sessions[1].release(n)
+        assert await sessions[2].reserve_within(10) == 11
+        assert await sessions[3].reserve_within(None) == 12
+    finally:
+        for session in sessions:
+            await session.close()
+
+
+async def test_trial_created_once_stores_a_key_once(postgres_url: str) -> None:
+    storage = PostgresStorage(postgres_url)
+    a = await storage.open("s", direction="minimize", space=SPACE)
+    b = await storage.open("s", direction="minimize", space=SPACE)
+    try:
+        results: list[bool] = []
+
+        async def create(session: Any) -> None:
+            n = await session.reserve()
+            results.append(await session.trial_created_once(running(n), "point-1"))
+
+        async with anyio.create_task_group() as tg:
+            for session in (a, b, a, b):
+                tg.start_soon(create, session)
+        assert sorted(results) == [False, False, False, True]
+        (winner,) = await storage.load("s", space=SPACE)
+        await a.trial_ended(
+            hpt.TrialRecord(winner.number, hpt.TrialState.CANCELLED, dict(winner.params), started=1.0, ended=2.0)
+        )
+        # A CANCELLED trial frees its key.
+        assert await b.trial_created_once(running(await b.reserve()), "point-1") is True
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_retry_is_created_once_and_takes_the_checkpoint_in_one_transaction(postgres_url: str) -> None:
+    storage = PostgresStorage(postgres_url)
+    a = await storage.open("s", direction="minimize", space=SPACE)
+    b = await storage.open("s", direction="minimize", space=SPACE)
+    try:
+        lost = await a.reserve()
+        await a.trial_created_once(running(lost), "k")
+        await a.put_checkpoint(lost, b"state")
+        # Not LOST yet: no retry.
+        assert await b.trial_created_retry(running(await b.reserve(), retry_of=lost)) is False
+        await a.trial_ended(
+            hpt.TrialRecord(lost, hpt.TrialState.LOST, {"x": 0.5, "kind": "a"}, started=1.0, ended=2.0)
+        )
+        results: dict[int, bool] = {}
+
+        async def retry(session: Any) -> None:
+            n = await session.reserve()
+            results[n] = await session.trial_created_retry(running(n, retry_of=lost))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(retry, a)
+            tg.start_soon(retry, b)
+        (winner,) = [n for n, ok in results.items() if ok]
+        assert len(results) == 2
+        assert await a.get_checkpoint(winner) == b"state"
+        assert await a.get_checkpoint(lost) is None
+        c = await raw(postgres_url)
+        try:
+            assert await c.fetchval("SELECT key FROM trials WHERE number = $1", winner) == "k"
+        finally:
+            await c.close()
+        with pytest.raises(ValueError, match="not a retry"):
+            await a.trial_created_retry(running(await a.reserve()))
+    finally:
+        await a.close()
+        await b.close()
+
+
+# -- the Tuner, load_study, the CLI --------------------------------------------------------------------------
+
+
+def objective(trial: hpt.SyncTrial) -> float:
+    for step in range(3):
+        trial.report(trial.params["x"] * step, step=step)
+    trial.set_user_attr("kind", str(trial.params["kind"]))
+    return trial.params["x"]
+
+
+async def test_a_seeded_study_resumes_where_it_stopped(postgres_url: str) -> None:
+    with anyio.fail_after(HANG_GUARD):
+        whole = await hpt.Tuner(
+            objective, SPACE, storage=postgres_url, study="whole", max_trials=12, seed=5, loggers=[]
+        ).run()
+        await hpt.Tuner(objective, SPACE, storage=postgres_url, study="split", max_trials=5, seed=5, loggers=[]).run()
+        # Resumed without a seed: the study's stored seed is used.
+        split = await hpt.Tuner(objective, SPACE, storage=postgres_url, study="split", max_trials=12, loggers=[]).run()
+    assert [dict(t.params) for t in split.trials] == [dict(t.params) for t in whole.trials]
+    assert [t.reports for t in split.trials] == [t.reports for t in whole.trials]
+
+
+async def test_a_resumed_grid_runs_each_point_once(postgres_url: str) -> None:
+    space = {"a": hpt.Int(0, 3), "b": hpt.Choice(["p", "q"])}
+
+    def f(trial: hpt.SyncTrial) -> float:
+        return float(trial.params["a"])
+
+    with anyio.fail_after(HANG_GUARD):
+        await hpt.Tuner(f, space, strategy="grid", storage=postgres_url, study="g", max_trials=3, loggers=[]).run()
+        result = await hpt.Tuner(f, space, strategy="grid", storage=postgres_url, study="g", loggers=[]).run()
+    points = sorted((t.params["a"], t.params["b"]) for t in result.trials)
+    assert points == sorted({(a, b) for a in range(4) for b in ("p", "q")})
+
+
+async def test_load_study_and_the_cli_read_a_postgres_study(postgres_url: str, capsys: Any) -> None:
+    with anyio.fail_after(HANG_GUARD):
+        await hpt.Tuner(objective, SPACE, storage=postgres_url, study="cli", max_trials=4, seed=3, loggers=[]).run()
+    loaded = await load_study_async(postgres_url, "cli")
+    assert len(loaded.trials) == 4 and loaded.best is not None
+    code, out, err = await anyio.to_thread.run_sync(lambda: cli(capsys, "studies", "--storage", postgres_url))
+    assert code == 0, err
+    assert "cli" in out and "4" in out
+    code, out, err = await anyio.to_thread.run_sync(lambda: cli(capsys, "best", "cli", "--storage", postgres_url))
+    assert code == 0, err
+    assert f"{loaded.best.value:.6g}"[:4] in out
+    code, out, err = await anyio.to_thread.run_sync(
+        lambda: cli(capsys, "export", "cli", "--storage", postgres_url, "--format", "json")
+    )
+    assert code == 0, err
+    assert out.count('"number"') == 4
+    with pytest.raises(StudyNotFound):
+        await load_study_async(postgres_url, "missing")
+
+
+async def test_a_dead_tuners_trials_are_retried_on_postgres(postgres_url: str) -> None:
+    """A session that stops heartbeating: its running trials go LOST and a tuner runs them again."""
+    url = f"{postgres_url}&lease=0.4&sync=0.1"
+    storage = PostgresStorage(url)
+    dead = await storage.open("s", direction="minimize", space=SPACE)
+    n = await dead.reserve()
+    await dead.trial_created(hpt.TrialRecord(n, hpt.TrialState.RUNNING, {"x": 0.25, "kind": "a"}, started=1.0))
+    await dead.put_checkpoint(n, b"x")
+    dead._closed = True  # type: ignore[attr-defined]  # as if its process died: no close, no heartbeat
+    await anyio.sleep(0.5)
+
+    def f(trial: hpt.SyncTrial) -> float:
+        return trial.params["x"]
+
+    with anyio.fail_after(HANG_GUARD):
+        result = await hpt.Tuner(f, SPACE, storage=url, study="s", max_trials=3, loggers=[], seed=0).run()
+    by_number = {t.number: t for t in result.trials}
+    assert by_number[n].state is hpt.TrialState.LOST
+    (retry,) = [t for t in result.trials if t.retry_of == n]
+    assert retry.params["x"] == 0.25 and retry.state is hpt.TrialState.COMPLETE
+    await dead._listener.close()  # type: ignore[attr-defined]
+    await dead._pool.close()  # type: ignore[attr-defined]
+
+
+def test_asyncpg_is_imported_only_when_a_connection_opens() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hpt_async\n"
+        "from hpt_async.plugins import get_registry\n"
+        "get_registry().create('storage', 'postgresql', 'postgresql://h/db')\n"
+        "print('asyncpg' in sys.modules)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == "False"
