@@ -101,9 +101,7 @@ def run_optuna(url: str, n: int, concurrency: int, study: str) -> float:
     import optuna
 
     t0 = time.perf_counter()
-    s = optuna.create_study(
-        storage=_optuna_url(url), study_name=study, sampler=optuna.samplers.RandomSampler(seed=0)
-    )
+    s = optuna.create_study(storage=_optuna_url(url), study_name=study, sampler=optuna.samplers.RandomSampler(seed=0))
     s.optimize(optuna_objective, n_trials=n, n_jobs=concurrency)
     elapsed = time.perf_counter() - t0
     if len(s.trials) != n:
@@ -218,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                 for i in range(args.rounds):
                     gc.collect()
                     study = f"c{concurrency}-{i}"
-                    times["hpt-async"].append(run_hpt(hpt_url, args.hpt_trials, concurrency, study=study) / args.hpt_trials)
+                    times["hpt-async"].append(
+                        run_hpt(hpt_url, args.hpt_trials, concurrency, study=study) / args.hpt_trials
+                    )
                     try:
                         o = run_optuna(optuna_url, args.optuna_trials, concurrency, study=study) / args.optuna_trials
                     except Exception as exc:

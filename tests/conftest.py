@@ -1,4 +1,4 @@
-"""Shared pytest configuration: async tests run on anyio's asyncio backend; a PostgreSQL server for those that need one."""
+"""Shared pytest configuration: async tests on the asyncio backend; a PostgreSQL server for those that need it."""
 
 from __future__ import annotations
 

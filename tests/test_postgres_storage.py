@@ -1,4 +1,4 @@
-"""The PostgreSQL storage: URLs, schema and migrations, readers in commit order, NOTIFY, exact calls, the Tuner, the CLI.
+"""The PostgreSQL storage: URLs, schema, migrations, readers in commit order, NOTIFY, exact calls, Tuner, CLI.
 
 Runs against the test server of ``conftest.py`` (a throwaway server, or
 ``HPT_ASYNC_TEST_POSTGRES_URL``); each test has a schema of its own.  The
@@ -384,9 +384,7 @@ async def test_a_retry_is_created_once_and_takes_the_checkpoint_in_one_transacti
         await a.put_checkpoint(lost, b"state")
         # Not LOST yet: no retry.
         assert await b.trial_created_retry(running(await b.reserve(), retry_of=lost)) is False
-        await a.trial_ended(
-            hpt.TrialRecord(lost, hpt.TrialState.LOST, {"x": 0.5, "kind": "a"}, started=1.0, ended=2.0)
-        )
+        await a.trial_ended(hpt.TrialRecord(lost, hpt.TrialState.LOST, {"x": 0.5, "kind": "a"}, started=1.0, ended=2.0))
         results: dict[int, bool] = {}
 
         async def retry(session: Any) -> None:

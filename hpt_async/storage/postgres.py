@@ -312,7 +312,9 @@ _ORPHANED = (
 )
 _LOST_ERROR = "LOST: the process running this trial stopped renewing its lease (it was killed or hung)"
 # Rows a reader has not seen: written by a transaction its previous snapshot did not see.
-_UNSEEN = "study_id = $1 AND xid >= pg_snapshot_xmin($2::pg_snapshot) AND NOT pg_visible_in_snapshot(xid, $2::pg_snapshot)"
+_UNSEEN = (
+    "study_id = $1 AND xid >= pg_snapshot_xmin($2::pg_snapshot) AND NOT pg_visible_in_snapshot(xid, $2::pg_snapshot)"
+)
 
 
 class PostgresStorageError(HptError, RuntimeError):
@@ -380,9 +382,7 @@ def _import_asyncpg() -> Any:
     try:
         import asyncpg
     except ImportError:
-        raise PostgresStorageError(
-            "the PostgreSQL storage needs asyncpg: pip install 'hpt-async[postgres]'"
-        ) from None
+        raise PostgresStorageError("the PostgreSQL storage needs asyncpg: pip install 'hpt-async[postgres]'") from None
     return asyncpg
 
 
@@ -577,17 +577,13 @@ class PostgresSession(StudySession):
         async def body(c: asyncpg.Connection) -> bool:
             async with c.transaction():
                 await c.execute("SELECT 1 FROM studies WHERE id = $1 FOR UPDATE", sid)
-                old = await c.fetchrow(
-                    "SELECT state, key FROM trials WHERE study_id = $1 AND number = $2", sid, of
-                )
+                old = await c.fetchrow("SELECT state, key FROM trials WHERE study_id = $1 AND number = $2", sid, of)
                 if old is None or old["state"] not in ("lost", "failed"):
                     return False
                 if await c.fetchval("SELECT 1 FROM trials WHERE study_id = $1 AND retry_of = $2 LIMIT 1", sid, of):
                     return False
                 await c.execute(_INSERT_TRIAL, *self._row(record, old["key"]))
-                moved = await c.fetchval(
-                    "SELECT 1 FROM checkpoints WHERE study_id = $1 AND number = $2", sid, of
-                )
+                moved = await c.fetchval("SELECT 1 FROM checkpoints WHERE study_id = $1 AND number = $2", sid, of)
                 if moved:
                     await c.execute("DELETE FROM checkpoints WHERE study_id = $1 AND number = $2", sid, number)
                     await c.execute(
@@ -686,9 +682,7 @@ class PostgresSession(StudySession):
     async def drop_checkpoint(self, number: int) -> None:
         await self._call(
             f"drop the checkpoint of trial {number}",
-            lambda c: c.execute(
-                "DELETE FROM checkpoints WHERE study_id = $1 AND number = $2", self._study_id, number
-            ),
+            lambda c: c.execute("DELETE FROM checkpoints WHERE study_id = $1 AND number = $2", self._study_id, number),
         )
 
     async def heartbeat(self) -> None:
@@ -934,10 +928,7 @@ class PostgresStorage(Storage):
 
     async def _schema_version(self, c: asyncpg.Connection) -> int | None:
         """The schema's version; ``None`` when hpt-async's schema does not exist.  Refuses foreign or newer ones."""
-        tables = {
-            r[0]
-            for r in await c.fetch("SELECT tablename FROM pg_tables WHERE schemaname = $1", self.schema)
-        }
+        tables = {r[0] for r in await c.fetch("SELECT tablename FROM pg_tables WHERE schemaname = $1", self.schema)}
         if not tables:
             return None
         if "schema_version" not in tables:

@@ -133,7 +133,7 @@ class TemporaryPostgres:
         argv = [*self._as_user, str(pg_bin / "postgres"), "-D", str(data)]
         for key, value in options.items():
             argv += ["-c", f"{key}={value}"]
-        log = open(self.dir / "server.log", "ab")  # noqa: SIM115 (kept open for the server's lifetime)
+        log = open(self.dir / "server.log", "ab")
         self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + self.startup_timeout

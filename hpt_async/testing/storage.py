@@ -197,9 +197,7 @@ class StorageContract:
             first = await _add(session, 1.0)
             n = await session.reserve()
             await session.trial_created(running(n, retry_of=first))
-            end = TrialRecord(
-                n, TrialState.COMPLETE, dict(_PARAMS), value=0.5, started=1.0, ended=2.0, retry_of=first
-            )
+            end = TrialRecord(n, TrialState.COMPLETE, dict(_PARAMS), value=0.5, started=1.0, ended=2.0, retry_of=first)
             await session.trial_ended(end)
             await session.trial_ended(end)
         finally:
