@@ -390,11 +390,20 @@ def _import_asyncpg() -> Any:
 
 
 class _Listener:
-    """A connection LISTENing on a study's channel; :meth:`wait` returns at the next notification."""
+    """A connection LISTENing on a study's channel; :meth:`wait` returns at the next notification.
+
+    Notifications come in bursts when many tuners share a study: :meth:`wait`
+    returns at most once per :attr:`GAP` seconds, so that a burst costs one
+    refresh, not one per trial.
+    """
+
+    #: Seconds between two returns of :meth:`wait` that report a notification.
+    GAP = 0.05
 
     def __init__(self) -> None:
         self.conn: asyncpg.Connection | None = None
         self._event = anyio.Event()
+        self._last = -math.inf
 
     def _notified(self, *args: Any) -> None:
         self._event.set()
@@ -405,12 +414,17 @@ class _Listener:
 
     async def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for a notification since the previous wait; True when one came."""
+        deadline = time.monotonic() + timeout
         with anyio.move_on_after(timeout):
             await self._event.wait()
-        came = self._event.is_set()
-        if came:
-            self._event = anyio.Event()
-        return came
+        if not self._event.is_set():
+            return False
+        early = self._last + self.GAP - time.monotonic()
+        if early > 0:  # gather the rest of a burst
+            await anyio.sleep(min(early, max(deadline - time.monotonic(), 0.0)))
+        self._event = anyio.Event()
+        self._last = time.monotonic()
+        return True
 
     async def close(self) -> None:
         conn, self.conn = self.conn, None
