@@ -90,9 +90,7 @@ async def main(url: str, trials: int) -> None:
         p = await run_psycopg(url, trials, tasks)
         a2 = await run_asyncpg(url, trials, tasks)
         a = min(a, a2)
-        print(
-            f"concurrency {tasks:2d}: asyncpg {a:.3f} ms/trial, psycopg 3 {p:.3f} ms/trial, ratio {p / a:.2f}x"
-        )
+        print(f"concurrency {tasks:2d}: asyncpg {a:.3f} ms/trial, psycopg 3 {p:.3f} ms/trial, ratio {p / a:.2f}x")
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def test_report_to_stdout_and_to_the_default_name(db: str, tmp_path: Path, capsy
     [
         ("unknown study", "no study named 'nope'"),
         ("missing database file", "no database file at"),
-        ("unknown scheme", "unknown storage 'postgres'"),
+        ("unknown scheme", "unknown storage 'mongodb'"),
         ("malformed sqlite URL", "malformed SQLite URL"),
         ("no scheme", "has no scheme"),
         ("missing output directory", "cannot write the report to"),
@@ -92,7 +92,7 @@ def test_report_errors_are_one_line(db: str, tmp_path: Path, capsys: Any, case: 
     argv = {
         "unknown study": ["nope", "--storage", db, "-o", good],
         "missing database file": ["tune", "--storage", f"sqlite:///{tmp_path / 'absent.db'}", "-o", good],
-        "unknown scheme": ["tune", "--storage", "postgres://x/y", "-o", good],
+        "unknown scheme": ["tune", "--storage", "mongodb://x/y", "-o", good],
         "malformed sqlite URL": ["tune", "--storage", "sqlite:/x.db", "-o", good],
         "no scheme": ["tune", "--storage", "://x", "-o", good],
         "missing output directory": ["tune", "--storage", db, "-o", str(tmp_path / "no" / "such" / "r.html")],

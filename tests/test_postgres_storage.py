@@ -401,6 +401,7 @@ async def test_a_retry_is_created_once_and_takes_the_checkpoint_in_one_transacti
         c = await raw(postgres_url)
         try:
             assert await c.fetchval("SELECT key FROM trials WHERE number = $1", winner) == "k"
+            assert await c.fetchval("SELECT key FROM trials WHERE number = $1", lost) is None
         finally:
             await c.close()
         with pytest.raises(ValueError, match="not a retry"):
@@ -502,3 +503,53 @@ def test_asyncpg_is_imported_only_when_a_connection_opens() -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.strip() == "False"
+
+
+# -- malformed rows, read-only, migrate ------------------------------------------------------------------
+
+
+async def test_a_malformed_row_is_left_out_with_a_warning_naming_it(postgres_url: str) -> None:
+    storage = PostgresStorage(postgres_url)
+    session = await storage.open("s", direction="minimize", space=SPACE)
+    try:
+        good = await session.reserve()
+        await session.trial_created(running(good))
+        bad = await session.reserve()
+        await session.trial_created(running(bad))
+        c = await raw(postgres_url)
+        try:
+            await c.execute("UPDATE trials SET params = '{not json' WHERE number = $1", bad)
+        finally:
+            await c.close()
+        with pytest.warns(Warning, match=f"trial {bad}"):
+            loaded = await storage.load("s", space=SPACE)
+        assert [r.number for r in loaded] == [good]
+        with pytest.warns(Warning, match=f"trial {bad}"):
+            async with await storage.watch("s", space=SPACE) as reader:
+                assert [r.number for r in await reader.read()] == [good]
+    finally:
+        await session.close()
+
+
+async def test_a_read_only_storage_reads_and_refuses_to_write(postgres_url: str) -> None:
+    storage = PostgresStorage(postgres_url)
+    reader = storage.as_read_only()
+    assert reader.read_only and not storage.read_only
+    assert await reader.studies() == []  # creates nothing
+    c = await raw(postgres_url)
+    try:
+        assert await c.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = $1", storage.schema) == 0
+    finally:
+        await c.close()
+    for attempt in (
+        reader.open("s", direction="minimize", space=SPACE),
+        reader.delete("s"),
+        reader.rename("s", "t"),
+        reader.migrate(),
+    ):
+        with pytest.raises(PermissionError, match="read-only"):
+            await attempt
+    assert await storage.migrate() == (0, SCHEMA_VERSION)
+    assert await storage.migrate() == (SCHEMA_VERSION, SCHEMA_VERSION)
+    await (await storage.open("s", direction="minimize", space=SPACE)).close()
+    assert [s.name for s in await reader.studies()] == ["s"]

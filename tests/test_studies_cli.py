@@ -207,7 +207,7 @@ def test_bad_storages_are_one_line_errors(tmp_path: Path, capsys: Any) -> None:
         (f"sqlite:///{notdb}", "not an SQLite database"),
         (f"sqlite:///{future}", "newer hpt-async"),
         ("sqlite://host/x.db", "malformed SQLite URL"),
-        ("postgres://x", "unknown storage 'postgres'"),
+        ("mongodb://x", "unknown storage 'mongodb'"),
         ("sqlite:///x.db?bogus=1", "unknown sqlite option"),
     ]
     for url, message in cases:

@@ -54,6 +54,7 @@ import math
 import os
 import socket
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -94,6 +95,7 @@ if TYPE_CHECKING:  # asyncpg is imported when the first connection opens
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "PostgresReadOnlyError",
     "PostgresStorage",
     "PostgresStorageError",
     "parse_postgres_url",
@@ -315,6 +317,10 @@ _LOST_ERROR = "LOST: the process running this trial stopped renewing its lease (
 _UNSEEN = (
     "study_id = $1 AND xid >= pg_snapshot_xmin($2::pg_snapshot) AND NOT pg_visible_in_snapshot(xid, $2::pg_snapshot)"
 )
+
+
+class PostgresReadOnlyError(HptError, PermissionError):
+    """A read-only PostgreSQL storage (:meth:`PostgresStorage.as_read_only`) was asked to write."""
 
 
 class PostgresStorageError(HptError, RuntimeError):
@@ -578,8 +584,8 @@ class PostgresSession(StudySession):
     async def trial_created_retry(self, record: TrialRecord) -> bool:
         """Store ``record``, the retry of LOST or FAILED trial ``record.retry_of``, unless it has one.
 
-        One transaction: the retried trial's key is copied, and its
-        checkpoint moves to ``record.number``.  ``False`` (nothing stored)
+        One transaction: the retry takes over the retried trial's key (which
+        becomes NULL there), and its checkpoint moves to ``record.number``.  ``False`` (nothing stored)
         when that trial does not exist, is neither LOST nor FAILED, or
         another session retried it first.
         """
@@ -597,6 +603,8 @@ class PostgresSession(StudySession):
                 if await c.fetchval("SELECT 1 FROM trials WHERE study_id = $1 AND retry_of = $2 LIMIT 1", sid, of):
                     return False
                 await c.execute(_INSERT_TRIAL, *self._row(record, old["key"]))
+                if old["key"] is not None:  # the retry takes the key over: a CANCELLED retry frees it
+                    await c.execute("UPDATE trials SET key = NULL WHERE study_id = $1 AND number = $2", sid, of)
                 moved = await c.fetchval("SELECT 1 FROM checkpoints WHERE study_id = $1 AND number = $2", sid, of)
                 if moved:
                     await c.execute("DELETE FROM checkpoints WHERE study_id = $1 AND number = $2", sid, number)
@@ -736,14 +744,12 @@ class PostgresSession(StudySession):
                 )
                 await c.execute(f"DELETE FROM sessions WHERE study_id = $1 AND expires < {_NOW}", study_id)
                 numbers = sorted(int(r[0]) for r in rows)
-                reports = _group_reports(
-                    await c.fetch(
-                        f"{_SELECT_REPORTS} WHERE study_id = $1 AND number = ANY($2::bigint[]) ORDER BY number, step",
-                        study_id,
-                        numbers,
-                    )
+                rep = await c.fetch(
+                    f"{_SELECT_REPORTS} WHERE study_id = $1 AND number = ANY($2::bigint[]) ORDER BY number, step",
+                    study_id,
+                    numbers,
                 )
-                return [_record(r, reports.get(r[0]), self._codec) for r in sorted(rows, key=lambda r: r[0])]
+                return _decode(sorted(rows, key=lambda r: r[0]), rep, self._codec)
 
         lost = await self._call("mark lost trials", body)
         if lost:
@@ -829,8 +835,37 @@ async def _changes(
                 study_id,
                 [r[0] for r in rows],
             )
-    reports = _group_reports(rep)
-    return now, [_record(r, reports.get(r[0]), codec) for r in rows]
+    return now, _decode(rows, rep, codec)
+
+
+def _decode(rows: Sequence[Any], rep: Sequence[Any], codec: _Codec) -> list[TrialRecord]:
+    """Records of trial rows and their report rows; rows that do not decode are left out, with one warning."""
+    bad: list[str] = []
+    good_reports = []
+    for r in rep:
+        try:
+            if r[3] is not None:
+                _loads(r[3])
+            good_reports.append(r)
+        except (TypeError, ValueError):
+            bad.append(f"the report of trial {r[0]} at step {r[1]}")
+    reports = _group_reports(good_reports)
+    out = []
+    for r in rows:
+        try:
+            out.append(_record(r, reports.get(r[0]), codec))
+        except (KeyError, TypeError, ValueError, IndexError):
+            bad.append(f"trial {r[0]}")
+    if bad:
+        from .. import exceptions
+
+        category = getattr(exceptions, "MalformedRowWarning", UserWarning)
+        warnings.warn(
+            f"PostgreSQL storage: left out {len(bad)} row(s) that do not decode: {', '.join(bad)}",
+            category,
+            stacklevel=3,
+        )
+    return out
 
 
 class _PostgresReader(StudyReader):
@@ -874,6 +909,8 @@ class PostgresStorage(Storage):
 
     name = "postgresql"
     durable = True
+    #: True for a storage made by :meth:`as_read_only`: it refuses open, delete and rename.
+    read_only = False
 
     def __init__(
         self,
@@ -923,7 +960,33 @@ class PostgresStorage(Storage):
         self.timeout = float(timeout)
 
     def __repr__(self) -> str:
-        return f"PostgresStorage({self.label!r})"
+        return f"PostgresStorage({self.label!r}{', read-only' if self.read_only else ''})"
+
+    def as_read_only(self) -> PostgresStorage:
+        """A copy that only reads: ``open``, ``delete``, ``rename`` and ``migrate`` raise
+        :class:`PostgresReadOnlyError`; reading never creates or migrates anything (on any copy)."""
+        import copy
+
+        other = copy.copy(self)
+        other.read_only = True
+        return other
+
+    def _refuse_if_read_only(self, what: str) -> None:
+        if self.read_only:
+            raise PostgresReadOnlyError(f"cannot {what}: the storage {self.label} was opened read-only")
+
+    async def migrate(self) -> tuple[int, int]:
+        """Bring the schema to :data:`SCHEMA_VERSION` now; ``(version before, version after)`` (0: none)."""
+        self._refuse_if_read_only("migrate the schema")
+        c = await self._connect()
+        try:
+            with anyio.CancelScope(shield=True):
+                before = await self._schema_version(c) or 0
+                await self._migrate(c)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await c.close()
+        return before, SCHEMA_VERSION
 
     # -- connecting --------------------------------------------------------------
 
@@ -1014,6 +1077,7 @@ class PostgresStorage(Storage):
             raise ValueError(f"a study name is a non-empty string, got {study!r}")
         direction = check_direction(direction)
         merge_settings(None, settings)  # a bad mapping fails before the server is touched
+        self._refuse_if_read_only(f"open study {study!r} for a tuner")
         asyncpg = _import_asyncpg()
         c = await self._connect()
         try:
@@ -1191,6 +1255,7 @@ class PostgresStorage(Storage):
 
     async def delete(self, study: str) -> None:
         """Remove ``study`` with its trials; refused while a live tuner has it open."""
+        self._refuse_if_read_only(f"delete study {study!r}")
 
         async def body(c: asyncpg.Connection) -> bool:
             async with c.transaction():
@@ -1210,6 +1275,7 @@ class PostgresStorage(Storage):
             raise StudyNotFound(f"no study named {study!r} in {self.label}")
 
     async def rename(self, old: str, new: str) -> None:
+        self._refuse_if_read_only(f"rename study {old!r}")
         if not isinstance(new, str) or not new:
             raise ValueError(f"a study name is a non-empty string, got {new!r}")
 
