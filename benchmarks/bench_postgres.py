@@ -16,6 +16,7 @@ Optuna / hpt-async:
 
     python benchmarks/bench_postgres.py --quick
     python benchmarks/bench_postgres.py --only growth --growth 100000
+    python benchmarks/bench_postgres.py --only growth-ab --growth 100000   # robust to a changing load
 
 Needs the ``postgres`` and ``bench`` extras (asyncpg; Optuna, psycopg2-binary) and Debian's
 ``postgresql`` package (or ``HPT_ASYNC_TEST_POSTGRES_URL`` naming a server whose user may create
@@ -176,6 +177,56 @@ def shared(url: str, procs: int, max_trials: int) -> dict[str, Any]:
     }
 
 
+def growth_ab(url: str, n: int, rounds: int) -> None:
+    """Load-robust growth: 1,000 trials added to an ``n``-trial study against 1,000 in a fresh one, alternating.
+
+    The big study gets 1,000 trials from a tuner, then ``n - 1,000`` copies of its first trial inserted
+    by SQL (each with its own number, ``COMPLETE``), so that tables and indexes hold ``n`` trials.
+    """
+    import asyncpg
+
+    from hpt_async.storage.postgres import PostgresStorage
+
+    run_hpt(url, WINDOW, 1, study="big")
+    storage = PostgresStorage(url)
+
+    async def fill() -> None:
+        c = await asyncpg.connect(storage.dsn, server_settings={"search_path": storage.schema})
+        try:
+            sid = await c.fetchval("SELECT id FROM studies WHERE name = 'big'")
+            await c.execute(
+                "INSERT INTO trials (study_id, number, state, params, value, started, ended, session, writer)"
+                " SELECT study_id, g, 'complete', params, value, started, ended, session, writer"
+                " FROM trials, generate_series($2::bigint, $3::bigint) AS g WHERE study_id = $1 AND number = 0",
+                sid,
+                WINDOW,
+                n - 1,
+            )
+            await c.execute("UPDATE studies SET next_number = $2 WHERE id = $1", sid, n)
+            await c.execute("VACUUM ANALYZE trials")
+        finally:
+            await c.close()
+
+    anyio.run(fill)
+    big: list[float] = []
+    fresh: list[float] = []
+    total = n
+    for i in range(rounds):
+        total += WINDOW
+        big.append(run_hpt(url, total, 1, study="big") / WINDOW)
+        fresh.append(run_hpt(url, WINDOW, 1, study=f"fresh-{i}") / WINDOW)
+        print(
+            f"  round {i + 1}: 1,000 trials on a {total - WINDOW}-trial study {big[-1] * 1e3:.3f} ms/trial,"
+            f" on a fresh study {fresh[-1] * 1e3:.3f} ms/trial",
+            flush=True,
+        )
+    b, f = statistics.median(big), statistics.median(fresh)
+    print(f"  medians: {b * 1e3:.3f} / {f * 1e3:.3f} ms/trial = {b / f:.2f}x (goal <= {GROWTH_GOAL}x)")
+    t0 = time.perf_counter()
+    run_hpt(url, total, 1, study="big")
+    print(f"  resuming the {total}-trial study (open, read its history, close): {time.perf_counter() - t0:.2f} s")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -185,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--procs", type=int, default=8)
     parser.add_argument("--shared-trials", type=int, default=4_000, help="max_trials of the shared study")
     parser.add_argument("--growth", type=int, default=100_000)
-    parser.add_argument("--only", choices=("single", "shared", "growth"))
+    parser.add_argument("--only", choices=("single", "shared", "growth", "growth-ab"))
     parser.add_argument("--quick", action="store_true", help="smoke run")
     parser.add_argument("--worker", nargs=3, metavar=("URL", "STUDY", "MAX"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -256,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  last window / trials {WINDOW}-{2 * WINDOW}: {ratio:.2f}x (goal <= {GROWTH_GOAL}x)")
             resume = run_hpt(hpt_url, args.growth, 1, study="growth")
             print(f"  resuming the {args.growth}-trial study (open, read its history, close): {resume:.2f} s")
+        if args.only == "growth-ab":
+            print(f"growth, alternating: 1,000 trials on a {args.growth}-trial study against a fresh one")
+            growth_ab(hpt_url, args.growth, args.rounds)
     finally:
         pg.stop()
     print("load average at end:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
