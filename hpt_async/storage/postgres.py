@@ -165,6 +165,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             retry_of bigint,
             schedule text,
             objective_values text,
+            constraints text,
             key text,
             session bigint NOT NULL,
             writer bigint NOT NULL,
@@ -283,24 +284,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = (
-    "number, state, params, value, user_attrs, error, traceback, started, ended, retry_of, schedule, objective_values"
+    "number, state, params, value, user_attrs, error, traceback, started, ended, retry_of, schedule, objective_values,"
+    " constraints"
 )
-_TRIAL_VALUES = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16"
+_TRIAL_VALUES = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17"
 _INSERT_TRIAL = (
     "INSERT INTO trials (study_id, number, state, params, value, user_attrs, error, traceback, started, ended,"
-    f" retry_of, schedule, objective_values, session, writer, key) VALUES ({_TRIAL_VALUES})"
+    f" retry_of, schedule, objective_values, constraints, session, writer, key) VALUES ({_TRIAL_VALUES})"
 )
 # The end of a trial: committed with synchronous_commit on whatever the connection's default
 # (set_config(..., true) lasts until the end of this statement's transaction).
 _END_TRIAL = (
     "INSERT INTO trials (study_id, number, state, params, value, user_attrs, error, traceback, started, ended,"
-    f" retry_of, schedule, objective_values, session, writer, key) SELECT {_TRIAL_VALUES}"
+    f" retry_of, schedule, objective_values, constraints, session, writer, key) SELECT {_TRIAL_VALUES}"
     " FROM (SELECT set_config('synchronous_commit', 'on', true)) AS durable"
     " ON CONFLICT (study_id, number) DO UPDATE SET state = excluded.state,"
     " params = excluded.params, value = excluded.value, user_attrs = excluded.user_attrs,"
     " error = excluded.error, traceback = excluded.traceback, started = excluded.started,"
     " ended = excluded.ended, retry_of = excluded.retry_of, schedule = excluded.schedule,"
-    " objective_values = excluded.objective_values, writer = excluded.writer"
+    " objective_values = excluded.objective_values, constraints = excluded.constraints, writer = excluded.writer"
 )
 _INSERT_REPORT = (
     "INSERT INTO reports (study_id, number, step, value, objective_values) VALUES ($1, $2, $3, $4, $5)"
@@ -495,6 +497,7 @@ class PostgresSession(StudySession):
             record.retry_of,
             _dump_schedule(record.schedule, self._codec),
             _dump_values(record.values),
+            _dump_values(record.constraints),
             self._sid,
             self._sid,
             key,

@@ -176,18 +176,21 @@ class StorageContract:
             2.5,
         )
 
-    async def test_every_objective_value_round_trips(self, storage: Storage) -> None:
+    async def test_every_objective_value_and_constraint_round_trips(self, storage: Storage) -> None:
         session = await storage.open("m", direction=["minimize", "maximize"], space=SPACE)
         try:
             n = await session.reserve()
             await session.trial_created(running(n))
             await session.trial_reported(n, 1, 1.0, values=(1.0, math.inf))
             end = ended(n, 1.0, (1.0, -math.inf), reports={1: 1.0})
-            await session.trial_ended(replace(end, report_values=MappingProxyType({1: (1.0, math.inf)})))
+            await session.trial_ended(
+                replace(end, report_values=MappingProxyType({1: (1.0, math.inf)}), constraints=(0.5, -1.0))
+            )
         finally:
             await session.close()
         (loaded,) = await storage.load("m", space=SPACE)
         assert loaded.values == (1.0, -math.inf)
+        assert loaded.constraints == (0.5, -1.0)
         assert loaded.report_values[1] == (1.0, math.inf)
         assert (await storage.summary("m")).direction == ("minimize", "maximize")
 
