@@ -40,6 +40,7 @@ def make(objective: Callable[..., Any], executor: Any = "process", **kwargs: Any
     """A silent, seeded tuner over SPACE on the process executor."""
     kwargs.setdefault("loggers", [])
     kwargs.setdefault("seed", 0)
+    kwargs.setdefault("strategy", "random")
     return hpt.Tuner(objective, kwargs.pop("space", SPACE), executor=executor, **kwargs)
 
 

@@ -39,7 +39,16 @@ async def threads_seen(executor: Any, concurrency: int) -> list[int]:
         seen.append(numpy_blas_threads())
         return trial.params["x"]
 
-    tuner = hpt.Tuner(objective, SPACE, executor=executor, concurrency=concurrency, max_trials=4, loggers=[], seed=0)
+    tuner = hpt.Tuner(
+        objective,
+        SPACE,
+        executor=executor,
+        concurrency=concurrency,
+        max_trials=4,
+        loggers=[],
+        seed=0,
+        strategy="random",
+    )
     with anyio.fail_after(HANG_GUARD):
         result = await tuner.run()
     assert result.count(hpt.TrialState.COMPLETE) == 4
