@@ -126,7 +126,8 @@ async def objective(trial):
 
 async def main():
     logger = hpt.ConsoleLogger(console=Console(file=io.StringIO(), force_terminal=True))
-    await hpt.Tuner(objective, {"x": hpt.Float(0.0, 1.0)}, max_trials=5, loggers=[logger], seed=0).run()
+    space = {"x": hpt.Float(0.0, 1.0)}
+    await hpt.Tuner(objective, space, max_trials=5, loggers=[logger], seed=0, strategy="random").run()
 
 stdout = sys.stdout
 try:
@@ -291,7 +292,7 @@ SCRIPT = textwrap.dedent(
         await anyio.sleep(0.01)
         return trial.params["x"]
 
-    anyio.run(hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, max_trials=5, seed=0, study="pty").run)
+    anyio.run(hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, max_trials=5, seed=0, study="pty", strategy="random").run)
     """
 )
 

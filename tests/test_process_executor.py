@@ -424,7 +424,8 @@ ORPHAN_TUNER = """
 import anyio, hpt_async as hpt
 from orphan_objective import objective
 
-tuner = hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, executor="process", concurrency=2, max_trials=2, loggers=[])
+tuner = hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, executor="process", concurrency=2, max_trials=2,
+                  loggers=[], strategy="random")
 anyio.run(tuner.run)
 """
 

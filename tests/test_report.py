@@ -333,7 +333,7 @@ def test_a_study_in_progress_is_reported_while_another_process_writes(tmp_path: 
             return trial.params["x"]
         async def main():
             await hpt.Tuner(slow, {{"x": hpt.Float(0, 1)}}, storage={url!r}, study="live",
-                            max_trials=6, concurrency=3, loggers=[]).run()
+                            max_trials=6, concurrency=3, loggers=[], strategy="random").run()
         anyio.run(main)
         """
     )

@@ -91,7 +91,7 @@ async def objective(trial):
 
 async def main():
     tuner = hpt.Tuner(objective, SPACE, storage=url, study=study, concurrency=4, max_trials=max_trials,
-                      loggers=[], plugins=[Mine()], seed=seed)
+                      loggers=[], plugins=[Mine()], seed=seed, strategy="random")
     print("ready", flush=True)
     sys.stdin.readline()
     result = await tuner.run()

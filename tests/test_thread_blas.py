@@ -114,7 +114,7 @@ def test_the_thread_executor_needs_threadpoolctl_only_to_limit() -> None:
             return trial.params["x"]
 
         tuner = hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, executor=ThreadExecutor(blas_threads=None),
-                          concurrency=2, max_trials=2, loggers=[], seed=0)
+                          concurrency=2, max_trials=2, loggers=[], seed=0, strategy="random")
         print(anyio.run(tuner.run).count(hpt.TrialState.COMPLETE))
         """
     )
