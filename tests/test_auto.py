@@ -156,3 +156,27 @@ def test_merge_settings_keeps_a_stored_choice_for_the_same_strategy() -> None:
 def test_a_choice_naming_auto_itself_is_refused() -> None:
     with pytest.raises(ValueError, match="names another strategy"):
         AutoStrategy().adopt({"strategy": {"name": "auto"}})
+
+
+async def test_the_chosen_strategy_comes_from_the_tuners_registry() -> None:
+    """A registry of the Tuner's own decides what a chosen name means; disabled plugins stay hidden."""
+    from hpt_async.plugins import Registry
+
+    class Marked(hpt.RandomStrategy):
+        name = "sobol"
+
+    class Plugin:
+        @hpt.hookimpl
+        def hpt_register(self, register: Any) -> None:
+            register("strategy", "marked-sobol", Marked)
+
+    registry = Registry(autoload=False)
+    registry.register_plugin(Plugin(), "marked")
+    tuner = hpt.Tuner(lambda t: 0.0, box(2), direction=("minimize", "maximize"), registry=registry, loggers=[])
+    strategy = tuner.strategy
+    assert isinstance(strategy, AutoStrategy)
+    strategy.adopt({"strategy": {"name": "marked-sobol"}, "reason": "test"})
+    assert isinstance(strategy.delegate, Marked)  # a name only this registry knows
+    hidden = hpt.Tuner(lambda t: 0.0, box(2), disable_plugins=["hpt_async.strategies.bayes"], loggers=[])
+    with pytest.raises(hpt.PluginNotFound):
+        hidden.strategy.adopt({"strategy": {"name": "bayes"}, "reason": "test"})

@@ -130,6 +130,12 @@ class AutoStrategy(Strategy):
         self.resumed = False
         #: The chosen strategy.
         self.delegate: Strategy | None = None
+        self._registry: Any = None
+        self._disabled: frozenset[str] = frozenset()
+
+    def bind_registry(self, registry: Any, disabled: frozenset[str] = frozenset()) -> None:
+        """Create the chosen strategy from ``registry`` (the Tuner's), without the ``disabled`` plugins."""
+        self._registry, self._disabled = registry, frozenset(disabled)
 
     @staticmethod
     def plan(space: Space, max_trials: int | None, concurrency: int, objectives: int) -> dict[str, Any]:
@@ -139,15 +145,18 @@ class AutoStrategy(Strategy):
 
     def adopt(self, plan: Mapping[str, Any], *, resumed: bool = False) -> None:
         """Use the strategy of ``plan`` (from :meth:`plan`, or as stored with a resumed study)."""
-        from ..plugins import get_registry
-
         spec = plan.get("strategy")
         if not isinstance(spec, (str, Mapping)) or (isinstance(spec, Mapping) and spec.get("name") == "auto"):
             raise ValueError(f"strategy 'auto': a choice names another strategy, got {spec!r}")
         self.choice = {"name": spec} if isinstance(spec, str) else dict(spec)
         self.reason = str(plan.get("reason", ""))
         self.resumed = resumed
-        self.delegate = get_registry().create("strategy", self.choice)
+        registry = self._registry
+        if registry is None:
+            from ..plugins import get_registry
+
+            registry = get_registry()
+        self.delegate = registry.create("strategy", self.choice, disabled=self._disabled)
 
     def describe(self) -> str:
         """The choice in words: ``"cmaes (20 numeric parameters, ...)"``."""
