@@ -89,6 +89,7 @@ def choose(
     searched, others = cmaes_dimensions(space)
     choices = [n for n in space.names if isinstance(space[n], Choice) and len(space[n].values) > 1]  # type: ignore[attr-defined]
     d = len(searched) + len(others)
+    plural = "" if d == 1 else "s"
     if space.conditional:
         return {"name": "tpe"}, "conditional parameters"
     if d and len(choices) * 2 > d:
@@ -106,8 +107,8 @@ def choose(
     else:
         cmaes_note = ""
     if d <= BAYES_MAX_DIM and budget <= BAYES_MAX_BUDGET and concurrency <= BAYES_MAX_CONCURRENCY:
-        return {"name": "bayes"}, f"{d} parameters, {told}, concurrency {concurrency}{cmaes_note}"
-    return {"name": "tpe"}, f"{d} parameters, {told}, concurrency {concurrency}{cmaes_note}"
+        return {"name": "bayes"}, f"{d} parameter{plural}, {told}, concurrency {concurrency}{cmaes_note}"
+    return {"name": "tpe"}, f"{d} parameter{plural}, {told}, concurrency {concurrency}{cmaes_note}"
 
 
 class AutoStrategy(Strategy):
