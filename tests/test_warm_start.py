@@ -51,6 +51,7 @@ async def rich_objective(trial: hpt.Trial) -> float:
 
 
 async def source_study(objective: Any = square, space: Any = SPACE, n: int = 20, **kw: Any) -> hpt.StudyResult:
+    kw.setdefault("strategy", "random")
     return await hpt.Tuner(objective, space, max_trials=n, loggers=[], seed=1, **kw).run()
 
 
