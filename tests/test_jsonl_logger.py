@@ -356,7 +356,7 @@ async def test_several_objectives_and_constraints_are_written(tmp_path: Path) ->
         return x, 1.0 - x
 
     tuner = hpt.Tuner(two, {"x": hpt.Float(0.0, 1.0)}, directions=["minimize", "minimize"], max_trials=4, seed=3,
-                      loggers=[hpt.JsonlLogger(path)])  # fmt: skip
+                      loggers=[hpt.JsonlLogger(path)], strategy="random")  # fmt: skip
     result = await tuner.run()
     events = read_events(path)
     by_number = {r.number: r for r in result.trials}

@@ -486,7 +486,8 @@ async def test_several_objectives_log_each_metric_by_name_with_constraints(store
         return x, 1.0 - x
 
     named = hpt.Tuner(two, SPACE, directions=["minimize", "minimize"], metric_names=["error", "latency ms"],
-                      study="named", loggers=[mod.MlflowLogger(store, "mo")], max_trials=6, seed=2)  # fmt: skip
+                      study="named", loggers=[mod.MlflowLogger(store, "mo")], max_trials=6, seed=2,
+                      strategy="random")  # fmt: skip
     result = await run(named)
     assert result.plugin_errors == {}
     c = client(store)
@@ -504,7 +505,7 @@ async def test_several_objectives_log_each_metric_by_name_with_constraints(store
         assert data.tags["hpt.feasible"] == str(t.feasible).lower()
 
     plain = hpt.Tuner(two, SPACE, directions=["minimize", "maximize"], study="plain",
-                      loggers=[mod.MlflowLogger(store, "mo")], max_trials=2, seed=2)  # fmt: skip
+                      loggers=[mod.MlflowLogger(store, "mo")], max_trials=2, seed=2, strategy="random")  # fmt: skip
     result = await run(plain)
     _, trials = runs_of(store, "mo", "plain")
     assert trials[0].data.metrics["value_0"] == result.trials[0].values[0]
