@@ -19,7 +19,7 @@ import numpy as np
 
 import hpt_async as hpt
 
-__all__ = ["PROBLEMS", "Problem", "svr_problem"]
+__all__ = ["HIGH_DIM", "PROBLEMS", "Problem", "svr_problem"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,37 @@ def styblinski_tang(dim: int) -> Callable[[Mapping[str, Any]], float]:
         return float(0.5 * np.sum(x**4 - 16 * x**2 + 5 * x))
 
     return f
+
+
+def rastrigin(dim: int) -> Callable[[Mapping[str, Any]], float]:
+    """Rastrigin in ``dim`` dimensions; minimum 0 at the origin (searched on [-4, 6]^d, off centre)."""
+
+    def f(params: Mapping[str, Any]) -> float:
+        x = _vector(params, dim)
+        return float(10 * dim + np.sum(x * x - 10 * np.cos(2 * math.pi * x)))
+
+    return f
+
+
+def griewank(dim: int) -> Callable[[Mapping[str, Any]], float]:
+    """Griewank in ``dim`` dimensions; minimum 0 at the origin (searched on [-400, 800]^d, off centre)."""
+
+    def f(params: Mapping[str, Any]) -> float:
+        x = _vector(params, dim)
+        return float(1 + np.sum(x * x) / 4000 - np.prod(np.cos(x / np.sqrt(np.arange(1, dim + 1)))))
+
+    return f
+
+
+HIGH_DIM: dict[str, Callable[[int], Problem]] = {
+    "ackley": lambda d: Problem(f"ackley{d}", d, _box(d, -5, 10), ackley(d), 0.0),
+    "rosenbrock": lambda d: Problem(f"rosenbrock{d}", d, _box(d, -5, 10), rosenbrock(d), 0.0),
+    "rastrigin": lambda d: Problem(f"rastrigin{d}", d, _box(d, -4, 6), rastrigin(d), 0.0),
+    "levy": lambda d: Problem(f"levy{d}", d, _box(d, -10, 10), levy(d), 0.0),
+    "styblinski": lambda d: Problem(f"styblinski{d}", d, _box(d, -5, 5), styblinski_tang(d), -39.16617 * d),
+    "griewank": lambda d: Problem(f"griewank{d}", d, _box(d, -400, 800), griewank(d), 0.0),
+}
+"""The high-dimensional problems of ``bench_highdim.py``, built for a dimension ``d``."""
 
 
 def svr_problem() -> Problem:

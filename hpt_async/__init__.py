@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._pareto import hypervolume
     from .contracts import Exploit
+    from .convergence import Convergence
     from .events import StudyEnded, StudyStarted, TrialCreated, TrialEnded, TrialReported, TrialStarted
     from .exceptions import (
         HptError,
+        MissingDependency,
         ObjectiveError,
         PluginError,
         PluginNotFound,
@@ -51,7 +53,9 @@ if TYPE_CHECKING:
         StudySummary,
     )
     from .strategies import (
+        AutoStrategy,
         BayesStrategy,
+        CmaEsStrategy,
         EvolutionStrategy,
         GridStrategy,
         RandomStrategy,
@@ -72,6 +76,7 @@ __all__ = [
     "EvolutionStrategy",
     "Exploit",
     "HptError",
+    "MissingDependency",
     "ObjectiveError",
     "PBTReplayStrategy",
     "PBTStrategy",
@@ -91,7 +96,10 @@ __all__ = [
     "load_study",
     "load_study_async",
     "AsyncExecutor",
+    "AutoStrategy",
+    "CmaEsStrategy",
     "Choice",
+    "Convergence",
     "ConsoleLogger",
     "JsonlLogger",
     "Decision",
@@ -150,6 +158,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(
         [
             "HptError",
+            "MissingDependency",
             "ObjectiveError",
             "PluginError",
             "PluginNotFound",
@@ -168,6 +177,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["get_registry", "register_plugin"], ".plugins"),
     **dict.fromkeys(["ASHAPruner", "Decision", "HyperbandPruner", "MedianPruner", "Pruner"], ".pruners"),
     "Exploit": ".contracts",
+    "Convergence": ".convergence",
     **dict.fromkeys(["SeveralObjectivesError", "StopReason", "StudyResult"], ".result"),
     "hypervolume": "._pareto",
     **dict.fromkeys(["Choice", "Domain", "Float", "Int", "Space", "SpaceError"], ".space"),
@@ -186,7 +196,9 @@ _LAZY: dict[str, str] = {
     ),
     **dict.fromkeys(
         [
+            "AutoStrategy",
             "BayesStrategy",
+            "CmaEsStrategy",
             "EvolutionStrategy",
             "GridStrategy",
             "RandomStrategy",

@@ -132,6 +132,9 @@ def resolve(
     Components of the plugins named in ``disabled`` are unknown to this call.
     """
     strat = registry.create("strategy", strategy, disabled=disabled)
+    bind = getattr(strat, "bind_registry", None)
+    if callable(bind):  # a strategy that creates another (auto) does so from this tuner's registry
+        bind(registry, disabled)
     if not callable(getattr(strat, "ask", None)):
         raise TypeError(f"strategy {strat!r} has no ask() method")
     if not callable(getattr(strat, "tell", None)):

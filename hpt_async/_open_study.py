@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,13 @@ if TYPE_CHECKING:
 __all__ = ["OpenStudy", "StudySettings"]
 
 log = logging.getLogger("hpt_async")
+
+
+def _chooser(strategy: Any) -> Any:
+    """``strategy`` when it chooses another strategy per study (``auto``: ``plan``, ``adopt``, ``describe``)."""
+    if all(callable(getattr(strategy, m, None)) for m in ("plan", "adopt", "describe")):
+        return strategy
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +102,13 @@ class OpenStudy:
         self.session = session
         self.seed = seed
         self.view = StudyView(
-            settings.name, settings.direction, settings.space, seed, settings.max_trials, settings.metric_names
+            settings.name,
+            settings.direction,
+            settings.space,
+            seed,
+            settings.max_trials,
+            settings.metric_names,
+            concurrency=settings.concurrency,
         )
         for record in session.history:
             self.view._put(record)
@@ -140,8 +153,16 @@ class OpenStudy:
         # A new study keeps the seed given or drawn here; a resumed one keeps its stored seed unless one is given.
         drawn = secrets.randbits(32) if settings.seed is None else settings.seed
         where: dict[str, Any] = {"direction": settings.direction, "space": settings.space}
+        auto = _chooser(parts.strategy)
+        plan = None
+        if auto is not None:
+            # auto chooses now, from the run's settings; a study that stored a choice keeps it (merge_settings).
+            plan = auto.plan(settings.space, settings.max_trials, settings.concurrency, settings.objectives or 1)
         if parts.storage_settings:
-            where["settings"] = {"seed": drawn, **parts.specs}
+            specs = dict(parts.specs)
+            if plan is not None:
+                specs["strategy"] = {**specs["strategy"], "choice": plan}
+            where["settings"] = {"seed": drawn, **specs}
             if settings.metric_names is not None:
                 where["settings"]["metric_names"] = list(settings.metric_names)
         try:
@@ -153,6 +174,12 @@ class OpenStudy:
         study: OpenStudy | None = None
         try:
             stored = getattr(session, "settings", None) or {}
+            if auto is not None:
+                kept = stored.get("strategy")
+                kept = kept.get("choice") if isinstance(kept, Mapping) else None
+                resumed = isinstance(kept, Mapping) and kept != plan
+                auto.adopt(kept if resumed else plan, resumed=resumed)  # type: ignore[arg-type]
+                log.info("study %r: strategy auto chose %s", settings.name, auto.describe())
             seed = settings.seed if settings.seed is not None else int(stored.get("seed", drawn))
             study = cls(settings, parts, run, session, seed, queue, learn, cancel_new)
             await study._start(added if added is not None else [])
@@ -186,8 +213,11 @@ class OpenStudy:
         relay = parts.relay
         if relay.study_started is not None:
             pruner = None if parts.pruner is None else label(parts.pruner)
-            event = StudyStarted(settings.name, settings.direction, settings.space, self.seed, time.time(),
-                                 settings.max_trials, settings.timeout, label(parts.strategy), pruner)  # fmt: skip
+            chosen = parts.strategy.describe() if _chooser(parts.strategy) is not None else None
+            event = StudyStarted(
+                settings.name, settings.direction, settings.space, self.seed, time.time(), settings.max_trials,
+                settings.timeout, label(parts.strategy), pruner, chosen,
+            )  # fmt: skip
             await relay.emit("hpt_study_started", event=event, study=view)
 
     async def _take_in(self, added: list[TrialRecord]) -> None:

@@ -5,7 +5,8 @@ returned, raised, was pruned or was cancelled, and whether it came from
 :meth:`Tuner.run <hpt_async.Tuner.run>` or from ``ask()``: the trial
 becomes its final record, storage commits it, the strategy and the pruner
 learn of it, plugins hear ``hpt_trial_ended``, and the stop rules that
-look at finished trials (``max_failures``, ``target``, ``fail_fast``) are
+look at finished trials (``max_failures``, ``target``, ``fail_fast``,
+``converged``) are
 checked.  :meth:`TrialEnd.learn` is the part shared with the finished
 trials of other tuners sharing the study.
 """
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from ._components import Components
     from ._open_study import OpenStudy
     from ._run import RunState
+    from .convergence import Convergence
 
 __all__ = ["TrialEnd"]
 
@@ -54,6 +56,7 @@ class TrialEnd:
         max_failures: int | None,
         target: float | None,
         fail_fast: Callable[[], bool],
+        converged: Convergence | None = None,
     ) -> None:
         self._parts = parts
         self._run = run
@@ -61,6 +64,7 @@ class TrialEnd:
         self._max_failures = max_failures
         self._target = target
         self._fail_fast = fail_fast  # true while run() runs objectives with fail_fast on
+        self._converged = converged
         self.study: OpenStudy | None = None
 
     async def end(
@@ -171,12 +175,16 @@ class TrialEnd:
                 run.stop(StopReason.FAIL_FAST, cancel=True)
 
     def _check_stop(self, record: TrialRecord) -> None:
-        """Stop on ``max_failures`` (FAILED trials of the whole study) or on a feasible trial reaching ``target``."""
+        """Stop on ``max_failures`` (FAILED trials of the study), a feasible ``target`` reached, or convergence."""
         state, value = record.state, record.value
         if state is _FAILED:
             limit = self._max_failures
             if limit is not None and self.study.view.count(_FAILED) >= limit:  # type: ignore[union-attr]
                 self._run.stop(StopReason.MAX_FAILURES, cancel=True)
-        elif state is _COMPLETE and self._target is not None and value is not None and record.feasible:
-            if value == self._target or better(self._direction, value, self._target):  # type: ignore[arg-type]
+        elif state is _COMPLETE and value is not None:
+            target = self._target
+            reached = target is not None and (value == target or better(self._direction, value, target))  # type: ignore[arg-type]
+            if reached and record.feasible:
                 self._run.stop(StopReason.TARGET, cancel=True)
+            elif self._converged is not None and self._converged.observe(self.study.view, record):  # type: ignore[union-attr]
+                self._run.stop(StopReason.CONVERGED, cancel=False)

@@ -32,7 +32,8 @@ class StudyStarted:
     ``max_trials`` and ``timeout`` are the run's budget (``None`` when not
     set; ``timeout`` is ``None`` for an ask-and-tell study, where it does not
     apply).  ``strategy`` and ``pruner`` name the components (``None`` when
-    there is no pruner).
+    there is no pruner).  ``strategy_choice`` says which strategy ``auto``
+    chose and why (``None`` for any other strategy).
     """
 
     study: str
@@ -44,6 +45,7 @@ class StudyStarted:
     timeout: float | None = None
     strategy: str | None = None
     pruner: str | None = None
+    strategy_choice: str | None = None
 
 
 @dataclass(frozen=True, slots=True, init=False)

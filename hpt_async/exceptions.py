@@ -11,6 +11,7 @@ __all__ = [
     "MAX_STEP",
     "HptError",
     "MalformedRowWarning",
+    "MissingDependency",
     "ObjectiveError",
     "PluginError",
     "PluginNotFound",
@@ -107,6 +108,10 @@ class StudyError(HptError, RuntimeError):
 
 class StrategyExhausted(HptError):
     """``tuner.ask()`` found no configuration left to try (e.g. a finished grid)."""
+
+
+class MissingDependency(HptError, ImportError):
+    """A component needs an optional package that is not installed (the message says which extra to install)."""
 
 
 class PluginError(HptError, RuntimeError):

@@ -59,6 +59,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "hpt_async.strategies.tpe",
     "hpt_async.strategies.evolution",
     "hpt_async.strategies.pbt",
+    "hpt_async.strategies.cmaes",
+    "hpt_async.strategies.auto",
     "hpt_async.pruners.median",
     "hpt_async.pruners.asha",
     "hpt_async.pruners.hyperband",

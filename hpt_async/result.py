@@ -27,6 +27,8 @@ class StopReason:
     MAX_FAILURES = "max_failures"
     #: The first trials of the run all FAILED (``fail_fast``); :meth:`Tuner.run` raises StudyFailed.
     FAIL_FAST = "fail_fast"
+    #: The search converged by the Tuner's ``converged=`` rule (:class:`~hpt_async.Convergence`).
+    CONVERGED = "converged"
     #: Ctrl-C (SIGINT) or SIGTERM stopped the run gracefully.
     INTERRUPTED = "interrupted"
     CANCELLED = "cancelled"

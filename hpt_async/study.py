@@ -36,8 +36,9 @@ class StudyView:
     in :meth:`finished`, not in ``running``; they count in
     :attr:`n_counted` and never as :attr:`best` (only COMPLETE trials do).
     Trials of other processes appear once storage has shared them.
-    ``name``, ``direction``, ``space``, ``seed`` and ``max_trials`` are the
-    study's settings for this run.  A study with several objectives has one
+    ``name``, ``direction``, ``space``, ``seed``, ``max_trials`` and
+    ``concurrency`` (how many trials this tuner runs at once; ``None`` when
+    unknown) are the study's settings for this run.  A study with several objectives has one
     direction per objective in :attr:`directions` (``direction`` is then the
     first); its :attr:`best` is ``None`` and :meth:`best_trials` gives the
     Pareto front.  Only feasible trials (every constraint ``<= 0``, see
@@ -54,11 +55,13 @@ class StudyView:
         seed: int,
         max_trials: int | None = None,
         metric_names: tuple[str, ...] | None = None,
+        concurrency: int | None = None,
     ) -> None:
         self.name = name
         #: The objectives' names for display, or ``None``.
         self.metric_names = metric_names
         self.max_trials = max_trials
+        self.concurrency = concurrency
         #: One direction per objective.
         self.directions: tuple[str, ...] = (direction,) if isinstance(direction, str) else tuple(direction)
         self.direction = self.directions[0]

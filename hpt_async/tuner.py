@@ -46,6 +46,7 @@ from ._run import Fatal, RunState
 from ._trial_end import TrialEnd
 from ._trial_source import Queued
 from .contracts.storage import check_direction
+from .convergence import Convergence
 from .events import TrialCreated, TrialStarted
 from .exceptions import StudyError, TrialCancelled, TrialPaused, TrialPruned
 from .plugins import Registry, get_registry
@@ -91,7 +92,9 @@ class Tuner(AskAndTell):
     names, mappings with a ``"name"`` and options
     (``strategy={"name": "bayes", "n_initial": 8}``; unknown options are
     refused with the list of valid ones), or objects:
-    ``strategy`` (default ``"random"``), ``pruner`` (default none),
+    ``strategy`` (default ``"auto"``, which picks one from the space, the
+    budget, the concurrency and the objectives, and says which at start;
+    ``"random"`` for random search), ``pruner`` (default none),
     ``storage`` (a URL, default ``"memory"``, or a :class:`Storage`),
     ``executor``, ``loggers`` (``None`` means ``["console"]``, ``[]``
     silences) and ``plugins`` (any objects implementing lifecycle hooks).
@@ -103,7 +106,10 @@ class Tuner(AskAndTell):
     are cancelled), ``target`` (a feasible COMPLETE value at least this good; running
     trials are cancelled), a strategy with nothing left, Ctrl-C or SIGTERM
     (the result's reason is ``"interrupted"``; a second Ctrl-C aborts at
-    once), or cancellation from outside.  A run with neither ``max_trials``
+    once), ``converged`` (a :class:`~hpt_async.Convergence` rule, or
+    ``True`` for its defaults: no improvement beyond noise for a while;
+    running trials finish, reason ``"converged"``), or cancellation from
+    outside.  A run with neither ``max_trials``
     nor ``timeout`` says at start that it runs until stopped.
     ``max_failures`` FAILED trials make :meth:`run` raise
     :class:`~hpt_async.StudyFailed`, and so does a run whose first five
@@ -125,7 +131,7 @@ class Tuner(AskAndTell):
         direction: str | list[str] | tuple[str, ...] | None = None,
         directions: list[str] | tuple[str, ...] | None = None,
         metric_names: list[str] | tuple[str, ...] | None = None,
-        strategy: Any = "random",
+        strategy: Any = "auto",
         pruner: Any = None,
         storage: Any = "memory",
         study: str | None = None,
@@ -144,6 +150,7 @@ class Tuner(AskAndTell):
         retry_failed: RetryPolicy | None = None,
         disable_plugins: list[str] | tuple[str, ...] | None = None,
         registry: Registry | None = None,
+        converged: Convergence | bool | None = None,
     ) -> None:
         direction = _args.directions(direction, directions)
         _args.check(objective, direction, concurrency, max_trials, max_failures, timeout, trial_timeout, target, seed,
@@ -167,6 +174,17 @@ class Tuner(AskAndTell):
         self.retry_lost = bool(retry_lost)
         self.retry_failed = check_retry_failed(retry_failed)
         self.study_name = study or f"study-{uuid.uuid4().hex[:8]}"
+        if converged is True:
+            converged = Convergence()
+        elif converged is False:
+            converged = None
+        if converged is not None:
+            if not isinstance(converged, Convergence):
+                raise TypeError(f"converged must be a Convergence, True or None, got {converged!r}")
+            if self._objectives is not None:
+                raise ValueError("converged= judges one objective; this study has several directions")
+        #: The stop rule for convergence, or ``None``.
+        self.converged: Convergence | None = converged
 
         parts = resolve(
             registry or get_registry(),
@@ -345,7 +363,8 @@ class Tuner(AskAndTell):
                 )
                 self._ending = ending = TrialEnd(self._parts, run, direction=self.direction,
                                                  max_failures=self.max_failures, target=self.target,
-                                                 fail_fast=lambda: self.fail_fast and self._running)  # fmt: skip
+                                                 fail_fast=lambda: self.fail_fast and self._running,
+                                                 converged=self.converged)  # fmt: skip
                 self._study = ending.study = await OpenStudy.open(
                     settings,
                     self._parts,
@@ -361,6 +380,8 @@ class Tuner(AskAndTell):
                     None,
                 )
                 self._study.source.waiting = _waiting(self._ask_lock)  # batched suggestions
+                if self.converged is not None:
+                    self.converged.reset(self._view)
             except BaseException as exc:
                 self._open_error = exc
                 raise

@@ -24,6 +24,7 @@ def make(**kwargs: Any) -> hpt.Tuner:
     """A silent, seeded tuner over SPACE for an ask-and-tell loop."""
     kwargs.setdefault("loggers", [])
     kwargs.setdefault("seed", 0)
+    kwargs.setdefault("strategy", "random")
     return hpt.Tuner(_unused_objective, kwargs.pop("space", SPACE), **kwargs)
 
 

@@ -112,7 +112,17 @@ def sync_objective(trial: Any) -> float:
 @pytest.mark.parametrize("storage", ["memory", "sqlite"])
 async def test_async_objective_checkpoints(tmp_path: Path, storage: str) -> None:
     url = "memory" if storage == "memory" else sqlite_url(tmp_path)
-    tuner = hpt.Tuner(_async_objective, SPACE, storage=url, study="s", max_trials=3, concurrency=2, loggers=[], seed=1)
+    tuner = hpt.Tuner(
+        _async_objective,
+        SPACE,
+        storage=url,
+        study="s",
+        max_trials=3,
+        concurrency=2,
+        loggers=[],
+        seed=1,
+        strategy="random",
+    )
     result = await tuner.run()
     assert [t.state for t in result.trials] == [hpt.TrialState.COMPLETE] * 3, [t.error for t in result.trials]
 
@@ -121,7 +131,9 @@ async def test_async_objective_checkpoints(tmp_path: Path, storage: str) -> None
 async def test_sync_objective_checkpoints_on_thread_and_process(tmp_path: Path, executor: str, storage: str) -> None:
     url = "memory" if storage == "memory" else sqlite_url(tmp_path)
     ex: Any = hpt.ProcessExecutor(max_workers=1) if executor == "process" else executor
-    tuner = hpt.Tuner(sync_objective, SPACE, storage=url, study="s", executor=ex, max_trials=2, loggers=[], seed=2)
+    tuner = hpt.Tuner(
+        sync_objective, SPACE, storage=url, study="s", executor=ex, max_trials=2, loggers=[], seed=2, strategy="random"
+    )
     with anyio.fail_after(60):
         result = await tuner.run()
     assert [t.state for t in result.trials] == [hpt.TrialState.COMPLETE] * 2, [t.traceback for t in result.trials]
@@ -137,7 +149,9 @@ async def test_finished_checkpoints_are_dropped_but_the_best_is_kept() -> None:
         await trial.checkpoint(b"state-%d" % trial.number)
         return trial.params["x"]
 
-    result = await hpt.Tuner(objective, SPACE, storage=storage, study="c", max_trials=6, loggers=[], seed=3).run()
+    result = await hpt.Tuner(
+        objective, SPACE, storage=storage, study="c", max_trials=6, loggers=[], seed=3, strategy="random"
+    ).run()
     best = result.best
     assert best is not None
     kept = {t.number: await storage.checkpoint("c", t.number) for t in result.trials}
@@ -191,7 +205,9 @@ async def test_failed_trials_leave_no_checkpoint_on_sqlite(tmp_path: Path) -> No
         raise RuntimeError("boom")
 
     url = sqlite_url(tmp_path)
-    result = await hpt.Tuner(objective, SPACE, storage=url, study="f", max_trials=3, loggers=[], seed=4).run()
+    result = await hpt.Tuner(
+        objective, SPACE, storage=url, study="f", max_trials=3, loggers=[], seed=4, strategy="random"
+    ).run()
     assert result.count(hpt.TrialState.FAILED) == 3
     con = sqlite3.connect(tmp_path / "ck.db")
     try:
@@ -207,7 +223,7 @@ async def test_a_checkpoint_after_the_trial_ended_is_refused() -> None:
         kept.append(trial)
         return 1.0
 
-    await hpt.Tuner(objective, SPACE, max_trials=1, loggers=[], seed=5).run()
+    await hpt.Tuner(objective, SPACE, max_trials=1, loggers=[], seed=5, strategy="random").run()
     with pytest.raises(hpt.TrialCancelled):
         await kept[0].checkpoint(b"late")
 
@@ -234,7 +250,9 @@ async def test_a_lost_trials_retry_restores_its_checkpoint(tmp_path: Path) -> No
         return trial.params["x"]
 
     try:
-        tuner = hpt.Tuner(objective, SPACE, storage=url, study="lost", max_trials=2, loggers=[], seed=6)
+        tuner = hpt.Tuner(
+            objective, SPACE, storage=url, study="lost", max_trials=2, loggers=[], seed=6, strategy="random"
+        )
         result = await tuner.run()
     finally:
         await dead.close()
@@ -255,7 +273,9 @@ async def test_schema_version_1_files_are_migrated(tmp_path: Path) -> None:
     async def objective(trial: hpt.Trial) -> float:
         return trial.params["x"]
 
-    await hpt.Tuner(objective, SPACE, storage=url, study="old", max_trials=2, loggers=[], seed=7).run()
+    await hpt.Tuner(
+        objective, SPACE, storage=url, study="old", max_trials=2, loggers=[], seed=7, strategy="random"
+    ).run()
     # Make the file look like a version 1 file: no schedule column, no checkpoints table.
     con = sqlite3.connect(path)
     for trigger in ("trials_use_insert", "trials_within_budget", "trials_use_update", "studies_reserve"):
@@ -281,7 +301,9 @@ async def test_schema_version_1_files_are_migrated(tmp_path: Path) -> None:
         await trial.checkpoint(b"new")
         return trial.params["x"]
 
-    result = await hpt.Tuner(checkpointing, SPACE, storage=url, study="old", max_trials=3, loggers=[], seed=7).run()
+    result = await hpt.Tuner(
+        checkpointing, SPACE, storage=url, study="old", max_trials=3, loggers=[], seed=7, strategy="random"
+    ).run()
     assert len(result.trials) == 3
     con = sqlite3.connect(path)
     try:
@@ -354,5 +376,7 @@ class _PlainStorage(hpt.Storage):
 
 
 async def test_a_backend_without_checkpoint_methods_keeps_them_in_its_session() -> None:
-    result = await hpt.Tuner(_async_objective, SPACE, storage=_PlainStorage(), max_trials=2, loggers=[], seed=9).run()
+    result = await hpt.Tuner(
+        _async_objective, SPACE, storage=_PlainStorage(), max_trials=2, loggers=[], seed=9, strategy="random"
+    ).run()
     assert [t.state for t in result.trials] == [hpt.TrialState.COMPLETE] * 2, [t.error for t in result.trials]

@@ -31,7 +31,9 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('cli') / 'tune.db'}"
 
     async def fill() -> None:
-        await hpt.Tuner(objective, SPACE, storage=url, study="tune", max_trials=10, concurrency=2, loggers=[]).run()
+        await hpt.Tuner(
+            objective, SPACE, storage=url, study="tune", max_trials=10, concurrency=2, loggers=[], strategy="random"
+        ).run()
 
     anyio.run(fill, backend="asyncio")
     return url

@@ -63,7 +63,15 @@ async def test_the_live_display_shows_counts_bar_best_and_failures() -> None:
     console = recording_console()
     logger = hpt.ConsoleLogger(console=console, refresh_per_second=50)
     tuner = hpt.Tuner(
-        mixed, SPACE, loggers=[logger], pruner=StopAtStepOne(), max_trials=8, concurrency=2, seed=3, study="live"
+        mixed,
+        SPACE,
+        loggers=[logger],
+        pruner=StopAtStepOne(),
+        max_trials=8,
+        concurrency=2,
+        seed=3,
+        study="live",
+        strategy="random",
     )
     result = await run(tuner)
     assert result.count("complete") == 5 and result.count("pruned") == 2 and result.count("failed") == 1
@@ -100,7 +108,7 @@ async def test_the_display_is_redrawn_while_a_trial_runs_without_events() -> Non
         return float(trial.number)
 
     logger = hpt.ConsoleLogger(console=console, refresh_per_second=20)
-    await run(hpt.Tuner(objective, SPACE, loggers=[logger], max_trials=4, seed=0, study="redraw"))
+    await run(hpt.Tuner(objective, SPACE, loggers=[logger], max_trials=4, seed=0, study="redraw", strategy="random"))
     assert len(seen) == 1
     frame = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen[0][seen[0].rindex("2/4 trials") :])
     assert "complete 2" in frame and "running 1" in frame  # drawn while trial 2 was still running
@@ -118,7 +126,8 @@ async def objective(trial):
 
 async def main():
     logger = hpt.ConsoleLogger(console=Console(file=io.StringIO(), force_terminal=True))
-    await hpt.Tuner(objective, {"x": hpt.Float(0.0, 1.0)}, max_trials=5, loggers=[logger], seed=0).run()
+    space = {"x": hpt.Float(0.0, 1.0)}
+    await hpt.Tuner(objective, space, max_trials=5, loggers=[logger], seed=0, strategy="random").run()
 
 stdout = sys.stdout
 try:
@@ -153,7 +162,9 @@ async def test_event_handlers_only_take_note_and_never_draw() -> None:
         def hpt_trial_ended(self, event: hpt.TrialEnded) -> None:
             sizes.append(len(console.file.getvalue()))  # type: ignore[attr-defined]
 
-    tuner = hpt.Tuner(mixed, SPACE, loggers=[logger, Probe()], max_trials=6, seed=1, study="quiet-hooks")
+    tuner = hpt.Tuner(
+        mixed, SPACE, loggers=[logger, Probe()], max_trials=6, seed=1, study="quiet-hooks", strategy="random"
+    )
     await run(tuner)
     assert len(sizes) == 6
     assert len(set(sizes)) == 1, sizes  # a failure included: nothing was drawn from a hook
@@ -171,7 +182,9 @@ async def test_a_timeout_study_shows_its_bar_against_the_clock() -> None:
         return 1.0
 
     logger = hpt.ConsoleLogger(console=console, refresh_per_second=20)
-    result = await run(hpt.Tuner(objective, SPACE, loggers=[logger], timeout=1.0, seed=0, study="clock"))
+    result = await run(
+        hpt.Tuner(objective, SPACE, loggers=[logger], timeout=1.0, seed=0, study="clock", strategy="random")
+    )
     assert result.reason == "timeout"
     frame = last_frame(console.export_text(), "clock")
     done = result.count("complete")
@@ -200,7 +213,7 @@ async def test_without_a_budget_the_display_counts_trials() -> None:
 async def test_quiet_on_a_terminal_prints_only_the_closing_status_and_summary() -> None:
     console = recording_console()
     logger = hpt.ConsoleLogger(console=console, quiet=True)
-    await run(hpt.Tuner(mixed, SPACE, loggers=[logger], max_trials=4, seed=0, study="hush"))
+    await run(hpt.Tuner(mixed, SPACE, loggers=[logger], max_trials=4, seed=0, study="hush", strategy="random"))
     text = console.export_text()
     assert "seed 0" not in text and "bad luck" not in text
     assert text.count("4/4 trials") == 1
@@ -219,7 +232,11 @@ class Terminal(io.StringIO):
 async def test_a_stream_that_is_a_terminal_gets_the_live_display(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TERM", "xterm-256color")
     stream = Terminal()
-    await run(hpt.Tuner(mixed, SPACE, loggers=[hpt.ConsoleLogger(stream)], max_trials=3, seed=0, study="tty"))
+    await run(
+        hpt.Tuner(
+            mixed, SPACE, loggers=[hpt.ConsoleLogger(stream)], max_trials=3, seed=0, study="tty", strategy="random"
+        )
+    )
     out = stream.getvalue()
     assert "\x1b[" in out and BAR in out
     assert "3/3 trials" in out
@@ -230,7 +247,7 @@ async def test_a_dumb_terminal_gets_plain_lines(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("TERM", "dumb")
     stream = Terminal()
     logger = hpt.ConsoleLogger(stream, interval=0.0)
-    await run(hpt.Tuner(mixed, SPACE, loggers=[logger], max_trials=3, seed=0, study="dumb"))
+    await run(hpt.Tuner(mixed, SPACE, loggers=[logger], max_trials=3, seed=0, study="dumb", strategy="random"))
     out = stream.getvalue()
     assert "\x1b" not in out and BAR not in out
     assert "[dumb] 3/3 done: 2 complete, 0 pruned, 1 failed; 0 running" in out
@@ -240,7 +257,15 @@ async def test_a_dumb_terminal_gets_plain_lines(monkeypatch: pytest.MonkeyPatch)
 async def test_a_stream_that_is_not_a_terminal_gets_plain_lines() -> None:
     stream = io.StringIO()
     await run(
-        hpt.Tuner(mixed, SPACE, loggers=[hpt.ConsoleLogger(stream, interval=0.0)], max_trials=3, seed=0, study="pipe")
+        hpt.Tuner(
+            mixed,
+            SPACE,
+            loggers=[hpt.ConsoleLogger(stream, interval=0.0)],
+            max_trials=3,
+            seed=0,
+            study="pipe",
+            strategy="random",
+        )
     )
     out = stream.getvalue()
     assert "\x1b" not in out and BAR not in out
@@ -267,7 +292,7 @@ SCRIPT = textwrap.dedent(
         await anyio.sleep(0.01)
         return trial.params["x"]
 
-    anyio.run(hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, max_trials=5, seed=0, study="pty").run)
+    anyio.run(hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, max_trials=5, seed=0, study="pty", strategy="random").run)
     """
 )
 

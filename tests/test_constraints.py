@@ -24,10 +24,12 @@ BOTH = ["minimize", "maximize"]
 
 
 def test_directions_takes_one_direction_per_objective_and_one_entry_means_one_objective() -> None:
-    several = hpt.Tuner(None, SPACE, directions=BOTH, loggers=[])
+    several = hpt.Tuner(None, SPACE, directions=BOTH, loggers=[], strategy="random")
     assert several.direction == ("minimize", "maximize")
-    assert hpt.Tuner(None, SPACE, direction=BOTH, loggers=[]).direction == several.direction  # the tuple form
-    one = hpt.Tuner(None, SPACE, directions=["maximize"], loggers=[])
+    assert (
+        hpt.Tuner(None, SPACE, direction=BOTH, loggers=[], strategy="random").direction == several.direction
+    )  # the tuple form
+    one = hpt.Tuner(None, SPACE, directions=["maximize"], loggers=[], strategy="random")
     assert one.direction == "maximize"
 
 
@@ -58,7 +60,7 @@ def _constrained_one(trial: hpt.SyncTrial) -> float:
 
 
 async def test_one_objective_the_best_is_the_best_feasible_trial() -> None:
-    result = await hpt.Tuner(_constrained_one, SPACE, max_trials=30, seed=1, loggers=[]).run()
+    result = await hpt.Tuner(_constrained_one, SPACE, max_trials=30, seed=1, loggers=[], strategy="random").run()
     feasible = [t for t in result.trials if t.feasible]
     assert feasible and len(feasible) < len(result.trials)  # both kinds occurred
     assert min(t.value for t in result.trials) < 0.5  # an infeasible trial had the lower value
@@ -77,12 +79,12 @@ async def test_no_feasible_trial_means_no_best_and_the_summary_says_so(capsys: p
     def never_one(trial: hpt.SyncTrial) -> float:
         return never(trial)[0]
 
-    result = await hpt.Tuner(never_one, SPACE, max_trials=4, loggers=["console"], seed=0).run()
+    result = await hpt.Tuner(never_one, SPACE, max_trials=4, loggers=["console"], seed=0, strategy="random").run()
     assert result.count("complete") == 4 and result.best is None and result.best_trials == []
     err = capsys.readouterr().err
     assert "no feasible trial (every constraint <= 0) completed" in err
     assert "best none feasible yet" in err  # the progress line
-    several = await hpt.Tuner(never, SPACE, directions=BOTH, max_trials=4, loggers=[], seed=0).run()
+    several = await hpt.Tuner(never, SPACE, directions=BOTH, max_trials=4, loggers=[], seed=0, strategy="random").run()
     assert several.best_trials == [] and several.hypervolume() == 0.0
 
 
@@ -92,7 +94,9 @@ async def test_several_objectives_the_front_holds_feasible_trials_only() -> None
         trial.set_constraints([x - 0.7])  # feasible when x <= 0.7
         return x, x**0.5  # every trial is on the unconstrained front
 
-    result = await hpt.Tuner(objective, SPACE, directions=BOTH, max_trials=20, seed=2, loggers=[]).run()
+    result = await hpt.Tuner(
+        objective, SPACE, directions=BOTH, max_trials=20, seed=2, loggers=[], strategy="random"
+    ).run()
     front = result.best_trials
     assert front == [t for t in result.trials if t.params["x"] <= 0.7]
     assert len(front) < 20
@@ -105,13 +109,13 @@ async def test_constraints_in_a_worker_process_reach_the_record() -> None:
     from hpt_async.executors import ProcessExecutor
 
     result = await hpt.Tuner(
-        _constrained_one, SPACE, max_trials=3, executor=ProcessExecutor(1), loggers=[], seed=3
+        _constrained_one, SPACE, max_trials=3, executor=ProcessExecutor(1), loggers=[], seed=3, strategy="random"
     ).run()
     assert [t.constraints for t in result.trials] == [(pytest.approx(0.5 - t.params["x"]),) for t in result.trials]
 
 
 async def test_ask_and_tell_takes_constraints_set_before_tell() -> None:
-    tuner = hpt.Tuner(None, SPACE, loggers=[], seed=0)
+    tuner = hpt.Tuner(None, SPACE, loggers=[], seed=0, strategy="random")
     trial = await tuner.ask()
     trial.set_constraints([2.0])
     record = await tuner.tell(trial, 0.1)
@@ -140,7 +144,9 @@ async def test_wrong_lengths_nan_values_and_changing_constraints_fail_one_trial_
             trial.set_constraints([-1.0])
         return (trial.params["x"], 1.0)
 
-    result = await hpt.Tuner(objective, SPACE, directions=BOTH, max_trials=7, loggers=[], seed=0).run()
+    result = await hpt.Tuner(
+        objective, SPACE, directions=BOTH, max_trials=7, loggers=[], seed=0, strategy="random"
+    ).run()
     states = [t.state for t in result.trials]
     assert states == [hpt.TrialState.COMPLETE] + [hpt.TrialState.FAILED] * 5 + [hpt.TrialState.COMPLETE]
     errors = [t.error for t in result.trials]
@@ -170,7 +176,9 @@ async def test_a_report_of_the_wrong_length_fails_the_trial_and_the_study_goes_o
         await trial.report((1.0, 2.0, 3.0) if trial.number == 0 else (1.0, 2.0), step=0)
         return 0.0, 0.0
 
-    result = await hpt.Tuner(objective, SPACE, directions=BOTH, max_trials=2, loggers=[], fail_fast=False).run()
+    result = await hpt.Tuner(
+        objective, SPACE, directions=BOTH, max_trials=2, loggers=[], fail_fast=False, strategy="random"
+    ).run()
     assert [t.state.value for t in result.trials] == ["failed", "complete"]
     assert "a report takes one value per objective (2), got 3" in result.trials[0].error
 
@@ -187,9 +195,9 @@ def _named(trial: hpt.SyncTrial) -> tuple[float, float]:
 async def test_load_study_has_a_column_per_objective_and_constraint(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'mo.db'}"
     await hpt.Tuner(_named, SPACE, directions=BOTH, metric_names=["error", "latency_ms"], storage=url,
-                    study="named", max_trials=5, loggers=[], seed=0).run()  # fmt: skip
+                    study="named", max_trials=5, loggers=[], seed=0, strategy="random").run()  # fmt: skip
     await hpt.Tuner(_named, SPACE, directions=BOTH, storage=url, study="plain", max_trials=3, loggers=[],
-                    seed=0).run()  # fmt: skip
+                    seed=0, strategy="random").run()  # fmt: skip
     named = await hpt.load_study_async(url, "named")
     assert named.metric_names == ("error", "latency_ms")
     rows = named.to_rows()
@@ -207,7 +215,7 @@ async def test_load_study_has_a_column_per_objective_and_constraint(tmp_path: Pa
 def test_hpt_async_best_lists_the_front(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'mo.db'}"
     tuner = hpt.Tuner(_named, SPACE, directions=BOTH, metric_names=["error", "latency_ms"], storage=url,
-                      study="named", max_trials=6, loggers=[], seed=4)  # fmt: skip
+                      study="named", max_trials=6, loggers=[], seed=4, strategy="random")  # fmt: skip
     result = anyio.run(tuner.run)
     code, out, _ = cli(capsys, "best", "named", "--storage", url)
     assert code == 0
@@ -227,7 +235,7 @@ def test_hpt_async_best_says_when_no_trial_is_feasible(tmp_path: Path, capsys: p
         trial.set_constraints([1.0])
         return trial.params["x"]
 
-    anyio.run(hpt.Tuner(never, SPACE, storage=url, study="none", max_trials=2, loggers=[]).run)
+    anyio.run(hpt.Tuner(never, SPACE, storage=url, study="none", max_trials=2, loggers=[], strategy="random").run)
     code, out, _ = cli(capsys, "best", "none", "--storage", url)
     assert code == 1 and "has no feasible trial: none of its 2 complete trials" in out
 
@@ -237,6 +245,6 @@ async def test_target_is_reached_only_by_a_feasible_trial() -> None:
         trial.set_constraints([1.0 if trial.number < 3 else -1.0])  # the first three are infeasible
         return 0.0  # every value reaches the target
 
-    result = await hpt.Tuner(objective, SPACE, target=0.5, max_trials=10, loggers=[], seed=0).run()
+    result = await hpt.Tuner(objective, SPACE, target=0.5, max_trials=10, loggers=[], seed=0, strategy="random").run()
     assert result.reason == "target"
     assert len(result.trials) == 4 and result.best is not None and result.best.number == 3

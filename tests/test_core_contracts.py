@@ -120,7 +120,7 @@ async def test_a_pruner_answering_exploit_is_refused() -> None:
         async def decide(self, study: StudyView, trial: hpt.TrialRecord, step: int, value: float) -> Any:
             return hpt.Exploit({"x": 0.1})
 
-    tuner = hpt.Tuner(_reports, SPACE, pruner=Wrong(), max_trials=1, loggers=[])
+    tuner = hpt.Tuner(_reports, SPACE, pruner=Wrong(), max_trials=1, loggers=[], strategy="random")
     with pytest.raises(hpt.StudyError, match="only a strategy that declares decides"):
         await tuner.run()
 
@@ -194,7 +194,7 @@ def _always_fails(trial: hpt.SyncTrial) -> float:
 
 
 async def test_a_study_whose_first_five_trials_all_fail_raises_with_the_first_error() -> None:
-    tuner = hpt.Tuner(_always_fails, SPACE, max_trials=50, loggers=[], seed=0)
+    tuner = hpt.Tuner(_always_fails, SPACE, max_trials=50, loggers=[], seed=0, strategy="random")
     with pytest.raises(hpt.StudyFailed, match="first 5 trials all FAILED") as caught:
         await tuner.run()
     assert caught.value.result.reason == hpt.StopReason.FAIL_FAST
@@ -204,7 +204,7 @@ async def test_a_study_whose_first_five_trials_all_fail_raises_with_the_first_er
 
 
 async def test_fail_fast_false_runs_the_whole_budget() -> None:
-    tuner = hpt.Tuner(_always_fails, SPACE, max_trials=12, loggers=[], fail_fast=False)
+    tuner = hpt.Tuner(_always_fails, SPACE, max_trials=12, loggers=[], fail_fast=False, strategy="random")
     result = await tuner.run()
     assert result.count("failed") == 12 and result.reason == "max_trials"
 
@@ -215,12 +215,12 @@ async def test_one_success_among_the_first_five_keeps_the_study_going() -> None:
             return 1.0
         raise RuntimeError("flaky")
 
-    result = await hpt.Tuner(flaky, SPACE, max_trials=12, loggers=[]).run()
+    result = await hpt.Tuner(flaky, SPACE, max_trials=12, loggers=[], strategy="random").run()
     assert result.count("failed") == 11 and result.count("complete") == 1
 
 
 async def test_fail_fast_chains_the_error_of_a_trial_that_returned_no_number() -> None:
-    tuner = hpt.Tuner(lambda trial: float("nan"), SPACE, max_trials=9, loggers=[])
+    tuner = hpt.Tuner(lambda trial: float("nan"), SPACE, max_trials=9, loggers=[], strategy="random")
     with pytest.raises(hpt.StudyFailed) as caught:
         await tuner.run()
     assert "objective returned nan" in str(caught.value.__cause__)
@@ -234,7 +234,7 @@ async def test_a_study_without_a_budget_says_it_runs_until_stopped(caplog: pytes
     assert any("runs until stopped" in r.getMessage() for r in caplog.records)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="hpt_async"):
-        await hpt.Tuner(_quick, SPACE, max_trials=2, loggers=[]).run()
+        await hpt.Tuner(_quick, SPACE, max_trials=2, loggers=[], strategy="random").run()
     assert not any("runs until stopped" in r.getMessage() for r in caplog.records)
 
 
@@ -242,13 +242,13 @@ async def test_a_study_without_a_budget_says_it_runs_until_stopped(caplog: pytes
 
 
 async def test_ask_and_tell_needs_no_objective_and_run_says_it_does() -> None:
-    tuner = hpt.Tuner(None, SPACE, loggers=[], seed=0)
+    tuner = hpt.Tuner(None, SPACE, loggers=[], seed=0, strategy="random")
     trial = await tuner.ask()
     await tuner.tell(trial, 0.5)
     result = await tuner.close()
     assert result.count("complete") == 1
     with pytest.raises(TypeError, match="run\\(\\) needs an objective"):
-        await hpt.Tuner(None, SPACE, loggers=[]).run()
+        await hpt.Tuner(None, SPACE, loggers=[], strategy="random").run()
 
 
 @pytest.mark.parametrize("storage", ["memory", "sqlite"])
@@ -267,7 +267,9 @@ async def test_concurrent_first_asks_open_the_study_once(tmp_path: Path, storage
             return await super().open(study, **options)
 
     url = SlowToOpen() if storage == "memory" else f"sqlite:///{tmp_path / 'asks.db'}"
-    tuner = hpt.Tuner(None, SPACE, storage=url, study="asks", pruner=StopAtStep(3), loggers=[], plugins=[Count()])
+    tuner = hpt.Tuner(
+        None, SPACE, storage=url, study="asks", pruner=StopAtStep(3), loggers=[], plugins=[Count()], strategy="random"
+    )
     pruned: list[int] = []
 
     async def user_loop() -> None:
@@ -297,13 +299,15 @@ async def test_concurrent_first_asks_open_the_study_once(tmp_path: Path, storage
 
 async def test_a_resumed_study_without_a_seed_continues_with_its_stored_seed(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'seed.db'}"
-    first = await hpt.Tuner(_quick, SPACE, storage=url, study="s", max_trials=3, loggers=[]).run()
-    again = await hpt.Tuner(_quick, SPACE, storage=url, study="s", max_trials=6, loggers=[]).run()
+    first = await hpt.Tuner(_quick, SPACE, storage=url, study="s", max_trials=3, loggers=[], strategy="random").run()
+    again = await hpt.Tuner(_quick, SPACE, storage=url, study="s", max_trials=6, loggers=[], strategy="random").run()
     assert again.seed == first.seed
     # The new trials follow the stored seed exactly as a run given that seed would have made them.
-    fresh = await hpt.Tuner(_quick, SPACE, max_trials=6, loggers=[], seed=first.seed).run()
+    fresh = await hpt.Tuner(_quick, SPACE, max_trials=6, loggers=[], seed=first.seed, strategy="random").run()
     assert [t.params for t in again.trials] == [t.params for t in fresh.trials]
-    explicit = await hpt.Tuner(_quick, SPACE, storage=url, study="s", max_trials=7, loggers=[], seed=123).run()
+    explicit = await hpt.Tuner(
+        _quick, SPACE, storage=url, study="s", max_trials=7, loggers=[], seed=123, strategy="random"
+    ).run()
     assert explicit.seed == 123  # a seed given on resume is used for that run
 
 
@@ -331,7 +335,7 @@ def test_disable_plugins_hides_a_plugin_from_one_tuner_only() -> None:
         hpt.Tuner(_quick, SPACE, strategy="tpe", disable_plugins=["hpt_async.strategies.tpe"], loggers=[])
     assert hpt.Tuner(_quick, SPACE, strategy="tpe", loggers=[]).strategy.name == "tpe"
     with pytest.raises(TypeError, match="list of plugin names"):
-        hpt.Tuner(_quick, SPACE, disable_plugins="hpt_async.strategies.tpe", loggers=[])  # type: ignore[arg-type]
+        hpt.Tuner(_quick, SPACE, disable_plugins="hpt_async.strategies.tpe", loggers=[], strategy="random")  # type: ignore[arg-type]
 
 
 # -- where it runs -----------------------------------------------------------------------
@@ -341,7 +345,7 @@ def test_a_study_runs_from_a_thread_that_is_not_the_main_one() -> None:
     out: list[Any] = []
 
     def in_thread() -> None:
-        tuner = hpt.Tuner(_quick, SPACE, max_trials=5, loggers=[], seed=0)
+        tuner = hpt.Tuner(_quick, SPACE, max_trials=5, loggers=[], seed=0, strategy="random")
         out.append(anyio.run(tuner.run))
 
     worker = threading.Thread(target=in_thread)
@@ -356,7 +360,7 @@ async def test_a_study_runs_inside_an_event_loop_that_is_already_running() -> No
     import signal
 
     before = signal.getsignal(signal.SIGINT)
-    result = await hpt.Tuner(_quick, SPACE, max_trials=5, loggers=[], seed=0).run()
+    result = await hpt.Tuner(_quick, SPACE, max_trials=5, loggers=[], seed=0, strategy="random").run()
     assert result.count("complete") == 5
     assert signal.getsignal(signal.SIGINT) is before
 
@@ -459,7 +463,7 @@ async def test_ask_opens_no_executor_and_run_after_it_does() -> None:
         async def open(self, concurrency: int) -> None:
             opened.append(concurrency)
 
-    tuner = hpt.Tuner(_quick, SPACE, executor=Counting(), max_trials=3, loggers=[], seed=0)
+    tuner = hpt.Tuner(_quick, SPACE, executor=Counting(), max_trials=3, loggers=[], seed=0, strategy="random")
     trial = await tuner.ask()
     await tuner.tell(trial, 0.5)
     assert opened == []  # ask-and-tell runs no objective: no worker pool is started for it
@@ -476,7 +480,7 @@ async def test_tasks_waiting_on_a_failed_opening_get_its_error() -> None:
             await anyio.sleep(0.01)
             raise OSError("disk gone")
 
-    tuner = hpt.Tuner(None, SPACE, storage=Broken(), loggers=[])
+    tuner = hpt.Tuner(None, SPACE, storage=Broken(), loggers=[], strategy="random")
     errors: list[BaseException] = []
 
     async def ask() -> None:

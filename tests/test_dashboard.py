@@ -123,7 +123,9 @@ async def _tiny_study(url: str, name: str = "s", n: int = 5) -> None:
     def objective(trial: hpt.Trial) -> float:
         return trial.params["x"]
 
-    await hpt.Tuner(objective, SPACE, storage=url, study=name, max_trials=n, seed=0, loggers=[]).run()
+    await hpt.Tuner(
+        objective, SPACE, storage=url, study=name, max_trials=n, seed=0, loggers=[], strategy="random"
+    ).run()
 
 
 @pytest.mark.anyio
@@ -323,7 +325,9 @@ def test_serve_runs_alongside_a_tuner_in_the_same_program(tmp_path: Path) -> Non
             await anyio.sleep(0.01)
             return trial.params["x"]
 
-        tuner = hpt.Tuner(objective, SPACE, storage=url, study="along", max_trials=30, concurrency=3, loggers=[])
+        tuner = hpt.Tuner(
+            objective, SPACE, storage=url, study="along", max_trials=30, concurrency=3, loggers=[], strategy="random"
+        )
         async with anyio.create_task_group() as tg:
             tg.start_soon(tuner.run)
             await anyio.sleep(0.2)  # the study exists once the tuner has opened it

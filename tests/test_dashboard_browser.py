@@ -47,7 +47,15 @@ async def _write(url: str, stop_file: str) -> None:
         return (lr * 100, 1.0 / (1 + trial.params["layers"]) + (lr * 50) ** 0.5)
 
     await hpt.Tuner(
-        two, _space(), direction=("minimize", "minimize"), storage=url, study=PARETO, max_trials=30, seed=1, loggers=[]
+        two,
+        _space(),
+        direction=("minimize", "minimize"),
+        storage=url,
+        study=PARETO,
+        max_trials=30,
+        seed=1,
+        loggers=[],
+        strategy="random",
     ).run()
 
     async def objective(trial: hpt.Trial) -> float:
@@ -70,6 +78,7 @@ async def _write(url: str, stop_file: str) -> None:
         seed=2,
         fail_fast=False,
         loggers=[],
+        strategy="random",
     )
     async with anyio.create_task_group() as tg:
         tg.start_soon(tuner.run)

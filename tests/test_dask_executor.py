@@ -58,6 +58,7 @@ def make(objective: Callable[..., Any], executor: Any, **kwargs: Any) -> hpt.Tun
     """A silent, seeded tuner over SPACE."""
     kwargs.setdefault("loggers", [])
     kwargs.setdefault("seed", 0)
+    kwargs.setdefault("strategy", "random")
     return hpt.Tuner(objective, SPACE, executor=executor, **kwargs)
 
 

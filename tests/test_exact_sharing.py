@@ -181,7 +181,7 @@ async def test_a_lost_trial_whose_claimer_died_is_still_retried(tmp_path: Path) 
     async def objective(trial: hpt.Trial) -> float:
         return trial.params["x"]
 
-    tuner = hpt.Tuner(objective, SPACE, storage=url, study="s", max_trials=3, loggers=[], seed=1)
+    tuner = hpt.Tuner(objective, SPACE, storage=url, study="s", max_trials=3, loggers=[], seed=1, strategy="random")
     with anyio.fail_after(30):
         result = await tuner.run()
     retries = [t for t in result.trials if t.retry_of == 0]
@@ -199,7 +199,9 @@ async def test_retry_lost_false_leaves_a_lost_trial_alone(tmp_path: Path) -> Non
     async def objective(trial: hpt.Trial) -> float:
         return trial.params["x"]
 
-    tuner = hpt.Tuner(objective, SPACE, storage=url, study="s", max_trials=2, loggers=[], seed=1, retry_lost=False)
+    tuner = hpt.Tuner(
+        objective, SPACE, storage=url, study="s", max_trials=2, loggers=[], seed=1, retry_lost=False, strategy="random"
+    )
     with anyio.fail_after(30):
         result = await tuner.run()
     await dead.close()
@@ -224,7 +226,7 @@ async def test_retry_failed_runs_a_matching_failure_again_at_most_n_times(tmp_pa
 
     policy = hpt.RetryPolicy(match=(MemoryError, "preempted"), max_retries=2)
     tuner = hpt.Tuner(objective, SPACE, storage=storage, study="s", max_trials=8, loggers=[], seed=3,
-                      retry_failed=policy, fail_fast=False)  # fmt: skip
+                      retry_failed=policy, fail_fast=False, strategy="random")  # fmt: skip
     for x in (0.125, 0.25, 0.375):
         tuner.enqueue({"x": x, "k": "a"})
     result = await tuner.run()
@@ -249,7 +251,7 @@ async def test_a_retried_failure_continues_from_its_checkpoint() -> None:
         raise MemoryError("out of memory")
 
     policy = hpt.RetryPolicy(MemoryError)
-    tuner = hpt.Tuner(objective, SPACE, max_trials=2, loggers=[], seed=3, retry_failed=policy)
+    tuner = hpt.Tuner(objective, SPACE, max_trials=2, loggers=[], seed=3, retry_failed=policy, strategy="random")
     result = await tuner.run()
     assert result.trials[1].retry_of == 0 and seen == [{"epoch": 3}]
 
@@ -268,7 +270,7 @@ def test_retry_policy_matching_and_errors() -> None:
     with pytest.raises(RetryPolicyError):
         RetryPolicy(MemoryError, max_retries=0)
     with pytest.raises(hpt.HptError):
-        hpt.Tuner(lambda t: 0.0, SPACE, retry_failed="MemoryError")  # type: ignore[arg-type]
+        hpt.Tuner(lambda t: 0.0, SPACE, retry_failed="MemoryError", strategy="random")  # type: ignore[arg-type]
     a = hpt.TrialRecord(number=0, state=F, params={}, started=0.0, error="MemoryError")
     b = hpt.TrialRecord(number=1, state=L, params={}, started=0.0, retry_of=0)
     c = hpt.TrialRecord(number=2, state=F, params={}, started=0.0, retry_of=1, error="MemoryError")
@@ -293,7 +295,9 @@ async def test_a_step_beyond_64_bits_is_refused_at_report(tmp_path: Path, url: s
         await trial.report(2.0, step=MAX_STEP)
         return 0.5
 
-    result = await hpt.Tuner(objective, SPACE, storage=storage, study="s", max_trials=1, loggers=[]).run()
+    result = await hpt.Tuner(
+        objective, SPACE, storage=storage, study="s", max_trials=1, loggers=[], strategy="random"
+    ).run()
     assert len(refused) == 2 and "2**63 - 1" in refused[0]
     assert result.trials[0].state is C
     loaded = await storage.load("s")

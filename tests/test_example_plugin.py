@@ -346,7 +346,14 @@ async def test_csv_rows_are_on_disk_as_each_trial_ends(tmp_path: Path) -> None:
     example = installed()
     path = tmp_path / "rows.csv"
     counter = RowCounter(path)
-    tuner = hpt.Tuner(quadratic, QUADRATIC_SPACE, loggers=[example.CsvLogger(path)], plugins=[counter], max_trials=8)
+    tuner = hpt.Tuner(
+        quadratic,
+        QUADRATIC_SPACE,
+        loggers=[example.CsvLogger(path)],
+        plugins=[counter],
+        max_trials=8,
+        strategy="random",
+    )
     await run(tuner)
     # The order in which objects hear of an end is not promised: the counter may run just before or just after
     # the logger.  Either way every earlier row is already on disk while the file is still open (unflushed rows
@@ -361,7 +368,9 @@ async def test_csv_appends_across_studies_with_one_header(tmp_path: Path) -> Non
     example = installed()
     path = tmp_path / "runs.csv"
     for study in ("first", "second"):
-        tuner = hpt.Tuner(quadratic, QUADRATIC_SPACE, study=study, loggers=[example.CsvLogger(path)], max_trials=4)
+        tuner = hpt.Tuner(
+            quadratic, QUADRATIC_SPACE, study=study, loggers=[example.CsvLogger(path)], max_trials=4, strategy="random"
+        )
         await run(tuner)
     rows = read_csv(path)
     assert rows[0] == list(example.csv_logger.COLUMNS)
@@ -378,7 +387,7 @@ async def test_csv_params_keep_non_json_values_as_repr(tmp_path: Path) -> None:
     async def objective(trial: hpt.Trial) -> float:
         return 1.0
 
-    await run(hpt.Tuner(objective, space, loggers=[example.CsvLogger(path)], max_trials=1))
+    await run(hpt.Tuner(objective, space, loggers=[example.CsvLogger(path)], max_trials=1, strategy="random"))
     (row,) = read_csv(path)[1:]
     assert json.loads(row[4]) == {"act": repr(Act.RELU), "shape": [1, 2], "none": None}
 
@@ -389,6 +398,6 @@ async def test_a_broken_csv_path_is_isolated_and_the_study_goes_on(tmp_path: Pat
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     logger = example.CsvLogger(blocker / "trials.csv")
-    result = await run(hpt.Tuner(quadratic, QUADRATIC_SPACE, loggers=[logger], max_trials=5))
+    result = await run(hpt.Tuner(quadratic, QUADRATIC_SPACE, loggers=[logger], max_trials=5, strategy="random"))
     assert result.count(hpt.TrialState.COMPLETE) == 5
     assert result.plugin_errors == {"csv.hpt_study_started": 1, "csv.hpt_trial_ended": 5}

@@ -21,6 +21,7 @@ def make(objective: Callable[..., Any], **kwargs: Any) -> hpt.Tuner:
     """A silent, seeded tuner over SPACE unless told otherwise."""
     kwargs.setdefault("loggers", [])
     kwargs.setdefault("seed", 0)
+    kwargs.setdefault("strategy", "random")
     return hpt.Tuner(objective, SPACE, **kwargs)
 
 
@@ -457,7 +458,7 @@ async def test_default_loggers_print_to_stderr(capsys: pytest.CaptureFixture[str
     async def objective(trial: hpt.Trial) -> float:
         return 1.5
 
-    tuner = hpt.Tuner(objective, SPACE, study="noisy", max_trials=2, seed=3)
+    tuner = hpt.Tuner(objective, SPACE, study="noisy", max_trials=2, seed=3, strategy="random")
     assert tuner.loggers and isinstance(tuner.loggers[0], hpt.ConsoleLogger)
     await run(tuner)
     err = capsys.readouterr().err
@@ -470,7 +471,7 @@ async def test_the_console_logger_by_name(capsys: pytest.CaptureFixture[str]) ->
     async def objective(trial: hpt.Trial) -> float:
         return 1.0
 
-    await run(hpt.Tuner(objective, SPACE, study="named", max_trials=1, loggers=["console"]))
+    await run(hpt.Tuner(objective, SPACE, study="named", max_trials=1, loggers=["console"], strategy="random"))
     assert "[named]" in capsys.readouterr().err
 
 
@@ -480,7 +481,7 @@ async def test_empty_loggers_print_nothing(capsys: pytest.CaptureFixture[str]) -
             raise RuntimeError("silent failure")
         return 1.0
 
-    result = await run(hpt.Tuner(objective, SPACE, max_trials=3, loggers=[]))
+    result = await run(hpt.Tuner(objective, SPACE, max_trials=3, loggers=[], strategy="random"))
     assert result.count("failed") == 1
     out, err = capsys.readouterr()
     assert out == ""
@@ -526,7 +527,7 @@ class Unmarked:
 )
 def test_a_hook_that_would_never_run_is_rejected_when_the_tuner_is_built(plugin: object, words: str) -> None:
     with pytest.raises(hpt.PluginError) as info:
-        hpt.Tuner(lambda t: 0.0, {"x": hpt.Float(0, 1)}, plugins=[plugin], loggers=[])
+        hpt.Tuner(lambda t: 0.0, {"x": hpt.Float(0, 1)}, plugins=[plugin], loggers=[], strategy="random")
     assert words in str(info.value)
 
 
@@ -611,7 +612,9 @@ def test_a_plugin_implementing_hooks_through_specname_is_accepted_and_called() -
         def on_trial_end(self, event: hpt.TrialEnded) -> None:
             ended.append(event.number)
 
-    tuner = hpt.Tuner(lambda t: 0.0, {"x": hpt.Float(0, 1)}, plugins=[Watch()], loggers=[], max_trials=3)
+    tuner = hpt.Tuner(
+        lambda t: 0.0, {"x": hpt.Float(0, 1)}, plugins=[Watch()], loggers=[], max_trials=3, strategy="random"
+    )
     anyio.run(tuner.run)
     assert ended == [0, 1, 2]
 
@@ -625,7 +628,9 @@ def test_a_module_plugin_is_labelled_by_its_module_name() -> None:
         raise RuntimeError("boom")
 
     module.hpt_trial_ended = hpt.hookimpl(hpt_trial_ended)  # type: ignore[attr-defined]
-    tuner = hpt.Tuner(lambda t: 0.0, {"x": hpt.Float(0, 1)}, plugins=[module], loggers=[], max_trials=2)
+    tuner = hpt.Tuner(
+        lambda t: 0.0, {"x": hpt.Float(0, 1)}, plugins=[module], loggers=[], max_trials=2, strategy="random"
+    )
     result = anyio.run(tuner.run)
     assert result.plugin_errors == {"acme_watch.hpt_trial_ended": 2}
 
@@ -642,7 +647,7 @@ async def test_ask_announces_created_and_started() -> None:
         def hpt_trial_started(self, event: hpt.TrialStarted) -> None:
             seen.append(("started", event.number))
 
-    tuner = hpt.Tuner(lambda t: 0.0, {"x": hpt.Float(0, 1)}, plugins=[Watch()], loggers=[])
+    tuner = hpt.Tuner(lambda t: 0.0, {"x": hpt.Float(0, 1)}, plugins=[Watch()], loggers=[], strategy="random")
     trial = await tuner.ask()
     assert seen == [("created", trial.number), ("started", trial.number)]
     await tuner.tell(trial, 1.0)
@@ -675,7 +680,9 @@ async def test_a_failed_start_closes_the_storage_session() -> None:
 async def test_console_does_not_repeat_the_closing_status_line() -> None:
     stream = io.StringIO()
     logger = hpt.ConsoleLogger(stream=stream, interval=0.0)
-    tuner = hpt.Tuner(lambda t: t.params["x"], {"x": hpt.Float(0, 1)}, loggers=[logger], max_trials=3, seed=0)
+    tuner = hpt.Tuner(
+        lambda t: t.params["x"], {"x": hpt.Float(0, 1)}, loggers=[logger], max_trials=3, seed=0, strategy="random"
+    )
     await tuner.run()
     lines = stream.getvalue().splitlines()
     final = [line for line in lines if "3/3 done" in line]

@@ -21,7 +21,19 @@ import hpt_async
 
 PACKAGE_DIR = Path(hpt_async.__file__).resolve().parent
 
-HEAVY = ("numpy", "scipy", "rich", "aiosqlite", "asyncpg", "orjson", "cloudpickle", "sklearn", "optuna", "pandas")
+HEAVY = (
+    "numpy",
+    "scipy",
+    "rich",
+    "aiosqlite",
+    "asyncpg",
+    "orjson",
+    "cloudpickle",
+    "sklearn",
+    "optuna",
+    "pandas",
+    "cmaes",
+)
 """Third-party modules that neither the bare package nor ``--help`` should load."""
 
 FRAMEWORKS = ("torch", "lightning", "pytorch_lightning", "keras", "xgboost", "lightgbm", "tensorboard", "wandb")

@@ -35,7 +35,13 @@ async def reporting(trial: hpt.Trial) -> float:
 
 
 def _tuner(objective: object, path: Path | str, **kwargs: object) -> hpt.Tuner:
-    options: dict[str, object] = {"max_trials": 5, "seed": 1, "concurrency": 2, "storage": "memory"}
+    options: dict[str, object] = {
+        "max_trials": 5,
+        "seed": 1,
+        "concurrency": 2,
+        "storage": "memory",
+        "strategy": "random",
+    }
     options.update(kwargs)
     return hpt.Tuner(objective, options.pop("space", SPACE), loggers=[JsonlLogger(path)], **options)
 
@@ -184,7 +190,7 @@ async def test_lines_are_buffered_until_study_end(tmp_path: Path) -> None:
         return 0.5
 
     logger = JsonlLogger(path, flush_every=3600)
-    await hpt.Tuner(objective, SPACE, max_trials=2, concurrency=1, loggers=[logger]).run()
+    await hpt.Tuner(objective, SPACE, max_trials=2, concurrency=1, loggers=[logger], strategy="random").run()
     # Only the study start is written at once; the rest waits for the timer or the study end.
     assert seen == [["study_started"], ["study_started"]]
     assert [e["event"] for e in read_events(path)] == [
@@ -208,7 +214,9 @@ async def test_a_quiet_study_still_writes_within_flush_every(tmp_path: Path) -> 
         seen.extend(e["event"] for e in read_events(path))
         return 0.5
 
-    await hpt.Tuner(objective, SPACE, max_trials=1, loggers=[JsonlLogger(path, flush_every=0.05)]).run()
+    await hpt.Tuner(
+        objective, SPACE, max_trials=1, loggers=[JsonlLogger(path, flush_every=0.05)], strategy="random"
+    ).run()
     assert seen == ["study_started", "trial_created", "trial_started", "trial_reported"]
 
 
@@ -222,7 +230,7 @@ async def test_flush_every_zero_writes_each_event(tmp_path: Path) -> None:
         seen.append(read_events(path)[-1]["event"])
         return 0.5
 
-    await hpt.Tuner(objective, SPACE, max_trials=1, loggers=[JsonlLogger(path, flush_every=0)]).run()
+    await hpt.Tuner(objective, SPACE, max_trials=1, loggers=[JsonlLogger(path, flush_every=0)], strategy="random").run()
     assert seen == ["trial_reported"]
 
 
@@ -241,7 +249,7 @@ def _registry() -> Registry:
 def test_factory_by_name_uses_the_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "from-env.jsonl"
     monkeypatch.setenv(PATH_ENV, str(path))
-    tuner = hpt.Tuner(reporting, SPACE, max_trials=2, loggers=["jsonl"], registry=_registry())
+    tuner = hpt.Tuner(reporting, SPACE, max_trials=2, loggers=["jsonl"], registry=_registry(), strategy="random")
     assert isinstance(tuner.loggers[0], JsonlLogger)
     anyio.run(tuner.run)
     _check_run(read_events(path), 2)
@@ -252,7 +260,7 @@ def test_factory_default_path_is_in_the_working_directory(tmp_path: Path, monkey
     monkeypatch.chdir(tmp_path)
     registry = _registry()
     assert registry.owner("logger", "jsonl") == "hpt_async.loggers.jsonl"
-    anyio.run(hpt.Tuner(reporting, SPACE, max_trials=1, loggers=["jsonl"], registry=registry).run)
+    anyio.run(hpt.Tuner(reporting, SPACE, max_trials=1, loggers=["jsonl"], registry=registry, strategy="random").run)
     assert read_events(tmp_path / DEFAULT_PATH)[0]["event"] == "study_started"
 
 
@@ -305,7 +313,7 @@ async def test_many_events_are_encoded_in_batches_and_written_when_too_many_wait
         return float(trial.number)
 
     logger = JsonlLogger(path, flush_every=3600)  # the timer never fires during the test
-    result = await hpt.Tuner(objective, SPACE, max_trials=60, seed=0, loggers=[logger]).run()
+    result = await hpt.Tuner(objective, SPACE, max_trials=60, seed=0, loggers=[logger], strategy="random").run()
     # 179 events came before trial 59 ran: the study start, then one full buffer of 128, written without the timer.
     assert on_disk == [1 + 2 * jsonl_module.ENCODE_EVERY]
     events = read_events(path)
@@ -348,7 +356,7 @@ async def test_several_objectives_and_constraints_are_written(tmp_path: Path) ->
         return x, 1.0 - x
 
     tuner = hpt.Tuner(two, {"x": hpt.Float(0.0, 1.0)}, directions=["minimize", "minimize"], max_trials=4, seed=3,
-                      loggers=[hpt.JsonlLogger(path)])  # fmt: skip
+                      loggers=[hpt.JsonlLogger(path)], strategy="random")  # fmt: skip
     result = await tuner.run()
     events = read_events(path)
     by_number = {r.number: r for r in result.trials}

@@ -121,7 +121,7 @@ def test_installed_and_registered_by_name(store: str, monkeypatch: pytest.Monkey
     assert registry.owner("logger", "mlflow") == OWNER
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
-    tuner = hpt.Tuner(reporting, SPACE, loggers=["mlflow"], max_trials=1)
+    tuner = hpt.Tuner(reporting, SPACE, loggers=["mlflow"], max_trials=1, strategy="random")
     (logger,) = tuner.loggers
     assert isinstance(logger, mod.MlflowLogger)
     assert (logger.tracking_uri, logger.experiment, logger.metric) == (store, "from-env", "value")
@@ -157,6 +157,7 @@ async def test_study_trials_reports_and_states_read_back(store: str) -> None:
         max_trials=12,
         concurrency=2,
         seed=1,
+        strategy="random",
     )
     result = await run(tuner)
     assert result.plugin_errors == {}
@@ -224,7 +225,9 @@ async def test_a_study_stopped_by_failures_loses_nothing_and_a_second_study_reus
             raise ValueError(f"trial {trial.number} cannot train")
         return float(trial.number)
 
-    tuner = hpt.Tuner(objective, SPACE, study="first", loggers=[logger], max_trials=10, max_failures=1, seed=0)
+    tuner = hpt.Tuner(
+        objective, SPACE, study="first", loggers=[logger], max_trials=10, max_failures=1, seed=0, strategy="random"
+    )
     with pytest.raises(hpt.StudyFailed) as caught:
         await run(tuner)
     result = caught.value.result
@@ -244,7 +247,7 @@ async def test_a_study_stopped_by_failures_loses_nothing_and_a_second_study_reus
     ] == [(0, 2.0)]
 
     # The worker thread of the first study has ended; the same logger object serves the next study.
-    second = hpt.Tuner(reporting, SPACE, study="second", loggers=[logger], max_trials=2, seed=5)
+    second = hpt.Tuner(reporting, SPACE, study="second", loggers=[logger], max_trials=2, seed=5, strategy="random")
     result = await run(second)
     assert result.plugin_errors == {}
     parent, trials = runs_of(store, "failing", "second")
@@ -258,7 +261,9 @@ async def test_experiment_defaults_to_the_study_name_and_runs_appear_per_study(s
     mod = plugin()
     logger = mod.MlflowLogger(store)
     for name in ("alpha", "beta"):
-        result = await run(hpt.Tuner(reporting, SPACE, study=name, loggers=[logger], max_trials=2, seed=3))
+        result = await run(
+            hpt.Tuner(reporting, SPACE, study=name, loggers=[logger], max_trials=2, seed=3, strategy="random")
+        )
         assert result.plugin_errors == {}
     for name in ("alpha", "beta"):
         parent, trials = runs_of(store, name)
@@ -281,7 +286,9 @@ async def test_cancelled_study_marks_its_runs_killed(store: str) -> None:
         await anyio.sleep_forever()
         return 0.0
 
-    tuner = hpt.Tuner(objective, SPACE, study="c", loggers=[logger], concurrency=2, max_trials=5, seed=0)
+    tuner = hpt.Tuner(
+        objective, SPACE, study="c", loggers=[logger], concurrency=2, max_trials=5, seed=0, strategy="random"
+    )
     with anyio.fail_after(HANG_GUARD):
         async with anyio.create_task_group() as tg:
             tg.start_soon(tuner.run)
@@ -329,7 +336,9 @@ async def test_hooks_never_wait_for_mlflow(store: str, monkeypatch: pytest.Monke
                 gate.set()
 
     logger = mod.MlflowLogger(store, "held")
-    tuner = hpt.Tuner(reporting, SPACE, loggers=[logger, OpenGate()], max_trials=n_trials, concurrency=2, seed=2)
+    tuner = hpt.Tuner(
+        reporting, SPACE, loggers=[logger, OpenGate()], max_trials=n_trials, concurrency=2, seed=2, strategy="random"
+    )
     result = await run(tuner)
     assert result.plugin_errors == {}
     assert passed and all(passed)
@@ -350,7 +359,7 @@ async def test_unwritable_store_is_reported_and_the_study_goes_on(
     blocker.write_text("a file where the database's folder should be\n")
     uri = f"sqlite:///{blocker}/mlflow.db"
     logger = mod.MlflowLogger(uri, "nowhere")
-    tuner = hpt.Tuner(reporting, SPACE, loggers=[logger], max_trials=4, seed=0)
+    tuner = hpt.Tuner(reporting, SPACE, loggers=[logger], max_trials=4, seed=0, strategy="random")
     with caplog.at_level(logging.ERROR):
         result = await run(tuner)
     assert [r.state for r in result.trials if r.number != FAILING] == [hpt.TrialState.COMPLETE] * 3
@@ -384,7 +393,9 @@ async def test_values_mlflow_is_strict_about_are_adapted(store: str, caplog: pyt
         await trial.report(-1.5, step=2)
         return trial.params["lr:head"]
 
-    tuner = hpt.Tuner(objective, space, loggers=[mod.MlflowLogger(store, "strict")], max_trials=6, seed=0)
+    tuner = hpt.Tuner(
+        objective, space, loggers=[mod.MlflowLogger(store, "strict")], max_trials=6, seed=0, strategy="random"
+    )
     tuner.enqueue({"block": long})
     tuner.enqueue({"block": ("conv", 3)})
     with caplog.at_level(logging.ERROR):
@@ -420,7 +431,7 @@ async def test_a_tracking_server_that_does_not_answer_holds_the_end_only_until_d
         listener.listen(16)
         uri = f"http://127.0.0.1:{listener.getsockname()[1]}"
         logger = mod.MlflowLogger(uri, "silent", drain_timeout=1.0)
-        tuner = hpt.Tuner(reporting, SPACE, loggers=[logger], max_trials=2, seed=0)
+        tuner = hpt.Tuner(reporting, SPACE, loggers=[logger], max_trials=2, seed=0, strategy="random")
         with caplog.at_level(logging.ERROR):
             result = await run(tuner)  # under the hang guard: MLflow's own retries would take minutes
     assert result.plugin_errors == {"mlflow.hpt_study_ended": 1}
@@ -447,7 +458,9 @@ async def test_a_paused_and_resumed_trial_keeps_one_run(store: str) -> None:
     mod = plugin()
     logger = mod.MlflowLogger(store, "promotion")
     pruner = hpt.ASHAPruner(min_resource=1, eta=3, max_resource=9, mode="promotion")
-    tuner = hpt.Tuner(curve_with_checkpoints, SPACE, pruner=pruner, loggers=[logger], max_trials=10, seed=0)
+    tuner = hpt.Tuner(
+        curve_with_checkpoints, SPACE, pruner=pruner, loggers=[logger], max_trials=10, seed=0, strategy="random"
+    )
     result = await run(tuner)
     assert result.plugin_errors == {}
     _, trials = runs_of(store, "promotion")
@@ -473,7 +486,8 @@ async def test_several_objectives_log_each_metric_by_name_with_constraints(store
         return x, 1.0 - x
 
     named = hpt.Tuner(two, SPACE, directions=["minimize", "minimize"], metric_names=["error", "latency ms"],
-                      study="named", loggers=[mod.MlflowLogger(store, "mo")], max_trials=6, seed=2)  # fmt: skip
+                      study="named", loggers=[mod.MlflowLogger(store, "mo")], max_trials=6, seed=2,
+                      strategy="random")  # fmt: skip
     result = await run(named)
     assert result.plugin_errors == {}
     c = client(store)
@@ -491,7 +505,7 @@ async def test_several_objectives_log_each_metric_by_name_with_constraints(store
         assert data.tags["hpt.feasible"] == str(t.feasible).lower()
 
     plain = hpt.Tuner(two, SPACE, directions=["minimize", "maximize"], study="plain",
-                      loggers=[mod.MlflowLogger(store, "mo")], max_trials=2, seed=2)  # fmt: skip
+                      loggers=[mod.MlflowLogger(store, "mo")], max_trials=2, seed=2, strategy="random")  # fmt: skip
     result = await run(plain)
     _, trials = runs_of(store, "mo", "plain")
     assert trials[0].data.metrics["value_0"] == result.trials[0].values[0]

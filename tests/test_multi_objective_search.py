@@ -107,7 +107,7 @@ async def test_a_tuner_with_mo_asha_prunes_by_every_objective() -> None:
 
     for pruner in ({"name": "asha", "max_resource": 9}, {"name": "hyperband", "max_resource": 9}):
         result = await hpt.Tuner(objective, SPACE, directions=list(MINMIN), pruner=pruner, max_trials=30, seed=1,
-                                 loggers=[]).run()  # fmt: skip
+                                 loggers=[], strategy="random").run()  # fmt: skip
         assert result.count("pruned") > 0 and result.count("complete") > 0
         front = result.best_trials
         assert front and all(t.state is hpt.TrialState.COMPLETE for t in front)
@@ -118,8 +118,10 @@ async def test_a_tuner_with_mo_asha_prunes_by_every_objective() -> None:
 
 def test_median_in_a_study_with_several_objectives_needs_objective() -> None:
     with pytest.raises(ValueError, match="give pruner 'median' the objective to judge: objective="):
-        hpt.Tuner(None, SPACE, directions=list(MINMIN), pruner="median", loggers=[])
-    hpt.Tuner(None, SPACE, directions=list(MINMIN), pruner={"name": "median", "objective": 1}, loggers=[])
+        hpt.Tuner(None, SPACE, directions=list(MINMIN), pruner="median", loggers=[], strategy="random")
+    hpt.Tuner(
+        None, SPACE, directions=list(MINMIN), pruner={"name": "median", "objective": 1}, loggers=[], strategy="random"
+    )
     with pytest.raises(ValueError, match="objective is an index or a metric name"):
         hpt.MedianPruner(objective=1.5)
 

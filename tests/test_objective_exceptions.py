@@ -54,6 +54,7 @@ EXPECTED = {
 
 async def tune(objective: Any, **options: Any) -> hpt.StudyResult:
     options.setdefault("max_trials", 4)
+    options.setdefault("strategy", "random")
     tuner = hpt.Tuner(objective, SPACE, loggers=[], seed=0, **options)
     with anyio.fail_after(HANG_GUARD):
         return await tuner.run()
@@ -137,7 +138,7 @@ async def test_the_study_cancelling_an_async_objective_still_cancels_it() -> Non
         await anyio.sleep_forever()
         raise AssertionError("unreachable")
 
-    tuner = hpt.Tuner(objective, SPACE, loggers=[], seed=0, storage=storage, study="c", max_trials=1)
+    tuner = hpt.Tuner(objective, SPACE, loggers=[], seed=0, storage=storage, study="c", max_trials=1, strategy="random")
     with anyio.fail_after(HANG_GUARD):
         async with anyio.create_task_group() as tg:
             tg.start_soon(tuner.run)
@@ -194,7 +195,7 @@ async def test_cancelling_the_asyncio_task_running_the_study_still_cancels_the_o
         await anyio.sleep_forever()
         raise AssertionError("unreachable")
 
-    tuner = hpt.Tuner(objective, SPACE, loggers=[], seed=0, storage=storage, study="t", max_trials=1)
+    tuner = hpt.Tuner(objective, SPACE, loggers=[], seed=0, storage=storage, study="t", max_trials=1, strategy="random")
     with anyio.fail_after(HANG_GUARD):
         task = asyncio.ensure_future(tuner.run())
         await started.wait()

@@ -42,7 +42,7 @@ def test_the_pareto_front_keeps_exactly_the_records_nothing_beats() -> None:
 
 
 async def test_an_objective_returns_one_value_per_direction() -> None:
-    tuner = hpt.Tuner(_trade_off, SPACE, direction=list(BOTH), max_trials=8, loggers=[], seed=0)
+    tuner = hpt.Tuner(_trade_off, SPACE, direction=list(BOTH), max_trials=8, loggers=[], seed=0, strategy="random")
     result = await tuner.run()
     assert result.direction == BOTH and result.directions == BOTH
     with pytest.raises(hpt.SeveralObjectivesError, match="best_trials"):
@@ -58,7 +58,9 @@ async def test_a_wrong_number_of_values_fails_the_trial() -> None:
     def objective(trial: hpt.SyncTrial) -> Any:
         return {0: (1.0,), 1: 2.0, 2: (1.0, float("nan")), 3: "ab"}.get(trial.number, (1.0, 2.0))
 
-    result = await hpt.Tuner(objective, SPACE, direction=BOTH, max_trials=6, loggers=[], fail_fast=False).run()
+    result = await hpt.Tuner(
+        objective, SPACE, direction=BOTH, max_trials=6, loggers=[], fail_fast=False, strategy="random"
+    ).run()
     errors = [t.error for t in result.trials[:4]]
     assert all(t.state is hpt.TrialState.FAILED for t in result.trials[:4])
     assert "expected a sequence of 2 numbers" in errors[0] and "expected a sequence of 2 numbers" in errors[1]
@@ -67,24 +69,26 @@ async def test_a_wrong_number_of_values_fails_the_trial() -> None:
 
 
 async def test_one_objective_studies_keep_no_values() -> None:
-    result = await hpt.Tuner(lambda t: t.params["x"], SPACE, max_trials=3, loggers=[]).run()
+    result = await hpt.Tuner(lambda t: t.params["x"], SPACE, max_trials=3, loggers=[], strategy="random").run()
     assert all(t.values is None for t in result.trials)
     assert result.best_trials == [result.best]
 
 
 async def test_ask_and_tell_take_several_values_and_sqlite_keeps_them(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'mo.db'}"
-    tuner = hpt.Tuner(None, SPACE, direction=BOTH, storage=url, study="mo", loggers=[], seed=0)
+    tuner = hpt.Tuner(None, SPACE, direction=BOTH, storage=url, study="mo", loggers=[], seed=0, strategy="random")
     for cost in (3.0, 1.0, 2.0):
         trial = await tuner.ask()
         await tuner.tell(trial, (cost, cost * 2))
     await tuner.close()
     loaded = await hpt.load_study_async(url, "mo")
     assert [t.values for t in loaded.trials] == [(3.0, 6.0), (1.0, 2.0), (2.0, 4.0)]
-    again = await hpt.Tuner(_trade_off, SPACE, direction=BOTH, storage=url, study="mo", max_trials=5, loggers=[]).run()
+    again = await hpt.Tuner(
+        _trade_off, SPACE, direction=BOTH, storage=url, study="mo", max_trials=5, loggers=[], strategy="random"
+    ).run()
     assert again.trials[0].values == (3.0, 6.0)  # resumed with its values
     with pytest.raises(ValueError, match="direction"):
-        await hpt.Tuner(_trade_off, SPACE, storage=url, study="mo", max_trials=6, loggers=[]).run()
+        await hpt.Tuner(_trade_off, SPACE, storage=url, study="mo", max_trials=6, loggers=[], strategy="random").run()
 
 
 @pytest.mark.parametrize(
@@ -108,7 +112,9 @@ def test_a_one_element_direction_sequence_is_one_objective_with_values() -> None
 
 
 async def test_the_console_summary_names_the_pareto_front(capsys: pytest.CaptureFixture[str]) -> None:
-    await hpt.Tuner(_trade_off, SPACE, direction=BOTH, max_trials=3, loggers=["console"], seed=0).run()
+    await hpt.Tuner(
+        _trade_off, SPACE, direction=BOTH, max_trials=3, loggers=["console"], seed=0, strategy="random"
+    ).run()
     err = capsys.readouterr().err
     assert "3 trials on the Pareto front of minimize, maximize: [0, 1, 2]" in err
     assert "best Pareto front 3 trials" in err  # the progress line too
@@ -145,7 +151,7 @@ async def test_reports_keep_every_objectives_value(tmp_path: Path, storage: str,
     url = "memory" if storage == "memory" else f"sqlite:///{tmp_path / 'reports.db'}"
     objective = _curve if executor == "async" else _sync_curve
     tuner = hpt.Tuner(objective, SPACE, direction=BOTH, storage=url, study="r", executor=executor, max_trials=2,
-                      loggers=[], plugins=[Listen()], seed=0)  # fmt: skip
+                      loggers=[], plugins=[Listen()], seed=0, strategy="random")  # fmt: skip
     result = await tuner.run()
     for record in result.trials:
         x = record.params["x"]
@@ -169,7 +175,7 @@ async def test_a_report_of_the_wrong_length_is_refused_in_the_objective() -> Non
                 raised.append(exc)
         return 1.0, 2.0
 
-    result = await hpt.Tuner(objective, SPACE, direction=BOTH, max_trials=1, loggers=[]).run()
+    result = await hpt.Tuner(objective, SPACE, direction=BOTH, max_trials=1, loggers=[], strategy="random").run()
     assert "one value per objective (2), got 3" in str(raised[0])
     # A plain number is a report of the first objective alone (what a pruner would decide on).
     assert dict(result.trials[0].reports) == {0: 1.5} and dict(result.trials[0].report_values) == {}
@@ -186,5 +192,7 @@ async def test_running_records_in_memory_storage_show_their_reports_to_other_ses
         await reader.close()
         return 0.5
 
-    await hpt.Tuner(objective, SPACE, storage=storage, study="shared", max_trials=1, loggers=[]).run()
+    await hpt.Tuner(
+        objective, SPACE, storage=storage, study="shared", max_trials=1, loggers=[], strategy="random"
+    ).run()
     assert seen == [{0: 0.5}]

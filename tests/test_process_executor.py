@@ -40,6 +40,7 @@ def make(objective: Callable[..., Any], executor: Any = "process", **kwargs: Any
     """A silent, seeded tuner over SPACE on the process executor."""
     kwargs.setdefault("loggers", [])
     kwargs.setdefault("seed", 0)
+    kwargs.setdefault("strategy", "random")
     return hpt.Tuner(objective, kwargs.pop("space", SPACE), executor=executor, **kwargs)
 
 
@@ -423,7 +424,8 @@ ORPHAN_TUNER = """
 import anyio, hpt_async as hpt
 from orphan_objective import objective
 
-tuner = hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, executor="process", concurrency=2, max_trials=2, loggers=[])
+tuner = hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, executor="process", concurrency=2, max_trials=2,
+                  loggers=[], strategy="random")
 anyio.run(tuner.run)
 """
 

@@ -186,6 +186,7 @@ class Curves:
 def tuner(objective: Any, pruner: Any, **kwargs: Any) -> hpt.Tuner:
     kwargs.setdefault("loggers", [])
     kwargs.setdefault("seed", 5)
+    kwargs.setdefault("strategy", "random")
     return hpt.Tuner(objective, SPACE, pruner=pruner, **kwargs)
 
 
@@ -487,7 +488,16 @@ async def test_promotion_decisions_replay_identically_in_arrival_order() -> None
 async def test_closing_with_a_resumed_trial_open_pauses_it_again_with_its_checkpoint() -> None:
     storage = hpt.MemoryStorage()
     pruner = ASHAPruner(min_resource=1, eta=3, max_resource=9, mode="promotion")
-    t = hpt.Tuner(Curves(), {"q": hpt.Float(0.0, 1.0)}, pruner=pruner, storage=storage, study="c", loggers=[], seed=1)
+    t = hpt.Tuner(
+        Curves(),
+        {"q": hpt.Float(0.0, 1.0)},
+        pruner=pruner,
+        storage=storage,
+        study="c",
+        loggers=[],
+        seed=1,
+        strategy="random",
+    )
     for q in (0.5, 0.6, 0.7):
         t.enqueue({"q": q})
     for _ in range(3):
@@ -505,7 +515,9 @@ async def test_closing_with_a_resumed_trial_open_pauses_it_again_with_its_checkp
 
 async def test_tell_paused_needs_a_pruner_in_promotion_mode() -> None:
     for pruner in (None, ASHAPruner(max_resource=9)):
-        t = hpt.Tuner(lambda trial: 0.0, {"q": hpt.Float(0.0, 1.0)}, pruner=pruner, loggers=[], seed=1)
+        t = hpt.Tuner(
+            lambda trial: 0.0, {"q": hpt.Float(0.0, 1.0)}, pruner=pruner, loggers=[], seed=1, strategy="random"
+        )
         trial = await t.ask()
         with pytest.raises(ValueError, match="promotion mode"):
             await t.tell(trial, state="paused")
@@ -535,7 +547,7 @@ async def test_tuners_sharing_a_study_keep_the_checkpoints_of_each_others_paused
     def make(seed: int) -> hpt.Tuner:
         pruner = ASHAPruner(max_resource=EPOCHS, mode="promotion")
         return hpt.Tuner(objective, {"q": hpt.Float(0.0, 1.0)}, pruner=pruner, storage=storage, study="x",
-                         concurrency=2, max_trials=30, loggers=[], seed=seed)  # fmt: skip
+                         concurrency=2, max_trials=30, loggers=[], seed=seed, strategy="random")  # fmt: skip
 
     with anyio.fail_after(120):
         async with anyio.create_task_group() as tg:

@@ -53,6 +53,7 @@ def make(objective: Any = curve_objective, **kwargs: Any) -> hpt.Tuner:
     """A silent seeded tuner over SPACE."""
     kwargs.setdefault("loggers", [])
     kwargs.setdefault("seed", 3)
+    kwargs.setdefault("strategy", "random")
     return hpt.Tuner(objective, SPACE, **kwargs)
 
 
@@ -251,13 +252,29 @@ async def test_rungs_are_rebuilt_from_a_sqlite_study(tmp_path: Any) -> None:
     url = f"sqlite:///{tmp_path / 'rungs.db'}"
     first = ASHAPruner()
     await hpt.Tuner(
-        objective, {"x": hpt.Float(0, 1)}, storage=url, study="s", pruner=first, max_trials=20, loggers=[], seed=0
+        objective,
+        {"x": hpt.Float(0, 1)},
+        storage=url,
+        study="s",
+        pruner=first,
+        max_trials=20,
+        loggers=[],
+        seed=0,
+        strategy="random",
     ).run()
     before = first.rungs()
     assert len(before) >= 2
     again = ASHAPruner()
     result = await hpt.Tuner(
-        objective, {"x": hpt.Float(0, 1)}, storage=url, study="s", pruner=again, max_trials=20, loggers=[], seed=0
+        objective,
+        {"x": hpt.Float(0, 1)},
+        storage=url,
+        study="s",
+        pruner=again,
+        max_trials=20,
+        loggers=[],
+        seed=0,
+        strategy="random",
     ).run()
     assert result.reason == "max_trials"  # nothing new ran: the rungs come from storage alone
     assert again.rungs() == before

@@ -88,7 +88,9 @@ def make_study(db: Path) -> None:
         trial.set_user_attr("note", "ok")
         return trial.params["x"]
 
-    tuner = hpt.Tuner(objective, SPACE, storage=f"sqlite:///{db}", study="s", max_trials=4, loggers=[], seed=1)
+    tuner = hpt.Tuner(
+        objective, SPACE, storage=f"sqlite:///{db}", study="s", max_trials=4, loggers=[], seed=1, strategy="random"
+    )
     anyio.run(tuner.run, backend="asyncio")
     assert not Path(f"{db}-wal").exists()
 

@@ -151,11 +151,11 @@ def test_tuner_with_an_unknown_name_lists_the_registered_ones() -> None:
         hpt.Tuner(objective, space, strategy="nope", loggers=[])
     assert "'nope'" in str(info.value) and "random" in str(info.value) and "grid" in str(info.value)
     with pytest.raises(hpt.PluginNotFound, match="console"):
-        hpt.Tuner(objective, space, loggers=["no-such-logger"])
+        hpt.Tuner(objective, space, loggers=["no-such-logger"], strategy="random")
     with pytest.raises(hpt.PluginNotFound, match="memory"):
-        hpt.Tuner(objective, space, storage="nosuchdb://x", loggers=[])
+        hpt.Tuner(objective, space, storage="nosuchdb://x", loggers=[], strategy="random")
     with pytest.raises(hpt.PluginNotFound, match="thread"):
-        hpt.Tuner(objective, space, executor="warp", loggers=[])
+        hpt.Tuner(objective, space, executor="warp", loggers=[], strategy="random")
 
 
 def test_unknown_kind_is_an_error() -> None:

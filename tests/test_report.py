@@ -69,7 +69,8 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> hpt.LoadedStudy:
         tuner = hpt.Tuner(
             objective, SPACE, storage=url, study="demo", max_trials=24, concurrency=4, pruner=PruneOdd(), seed=3,
             loggers=[],
-        )  # fmt: skip
+        strategy="random",
+)  # fmt: skip
         await tuner.run()
 
     anyio.run(run, backend="asyncio")
@@ -215,7 +216,7 @@ def test_importance_finds_the_parameter_that_matters(tmp_path: Path) -> None:
 
     async def run() -> None:
         space = {"x": hpt.Float(0, 1), "y": hpt.Float(0, 1), "c": hpt.Choice(["a", "b"])}
-        await hpt.Tuner(f, space, storage=url, study="imp", max_trials=48, seed=1, loggers=[]).run()
+        await hpt.Tuner(f, space, storage=url, study="imp", max_trials=48, seed=1, loggers=[], strategy="random").run()
 
     anyio.run(run, backend="asyncio")
     result = param_importance("imp", storage=url)
@@ -247,7 +248,7 @@ def test_an_empty_study_and_a_failing_one_still_make_a_report(tmp_path: Path) ->
         raise ValueError("no")
 
     async def run() -> None:
-        await hpt.Tuner(boom, SPACE, storage=url, study="bad", max_trials=3, loggers=[]).run()
+        await hpt.Tuner(boom, SPACE, storage=url, study="bad", max_trials=3, loggers=[], strategy="random").run()
 
     anyio.run(run, backend="asyncio")
     bad = hpt.load_study(url, "bad")
@@ -307,7 +308,7 @@ def test_write_report_replaces_whole_files_and_fails_cleanly(study: hpt.LoadedSt
 
 
 def test_a_study_result_a_study_view_and_standalone_svgs(tmp_path: Path) -> None:
-    tuner = hpt.Tuner(objective, SPACE, max_trials=10, concurrency=2, seed=1, loggers=[])
+    tuner = hpt.Tuner(objective, SPACE, max_trials=10, concurrency=2, seed=1, loggers=[], strategy="random")
     result = anyio.run(tuner.run, backend="asyncio")
     figs = figures(result)
     assert not figs["history"].empty and not figs["slices"].empty
@@ -332,7 +333,7 @@ def test_a_study_in_progress_is_reported_while_another_process_writes(tmp_path: 
             return trial.params["x"]
         async def main():
             await hpt.Tuner(slow, {{"x": hpt.Float(0, 1)}}, storage={url!r}, study="live",
-                            max_trials=6, concurrency=3, loggers=[]).run()
+                            max_trials=6, concurrency=3, loggers=[], strategy="random").run()
         anyio.run(main)
         """
     )
@@ -374,7 +375,7 @@ def test_a_maximised_study_keeps_its_best_on_top(tmp_path: Path) -> None:
 
     async def run() -> None:
         await hpt.Tuner(acc, space, storage=url, study="acc", direction="maximize", max_trials=12, seed=2,
-                        loggers=[]).run()  # fmt: skip
+                        loggers=[], strategy="random").run()  # fmt: skip
 
     anyio.run(run, backend="asyncio")
     study = hpt.load_study(url, "acc")
@@ -399,7 +400,7 @@ def test_values_at_the_ends_of_the_float_range_are_drawn() -> None:
         return finals[trial.number]
 
     async def run() -> hpt.StudyResult:
-        return await hpt.Tuner(extreme, SPACE, max_trials=10, loggers=[], seed=0).run()
+        return await hpt.Tuner(extreme, SPACE, max_trials=10, loggers=[], seed=0, strategy="random").run()
 
     result = anyio.run(run, backend="asyncio")
     figs = figures(result)

@@ -47,7 +47,7 @@ async def test_a_trial_that_storage_failed_to_persist_is_not_left_running() -> N
         await anyio.sleep(0.01)
         return 0.0
 
-    tuner = hpt.Tuner(objective, SPACE, storage=storage, loggers=[], max_trials=5, seed=0)
+    tuner = hpt.Tuner(objective, SPACE, storage=storage, loggers=[], max_trials=5, seed=0, strategy="random")
     with pytest.raises(hpt.StudyError, match="failed to persist trial 1") as info:
         await tuner.run()
     states = {t.number: t.state for t in info.value.result.trials}  # type: ignore[union-attr]
@@ -72,7 +72,9 @@ async def test_async_end_hooks_finish_for_the_trial_that_stops_the_study() -> No
         await anyio.sleep(0.01 * (trial.number + 1))
         return 0.0 if trial.number == 2 else 1.0
 
-    tuner = hpt.Tuner(objective, SPACE, loggers=[], plugins=[Sink()], target=0.0, concurrency=4, seed=1)
+    tuner = hpt.Tuner(
+        objective, SPACE, loggers=[], plugins=[Sink()], target=0.0, concurrency=4, seed=1, strategy="random"
+    )
     result = await tuner.run()
     assert result.reason == "target"
     assert sorted(called) == sorted(done) == [t.number for t in result.trials]
@@ -113,7 +115,7 @@ async def test_an_executor_that_fails_to_close_is_named_and_the_session_still_cl
     async def objective(trial: hpt.Trial) -> float:
         return 0.0
 
-    tuner = hpt.Tuner(objective, SPACE, executor=Leaky(), storage=storage, loggers=[], max_trials=2)
+    tuner = hpt.Tuner(objective, SPACE, executor=Leaky(), storage=storage, loggers=[], max_trials=2, strategy="random")
     with pytest.raises(hpt.StudyError, match="executor 'async' failed to close") as info:
         await tuner.run()
     assert info.value.result is not None and len(info.value.result.trials) == 2
@@ -131,7 +133,9 @@ async def test_cancelling_a_run_while_it_opens_closes_the_session() -> None:
     async def objective(trial: hpt.Trial) -> float:
         return 0.0
 
-    tuner = hpt.Tuner(objective, SPACE, storage=storage, loggers=[], plugins=[SlowStart()], max_trials=1)
+    tuner = hpt.Tuner(
+        objective, SPACE, storage=storage, loggers=[], plugins=[SlowStart()], max_trials=1, strategy="random"
+    )
     with anyio.move_on_after(0.05):
         await tuner.run()
     assert storage.closed == 1
@@ -151,10 +155,10 @@ async def test_a_study_resumed_past_max_failures_fails_at_once() -> None:
         raise RuntimeError("boom")
 
     with pytest.raises(hpt.StudyFailed):
-        await hpt.Tuner(broken, SPACE, storage=storage, study="s", loggers=[], max_failures=3).run()
+        await hpt.Tuner(broken, SPACE, storage=storage, study="s", loggers=[], max_failures=3, strategy="random").run()
     assert calls == 3
     with pytest.raises(hpt.StudyFailed) as info:
-        await hpt.Tuner(broken, SPACE, storage=storage, study="s", loggers=[], max_failures=3).run()
+        await hpt.Tuner(broken, SPACE, storage=storage, study="s", loggers=[], max_failures=3, strategy="random").run()
     assert calls == 3  # no trial ran: the study had already failed 3 times
     assert info.value.result.count(hpt.TrialState.FAILED) == 3
 
@@ -181,7 +185,9 @@ def test_a_thread_report_in_flight_at_trial_timeout_raises_trial_cancelled() -> 
             raise
         return 1.0
 
-    tuner = hpt.Tuner(objective, SPACE, storage=SlowReports(), loggers=[], trial_timeout=0.12, max_trials=1)
+    tuner = hpt.Tuner(
+        objective, SPACE, storage=SlowReports(), loggers=[], trial_timeout=0.12, max_trials=1, strategy="random"
+    )
 
     async def main() -> hpt.StudyResult:
         result = await tuner.run()

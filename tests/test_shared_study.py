@@ -147,7 +147,9 @@ async def test_a_pruner_hears_the_trials_of_another_tuner(pruner: str) -> None:
             await trial.report(trial.params["x"] + 1.0 / (step + 1), step=step)
         return trial.params["x"]
 
-    first = hpt.Tuner(curve, SPACE, storage=storage, study="s", loggers=[], seed=0, max_trials=8, concurrency=4)
+    first = hpt.Tuner(
+        curve, SPACE, storage=storage, study="s", loggers=[], seed=0, max_trials=8, concurrency=4, strategy="random"
+    )
     seen: list[int] = []
 
     class Told(hpt.MedianPruner if pruner == "median" else hpt.ASHAPruner):  # type: ignore[misc]
@@ -162,7 +164,9 @@ async def test_a_pruner_hears_the_trials_of_another_tuner(pruner: str) -> None:
         await anyio.sleep(0.3)  # runs while the first tuner works, so its trials arrive by refresh
         return 1.0
 
-    second = hpt.Tuner(idle, SPACE, storage=storage, study="s", pruner=watcher, loggers=[], seed=1, max_trials=9)
+    second = hpt.Tuner(
+        idle, SPACE, storage=storage, study="s", pruner=watcher, loggers=[], seed=1, max_trials=9, strategy="random"
+    )
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tg:
             tg.start_soon(second.run)

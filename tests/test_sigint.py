@@ -50,7 +50,7 @@ SCRIPT = textwrap.dedent(
     kind, db = sys.argv[1], sys.argv[2]
     tuner = hpt.Tuner(objective if kind == "async" else sync_objective, {"x": hpt.Float(0, 1)},
                       concurrency=3, max_trials=10, loggers=["console", Watch()], seed=0,
-                      storage=f"sqlite:///{db}", study="interrupted")
+                      storage=f"sqlite:///{db}", study="interrupted", strategy="random")
     result = anyio.run(tuner.run)
     print("returned", result.reason, result.count("cancelled"), flush=True)
     """
@@ -143,7 +143,8 @@ def test_a_second_ctrl_c_aborts_at_once(tmp_path: Path) -> None:
             await anyio.sleep(60)
             return 1.0
 
-        tuner = hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, max_trials=2, loggers=[], plugins=[Stubborn()])
+        tuner = hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, max_trials=2, loggers=[], plugins=[Stubborn()],
+                          strategy="random")
         anyio.run(tuner.run)
         print("returned", flush=True)
         """
@@ -185,7 +186,7 @@ def test_a_handler_the_event_loop_set_itself_still_runs_after_a_study() -> None:
         async def main():
             heard = asyncio.Event()
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, heard.set)
-            await hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, max_trials=3, loggers=[]).run()
+            await hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, max_trials=3, loggers=[], strategy="random").run()
             os.kill(os.getpid(), signal.SIGTERM)
             await asyncio.wait_for(heard.wait(), 10)
             print("the loop's own handler ran")
@@ -216,7 +217,7 @@ def test_ctrl_c_stops_a_study_still_running_after_another_one_ended() -> None:
 
             async def run(name, objective, trials):
                 results[name] = await hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, max_trials=trials,
-                                                 loggers=[]).run()
+                                                 loggers=[], strategy="random").run()
                 if name == "quick":
                     print("quick ended", flush=True)
 
@@ -256,7 +257,8 @@ def test_one_ctrl_c_stops_every_study_running_at_once() -> None:
             reasons = []
 
             async def run():
-                tuner = hpt.Tuner(slow, {"x": hpt.Float(0, 1)}, max_trials=2, loggers=[], plugins=[started])
+                tuner = hpt.Tuner(slow, {"x": hpt.Float(0, 1)}, max_trials=2, loggers=[], plugins=[started],
+                                  strategy="random")
                 reasons.append((await tuner.run()).reason)
 
             async with anyio.create_task_group() as tg:

@@ -181,7 +181,14 @@ async def test_a_file_the_schema_3_release_wrote_keeps_its_values_and_takes_cons
         return trial.params["x"], 1.0 - trial.params["x"]
 
     result = await hpt.Tuner(
-        constrained, SPACE, directions=["minimize", "maximize"], storage=url, study="mo", max_trials=8, loggers=[]
+        constrained,
+        SPACE,
+        directions=["minimize", "maximize"],
+        storage=url,
+        study="mo",
+        max_trials=8,
+        loggers=[],
+        strategy="random",
     ).run()
     assert [t.constraints is None for t in result.trials] == [True] * 3 + [False] * 5
     again = await hpt.load_study_async(url, "mo", SPACE)

@@ -91,7 +91,7 @@ async def objective(trial):
 
 async def main():
     tuner = hpt.Tuner(objective, SPACE, storage=url, study=study, concurrency=4, max_trials=max_trials,
-                      loggers=[], plugins=[Mine()], seed=seed)
+                      loggers=[], plugins=[Mine()], seed=seed, strategy="random")
     print("ready", flush=True)
     sys.stdin.readline()
     result = await tuner.run()
@@ -235,7 +235,17 @@ async def test_sigkill_then_resume_reaches_exactly_max_trials(tmp_path: Path) ->
     async def objective(trial: hpt.Trial) -> float:
         return trial.params["a"] + 0.5
 
-    tuner = hpt.Tuner(objective, GRID, storage=url, study="random", max_trials=12, loggers=[], seed=7, concurrency=3)
+    tuner = hpt.Tuner(
+        objective,
+        GRID,
+        storage=url,
+        study="random",
+        max_trials=12,
+        loggers=[],
+        seed=7,
+        concurrency=3,
+        strategy="random",
+    )
     with anyio.fail_after(HANG_GUARD):
         result = await tuner.run()
     assert sum(t.state.counted for t in result.trials) == 12
@@ -340,7 +350,7 @@ async def test_max_trials_is_reached_when_resumed_before_the_lease_ends(tmp_path
     async def objective(trial: hpt.Trial) -> float:
         return float(trial.params["a"])
 
-    tuner = hpt.Tuner(objective, space, storage=storage, study="m", max_trials=3, loggers=[], seed=0)
+    tuner = hpt.Tuner(objective, space, storage=storage, study="m", max_trials=3, loggers=[], seed=0, strategy="random")
     with anyio.fail_after(HANG_GUARD):
         result = await tuner.run()
     await dead.close()

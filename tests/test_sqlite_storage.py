@@ -61,6 +61,7 @@ def digest(path: Path) -> str:
 def tuner(objective: Any, storage: Any, study: str, **kwargs: Any) -> hpt.Tuner:
     kwargs.setdefault("loggers", [])
     kwargs.setdefault("seed", 0)
+    kwargs.setdefault("strategy", "random")
     return hpt.Tuner(objective, kwargs.pop("space", SPACE), storage=storage, study=study, **kwargs)
 
 
@@ -104,7 +105,7 @@ def test_the_registry_knows_sqlite_and_it_is_durable(tmp_path: Path) -> None:
     t = tuner(quick, url(tmp_path), "s")
     assert isinstance(t.storage, SQLiteStorage) and t.storage.durable
     with pytest.raises(ValueError, match="study="):
-        hpt.Tuner(quick, SPACE, storage=url(tmp_path), loggers=[])
+        hpt.Tuner(quick, SPACE, storage=url(tmp_path), loggers=[], strategy="random")
 
 
 @pytest.mark.parametrize(
@@ -132,9 +133,9 @@ def test_bad_urls_fail_with_a_clear_message(bad: str, match: str) -> None:
 
 def test_a_wrong_scheme_names_the_registered_storages() -> None:
     with pytest.raises(hpt.PluginNotFound, match="sqlite"):
-        hpt.Tuner(quick, SPACE, storage="sqlit:///x.db", study="s", loggers=[])
+        hpt.Tuner(quick, SPACE, storage="sqlit:///x.db", study="s", loggers=[], strategy="random")
     with pytest.raises(ValueError, match="no scheme"):
-        hpt.Tuner(quick, SPACE, storage="/just/a/path.db", study="s", loggers=[])
+        hpt.Tuner(quick, SPACE, storage="/just/a/path.db", study="s", loggers=[], strategy="random")
 
 
 async def test_a_missing_directory_is_a_clear_error_and_nothing_is_created(tmp_path: Path) -> None:

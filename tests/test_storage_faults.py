@@ -26,7 +26,16 @@ def make_study(db: Path, n: int = 5, attrs: dict[str, object] | None = None, spa
             trial.set_user_attr(key, value)
         return min(v for v in trial.params.values() if isinstance(v, float))
 
-    tuner = hpt.Tuner(objective, space or SPACE, storage=f"sqlite:///{db}", study="s", max_trials=n, loggers=[], seed=1)
+    tuner = hpt.Tuner(
+        objective,
+        space or SPACE,
+        storage=f"sqlite:///{db}",
+        study="s",
+        max_trials=n,
+        loggers=[],
+        seed=1,
+        strategy="random",
+    )
     anyio.run(tuner.run, backend="asyncio")
 
 

@@ -353,7 +353,7 @@ async def test_grid_strategy_size_and_bad_points() -> None:
 
 
 async def test_a_plain_dict_space_is_accepted_by_the_tuner() -> None:
-    tuner = hpt.Tuner(instant, {"x": hpt.Float(0.0, 1.0)}, max_trials=3, loggers=[], seed=0)
+    tuner = hpt.Tuner(instant, {"x": hpt.Float(0.0, 1.0)}, max_trials=3, loggers=[], seed=0, strategy="random")
     assert isinstance(tuner.space, hpt.Space)
     with anyio.fail_after(30):
         result = await tuner.run()

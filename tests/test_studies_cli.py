@@ -42,7 +42,16 @@ def db(tmp_path: Path) -> str:
 
     async def fill() -> None:
         for name, n, direction in (("alpha", 5, "minimize"), ("beta", 2, "maximize")):
-            t = hpt.Tuner(objective, SPACE, storage=url, study=name, max_trials=n, direction=direction, loggers=[])
+            t = hpt.Tuner(
+                objective,
+                SPACE,
+                storage=url,
+                study=name,
+                max_trials=n,
+                direction=direction,
+                loggers=[],
+                strategy="random",
+            )
             await t.run()
 
     anyio.run(fill, backend="asyncio")
@@ -92,7 +101,7 @@ def test_studies_counts_paused_trials(tmp_path: Path, capsys: Any) -> None:
     async def fill() -> None:
         pruner = hpt.ASHAPruner(min_resource=1, eta=3, max_resource=9, mode="promotion")
         await hpt.Tuner(curve, SPACE, storage=url, study="halving", pruner=pruner, max_trials=8, loggers=[],
-                        seed=0).run()  # fmt: skip
+                        seed=0, strategy="random").run()  # fmt: skip
 
     anyio.run(fill, backend="asyncio")
     study = load_study(url, "halving")
@@ -225,7 +234,7 @@ def test_no_studies_and_no_complete_trial(tmp_path: Path, capsys: Any) -> None:
         raise RuntimeError("always")
 
     async def fill() -> None:
-        await hpt.Tuner(failing, SPACE, storage=url, study="bad", max_trials=2, loggers=[]).run()
+        await hpt.Tuner(failing, SPACE, storage=url, study="bad", max_trials=2, loggers=[], strategy="random").run()
 
     anyio.run(fill, backend="asyncio")
     code, out, _ = cli(capsys, "best", "bad", "--storage", url)

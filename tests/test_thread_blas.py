@@ -39,7 +39,16 @@ async def threads_seen(executor: Any, concurrency: int) -> list[int]:
         seen.append(numpy_blas_threads())
         return trial.params["x"]
 
-    tuner = hpt.Tuner(objective, SPACE, executor=executor, concurrency=concurrency, max_trials=4, loggers=[], seed=0)
+    tuner = hpt.Tuner(
+        objective,
+        SPACE,
+        executor=executor,
+        concurrency=concurrency,
+        max_trials=4,
+        loggers=[],
+        seed=0,
+        strategy="random",
+    )
     with anyio.fail_after(HANG_GUARD):
         result = await tuner.run()
     assert result.count(hpt.TrialState.COMPLETE) == 4
@@ -105,7 +114,7 @@ def test_the_thread_executor_needs_threadpoolctl_only_to_limit() -> None:
             return trial.params["x"]
 
         tuner = hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, executor=ThreadExecutor(blas_threads=None),
-                          concurrency=2, max_trials=2, loggers=[], seed=0)
+                          concurrency=2, max_trials=2, loggers=[], seed=0, strategy="random")
         print(anyio.run(tuner.run).count(hpt.TrialState.COMPLETE))
         """
     )

@@ -29,6 +29,7 @@ def make(objective: Callable[..., Any], **kwargs: Any) -> hpt.Tuner:
     """A silent, seeded tuner over SPACE unless told otherwise."""
     kwargs.setdefault("loggers", [])
     kwargs.setdefault("seed", 0)
+    kwargs.setdefault("strategy", "random")
     return hpt.Tuner(objective, kwargs.pop("space", SPACE), **kwargs)
 
 
@@ -738,9 +739,9 @@ def test_unknown_strategy_lists_the_registered_names() -> None:
 
 def test_unknown_executor_and_logger_names_fail() -> None:
     with pytest.raises(hpt.PluginNotFound, match="async"):
-        hpt.Tuner(_async_objective, SPACE, executor="warp", loggers=[])
+        hpt.Tuner(_async_objective, SPACE, executor="warp", loggers=[], strategy="random")
     with pytest.raises(hpt.PluginNotFound, match="console"):
-        hpt.Tuner(_async_objective, SPACE, loggers=["fancy"])
+        hpt.Tuner(_async_objective, SPACE, loggers=["fancy"], strategy="random")
 
 
 @pytest.mark.parametrize(
@@ -752,12 +753,12 @@ def test_objective_that_does_not_suit_the_executor_is_a_type_error(
     objective: Callable[..., Any], executor: str
 ) -> None:
     with pytest.raises(TypeError):
-        hpt.Tuner(objective, SPACE, executor=executor, loggers=[])
+        hpt.Tuner(objective, SPACE, executor=executor, loggers=[], strategy="random")
 
 
 def test_the_executor_follows_the_objective_kind() -> None:
-    assert isinstance(hpt.Tuner(_async_objective, SPACE, loggers=[]).executor, hpt.AsyncExecutor)
-    assert isinstance(hpt.Tuner(_sync_objective, SPACE, loggers=[]).executor, hpt.ThreadExecutor)
+    assert isinstance(hpt.Tuner(_async_objective, SPACE, loggers=[], strategy="random").executor, hpt.AsyncExecutor)
+    assert isinstance(hpt.Tuner(_sync_objective, SPACE, loggers=[], strategy="random").executor, hpt.ThreadExecutor)
 
 
 async def test_an_async_callable_object_is_an_async_objective() -> None:
@@ -778,7 +779,7 @@ async def test_timeout_stops_a_study_whose_objective_never_suspends() -> None:
         calls += 1
         return 0.0
 
-    tuner = hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, timeout=0.2, concurrency=2, loggers=[])
+    tuner = hpt.Tuner(objective, {"x": hpt.Float(0, 1)}, timeout=0.2, concurrency=2, loggers=[], strategy="random")
     with anyio.fail_after(20):
         result = await tuner.run()
     assert result.reason == "timeout"
@@ -792,7 +793,7 @@ def test_enqueue_rejects_a_partial_configuration_no_completion_can_satisfy() -> 
         "units_3": hpt.Int(16, 64, when={"layers": [3, 4]}),
         "units_1": hpt.Int(16, 64, when={"layers": [1]}),
     }
-    tuner = hpt.Tuner(lambda t: 0.0, space, loggers=[])
+    tuner = hpt.Tuner(lambda t: 0.0, space, loggers=[], strategy="random")
     tuner.enqueue({"units_3": 32})  # layers is drawn among 3 and 4
     with pytest.raises(hpt.SpaceError):
         tuner.enqueue({"units_3": 32, "units_1": 16})

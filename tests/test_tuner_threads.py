@@ -26,6 +26,7 @@ def make(objective: Callable[..., Any], **kwargs: Any) -> hpt.Tuner:
     """A silent, seeded tuner over SPACE."""
     kwargs.setdefault("loggers", [])
     kwargs.setdefault("seed", 0)
+    kwargs.setdefault("strategy", "random")
     return hpt.Tuner(objective, SPACE, **kwargs)
 
 
@@ -322,6 +323,7 @@ def test_the_tuner_runs_no_more_trials_than_the_executor_can_hold() -> None:
         max_trials=10,
         plugins=[Watch()],
         loggers=[],
+        strategy="random",
     )
     result = anyio.run(tuner.run)
     assert result.count(hpt.TrialState.COMPLETE) == 10

@@ -51,6 +51,7 @@ async def rich_objective(trial: hpt.Trial) -> float:
 
 
 async def source_study(objective: Any = square, space: Any = SPACE, n: int = 20, **kw: Any) -> hpt.StudyResult:
+    kw.setdefault("strategy", "random")
     return await hpt.Tuner(objective, space, max_trials=n, loggers=[], seed=1, **kw).run()
 
 
@@ -60,7 +61,7 @@ def comparable(record: hpt.TrialRecord) -> tuple[Any, ...]:
 
 async def test_added_trials_get_study_numbers_and_count_toward_max_trials() -> None:
     source = await source_study(reporting, n=6)
-    tuner = hpt.Tuner(reporting, SPACE, max_trials=9, loggers=[], seed=0)
+    tuner = hpt.Tuner(reporting, SPACE, max_trials=9, loggers=[], seed=0, strategy="random")
     assert tuner.add_trials(source) == 6
     result = await tuner.run()
     assert [t.number for t in result.trials] == list(range(9))
@@ -102,9 +103,9 @@ async def test_a_pruner_learns_from_added_reports() -> None:
         return 10.0
 
     pruner = {"name": "median", "min_trials": 3}
-    cold = await hpt.Tuner(worse, SPACE, pruner=pruner, max_trials=1, loggers=[], seed=0).run()
+    cold = await hpt.Tuner(worse, SPACE, pruner=pruner, max_trials=1, loggers=[], seed=0, strategy="random").run()
     assert cold.trials[0].state is hpt.TrialState.COMPLETE  # no other trial to compare with
-    tuner = hpt.Tuner(worse, SPACE, pruner=pruner, max_trials=7, loggers=[], seed=0)
+    tuner = hpt.Tuner(worse, SPACE, pruner=pruner, max_trials=7, loggers=[], seed=0, strategy="random")
     tuner.add_trials(source)
     warm = await tuner.run()
     assert warm.trials[6].state is hpt.TrialState.PRUNED
@@ -116,7 +117,7 @@ async def test_a_dataframe_from_load_study_round_trips(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'a.db'}"
     source = await source_study(rich_objective, RICH, n=12, storage=url, study="src")
     frame = (await hpt.load_study_async(url, "src", space=RICH)).to_dataframe()
-    tuner = hpt.Tuner(rich_objective, RICH, max_trials=12, loggers=[], seed=0)
+    tuner = hpt.Tuner(rich_objective, RICH, max_trials=12, loggers=[], seed=0, strategy="random")
     assert tuner.add_trials(frame) == 12
     result = await tuner.run()
     assert [comparable(t) for t in result.trials] == [comparable(t) for t in source.trials]
@@ -127,7 +128,7 @@ async def test_a_study_loaded_without_its_space_is_read_back(tmp_path: Path) -> 
     source = await source_study(rich_objective, RICH, n=8, storage=url, study="src")
     described = await hpt.load_study_async(url, "src")  # Choice values as JSON descriptions
     assert any(not isinstance(t.params["colour"], Colour) for t in described.trials)
-    tuner = hpt.Tuner(rich_objective, RICH, max_trials=8, loggers=[], seed=0)
+    tuner = hpt.Tuner(rich_objective, RICH, max_trials=8, loggers=[], seed=0, strategy="random")
     assert tuner.add_trials(described) == 8
     result = await tuner.run()
     assert [comparable(t) for t in result.trials] == [comparable(t) for t in source.trials]
@@ -145,7 +146,7 @@ async def test_a_csv_export_round_trips_and_its_formula_guard_is_undone(tmp_path
         text = text.replace(raw, "'" + raw)
     path.write_text(text, encoding="utf-8")
     assert "'@home" in text
-    tuner = hpt.Tuner(rich_objective, RICH, max_trials=12, loggers=[], seed=0)
+    tuner = hpt.Tuner(rich_objective, RICH, max_trials=12, loggers=[], seed=0, strategy="random")
     assert tuner.add_trials(path) == 12
     assert tuner.add_trials(str(path)) == 12  # a str path works too; equal records are stored once
     result = await tuner.run()
@@ -177,7 +178,7 @@ def test_unguard_cell_undoes_the_export_guard_exactly() -> None:
 def test_a_record_that_does_not_fit_is_refused_naming_the_parameter(params: dict[str, Any], named: str) -> None:
     good = hpt.TrialRecord(0, hpt.TrialState.COMPLETE, {"x": 0.1, "k": "a"}, 0.5)
     bad = hpt.TrialRecord(7, hpt.TrialState.COMPLETE, params, 0.25)
-    tuner = hpt.Tuner(square, SPACE, loggers=[])
+    tuner = hpt.Tuner(square, SPACE, loggers=[], strategy="random")
     with pytest.raises(WarmStartError, match=named) as info:
         tuner.add_trials([good, bad])
     assert "record 1 (trial 7)" in str(info.value)
@@ -193,7 +194,7 @@ async def test_on_invalid_skip_drops_the_bad_records_with_a_warning(caplog: Any)
         {"number": 3, "state": "pruned", "value": None, "params_x": 0.4, "params_k": "b", "reports": {"0": 2.5}},
         {"number": 4, "state": "complete", "value": None, "params_x": 0.4, "params_k": "b"},
     ]
-    tuner = hpt.Tuner(square, SPACE, max_trials=3, loggers=[], seed=0)
+    tuner = hpt.Tuner(square, SPACE, max_trials=3, loggers=[], seed=0, strategy="random")
     with caplog.at_level(logging.WARNING, logger="hpt_async"):
         assert tuner.add_trials(rows, on_invalid="skip") == 2
     assert "row 1 (trial 1)" in caplog.text and "'x'" in caplog.text
@@ -206,7 +207,7 @@ async def test_on_invalid_skip_drops_the_bad_records_with_a_warning(caplog: Any)
 
 
 async def test_add_trials_after_the_study_opened_is_refused() -> None:
-    tuner = hpt.Tuner(None, SPACE, loggers=[])
+    tuner = hpt.Tuner(None, SPACE, loggers=[], strategy="random")
     await tuner.ask()
     with pytest.raises(RuntimeError, match="before run"):
         tuner.add_trials([])
@@ -217,7 +218,9 @@ async def test_a_resumed_script_adds_its_trials_once(tmp_path: Path) -> None:
     source = await source_study(n=5)
     url = f"sqlite:///{tmp_path / 'b.db'}"
     for budget in (7, 9):
-        tuner = hpt.Tuner(square, SPACE, storage=url, study="warm", max_trials=budget, loggers=[], seed=0)
+        tuner = hpt.Tuner(
+            square, SPACE, storage=url, study="warm", max_trials=budget, loggers=[], seed=0, strategy="random"
+        )
         tuner.add_trials(source)
         result = await tuner.run()
         assert len(result.trials) == budget
@@ -230,16 +233,18 @@ async def test_several_objectives_need_records_with_every_value() -> None:
     async def two(trial: hpt.Trial) -> tuple[float, float]:
         return trial.params["x"], 1 - trial.params["x"]
 
-    source = await hpt.Tuner(two, SPACE, direction=("minimize", "minimize"), max_trials=4, loggers=[]).run()
-    tuner = hpt.Tuner(two, SPACE, direction=("minimize", "minimize"), max_trials=6, loggers=[])
+    source = await hpt.Tuner(
+        two, SPACE, direction=("minimize", "minimize"), max_trials=4, loggers=[], strategy="random"
+    ).run()
+    tuner = hpt.Tuner(two, SPACE, direction=("minimize", "minimize"), max_trials=6, loggers=[], strategy="random")
     assert tuner.add_trials(source) == 4
     result = await tuner.run()
     assert [t.values for t in result.trials[:4]] == [t.values for t in source.trials]
     rows = [{"state": "complete", "value": 0.5, "params_x": 0.5, "params_k": "a"}]
     with pytest.raises(WarmStartError, match="one value per objective"):
-        hpt.Tuner(two, SPACE, direction=("minimize", "minimize")).add_trials(rows)
+        hpt.Tuner(two, SPACE, direction=("minimize", "minimize"), strategy="random").add_trials(rows)
     with pytest.raises(WarmStartError, match="one objective"):
-        hpt.Tuner(square, SPACE).add_trials(source)
+        hpt.Tuner(square, SPACE, strategy="random").add_trials(source)
 
 
 def test_read_trials_refuses_what_it_cannot_read(tmp_path: Path) -> None:

@@ -69,13 +69,15 @@ def check_direction(direction: Any) -> Direction:
 
 
 def merge_settings(stored: Mapping[str, Any] | None, given: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The settings a study keeps after an open: ``given`` with the stored ``seed``.
+    """The settings a study keeps after an open: ``given`` with the stored ``seed`` and strategy choice.
 
     ``stored`` is what the study held (``None`` when it is being created),
     ``given`` what the opening run passes (``None``: keep the stored ones).
     The result is ``given`` (a JSON copy) except that a ``seed`` stored
     before (not ``None``) is kept, since a study's seed is fixed when it is
-    first set.  ``ValueError`` when ``given`` is not a JSON-serialisable
+    first set, and so is the ``choice`` of a stored ``strategy`` spec when
+    the given spec names the same strategy (what ``auto`` chose when the
+    study was created stays its choice).  ``ValueError`` when ``given`` is not a JSON-serialisable
     mapping with string keys.
     """
     old = dict(stored or {})
@@ -89,6 +91,14 @@ def merge_settings(stored: Mapping[str, Any] | None, given: Mapping[str, Any] | 
         raise ValueError(f"study settings must be JSON-serialisable: {exc}") from None
     if old.get("seed") is not None:
         new["seed"] = old["seed"]
+    old_strategy, new_strategy = old.get("strategy"), new.get("strategy")
+    if (
+        isinstance(old_strategy, dict)
+        and isinstance(new_strategy, dict)
+        and old_strategy.get("choice") is not None
+        and old_strategy.get("name") == new_strategy.get("name")
+    ):
+        new["strategy"] = {**new_strategy, "choice": old_strategy["choice"]}
     return new
 
 

@@ -296,6 +296,9 @@ class ConsoleLogger:
                 f"[{event.study}] {event.direction} over {len(event.space)} "
                 f"parameter{'' if len(event.space) == 1 else 's'}, seed {event.seed}{resumed}"
             )
+            choice = getattr(event, "strategy_choice", None)
+            if choice:
+                self._write(f"[{event.study}] strategy {event.strategy}: {choice}")
         if self._live_mode:
             self._start_live(study, event)
         self._last = time.monotonic()

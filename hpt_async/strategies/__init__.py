@@ -1,7 +1,9 @@
 """Search strategies: what configuration to try next."""
 
 from ..contracts import Strategy
+from .auto import AutoStrategy
 from .bayes import BayesStrategy
+from .cmaes import CmaEsStrategy
 from .evolution import EvolutionStrategy
 from .grid import GridStrategy
 from .random import RandomStrategy
@@ -9,7 +11,9 @@ from .sobol import SobolStrategy
 from .tpe import TPEStrategy
 
 __all__ = [
+    "AutoStrategy",
     "BayesStrategy",
+    "CmaEsStrategy",
     "EvolutionStrategy",
     "GridStrategy",
     "RandomStrategy",

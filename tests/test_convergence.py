@@ -1,0 +1,106 @@
+"""The convergence stop rule: no improvement beyond noise for ``patience`` COMPLETE trials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from common import tune
+
+import hpt_async as hpt
+
+pytestmark = pytest.mark.anyio
+
+SPACE = {"x": hpt.Float(0, 1), "y": hpt.Float(0, 1)}
+
+
+def plateau(trial: Any) -> float:
+    """Improves with every trial up to number 20, then never again."""
+    return float(max(0, 20 - trial.number))
+
+
+async def test_a_search_that_stopped_improving_stops_with_reason_converged() -> None:
+    rule = hpt.Convergence(patience=10, min_trials=15)
+    result = await tune(plateau, SPACE, "random", max_trials=500, converged=rule)
+    assert result.reason == hpt.StopReason.CONVERGED == "converged"
+    # Trial 20 is the last improvement; 10 trials later without one (trials 21..30), the run stops.
+    assert len(result.trials) == 31
+
+
+async def test_a_search_that_keeps_improving_runs_to_its_budget() -> None:
+    rule = hpt.Convergence(patience=5, min_trials=5)
+    result = await tune(lambda t: -float(t.number), SPACE, "random", max_trials=60, converged=rule)
+    assert result.reason == "max_trials" and len(result.trials) == 60
+
+
+async def test_improvements_within_the_noise_do_not_count() -> None:
+    def tiny(trial: Any) -> float:
+        return 100.0 - 1e-3 * trial.number  # improves at every trial, by far less than the noise
+
+    loose = hpt.Convergence(patience=10, min_trials=10, noise=0.5)
+    result = await tune(tiny, SPACE, "random", max_trials=200, converged=loose)
+    assert result.reason == "converged" and len(result.trials) == 11
+    strict = hpt.Convergence(patience=10, min_trials=10, noise=0.0)
+    assert (await tune(tiny, SPACE, "random", max_trials=40, converged=strict)).reason == "max_trials"
+
+
+def test_the_default_noise_is_a_fraction_of_the_spread_of_values() -> None:
+    rule = hpt.Convergence(rel_noise=0.1)
+    rule._losses = [float(v) for v in range(101)]
+    assert rule.threshold() == pytest.approx(0.1 * (75 - 25))
+
+
+async def test_running_trials_finish_when_the_rule_fires() -> None:
+    import anyio
+
+    async def slow_plateau(trial: hpt.Trial) -> float:
+        await anyio.sleep(0.002)
+        return float(max(0, 8 - trial.number))
+
+    rule = hpt.Convergence(patience=6, min_trials=6)
+    result = await tune(slow_plateau, SPACE, "random", max_trials=400, concurrency=4, converged=rule)
+    assert result.reason == "converged"
+    assert result.count("cancelled") == 0 and result.count("complete") == len(result.trials)
+
+
+async def test_maximise_counts_higher_values_as_improvements() -> None:
+    rule = hpt.Convergence(patience=5, min_trials=5)
+    result = await tune(lambda t: float(t.number), SPACE, "random", max_trials=40, converged=rule, direction="maximize")
+    assert result.reason == "max_trials"
+
+
+async def test_a_resumed_study_counts_its_history() -> None:
+    storage = hpt.MemoryStorage()
+    await tune(plateau, SPACE, "random", max_trials=28, storage=storage, study="s")
+    rule = hpt.Convergence(patience=10, min_trials=15)
+    result = await tune(plateau, SPACE, "random", max_trials=500, storage=storage, study="s", converged=rule)
+    assert result.reason == "converged" and len(result.trials) == 31
+
+
+async def test_true_means_the_defaults() -> None:
+    tuner = hpt.Tuner(plateau, SPACE, strategy="random", converged=True, loggers=[])
+    assert isinstance(tuner.converged, hpt.Convergence) and tuner.converged.patience == 50
+    assert tuner.converged.min_trials == 100
+    assert hpt.Tuner(plateau, SPACE, strategy="random", converged=False, loggers=[]).converged is None
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"patience": 0}, "patience"),
+        ({"patience": 2.5}, "patience"),
+        ({"min_trials": 0}, "min_trials"),
+        ({"noise": -1.0}, "noise"),
+        ({"rel_noise": float("nan")}, "rel_noise"),
+    ],
+)
+def test_bad_settings_are_refused(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        hpt.Convergence(**options)
+
+
+def test_what_the_tuner_refuses() -> None:
+    with pytest.raises(TypeError, match="converged must be"):
+        hpt.Tuner(plateau, SPACE, converged=5, loggers=[])
+    with pytest.raises(ValueError, match="judges one objective"):
+        hpt.Tuner(plateau, SPACE, direction=("minimize", "maximize"), converged=True, loggers=[])
