@@ -232,7 +232,7 @@ class TrialSource:
             params = await self._ask_strategy(number)
             if params is None:
                 return None
-            trial = Trial(number, params, study.trials, time.time(), None, objectives=self._objectives)
+            trial = self._new(number, params)
             if not exclusive:
                 return await self._store(trial)
             record = trial.snapshot()
