@@ -20,7 +20,7 @@ import hpt_async as hpt
 from hpt_async.dashboard import DashboardUnavailable, open_read_only, serve
 from hpt_async.dashboard._figures import chart_keys, prepare, render
 from hpt_async.dashboard._model import CHART_LIMIT, StudyInfo, StudyModel, TableQuery, chart_sample
-from hpt_async.dashboard._readonly import ReadOnlySQLiteStorage, ReadOnlyStorageError, tidy_side_files
+from hpt_async.dashboard._readonly import tidy_side_files
 from hpt_async.trial import TrialRecord, TrialState
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,23 +153,6 @@ async def test_the_read_only_storage_reads_writes_nothing_and_leaves_no_file(tmp
     tidy_side_files(str(path))
     assert sorted(os.listdir(tmp_path)) == ["ro.db"]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
-
-
-@pytest.mark.anyio
-async def test_the_fallback_read_only_sqlite_storage(tmp_path: Path) -> None:
-    path = tmp_path / "fb.db"
-    await _tiny_study(f"sqlite:///{path}")
-    storage = ReadOnlySQLiteStorage(f"sqlite:///{path}")
-    assert len(await storage.load("s")) == 5
-    assert (path.parent / "fb.db-wal").exists()  # SQLite's reader made the side files
-    with pytest.raises(ReadOnlyStorageError):
-        await storage.open("t", direction="minimize", space=hpt.Space(SPACE))
-    with pytest.raises(ReadOnlyStorageError):
-        await storage.delete("s")
-    with pytest.raises(ReadOnlyStorageError):
-        await storage.rename("s", "t")
-    await storage.aclose()
-    assert sorted(os.listdir(tmp_path)) == ["fb.db"]
 
 
 @pytest.mark.anyio

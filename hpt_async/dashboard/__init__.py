@@ -51,7 +51,7 @@ class DashboardUnavailable(HptError, ImportError):
 
 def __getattr__(name: str) -> Any:
     if name == "ReadOnlyStorageError":
-        from ._readonly import ReadOnlyStorageError
+        from ..storage.sqlite import ReadOnlyStorageError
 
         return ReadOnlyStorageError
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -61,26 +61,16 @@ def open_read_only(storage: str | Storage) -> Storage:
     """The storage a dashboard reads: a URL opened read-only, a storage object as it is.
 
     A URL is opened with :func:`~hpt_async.open_storage`'s ``read_only=True``
-    where this version of hpt-async has it, else a ``sqlite:///`` URL gives a
-    :class:`~hpt_async.dashboard._readonly.ReadOnlySQLiteStorage` (SQLite's
-    ``mode=ro``) and another URL its ordinary storage, which the dashboard
-    only reads.  A :class:`~hpt_async.contracts.Storage` object is used as it
-    is (for example the ``MemoryStorage`` a tuner of the same program writes
-    to).
+    (for SQLite: ``mode=ro`` connections, no migration; ``open``, ``delete``
+    and ``rename`` raise ``ReadOnlyStorageError``).  A
+    :class:`~hpt_async.contracts.Storage` object is used as it is (for
+    example the ``MemoryStorage`` a tuner of the same program writes to).
     """
-    import inspect
-
-    from ..contracts.storage import parse_storage_url
     from ..studies import open_storage
 
     if isinstance(storage, str):
-        if "read_only" in inspect.signature(open_storage).parameters:
-            return open_storage(storage, read_only=True)  # type: ignore[call-arg]
-        if parse_storage_url(storage) == "sqlite":
-            from ._readonly import ReadOnlySQLiteStorage
-
-            return ReadOnlySQLiteStorage(storage)
-    return open_storage(storage)
+        return open_storage(storage, read_only=True)
+    return storage
 
 
 def _check_address(host: str, port: int) -> None:
