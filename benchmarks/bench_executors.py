@@ -32,11 +32,11 @@ the middle of a trial.  ``--latency`` measures what one ``trial.report``
 costs from a worker (the report travels to the tuner, is stored, the pruner
 decides, the answer travels back).
 
-    /work/venv/bin/python benchmarks/bench_executors.py              # 24 trials of 0.5 s x 3 rounds, about 2 min
-    /work/venv/bin/python benchmarks/bench_executors.py --quick      # 8 trials x 1 round, about 15 s
-    /work/venv/bin/python benchmarks/bench_executors.py --no-dask    # without distributed
-    /work/venv/bin/python benchmarks/bench_executors.py --faults     # the fault scenarios
-    /work/venv/bin/python benchmarks/bench_executors.py --latency    # one report's round trip
+    python benchmarks/bench_executors.py              # 24 trials of 0.5 s x 3 rounds, about 2 min
+    python benchmarks/bench_executors.py --quick      # 8 trials x 1 round, about 15 s
+    python benchmarks/bench_executors.py --no-dask    # without distributed
+    python benchmarks/bench_executors.py --faults     # the fault scenarios
+    python benchmarks/bench_executors.py --latency    # one report's round trip
 """
 
 from __future__ import annotations

@@ -28,10 +28,10 @@ Optuna 5's RandomSampler and TPESampler (``--population`` trials each).
 The score is the best final validation cross-entropy (lower is better);
 the test accuracy of that member is shown too.
 
-    /work/venv/bin/python benchmarks/bench_pbt.py --part toy --seeds 0 1 2 3 4 5 6 7 8 9
-    /work/venv/bin/python benchmarks/bench_pbt.py --part toy --population 2 --seeds 0 1 2 3 4 5 6 7 8 9
-    /work/venv/bin/python benchmarks/bench_pbt.py --part real --seeds 0 1 2 3 4
-    /work/venv/bin/python benchmarks/bench_pbt.py --quick                  # smoke run of both parts
+    python benchmarks/bench_pbt.py --part toy --seeds 0 1 2 3 4 5 6 7 8 9
+    python benchmarks/bench_pbt.py --part toy --population 2 --seeds 0 1 2 3 4 5 6 7 8 9
+    python benchmarks/bench_pbt.py --part real --seeds 0 1 2 3 4
+    python benchmarks/bench_pbt.py --quick                  # smoke run of both parts
 """
 
 from __future__ import annotations

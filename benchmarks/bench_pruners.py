@@ -50,15 +50,15 @@ pruner).  That saves wall time only: every method is charged every epoch it
 asks for.  Part ``concurrency`` trains everything afresh, so that slot times
 are real.
 
-    /work/venv/bin/python benchmarks/bench_pruners.py                     # both parts, 5 seeds
-    /work/venv/bin/python benchmarks/bench_pruners.py --part quality --seeds 0 1 2 3 4 5 6
-    /work/venv/bin/python benchmarks/bench_pruners.py --part concurrency
-    /work/venv/bin/python benchmarks/bench_pruners.py --part diagnose --seeds 0 1 2
-    /work/venv/bin/python benchmarks/bench_pruners.py --quick             # smoke run, small budget
-    /work/venv/bin/python benchmarks/bench_pruners.py --part quality --variants   # + min_resource=3 rows
-    /work/venv/bin/python benchmarks/bench_pruners.py --part quality --midpoint-rank  # a rung-rule variant
-    /work/venv/bin/python benchmarks/bench_pruners.py --part quality --promotion  # + tpe/bayes + hyperband (promotion)
-    /work/venv/bin/python benchmarks/bench_pruners.py --part quality --highest-level  # + bayes, one level at a time
+    python benchmarks/bench_pruners.py                     # both parts, 5 seeds
+    python benchmarks/bench_pruners.py --part quality --seeds 0 1 2 3 4 5 6
+    python benchmarks/bench_pruners.py --part concurrency
+    python benchmarks/bench_pruners.py --part diagnose --seeds 0 1 2
+    python benchmarks/bench_pruners.py --quick             # smoke run, small budget
+    python benchmarks/bench_pruners.py --part quality --variants   # + min_resource=3 rows
+    python benchmarks/bench_pruners.py --part quality --midpoint-rank  # a rung-rule variant
+    python benchmarks/bench_pruners.py --part quality --promotion  # + tpe/bayes + hyperband (promotion)
+    python benchmarks/bench_pruners.py --part quality --highest-level  # + bayes, one level at a time
 
 ``--curve-cache PATH`` keeps the learning curves in a file, so that shards
 and later runs read the epochs already trained instead of training them

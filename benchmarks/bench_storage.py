@@ -12,9 +12,9 @@ ratios Optuna / hpt-async:
 * growth: hpt-async's time per trial over 1,000-trial windows of one study
   of ``--growth`` trials (window 2 against the last window).
 
-    /work/venv/bin/python benchmarks/bench_storage.py             # full run
-    /work/venv/bin/python benchmarks/bench_storage.py --quick     # smoke run
-    /work/venv/bin/python benchmarks/bench_storage.py --growth 100000 --only growth
+    python benchmarks/bench_storage.py             # full run
+    python benchmarks/bench_storage.py --quick     # smoke run
+    python benchmarks/bench_storage.py --growth 100000 --only growth
 """
 
 from __future__ import annotations
