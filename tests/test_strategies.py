@@ -141,6 +141,30 @@ async def test_sobol_asked_out_of_order_gives_the_same_points() -> None:
     assert [long_run[n] for n in range(40)] == forward
 
 
+async def test_sobol_imports_its_sequence_maker_in_a_worker_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scipy.stats is slow to import: a first ask must not block the event loop (and the lease) with it."""
+    import sys
+    import threading
+
+    from hpt_async.strategies import sobol
+
+    loop_thread = threading.get_ident()
+    imported_in: list[int] = []
+
+    def fake_import() -> None:
+        imported_in.append(threading.get_ident())
+        sys.modules["hpt_async_test_sobol_maker"] = sys.modules["scipy.stats.qmc"]
+
+    monkeypatch.setattr(sobol, "_QMC", "hpt_async_test_sobol_maker")
+    monkeypatch.setattr(sobol, "_import_qmc", fake_import)
+    monkeypatch.delitem(sys.modules, "hpt_async_test_sobol_maker", raising=False)
+    strategy = hpt.SobolStrategy()
+    study = view(MIXED, 4)
+    first = [await strategy.ask(study, n) for n in range(5)]
+    assert len(imported_in) == 1 and imported_in[0] != loop_thread  # once, and not on the loop's thread
+    assert first == [await hpt.SobolStrategy().ask(study, n) for n in range(5)]
+
+
 async def test_sobol_accepts_any_seed_the_tuner_accepts() -> None:
     """Tuner takes seeds in [0, 2**64); sobol must work (and reproduce) at both ends of that range."""
     space = {"x": hpt.Float(0.0, 1.0), "y": hpt.Float(0.0, 1.0)}

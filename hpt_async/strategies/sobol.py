@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 import numpy as np
 
 from ..contracts import Strategy
@@ -24,6 +26,11 @@ class SobolStrategy(Strategy):
     blocks of powers of two, which keeps the sequence's balance properties.
     Conditional parameters use their own coordinate and are dropped when
     inactive.
+
+    ``scipy.stats``, which makes the sequence, takes most of a second to
+    import (several seconds on a loaded machine): the first :meth:`ask`
+    imports it in a worker thread, so that the event loop goes on running
+    trials and renewing the study's lease meanwhile.
     """
 
     name = "sobol"
@@ -39,7 +46,7 @@ class SobolStrategy(Strategy):
             self._key = (dim, seed)
             self._points = np.empty((0, dim))
         if number >= len(self._points):
-            from scipy.stats import qmc  # imported on first use: scipy.stats is slow to import
+            from scipy.stats import qmc  # imported by the first ask, in a worker thread (see the class docstring)
 
             m = max(4, int(number).bit_length())
             sampler = qmc.Sobol(d=dim, scramble=True, seed=seed)
@@ -47,7 +54,16 @@ class SobolStrategy(Strategy):
         return self._points[number]
 
     async def ask(self, study: StudyView, number: int) -> dict[str, Any]:
+        if _QMC not in sys.modules:
+            await anyio.to_thread.run_sync(_import_qmc)
         return study.space.from_unit(self._point(len(study.space), study.seed, number))
+
+
+_QMC = "scipy.stats.qmc"
+
+
+def _import_qmc() -> None:
+    from scipy.stats import qmc  # noqa: F401
 
 
 @hookimpl
