@@ -142,7 +142,7 @@ def navigate(browser: DevTools, url: str, *, all_charts: bool, timeout: float = 
     return {k: (None if v is None else v / 1000) for k, v in result.items()}
 
 
-def measure(kind: str, db: Path, browser: DevTools) -> dict[str, Any]:
+def measure(kind: str, db: Path, browser: DevTools, timeout: float = 300) -> dict[str, Any]:
     port = free_port()
     env = dict(os.environ)
     if kind == "hpt-async":
@@ -155,8 +155,8 @@ def measure(kind: str, db: Path, browser: DevTools) -> dict[str, Any]:
     sampler = Sampler(server.pid)
     try:
         wait_http(f"http://127.0.0.1:{port}/")
-        cold = navigate(browser, page, all_charts=kind == "hpt-async")
-        warm = navigate(browser, page, all_charts=kind == "hpt-async")
+        cold = navigate(browser, page, all_charts=kind == "hpt-async", timeout=timeout)
+        warm = navigate(browser, page, all_charts=kind == "hpt-async", timeout=timeout)
         time.sleep(2)
         idle_rss = psutil.Process(server.pid).memory_info().rss
     finally:
@@ -170,6 +170,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--dir", help="where the studies are kept (default: a temporary directory)")
+    parser.add_argument(
+        "--timeout", type=float, default=300, help="seconds a page may take to draw its first chart (default 300)"
+    )
     args = parser.parse_args()
     exe = find_chromium()
     if exe is None:
@@ -188,14 +191,14 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as profile:
                 browser = DevTools(exe, Path(profile), Path(profile) / "chromium.log")
                 try:
-                    got = measure(kind, db, browser)
+                    got = measure(kind, db, browser, args.timeout)
                 finally:
                     browser.close()
             rows.append((n, kind, got))
             cold, warm = got["cold"], got["warm"]
 
             def s(x: float | None) -> str:
-                return "not within 300 s" if x is None else f"{x:.2f} s"
+                return f"not within {args.timeout:g} s" if x is None else f"{x:.2f} s"
 
             print(
                 f"{n:>7} trials  {kind:<17} first chart cold {s(cold['first'])}, warm {s(warm['first'])}"

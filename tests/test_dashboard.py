@@ -17,9 +17,18 @@ import anyio
 import pytest
 
 import hpt_async as hpt
+from hpt_async.contracts import TrialSummary
 from hpt_async.dashboard import DashboardUnavailable, open_read_only, serve
 from hpt_async.dashboard._figures import chart_keys, prepare, render
-from hpt_async.dashboard._model import CHART_LIMIT, StudyInfo, StudyModel, TableQuery, chart_sample
+from hpt_async.dashboard._model import (
+    CHART_LIMIT,
+    StudyInfo,
+    StudyModel,
+    StudyUnreadable,
+    TableQuery,
+    chart_data,
+    sample,
+)
 from hpt_async.dashboard._readonly import tidy_side_files
 from hpt_async.trial import TrialRecord, TrialState
 
@@ -75,14 +84,31 @@ def test_the_table_sorts_filters_and_pages_on_the_server() -> None:
     assert json.dumps(rows)  # JSON-ready
 
 
-def test_charts_of_a_large_study_are_drawn_from_a_bounded_sample_with_the_exact_best_so_far() -> None:
+def _fetching(model: StudyModel, records: list[TrialRecord]) -> list[list[int]]:
+    """Let ``model`` read full records from ``records``; returns the list of the numbers each read asked for."""
+    by_number = {r.number: r for r in records}
+    asked: list[list[int]] = []
+
+    async def fetch(numbers: list[int]) -> list[TrialRecord]:
+        asked.append(list(numbers))
+        return [by_number[n] for n in sorted(numbers) if n in by_number]
+
+    model.fetch = fetch
+    return asked
+
+
+@pytest.mark.anyio
+async def test_charts_of_a_large_study_are_drawn_from_a_bounded_sample_with_the_exact_best_so_far() -> None:
     import random
 
     rng = random.Random(1)
     model = StudyModel(StudyInfo("big", "minimize", {"x": {"type": "float", "low": 0, "high": 1}}))
-    model.apply([_record(n, rng.random(), reports={0: 1.0, 1: 0.5}) for n in range(20_000)])
-    data = chart_sample(model, "history")
-    assert len(data.trials) <= CHART_LIMIT + 200
+    records = [_record(n, rng.random(), reports={0: 1.0, 1: 0.5}) for n in range(20_000)]
+    model.load(TrialSummary.of(r) for r in records)
+    asked = _fetching(model, records)
+    data = await chart_data(model, "history")
+    assert len(data.trials) <= CHART_LIMIT + 200 and data.best is not None
+    assert sum(len(a) for a in asked) <= CHART_LIMIT + 201  # only the sample's records were read in full
     best = None
     improvements = []
     for r in model.ordered():
@@ -90,16 +116,44 @@ def test_charts_of_a_large_study_are_drawn_from_a_bounded_sample_with_the_exact_
             best = r.value
             improvements.append(r.number)
     assert set(improvements) <= {t.number for t in data.trials}
-    assert len(chart_sample(model, "timeline").trials) == 1000
-    assert chart_sample(model, "timeline").trials[-1].number == 19_999
-    assert len(chart_sample(model, "importance").trials) == 1000
-    assert len(chart_sample(model, "intermediate").trials) <= 401
-    drawn = render(prepare(model, "history"))
+    assert data.best.number == improvements[-1]
+    timeline = await chart_data(model, "timeline")
+    assert len(timeline.trials) == 1000 and timeline.trials[-1].number == 19_999
+    assert len((await chart_data(model, "importance")).trials) == 1000
+    curves = await chart_data(model, "intermediate")
+    assert len(curves.trials) <= 401 and all(dict(t.reports) == {0: 1.0, 1: 0.5} for t in curves.trials)
+    before = sum(len(a) for a in asked)
+    assert len(sample(model, "history")) == len(data.trials)
+    await chart_data(model, "history")  # kept: read again from memory
+    assert sum(len(a) for a in asked) == before
+    drawn = render(await prepare(model, "history"))
     assert "Drawn from" in drawn["notes"][0] and "20,000" in drawn["notes"][0]
     assert drawn["svg"].startswith("<svg") and not drawn["empty"]
 
 
-def test_several_objectives_add_a_pareto_chart() -> None:
+@pytest.mark.anyio
+async def test_full_records_are_read_once_kept_and_replaced_by_changes() -> None:
+    model = StudyModel(StudyInfo("s", "minimize", {}))
+    records = [_record(n, float(n), reports={0: 1.0}) for n in range(5)]
+    model.load(TrialSummary.of(r) for r in records)
+    assert model.counts["complete"] == 5 and model.best is not None and model.best.number == 0
+    assert model.table(TableQuery(limit=2))[1][0]["reports"] == 1
+    with pytest.raises(StudyUnreadable):
+        await model.records_of([3])  # no reader open: a clear error, not a stale answer
+    asked = _fetching(model, records)
+    got = await model.records_of([3, 4, 99])
+    assert sorted(got) == [3, 4] and asked == [[3, 4]]
+    assert (await model.records_of([3]))[3] is got[3] and asked == [[3, 4]]
+    changed = _record(3, -1.0, user_attrs={"note": "again"})
+    model.apply([changed])  # a change from the reader replaces the kept record
+    assert (await model.records_of([3]))[3] is changed and asked == [[3, 4]]
+    assert model.best.number == 3
+    model.load(TrialSummary.of(r) for r in records[:2])  # a reader opened again: everything is replaced
+    assert len(model.trials) == 2 and model.changed_since(0) is None and model.best.number == 0
+
+
+@pytest.mark.anyio
+async def test_several_objectives_add_a_pareto_chart() -> None:
     model = StudyModel(StudyInfo("mo", ("minimize", "maximize"), {}))
     model.apply(
         [
@@ -110,9 +164,9 @@ def test_several_objectives_add_a_pareto_chart() -> None:
     assert chart_keys(model)[:3] == ["pareto", "hypervolume", "history"]
     front = {r.number for r in model.pareto()}
     assert front and model.best is None
-    drawn = render(prepare(model, "pareto"))
+    drawn = render(await prepare(model, "pareto"))
     assert drawn["svg"].count("<circle") >= 12 and not drawn["empty"]
-    assert not render(prepare(model, "hypervolume"))["empty"]
+    assert not render(await prepare(model, "hypervolume"))["empty"]
     assert model.summary()["front"] == len(front)
 
 
@@ -244,9 +298,13 @@ def stop(proc: subprocess.Popen[str]) -> str:
     return err
 
 
-def test_the_server_answers_read_only_with_a_strict_policy_and_streams_only_changes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_server_answers_read_only_with_a_strict_policy_and_streams_only_changes(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     path = tmp_path / "srv.db"
-    url = f"sqlite:///{path}"
+    # PostgreSQL: a schema of this test's own on the test server (the tests skip without one, unless required).
+    url = f"sqlite:///{path}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     anyio.run(_tiny_study, url, "s", 6)
     proc, address = start_dashboard(url)
     try:
@@ -297,7 +355,8 @@ def test_the_server_answers_read_only_with_a_strict_policy_and_streams_only_chan
     finally:
         err = stop(proc)
     assert "Traceback" not in err, err
-    assert sorted(os.listdir(tmp_path)) == ["srv.db"]
+    if backend == "sqlite":
+        assert sorted(os.listdir(tmp_path)) == ["srv.db"]
 
 
 def test_serve_runs_alongside_a_tuner_in_the_same_program(tmp_path: Path) -> None:
@@ -367,11 +426,12 @@ async def test_the_hub_follows_studies_as_they_come_change_and_go(tmp_path: Path
         model = hub.models["a"]
         with anyio.fail_after(30):
             await model.loaded_event.wait()
-        assert len(model.records) == 3
+        assert len(model.trials) == 3
+        assert not model._full  # summaries only: no full record read yet
         version = model.version
         await _tiny_study(url, "a", 5)  # two more trials, by another tuner
         with anyio.fail_after(30):
-            while len(model.records) < 5:
+            while len(model.trials) < 5:
                 await model.wait_change(version)
                 version = model.version
         await _tiny_study(url, "b", 2)

@@ -24,7 +24,7 @@ from ..trial import TrialSession
 from .decisions import Decision, Exploit
 from .executor import Executor
 from .pruner import Pruner
-from .storage import Storage, StudyNotFound, StudyReader, StudySession, StudySummary
+from .storage import Storage, StudyNotFound, StudyReader, StudySession, StudySummary, TrialSummary
 from .strategy import Strategy
 
 __all__ = [
@@ -39,4 +39,5 @@ __all__ = [
     "StudySession",
     "StudySummary",
     "TrialSession",
+    "TrialSummary",
 ]

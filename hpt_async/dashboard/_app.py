@@ -18,7 +18,7 @@ from ..trial import TrialState
 from . import _pages
 from ._figures import chart_keys, prepare, render
 from ._hub import Hub
-from ._model import SORT_KEYS, StudyModel, TableQuery, row
+from ._model import SORT_KEYS, StudyModel, StudyUnreadable, TableQuery, row
 
 __all__ = ["CONTENT_SECURITY_POLICY", "create_app"]
 
@@ -127,7 +127,12 @@ def create_app(hub: Hub, *, storage_label: str, loopback_only: bool = True) -> A
         if isinstance(model, Response):
             return HTMLResponse(_pages.not_found_page(_message(model)), status_code=model.status_code)
         number = _int(request.query_params.get("n"))
-        record = None if number is None else model.records.get(number)
+        record = None
+        if number is not None and number in model.trials:
+            try:
+                record = (await model.records_of([number])).get(number)
+            except StudyUnreadable as exc:
+                return HTMLResponse(_pages.not_found_page(str(exc)), status_code=503)
         if record is None:
             text = f"study {model.info.name!r} has no trial {request.query_params.get('n')!r}"
             return HTMLResponse(_pages.not_found_page(text), status_code=404)
@@ -160,7 +165,10 @@ def create_app(hub: Hub, *, storage_label: str, loopback_only: bool = True) -> A
                 cached[1]["version"] == model.version or time.monotonic() - cached[0] < CHART_MAX_AGE
             )
             if not fresh:
-                prepared = prepare(model, key)  # on the loop: the model is only changed here
+                try:
+                    prepared = await prepare(model, key)
+                except StudyUnreadable as exc:
+                    return _json({"error": str(exc)}, 503)
                 drawn = await anyio.to_thread.run_sync(render, prepared)
                 cached = charts[slot] = (time.monotonic(), drawn)
         assert cached is not None
@@ -183,9 +191,7 @@ def create_app(hub: Hub, *, storage_label: str, loopback_only: bool = True) -> A
             return _json({"error": f"offset is an integer >= 0 and limit one in [1, {MAX_PAGE}]"}, 400)
         query = TableQuery(sort, q.get("desc") == "1", states, q.get("q", "").strip()[:200], offset, limit)
         total, rows = model.table(query)
-        return _json(
-            {"total": total, "offset": offset, "rows": rows, "version": model.version, "n": len(model.records)}
-        )
+        return _json({"total": total, "offset": offset, "rows": rows, "version": model.version, "n": len(model.trials)})
 
     async def api_events(request: Request) -> Response:
         model = await model_of(request)
@@ -255,7 +261,7 @@ async def _study_events(model: StudyModel, since: int) -> AsyncIterator[bytes]:
             continue
         numbers = model.changed_since(version) if version else []
         best = model.best.number if model.best is not None else None
-        rows = [] if numbers is None else [row(model.records[n], best) for n in numbers[:LIVE_ROWS]]
+        rows = [] if numbers is None else [row(model.trials[n], best) for n in numbers[:LIVE_ROWS] if n in model.trials]
         yield _event(
             "change",
             {

@@ -9,7 +9,7 @@ from ..report._charts import CHARTS, WIDTH, _value_scale
 from ..report._mo_charts import MO_CHARTS
 from ..report._svg import BEST, STATE_COLOURS, Figure, Linear, fmt
 from ..trial import TrialRecord
-from ._model import StudyModel, chart_sample
+from ._model import StudyModel, chart_data
 
 __all__ = ["chart_keys", "prepare", "render", "trial_curve"]
 
@@ -24,14 +24,15 @@ def chart_keys(model: StudyModel) -> list[str]:
     return list(_builders(model))
 
 
-def prepare(model: StudyModel, key: str) -> dict[str, Any]:
-    """What :func:`render` needs of ``model`` for chart ``key``, taken on the event loop (cheap, no drawing)."""
+async def prepare(model: StudyModel, key: str) -> dict[str, Any]:
+    """What :func:`render` needs of ``model`` for chart ``key``: the sample's records (read when not kept)."""
+    version, total = model.version, len(model.trials)
     return {
         "key": key,
-        "data": chart_sample(model, key),
+        "data": await chart_data(model, key),
         "directions": model.info.directions,
-        "total": len(model.records),
-        "version": model.version,
+        "total": total,
+        "version": version,
     }
 
 

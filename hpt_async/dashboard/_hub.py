@@ -22,7 +22,9 @@ class Hub:
 
     :meth:`run` lists the storage's studies every ``list_interval`` seconds
     and keeps one task per study reading its changes every ``interval``
-    seconds through :meth:`Storage.watch` (the first read loads the study).
+    seconds through :meth:`Storage.watch`: the first read takes every trial's
+    summary (:meth:`StudyReader.read_summaries`), the later ones only the
+    trials that changed.
     A study that disappears (deleted or renamed) is dropped.
     """
 
@@ -93,13 +95,21 @@ class Hub:
             while True:
                 try:
                     async with await self.storage.watch(name) as reader:
-                        while True:
-                            model.apply(await reader.read())
+                        # Every trial's summary first (a query of a few columns in backends that have it),
+                        # then only what changed; full records are read by number when a page shows them.
+                        model.load(await reader.read_summaries())
+                        model.fetch = reader.read_trials
+                        try:
                             if not model.loaded:
                                 model.loaded = True
                                 model.loaded_event.set()
                             model.error = None
-                            await anyio.sleep(self.interval)
+                            while True:
+                                await anyio.sleep(self.interval)
+                                model.apply(await reader.read())
+                                model.error = None
+                        finally:
+                            model.fetch = None
                 except StudyNotFound:
                     model.error = "the study is no longer in the storage"
                 except Exception as exc:

@@ -1,11 +1,17 @@
-"""What the dashboard keeps of one study: its trials, kept current from a reader of changes.
+"""What the dashboard keeps of one study: a summary of every trial, kept current from a reader of changes.
 
-A :class:`StudyModel` holds every trial's latest record, the counts per
-state, the best trial and a short log of which trials changed at each
-version, so that a page that has seen version ``v`` is sent only the trials
-changed since.  Tables are sorted, filtered and paged here; charts are
-drawn from a bounded sample (see :func:`chart_sample`), so neither the page
-nor the chart code ever handles the whole of a large study.
+A :class:`StudyModel` holds every trial's :class:`TrialSummary` (state,
+values, times, configuration, a count of its reports: what the table and
+the charts' choice of trials need), the counts per state, the best trial
+and a short log of which trials changed at each version, so that a page
+that has seen version ``v`` is sent only the trials changed since.  Full
+records are read only for the trials shown in full (a trial's page, the
+trials a chart draws), through the study reader's
+:meth:`~hpt_async.contracts.StudyReader.read_trials`, and a bounded number
+of them is kept.  Tables are sorted, filtered and paged here from the
+summaries; charts are drawn from a bounded sample (see :func:`sample`),
+so neither the page nor the chart code ever handles the whole of a large
+study.
 """
 
 from __future__ import annotations
@@ -13,18 +19,30 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
 from .._pareto import pareto_front
+from ..contracts.storage import TrialSummary
+from ..exceptions import HptError
 from ..report._data import StudyData, _param_from_description, _param_from_values, value_label
 from ..trial import TrialRecord, TrialState
 
-__all__ = ["CHART_LIMIT", "SORT_KEYS", "StudyInfo", "StudyModel", "TableQuery", "chart_sample", "row"]
+__all__ = [
+    "CHART_LIMIT",
+    "SORT_KEYS",
+    "StudyInfo",
+    "StudyModel",
+    "StudyUnreadable",
+    "TableQuery",
+    "chart_data",
+    "row",
+    "sample",
+]
 
 #: At most this many trials are drawn in the history, slices and parallel coordinates.
 CHART_LIMIT = 2000
@@ -38,6 +56,13 @@ IMPORTANCE_LIMIT = 1000
 TOP = 100
 #: Versions remembered for pages catching up (older pages get the changed trials' count only).
 LOG_LENGTH = 2048
+#: Full records kept for the charts and trial pages (the least recently used go first).
+RECORD_CACHE = 8000
+
+
+class StudyUnreadable(HptError, RuntimeError):
+    """The study's reader is not open (the storage failed to read; it is being retried)."""
+
 
 SORT_KEYS = ("number", "state", "value", "duration", "started", "ended")
 """The columns a table sorts by, besides ``param:<name>``."""
@@ -68,7 +93,7 @@ def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def _good(record: TrialRecord) -> bool:
+def _good(record: TrialRecord | TrialSummary) -> bool:
     return record.state is TrialState.COMPLETE and record.value is not None and math.isfinite(record.value)
 
 
@@ -88,9 +113,8 @@ def _label(value: Any) -> str:
     return value_label(value) if not isinstance(value, str) else value
 
 
-def row(record: TrialRecord, best: int | None = None) -> dict[str, Any]:
+def row(record: TrialSummary, best: int | None = None) -> dict[str, Any]:
     """A trial as the table and the live updates send it (JSON-ready; the page inserts it as text)."""
-    last = record.last_report
     return {
         "number": record.number,
         "state": record.state.value,
@@ -100,8 +124,8 @@ def row(record: TrialRecord, best: int | None = None) -> dict[str, Any]:
         "started": record.started or None,
         "ended": record.ended,
         "params": {str(k): _label(v) for k, v in record.params.items()},
-        "reports": len(record.reports),
-        "last_step": None if last is None else last[0],
+        "reports": record.reports,
+        "last_step": record.last_step,
         "error": None if record.error is None else record.error[:200],
         "retry_of": record.retry_of,
         "best": best is not None and record.number == best,
@@ -109,36 +133,55 @@ def row(record: TrialRecord, best: int | None = None) -> dict[str, Any]:
 
 
 class StudyModel:
-    """The dashboard's copy of one study, fed with :meth:`apply` from a study reader."""
+    """The dashboard's copy of one study: :meth:`load` takes every trial's summary, :meth:`apply` the changes.
+
+    ``fetch`` (set by the hub while the study's reader is open) reads full
+    records by number; :meth:`records_of` goes through it for the records
+    not kept yet.
+    """
 
     def __init__(self, info: StudyInfo) -> None:
         self.info = info
-        self.records: dict[int, TrialRecord] = {}
+        self.trials: dict[int, TrialSummary] = {}
         self.counts: dict[str, int] = {s.value: 0 for s in TrialState}
-        self.best: TrialRecord | None = None
+        self.best: TrialSummary | None = None
         self.version = 0
         self.loaded = False
         self.error: str | None = None
         self.first_started: float | None = None
         self.last_ended: float | None = None
         self.changed_at = time.time()
+        self.fetch: Callable[[list[int]], Awaitable[list[TrialRecord]]] | None = None
+        self._full: OrderedDict[int, TrialRecord] = OrderedDict()
         self._log: deque[tuple[int, tuple[int, ...]]] = deque(maxlen=LOG_LENGTH)
         self._changed = anyio.Event()
-        self._ordered: tuple[int, list[TrialRecord]] | None = None
+        self._ordered: tuple[int, list[TrialSummary]] | None = None
         self._table_cache: dict[tuple[Any, ...], list[int]] = {}
-        self._sample_cache: dict[str, tuple[int, StudyData]] = {}
-        self._front: tuple[int, list[TrialRecord]] | None = None
+        self._sample_cache: dict[str, tuple[int, list[int]]] = {}
+        self._front: tuple[int, list[TrialSummary]] | None = None
         self.loaded_event = anyio.Event()
 
     # -- updates -----------------------------------------------------------------------
 
-    def _better(self, a: TrialRecord, b: TrialRecord | None) -> bool:
+    def _better(self, a: TrialSummary, b: TrialSummary | None) -> bool:
         if b is None:
             return True
         assert a.value is not None and b.value is not None
         if self.info.first_direction == "maximize":
             return a.value > b.value or (a.value == b.value and a.number < b.number)
         return a.value < b.value or (a.value == b.value and a.number < b.number)
+
+    def load(self, summaries: Iterable[TrialSummary]) -> None:
+        """Take every trial's summary (the first read of a reader): replaces what was kept, pages resync."""
+        self.trials = {s.number: s for s in summaries}
+        self._full.clear()
+        self.counts = {s.value: 0 for s in TrialState}
+        self.first_started = self.last_ended = None
+        self.best = None
+        for s in self.trials.values():
+            self._count(s)
+        self._log.clear()  # a page older than this version resyncs
+        self._bump(())
 
     def apply(self, records: Iterable[TrialRecord]) -> list[TrialRecord]:
         """Take the records a reader returned; returns them (as a list) and wakes waiting pages."""
@@ -147,33 +190,47 @@ class StudyModel:
             return changed
         recompute_best = False
         for record in changed:
-            old = self.records.get(record.number)
+            summary = TrialSummary.of(record)
+            old = self.trials.get(record.number)
             if old is not None:
                 self.counts[old.state.value] -= 1
-                if self.best is not None and old.number == self.best.number and not _good(record):
-                    recompute_best = True
-            self.counts[record.state.value] = self.counts.get(record.state.value, 0) + 1
-            self.records[record.number] = record
-            if record.started > 0 and (self.first_started is None or record.started < self.first_started):
-                self.first_started = record.started
-            if record.ended is not None and (self.last_ended is None or record.ended > self.last_ended):
-                self.last_ended = record.ended
-            if len(self.info.directions) == 1 and _good(record) and self._better(record, self.best):
-                self.best = record
-            elif self.best is not None and record.number == self.best.number:
-                recompute_best = True
+            self.trials[record.number] = summary
+            self._keep(record)
+            if self.best is not None and record.number == self.best.number:
+                recompute_best = True  # the best trial changed: it may no longer be the best
+            self._count(summary)
         if recompute_best:
             self.best = None
-            for record in self.records.values():
-                if _good(record) and self._better(record, self.best):
-                    self.best = record
+            for s in self.trials.values():
+                if _good(s) and self._better(s, self.best):
+                    self.best = s
+        self._bump(tuple(r.number for r in changed))
+        return changed
+
+    def _count(self, s: TrialSummary) -> None:
+        self.counts[s.state.value] = self.counts.get(s.state.value, 0) + 1
+        if s.started > 0 and (self.first_started is None or s.started < self.first_started):
+            self.first_started = s.started
+        if s.ended is not None and (self.last_ended is None or s.ended > self.last_ended):
+            self.last_ended = s.ended
+        if len(self.info.directions) == 1 and _good(s) and self._better(s, self.best):
+            self.best = s
+
+    def _bump(self, numbers: tuple[int, ...]) -> None:
         self.version += 1
         self.changed_at = time.time()
-        self._log.append((self.version, tuple(r.number for r in changed)))
+        if numbers:
+            self._log.append((self.version, numbers))
         self._table_cache.clear()
         event, self._changed = self._changed, anyio.Event()
         event.set()
-        return changed
+
+    def _keep(self, record: TrialRecord) -> None:
+        full = self._full
+        full[record.number] = record
+        full.move_to_end(record.number)
+        while len(full) > RECORD_CACHE:
+            full.popitem(last=False)
 
     async def wait_change(self, version: int) -> None:
         """Return once :attr:`version` is above ``version``."""
@@ -192,6 +249,33 @@ class StudyModel:
                 numbers.update(changed)
         return sorted(numbers)
 
+    async def records_of(self, numbers: Iterable[int]) -> dict[int, TrialRecord]:
+        """The full records of the trials ``numbers`` that the study holds, read through ``fetch`` when not kept.
+
+        :class:`StudyUnreadable` when some must be read and the study's reader is not open.
+        """
+        wanted = [n for n in numbers if n in self.trials]
+        out: dict[int, TrialRecord] = {}
+        missing = []
+        for n in wanted:
+            record = self._full.get(n)
+            if record is None:
+                missing.append(n)
+            else:
+                out[n] = record
+                self._full.move_to_end(n)
+        if missing:
+            if self.fetch is None:
+                raise StudyUnreadable(f"study {self.info.name!r} cannot be read now: {self.error or 'not open'}")
+            version = self.version
+            fetched = await self.fetch(missing)
+            changed = set(self.changed_since(version) or ()) if self.version != version else set()
+            for record in fetched:
+                out[record.number] = record
+                if record.number not in changed and record.number in self.trials:
+                    self._keep(record)  # not if a newer record came in meanwhile
+        return out
+
     # -- reading ---------------------------------------------------------------------------
 
     @property
@@ -199,18 +283,18 @@ class StudyModel:
         """True while some trial is RUNNING."""
         return self.counts.get("running", 0) > 0
 
-    def ordered(self) -> list[TrialRecord]:
-        """Every record by number (cached per version)."""
+    def ordered(self) -> list[TrialSummary]:
+        """Every trial's summary by number (cached per version)."""
         if self._ordered is None or self._ordered[0] != self.version:
-            self._ordered = (self.version, [self.records[n] for n in sorted(self.records)])
+            self._ordered = (self.version, [self.trials[n] for n in sorted(self.trials)])
         return self._ordered[1]
 
-    def pareto(self) -> list[TrialRecord]:
+    def pareto(self) -> list[TrialSummary]:
         """The Pareto front (several objectives), else the best trial alone."""
         if len(self.info.directions) == 1:
             return [self.best] if self.best is not None else []
         if self._front is None or self._front[0] != self.version:
-            self._front = (self.version, pareto_front(self.records.values(), self.info.directions))
+            self._front = (self.version, pareto_front(self.trials.values(), self.info.directions))  # type: ignore[arg-type]
         return self._front[1]
 
     def summary(self) -> dict[str, Any]:
@@ -220,7 +304,7 @@ class StudyModel:
         return {
             "name": self.info.name,
             "direction": list(self.info.directions),
-            "n": len(self.records),
+            "n": len(self.trials),
             "counts": {k: v for k, v in self.counts.items() if v},
             "running": self.running,
             "loaded": self.loaded,
@@ -238,27 +322,27 @@ class StudyModel:
         key = (query.sort, query.descending, query.states, query.text)
         numbers = self._table_cache.get(key)
         if numbers is None:
-            records = self.ordered()
+            trials = self.ordered()
             if query.states:
-                records = [r for r in records if r.state.value in query.states]
+                trials = [r for r in trials if r.state.value in query.states]
             if query.text:
                 needle = query.text.lower()
-                records = [r for r in records if needle in _haystack(r)]
-            numbers = [r.number for r in _sorted(records, query.sort, query.descending)]
+                trials = [r for r in trials if needle in _haystack(r)]
+            numbers = [r.number for r in _sorted(trials, query.sort, query.descending)]
             if len(self._table_cache) > 16:
                 self._table_cache.clear()
             self._table_cache[key] = numbers
         best = self.best.number if self.best is not None else None
         page = numbers[query.offset : query.offset + query.limit]
-        return len(numbers), [row(self.records[n], best) for n in page]
+        return len(numbers), [row(self.trials[n], best) for n in page]
 
 
-def _haystack(record: TrialRecord) -> str:
+def _haystack(record: TrialSummary) -> str:
     params = " ".join(f"{k}={_label(v)}" for k, v in record.params.items())
     return f"#{record.number} {record.state.value} {params} {record.error or ''}".lower()
 
 
-def _sorted(records: Sequence[TrialRecord], sort: str, descending: bool) -> list[TrialRecord]:
+def _sorted(records: Sequence[TrialSummary], sort: str, descending: bool) -> list[TrialSummary]:
     """``records`` ordered by ``sort``; trials without that field go last either way."""
     if sort == "number":
         return sorted(records, key=lambda r: r.number, reverse=descending)
@@ -267,7 +351,7 @@ def _sorted(records: Sequence[TrialRecord], sort: str, descending: bool) -> list
     if sort.startswith("param:"):
         name = sort[6:]
 
-        def param_key(r: TrialRecord) -> tuple[int, float, str] | None:
+        def param_key(r: TrialSummary) -> tuple[int, float, str] | None:
             if name not in r.params:
                 return None
             v = r.params[name]
@@ -310,26 +394,30 @@ def _metric_names(info: StudyInfo) -> tuple[str, ...] | None:
     return None
 
 
-def _even(records: Sequence[TrialRecord], count: int) -> list[TrialRecord]:
+def _even(records: Sequence[TrialSummary], count: int) -> list[TrialSummary]:
     if len(records) <= count:
         return list(records)
     step = len(records) / count
     return [records[int(i * step)] for i in range(count)]
 
 
-def chart_sample(model: StudyModel, kind: str) -> StudyData:
-    """The :class:`StudyData` a chart is drawn from: every trial when few, else a bounded sample.
+def _group(kind: str) -> str:
+    return kind if kind in ("timeline", "intermediate", "importance") else "main"
 
-    ``kind`` is ``"timeline"`` (the most recent trials, consecutive, so that
-    the count of trials running at once is exact over that window),
-    ``"intermediate"`` (trials that reported, the best kept), ``"importance"``
-    (complete trials, evenly spread, so that the fit is not skewed) or anything else
-    (the trials that improved the best so far, so the best-so-far line is
-    exact, the best trials, the Pareto front, running trials, and an even
-    spread of the rest).  A sampled figure says so in a note (added by the
-    caller from :attr:`StudyData.name`'s companion, see ``_app``).
+
+def sample(model: StudyModel, kind: str) -> list[int]:
+    """The numbers of the trials chart ``kind`` is drawn from: every trial when few, else a bounded sample.
+
+    Chosen from the summaries alone.  ``kind`` is ``"timeline"`` (the most
+    recent trials, consecutive, so that the count of trials running at once
+    is exact over that window), ``"intermediate"`` (trials that reported,
+    the best kept), ``"importance"`` (complete trials, evenly spread, so
+    that the fit is not skewed) or anything else (the trials that improved
+    the best so far, so the best-so-far line is exact, the best trials, the
+    Pareto front, running trials, and an even spread of the rest).  A
+    sampled figure says so in a note (see ``_figures.render``).
     """
-    group = kind if kind in ("timeline", "intermediate", "importance") else "main"
+    group = _group(kind)
     cached = model._sample_cache.get(group)
     if cached is not None and cached[0] == model.version:
         return cached[1]
@@ -341,14 +429,13 @@ def chart_sample(model: StudyModel, kind: str) -> StudyData:
     elif group == "importance":
         chosen = _even([r for r in records if _good(r)], IMPORTANCE_LIMIT)
     elif group == "intermediate":
-        reported = [r for r in records if r.reports]
-        chosen = _even(reported, CURVE_LIMIT)
+        chosen = _even([r for r in records if r.reports], CURVE_LIMIT)
         if model.best is not None and model.best.reports and model.best not in chosen:
             chosen.append(model.best)
     elif len(records) <= CHART_LIMIT:
         chosen = list(records)
     else:
-        keep: dict[int, TrialRecord] = {}
+        keep: dict[int, TrialSummary] = {}
         best_so_far: float | None = None
         complete = [r for r in records if _good(r)]
         for r in complete:
@@ -370,16 +457,27 @@ def chart_sample(model: StudyModel, kind: str) -> StudyData:
         for r in _even(records, max(0, CHART_LIMIT - len(keep))):
             keep.setdefault(r.number, r)
         chosen = [keep[n] for n in sorted(keep)]
-    data = StudyData(
+    numbers = sorted(r.number for r in chosen)
+    model._sample_cache[group] = (model.version, numbers)
+    return numbers
+
+
+async def chart_data(model: StudyModel, kind: str) -> StudyData:
+    """The :class:`StudyData` chart ``kind`` is drawn from: the full records of :func:`sample`'s trials."""
+    numbers = sample(model, kind)
+    best = model.best
+    wanted = numbers + ([best.number] if best is not None else [])
+    records = await model.records_of(wanted)
+    chosen = tuple(records[n] for n in numbers if n in records)
+    info = model.info
+    return StudyData(
         name=info.name,
         direction=info.first_direction,
-        trials=tuple(chosen),
+        trials=chosen,
         params=_params(info, chosen),
-        best=model.best,
+        best=None if best is None else records.get(best.number),
         created=info.created,
         read_at=time.time(),
         directions=info.directions,
         metric_names=_metric_names(info),
     )
-    model._sample_cache[group] = (model.version, data)
-    return data

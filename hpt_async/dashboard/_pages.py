@@ -250,7 +250,7 @@ def trial_main(model: StudyModel, record: TrialRecord) -> str:
             f'<p>Runs again the configuration of trial <a href="{escape(trial_href(name, record.retry_of))}">'
             f"{record.retry_of}</a>, which was lost.</p>"
         )
-    retried = [r.number for r in model.records.values() if r.retry_of == record.number]
+    retried = [r.number for r in model.trials.values() if r.retry_of == record.number]
     if retried:
         links = ", ".join(f'<a href="{escape(trial_href(name, n))}">{n}</a>' for n in sorted(retried))
         retry_links += f"<p>Its configuration was run again by trial {links}.</p>"

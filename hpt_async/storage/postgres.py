@@ -55,7 +55,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -63,12 +63,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import anyio
 
 from ..contracts.storage import (
+    SUMMARY_ERROR_CHARS,
     Direction,
     Storage,
     StudyNotFound,
     StudyReader,
     StudySession,
     StudySummary,
+    TrialSummary,
     check_direction,
     merge_settings,
 )
@@ -87,6 +89,7 @@ from .sqlite import (
     _load_direction,
     _loads,
     _record,
+    _summaries,
 )
 
 if TYPE_CHECKING:  # asyncpg is imported when the first connection opens
@@ -838,7 +841,21 @@ async def _changes(
                 study_id,
                 [r[0] for r in rows],
             )
+    if len(rows) > _DECODE_IN_THREAD:
+        return now, await anyio.to_thread.run_sync(_decode, rows, rep, codec)
     return now, _decode(rows, rep, codec)
+
+
+#: Above this many rows, records are decoded in a worker thread, so that the event loop stays free.
+_DECODE_IN_THREAD = 1000
+
+# Every trial's summary: its scalar columns, the configuration, and its reports counted in SQL.
+_SELECT_SUMMARIES = (
+    "SELECT t.number, t.state, t.value, t.objective_values, t.started, t.ended, t.params, COALESCE(r.n, 0), r.last,"
+    f" substr(t.error, 1, {SUMMARY_ERROR_CHARS}), t.retry_of, t.constraints FROM trials t LEFT JOIN"
+    " (SELECT number, count(*) AS n, max(step) AS last FROM reports WHERE study_id = $1 GROUP BY number) r"
+    " ON r.number = t.number WHERE t.study_id = $1 ORDER BY t.number"
+)
 
 
 def _decode(rows: Sequence[Any], rep: Sequence[Any], codec: _Codec) -> list[TrialRecord]:
@@ -882,14 +899,66 @@ class _PostgresReader(StudyReader):
         self._study_id = study_id
         self._codec = codec
         self._snapshot: str | None = None
+        # One query at a time on the connection: the reads of changes and the reads of trials by number
+        # may come from different tasks.
+        self._lock = anyio.Lock()
+
+    def _connection(self) -> asyncpg.Connection:
+        if self._conn is None:
+            raise RuntimeError("this study reader is closed")
+        return self._conn
 
     async def read(self) -> list[TrialRecord]:
-        conn = self._conn
-        if conn is None:
-            raise RuntimeError("this study reader is closed")
+        conn = self._connection()
         with anyio.CancelScope(shield=True):
-            self._snapshot, records = await _changes(conn, self._study_id, self._snapshot, self._codec)
+            async with self._lock:
+                self._snapshot, records = await _changes(conn, self._study_id, self._snapshot, self._codec)
         return records
+
+    async def read_summaries(self) -> list[TrialSummary]:
+        """Every trial's summary, read with a query of its columns alone and decoded in a worker thread."""
+        conn = self._connection()
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    now = await conn.fetchval("SELECT pg_current_snapshot()")
+                    rows = await conn.fetch(_SELECT_SUMMARIES, self._study_id)
+        bad: list[str] = []
+        summaries = await anyio.to_thread.run_sync(_summaries, rows, self._codec, bad)
+        if bad:
+            from ..exceptions import MalformedRowWarning
+
+            warnings.warn(
+                f"PostgreSQL storage: left out {len(bad)} row(s) that do not decode: {', '.join(bad[:20])}",
+                MalformedRowWarning,
+                stacklevel=2,
+            )
+        self._snapshot = now
+        return summaries
+
+    async def read_trials(self, numbers: Iterable[int]) -> list[TrialRecord]:
+        """The records of trials ``numbers``, read by number (decoded in a worker thread when many)."""
+        wanted = sorted(set(numbers))
+        if not wanted:
+            return []
+        conn = self._connection()
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    rows = await conn.fetch(
+                        f"SELECT {_COLUMNS} FROM trials WHERE study_id = $1 AND number = ANY($2::bigint[])"
+                        " ORDER BY number",
+                        self._study_id,
+                        wanted,
+                    )
+                    rep = await conn.fetch(
+                        f"{_SELECT_REPORTS} WHERE study_id = $1 AND number = ANY($2::bigint[]) ORDER BY number, step",
+                        self._study_id,
+                        wanted,
+                    )
+        if len(rows) > _DECODE_IN_THREAD:
+            return await anyio.to_thread.run_sync(_decode, rows, rep, self._codec)
+        return _decode(rows, rep, self._codec)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

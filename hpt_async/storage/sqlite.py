@@ -52,12 +52,14 @@ from urllib.parse import parse_qsl, quote, unquote
 import anyio
 
 from ..contracts.storage import (
+    SUMMARY_ERROR_CHARS,
     Direction,
     Storage,
     StudyNotFound,
     StudyReader,
     StudySession,
     StudySummary,
+    TrialSummary,
     check_direction,
     merge_settings,
 )
@@ -1097,6 +1099,23 @@ class _SQLiteSession(StudySession):
             await self._conn.close()
 
 
+#: Above this many rows, records are decoded in a worker thread, so that the event loop stays free.
+_DECODE_IN_THREAD = 1000
+
+
+async def _decode(
+    rows: Sequence[Any], rep: Iterable[Sequence[Any]], codec: _Codec, bad: list[str]
+) -> list[TrialRecord]:
+    """The records of trial rows and their report rows; many are decoded off the event loop."""
+    if len(rows) <= _DECODE_IN_THREAD:
+        return _records(rows, _group_reports(rep, bad), codec, bad)
+
+    def work() -> list[TrialRecord]:
+        return _records(rows, _group_reports(rep, bad), codec, bad)
+
+    return await anyio.to_thread.run_sync(work)
+
+
 async def _load_reports(db: aiosqlite.Connection, study_id: int, numbers: list[int]) -> dict[int, _Reports]:
     rows: list[Any] = []
     for i in range(0, len(numbers), _CHUNK):
@@ -1138,10 +1157,66 @@ async def _changes(
         (study_id, *args),
     )
     bad: list[str] = []
-    reports = _group_reports(rep, bad)
-    records = _records(rows, reports, codec, bad)
+    records = await _decode(rows, rep, codec, bad)
     _warn_malformed(study_id, bad)
     return top, records
+
+
+# Every trial's summary: its scalar columns, the configuration, and its reports counted in SQL.
+_SELECT_SUMMARIES = (
+    "SELECT t.number, t.state, t.value, t.objective_values, t.started, t.ended, t.params, COALESCE(r.n, 0), r.last,"
+    f" substr(t.error, 1, {SUMMARY_ERROR_CHARS}), t.retry_of, t.constraints FROM trials t LEFT JOIN"
+    " (SELECT number, COUNT(*) AS n, MAX(step) AS last FROM reports WHERE study_id = ? GROUP BY number) r"
+    " ON r.number = t.number WHERE t.study_id = ? ORDER BY t.number"
+)
+
+
+def _summaries(rows: Iterable[Sequence[Any]], codec: _Codec, bad: list[str]) -> list[TrialSummary]:
+    """Summaries of :data:`_SELECT_SUMMARIES` rows (run in a worker thread); a malformed row goes to ``bad``."""
+    import orjson  # a dependency; imported here so that the bare package does not load it
+
+    fast, error = orjson.loads, orjson.JSONDecodeError
+
+    def decode(text: str) -> Mapping[str, Any]:
+        try:
+            raw = fast(text)
+        except error:  # what orjson refuses (NaN, integers beyond 64 bits) the json module reads
+            raw = _loads(text)
+        return codec.decode_obj(raw)
+
+    out = []
+    make = TrialSummary._make
+    states, load_values = _STATES, _load_values
+    for row in rows:
+        number, state, value, values, started, ended, params, n, last, error, retry_of, constraints = row
+        try:
+            out.append(
+                make(
+                    (
+                        number,
+                        states[state],
+                        value,
+                        load_values(values) if values is not None else None,
+                        started,
+                        ended,
+                        decode(params),
+                        n,
+                        last,
+                        error,
+                        retry_of,
+                        load_values(constraints) if constraints is not None else None,
+                    )
+                )
+            )
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            bad.append(f"trial {number!r} ({type(exc).__name__}: {exc})")
+    return out
+
+
+def _decode_rows(rows: list[Any], rep: list[Any], codec: _Codec, bad: list[str]) -> list[TrialRecord]:
+    """Records of trial rows and their report rows, ordered by number (run in a worker thread)."""
+    rows.sort(key=lambda r: r[0])
+    return _records(rows, _group_reports(rep, bad), codec, bad)
 
 
 class _SQLiteReader(StudyReader):
@@ -1154,7 +1229,7 @@ class _SQLiteReader(StudyReader):
         self._codec = codec
         self._cursor = 0
 
-    async def read(self) -> list[TrialRecord]:
+    async def _connection(self) -> _Connection:
         conn = self._conn
         if conn is None:
             raise RuntimeError("this study reader is closed")
@@ -1167,6 +1242,60 @@ class _SQLiteReader(StudyReader):
                 self._conn = None
                 raise StudyNotFound(f"the database file {conn.path} is gone")
             self._conn = conn = fresh
+        return conn
+
+    async def read_summaries(self) -> list[TrialSummary]:
+        """Every trial's summary, read with a query of its columns alone and decoded in a worker thread."""
+        conn = await self._connection()
+        study_id = self._study_id
+
+        async def body(db: aiosqlite.Connection) -> tuple[int, list[Any]]:
+            top = await db.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM trials WHERE study_id = ?", (study_id,))
+            rows = await db.execute_fetchall(_SELECT_SUMMARIES, (study_id, study_id))
+            return int(top[0][0]), list(rows)
+
+        cursor, rows = await conn.transaction(body, f"summarise study {self._study!r}", write=False)
+        bad: list[str] = []
+        summaries = await anyio.to_thread.run_sync(_summaries, rows, self._codec, bad)
+        _warn_malformed(study_id, bad)
+        self._cursor = cursor
+        return summaries
+
+    async def read_trials(self, numbers: Iterable[int]) -> list[TrialRecord]:
+        """The records of trials ``numbers``, read by number and decoded in a worker thread."""
+        wanted = sorted(set(numbers))
+        if not wanted:
+            return []
+        conn = await self._connection()
+        study_id = self._study_id
+
+        async def body(db: aiosqlite.Connection) -> tuple[list[Any], list[Any]]:
+            rows: list[Any] = []
+            rep: list[Any] = []
+            for i in range(0, len(wanted), _CHUNK):
+                chunk = wanted[i : i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows.extend(
+                    await db.execute_fetchall(
+                        f"SELECT {_COLUMNS} FROM trials WHERE study_id = ? AND number IN ({marks})", (study_id, *chunk)
+                    )
+                )
+                rep.extend(
+                    await db.execute_fetchall(
+                        f"{_SELECT_REPORTS} WHERE study_id = ? AND number IN ({marks}) ORDER BY number, step",
+                        (study_id, *chunk),
+                    )
+                )
+            return rows, rep
+
+        rows, rep = await conn.transaction(body, f"read trials of study {self._study!r}", write=False)
+        bad: list[str] = []
+        records = await anyio.to_thread.run_sync(_decode_rows, rows, rep, self._codec, bad)
+        _warn_malformed(study_id, bad)
+        return records
+
+    async def read(self) -> list[TrialRecord]:
+        conn = await self._connection()
         study_id, cursor, codec = self._study_id, self._cursor, self._codec
 
         async def body(db: aiosqlite.Connection) -> tuple[int, list[TrialRecord]]:
@@ -1187,8 +1316,7 @@ async def _load_all(db: aiosqlite.Connection, study_id: int, codec: _Codec) -> t
     rows = await db.execute_fetchall(f"SELECT {_COLUMNS} FROM trials WHERE study_id = ? ORDER BY number", (study_id,))
     rep = await db.execute_fetchall(f"{_SELECT_REPORTS} WHERE study_id = ? ORDER BY number, step", (study_id,))
     bad: list[str] = []
-    reports = _group_reports(rep, bad)
-    records = _records(rows, reports, codec, bad)
+    records = await _decode(rows, rep, codec, bad)
     _warn_malformed(study_id, bad)
     return int(top[0][0]), records
 

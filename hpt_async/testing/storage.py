@@ -391,6 +391,42 @@ class StorageContract:
             if b is not a:
                 await b.close()
 
+    async def test_a_reader_summarises_every_trial_then_returns_what_changed(self, storage: Storage) -> None:
+        session = await storage.open("s", direction="minimize", space=SPACE)
+        try:
+            done = await _add(session, 1.5)
+            live = await session.reserve()
+            await session.trial_created(running(live))
+            await session.trial_reported(live, 3, 0.75)
+            await session.trial_reported(live, 1, 0.5)
+            failed = await session.reserve()
+            await session.trial_created(running(failed))
+            await session.trial_ended(
+                replace(ended(failed, math.nan, state=TrialState.FAILED), value=None, error="x" * 500, traceback="tb")
+            )
+            async with await storage.watch("s", space=SPACE) as reader:
+                summaries = await reader.read_summaries()
+                assert [s.number for s in summaries] == [done, live, failed]
+                by = {s.number: s for s in summaries}
+                assert by[done].state is TrialState.COMPLETE and by[done].value == 1.5
+                assert by[done].started == 1.0 and by[done].ended == 2.0 and by[done].duration == 1.0
+                assert dict(by[done].params) == _PARAMS and by[done].reports == 0 and by[done].last_step is None
+                assert by[live].state is TrialState.RUNNING and by[live].ended is None
+                assert by[live].reports == 2 and by[live].last_step == 3
+                assert by[failed].state is TrialState.FAILED and by[failed].error == "x" * 200
+                assert await reader.read() == []
+                second = await _add(session, 0.5)
+                assert [r.number for r in await reader.read()] == [second]
+                records = await reader.read_trials([live, second, 999])
+                assert [r.number for r in records] == [live, second]
+                assert dict(records[0].reports) == {1: 0.5, 3: 0.75} and dict(records[0].params) == _PARAMS
+                assert records[1].value == 0.5
+                assert await reader.read_trials([]) == []
+                failed_record = (await reader.read_trials([failed]))[0]
+                assert failed_record.error == "x" * 500 and failed_record.traceback == "tb"
+        finally:
+            await session.close()
+
     async def test_watching_a_missing_study_is_study_not_found(self, storage: Storage) -> None:
         with pytest.raises(StudyNotFound):
             await storage.watch("nothing")
