@@ -427,6 +427,9 @@ async def test_the_hub_follows_studies_as_they_come_change_and_go(tmp_path: Path
         with anyio.fail_after(30):
             await model.loaded_event.wait()
         assert len(model.trials) == 3
+        with anyio.fail_after(30):
+            await model.complete_event.wait()  # brief summaries first, then the whole ones
+        assert model.complete and all(s.params for s in model.trials.values())
         assert not model._full  # summaries only: no full record read yet
         version = model.version
         await _tiny_study(url, "a", 5)  # two more trials, by another tuner

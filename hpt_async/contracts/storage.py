@@ -456,19 +456,29 @@ class StudyReader:
                 changed.append(record)
         return changed
 
-    async def read_summaries(self) -> list[TrialSummary]:
+    #: True when :meth:`read_summaries` with ``brief=True`` reads less than the whole summary (and may be
+    #: called again, without ``brief``, to complete it).
+    brief_summaries: bool = False
+
+    async def read_summaries(self, *, brief: bool = False) -> list[TrialSummary]:
         """A :class:`TrialSummary` of every trial as stored now, by number; :meth:`read` goes on from there.
 
         An optional capability for live views of large studies (the
         dashboard calls it instead of the first :meth:`read`): it returns
         every trial, and the reader then returns only the trials changed
         after this call.  A backend overrides it to read only the summary's
-        columns (SQLite and PostgreSQL aggregate the reports in SQL and
-        decode off the event loop), which is several times cheaper than
-        decoding every record.  Call it on a fresh reader, before any
-        :meth:`read`.  This default summarises the records of :meth:`read`,
-        whose first call returns every trial: correct for any reader, no
-        faster.
+        columns (SQLite and PostgreSQL count the reports in SQL and decode
+        in a worker thread), which is several times cheaper than decoding
+        every record.  With ``brief=True`` a backend whose
+        :attr:`brief_summaries` is True reads only the number, state,
+        value(s), times and constraints of each trial (``params`` empty,
+        ``reports`` 0, ``last_step``, ``error`` and ``retry_of`` ``None``):
+        what a first chart needs, cheaper still; a second call without
+        ``brief`` then gives the whole summaries (and moves the reader
+        again, so nothing is missed in between).  Call it on a fresh reader,
+        before any :meth:`read`.  This default summarises the records of
+        :meth:`read`, whose first call returns every trial: correct for any
+        reader, no faster, and whole whatever ``brief`` says.
         """
         return [TrialSummary.of(r) for r in await self.read()]
 

@@ -190,6 +190,8 @@ def create_app(hub: Hub, *, storage_label: str, loopback_only: bool = True) -> A
         if offset is None or offset < 0 or limit is None or not 1 <= limit <= MAX_PAGE:
             return _json({"error": f"offset is an integer >= 0 and limit one in [1, {MAX_PAGE}]"}, 400)
         query = TableQuery(sort, q.get("desc") == "1", states, q.get("q", "").strip()[:200], offset, limit)
+        if not model.complete:
+            await model.complete_event.wait()  # the table shows configurations: brief summaries lack them
         total, rows = model.table(query)
         return _json({"total": total, "offset": offset, "rows": rows, "version": model.version, "n": len(model.trials)})
 

@@ -97,13 +97,22 @@ class Hub:
                     async with await self.storage.watch(name) as reader:
                         # Every trial's summary first (a query of a few columns in backends that have it),
                         # then only what changed; full records are read by number when a page shows them.
-                        model.load(await reader.read_summaries())
+                        # A backend that can reads brief summaries first (what the charts' choice of trials
+                        # needs), so that the first chart does not wait for every configuration to be decoded.
+                        brief = reader.brief_summaries
+                        model.load(await reader.read_summaries(brief=brief), complete=not brief)
                         model.fetch = reader.read_trials
                         try:
                             if not model.loaded:
                                 model.loaded = True
                                 model.loaded_event.set()
                             model.error = None
+                            if brief:
+                                # The whole summaries through a reader of their own, so that the records a first
+                                # chart reads meanwhile (through this reader) do not wait behind them.  Changes
+                                # since the brief read come again from this reader's next read (harmless).
+                                async with await self.storage.watch(name) as other:
+                                    model.load(await other.read_summaries())
                             while True:
                                 await anyio.sleep(self.interval)
                                 model.apply(await reader.read())
@@ -118,6 +127,7 @@ class Hub:
                 if not model.loaded:
                     model.loaded = True  # pages stop waiting and show the error
                     model.loaded_event.set()
+                model.complete_event.set()
                 await anyio.sleep(max(1.0, self.interval))
 
     def studies(self) -> list[dict[str, Any]]:

@@ -160,6 +160,9 @@ class StudyModel:
         self._sample_cache: dict[str, tuple[int, list[int]]] = {}
         self._front: tuple[int, list[TrialSummary]] | None = None
         self.loaded_event = anyio.Event()
+        #: False while the summaries are brief (no configurations, no report counts: see :meth:`load`).
+        self.complete = False
+        self.complete_event = anyio.Event()
 
     # -- updates -----------------------------------------------------------------------
 
@@ -171,9 +174,15 @@ class StudyModel:
             return a.value > b.value or (a.value == b.value and a.number < b.number)
         return a.value < b.value or (a.value == b.value and a.number < b.number)
 
-    def load(self, summaries: Iterable[TrialSummary]) -> None:
-        """Take every trial's summary (the first read of a reader): replaces what was kept, pages resync."""
+    def load(self, summaries: Iterable[TrialSummary], *, complete: bool = True) -> None:
+        """Take every trial's summary (the first read of a reader): replaces what was kept, pages resync.
+
+        ``complete=False`` for brief summaries (enough for the charts'
+        choice of trials, not for the table): :attr:`complete_event` is set
+        by the first complete load.
+        """
         self.trials = {s.number: s for s in summaries}
+        self.complete = complete
         self._full.clear()
         self.counts = {s.value: 0 for s in TrialState}
         self.first_started = self.last_ended = None
@@ -181,7 +190,10 @@ class StudyModel:
         for s in self.trials.values():
             self._count(s)
         self._log.clear()  # a page older than this version resyncs
+        self._sample_cache.clear()
         self._bump(())
+        if complete:
+            self.complete_event.set()
 
     def apply(self, records: Iterable[TrialRecord]) -> list[TrialRecord]:
         """Take the records a reader returned; returns them (as a list) and wakes waiting pages."""
@@ -464,6 +476,8 @@ def sample(model: StudyModel, kind: str) -> list[int]:
 
 async def chart_data(model: StudyModel, kind: str) -> StudyData:
     """The :class:`StudyData` chart ``kind`` is drawn from: the full records of :func:`sample`'s trials."""
+    if _group(kind) == "intermediate" and not model.complete:
+        await model.complete_event.wait()  # which trials reported is in the complete summaries only
     numbers = sample(model, kind)
     best = model.best
     wanted = numbers + ([best.number] if best is not None else [])

@@ -849,13 +849,16 @@ async def _changes(
 #: Above this many rows, records are decoded in a worker thread, so that the event loop stays free.
 _DECODE_IN_THREAD = 1000
 
-# Every trial's summary: its scalar columns, the configuration, and its reports counted in SQL.
+# Every trial's summary (its reports counted by a second query), and what a brief summary holds.
 _SELECT_SUMMARIES = (
-    "SELECT t.number, t.state, t.value, t.objective_values, t.started, t.ended, t.params, COALESCE(r.n, 0), r.last,"
-    f" substr(t.error, 1, {SUMMARY_ERROR_CHARS}), t.retry_of, t.constraints FROM trials t LEFT JOIN"
-    " (SELECT number, count(*) AS n, max(step) AS last FROM reports WHERE study_id = $1 GROUP BY number) r"
-    " ON r.number = t.number WHERE t.study_id = $1 ORDER BY t.number"
+    "SELECT number, state, value, objective_values, started, ended, constraints, params,"
+    f" substr(error, 1, {SUMMARY_ERROR_CHARS}), retry_of FROM trials WHERE study_id = $1 ORDER BY number"
 )
+_SELECT_BRIEF = (
+    "SELECT number, state, value, objective_values, started, ended, constraints FROM trials WHERE study_id = $1"
+    " ORDER BY number"
+)
+_COUNT_REPORTS = "SELECT number, count(*), max(step) FROM reports WHERE study_id = $1 GROUP BY number"
 
 
 def _decode(rows: Sequence[Any], rep: Sequence[Any], codec: _Codec) -> list[TrialRecord]:
@@ -915,16 +918,21 @@ class _PostgresReader(StudyReader):
                 self._snapshot, records = await _changes(conn, self._study_id, self._snapshot, self._codec)
         return records
 
-    async def read_summaries(self) -> list[TrialSummary]:
+    brief_summaries = True
+
+    async def read_summaries(self, *, brief: bool = False) -> list[TrialSummary]:
         """Every trial's summary, read with a query of its columns alone and decoded in a worker thread."""
         conn = self._connection()
+        counts = None
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
                     now = await conn.fetchval("SELECT pg_current_snapshot()")
-                    rows = await conn.fetch(_SELECT_SUMMARIES, self._study_id)
+                    rows = await conn.fetch(_SELECT_BRIEF if brief else _SELECT_SUMMARIES, self._study_id)
+                    if not brief:
+                        counts = await conn.fetch(_COUNT_REPORTS, self._study_id)
         bad: list[str] = []
-        summaries = await anyio.to_thread.run_sync(_summaries, rows, self._codec, bad)
+        summaries = await anyio.to_thread.run_sync(_summaries, rows, counts, self._codec, bad)
         if bad:
             from ..exceptions import MalformedRowWarning
 

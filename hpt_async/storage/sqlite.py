@@ -1162,17 +1162,27 @@ async def _changes(
     return top, records
 
 
-# Every trial's summary: its scalar columns, the configuration, and its reports counted in SQL.
+# Every trial's summary: its scalar columns and its configuration; the reports are counted by a second query.
 _SELECT_SUMMARIES = (
-    "SELECT t.number, t.state, t.value, t.objective_values, t.started, t.ended, t.params, COALESCE(r.n, 0), r.last,"
-    f" substr(t.error, 1, {SUMMARY_ERROR_CHARS}), t.retry_of, t.constraints FROM trials t LEFT JOIN"
-    " (SELECT number, COUNT(*) AS n, MAX(step) AS last FROM reports WHERE study_id = ? GROUP BY number) r"
-    " ON r.number = t.number WHERE t.study_id = ? ORDER BY t.number"
+    "SELECT number, state, value, objective_values, started, ended, constraints, params,"
+    f" substr(error, 1, {SUMMARY_ERROR_CHARS}), retry_of FROM trials WHERE study_id = ? ORDER BY number"
 )
+# What a brief summary holds.
+_SELECT_BRIEF = (
+    "SELECT number, state, value, objective_values, started, ended, constraints FROM trials WHERE study_id = ?"
+    " ORDER BY number"
+)
+_COUNT_REPORTS = "SELECT number, COUNT(*), MAX(step) FROM reports WHERE study_id = ? GROUP BY number"
 
 
-def _summaries(rows: Iterable[Sequence[Any]], codec: _Codec, bad: list[str]) -> list[TrialSummary]:
-    """Summaries of :data:`_SELECT_SUMMARIES` rows (run in a worker thread); a malformed row goes to ``bad``."""
+def _summaries(
+    rows: Iterable[Sequence[Any]], counts: Iterable[Sequence[Any]] | None, codec: _Codec, bad: list[str]
+) -> list[TrialSummary]:
+    """Summaries of :data:`_SELECT_SUMMARIES` rows and their reports' counts (run in a worker thread).
+
+    ``counts`` ``None``: brief summaries of :data:`_SELECT_BRIEF` rows.  A
+    malformed row is left out and described in ``bad``.
+    """
     import orjson  # a dependency; imported here so that the bare package does not load it
 
     fast, error = orjson.loads, orjson.JSONDecodeError
@@ -1184,27 +1194,53 @@ def _summaries(rows: Iterable[Sequence[Any]], codec: _Codec, bad: list[str]) -> 
             raw = _loads(text)
         return codec.decode_obj(raw)
 
+    reports = {number: (n, last) for number, n, last in counts} if counts is not None else {}
+    none = (0, None)
     out = []
     make = TrialSummary._make
     states, load_values = _STATES, _load_values
     for row in rows:
-        number, state, value, values, started, ended, params, n, last, error, retry_of, constraints = row
+        number = row[0]
         try:
+            values, constraints = row[3], row[6]
+            values = load_values(values) if values is not None else None
+            constraints = load_values(constraints) if constraints is not None else None
+            if counts is None:
+                out.append(
+                    make(
+                        (
+                            number,
+                            states[row[1]],
+                            row[2],
+                            values,
+                            row[4],
+                            row[5],
+                            _EMPTY,
+                            0,
+                            None,
+                            None,
+                            None,
+                            constraints,
+                        )
+                    )
+                )
+                continue
+            n, last = reports.get(number, none)
             out.append(
                 make(
                     (
                         number,
-                        states[state],
-                        value,
-                        load_values(values) if values is not None else None,
-                        started,
-                        ended,
-                        decode(params),
+                        states[row[1]],
+                        row[2],
+                        values,
+                        row[4],
+                        row[5],
+                        decode(row[7]),
                         n,
                         last,
-                        error,
-                        retry_of,
-                        load_values(constraints) if constraints is not None else None,
+                        row[8],
+                        row[9],
+                        constraints,
                     )
                 )
             )
@@ -1244,19 +1280,22 @@ class _SQLiteReader(StudyReader):
             self._conn = conn = fresh
         return conn
 
-    async def read_summaries(self) -> list[TrialSummary]:
+    brief_summaries = True
+
+    async def read_summaries(self, *, brief: bool = False) -> list[TrialSummary]:
         """Every trial's summary, read with a query of its columns alone and decoded in a worker thread."""
         conn = await self._connection()
         study_id = self._study_id
 
-        async def body(db: aiosqlite.Connection) -> tuple[int, list[Any]]:
+        async def body(db: aiosqlite.Connection) -> tuple[int, list[Any], list[Any] | None]:
             top = await db.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM trials WHERE study_id = ?", (study_id,))
-            rows = await db.execute_fetchall(_SELECT_SUMMARIES, (study_id, study_id))
-            return int(top[0][0]), list(rows)
+            rows = await db.execute_fetchall(_SELECT_BRIEF if brief else _SELECT_SUMMARIES, (study_id,))
+            counts = None if brief else list(await db.execute_fetchall(_COUNT_REPORTS, (study_id,)))
+            return int(top[0][0]), list(rows), counts
 
-        cursor, rows = await conn.transaction(body, f"summarise study {self._study!r}", write=False)
+        cursor, rows, counts = await conn.transaction(body, f"summarise study {self._study!r}", write=False)
         bad: list[str] = []
-        summaries = await anyio.to_thread.run_sync(_summaries, rows, self._codec, bad)
+        summaries = await anyio.to_thread.run_sync(_summaries, rows, counts, self._codec, bad)
         _warn_malformed(study_id, bad)
         self._cursor = cursor
         return summaries

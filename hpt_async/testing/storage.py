@@ -424,6 +424,16 @@ class StorageContract:
                 assert await reader.read_trials([]) == []
                 failed_record = (await reader.read_trials([failed]))[0]
                 assert failed_record.error == "x" * 500 and failed_record.traceback == "tb"
+            async with await storage.watch("s", space=SPACE) as reader:
+                brief = await reader.read_summaries(brief=True)
+                expected = [(s.number, s.state, s.value, s.ended) for s in summaries]
+                expected.append((second, TrialState.COMPLETE, 0.5, 2.0))
+                assert [(s.number, s.state, s.value, s.ended) for s in brief] == expected
+                if reader.brief_summaries:  # brief: no configuration, no reports counted
+                    assert all(not s.params and s.reports == 0 for s in brief)
+                    whole = await reader.read_summaries()
+                    assert [s.number for s in whole] == [s.number for s in brief] and dict(whole[0].params) == _PARAMS
+                assert await reader.read() == []
         finally:
             await session.close()
 
