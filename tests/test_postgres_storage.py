@@ -553,3 +553,10 @@ async def test_a_read_only_storage_reads_and_refuses_to_write(postgres_url: str)
     assert await storage.migrate() == (SCHEMA_VERSION, SCHEMA_VERSION)
     await (await storage.open("s", direction="minimize", space=SPACE)).close()
     assert [s.name for s in await reader.studies()] == ["s"]
+    # Its connections are read-only on the server too: a write through one is refused there.
+    import asyncpg
+
+    async with await reader.watch("s") as change_reader:
+        assert await change_reader.read_summaries() == []
+        with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+            await change_reader._conn.execute("DELETE FROM trials")  # type: ignore[attr-defined]

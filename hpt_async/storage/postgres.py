@@ -1071,7 +1071,11 @@ class PostgresStorage(Storage):
     # -- connecting --------------------------------------------------------------
 
     def _settings(self, synchronous: str) -> dict[str, str]:
-        return {"search_path": self.schema, "synchronous_commit": synchronous, "application_name": "hpt-async"}
+        settings = {"search_path": self.schema, "synchronous_commit": synchronous, "application_name": "hpt-async"}
+        if self.read_only:
+            # The server itself then refuses any write on this storage's connections (readers of the dashboard).
+            settings["default_transaction_read_only"] = "on"
+        return settings
 
     async def _connect(self, synchronous: str = "on") -> asyncpg.Connection:
         asyncpg = _import_asyncpg()
