@@ -278,7 +278,7 @@
     }
     function scheduleTable() {
       if (tableTimer) { return; }
-      tableTimer = setTimeout(function () { tableTimer = null; loadTable(); }, 500);
+      tableTimer = setTimeout(function () { tableTimer = null; loadTable(); }, 200);
     }
 
     document.getElementById("filter-state").addEventListener("change", function (e) {
