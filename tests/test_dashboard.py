@@ -150,6 +150,9 @@ async def test_full_records_are_read_once_kept_and_replaced_by_changes() -> None
     assert model.best.number == 3
     model.load(TrialSummary.of(r) for r in records[:2])  # a reader opened again: everything is replaced
     assert len(model.trials) == 2 and model.changed_since(0) is None and model.best.number == 0
+    assert model.complete and model.complete_event.is_set()
+    model.load([TrialSummary.of(records[0])._replace(params={}, reports=0)], complete=False)  # brief summaries
+    assert not model.complete and not model.complete_event.is_set() and len(model.trials) == 1
 
 
 @pytest.mark.anyio

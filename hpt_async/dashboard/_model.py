@@ -183,6 +183,8 @@ class StudyModel:
         """
         self.trials = {s.number: s for s in summaries}
         self.complete = complete
+        if not complete and self.complete_event.is_set():
+            self.complete_event = anyio.Event()  # a reader opened again: tables wait for its whole summaries
         self._full.clear()
         self.counts = {s.value: 0 for s in TrialState}
         self.first_started = self.last_ended = None
