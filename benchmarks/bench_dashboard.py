@@ -14,6 +14,7 @@ second (warm).  The hpt-async dashboard loads every study in the background
 as it starts, so for it "cold" means the server had just started.
 
     python benchmarks/bench_dashboard.py --sizes 1000 10000 100000
+    python benchmarks/bench_dashboard.py --sizes 100000 --parts   # the dashboard's reads alone
 
 Needs Chromium (``/usr/bin/chromium``), ``pip install -e '.[bench]'``.
 The DevTools client is the one of ``tests/test_report_browser.py``.
@@ -166,20 +167,68 @@ def measure(kind: str, db: Path, browser: DevTools, timeout: float = 300) -> dic
     return {"cold": cold, "warm": warm, "peak_mb": peak / 2**20, "idle_mb": idle_rss / 2**20}
 
 
+def reader_parts(db: Path, repeats: int = 2) -> dict[str, float]:
+    """Seconds (best of ``repeats``) of each read the dashboard makes of a study, and of decoding every record."""
+    import anyio
+
+    from hpt_async import open_storage
+
+    async def run() -> dict[str, float]:
+        storage = open_storage(f"sqlite:///{db}", read_only=True)
+        best: dict[str, float] = {}
+
+        def keep(name: str, started: float) -> None:
+            best[name] = min(best.get(name, float("inf")), time.perf_counter() - started)
+
+        for _ in range(repeats):
+            async with await storage.watch("bench") as reader:
+                t = time.perf_counter()
+                brief = await reader.read_summaries(brief=True)
+                keep("brief summaries", t)
+                t = time.perf_counter()
+                await reader.read_summaries()
+                keep("whole summaries", t)
+                step = max(1, len(brief) // 2000)
+                t = time.perf_counter()
+                await reader.read_trials(s.number for s in brief[::step])
+                keep("records of 2,000 trials", t)
+            async with await storage.watch("bench") as reader:
+                t = time.perf_counter()
+                await reader.read()
+                keep("every record (first read())", t)
+        return best
+
+    return anyio.run(run)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--dir", help="where the studies are kept (default: a temporary directory)")
     parser.add_argument(
+        "--parts",
+        action="store_true",
+        help="only time the reads the hpt-async dashboard makes of each study (no browser, no server)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=300, help="seconds a page may take to draw its first chart (default 300)"
     )
     args = parser.parse_args()
-    exe = find_chromium()
-    if exe is None:
-        raise SystemExit("no Chromium found")
     root = Path(args.dir or tempfile.mkdtemp(prefix="bench-dashboard-"))
     root.mkdir(parents=True, exist_ok=True)
     print(f"load average: {os.getloadavg()}")
+    if args.parts:
+        for n in args.sizes:
+            db = root / f"hpt_{n}.db"
+            if not db.exists():
+                make_hpt(str(db), n)
+            parts = reader_parts(db)
+            print(f"{n:>7} trials  " + ", ".join(f"{k} {v:.3f} s" for k, v in parts.items()), flush=True)
+        print(f"load average: {os.getloadavg()}")
+        return
+    exe = find_chromium()
+    if exe is None:
+        raise SystemExit("no Chromium found")
     rows = []
     for n in args.sizes:
         paths = {"hpt-async": root / f"hpt_{n}.db", "optuna-dashboard": root / f"optuna_{n}.db"}
