@@ -25,7 +25,7 @@ def _loss(lr: float, layers: int, dropout: float, epoch: int) -> float:
 
 
 def make_hpt(path: str, n: int) -> float:
-    """Run a Tuner of ``n`` trials into ``sqlite:///path``; returns the seconds it took."""
+    """Run a Tuner of ``n`` trials into ``sqlite:///path`` (or into ``path`` when it is a URL); returns seconds."""
     import anyio
 
     import hpt_async as hpt
@@ -52,7 +52,7 @@ def make_hpt(path: str, n: int) -> float:
     tuner = hpt.Tuner(
         objective,
         space,
-        storage=f"sqlite:///{path}",
+        storage=path if "://" in path else f"sqlite:///{path}",
         study="bench",
         strategy="random",
         max_trials=n,
@@ -126,6 +126,58 @@ def make_optuna(path: str, n: int) -> float:
         db.commit()
     finally:
         db.close()
+    return time.perf_counter() - started
+
+
+def make_hpt_postgres(url: str, n: int) -> float:
+    """A study of ``n`` trials on PostgreSQL: a Tuner runs the first 1,000, SQL copies them up to ``n``.
+
+    The copies (new numbers, the configurations, values and reports of the
+    first block in turn) are inserted with the triggers off (a superuser's
+    setting, as the throwaway test server gives); returns seconds.
+    """
+    import anyio
+    import asyncpg
+
+    from hpt_async.storage.postgres import PostgresStorage
+
+    started = time.perf_counter()
+    block = min(n, BLOCK)
+    make_hpt(url, block)
+    storage = PostgresStorage(url)
+
+    async def fill() -> None:
+        c = await asyncpg.connect(storage.dsn, server_settings={"search_path": storage.schema})
+        try:
+            sid = await c.fetchval("SELECT id FROM studies WHERE name = 'bench'")
+            await c.execute("SET session_replication_role = replica")
+            await c.execute(
+                "INSERT INTO trials (study_id, number, state, params, value, started, ended, session, writer)"
+                " SELECT t.study_id, g, t.state, t.params, t.value, t.started, t.ended, t.session, t.writer"
+                " FROM generate_series($2::bigint, $3::bigint) AS g JOIN trials t"
+                " ON t.study_id = $1 AND t.number = g % $2",
+                sid,
+                block,
+                n - 1,
+            )
+            await c.execute(
+                "INSERT INTO reports (study_id, number, step, value, objective_values)"
+                " SELECT r.study_id, g, r.step, r.value, r.objective_values"
+                " FROM generate_series($2::bigint, $3::bigint) AS g JOIN reports r"
+                " ON r.study_id = $1 AND r.number = g % $2",
+                sid,
+                block,
+                n - 1,
+            )
+            await c.execute("RESET session_replication_role")
+            await c.execute("UPDATE studies SET next_number = $2, used = $2 WHERE id = $1", sid, n)
+            await c.execute("VACUUM ANALYZE trials")
+            await c.execute("VACUUM ANALYZE reports")
+        finally:
+            await c.close()
+
+    if n > block:
+        anyio.run(fill)
     return time.perf_counter() - started
 
 

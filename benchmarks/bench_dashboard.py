@@ -167,14 +167,14 @@ def measure(kind: str, db: Path, browser: DevTools, timeout: float = 300) -> dic
     return {"cold": cold, "warm": warm, "peak_mb": peak / 2**20, "idle_mb": idle_rss / 2**20}
 
 
-def reader_parts(db: Path, repeats: int = 2) -> dict[str, float]:
+def reader_parts(url: str, repeats: int = 2) -> dict[str, float]:
     """Seconds (best of ``repeats``) of each read the dashboard makes of a study, and of decoding every record."""
     import anyio
 
     from hpt_async import open_storage
 
     async def run() -> dict[str, float]:
-        storage = open_storage(f"sqlite:///{db}", read_only=True)
+        storage = open_storage(url, read_only=True)
         best: dict[str, float] = {}
 
         def keep(name: str, started: float) -> None:
@@ -211,6 +211,11 @@ def main() -> None:
         help="only time the reads the hpt-async dashboard makes of each study (no browser, no server)",
     )
     parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="with --parts: on a throwaway PostgreSQL server (Debian's postgresql) instead of SQLite",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=300, help="seconds a page may take to draw its first chart (default 300)"
     )
     args = parser.parse_args()
@@ -218,12 +223,25 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     print(f"load average: {os.getloadavg()}")
     if args.parts:
-        for n in args.sizes:
-            db = root / f"hpt_{n}.db"
-            if not db.exists():
-                make_hpt(str(db), n)
-            parts = reader_parts(db)
-            print(f"{n:>7} trials  " + ", ".join(f"{k} {v:.3f} s" for k, v in parts.items()), flush=True)
+        import contextlib
+
+        from _dashboard_data import make_hpt_postgres
+
+        from hpt_async.testing.postgres import TemporaryPostgres
+
+        with TemporaryPostgres() if args.postgres else contextlib.nullcontext() as server:
+            for n in args.sizes:
+                if server is not None:
+                    url = f"{server}?schema=bench{n}"
+                    print(f"{n:>7} trials  made on PostgreSQL in {make_hpt_postgres(url, n):.1f} s", flush=True)
+                else:
+                    db = root / f"hpt_{n}.db"
+                    if not db.exists():
+                        make_hpt(str(db), n)
+                    url = f"sqlite:///{db}"
+                parts = reader_parts(url)
+                kind = "PostgreSQL" if server is not None else "SQLite"
+                print(f"{n:>7} trials  {kind}: " + ", ".join(f"{k} {v:.3f} s" for k, v in parts.items()), flush=True)
         print(f"load average: {os.getloadavg()}")
         return
     exe = find_chromium()
