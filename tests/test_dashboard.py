@@ -447,6 +447,31 @@ async def test_the_hub_follows_studies_as_they_come_change_and_go(tmp_path: Path
         tg.cancel_scope.cancel()
 
 
+@pytest.mark.anyio
+async def test_the_whole_summaries_wait_for_a_first_chart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpt_async.dashboard import _hub
+
+    url = f"sqlite:///{tmp_path / 'first.db'}"
+    await _tiny_study(url, "a", 4)
+    monkeypatch.setattr(_hub, "FIRST_CHART_GRACE", 3600.0)
+    hub = _hub.Hub(open_read_only(url), interval=0.05, list_interval=3600)
+    async with anyio.create_task_group() as tg:
+        await tg.start(hub.run)
+        model = hub.models["a"]
+        with anyio.fail_after(30):
+            await model.loaded_event.wait()
+        # Brief summaries: enough to choose and draw a chart's trials, not yet the configurations.
+        assert not model.complete and all(not s.params for s in model.trials.values())
+        data = await chart_data(model, "history")
+        assert len(data.trials) == 4 and all(t.params for t in data.trials)
+        assert not model.complete
+        model.first_chart.set()  # as the server does once it has served a chart
+        with anyio.fail_after(30):
+            await model.complete_event.wait()
+        assert all(s.params for s in model.trials.values())
+        tg.cancel_scope.cancel()
+
+
 def test_a_port_in_use_is_one_line_of_error(tmp_path: Path) -> None:
     import socket
 

@@ -168,10 +168,12 @@ def create_app(hub: Hub, *, storage_label: str, loopback_only: bool = True) -> A
                 try:
                     prepared = await prepare(model, key)
                 except StudyUnreadable as exc:
+                    model.first_chart.set()
                     return _json({"error": str(exc)}, 503)
                 drawn = await anyio.to_thread.run_sync(render, prepared)
                 cached = charts[slot] = (time.monotonic(), drawn)
         assert cached is not None
+        model.first_chart.set()
         return _json(cached[1])
 
     async def api_trials(request: Request) -> Response:

@@ -12,7 +12,10 @@ from anyio.abc import TaskGroup, TaskStatus
 from ..contracts.storage import Storage, StudyNotFound, StudySummary
 from ._model import StudyInfo, StudyModel
 
-__all__ = ["Hub"]
+__all__ = ["FIRST_CHART_GRACE", "Hub"]
+
+#: Seconds the whole summaries of a study wait, after its brief ones, for a first chart of it to be served.
+FIRST_CHART_GRACE = 1.0
 
 log = logging.getLogger("hpt_async.dashboard")
 
@@ -108,6 +111,10 @@ class Hub:
                                 model.loaded_event.set()
                             model.error = None
                             if brief:
+                                # A page opened as the server starts gets its first chart before the whole
+                                # summaries are decoded (both would share the interpreter), within a bound.
+                                with anyio.move_on_after(FIRST_CHART_GRACE):
+                                    await model.first_chart.wait()
                                 # The whole summaries through a reader of their own, so that the records a first
                                 # chart reads meanwhile (through this reader) do not wait behind them.  Changes
                                 # since the brief read come again from this reader's next read (harmless).

@@ -163,6 +163,8 @@ class StudyModel:
         #: False while the summaries are brief (no configurations, no report counts: see :meth:`load`).
         self.complete = False
         self.complete_event = anyio.Event()
+        #: Set once a chart of the study has been served (the hub lets a first chart go before the heavier reads).
+        self.first_chart = anyio.Event()
 
     # -- updates -----------------------------------------------------------------------
 
