@@ -74,14 +74,52 @@ def _dtlz2(x: Sequence[float]) -> tuple[float, ...]:
     )
 
 
+def _fonseca(x: Sequence[float]) -> tuple[float, ...]:
+    # Fonseca and Fleming (1995), on [-4, 4]^d.
+    z = [8.0 * xi - 4.0 for xi in x]
+    s = 1.0 / math.sqrt(len(z))
+    return (
+        1.0 - math.exp(-sum((zi - s) ** 2 for zi in z)),
+        1.0 - math.exp(-sum((zi + s) ** 2 for zi in z)),
+    )
+
+
+def _kursawe(x: Sequence[float]) -> tuple[float, ...]:
+    # Kursawe (1991), on [-5, 5]^d.
+    z = [10.0 * xi - 5.0 for xi in x]
+    f1 = sum(-10.0 * math.exp(-0.2 * math.sqrt(a * a + b * b)) for a, b in pairwise(z))
+    f2 = sum(abs(zi) ** 0.8 + 5.0 * math.sin(zi**3) for zi in z)
+    return f1, f2
+
+
+def _dtlz2_2(x: Sequence[float]) -> tuple[float, ...]:
+    # DTLZ2 with two objectives.
+    g = sum((xi - 0.5) ** 2 for xi in x[1:])
+    a = x[0] * math.pi / 2
+    return (1 + g) * math.cos(a), (1 + g) * math.sin(a)
+
+
 # name -> (function, dimension, number of objectives, reference point)
 PROBLEMS: dict[str, tuple[Callable[[Sequence[float]], tuple[float, ...]], int, int, tuple[float, ...]]] = {
     "zdt1": (_zdt(1), 6, 2, (1.1, 11.0)),
     "zdt2": (_zdt(2), 6, 2, (1.1, 11.0)),
     "zdt3": (_zdt(3), 6, 2, (1.1, 11.0)),
     "dtlz2": (_dtlz2, 6, 3, (2.5, 2.5, 2.5)),
+    "fonseca-2": (_fonseca, 2, 2, (1.1, 1.1)),
+    "kursawe-3": (_kursawe, 3, 2, (-4.0, 30.0)),
+    "zdt1-10": (_zdt(1), 10, 2, (1.1, 11.0)),
+    "dtlz2-10": (_dtlz2, 10, 3, (2.5, 2.5, 2.5)),
+    "dtlz2-2obj-4": (_dtlz2_2, 4, 2, (2.5, 2.5)),
 }
-SYNTHETIC_METHODS = ("hpt-random", "hpt-evolution", "optuna-nsga2", "optuna-tpe", "optuna-random")
+SYNTHETIC_METHODS = (
+    "hpt-random",
+    "hpt-evolution",
+    "hpt-tpe",
+    "hpt-auto",
+    "optuna-nsga2",
+    "optuna-tpe",
+    "optuna-random",
+)
 
 
 def run_synthetic(problem: str, method: str, seed: int, trials: int) -> list[tuple[float, ...]]:
@@ -93,7 +131,7 @@ def run_synthetic(problem: str, method: str, seed: int, trials: int) -> list[tup
         async def objective(trial: hpt.Trial) -> tuple[float, ...]:
             return f([trial.params[f"x{i}"] for i in range(dim)])
 
-        strategy = "evolution" if method == "hpt-evolution" else "random"
+        strategy = method.removeprefix("hpt-")
         tuner = hpt.Tuner(objective, space, directions=["minimize"] * m, strategy=strategy, max_trials=trials,
                           seed=seed, loggers=[])  # fmt: skip
         result = anyio.run(tuner.run)

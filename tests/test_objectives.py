@@ -94,7 +94,7 @@ async def test_ask_and_tell_take_several_values_and_sqlite_keeps_them(tmp_path: 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"strategy": "tpe"}, "strategy 'tpe' optimises a single objective"),
+        ({"strategy": "cmaes"}, "strategy 'cmaes' optimises a single objective"),
         ({"pruner": "median"}, "pruner 'median' optimises a single objective"),
         ({"target": 0.5}, "target= stops a study with one objective"),
         ({"direction": ("minimize", "upward")}, "direction must be"),

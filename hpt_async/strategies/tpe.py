@@ -28,12 +28,24 @@ trials have completed, the groups are split by the values every trial
 (COMPLETE, PRUNED, PAUSED or RUNNING) reported at the highest step that enough
 trials reached; those trials are then ranked, not lied about or avoided
 (see ``_model``).  The first trials
-follow a scrambled Sobol' design.  Draws come from ``(seed, trial number)``:
+follow a scrambled Sobol' design.
+
+Several objectives (multi-objective TPE, Ozaki et al. 2020): the good group
+is made by non-dominated sorting, whole fronts first while they fit, then
+the points of the next front that add the most hypervolume, chosen
+greedily (:func:`split_order`).  Constraints
+(:meth:`Trial.set_constraints <hpt_async.Trial.set_constraints>`), with one
+objective or several: infeasible trials rank after every feasible one, by
+total violation, so the good group holds feasible trials whenever there are
+enough of them (the rule of Optuna's ``TPESampler(constraints_func=...)``).
+In both cases the groups are made from final values only (intermediate
+reports do not carry the constraints, nor a ranking of every objective).  Draws come from ``(seed, trial number)``:
 a seeded run at concurrency 1 is reproducible.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -41,22 +53,25 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 import numpy as np
 
+from .._pareto import _front_of, _hv, crowding_distance, default_reference_point, front_ranks, violation
 from ..hookspecs import hookimpl
 from ._encoding import Encoder
-from ._model import ModelStrategy, one_blas_thread
+from ._model import ModelData, ModelStrategy, one_blas_thread
 
 if TYPE_CHECKING:
     from ..study import StudyView
     from ..trial import TrialRecord
 
-__all__ = ["ParzenEstimator", "TPEStrategy"]
+__all__ = ["ParzenEstimator", "TPEStrategy", "greedy_hypervolume_subset", "split_order"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _PENDING_MODES = ("liar", "ignore")
 # A lone suggestion (nothing else running) over at most this many points is made on the event loop; any other
 # in a worker thread, so that free workers queue for one batch meanwhile.
 _INLINE_WORK = 4096
-_POOL_MIN, _POOL_MAX = 8, 256  # extra points a batch chooses for the next free workers
+_POOL_MIN, _POOL_MAX = 8, 256
+# The good group's default fraction with one objective and with several (chosen on ZDT1 and DTLZ2, see benchmarks).
+_GAMMA_ONE, _GAMMA_SEVERAL = 0.15, 0.10  # extra points a batch chooses for the next free workers
 
 
 class ParzenEstimator:
@@ -199,8 +214,8 @@ class TPEStrategy(ModelStrategy):
     """Multivariate tree-structured Parzen estimator.
 
     Options: ``n_initial`` (quasi-random trials first, default 10),
-    ``gamma`` (fraction of trials in the good group, default 0.15, capped at
-    ``max_good`` = 25), ``candidates`` drawn per suggestion (default 24),
+    ``gamma`` (fraction of trials in the good group, default 0.15 with one
+    objective and 0.10 with several, capped at ``max_good`` = 25), ``candidates`` drawn per suggestion (default 24),
     ``prior_weight`` of the uniform component (default 1), ``pending``:
     ``"liar"`` (default: running trials count as bad) or ``"ignore"``,
     ``fidelity``: learn from intermediate reports (default ``True``),
@@ -209,12 +224,13 @@ class TPEStrategy(ModelStrategy):
     """
 
     name = "tpe"
+    multi_objective = True
 
     def __init__(
         self,
         *,
         n_initial: int = 10,
-        gamma: float = 0.15,
+        gamma: float | None = None,
         max_good: int = 25,
         candidates: int = 24,
         prior_weight: float = 1.0,
@@ -225,14 +241,16 @@ class TPEStrategy(ModelStrategy):
         for name, value in (("n_initial", n_initial), ("max_good", max_good), ("candidates", candidates)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if not (isinstance(gamma, (int, float)) and 0 < gamma < 1):
+        if gamma is not None and not (isinstance(gamma, (int, float)) and 0 < gamma < 1):
             raise ValueError(f"gamma must be in (0, 1), got {gamma!r}")
         if not (isinstance(prior_weight, (int, float)) and prior_weight > 0):
             raise ValueError(f"prior_weight must be > 0, got {prior_weight!r}")
         if pending not in _PENDING_MODES:
             raise ValueError(f"pending must be one of {_PENDING_MODES}, got {pending!r}")
         self.n_initial = n_initial
-        self.gamma = float(gamma)
+        #: The good group's fraction as given (``None``: 0.15 with one objective, 0.10 with several).
+        self.gamma = None if gamma is None else float(gamma)
+        self._several = False
         self.max_good = max_good
         self.candidates = candidates
         self.prior_weight = float(prior_weight)
@@ -242,6 +260,9 @@ class TPEStrategy(ModelStrategy):
         self._told = self._pool_told = self._pool_made = 0
         #: Suggestions served from the points of an earlier batch.
         self.pooled = 0
+        # COMPLETE trials' values and constraints (number -> (values, constraints)); how many have constraints.
+        self._values: dict[int, tuple[tuple[float, ...], tuple[float, ...] | None]] = {}
+        self._constrained = 0
 
     async def ask(self, study: StudyView, number: int) -> dict[str, Any]:
         return (await self.ask_batch(study, [number]))[0]  # type: ignore[return-value]
@@ -261,7 +282,9 @@ class TPEStrategy(ModelStrategy):
         n_obs = len(data.losses)
         if n_obs + len(data.pending) < self.n_initial or n_obs < 2:
             return [await self._design.ask(study, n) for n in numbers]
-        u_obs, losses = data.u_obs, data.losses
+        u_obs = data.u_obs
+        self._several = len(study.directions) > 1
+        order = self._ranking(study, data)
         extra = list(data.u_avoid)
         if self.pending == "liar":
             extra += [enc.unit(r.params) for r in data.pending]
@@ -269,12 +292,12 @@ class TPEStrategy(ModelStrategy):
         seed = [study.seed & (2**64 - 1), numbers[0] & (2**64 - 1)]
         if not data.pending and need == 1 and n_obs + len(extra) <= _INLINE_WORK:
             # Nothing else running (concurrency 1) and a small model: made in place, well under a millisecond.
-            rows = self._suggest(enc, u_obs, losses, u_extra, seed, 1)
+            rows = self._suggest(enc, u_obs, order, u_extra, seed, 1)
         else:
             # Others running: as many more points as asked for (at least 8) for the workers that free up
             # next, all in one batch of lies; in a thread, so that free workers queue for one batch meanwhile.
             count = need + (min(_POOL_MAX, max(need, _POOL_MIN)) if data.pending else 0)
-            rows = await anyio.to_thread.run_sync(self._suggest, enc, u_obs, losses, u_extra, seed, count)
+            rows = await anyio.to_thread.run_sync(self._suggest, enc, u_obs, order, u_extra, seed, count)
             self._pool = list(rows[need:])
             self._pool_told, self._pool_made = self._told, len(self._pool)
         return [enc.decode(row) for row in rows[:need]]
@@ -285,23 +308,57 @@ class TPEStrategy(ModelStrategy):
 
     def _reset(self) -> None:
         self._pool = []
+        self._values.clear()
+        self._constrained = 0
+
+    def _learn(self, record: TrialRecord) -> None:
+        old = self._values.pop(record.number, None)
+        if old is not None and old[1] is not None:
+            self._constrained -= 1
+        super()._learn(record)
+        if record.number in self._obs:
+            values = record.values if record.values is not None else (record.value,)
+            self._values[record.number] = (tuple(float(v) for v in values), record.constraints)  # type: ignore[arg-type]
+            if record.constraints is not None:
+                self._constrained += 1
+
+    def _pick_step(self, study: StudyView, running: list[TrialRecord]) -> int | None:
+        # Intermediate reports carry neither every objective's ranking nor constraints: final values only then.
+        if len(study.directions) > 1 or self._constrained:
+            return None
+        return super()._pick_step(study, running)
+
+    def _n_good(self, n: int) -> int:
+        gamma = self.gamma if self.gamma is not None else (_GAMMA_SEVERAL if self._several else _GAMMA_ONE)
+        return min(max(1, math.ceil(gamma * n)), self.max_good)
+
+    def _ranking(self, study: StudyView, data: ModelData) -> np.ndarray:
+        """The observations' indices, the good group first (see :func:`split_order`)."""
+        if data.step is not None or (len(study.directions) == 1 and not self._constrained):
+            return np.argsort(data.losses, kind="stable")
+        numbers = sorted(self._obs)  # the order of data.u_obs at the final level
+        signs = np.array([1.0 if d == "minimize" else -1.0 for d in study.directions])
+        values = [self._values[k][0] for k in numbers]
+        if any(len(v) != len(signs) for v in values):
+            raise ValueError(f"strategy 'tpe': a trial gave a number of values other than {len(signs)}")
+        loss = np.array(values, dtype=float).reshape(len(numbers), len(signs)) * signs
+        viol = np.array([violation(self._values[k][1]) for k in numbers])
+        return split_order(loss, viol, self._n_good(len(numbers)))
 
     def _suggest(
-        self, enc: Encoder, u_obs: np.ndarray, losses: np.ndarray, u_extra: np.ndarray, seed: list[int], count: int = 1
+        self, enc: Encoder, u_obs: np.ndarray, order: np.ndarray, u_extra: np.ndarray, seed: list[int], count: int = 1
     ) -> np.ndarray:
         """Split, build both densities, and pick ``count`` of the candidates, each a lie for the next (rows)."""
         if count == 1:
-            return self._choose(enc, u_obs, losses, u_extra, seed, count)
+            return self._choose(enc, u_obs, order, u_extra, seed, count)
         with one_blas_thread():  # a batch's larger products: one BLAS thread beats several contending ones
-            return self._choose(enc, u_obs, losses, u_extra, seed, count)
+            return self._choose(enc, u_obs, order, u_extra, seed, count)
 
     def _choose(
-        self, enc: Encoder, u_obs: np.ndarray, losses: np.ndarray, u_extra: np.ndarray, seed: list[int], count: int
+        self, enc: Encoder, u_obs: np.ndarray, order: np.ndarray, u_extra: np.ndarray, seed: list[int], count: int
     ) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        n = len(losses)
-        n_good = min(max(1, math.ceil(self.gamma * n)), self.max_good)
-        order = np.argsort(losses, kind="stable")
+        n_good = self._n_good(len(order))
         good = ParzenEstimator(enc, u_obs[order[:n_good]], self.prior_weight)
         bad = ParzenEstimator(enc, np.vstack([u_obs[order[n_good:]], u_extra]), self.prior_weight)
         # A batch draws fewer candidates per point past 8 points: the lies, not the draws, spread it out.
@@ -337,6 +394,116 @@ class TPEStrategy(ModelStrategy):
             more, _ = enc.snap(rng.random((count - len(out), enc.n_params)))
             out = np.vstack([out, more])
         return out
+
+
+# A last front this many times larger than the places left in the good group is cut by crowding distance, not
+# by greedy hypervolume contributions (whose cost grows with both).
+_HSSP_MAX_WORK = 4000
+
+
+def split_order(losses: np.ndarray, violations: np.ndarray, n_good: int) -> np.ndarray:
+    """Indices of the rows of ``losses`` (one row per trial, one column per objective), the ``n_good`` good first.
+
+    Feasible trials (violation ``<= 0``) come before infeasible ones, and
+    infeasible ones are ordered by their total violation (Optuna's rule for
+    TPE with constraints).  Among feasible trials, one objective is ordered
+    by its loss; several by non-dominated sorting (Ozaki et al. 2020): whole
+    fronts join the good group while they fit, and the places left are
+    filled from the next front greedily, each time with the point that adds
+    the most hypervolume to those of its front already chosen (reference
+    point: the front's worst loss in each objective plus 10% of its range).
+    Only the first ``n_good`` places are ordered this way; the rest follow
+    in front order (feasible), then violation order.  Ties keep index order.
+    """
+    n, m = losses.shape
+    n_good = min(n_good, n)
+    feasible = np.flatnonzero(violations <= 0.0)
+    infeasible = np.flatnonzero(violations > 0.0)
+    infeasible = infeasible[np.argsort(violations[infeasible], kind="stable")]
+    if m == 1:
+        feasible = feasible[np.argsort(losses[feasible, 0], kind="stable")]
+        return np.concatenate([feasible, infeasible]).astype(np.int64)
+    if len(feasible) == 0:
+        return infeasible.astype(np.int64)
+    pts = np.where(np.isnan(losses[feasible]), np.inf, losses[feasible])
+    # Only trials dominated by fewer than n_good others can reach the good group, and every trial that dominates
+    # one of them is among them too, so their fronts are the fronts of the whole set.
+    dominated_by = _dominated_counts(pts)
+    near = np.flatnonzero(dominated_by < max(n_good, 1))
+    far = np.flatnonzero(dominated_by >= max(n_good, 1))
+    ranks = np.array(front_ranks(pts[near].tolist()), dtype=np.int64)
+    chosen: list[int] = []
+    rest: list[int] = []
+    for level in range(int(ranks.max()) + 1 if len(ranks) else 0):
+        members = near[ranks == level]
+        room = n_good - len(chosen)
+        if room <= 0:
+            rest.extend(members.tolist())
+        elif len(members) <= room:
+            chosen.extend(members.tolist())
+        else:
+            picked = greedy_hypervolume_subset(pts[members], room)
+            chosen.extend(members[picked].tolist())
+            left = np.ones(len(members), dtype=bool)
+            left[picked] = False
+            rest.extend(members[left].tolist())
+    far = far[np.argsort(dominated_by[far], kind="stable")]
+    order = np.array(chosen + rest + far.tolist(), dtype=np.int64)
+    return np.concatenate([feasible[order], infeasible]).astype(np.int64)
+
+
+def _dominated_counts(points: np.ndarray) -> np.ndarray:
+    """For each row of ``points`` (losses), how many other rows dominate it; blocks of rows bound the memory."""
+    n = len(points)
+    out = np.zeros(n, dtype=np.int64)
+    block = max(1, 2_000_000 // max(1, n * points.shape[1]))
+    for lo in range(0, n, block):
+        p = points[lo : lo + block]
+        le = (points[None, :, :] <= p[:, None, :]).all(axis=2)
+        lt = (points[None, :, :] < p[:, None, :]).any(axis=2)
+        out[lo : lo + block] = (le & lt).sum(axis=1)
+    return out
+
+
+def greedy_hypervolume_subset(front: np.ndarray, k: int) -> list[int]:
+    """``k`` rows of ``front`` (mutually non-dominated losses) chosen greedily for the largest hypervolume.
+
+    Each step adds the row that adds the most hypervolume to those already
+    chosen, against the front's worst loss in each objective plus 10% of
+    its range.  Gains only shrink as rows are added (the hypervolume is
+    submodular), so a row's last gain bounds its next one and only rows
+    whose bound leads are re-evaluated (lazy greedy).  A front much larger than ``k`` (see ``_HSSP_MAX_WORK``) is
+    cut by NSGA-II's crowding distance instead, extremes first.
+    """
+    n = len(front)
+    if k >= n:
+        return list(range(n))
+    rows = [tuple(float(x) for x in r) for r in front]
+    if not all(math.isfinite(x) for r in rows for x in r) or n * k > _HSSP_MAX_WORK:
+        distance = crowding_distance(rows)
+        return sorted(range(n), key=lambda i: (-distance[i], i))[:k]
+    ref = default_reference_point(rows)
+    chosen: list[tuple[float, ...]] = []
+
+    def gain(c: tuple[float, ...]) -> float:
+        # The volume c dominates alone, less what the chosen rows already cover of it.
+        box = math.prod(r - x for x, r in zip(c, ref, strict=True))
+        covered = [tuple(max(a, b) for a, b in zip(c, s, strict=True)) for s in chosen]
+        covered = [p for p in covered if all(x < r for x, r in zip(p, ref, strict=True))]
+        return box - (_hv(_front_of(covered), ref) if covered else 0.0)
+
+    heap = [(-gain(rows[i]), i) for i in range(n)]
+    heapq.heapify(heap)
+    out: list[int] = []
+    while len(out) < k:
+        bound, i = heapq.heappop(heap)
+        fresh = gain(rows[i]) if out else -bound
+        if heap and fresh < -heap[0][0] - 1e-12 * max(1.0, abs(fresh)):
+            heapq.heappush(heap, (-fresh, i))  # another row's bound is higher now: look at it first
+            continue
+        out.append(i)
+        chosen.append(rows[i])
+    return out
 
 
 def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
