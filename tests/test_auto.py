@@ -27,10 +27,23 @@ def chosen(space: Any, max_trials: int | None, concurrency: int = 1, objectives:
 # -- the rule, space by space -------------------------------------------------------------
 
 
-def test_several_objectives_get_a_strategy_that_handles_them() -> None:
-    spec, reason = choose(box(3), 50, 1, 2)
-    assert spec == {"name": "sobol"} and "2 objectives" in reason
-    assert hpt.get_registry().create("strategy", spec).multi_objective
+@pytest.mark.parametrize(
+    ("budget", "objectives", "expected", "said"),
+    [
+        (50, 2, "tpe", "2 objectives, budget 50 <= 500"),
+        (500, 3, "tpe", "3 objectives, budget 500 <= 500"),
+        (None, 2, "tpe", "2 objectives, budget 200 (assumed: no max_trials) <= 500"),
+        (501, 2, "evolution", "2 objectives, budget 501 > 500"),
+        (50, 4, "evolution", "4 objectives (more than 3)"),
+    ],
+)
+def test_several_objectives_get_a_strategy_that_handles_them(
+    budget: int | None, objectives: int, expected: str, said: str
+) -> None:
+    for space in (box(3), MIXED, {"c": hpt.Choice(list("abcdefghijklmn"))}):
+        spec, reason = choose(hpt.Space(space), budget, 1, objectives)
+        assert spec == {"name": expected} and reason == said
+        assert hpt.get_registry().create("strategy", spec).multi_objective
 
 
 def test_conditional_spaces_get_tpe() -> None:
@@ -142,7 +155,7 @@ async def test_several_objectives_run_under_the_default() -> None:
 
     tuner = hpt.Tuner(two, box(2), direction=("minimize", "minimize"), max_trials=8, loggers=[])
     result = await tuner.run()
-    assert len(result.best_trials) >= 1 and tuner.strategy.choice == {"name": "sobol"}
+    assert len(result.best_trials) >= 1 and tuner.strategy.choice == {"name": "tpe"}
 
 
 def test_merge_settings_keeps_a_stored_choice_for_the_same_strategy() -> None:

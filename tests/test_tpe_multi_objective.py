@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hpt_async as hpt
-from hpt_async._pareto import default_reference_point, nondominated_ranks
+from hpt_async._pareto import default_reference_point, front_ranks, nondominated_ranks
 from hpt_async.strategies.tpe import TPEStrategy, greedy_hypervolume_subset, split_order
 
 pytestmark = pytest.mark.anyio
@@ -62,6 +62,21 @@ def test_the_good_group_is_whole_fronts_then_a_greedy_hypervolume_pick(case: tup
         room = sum(ranks[i] == cut for i in good)
         picked = greedy_hypervolume_subset(losses[tie], room)
         assert sorted(np.array(tie)[picked].tolist()) == sorted(i for i in good if ranks[i] == cut)
+
+
+@pytest.mark.parametrize("m", [2, 3])
+def test_large_sets_split_as_their_full_non_dominated_sorting_says(m: int) -> None:
+    """Past a few dozen trials the split counts domination against leaders only; it must still be exact."""
+    rng = np.random.default_rng(m)
+    for n, n_good in ((300, 25), (1000, 10), (500, 1)):
+        losses = np.round(rng.random((n, m)), 2)  # rounded: ties happen
+        if m == 2:
+            losses[:, 1] += 1.0 - losses[:, 0]  # a correlated pair: deep fronts
+        order = split_order(losses, np.zeros(n), n_good)
+        ranks = front_ranks(losses.tolist())
+        good, bad = order[:n_good], order[n_good:]
+        assert sorted(order.tolist()) == list(range(n))
+        assert max(ranks[i] for i in good) <= min(ranks[i] for i in bad)
 
 
 def _greedy_by_brute_force(front: np.ndarray, k: int) -> float:

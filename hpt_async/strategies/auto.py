@@ -4,9 +4,11 @@ The rule (:func:`choose`), in order, with ``d`` the number of parameters
 that vary and ``B`` the budget (``max_trials``; without it the rule assumes
 :data:`ASSUMED_BUDGET` trials):
 
-1. Several objectives: ``sobol``, quasi-random points (only strategies that
-   declare ``multi_objective`` can serve such a study; a model-based one for
-   several objectives is planned and will take this branch over).
+1. Several objectives (only strategies that declare ``multi_objective`` can
+   serve such a study): ``tpe`` (multi-objective TPE) for two or three
+   objectives and ``B <= MO_TPE_MAX_BUDGET``; otherwise ``evolution``
+   (NSGA-II), whose cost per trial does not grow with the number of trials
+   or objectives.
 2. Conditional parameters: ``tpe`` (its Parzen estimators model inactive
    parameters as such; the GP of ``bayes`` and CMA-ES do not).
 3. Many categories: ``Choice`` parameters are more than half of the space,
@@ -48,6 +50,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ASSUMED_BUDGET",
+    "MO_TPE_MAX_BUDGET",
+    "MO_TPE_MAX_OBJECTIVES",
     "BAYES_MAX_BUDGET",
     "BAYES_MAX_CONCURRENCY",
     "BAYES_MAX_DIM",
@@ -70,6 +74,10 @@ BAYES_MAX_DIM = 6
 BAYES_MAX_BUDGET = 150
 #: ... and this concurrency.
 BAYES_MAX_CONCURRENCY = 8
+#: Several objectives: ``tpe`` up to this budget, ``evolution`` (NSGA-II) beyond ...
+MO_TPE_MAX_BUDGET = 500
+#: ... and beyond this many objectives (the hypervolume tie-break of ``tpe`` grows exponentially with them).
+MO_TPE_MAX_OBJECTIVES = 3
 #: A ``Choice`` with more values than this makes the space "categorical" (rule 3).
 MANY_VALUES = 10
 
@@ -85,7 +93,11 @@ def choose(
     budget = ASSUMED_BUDGET if max_trials is None else int(max_trials)
     told = f"budget {budget}" + (" (assumed: no max_trials)" if max_trials is None else "")
     if objectives > 1:
-        return {"name": "sobol"}, f"{objectives} objectives: quasi-random points"
+        if objectives <= MO_TPE_MAX_OBJECTIVES and budget <= MO_TPE_MAX_BUDGET:
+            return {"name": "tpe"}, f"{objectives} objectives, {told} <= {MO_TPE_MAX_BUDGET}"
+        if objectives > MO_TPE_MAX_OBJECTIVES:
+            return {"name": "evolution"}, f"{objectives} objectives (more than {MO_TPE_MAX_OBJECTIVES})"
+        return {"name": "evolution"}, f"{objectives} objectives, {told} > {MO_TPE_MAX_BUDGET}"
     searched, others = cmaes_dimensions(space)
     choices = [n for n in space.names if isinstance(space[n], Choice) and len(space[n].values) > 1]  # type: ignore[attr-defined]
     d = len(searched) + len(others)
