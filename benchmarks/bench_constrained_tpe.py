@@ -35,6 +35,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ def _sphere_halfspace(x: Sequence[float]) -> tuple[float, list[float]]:
 
 
 def _rosenbrock_disk(x: Sequence[float]) -> tuple[float, list[float]]:
-    f = sum(100 * (b - a * a) ** 2 + (1 - a) ** 2 for a, b in zip(x, x[1:], strict=False))
+    f = sum(100 * (b - a * a) ** 2 + (1 - a) ** 2 for a, b in pairwise(x))
     return f, [sum(xi * xi for xi in x) - 2.0]
 
 
@@ -140,7 +141,7 @@ def _sign_test(wins: int, losses: int) -> float:
 def table(rows: list[dict[str, Any]], methods: Sequence[str]) -> None:
     """Per problem: the median best feasible value of each method; paired comparison with the first method."""
     anchor = methods[0]
-    print(f"\n| problem | " + " | ".join(f"{m} median" for m in methods) + f" | {anchor} vs the others |")
+    print("\n| problem | " + " | ".join(f"{m} median" for m in methods) + f" | {anchor} vs the others |")
     print("| --- | " + " | ".join("---" for _ in methods) + " | --- |")
     for problem in dict.fromkeys(r["problem"] for r in rows):
         mine = [r for r in rows if r["problem"] == problem]

@@ -180,7 +180,7 @@ MLP_SPACE = {
     "alpha": hpt.Float(1e-6, 1e-1, log=True),
     "batch_size": hpt.Choice([32, 64, 128]),
 }
-MLP_METHODS = ("full-random", "asha-random", "optuna-nsga2")
+MLP_METHODS = ("full-random", "asha-random", "optuna-nsga2", "asha-tpe", "full-tpe")
 
 
 class Curves:
@@ -233,40 +233,45 @@ def _mlp_ref() -> tuple[float, float]:
     return 1.0, math.log10(Curves.weights({"layers": 2, "width": 128}))
 
 
-def run_mlp(method: str, seed: int, trials: int, epochs: int, curves: Curves) -> dict[str, Any]:
-    """One run: its full-budget points (error, log10 weights), epochs used, trials started."""
+def run_mlp(
+    method: str, seed: int, trials: int, epochs: int, curves: Curves, eta: int = 3, min_resource: int = 1
+) -> dict[str, Any]:
+    """One run: its full-budget points (error, log10 weights), every trained model's, epochs used, trials started."""
     budget = trials * epochs
-    if method == "full-random" or method == "asha-random":
-        pruner = (
-            {"name": "asha", "min_resource": 1, "eta": 3, "max_resource": epochs} if method == "asha-random" else None
-        )
-        limit = budget if method == "full-random" else budget // 4
+    if method in ("full-random", "asha-random", "asha-tpe", "full-tpe"):
+        asha = method.startswith("asha")
+        pruner = {"name": "asha", "min_resource": min_resource, "eta": eta, "max_resource": epochs} if asha else None
+        limit = budget // 4 if asha or method == "full-tpe" else budget
+        strategy = method.split("-")[1]
 
         async def main() -> dict[str, Any]:
             tuner = hpt.Tuner(None, MLP_SPACE, directions=["minimize", "minimize"], pruner=pruner, seed=seed,
-                              loggers=[])  # fmt: skip
-            used, started, points = 0, 0, []
+                              strategy=strategy, loggers=[])  # fmt: skip
+            used, started, points, trained = 0, 0, [], []
             while used < limit:
                 trial = await tuner.ask()
                 started += 1
                 size = math.log10(curves.weights(trial.params))
                 try:
-                    error = 1.0
+                    error, last = 1.0, (1.0, size)
                     for epoch in range(1, epochs + 1):
                         if used >= limit:
                             break
                         error = curves.error(trial.params, epoch)
                         used += 1
+                        last = (error, size)
                         await trial.report((error, size), step=epoch)
                     else:
                         await tuner.tell(trial, (error, size))
                         points.append((error, size))
+                        trained.append((error, size))
                         continue
                     await tuner.tell(trial, state="cancelled")
                 except hpt.TrialPruned:
+                    trained.append(last)
                     await tuner.tell(trial, state="pruned")
             await tuner.close()
-            return {"points": points, "epochs": used, "trials": started}
+            return {"points": points, "trained": trained, "epochs": used, "trials": started}
 
         return anyio.run(main)
     import optuna
@@ -289,7 +294,7 @@ def run_mlp(method: str, seed: int, trials: int, epochs: int, curves: Curves) ->
 
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.NSGAIISampler(seed=seed))
     study.optimize(objective, n_trials=n)
-    return {"points": points, "epochs": n * epochs, "trials": n}
+    return {"points": points, "trained": points, "epochs": n * epochs, "trials": n}
 
 
 def cmd_mlp(args: argparse.Namespace) -> None:
@@ -301,9 +306,12 @@ def cmd_mlp(args: argparse.Namespace) -> None:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for method in args.methods:
             start = time.perf_counter()
-            run = run_mlp(method, seed, args.trials, args.epochs, curves)
+            run = run_mlp(method, seed, args.trials, args.epochs, curves, args.eta, args.min_resource)
             hv = hpt.hypervolume(run["points"], ref) if run["points"] else 0.0
-            row = {"problem": "mlp-digits", "method": method, "seed": seed, "hv": hv, "epochs": run["epochs"],
+            hv_trained = hpt.hypervolume(run["trained"], ref) if run["trained"] else 0.0
+            row = {"problem": "mlp-digits", "method": method, "seed": seed, "hv": hv, "hv_trained": hv_trained,
+                   "eta": args.eta, "min_resource": args.min_resource, "max_epochs": args.epochs,
+                   "epochs": run["epochs"],
                    "trials": run["trials"], "complete": len(run["points"]),
                    "seconds": time.perf_counter() - start}  # fmt: skip
             rows.append(row)
@@ -312,6 +320,8 @@ def cmd_mlp(args: argparse.Namespace) -> None:
             print(f"seed {seed:3d} {method:13s} hv {hv:.4f} epochs {run['epochs']:4d} trials {run['trials']:3d} "
                   f"full {len(run['points']):3d}", flush=True)  # fmt: skip
     report(rows, "problem", args.methods)
+    print("\nCounting every trained model (a pruned trial's last report is a model one can keep):")
+    report([{**r, "hv": r["hv_trained"]} for r in rows], "problem", args.methods)
     for m in args.methods:
         mine = [r for r in rows if r["method"] == m]
         print(f"- {m}: mean epochs {statistics.mean(r['epochs'] for r in mine):.0f}, trials started "
@@ -360,6 +370,8 @@ def main(argv: list[str] | None = None) -> None:
     m.add_argument("--first-seed", type=int, default=0)
     m.add_argument("--trials", type=int, default=40, help="trials of the full-budget run (default 40)")
     m.add_argument("--epochs", type=int, default=9, help="epochs of a full training (default 9)")
+    m.add_argument("--eta", type=int, default=3, help="MO-ASHA's reduction factor (default 3)")
+    m.add_argument("--min-resource", type=int, default=1, help="MO-ASHA's first rung, in epochs (default 1)")
     m.add_argument("--out", default="bench-results/multi_objective_mlp.jsonl")
     m.set_defaults(func=cmd_mlp)
     args = parser.parse_args(argv)

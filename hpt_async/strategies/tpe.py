@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 import numpy as np
 
-from .._pareto import _front_of, _hv, crowding_distance, default_reference_point, front_ranks, violation
+from .._pareto import _front_of, _hv, crowding_distance, default_reference_point, violation
 from ..hookspecs import hookimpl
 from ._encoding import Encoder
 from ._model import ModelData, ModelStrategy, one_blas_thread
@@ -412,8 +412,9 @@ def split_order(losses: np.ndarray, violations: np.ndarray, n_good: int) -> np.n
     filled from the next front greedily, each time with the point that adds
     the most hypervolume to those of its front already chosen (reference
     point: the front's worst loss in each objective plus 10% of its range).
-    Only the first ``n_good`` places are ordered this way; the rest follow
-    in front order (feasible), then violation order.  Ties keep index order.
+    Only the first ``n_good`` places are ordered this way; the other
+    feasible trials follow (in no particular order), then the infeasible
+    ones by violation.
     """
     n, m = losses.shape
     n_good = min(n_good, n)
@@ -434,11 +435,10 @@ def split_order(losses: np.ndarray, violations: np.ndarray, n_good: int) -> np.n
     dominated_by = _dominated_counts(pts, pts[leaders])
     near = np.flatnonzero(dominated_by < max(n_good, 1))
     far = np.flatnonzero(dominated_by >= max(n_good, 1))
-    ranks = np.array(front_ranks(pts[near].tolist()), dtype=np.int64)
     chosen: list[int] = []
     rest: list[int] = []
-    for level in range(int(ranks.max()) + 1 if len(ranks) else 0):
-        members = near[ranks == level]
+    for members in _first_fronts(pts[near], n_good):
+        members = near[members]
         room = n_good - len(chosen)
         if room <= 0:
             rest.extend(members.tolist())
@@ -452,6 +452,31 @@ def split_order(losses: np.ndarray, violations: np.ndarray, n_good: int) -> np.n
             rest.extend(members[left].tolist())
     order = np.array(chosen + rest + far.tolist(), dtype=np.int64)
     return np.concatenate([feasible[order], infeasible]).astype(np.int64)
+
+
+def _first_fronts(points: np.ndarray, need: int) -> list[np.ndarray]:
+    """The non-dominated fronts of ``points`` (index arrays, best first) until they hold ``need`` rows, then the rest.
+
+    The last array holds every row past those fronts (unsorted), so all
+    rows appear once.
+    """
+    n = len(points)
+    le = (points[:, None, :] <= points[None, :, :]).all(axis=2)
+    lt = (points[:, None, :] < points[None, :, :]).any(axis=2)
+    dom = le & lt  # dom[i, j]: i dominates j
+    count = dom.sum(axis=0)
+    left = np.ones(n, dtype=bool)
+    fronts: list[np.ndarray] = []
+    taken = 0
+    while left.any() and taken < need:
+        front = left & (count == 0)
+        fronts.append(np.flatnonzero(front))
+        taken += len(fronts[-1])
+        left &= ~front
+        count = count - dom[front].sum(axis=0)
+    if left.any():
+        fronts.append(np.flatnonzero(left))
+    return fronts
 
 
 def _leaders(points: np.ndarray, k: int) -> np.ndarray:
