@@ -1,7 +1,8 @@
 """Single-objective decisions, fingerprinted: run under two versions to show they did not change.
 
-Runs seeded single-objective studies (``evolution``; ``random`` with ``asha``,
-``hyperband`` and ``median``; 120 trials each, reports at nine steps) and
+Runs seeded single-objective studies (``evolution``; ``tpe`` alone and with
+``asha``; ``random`` with ``asha``, ``hyperband`` and ``median``; 120 trials
+each, reports at nine steps) and
 prints, per study, a hash of every trial's state, value and configuration in
 order.  Two versions that print the same hashes made the same decisions trial
 by trial, so their search quality on these studies is the same::
@@ -32,7 +33,14 @@ async def objective(trial: hpt.Trial) -> float:
 
 
 def main() -> None:
-    for strategy, pruner in [("evolution", None), ("random", "asha"), ("random", "hyperband"), ("random", "median")]:
+    for strategy, pruner in [
+        ("evolution", None),
+        ("tpe", None),
+        ("tpe", "asha"),
+        ("random", "asha"),
+        ("random", "hyperband"),
+        ("random", "median"),
+    ]:
         tuner = hpt.Tuner(objective, SPACE, strategy=strategy, pruner=pruner, max_trials=120, seed=5, loggers=[])
         result = anyio.run(tuner.run)
         trials = [(t.state.value, t.value, sorted(t.params.items())) for t in result.trials]
