@@ -2,14 +2,16 @@
 
 Subcommands (``--help`` on each lists its options):
 
-* ``synthetic``: ZDT1, ZDT2 and ZDT3 (two objectives, d = 6) and DTLZ2 (three
-  objectives, d = 6), minimised.  Methods: ``hpt-random``, ``hpt-evolution``
-  (NSGA-II selection), Optuna's ``NSGAIISampler`` and ``TPESampler`` (both
-  with their defaults) and ``RandomSampler``; each run has ``--trials``
-  sequential trials.  The figure is the hypervolume of each run's final front
-  against a fixed reference point per problem ((1.1, 11) for ZDT, (2.5, 2.5,
-  2.5) for DTLZ2), computed by ``hpt.hypervolume`` (tested against Optuna's
-  own).  Larger is better.
+* ``synthetic``: ZDT1, ZDT2 and ZDT3 (two objectives, d = 6), DTLZ2 (three
+  objectives, d = 6), Fonseca-Fleming (d = 2), Kursawe (d = 3), ZDT1 and
+  DTLZ2 at d = 10, and DTLZ2 with two objectives (d = 4), minimised.
+  Methods: ``hpt-random``, ``hpt-evolution`` (NSGA-II selection),
+  ``hpt-tpe`` (multi-objective TPE), ``hpt-auto``, Optuna's
+  ``NSGAIISampler`` and ``TPESampler`` (both with their defaults) and
+  ``RandomSampler``; each run has ``--trials`` sequential trials.  The
+  figure is the hypervolume of each run's final front against a fixed
+  reference point per problem (see ``PROBLEMS``), computed by
+  ``hpt.hypervolume`` (tested against Optuna's own).  Larger is better.
 * ``mlp``: a real model, a scikit-learn ``MLPClassifier`` on the digits data
   (ships with scikit-learn), two objectives: validation error and
   ``log10`` of the number of weights, both minimised (reference point (1.0,
@@ -21,8 +23,12 @@ Subcommands (``--help`` on each lists its options):
   epochs); ``asha-random``: random search with the ``asha`` pruner (MO-ASHA,
   ``eta=3``, rungs at 1, 3, 9 epochs) stopped once it has used B/4 epochs;
   ``optuna-nsga2``: Optuna's ``NSGAIISampler``, every trial in full, B/4
-  epochs (so a quarter of the trials).  The front of a run is made of its
-  trials trained in full.
+  epochs (so a quarter of the trials); ``asha-tpe``: as ``asha-random`` with
+  ``tpe``; ``full-tpe``: ``tpe``, every trial in full, B/4 epochs.  ``--eta``
+  and ``--min-resource`` set MO-ASHA's reduction factor and first rung.  The
+  front of a run is made of its trials trained in full; a second table
+  counts every trained model (a pruned trial's network at its last report
+  is a model one could keep).
 
 Each run appends one JSON line to ``--out``; the table printed at the end
 covers the runs of that command.
