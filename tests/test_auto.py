@@ -30,10 +30,10 @@ def chosen(space: Any, max_trials: int | None, concurrency: int = 1, objectives:
 @pytest.mark.parametrize(
     ("budget", "objectives", "expected", "said"),
     [
-        (50, 2, "tpe", "2 objectives, budget 50 <= 500"),
-        (500, 3, "tpe", "3 objectives, budget 500 <= 500"),
-        (None, 2, "tpe", "2 objectives, budget 200 (assumed: no max_trials) <= 500"),
-        (501, 2, "evolution", "2 objectives, budget 501 > 500"),
+        (50, 2, "tpe", "2 objectives, budget 50 <= 300"),
+        (300, 3, "tpe", "3 objectives, budget 300 <= 300"),
+        (None, 2, "tpe", "2 objectives, budget 200 (assumed: no max_trials) <= 300"),
+        (301, 2, "evolution", "2 objectives, budget 301 > 300"),
         (50, 4, "evolution", "4 objectives (more than 3)"),
     ],
 )

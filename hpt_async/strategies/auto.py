@@ -75,7 +75,7 @@ BAYES_MAX_BUDGET = 150
 #: ... and this concurrency.
 BAYES_MAX_CONCURRENCY = 8
 #: Several objectives: ``tpe`` up to this budget, ``evolution`` (NSGA-II) beyond ...
-MO_TPE_MAX_BUDGET = 500
+MO_TPE_MAX_BUDGET = 300
 #: ... and beyond this many objectives (the hypervolume tie-break of ``tpe`` grows exponentially with them).
 MO_TPE_MAX_OBJECTIVES = 3
 #: A ``Choice`` with more values than this makes the space "categorical" (rule 3).
