@@ -217,3 +217,60 @@ async def test_a_resumed_study_relearns_values_and_constraints(tmp_path: Any) ->
     assert len(result.trials) == 40
     assert strategy._constrained == 40 and len(strategy._values) == 40
     assert sum(t.feasible for t in result.trials[20:]) >= 10
+
+
+class _StepWatch(TPEStrategy):
+    """Records every step the model moves to (``None``: final values)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[int | None] = []
+
+    def _level_changed(self) -> None:
+        self.steps.append(self.fidelity_step)
+
+
+async def test_several_objectives_with_mo_asha_and_a_mixed_space_learn_from_final_values() -> None:
+    """Reports feed MO-ASHA; tpe itself models final values only there (and handles Choice/conditional)."""
+    space = {
+        "kind": hpt.Choice(["wide", "deep"]),
+        "x": hpt.Float(0.0, 1.0),
+        "y": hpt.Float(0.0, 1.0, when={"kind": "deep"}),
+    }
+
+    async def objective(trial: hpt.Trial) -> tuple[float, float]:
+        p = trial.params
+        a = p["x"] + (0.3 if p["kind"] == "wide" else p["y"])
+        b = 1.0 - p["x"]
+        for step in range(1, 10):
+            await trial.report((a + 1.0 / step, b), step=step)
+        return a, b
+
+    strategy = _StepWatch()
+    result = await tune(
+        objective, space, strategy, seed=2, max_trials=40, directions=["minimize"] * 2,
+        pruner={"name": "asha", "max_resource": 9},
+    )  # fmt: skip
+    states = {t.state for t in result.trials}
+    assert hpt.TrialState.PRUNED in states and result.best_trials
+    assert strategy.steps == []  # several objectives: never modelled at a reported step
+
+
+@pytest.mark.parametrize("constrained", [True, False])
+async def test_constraints_keep_a_single_objective_study_on_final_values(constrained: bool) -> None:
+    async def objective(trial: hpt.Trial) -> float:
+        x, y = trial.params["x"], trial.params["y"]
+        for step in range(1, 10):
+            await trial.report((x - 0.9) ** 2 + (y - 0.9) ** 2 + 1.0 / step, step=step)
+        if constrained:
+            trial.set_constraints([x + y - 1.0])
+        return (x - 0.9) ** 2 + (y - 0.9) ** 2
+
+    strategy = _StepWatch()
+    pruner = {"name": "asha", "max_resource": 9}
+    result = await tune(objective, SQUARE, strategy, seed=1, max_trials=30, pruner=pruner, concurrency=4)
+    assert result.best is not None and result.best.feasible
+    if constrained:
+        assert strategy.steps == [] and strategy._constrained > 0
+    else:  # the control: without constraints the same study is modelled at a reported step for a while
+        assert any(step is not None for step in strategy.steps)
