@@ -396,8 +396,8 @@ class TPEStrategy(ModelStrategy):
         return out
 
 
-# A last front this many times larger than the places left in the good group is cut by crowding distance, not
-# by greedy hypervolume contributions (whose cost grows with both).
+# A last front whose size times the places left in the good group exceeds this is cut by crowding distance, not by
+# greedy hypervolume contributions (whose cost grows with both).
 _HSSP_MAX_WORK = 4000
 
 
@@ -510,8 +510,9 @@ def greedy_hypervolume_subset(front: np.ndarray, k: int) -> list[int]:
     chosen, against the front's worst loss in each objective plus 10% of
     its range.  Gains only shrink as rows are added (the hypervolume is
     submodular), so a row's last gain bounds its next one and only rows
-    whose bound leads are re-evaluated (lazy greedy).  A front much larger than ``k`` (see ``_HSSP_MAX_WORK``) is
-    cut by NSGA-II's crowding distance instead, extremes first.
+    whose bound leads are re-evaluated (lazy greedy).  A front with
+    ``len(front) * k`` above ``_HSSP_MAX_WORK`` (4,000) is cut by NSGA-II's
+    crowding distance instead, extremes first.
     """
     n = len(front)
     if k >= n:
