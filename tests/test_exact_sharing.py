@@ -1,9 +1,10 @@
 """Exactness of a shared study: the budget, configurations that run once, retries that happen once.
 
 The storage calls (``reserve_within``, ``release``, ``trial_created_once``,
-``trial_created_retry``) are checked on memory and SQLite alike; the tuner's
-use of them (pending retries found from storage, the retry policy of failed
-trials) on both as well.
+``trial_created_retry``) are checked for every storage by the conformance
+suite (hpt_async.testing.storage); here: their defaults for third-party
+storages, and the tuner's use of them (pending retries found from storage,
+the retry policy of failed trials) on memory and SQLite.
 """
 
 from __future__ import annotations
@@ -59,83 +60,6 @@ def ended(record: hpt.TrialRecord, state: hpt.TrialState, value: float | None = 
 async def test_both_storages_declare_exact(sessions: tuple[StudySession, StudySession]) -> None:
     assert all(s.exact for s in sessions)
     assert StudySession.exact is False
-
-
-async def test_reserve_within_counts_every_session_and_their_reservations(sessions: Any) -> None:
-    a, b = sessions
-    n0 = await a.reserve_within(3)
-    n1 = await b.reserve_within(3)
-    n2 = await a.reserve_within(3)
-    assert sorted([n0, n1, n2]) == [0, 1, 2]
-    assert await b.reserve_within(3) is None  # three reservations use the budget, none created yet
-    await a.release(n2)
-    n3 = await b.reserve_within(3)
-    assert n3 == 3
-    t0 = running(n0)
-    await a.trial_created(t0)
-    await a.trial_ended(ended(t0, C, 0.1))
-    await a.trial_ended(ended(t0, C, 0.1))  # a final record written twice counts once
-    assert await a.reserve_within(3) is None
-    t1 = running(n1)
-    await b.trial_created(t1)
-    await b.trial_ended(ended(t1, hpt.TrialState.CANCELLED))  # uncounted: its unit comes back
-    assert await a.reserve_within(3) == 4
-    assert await a.reserve_within(None) == 5  # no budget: always a number
-
-
-async def test_a_closed_sessions_reservations_stop_counting(storage: Any) -> None:
-    a = await storage.open("s", direction="minimize", space=SPACE)
-    b = await storage.open("s", direction="minimize", space=SPACE)
-    try:
-        assert await a.reserve_within(2) is not None
-        assert await a.reserve_within(2) is not None
-        assert await b.reserve_within(2) is None
-        await a.close()
-        assert await b.reserve_within(2) is not None
-    finally:
-        await b.close()
-
-
-async def test_trial_created_once_holds_a_key_across_sessions(sessions: Any) -> None:
-    a, b = sessions
-    first = running(await a.reserve_within(None))
-    assert await a.trial_created_once(first, "point-1")
-    second = running(await b.reserve_within(None))
-    assert not await b.trial_created_once(second, "point-1")
-    assert await b.trial_created_once(second, "point-2")
-    await a.trial_ended(ended(first, hpt.TrialState.CANCELLED))  # a CANCELLED trial frees its key
-    third = running(await b.reserve_within(None))
-    assert await b.trial_created_once(third, "point-1")
-    loaded = await a.refresh() + await b.refresh()
-    assert {r.number for r in loaded} <= {first.number, second.number, third.number}
-
-
-async def test_a_failed_or_lost_trial_is_retried_once_with_its_checkpoint(sessions: Any) -> None:
-    a, b = sessions
-    first = running(await a.reserve_within(None))
-    await a.trial_created(first)
-    await a.put_checkpoint(first.number, b"weights")
-    await a.trial_ended(ended(first, F, error="MemoryError: out"))
-    retry_a = running(await a.reserve_within(None), retry_of=first.number)
-    retry_b = running(await b.reserve_within(None), retry_of=first.number)
-    assert await b.trial_created_retry(retry_b)
-    assert not await a.trial_created_retry(retry_a)  # retried once, whoever comes second
-    assert await b.get_checkpoint(retry_b.number) == b"weights"
-    assert await a.get_checkpoint(first.number) is None  # moved, not copied
-    running_one = running(await a.reserve_within(None))
-    await a.trial_created(running_one)
-    assert not await a.trial_created_retry(running(await a.reserve_within(None), retry_of=running_one.number))
-
-
-async def test_a_retry_keeps_the_key_of_the_trial_it_retries(sessions: Any) -> None:
-    a, b = sessions
-    first = running(await a.reserve_within(None))
-    assert await a.trial_created_once(first, "point")
-    await a.trial_ended(ended(first, F, error="MemoryError"))
-    retry = running(await b.reserve_within(None), retry_of=first.number)
-    assert await b.trial_created_retry(retry)
-    other = running(await a.reserve_within(None))
-    assert not await a.trial_created_once(other, "point")
 
 
 async def test_the_default_contract_keeps_third_party_storages_working() -> None:
@@ -303,61 +227,3 @@ async def test_a_step_beyond_64_bits_is_refused_at_report(tmp_path: Path, url: s
     loaded = await storage.load("s")
     assert dict(loaded[0].reports) == {MAX_STEP: 2.0}
     assert issubclass(ReportStepError, ValueError) and issubclass(ReportStepError, hpt.HptError)
-
-
-async def test_a_cancelled_retry_frees_the_configuration_it_took_over(sessions: Any) -> None:
-    a, b = sessions
-    first = running(await a.reserve_within(None))
-    assert await a.trial_created_once(first, "point")
-    await a.trial_ended(ended(first, L))
-    retry = running(await b.reserve_within(None), retry_of=first.number)
-    assert await b.trial_created_retry(retry)
-    await b.trial_ended(ended(retry, hpt.TrialState.CANCELLED))
-    again = running(await a.reserve_within(None))
-    assert await a.trial_created_once(again, "point")
-
-
-async def test_a_late_end_of_a_trial_marked_lost_is_not_counted_twice(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    storage = SQLiteStorage(f"sqlite:///{tmp_path / 'late.db'}?lease=0.3&sync=0.1")
-    slow = await storage.open("s", direction="minimize", space=SPACE)
-    other = await storage.open("s", direction="minimize", space=SPACE)
-    try:
-        trial = running(await slow.reserve_within(2))
-        await slow.trial_created(trial)
-        await anyio.sleep(0.5)  # `slow` misses its heartbeats: taken for dead
-        await other.heartbeat()
-        assert [r.number for r in await other.claim_lost()] == [trial.number]
-        retry = running(await other.reserve_within(2), retry_of=trial.number)
-        assert await other.trial_created_retry(retry)
-        with caplog.at_level("WARNING", logger="hpt_async"):
-            await slow.trial_ended(ended(trial, C, 0.1))  # the presumed-dead tuner finishes after all
-        assert f"trial {trial.number} is not stored" in caplog.text
-        states = {r.number: r.state for r in await storage.load("s")}
-        assert states == {trial.number: L, retry.number: R}
-        assert await other.reserve_within(2) is not None  # one unit left: the LOST trial uses none
-        assert await other.reserve_within(2) is None
-    finally:
-        await slow.close()
-        await other.close()
-
-
-async def test_a_session_taken_for_dead_cannot_exceed_the_budget_with_its_lost_reservation(tmp_path: Path) -> None:
-    storage = SQLiteStorage(f"sqlite:///{tmp_path / 'res.db'}?lease=0.3&sync=0.1")
-    slow = await storage.open("s", direction="minimize", space=SPACE)
-    other = await storage.open("s", direction="minimize", space=SPACE)
-    try:
-        number = await slow.reserve_within(1)
-        assert number is not None
-        await anyio.sleep(0.5)  # `slow` misses its heartbeats: its reservation is given back
-        await other.heartbeat()
-        await other.claim_lost()
-        mine = await other.reserve_within(1)
-        assert mine is not None
-        await other.trial_created(running(mine))
-        await slow.trial_created(running(number))  # too late: the budget is used up
-        assert [r.number for r in await storage.load("s")] == [mine]
-    finally:
-        await slow.close()
-        await other.close()

@@ -421,31 +421,6 @@ def objective(trial: hpt.SyncTrial) -> float:
     return trial.params["x"]
 
 
-async def test_a_seeded_study_resumes_where_it_stopped(postgres_url: str) -> None:
-    with anyio.fail_after(HANG_GUARD):
-        whole = await hpt.Tuner(
-            objective, SPACE, storage=postgres_url, study="whole", max_trials=12, seed=5, loggers=[]
-        ).run()
-        await hpt.Tuner(objective, SPACE, storage=postgres_url, study="split", max_trials=5, seed=5, loggers=[]).run()
-        # Resumed without a seed: the study's stored seed is used.
-        split = await hpt.Tuner(objective, SPACE, storage=postgres_url, study="split", max_trials=12, loggers=[]).run()
-    assert [dict(t.params) for t in split.trials] == [dict(t.params) for t in whole.trials]
-    assert [t.reports for t in split.trials] == [t.reports for t in whole.trials]
-
-
-async def test_a_resumed_grid_runs_each_point_once(postgres_url: str) -> None:
-    space = {"a": hpt.Int(0, 3), "b": hpt.Choice(["p", "q"])}
-
-    def f(trial: hpt.SyncTrial) -> float:
-        return float(trial.params["a"])
-
-    with anyio.fail_after(HANG_GUARD):
-        await hpt.Tuner(f, space, strategy="grid", storage=postgres_url, study="g", max_trials=3, loggers=[]).run()
-        result = await hpt.Tuner(f, space, strategy="grid", storage=postgres_url, study="g", loggers=[]).run()
-    points = sorted((t.params["a"], t.params["b"]) for t in result.trials)
-    assert points == sorted({(a, b) for a in range(4) for b in ("p", "q")})
-
-
 async def test_load_study_and_the_cli_read_a_postgres_study(postgres_url: str, capsys: Any) -> None:
     with anyio.fail_after(HANG_GUARD):
         await hpt.Tuner(objective, SPACE, storage=postgres_url, study="cli", max_trials=4, seed=3, loggers=[]).run()
@@ -464,30 +439,6 @@ async def test_load_study_and_the_cli_read_a_postgres_study(postgres_url: str, c
     assert out.count('"number"') == 4
     with pytest.raises(StudyNotFound):
         await load_study_async(postgres_url, "missing")
-
-
-async def test_a_dead_tuners_trials_are_retried_on_postgres(postgres_url: str) -> None:
-    """A session that stops heartbeating: its running trials go LOST and a tuner runs them again."""
-    url = f"{postgres_url}&lease=0.4&sync=0.1"
-    storage = PostgresStorage(url)
-    dead = await storage.open("s", direction="minimize", space=SPACE)
-    n = await dead.reserve()
-    await dead.trial_created(hpt.TrialRecord(n, hpt.TrialState.RUNNING, {"x": 0.25, "kind": "a"}, started=1.0))
-    await dead.put_checkpoint(n, b"x")
-    dead._closed = True  # type: ignore[attr-defined]  # as if its process died: no close, no heartbeat
-    await anyio.sleep(0.5)
-
-    def f(trial: hpt.SyncTrial) -> float:
-        return trial.params["x"]
-
-    with anyio.fail_after(HANG_GUARD):
-        result = await hpt.Tuner(f, SPACE, storage=url, study="s", max_trials=3, loggers=[], seed=0).run()
-    by_number = {t.number: t for t in result.trials}
-    assert by_number[n].state is hpt.TrialState.LOST
-    (retry,) = [t for t in result.trials if t.retry_of == n]
-    assert retry.params["x"] == 0.25 and retry.state is hpt.TrialState.COMPLETE
-    await dead._listener.close()  # type: ignore[attr-defined]
-    await dead._pool.close()  # type: ignore[attr-defined]
 
 
 def test_asyncpg_is_imported_only_when_a_connection_opens() -> None:

@@ -1,4 +1,8 @@
-"""The SQLite storage in one process: URLs, persistence of every field, resume, sessions, safety, admin."""
+"""What is SQLite's own: URLs, files, locks, JSON of odd attributes, load_study, flushes.
+
+What every storage must do (sessions, leases, LOST trials, exactness, readers, administration) is
+in the conformance suite, hpt_async.testing.storage, run against SQLite by tests/test_storage_conformance.py.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ import logging
 import math
 import os
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +20,8 @@ import anyio
 import pytest
 
 import hpt_async as hpt
-from hpt_async.contracts.storage import StudyNotFound, StudySummary
+from hpt_async.contracts.storage import StudyNotFound
 from hpt_async.exceptions import HptError
-from hpt_async.storage.memory import MemoryStorage
 from hpt_async.storage.sqlite import SCHEMA_VERSION, SQLiteStorage, StorageFileError, parse_sqlite_url
 from hpt_async.studies import load_study, load_study_async
 
@@ -40,14 +42,6 @@ SPACE = hpt.Space(
         "kind": hpt.Choice([(1, 2), None, Color.RED, "x", 0, False, 1.5]),
     }
 )
-
-HOSTILE = [
-    "x'; DROP TABLE trials; --",
-    "quote \" and ' both; semicolon",
-    "naïve 研究 🚀",
-    "new\nline\ttab",
-    "%s ? :name @p $1",
-]
 
 
 def url(tmp_path: Path, name: str = "t.db", query: str = "") -> str:
@@ -333,95 +327,7 @@ async def test_choice_values_round_trip_exactly_with_the_space(tmp_path: Path) -
         await storage.load("choices", space=hpt.Space({"lr": hpt.Float(0, 1)}))
 
 
-async def test_a_session_persists_retry_of_and_writing_the_end_twice_is_harmless(tmp_path: Path) -> None:
-    storage = SQLiteStorage(url(tmp_path))
-    session = await storage.open("direct", direction="maximize", space=SPACE)
-    try:
-        assert session.history == []
-        n = await session.reserve()
-        params = {"lr": 0.01, "layers": 2, "kind": (1, 2)}
-        running = hpt.TrialRecord(number=n, state=hpt.TrialState.RUNNING, params=params, started=10.0, retry_of=7)
-        await session.trial_created(running)
-        await session.trial_reported(n, 3, 0.25)
-        final = hpt.TrialRecord(
-            number=n,
-            state=hpt.TrialState.COMPLETE,
-            params=params,
-            value=1.5,
-            reports={3: 0.25, 4: 0.5},  # step 4 never went through trial_reported
-            user_attrs={"a": "b"},
-            started=10.0,
-            ended=12.5,
-            retry_of=7,
-        )
-        await session.trial_ended(final)
-        await session.trial_ended(final)
-    finally:
-        await session.close()
-    (back,) = await storage.load("direct", space=SPACE)
-    same_record(back, final)
-    assert back.duration == 2.5
-    summary = await storage.summary("direct")
-    assert summary.counts == {"complete": 1} and summary.direction == "maximize"
-
-
-# -- resume ------------------------------------------------------------------------------
-
-
-async def test_a_seeded_study_resumes_where_it_stopped(tmp_path: Path) -> None:
-    storage = url(tmp_path)
-    first = await run(tuner(quick, storage, "resume", max_trials=10, seed=42, concurrency=2))
-    assert len(first.trials) == 10
-    second = await run(tuner(quick, storage, "resume", max_trials=20, seed=42, concurrency=2))
-    assert [t.number for t in second.trials] == list(range(20))
-    for old, kept in zip(first.trials, second.trials[:10], strict=True):
-        same_record(old, kept)
-    configs = [tuple(sorted((k, repr(v)) for k, v in t.params.items())) for t in second.trials]
-    assert len(set(configs)) == 20, "a resumed study repeated a suggestion"
-    assert second.count(hpt.TrialState.COMPLETE) == 20
-    # Nothing more to do: max_trials counts the whole study.
-    third = await run(tuner(quick, storage, "resume", max_trials=20, seed=42))
-    assert len(third.trials) == 20 and third.reason == "max_trials"
-
-
-async def test_a_resumed_grid_does_not_repeat_points(tmp_path: Path) -> None:
-    storage = url(tmp_path)
-    space = hpt.Space({"a": hpt.Int(0, 3), "b": hpt.Choice(["u", "v"])})
-    await run(tuner(quick_ab, storage, "grid", space=space, strategy="grid", max_trials=3))
-    result = await run(tuner(quick_ab, storage, "grid", space=space, strategy="grid"))
-    points = [(t.params["a"], t.params["b"]) for t in result.trials]
-    assert len(points) == 8 and len(set(points)) == 8
-
-
-async def quick_ab(trial: hpt.Trial) -> float:
-    return float(trial.params["a"])
-
-
-async def test_direction_or_space_mismatch_raises_a_clear_error(tmp_path: Path) -> None:
-    storage = url(tmp_path)
-    await run(tuner(quick, storage, "fixed", max_trials=1))
-    with pytest.raises(ValueError, match="direction 'minimize', not 'maximize'"):
-        await run(tuner(quick, storage, "fixed", max_trials=2, direction="maximize"))
-    other = hpt.Space({"lr": hpt.Float(1e-4, 1.0, log=True), "layers": hpt.Int(1, 4)})
-    with pytest.raises(ValueError, match=r"another space.*'kind' was removed.*'lr' changed"):
-        await run(tuner(quick, storage, "fixed", max_trials=2, space=other))
-    assert len(await SQLiteStorage(storage).load("fixed")) == 1
-
-
-async def test_reserved_numbers_a_session_never_used_are_given_back(tmp_path: Path) -> None:
-    storage = SQLiteStorage(url(tmp_path))
-    s = await storage.open("dense", direction="minimize", space=SPACE)
-    assert [await s.reserve() for _ in range(3)] == [0, 1, 2]
-    await s.trial_created(
-        hpt.TrialRecord(number=0, state=hpt.TrialState.RUNNING, params={"lr": 0.1, "layers": 1, "kind": "x"})
-    )
-    await s.close()
-    s = await storage.open("dense", direction="minimize", space=SPACE)
-    assert await s.reserve() == 1
-    await s.close()
-
-
-# -- sessions sharing a study ----------------------------------------------------------------
+# -- records for direct session calls ---------------------------------------------------------
 
 
 def running(number: int) -> hpt.TrialRecord:
@@ -439,175 +345,6 @@ def done(number: int, value: float) -> hpt.TrialRecord:
         started=1.0,
         ended=2.0,
     )
-
-
-async def test_refresh_returns_only_what_other_sessions_wrote(tmp_path: Path) -> None:
-    storage = SQLiteStorage(url(tmp_path))
-    a = await storage.open("shared", direction="minimize", space=SPACE)
-    b = await storage.open("shared", direction="minimize", space=SPACE)
-    try:
-        na, nb = await a.reserve(), await b.reserve()
-        assert {na, nb} == {0, 1}
-        await a.trial_created(running(na))
-        await b.trial_created(running(nb))
-        seen_by_b = await b.refresh()
-        assert [(r.number, r.state) for r in seen_by_b] == [(na, hpt.TrialState.RUNNING)]
-        assert await b.refresh() == []
-        await a.trial_reported(na, 0, 0.5)
-        (update,) = await b.refresh()
-        assert dict(update.reports) == {0: 0.5}
-        await a.trial_ended(done(na, 3.0))
-        (final,) = await b.refresh()
-        assert final.state is hpt.TrialState.COMPLETE and final.value == 3.0
-        assert [r.number for r in await a.refresh()] == [nb]
-        assert await a.refresh() == []
-    finally:
-        await a.close()
-        await b.close()
-
-
-async def test_claim_lost_marks_a_dead_sessions_trials_once(tmp_path: Path) -> None:
-    storage = SQLiteStorage(url(tmp_path, query="lease=0.3"))
-    dead = await storage.open("lease", direction="minimize", space=SPACE)
-    alive1 = await storage.open("lease", direction="minimize", space=SPACE)
-    alive2 = await storage.open("lease", direction="minimize", space=SPACE)
-    try:
-        numbers = [await dead.reserve() for _ in range(3)]
-        for n in numbers:
-            await dead.trial_created(running(n))
-        await dead.trial_ended(done(numbers[0], 1.0))
-        mine = await alive1.reserve()
-        await alive1.trial_created(running(mine))
-        assert await alive1.claim_lost() == []  # the lease still runs
-        await anyio.sleep(0.45)
-        await alive1.heartbeat()
-        await alive2.heartbeat()
-        claims = [await alive1.claim_lost(), await alive2.claim_lost()]
-        claimed = [r.number for c in claims for r in c]
-        assert sorted(claimed) == numbers[1:]
-        for record in (r for c in claims for r in c):
-            assert record.state is hpt.TrialState.LOST and "lease" in (record.error or "")
-            assert dict(record.params) == dict(running(0).params)
-            assert record.ended is not None
-        assert await alive1.claim_lost() == [] and await alive2.claim_lost() == []
-        # The other live session hears of the LOST records through refresh.
-        other = alive2 if claims[0] else alive1
-        lost_seen = [r.number for r in await other.refresh() if r.state is hpt.TrialState.LOST]
-        assert sorted(lost_seen) == numbers[1:]
-    finally:
-        for s in (alive1, alive2, dead):
-            await s.close()
-    states = {r.number: r.state for r in await storage.load("lease")}
-    assert states == {
-        0: hpt.TrialState.COMPLETE,
-        1: hpt.TrialState.LOST,
-        2: hpt.TrialState.LOST,
-        3: hpt.TrialState.RUNNING,
-    }
-
-
-async def test_a_lost_trial_never_ends_before_it_started(tmp_path: Path) -> None:
-    storage = SQLiteStorage(url(tmp_path, query="lease=0.2"))
-    dead = await storage.open("late", direction="minimize", space=SPACE)
-    alive = await storage.open("late", direction="minimize", space=SPACE)
-    try:
-        n = await dead.reserve()
-        # Created after the dead session's last heartbeat: that heartbeat predates the trial.
-        late = hpt.TrialRecord(n, hpt.TrialState.RUNNING, dict(running(n).params), started=time.time() + 60)
-        await dead.trial_created(late)
-        await anyio.sleep(0.3)
-        await alive.heartbeat()
-        (lost,) = await alive.claim_lost()
-        assert lost.ended == late.started and lost.duration == 0.0
-    finally:
-        await alive.close()
-        await dead.close()
-
-
-async def test_a_session_taken_for_dead_keeps_its_trial_but_the_lost_mark_stays(tmp_path: Path) -> None:
-    storage = SQLiteStorage(url(tmp_path, query="lease=0.2"))
-    slow = await storage.open("paused", direction="minimize", space=SPACE)
-    other = await storage.open("paused", direction="minimize", space=SPACE)
-    try:
-        n = await slow.reserve()
-        await slow.trial_created(running(n))
-        await anyio.sleep(0.3)  # `slow` misses its heartbeats, as a paused process would
-        await other.heartbeat()
-        assert [r.number for r in await other.claim_lost()] == [n]
-        # The owner does not hear of the LOST mark on its own live trial ...
-        assert await slow.refresh() == []
-        await slow.heartbeat()
-        # ... and its late result does not replace it: the trial's retry runs it, and it is never counted twice.
-        await slow.trial_ended(done(n, 4.0))
-        assert await other.refresh() == []
-        (back,) = await storage.load("paused")
-        assert back.state is hpt.TrialState.LOST
-    finally:
-        await slow.close()
-        await other.close()
-
-
-async def test_concurrent_claims_split_the_lost_trials(tmp_path: Path) -> None:
-    storage = SQLiteStorage(url(tmp_path, query="lease=0.2"))
-    dead = await storage.open("race", direction="minimize", space=SPACE)
-    for _ in range(30):
-        await dead.trial_created(running(await dead.reserve()))
-    claimers = [await storage.open("race", direction="minimize", space=SPACE) for _ in range(4)]
-    await anyio.sleep(0.3)
-    results: list[list[hpt.TrialRecord]] = []
-
-    async def claim(s: Any) -> None:
-        await s.heartbeat()
-        results.append(await s.claim_lost())
-
-    async with anyio.create_task_group() as tg:
-        for s in claimers:
-            tg.start_soon(claim, s)
-    numbers = sorted(r.number for res in results for r in res)
-    assert numbers == list(range(30))
-    for s in (*claimers, dead):
-        await s.close()
-
-
-async def test_a_closed_sessions_leftover_running_trials_are_claimed_at_once(tmp_path: Path) -> None:
-    storage = SQLiteStorage(url(tmp_path))  # the default 5 s lease
-    gone = await storage.open("closed", direction="minimize", space=SPACE)
-    await gone.trial_created(running(await gone.reserve()))
-    await gone.close()
-    other = await storage.open("closed", direction="minimize", space=SPACE)
-    try:
-        assert [r.number for r in await other.claim_lost()] == [0]
-    finally:
-        await other.close()
-
-
-async def test_a_lost_trial_is_run_again_with_retry_of(tmp_path: Path) -> None:
-    storage = SQLiteStorage(url(tmp_path, query="lease=0.2"))
-    dead = await storage.open("retry", direction="minimize", space=SPACE)
-    params = {"lr": 0.05, "layers": 3, "kind": Color.RED}
-    await dead.trial_created(hpt.TrialRecord(number=await dead.reserve(), state=hpt.TrialState.RUNNING, params=params))
-    await anyio.sleep(0.3)
-    result = await run(tuner(quick, storage, "retry", max_trials=3))
-    await dead.close()
-    by_number = {t.number: t for t in result.trials}
-    assert by_number[0].state is hpt.TrialState.LOST
-    retries = [t for t in result.trials if t.retry_of == 0]
-    assert len(retries) == 1 and dict(retries[0].params) == params
-    assert retries[0].state is hpt.TrialState.COMPLETE
-    stored = {t.number: t for t in await storage.load("retry", space=SPACE)}
-    assert stored[retries[0].number].retry_of == 0
-    assert sum(t.state.counted for t in stored.values()) == 3
-
-
-async def test_retry_lost_off_leaves_the_configuration_alone(tmp_path: Path) -> None:
-    storage = SQLiteStorage(url(tmp_path, query="lease=0.2"))
-    dead = await storage.open("noretry", direction="minimize", space=SPACE)
-    await dead.trial_created(running(await dead.reserve()))
-    await anyio.sleep(0.3)
-    result = await run(tuner(quick, storage, "noretry", max_trials=2, retry_lost=False))
-    await dead.close()
-    assert result.trials[0].state is hpt.TrialState.LOST
-    assert all(t.retry_of is None for t in result.trials)
 
 
 # -- locks -------------------------------------------------------------------------------------
@@ -657,26 +394,6 @@ async def test_a_lock_held_beyond_the_timeout_is_a_clear_error(tmp_path: Path) -
 # -- names and attributes ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", HOSTILE)
-async def test_hostile_study_names_and_attributes_round_trip(tmp_path: Path, name: str) -> None:
-    storage = SQLiteStorage(url(tmp_path))
-
-    async def objective(trial: hpt.Trial) -> float:
-        trial.set_user_attr(name, name)
-        return 1.0
-
-    await run(tuner(objective, storage, name, max_trials=2))
-    await run(tuner(objective, storage, "plain", max_trials=1))
-    names = [s.name for s in await storage.studies()]
-    assert sorted(names) == sorted([name, "plain"])
-    loaded = await load_study_async(storage, name)
-    assert loaded.name == name
-    assert [dict(t.user_attrs) for t in loaded.trials] == [{name: name}] * 2
-    con = sqlite3.connect(tmp_path / "t.db")
-    assert con.execute("SELECT COUNT(*) FROM trials").fetchone() == (3,)
-    con.close()
-
-
 class Opaque:
     def __repr__(self) -> str:
         return "Opaque('x')"
@@ -704,58 +421,6 @@ async def test_an_attribute_that_is_not_json_is_stored_as_its_repr(tmp_path: Pat
 
 
 # -- administration, on both backends ---------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def admin_storage(request: Any, tmp_path: Path) -> hpt.Storage:
-    return MemoryStorage() if request.param == "memory" else SQLiteStorage(url(tmp_path))
-
-
-async def test_admin_studies_summary_rename_delete(admin_storage: hpt.Storage) -> None:
-    storage = admin_storage
-    await run(tuner(quick, storage, "b", max_trials=3))
-    await run(tuner(quick, storage, "a", max_trials=2, direction="maximize"))
-    listed = await storage.studies()
-    assert all(isinstance(s, StudySummary) for s in listed)
-    assert [(s.name, s.direction, s.n_trials, dict(s.counts)) for s in listed] == [
-        ("a", "maximize", 2, {"complete": 2}),
-        ("b", "minimize", 3, {"complete": 3}),
-    ]
-    assert listed[0].space == SPACE.describe()
-    assert (await storage.summary("b")).n_trials == 3
-    with pytest.raises(StudyNotFound, match="'zz'"):
-        await storage.summary("zz")
-
-    await storage.rename("b", "b2")
-    with pytest.raises(ValueError, match="exists"):
-        await storage.rename("a", "b2")
-    with pytest.raises(StudyNotFound):
-        await storage.rename("b", "c")
-    with pytest.raises(ValueError, match="non-empty"):
-        await storage.rename("a", "")
-    assert [s.name for s in await storage.studies()] == ["a", "b2"]
-    assert len(await storage.load("b2")) == 3 and await storage.load("b") == []
-    # A renamed study resumes under its new name.
-    result = await run(tuner(quick, storage, "b2", max_trials=4))
-    assert [t.number for t in result.trials] == [0, 1, 2, 3]
-
-    await storage.delete("a")
-    with pytest.raises(StudyNotFound):
-        await storage.delete("a")
-    assert [s.name for s in await storage.studies()] == ["b2"]
-    assert await storage.load("a") == []
-
-
-async def test_a_study_open_in_a_live_tuner_is_not_deleted(tmp_path: Path) -> None:
-    storage = SQLiteStorage(url(tmp_path))
-    session = await storage.open("busy", direction="minimize", space=SPACE)
-    try:
-        with pytest.raises(ValueError, match="running tuner"):
-            await storage.delete("busy")
-    finally:
-        await session.close()
-    await storage.delete("busy")
-    assert await storage.studies() == []
 
 
 async def test_admin_reads_of_a_missing_file_create_nothing(tmp_path: Path) -> None:

@@ -1,4 +1,7 @@
-"""Both storages: a study's settings, several objective values and directions, the change reader, errors."""
+"""Settings, objectives, readers beyond the conformance suite: load_study, the default reader, the CLI, errors.
+
+What every storage must do with settings, objective values and readers is in hpt_async.testing.storage.
+"""
 
 from __future__ import annotations
 
@@ -66,50 +69,6 @@ async def add_trial(session: Any, value: float, values: tuple[float, ...] | None
 # -- settings ---------------------------------------------------------------------------------------
 
 
-async def test_settings_are_stored_at_creation_and_the_seed_is_kept_on_reopen(storage: Storage) -> None:
-    first = await storage.open("s", direction="minimize", space=SPACE, settings=RUN1)
-    assert dict(first.settings) == RUN1
-    await first.close()
-    assert dict((await storage.summary("s")).settings) == RUN1
-
-    run2 = {"seed": 999, "strategy": {"name": "random"}, "executor": {"name": "thread", "workers": 2}}
-    second = await storage.open("s", direction="minimize", space=SPACE, settings=run2)
-    # The seed stays the study's; every other key is the latest run's (its pruner is gone).
-    expected = {"seed": 123, "strategy": {"name": "random"}, "executor": {"name": "thread", "workers": 2}}
-    assert dict(second.settings) == expected
-    await second.close()
-
-    third = await storage.open("s", direction="minimize", space=SPACE)  # no settings: the stored ones stay
-    assert dict(third.settings) == expected
-    await third.close()
-    assert dict((await storage.summary("s")).settings) == expected
-    assert dict((await storage.studies())[0].settings) == expected
-
-
-async def test_a_study_without_a_seed_takes_the_first_one_given(storage: Storage) -> None:
-    session = await storage.open("s", direction="minimize", space=SPACE, settings={"seed": None})
-    await session.close()
-    session = await storage.open("s", direction="minimize", space=SPACE, settings={"seed": 7})
-    assert session.settings["seed"] == 7
-    await session.close()
-    session = await storage.open("s", direction="minimize", space=SPACE, settings={"seed": 8})
-    assert session.settings["seed"] == 7
-    await session.close()
-
-
-async def test_a_study_opened_without_settings_has_none(storage: Storage) -> None:
-    session = await storage.open("s", direction="minimize", space=SPACE)
-    assert dict(session.settings) == {}
-    await session.close()
-    assert dict((await storage.summary("s")).settings) == {}
-
-
-@pytest.mark.parametrize("bad", [{"seed": object()}, {1: "x"}, {"x": math.nan}, ["seed", 1]])
-async def test_settings_that_are_not_json_are_refused(storage: Storage, bad: Any) -> None:
-    with pytest.raises(ValueError, match="settings"):
-        await storage.open("s", direction="minimize", space=SPACE, settings=bad)
-
-
 def test_merge_settings_copies_what_it_is_given() -> None:
     given = {"strategy": {"name": "bayes"}}
     merged = merge_settings(None, given)
@@ -146,107 +105,7 @@ async def test_every_objective_value_round_trips(storage: Storage) -> None:
         _ = study.best  # several objectives: no single best
 
 
-async def test_a_single_objective_study_keeps_a_string_direction_and_no_values(storage: Storage) -> None:
-    session = await storage.open("one", direction="maximize", space=SPACE)
-    number = await add_trial(session, 2.0)
-    await session.close()
-    assert (await storage.summary("one")).direction == "maximize"
-    assert [r.values for r in await storage.load("one") if r.number == number] == [None]
-    with pytest.raises(ValueError, match="direction"):
-        await storage.open("one", direction=["maximize"], space=SPACE)
-
-
-@pytest.mark.parametrize("bad", ["up", [], ["minimize", "sideways"], 3])
-async def test_a_bad_direction_is_refused(storage: Storage, bad: Any) -> None:
-    with pytest.raises(ValueError, match="direction"):
-        await storage.open("s", direction=bad, space=SPACE)
-
-
 # -- the change reader --------------------------------------------------------------------------------
-
-
-async def test_a_reader_returns_only_what_changed_since_its_last_read(storage: Storage) -> None:
-    writer = await storage.open("w", direction="minimize", space=SPACE)
-    done = await add_trial(writer, 1.0)
-    async with await storage.watch("w", space=SPACE) as reader:
-        assert [r.number for r in await reader.read()] == [done]  # the first read: everything
-        assert await reader.read() == []  # nothing changed
-
-        number = await writer.reserve()
-        reports: dict[int, float] = {}
-        await writer.trial_created(running(number, reports))
-        got = await reader.read()
-        assert [(r.number, r.state) for r in got] == [(number, hpt.TrialState.RUNNING)]
-        assert got[0].params["kind"] == ("b", 2)
-
-        reports[0] = 0.25
-        await writer.trial_reported(number, 0, 0.25)
-        got = await reader.read()
-        assert [r.number for r in got] == [number] and got[0].reports == {0: 0.25}
-
-        # A second session sharing the study writes too: the reader sees both writers, each trial once.
-        other = await storage.open("w", direction="minimize", space=SPACE)
-        theirs = await add_trial(other, 3.0, None)
-        await writer.trial_ended(ended(number, 0.25, reports=reports))
-        got = await reader.read()
-        assert [(r.number, r.state) for r in got] == [
-            (number, hpt.TrialState.COMPLETE),
-            (theirs, hpt.TrialState.COMPLETE),
-        ]
-        assert await reader.read() == []
-        await other.close()
-    await writer.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        await reader.read()
-
-
-async def test_a_reader_keeps_up_with_sessions_writing_while_it_reads(storage: Storage) -> None:
-    a = await storage.open("live", direction="minimize", space=SPACE)
-    b = await storage.open("live", direction="minimize", space=SPACE)
-    reader = await storage.watch("live")
-    seen: dict[int, hpt.TrialRecord] = {}
-    finished = anyio.Event()
-
-    async def write(session: Any, n: int) -> None:
-        for i in range(n):
-            number = await session.reserve()
-            reports: dict[int, float] = {}
-            await session.trial_created(running(number, reports))
-            reports[0] = float(i)
-            await session.trial_reported(number, 0, float(i))
-            await session.trial_ended(ended(number, float(i), reports=reports))
-            await anyio.sleep(0)
-
-    async def watch() -> None:
-        while True:
-            last = finished.is_set()
-            for record in await reader.read():
-                seen[record.number] = record
-            if last:
-                return
-            await anyio.sleep(0)
-
-    with anyio.fail_after(30):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch)
-            async with anyio.create_task_group() as writers:
-                writers.start_soon(write, a, 15)
-                writers.start_soon(write, b, 15)
-            finished.set()
-    await reader.close()
-    assert sorted(seen) == list(range(30))
-    assert all(r.state is hpt.TrialState.COMPLETE and r.reports for r in seen.values())
-    await a.close()
-    await b.close()
-
-
-async def test_watching_a_missing_study_is_study_not_found(storage: Storage) -> None:
-    with pytest.raises(StudyNotFound):
-        await storage.watch("nothing")
-    session = await storage.open("there", direction="minimize", space=SPACE)
-    await session.close()
-    with pytest.raises(StudyNotFound):
-        await storage.watch("nothing")
 
 
 async def test_the_default_reader_polls_load(tmp_path: Path) -> None:

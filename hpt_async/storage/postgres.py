@@ -281,6 +281,54 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         END $$
         """,
     ),
+    # 2: exactness when a live session is taken for dead (its lease ran out while it ran).  Every
+    # reservation counts until it is used, released, or its session is found dead by claim_lost (which
+    # deletes it), not only while its session's lease runs: a session that comes back cannot revive a
+    # unit others took meanwhile.  studies.budget keeps the last budget asked for; a trial inserted
+    # without a reservation while the budget is used up is not stored.
+    (
+        "ALTER TABLE studies ADD COLUMN budget bigint",
+        """
+        CREATE OR REPLACE FUNCTION hpt_reserve_within(p_study bigint, p_session bigint, p_budget bigint)
+        RETURNS bigint LANGUAGE plpgsql AS $$
+        DECLARE
+            n bigint;
+            u bigint;
+        BEGIN
+            SELECT used INTO u FROM studies WHERE id = p_study FOR UPDATE;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'hpt-async: study % does not exist', p_study USING ERRCODE = 'P0002';
+            END IF;
+            IF p_budget IS NOT NULL AND
+               u + (SELECT count(*) FROM reservations WHERE study_id = p_study) >= p_budget THEN
+                RETURN NULL;
+            END IF;
+            UPDATE studies SET next_number = next_number + 1, budget = COALESCE(p_budget, budget)
+             WHERE id = p_study RETURNING next_number - 1 INTO n;
+            INSERT INTO reservations (study_id, number, session) VALUES (p_study, n, p_session);
+            RETURN n;
+        END $$
+        """,
+        """
+        CREATE FUNCTION hpt_within_budget() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            b bigint;
+            u bigint;
+        BEGIN
+            IF NEW.state IN ('lost', 'cancelled')
+               OR EXISTS (SELECT 1 FROM reservations WHERE study_id = NEW.study_id AND number = NEW.number)
+               OR EXISTS (SELECT 1 FROM trials WHERE study_id = NEW.study_id AND number = NEW.number) THEN
+                RETURN NEW;
+            END IF;
+            SELECT budget, used INTO b, u FROM studies WHERE id = NEW.study_id FOR UPDATE;
+            IF b IS NOT NULL AND u + (SELECT count(*) FROM reservations WHERE study_id = NEW.study_id) >= b THEN
+                RETURN NULL;
+            END IF;
+            RETURN NEW;
+        END $$
+        """,
+        "CREATE TRIGGER trials_within_budget BEFORE INSERT ON trials FOR EACH ROW EXECUTE FUNCTION hpt_within_budget()",
+    ),
 )
 
 #: The layout this version writes; a database with a higher version is refused.
@@ -306,6 +354,8 @@ _END_TRIAL = (
     " error = excluded.error, traceback = excluded.traceback, started = excluded.started,"
     " ended = excluded.ended, retry_of = excluded.retry_of, schedule = excluded.schedule,"
     " objective_values = excluded.objective_values, constraints = excluded.constraints, writer = excluded.writer"
+    # A trial another session marked LOST stays LOST (its retry runs it): a late end would count it twice.
+    " WHERE trials.state <> 'lost' RETURNING 1"
 )
 _INSERT_REPORT = (
     "INSERT INTO reports (study_id, number, step, value, objective_values) VALUES ($1, $2, $3, $4, $5)"
@@ -317,6 +367,8 @@ _ORPHANED = (
     "study_id = $1 AND state = 'running' AND session <> $2 AND NOT EXISTS "
     f"(SELECT 1 FROM sessions s WHERE s.id = trials.session AND s.expires >= {_NOW})"
 )
+# A reservation whose session is gone or whose lease ran out.
+_DEAD = f"NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = r.session AND s.expires >= {_NOW})"
 _LOST_ERROR = "LOST: the process running this trial stopped renewing its lease (it was killed or hung)"
 # Rows a reader has not seen: written by a transaction its previous snapshot did not see.
 _UNSEEN = (
@@ -513,17 +565,9 @@ class PostgresSession(StudySession):
                 return await op(conn)
 
     async def reserve(self) -> int:
-        number = await self._call(
-            "reserve a trial number",
-            lambda c: c.fetchval(
-                "UPDATE studies SET next_number = next_number + 1 WHERE id = $1 RETURNING next_number - 1",
-                self._study_id,
-            ),
-        )
-        if number is None:
-            raise StudyNotFound("the study was deleted from the server while this tuner ran")
-        self._reserved.add(int(number))
-        return int(number)
+        number = await self.reserve_within(None)
+        assert number is not None
+        return number
 
     async def reserve_within(self, budget: int | None) -> int | None:
         """A new trial number, or ``None`` when the study's budget is used.
@@ -644,16 +688,27 @@ class PostgresSession(StudySession):
                 for s, v in record.reports.items()
             ]
 
-            async def body(c: asyncpg.Connection) -> None:
+            async def body(c: asyncpg.Connection) -> Any:
                 async with c.transaction():
-                    await c.execute(_END_TRIAL, *row)
-                    await c.executemany(_INSERT_REPORT, reports)
+                    stored = await c.fetchval(_END_TRIAL, *row)
+                    if stored:
+                        await c.executemany(_INSERT_REPORT, reports)
+                    return stored
 
-            await self._call(f"commit trial {number}", body)
+            stored = await self._call(f"commit trial {number}", body)
         else:
-            await self._call(f"commit trial {number}", lambda c: c.execute(_END_TRIAL, *row))
+            stored = await self._call(f"commit trial {number}", lambda c: c.fetchval(_END_TRIAL, *row))
         self._reserved.discard(number)
         self._reported.pop(number, None)
+        if not stored:
+            log.warning(
+                "study storage %s: the end (%s) of trial %d is not stored: another tuner took this one for dead "
+                "(its lease ran out: raise 'lease') and marked the trial LOST (its retry runs it again), or gave "
+                "the budget this trial had reserved to a trial of its own",
+                self._storage.label,
+                record.state.value,
+                number,
+            )
 
     async def trial_resumed(self, record: TrialRecord) -> bool | TrialRecord:
         number, sid, study_id = record.number, self._sid, self._study_id
@@ -734,7 +789,12 @@ class PostgresSession(StudySession):
 
         async def body(c: asyncpg.Connection) -> list[TrialRecord]:
             # A cheap read first: most calls find nothing.
-            if not await c.fetchval(f"SELECT 1 FROM trials WHERE {_ORPHANED} LIMIT 1", study_id, sid):
+            if not await c.fetchval(
+                f"SELECT 1 FROM trials WHERE {_ORPHANED} UNION ALL SELECT 1 FROM reservations r"
+                f" WHERE r.study_id = $1 AND {_DEAD} LIMIT 1",
+                study_id,
+                sid,
+            ):
                 return []
             async with c.transaction():
                 # Two claimers: the second's UPDATE re-checks state = 'running' on the row the first
@@ -748,6 +808,8 @@ class PostgresSession(StudySession):
                     sid,
                     _LOST_ERROR,
                 )
+                # The numbers a dead session reserved and never used go back to the budget.
+                await c.execute(f"DELETE FROM reservations r WHERE r.study_id = $1 AND {_DEAD}", study_id)
                 await c.execute(f"DELETE FROM sessions WHERE study_id = $1 AND expires < {_NOW}", study_id)
                 numbers = sorted(int(r[0]) for r in rows)
                 rep = await c.fetch(
