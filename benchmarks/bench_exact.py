@@ -1,6 +1,9 @@
-"""Exactness of a shared study on SQLite: hpt-async against Optuna's RDB storage, side by side in one run.
+"""Exactness of a shared study on SQLite or PostgreSQL: hpt-async against Optuna's RDB storage, side by side.
 
-Two checks, each run for both libraries on a fresh SQLite file:
+Two checks, each run for both libraries on a fresh SQLite file, or with
+``--storage postgresql`` on a fresh database of a throwaway PostgreSQL
+server (``hpt_async.testing.postgres.TemporaryPostgres``; Optuna through
+SQLAlchemy and psycopg2):
 
 * ``kills``: a tuner (3 trials at a time, each trial three steps with a
   checkpoint before each report) is SIGKILLed 12 times at random moments,
@@ -22,6 +25,7 @@ Two checks, each run for both libraries on a fresh SQLite file:
 
     python benchmarks/bench_exact.py                 # both checks, both libraries
     python benchmarks/bench_exact.py --only share --max-trials 400
+    python benchmarks/bench_exact.py --storage postgresql --only kills --max-trials 40
 """
 
 from __future__ import annotations
@@ -188,19 +192,51 @@ def guarded_lines(proc: subprocess.Popen[str], guard: float = 300.0) -> Any:
         timer.cancel()
 
 
-def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
+class Store:
+    """Where one check of one library keeps its study: a SQLite file, or a database of a PostgreSQL server."""
+
+    def __init__(self, directory: Path, server: Any, name: str) -> None:
+        self.server = server
+        if server is None:
+            self.db: Path | None = directory / f"{name}.db"
+            self.url = f"sqlite:///{self.db}"
+        else:
+            self.db = None
+            self.url = server.create_database(name.replace("-", "_"))
+
+    def url_for(self, hpt_lib: bool, options: str = "") -> str:
+        if hpt_lib:
+            if not options:
+                return self.url
+            return self.url + ("&" if "?" in self.url else "?") + options
+        if self.server is None:
+            return self.url
+        return self.url.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+    def query(self, sql: str, schema: str = "hpt_async") -> list[tuple[Any, ...]]:
+        if self.db is not None:
+            con = sqlite3.connect(self.db)
+            try:
+                return con.execute(sql).fetchall()
+            finally:
+                con.close()
+        import psycopg2
+
+        con = psycopg2.connect(self.url)
+        try:
+            with con.cursor() as cur:
+                cur.execute(f"SET search_path TO {schema}, public")
+                cur.execute(sql)
+                return [tuple(r) for r in cur.fetchall()]
+        finally:
+            con.close()
 
 
-def kills(lib: str, directory: Path, max_trials: int, n_kills: int, seed: int) -> dict[str, Any]:
+def kills(lib: str, store: Store, max_trials: int, n_kills: int, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
-    db = directory / f"kills-{lib}.db"
     hpt_lib = lib == "hpt-async"
-    url = f"sqlite:///{db}" + ("?lease=0.5&sync=0.1" if hpt_lib else "")
+    url = store.url_for(hpt_lib, "lease=0.5&sync=0.1")
+    query = store.query
     code = HPT_KILL if hpt_lib else OPTUNA_KILL
     announced: dict[int, float] = {}
     killed = 0
@@ -230,14 +266,14 @@ def kills(lib: str, directory: Path, max_trials: int, n_kills: int, seed: int) -
         final_exit = proc.wait(timeout=300)
     final_error = "" if final_exit == 0 else (err.strip().splitlines() or ["?"])[-1]
     if hpt_lib:
-        rows = query(db, "SELECT number, state, value, retry_of FROM trials")
-        stranded = len(query(db, "SELECT 1 FROM checkpoints c JOIN trials t USING (study_id, number) "
-                                 "WHERE t.state = 'lost'"))  # fmt: skip
+        rows = query("SELECT number, state, value, retry_of FROM trials")
+        stranded = len(query("SELECT 1 FROM checkpoints c JOIN trials t USING (study_id, number) "
+                             "WHERE t.state = 'lost'"))  # fmt: skip
         counted_states = ("complete", "pruned", "failed", "paused")
         lost_state = "lost"
     else:
-        rows = query(db, "SELECT number, state, (SELECT value FROM trial_values v WHERE v.trial_id = t.trial_id),"
-                         " NULL FROM trials t")  # fmt: skip
+        rows = query("SELECT number, state, (SELECT value FROM trial_values v WHERE v.trial_id = t.trial_id),"
+                     " NULL FROM trials t", "public")  # fmt: skip
         stranded = None
         counted_states = ("COMPLETE", "PRUNED", "FAIL")
         lost_state = "FAIL"
@@ -262,10 +298,10 @@ def kills(lib: str, directory: Path, max_trials: int, n_kills: int, seed: int) -
     }
 
 
-def share(lib: str, directory: Path, max_trials: int, n_procs: int) -> dict[str, Any]:
-    db = directory / f"share-{lib}.db"
+def share(lib: str, store: Store, max_trials: int, n_procs: int) -> dict[str, Any]:
     hpt_lib = lib == "hpt-async"
-    url = f"sqlite:///{db}" + ("?sync=0.05" if hpt_lib else "")
+    url = store.url_for(hpt_lib, "sync=0.05")
+    query = store.query
     if not hpt_lib:
         import optuna
 
@@ -289,19 +325,19 @@ def share(lib: str, directory: Path, max_trials: int, n_procs: int) -> dict[str,
     seconds = time.perf_counter() - t0
     if hpt_lib:
         rnd = query(
-            db, "SELECT t.number, t.state FROM trials t JOIN studies s ON s.id = t.study_id WHERE s.name = 'random'"
+            "SELECT t.number, t.state FROM trials t JOIN studies s ON s.id = t.study_id WHERE s.name = 'random'"
         )
-        grid = query(db, "SELECT t.params FROM trials t JOIN studies s ON s.id = t.study_id "
-                         "WHERE s.name = 'grid' AND t.state = 'complete'")  # fmt: skip
+        grid = query("SELECT t.params FROM trials t JOIN studies s ON s.id = t.study_id "
+                     "WHERE s.name = 'grid' AND t.state = 'complete'")  # fmt: skip
         points = [tuple(sorted(json.loads(p).items())) for (p,) in grid]
         finished = sum(s == "complete" for _, s in rnd)
     else:
-        rnd = query(db, "SELECT t.number, t.state FROM trials t JOIN studies s USING (study_id) "
-                        "WHERE s.study_name = 'random'")  # fmt: skip
+        rnd = query("SELECT t.number, t.state FROM trials t JOIN studies s USING (study_id) "
+                    "WHERE s.study_name = 'random'", "public")  # fmt: skip
         rows = query(
-            db,
             "SELECT p.trial_id, p.param_name, p.param_value FROM trial_params p JOIN trials t USING (trial_id)"
             " JOIN studies s USING (study_id) WHERE s.study_name = 'grid' AND t.state = 'COMPLETE'",
+            "public",
         )
         by: dict[int, dict[str, float]] = {}
         for tid, name, value in rows:
@@ -331,18 +367,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=12)
     parser.add_argument("--processes", type=int, default=8)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--storage", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(2**32)
-    print(f"load average {os.getloadavg()}; seed {seed}")
+    print(f"load average {os.getloadavg()}; seed {seed}; storage {args.storage}")
     libs = args.libs.split(",")
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        if args.only in (None, "kills"):
-            for lib in libs:
-                print(f"kills {lib}: {kills(lib, directory, args.max_trials or 60, args.kills, seed)}", flush=True)
-        if args.only in (None, "share"):
-            for lib in libs:
-                print(f"share {lib}: {share(lib, directory, args.max_trials or 400, args.processes)}", flush=True)
+    server = None
+    if args.storage == "postgresql":
+        from hpt_async.testing.postgres import TemporaryPostgres
+
+        server = TemporaryPostgres()
+        server.start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            directory = Path(tmp)
+            if args.only in (None, "kills"):
+                for lib in libs:
+                    store = Store(directory, server, f"kills-{lib}")
+                    result = kills(lib, store, args.max_trials or 60, args.kills, seed)
+                    print(f"kills {lib}: {result}", flush=True)
+            if args.only in (None, "share"):
+                for lib in libs:
+                    store = Store(directory, server, f"share-{lib}")
+                    result = share(lib, store, args.max_trials or 400, args.processes)
+                    print(f"share {lib}: {result}", flush=True)
+    finally:
+        if server is not None:
+            server.stop()
     print(f"load average {os.getloadavg()}")
     return 0
 
