@@ -54,7 +54,6 @@ import math
 import os
 import socket
 import time
-import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -78,18 +77,26 @@ from ..exceptions import HptError
 from ..hookspecs import hookimpl
 from ..space import Space
 from ..trial import TrialRecord
-from .sqlite import (
+from ._rows import (
+    _COLUMNS,
+    _LOST_ERROR,
+    _STUDY_SUMMARY,
     _Codec,
-    _dump_attrs,
     _dump_direction,
-    _dump_schedule,
     _dump_values,
     _dumps,
     _group_reports,
     _load_direction,
     _loads,
     _record,
-    _summaries,
+    _records,
+    _report_rows,
+    _study_summaries,
+    _timing,
+    _trial_row,
+    _trial_summaries,
+    _warn_end_not_stored,
+    _warn_malformed,
 )
 
 if TYPE_CHECKING:  # asyncpg is imported when the first connection opens
@@ -108,10 +115,7 @@ log = logging.getLogger("hpt_async")
 
 T = TypeVar("T")
 
-DEFAULT_SYNC = 1.0
-DEFAULT_LEASE = 5.0
 DEFAULT_POOL = 8
-DEFAULT_TIMEOUT = 60.0
 DEFAULT_SCHEMA = "hpt_async"
 
 _OPTIONS = ("sync", "lease", "pool", "schema", "timeout")
@@ -334,10 +338,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 #: The layout this version writes; a database with a higher version is refused.
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_COLUMNS = (
-    "number, state, params, value, user_attrs, error, traceback, started, ended, retry_of, schedule, objective_values,"
-    " constraints"
-)
 _TRIAL_VALUES = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17"
 _INSERT_TRIAL = (
     "INSERT INTO trials (study_id, number, state, params, value, user_attrs, error, traceback, started, ended,"
@@ -369,7 +369,6 @@ _ORPHANED = (
 )
 # A reservation whose session is gone or whose lease ran out.
 _DEAD = f"NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = r.session AND s.expires >= {_NOW})"
-_LOST_ERROR = "LOST: the process running this trial stopped renewing its lease (it was killed or hung)"
 # Rows a reader has not seen: written by a transaction its previous snapshot did not see.
 _UNSEEN = (
     "study_id = $1 AND xid >= pg_snapshot_xmin($2::pg_snapshot) AND NOT pg_visible_in_snapshot(xid, $2::pg_snapshot)"
@@ -386,16 +385,6 @@ class PostgresStorageError(HptError, RuntimeError):
 
 
 # -- URLs -----------------------------------------------------------------------
-
-
-def _seconds(key: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"postgresql option {key}={text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"postgresql option {key} must be > 0 seconds, got {text!r}")
-    return value
 
 
 def parse_postgres_url(url: str) -> tuple[str, dict[str, str]]:
@@ -535,28 +524,7 @@ class PostgresSession(StudySession):
         return self._sid
 
     def _row(self, record: TrialRecord, key: str | None = None) -> tuple[Any, ...]:
-        value = record.value
-        if value is not None and math.isnan(value):
-            value = None
-        return (
-            self._study_id,
-            record.number,
-            record.state.value,
-            self._codec.encode(record.params),
-            value,
-            _dump_attrs(record.number, record.user_attrs),
-            record.error,
-            record.traceback,
-            record.started,
-            record.ended,
-            record.retry_of,
-            _dump_schedule(record.schedule, self._codec),
-            _dump_values(record.values),
-            _dump_values(record.constraints),
-            self._sid,
-            self._sid,
-            key,
-        )
+        return (*_trial_row(self._study_id, self._sid, record, self._codec), key)
 
     async def _call(self, what: str, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """``op(connection)`` on a pooled connection, shielded: a statement is never abandoned half way."""
@@ -681,12 +649,7 @@ class PostgresSession(StudySession):
         number = record.number
         if len(record.reports) > self._reported.get(number, 0):
             # Reports that did not go through trial_reported: written with the final record.
-            sid = self._study_id
-            several = record.report_values
-            reports = [
-                (sid, number, s, None if math.isnan(v) else v, _dump_values(several.get(s)))
-                for s, v in record.reports.items()
-            ]
+            reports = _report_rows(self._study_id, record)
 
             async def body(c: asyncpg.Connection) -> Any:
                 async with c.transaction():
@@ -701,14 +664,7 @@ class PostgresSession(StudySession):
         self._reserved.discard(number)
         self._reported.pop(number, None)
         if not stored:
-            log.warning(
-                "study storage %s: the end (%s) of trial %d is not stored: another tuner took this one for dead "
-                "(its lease ran out: raise 'lease') and marked the trial LOST (its retry runs it again), or gave "
-                "the budget this trial had reserved to a trial of its own",
-                self._storage.label,
-                record.state.value,
-                number,
-            )
+            _warn_end_not_stored(self._storage.label, record)
 
     async def trial_resumed(self, record: TrialRecord) -> bool | TrialRecord:
         number, sid, study_id = record.number, self._sid, self._study_id
@@ -817,7 +773,7 @@ class PostgresSession(StudySession):
                     study_id,
                     numbers,
                 )
-                return _decode(sorted(rows, key=lambda r: r[0]), rep, self._codec)
+                return _decode(study_id, sorted(rows, key=lambda r: r[0]), rep, self._codec)
 
         lost = await self._call("mark lost trials", body)
         if lost:
@@ -904,8 +860,8 @@ async def _changes(
                 [r[0] for r in rows],
             )
     if len(rows) > _DECODE_IN_THREAD:
-        return now, await anyio.to_thread.run_sync(_decode, rows, rep, codec)
-    return now, _decode(rows, rep, codec)
+        return now, await anyio.to_thread.run_sync(_decode, study_id, rows, rep, codec)
+    return now, _decode(study_id, rows, rep, codec)
 
 
 #: Above this many rows, records are decoded in a worker thread, so that the event loop stays free.
@@ -923,34 +879,12 @@ _SELECT_BRIEF = (
 _COUNT_REPORTS = "SELECT number, count(*), max(step) FROM reports WHERE study_id = $1 GROUP BY number"
 
 
-def _decode(rows: Sequence[Any], rep: Sequence[Any], codec: _Codec) -> list[TrialRecord]:
+def _decode(study_id: int, rows: Sequence[Any], rep: Sequence[Any], codec: _Codec) -> list[TrialRecord]:
     """Records of trial rows and their report rows; rows that do not decode are left out, with one warning."""
     bad: list[str] = []
-    good_reports = []
-    for r in rep:
-        try:
-            if r[3] is not None:
-                _loads(r[3])
-            good_reports.append(r)
-        except (TypeError, ValueError):
-            bad.append(f"the report of trial {r[0]} at step {r[1]}")
-    reports = _group_reports(good_reports)
-    out = []
-    for r in rows:
-        try:
-            out.append(_record(r, reports.get(r[0]), codec))
-        except (KeyError, TypeError, ValueError, IndexError):
-            bad.append(f"trial {r[0]}")
-    if bad:
-        from .. import exceptions
-
-        category = getattr(exceptions, "MalformedRowWarning", UserWarning)
-        warnings.warn(
-            f"PostgreSQL storage: left out {len(bad)} row(s) that do not decode: {', '.join(bad)}",
-            category,
-            stacklevel=3,
-        )
-    return out
+    records = _records(rows, _group_reports(rep, bad), codec, bad)
+    _warn_malformed(study_id, bad)
+    return records
 
 
 class _PostgresReader(StudyReader):
@@ -994,15 +928,8 @@ class _PostgresReader(StudyReader):
                     if not brief:
                         counts = await conn.fetch(_COUNT_REPORTS, self._study_id)
         bad: list[str] = []
-        summaries = await anyio.to_thread.run_sync(_summaries, rows, counts, self._codec, bad)
-        if bad:
-            from ..exceptions import MalformedRowWarning
-
-            warnings.warn(
-                f"PostgreSQL storage: left out {len(bad)} row(s) that do not decode: {', '.join(bad[:20])}",
-                MalformedRowWarning,
-                stacklevel=2,
-            )
+        summaries = await anyio.to_thread.run_sync(_trial_summaries, rows, counts, self._codec, bad)
+        _warn_malformed(self._study_id, bad)
         self._snapshot = now
         return summaries
 
@@ -1027,8 +954,8 @@ class _PostgresReader(StudyReader):
                         wanted,
                     )
         if len(rows) > _DECODE_IN_THREAD:
-            return await anyio.to_thread.run_sync(_decode, rows, rep, self._codec)
-        return _decode(rows, rep, self._codec)
+            return await anyio.to_thread.run_sync(_decode, self._study_id, rows, rep, self._codec)
+        return _decode(self._study_id, rows, rep, self._codec)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -1072,22 +999,7 @@ class PostgresStorage(Storage):
         self.schema = schema if schema is not None else options.get("schema", DEFAULT_SCHEMA)
         if schema is not None:
             parse_postgres_url(f"postgresql://x/y?schema={schema}")
-        given_sync = sync if sync is not None else (_seconds("sync", options["sync"]) if "sync" in options else None)
-        given_lease = (
-            lease if lease is not None else (_seconds("lease", options["lease"]) if "lease" in options else None)
-        )
-        for key, value in (("sync", given_sync), ("lease", given_lease), ("timeout", timeout)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
-                raise ValueError(f"postgresql option {key} must be a number of seconds > 0, got {value!r}")
-        self.lease = float(given_lease) if given_lease is not None else max(DEFAULT_LEASE, 2 * (given_sync or 0))
-        if given_sync is None:
-            given_sync = min(DEFAULT_SYNC, self.lease / 3)
-        self.sync_interval = float(given_sync)
-        if self.lease < 2 * self.sync_interval:
-            raise ValueError(
-                f"postgresql option lease ({self.lease:g} s) must be at least twice sync ({self.sync_interval:g} s): "
-                "a live session would otherwise be taken for dead"
-            )
+        self.sync_interval, self.lease, self.timeout = _timing("postgresql", options, sync, lease, timeout)
         if pool is None:
             text = options.get("pool", str(DEFAULT_POOL))
             try:
@@ -1097,9 +1009,6 @@ class PostgresStorage(Storage):
         if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
             raise ValueError(f"postgresql option pool must be a whole number >= 1, got {pool!r}")
         self.pool_size = pool
-        if timeout is None:
-            timeout = _seconds("timeout", options["timeout"]) if "timeout" in options else DEFAULT_TIMEOUT
-        self.timeout = float(timeout)
 
     def __repr__(self) -> str:
         return f"PostgresStorage({self.label!r}{', read-only' if self.read_only else ''})"
@@ -1364,28 +1273,8 @@ class PostgresStorage(Storage):
     async def _summaries(self, name: str | None) -> list[StudySummary]:
         async def body(c: asyncpg.Connection) -> list[StudySummary]:
             where, args = ("WHERE s.name = $1", [name]) if name is not None else ("", [])
-            rows = await c.fetch(
-                "SELECT s.name, s.direction, s.directions, s.space, s.created, s.settings, t.state,"
-                " COUNT(t.number) AS n FROM studies s"
-                f" LEFT JOIN trials t ON t.study_id = s.id {where}"
-                " GROUP BY s.id, t.state ORDER BY s.name",
-                *args,
-            )
-            out: dict[str, StudySummary] = {}
-            for sname, first, directions, space_text, created, settings, state, count in rows:
-                summary = out.get(sname)
-                if summary is None:
-                    summary = out[sname] = StudySummary(
-                        name=sname,
-                        direction=_load_direction(first, directions),
-                        space=_loads(space_text),
-                        counts={},
-                        created=created,
-                        settings=_loads(settings) if settings else {},
-                    )
-                if state is not None:
-                    summary.counts[state] = int(count)  # type: ignore[index]
-            return list(out.values())
+            rows = await c.fetch(f"{_STUDY_SUMMARY} {where} GROUP BY s.id, t.state ORDER BY s.name", *args)
+            return _study_summaries(rows)
 
         return await self._admin(body, missing=[])
 

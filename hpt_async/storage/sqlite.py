@@ -43,7 +43,6 @@ import random
 import socket
 import sqlite3
 import time
-import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -63,10 +62,32 @@ from ..contracts.storage import (
     check_direction,
     merge_settings,
 )
-from ..exceptions import MAX_STEP, HptError, MalformedRowWarning, ReportStepError
+from ..exceptions import MAX_STEP, HptError, ReportStepError
 from ..hookspecs import hookimpl
-from ..space import Choice, Space
-from ..trial import ScheduleEntry, TrialRecord, TrialState
+from ..space import Space
+from ..trial import TrialRecord
+from ._rows import (
+    _COLUMNS,
+    _LOST_ERROR,
+    _STUDY_SUMMARY,
+    _Codec,
+    _dump_direction,
+    _dump_values,
+    _dumps,
+    _group_reports,
+    _load_direction,
+    _loads,
+    _record,
+    _records,
+    _report_rows,
+    _Reports,
+    _study_summaries,
+    _timing,
+    _trial_row,
+    _trial_summaries,
+    _warn_end_not_stored,
+    _warn_malformed,
+)
 
 if TYPE_CHECKING:  # aiosqlite is imported when the first connection opens
     import aiosqlite
@@ -86,14 +107,8 @@ log = logging.getLogger("hpt_async")
 
 T = TypeVar("T")
 
-DEFAULT_SYNC = 1.0
-DEFAULT_LEASE = 5.0
-DEFAULT_TIMEOUT = 60.0
-
 _MAGIC = b"SQLite format 3\x00"
 _OPTIONS = ("synchronous", "sync", "lease", "timeout")
-_EMPTY: Mapping[Any, Any] = MappingProxyType({})
-_STATES = {s.value: s for s in TrialState}
 # Placeholders per IN (...) list, well below SQLite's limit on bound parameters.
 _CHUNK = 500
 
@@ -286,10 +301,6 @@ def _tables_of(version: int) -> frozenset[str]:
     return _TABLES_V1 if version < 2 else _TABLES_V2 if version < 5 else _TABLES
 
 
-_COLUMNS = (
-    "number, state, params, value, user_attrs, error, traceback, started, ended, retry_of, schedule, objective_values,"
-    " constraints"
-)
 _NEXT_SEQ = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM trials WHERE study_id = ?)"
 _INSERT_TRIAL = (
     "INSERT INTO trials (study_id, number, state, params, value, user_attrs, error, traceback, started, ended,"
@@ -315,7 +326,6 @@ _ORPHANED = (
     "study_id = ? AND state = 'running' AND session != ? AND NOT EXISTS "
     "(SELECT 1 FROM sessions s WHERE s.id = trials.session AND s.expires >= ?)"
 )
-_LOST_ERROR = "LOST: the process running this trial stopped renewing its lease (it was killed or hung)"
 
 
 class StorageFileError(HptError, ValueError):
@@ -333,16 +343,6 @@ class StorageBusyError(HptError, RuntimeError):
 
 
 # -- URLs -----------------------------------------------------------------------
-
-
-def _seconds(key: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"sqlite option {key}={text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"sqlite option {key} must be > 0 seconds, got {text!r}")
-    return value
 
 
 def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
@@ -376,197 +376,6 @@ def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
                 raise ValueError(f"sqlite option {key!r} is given twice in {url!r}")
             options[key] = value
     return path, options
-
-
-# -- encoding ---------------------------------------------------------------------
-
-
-def _json_default(obj: Any) -> Any:
-    """JSON for numpy scalars and arrays; anything else is not serialisable."""
-    for attr in ("tolist", "item"):
-        fn = getattr(obj, attr, None)
-        if callable(fn) and type(obj).__module__ == "numpy":
-            return fn()
-    raise TypeError(f"{type(obj).__name__} {obj!r} is not JSON-serialisable")
-
-
-_ENCODER = json.JSONEncoder(default=_json_default, ensure_ascii=False, separators=(",", ":"))
-
-
-def _dumps(obj: Any) -> str:
-    return _ENCODER.encode(obj)
-
-
-_RAW_DECODE = json.JSONDecoder().raw_decode
-
-
-def _loads(text: str) -> Any:
-    """JSON this module wrote (no surrounding whitespace: skips ``json.loads``' two regex scans)."""
-    return _RAW_DECODE(text)[0]
-
-
-def _dump_attrs(number: int, attrs: Mapping[str, Any]) -> str | None:
-    if not attrs:
-        return None
-    try:
-        return _dumps(dict(attrs))
-    except (TypeError, ValueError):
-        pass
-    out: dict[str, Any] = {}
-    for key, value in attrs.items():
-        try:
-            _dumps(value)
-            out[key] = value
-        except (TypeError, ValueError):
-            log.warning(
-                "trial %d: user attribute %r (%s) is not JSON-serialisable; its repr() is stored instead",
-                number,
-                key,
-                type(value).__name__,
-            )
-            try:
-                out[key] = repr(value)
-            except Exception:
-                out[key] = f"<unrepresentable {type(value).__name__}>"
-    return _dumps(out)
-
-
-class _Codec:
-    """Configurations to JSON and back: a Choice as its index, numbers as themselves."""
-
-    __slots__ = ("_choices", "_described")
-
-    def __init__(self, space: Space | None, description: Mapping[str, Any]) -> None:
-        # name -> the space's values (exact objects), and name -> their JSON descriptions.
-        self._choices: dict[str, Choice] = {}
-        if space is not None:
-            self._choices = {n: d for n, d in space.items() if isinstance(d, Choice)}
-        self._described: dict[str, list[Any]] = {
-            n: list(d.get("values", ())) for n, d in description.items() if d.get("type") == "choice"
-        }
-
-    def encode(self, params: Mapping[str, Any]) -> str:
-        choices = self._choices
-        if not choices:
-            return _dumps(dict(params))
-        return _dumps({k: choices[k].index(v) if k in choices else v for k, v in params.items()})
-
-    def decode(self, text: str) -> Mapping[str, Any]:
-        return self.decode_obj(_loads(text))
-
-    def decode_obj(self, raw: dict[str, Any]) -> Mapping[str, Any]:
-        for name, values in self._described.items():
-            if name in raw:
-                i = raw[name]
-                if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(values):
-                    continue  # not an index this layout wrote: left as stored
-                choice = self._choices.get(name)
-                raw[name] = choice.values[i] if choice is not None else values[i]
-        return MappingProxyType(raw)
-
-
-def _dump_schedule(schedule: Sequence[ScheduleEntry], codec: _Codec) -> str | None:
-    if not schedule:
-        return None
-    parts = [f"[{_dumps(e.step)},{codec.encode(e.params)},{_dumps(e.donor)}]" for e in schedule]
-    return "[" + ",".join(parts) + "]"
-
-
-def _load_schedule(text: str | None, codec: _Codec) -> tuple[ScheduleEntry, ...]:
-    if not text:
-        return ()
-    return tuple(ScheduleEntry(step, codec.decode_obj(params), donor) for step, params, donor in _loads(text))
-
-
-def _dump_values(values: Sequence[float] | None) -> str | None:
-    """Every objective's value as a JSON list, a non-finite one as a string (``"nan"``, ``"inf"``)."""
-    if values is None:
-        return None
-    return _dumps([float(v) if math.isfinite(v) else repr(float(v)) for v in values])
-
-
-def _load_values(text: str | None) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    return tuple(float(v) for v in _loads(text))
-
-
-def _record(row: Sequence[Any], grouped: _Reports | None, codec: _Codec) -> TrialRecord:
-    number, state, params, value, attrs, error, tb, started, ended, retry_of, schedule, values, constraints = row
-    reports, report_values = grouped or (None, None)
-    return TrialRecord(
-        number=number,
-        state=_STATES[state],
-        params=codec.decode(params),
-        value=value,
-        reports=MappingProxyType(dict(reports)) if reports else _EMPTY,
-        user_attrs=MappingProxyType(_loads(attrs)) if attrs else _EMPTY,
-        error=error,
-        traceback=tb,
-        started=started,
-        ended=ended,
-        retry_of=retry_of,
-        schedule=_load_schedule(schedule, codec),
-        values=_load_values(values),
-        report_values=MappingProxyType(report_values) if report_values else _EMPTY,
-        constraints=_load_values(constraints),
-    )
-
-
-# A trial's reports: {step: value}, and {step: values} for those that gave every objective's value.
-_Reports = tuple[dict[int, float], dict[int, tuple[float, ...]]]
-
-
-def _group_reports(rows: Iterable[Sequence[Any]], bad: list[str] | None = None) -> dict[int, _Reports]:
-    out: dict[int, _Reports] = {}
-    for number, step, value, values in rows:
-        try:
-            decoded = _load_values(values) if values is not None else None
-            fvalue = math.nan if value is None else float(value)
-        except (ValueError, TypeError, IndexError) as exc:
-            if bad is None:
-                raise
-            bad.append(f"the report of trial {number} at step {step} ({type(exc).__name__}: {exc})")
-            continue
-        reports, several = out.setdefault(number, ({}, {}))
-        reports[step] = fvalue
-        if decoded is not None:
-            several[step] = decoded
-    return out
-
-
-def _records(
-    rows: Iterable[Sequence[Any]], reports: dict[int, _Reports], codec: _Codec, bad: list[str]
-) -> list[TrialRecord]:
-    """The records of ``rows``; a row that does not decode is left out and described in ``bad``."""
-    out = []
-    for row in rows:
-        try:
-            out.append(_record(row, reports.get(row[0]), codec))
-        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-            bad.append(f"trial {row[0]!r} ({type(exc).__name__}: {exc})")
-    return out
-
-
-def _warn_malformed(study_id: int, bad: list[str]) -> None:
-    if bad:
-        shown = "; ".join(bad[:20]) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")
-        warnings.warn(
-            f"study #{study_id}: {len(bad)} malformed row(s) left out, the rest of the study was read: {shown}",
-            MalformedRowWarning,
-            stacklevel=2,
-        )
-
-
-def _dump_direction(direction: Direction) -> tuple[str, str | None]:
-    """``(direction, directions)`` columns: a tuple of directions also keeps its first in ``direction``."""
-    if isinstance(direction, str):
-        return direction, None
-    return direction[0], _dumps(list(direction))
-
-
-def _load_direction(first: str, directions: str | None) -> Direction:
-    return first if directions is None else tuple(_loads(directions))
 
 
 def _is_busy(exc: BaseException) -> bool:
@@ -795,28 +604,8 @@ class _SQLiteSession(StudySession):
         return self._sid
 
     def _row(self, record: TrialRecord) -> tuple[Any, ...]:
-        value = record.value
-        if value is not None and math.isnan(value):
-            value = None
-        return (
-            self._study_id,
-            record.number,
-            record.state.value,
-            self._codec.encode(record.params),
-            value,
-            _dump_attrs(record.number, record.user_attrs),
-            record.error,
-            record.traceback,
-            record.started,
-            record.ended,
-            record.retry_of,
-            _dump_schedule(record.schedule, self._codec),
-            _dump_values(record.values),
-            _dump_values(record.constraints),
-            self._sid,
-            self._sid,
-            self._study_id,
-        )
+        # The study id once more, for the change counter's subquery (_NEXT_SEQ).
+        return (*_trial_row(self._study_id, self._sid, record, self._codec), self._study_id)
 
     async def reserve(self) -> int:
         number = await self.reserve_within(None)
@@ -929,12 +718,7 @@ class _SQLiteSession(StudySession):
         number = record.number
         if len(record.reports) > self._reported.get(number, 0):
             # Reports that did not go through trial_reported: write them with the final record.
-            sid = self._study_id
-            several = record.report_values
-            reports = [
-                (sid, number, s, None if math.isnan(v) else v, _dump_values(several.get(s)))
-                for s, v in record.reports.items()
-            ]
+            reports = _report_rows(self._study_id, record)
 
             async def body(db: aiosqlite.Connection) -> list[Any]:
                 await db.executemany(_INSERT_REPORT, reports)
@@ -946,14 +730,7 @@ class _SQLiteSession(StudySession):
         self._reserved.discard(number)
         self._reported.pop(number, None)
         if not stored:
-            log.warning(
-                "study storage %s: the end (%s) of trial %d is not stored: another tuner took this one for dead "
-                "(its lease ran out: raise 'lease') and marked the trial LOST (its retry runs it again), or gave "
-                "the budget this trial had reserved to a trial of its own",
-                self._conn.path,
-                record.state.value,
-                number,
-            )
+            _warn_end_not_stored(self._conn.path, record)
 
     async def trial_resumed(self, record: TrialRecord) -> bool | TrialRecord:
         number, sid, study_id = record.number, self._sid, self._study_id
@@ -1175,80 +952,6 @@ _SELECT_BRIEF = (
 _COUNT_REPORTS = "SELECT number, COUNT(*), MAX(step) FROM reports WHERE study_id = ? GROUP BY number"
 
 
-def _summaries(
-    rows: Iterable[Sequence[Any]], counts: Iterable[Sequence[Any]] | None, codec: _Codec, bad: list[str]
-) -> list[TrialSummary]:
-    """Summaries of :data:`_SELECT_SUMMARIES` rows and their reports' counts (run in a worker thread).
-
-    ``counts`` ``None``: brief summaries of :data:`_SELECT_BRIEF` rows.  A
-    malformed row is left out and described in ``bad``.
-    """
-    import orjson  # a dependency; imported here so that the bare package does not load it
-
-    fast, error = orjson.loads, orjson.JSONDecodeError
-
-    def decode(text: str) -> Mapping[str, Any]:
-        try:
-            raw = fast(text)
-        except error:  # what orjson refuses (NaN, integers beyond 64 bits) the json module reads
-            raw = _loads(text)
-        return codec.decode_obj(raw)
-
-    reports = {number: (n, last) for number, n, last in counts} if counts is not None else {}
-    none = (0, None)
-    out = []
-    make = TrialSummary._make
-    states, load_values = _STATES, _load_values
-    for row in rows:
-        number = row[0]
-        try:
-            values, constraints = row[3], row[6]
-            values = load_values(values) if values is not None else None
-            constraints = load_values(constraints) if constraints is not None else None
-            if counts is None:
-                out.append(
-                    make(
-                        (
-                            number,
-                            states[row[1]],
-                            row[2],
-                            values,
-                            row[4],
-                            row[5],
-                            _EMPTY,
-                            0,
-                            None,
-                            None,
-                            None,
-                            constraints,
-                        )
-                    )
-                )
-                continue
-            n, last = reports.get(number, none)
-            out.append(
-                make(
-                    (
-                        number,
-                        states[row[1]],
-                        row[2],
-                        values,
-                        row[4],
-                        row[5],
-                        decode(row[7]),
-                        n,
-                        last,
-                        row[8],
-                        row[9],
-                        constraints,
-                    )
-                )
-            )
-        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-            bad.append(f"trial {number!r} ({type(exc).__name__}: {exc})")
-    return out
-
-
 def _decode_rows(rows: list[Any], rep: list[Any], codec: _Codec, bad: list[str]) -> list[TrialRecord]:
     """Records of trial rows and their report rows, ordered by number (run in a worker thread)."""
     rows.sort(key=lambda r: r[0])
@@ -1295,7 +998,7 @@ class _SQLiteReader(StudyReader):
 
         cursor, rows, counts = await conn.transaction(body, f"summarise study {self._study!r}", write=False)
         bad: list[str] = []
-        summaries = await anyio.to_thread.run_sync(_summaries, rows, counts, self._codec, bad)
+        summaries = await anyio.to_thread.run_sync(_trial_summaries, rows, counts, self._codec, bad)
         _warn_malformed(study_id, bad)
         self._cursor = cursor
         return summaries
@@ -1393,25 +1096,7 @@ class SQLiteStorage(Storage):
         if not isinstance(sync_text, str) or sync_text.lower() not in ("normal", "full"):
             raise ValueError(f"sqlite option synchronous must be 'normal' or 'full', got {sync_text!r}")
         self.synchronous = sync_text.upper()
-        given_sync = sync if sync is not None else (_seconds("sync", options["sync"]) if "sync" in options else None)
-        given_lease = (
-            lease if lease is not None else (_seconds("lease", options["lease"]) if "lease" in options else None)
-        )
-        for key, value in (("sync", given_sync), ("lease", given_lease), ("timeout", timeout)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
-                raise ValueError(f"sqlite option {key} must be a number of seconds > 0, got {value!r}")
-        self.lease = float(given_lease) if given_lease is not None else max(DEFAULT_LEASE, 2 * (given_sync or 0))
-        if given_sync is None:
-            given_sync = min(DEFAULT_SYNC, self.lease / 3)
-        self.sync_interval = float(given_sync)
-        if self.lease < 2 * self.sync_interval:
-            raise ValueError(
-                f"sqlite option lease ({self.lease:g} s) must be at least twice sync ({self.sync_interval:g} s): "
-                "a live session would otherwise be taken for dead"
-            )
-        if timeout is None:
-            timeout = _seconds("timeout", options["timeout"]) if "timeout" in options else DEFAULT_TIMEOUT
-        self.timeout = float(timeout)
+        self.sync_interval, self.lease, self.timeout = _timing("sqlite", options, sync, lease, timeout)
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({self.url!r}{', read_only=True' if self.read_only else ''})"
@@ -1801,26 +1486,10 @@ class SQLiteStorage(Storage):
                     return []
                 where, args = ("WHERE s.name = ?", (name,)) if name is not None else ("", ())
                 rows = await db.execute_fetchall(
-                    "SELECT s.name, s.direction, s.directions, s.space, s.created, s.settings, t.state,"
-                    " COUNT(t.number) FROM studies s "
-                    f"LEFT JOIN trials t ON t.study_id = s.id {where} GROUP BY s.id, t.state ORDER BY s.name",
+                    f"{_STUDY_SUMMARY} {where} GROUP BY s.id, t.state ORDER BY s.name",
                     args,
                 )
-                out: dict[str, StudySummary] = {}
-                for sname, first, directions, space_text, created, settings, state, count in rows:
-                    summary = out.get(sname)
-                    if summary is None:
-                        summary = out[sname] = StudySummary(
-                            name=sname,
-                            direction=_load_direction(first, directions),
-                            space=json.loads(space_text),
-                            counts={},
-                            created=created,
-                            settings=json.loads(settings) if settings else {},
-                        )
-                    if state is not None:
-                        summary.counts[state] = count  # type: ignore[index]
-                return list(out.values())
+                return _study_summaries(rows)
 
             return await conn.transaction(read, "list studies", write=False)
         finally:
