@@ -421,22 +421,53 @@ def objective(trial: hpt.SyncTrial) -> float:
     return trial.params["x"]
 
 
-async def test_load_study_and_the_cli_read_a_postgres_study(postgres_url: str, capsys: Any) -> None:
+async def test_load_study_and_every_cli_command_on_a_postgres_study(
+    postgres_url: str, capsys: Any, tmp_path: Any
+) -> None:
     with anyio.fail_after(HANG_GUARD):
         await hpt.Tuner(objective, SPACE, storage=postgres_url, study="cli", max_trials=4, seed=3, loggers=[]).run()
     loaded = await load_study_async(postgres_url, "cli")
     assert len(loaded.trials) == 4 and loaded.best is not None
-    code, out, err = await anyio.to_thread.run_sync(lambda: cli(capsys, "studies", "--storage", postgres_url))
+
+    async def run(*argv: str) -> tuple[int, str, str]:
+        return await anyio.to_thread.run_sync(lambda: cli(capsys, *argv))
+
+    code, out, err = await run("studies", "--storage", postgres_url)
     assert code == 0, err
     assert "cli" in out and "4" in out
-    code, out, err = await anyio.to_thread.run_sync(lambda: cli(capsys, "best", "cli", "--storage", postgres_url))
+    code, out, err = await run("trials", "cli", "--storage", postgres_url)
     assert code == 0, err
-    assert f"{loaded.best.value:.6g}"[:4] in out
-    code, out, err = await anyio.to_thread.run_sync(
-        lambda: cli(capsys, "export", "cli", "--storage", postgres_url, "--format", "json")
-    )
+    lines = out.splitlines()
+    assert lines[0].split() == ["NUMBER", "STATE", "VALUE", "SECONDS", "PARAMS"]
+    assert [line.split()[:2] for line in lines[1:]] == [[str(n), "complete"] for n in range(4)]
+    assert "x=" in lines[1] and "kind=" in lines[1]
+    code, out, err = await run("trials", "cli", "--storage", postgres_url, "--limit", "2")
+    assert code == 0 and [line.split()[0] for line in out.splitlines()[1:]] == ["2", "3"], err
+    code, out, err = await run("trials", "cli", "--storage", postgres_url, "--state", "failed")
+    assert code == 0 and "no trials in state failed" in out, err
+    code, out, err = await run("best", "cli", "--storage", postgres_url)
+    assert code == 0, err
+    assert f"best:      trial {loaded.best.number}" in out and f"value:     {loaded.best.value!r}" in out
+    code, out, err = await run("export", "cli", "--storage", postgres_url, "--format", "json")
     assert code == 0, err
     assert out.count('"number"') == 4
+    code, out, err = await run("export", "cli", "--storage", postgres_url, "--format", "csv")
+    assert code == 0 and len(out.strip().splitlines()) == 5, err
+    report = tmp_path / "report.html"
+    code, out, err = await run("report", "cli", "--storage", postgres_url, "-o", str(report))
+    assert code == 0 and err == "", err
+    assert out.strip() == f"wrote the report of study cli (4 trials: 4 complete) to {report}"
+    html = report.read_text(encoding="utf-8")
+    assert "<h1>cli" in html and 'data-chart="history"' in html and 'data-chart="intermediate"' in html
+    code, out, err = await run("trials", "nope", "--storage", postgres_url)
+    assert code != 0 and "no study named 'nope'" in err
+    code, out, err = await run("migrate", "--storage", postgres_url)
+    assert code == 0, err
+    code, out, err = await run("rename", "cli", "cli2", "--storage", postgres_url)
+    assert code == 0, err
+    code, out, err = await run("delete", "cli2", "--storage", postgres_url, "--yes")
+    assert code == 0, err
+    assert await PostgresStorage(postgres_url).studies() == []
     with pytest.raises(StudyNotFound):
         await load_study_async(postgres_url, "missing")
 
