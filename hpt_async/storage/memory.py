@@ -17,6 +17,7 @@ from ..contracts.storage import (
     check_direction,
     merge_settings,
 )
+from ..exceptions import MAX_STEP, ReportStepError
 from ..hookspecs import hookimpl
 from ..space import Space
 from ..trial import TrialRecord, TrialState
@@ -181,6 +182,8 @@ class _MemorySession(StudySession):
     async def trial_reported(
         self, number: int, step: int, value: float, values: tuple[float, ...] | None = None
     ) -> None:
+        if not 0 <= step <= MAX_STEP:
+            raise ReportStepError(f"trial {number}: report step {step} does not fit a signed 64-bit integer")
         study = self._study
         live = study.reported.get(number)
         if live is not None:

@@ -73,7 +73,7 @@ from ..contracts.storage import (
     check_direction,
     merge_settings,
 )
-from ..exceptions import HptError
+from ..exceptions import MAX_STEP, HptError, ReportStepError
 from ..hookspecs import hookimpl
 from ..space import Space
 from ..trial import TrialRecord
@@ -639,6 +639,8 @@ class PostgresSession(StudySession):
     async def trial_reported(
         self, number: int, step: int, value: float, values: tuple[float, ...] | None = None
     ) -> None:
+        if not 0 <= step <= MAX_STEP:
+            raise ReportStepError(f"trial {number}: report step {step} does not fit a signed 64-bit integer")
         stored = None if math.isnan(value) else value
         row = (self._study_id, number, step, stored, _dump_values(values))
         await self._call("store a report", lambda c: c.execute(_INSERT_REPORT, *row))

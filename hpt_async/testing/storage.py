@@ -46,7 +46,7 @@ import anyio
 import pytest
 
 from ..contracts.storage import Storage, StudyNotFound, StudySummary
-from ..exceptions import MAX_STEP
+from ..exceptions import MAX_STEP, ReportStepError
 from ..space import Choice, Float, Int, Space
 from ..trial import TrialRecord, TrialState
 
@@ -250,6 +250,20 @@ class StorageContract:
             await session.close()
         (loaded,) = await storage.load("s", space=SPACE)
         assert dict(loaded.reports) == {MAX_STEP: 2.0}
+
+    async def test_a_report_step_beyond_64_bits_is_refused(self, storage: Storage) -> None:
+        session = await storage.open("s", direction="minimize", space=SPACE)
+        try:
+            n = await session.reserve()
+            await session.trial_created(running(n))
+            for step in (MAX_STEP + 1, -1):
+                with pytest.raises(ReportStepError, match="64-bit"):
+                    await session.trial_reported(n, step, 1.0)
+            await session.trial_ended(ended(n, 1.0))
+        finally:
+            await session.close()
+        (loaded,) = await storage.load("s", space=SPACE)
+        assert dict(loaded.reports) == {}
 
     async def test_every_objective_value_round_trips(self, storage: Storage) -> None:
         directions = ("minimize", "maximize", "minimize")
