@@ -112,6 +112,35 @@ async def test_the_first_open_makes_the_schema_with_its_version_and_indexes(post
         await c.close()
 
 
+async def test_a_schema_of_version_1_is_migrated_with_its_trials(postgres_url: str, monkeypatch: Any) -> None:
+    from hpt_async.storage import postgres
+
+    storage = PostgresStorage(postgres_url)
+    with monkeypatch.context() as m:  # the layout an hpt-async of schema version 1 wrote
+        m.setattr(postgres, "MIGRATIONS", MIGRATIONS[:1])
+        m.setattr(postgres, "SCHEMA_VERSION", 1)
+        old = await storage.open("s", direction="minimize", space=SPACE)
+        for value in (1.0, 2.0):
+            n = await old.reserve_within(3)
+            assert n is not None
+            await old.trial_created(running(n))
+            await old.trial_ended(ended(n, value))
+        await old.close()
+    c = await raw(postgres_url)
+    try:
+        assert await c.fetchval("SELECT version FROM schema_version") == 1
+        new = await storage.open("s", direction="minimize", space=SPACE)
+        try:
+            assert await c.fetchval("SELECT version FROM schema_version") == SCHEMA_VERSION
+            assert [(r.number, r.value) for r in new.history] == [(0, 1.0), (1, 2.0)]
+            assert await new.reserve_within(3) == 2  # the counts kept by version 1 carry over
+            assert await new.reserve_within(3) is None
+        finally:
+            await new.close()
+    finally:
+        await c.close()
+
+
 async def test_a_newer_schema_is_refused(postgres_url: str) -> None:
     storage = PostgresStorage(postgres_url)
     await (await storage.open("s", direction="minimize", space=SPACE)).close()
