@@ -127,7 +127,7 @@ async def main():
     errors = 0
     try:
         await hpt.Tuner(objective, {"x": hpt.Float(0.0, 1.0)}, storage=url, study="random", concurrency=4,
-                        max_trials=n, loggers=[], seed=seed).run()
+                        max_trials=n, loggers=[], seed=seed, strategy="random").run()
         await hpt.Tuner(objective, {"a": hpt.Int(0, 7), "b": hpt.Int(0, 4)}, strategy={"name": "grid", "points": 8},
                         storage=url, study="grid", concurrency=3, loggers=[], seed=seed).run()
     except Exception as exc:

@@ -90,6 +90,7 @@ def run_hpt(url: str, n: int, concurrency: int, windows: _Windows | None = None,
             concurrency=concurrency,
             max_trials=n,
             seed=0,
+            strategy="random",  # as Optuna's RandomSampler (the default strategy, auto, is model-based)
         )
         result = await tuner.run()
         elapsed = time.perf_counter() - t0
@@ -126,7 +127,14 @@ def worker(url: str, study: str, max_trials: int) -> int:
 
     async def main() -> None:
         tuner = hpt.Tuner(
-            hpt_objective, SPACE, storage=url, study=study, loggers=[], max_trials=max_trials, seed=os.getpid()
+            hpt_objective,
+            SPACE,
+            storage=url,
+            study=study,
+            loggers=[],
+            max_trials=max_trials,
+            seed=os.getpid(),
+            strategy="random",
         )
         await tuner.run()
 

@@ -92,6 +92,7 @@ def run_hpt(path: Path, n: int, concurrency: int, windows: _Windows | None = Non
             concurrency=concurrency,
             max_trials=n,
             seed=0,
+            strategy="random",  # as Optuna's RandomSampler (the default strategy, auto, is model-based)
         )
         result = await tuner.run()
         elapsed = time.perf_counter() - t0
@@ -163,6 +164,7 @@ def worker(lib: str, path: str, n: int) -> int:
                 loggers=[],
                 max_trials=2 * n,
                 seed=os.getpid(),
+                strategy="random",
             )
             result = await tuner.run()
             return result.count(hpt.TrialState.COMPLETE)
