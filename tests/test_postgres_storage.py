@@ -307,6 +307,22 @@ async def test_a_session_hears_of_another_sessions_trials_at_once(postgres_url: 
         await b.close()
 
 
+async def test_a_session_is_not_woken_by_its_own_writes(postgres_url: str) -> None:
+    storage = PostgresStorage(f"{postgres_url}&sync=20&lease=60")
+    a = await storage.open("s", direction="minimize", space=SPACE)
+    b = await storage.open("s", direction="minimize", space=SPACE)
+    try:
+        n = await a.reserve()
+        await a.trial_created(running(n))
+        await a.trial_ended(ended(n, 1.0))
+        with anyio.fail_after(10):
+            assert await b.wait_changed(9) is True  # type: ignore[attr-defined]
+        assert await a.wait_changed(0.3) is False  # type: ignore[attr-defined]
+    finally:
+        await a.close()
+        await b.close()
+
+
 class Spy(hpt.RandomStrategy):
     """Random search that sets ``heard`` when it is told of a trial its own tuner did not run."""
 

@@ -332,6 +332,31 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         END $$
         """,
         "CREATE TRIGGER trials_within_budget BEFORE INSERT ON trials FOR EACH ROW EXECUTE FUNCTION hpt_within_budget()",
+        # Notifications name the session that wrote ("<writer> <number>"), so that a tuner is not woken by its own.
+        """
+        CREATE OR REPLACE FUNCTION hpt_trial_state() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            was integer := 0;
+            now_counted integer := 0;
+        BEGIN
+            IF TG_OP = 'UPDATE' AND OLD.state NOT IN ('lost', 'cancelled') THEN
+                was := 1;
+            END IF;
+            IF NEW.state NOT IN ('lost', 'cancelled') THEN
+                now_counted := 1;
+            END IF;
+            IF was <> now_counted THEN
+                UPDATE studies SET used = used + now_counted - was WHERE id = NEW.study_id;
+            END IF;
+            IF TG_OP = 'INSERT' THEN
+                DELETE FROM reservations WHERE study_id = NEW.study_id AND number = NEW.number;
+            END IF;
+            IF TG_OP = 'INSERT' OR OLD.state IS DISTINCT FROM NEW.state THEN
+                PERFORM pg_notify('hpt_' || TG_TABLE_SCHEMA || '_' || NEW.study_id, NEW.writer || ' ' || NEW.number);
+            END IF;
+            RETURN NULL;
+        END $$
+        """,
     ),
 )
 
@@ -452,12 +477,16 @@ class _Listener:
     #: Seconds between two returns of :meth:`wait` that report a notification.
     GAP = 0.05
 
-    def __init__(self) -> None:
+    def __init__(self, session: int | None = None) -> None:
         self.conn: asyncpg.Connection | None = None
         self._event = anyio.Event()
         self._last = -math.inf
+        #: Notifications of this session's own writes (payload ``"<session> <number>"``) do not wake it.
+        self._own = f"{session} " if session is not None else None
 
-    def _notified(self, *args: Any) -> None:
+    def _notified(self, connection: Any, pid: int, channel: str, payload: str) -> None:
+        if self._own is not None and payload.startswith(self._own):
+            return
         self._event.set()
 
     async def start(self, connect: Callable[[], Awaitable[asyncpg.Connection]], channel: str) -> None:
@@ -1200,7 +1229,7 @@ class PostgresStorage(Storage):
                 await c.close()
             raise
         await c.close()
-        listener = _Listener()
+        listener = _Listener(int(sid))
         pool = None
         try:
             with anyio.CancelScope(shield=True):
