@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import anyio
@@ -24,10 +23,10 @@ from hpt_async.storage import StorageBusyError, StorageFileError, StudyNotFound
 from hpt_async.storage.memory import MemoryStorage
 from hpt_async.storage.sqlite import SQLiteStorage
 from hpt_async.studies import load_study_async
+from hpt_async.testing.storage import SPACE, ended, running
 
 pytestmark = pytest.mark.anyio
 
-SPACE = hpt.Space({"x": hpt.Float(0.0, 1.0), "kind": hpt.Choice(["a", ("b", 2)])})
 RUN1 = {"seed": 123, "strategy": {"name": "bayes", "n_initial": 8}, "pruner": {"name": "asha"}}
 
 
@@ -36,27 +35,6 @@ def storage(request: Any, tmp_path: Path) -> Storage:
     if request.param == "memory":
         return MemoryStorage()
     return SQLiteStorage(f"sqlite:///{tmp_path / 'v2.db'}")
-
-
-def running(number: int, reports: dict[int, float] | None = None) -> hpt.TrialRecord:
-    """A RUNNING record whose reports are a live view of ``reports``, as a tuner makes them."""
-    live = MappingProxyType(reports if reports is not None else {})
-    return hpt.TrialRecord(number, hpt.TrialState.RUNNING, {"x": 0.5, "kind": ("b", 2)}, reports=live, started=1.0)
-
-
-def ended(
-    number: int, value: float, values: tuple[float, ...] | None = None, reports: dict[int, float] | None = None
-) -> hpt.TrialRecord:
-    return hpt.TrialRecord(
-        number,
-        hpt.TrialState.COMPLETE,
-        {"x": 0.5, "kind": ("b", 2)},
-        value=value,
-        values=values,
-        reports=MappingProxyType(dict(reports or {})),
-        started=1.0,
-        ended=2.0,
-    )
 
 
 async def add_trial(session: Any, value: float, values: tuple[float, ...] | None = None) -> int:
@@ -79,26 +57,12 @@ def test_merge_settings_copies_what_it_is_given() -> None:
 # -- several objectives ------------------------------------------------------------------------------
 
 
-async def test_every_objective_value_round_trips(storage: Storage) -> None:
+async def test_load_study_of_several_objectives_has_best_trials_and_no_best(storage: Storage) -> None:
     directions = ("minimize", "maximize", "minimize")
     session = await storage.open("multi", direction=list(directions), space=SPACE)
     a = await add_trial(session, 1.5, (1.5, -2.0, 3.25))
     b = await add_trial(session, 0.5, (0.5, math.inf, math.nan))
     await session.close()
-
-    loaded = {r.number: r for r in await storage.load("multi", space=SPACE)}
-    assert loaded[a].values == (1.5, -2.0, 3.25) and loaded[a].value == 1.5
-    assert loaded[b].values is not None and loaded[b].values[:2] == (0.5, math.inf) and math.isnan(loaded[b].values[2])
-    summary = await storage.summary("multi")
-    assert summary.direction == directions
-
-    reopened = await storage.open("multi", direction=directions, space=SPACE)
-    assert reopened.history[0].values == (1.5, -2.0, 3.25)
-    await reopened.close()
-    for wrong in ("minimize", ("minimize", "maximize"), ("maximize", "maximize", "minimize")):
-        with pytest.raises(ValueError, match="direction"):
-            await storage.open("multi", direction=wrong, space=SPACE)
-
     study = await load_study_async(storage, "multi", SPACE)
     assert study.direction == directions and [t.number for t in study.best_trials] == [a, b]
     with pytest.raises(hpt.SeveralObjectivesError, match="best_trials"):

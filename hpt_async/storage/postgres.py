@@ -124,6 +124,42 @@ _NOW = "extract(epoch FROM clock_timestamp())::float8"
 # A key of pg_advisory_xact_lock for migrations (any fixed 64-bit number; "hpt-asyn" in ASCII).
 _MIGRATION_LOCK = 0x6870742D6173796E
 
+
+def _trial_state_function(create: str, payload: str) -> str:
+    """The trigger function that counts a study's budget units and notifies listeners of a trial's change.
+
+    ``payload`` is the SQL of the notification's text (step 1: the trial's number; step 2: the writing
+    session and the number).
+    """
+    return _TRIAL_STATE.replace("{create}", create).replace("{payload}", payload)
+
+
+_TRIAL_STATE = """
+        {create} FUNCTION hpt_trial_state() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            was integer := 0;
+            now_counted integer := 0;
+        BEGIN
+            IF TG_OP = 'UPDATE' AND OLD.state NOT IN ('lost', 'cancelled') THEN
+                was := 1;
+            END IF;
+            IF NEW.state NOT IN ('lost', 'cancelled') THEN
+                now_counted := 1;
+            END IF;
+            IF was <> now_counted THEN
+                UPDATE studies SET used = used + now_counted - was WHERE id = NEW.study_id;
+            END IF;
+            IF TG_OP = 'INSERT' THEN
+                DELETE FROM reservations WHERE study_id = NEW.study_id AND number = NEW.number;
+            END IF;
+            IF TG_OP = 'INSERT' OR OLD.state IS DISTINCT FROM NEW.state THEN
+                PERFORM pg_notify('hpt_' || TG_TABLE_SCHEMA || '_' || NEW.study_id, {payload});
+            END IF;
+            RETURN NULL;
+        END $$
+"""
+
+
 # The schema as numbered migrations: step k brings a schema from version k - 1 to k (0: no tables).
 # A change of layout appends a step and never edits one that databases have run.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -233,30 +269,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " FOR EACH ROW EXECUTE FUNCTION hpt_touch_trial()",
         # studies.used: the trials that count toward a budget (every state but LOST and CANCELLED);
         # a new trial ends the reservation of its number.  Listeners hear of every change of state.
-        """
-        CREATE FUNCTION hpt_trial_state() RETURNS trigger LANGUAGE plpgsql AS $$
-        DECLARE
-            was integer := 0;
-            now_counted integer := 0;
-        BEGIN
-            IF TG_OP = 'UPDATE' AND OLD.state NOT IN ('lost', 'cancelled') THEN
-                was := 1;
-            END IF;
-            IF NEW.state NOT IN ('lost', 'cancelled') THEN
-                now_counted := 1;
-            END IF;
-            IF was <> now_counted THEN
-                UPDATE studies SET used = used + now_counted - was WHERE id = NEW.study_id;
-            END IF;
-            IF TG_OP = 'INSERT' THEN
-                DELETE FROM reservations WHERE study_id = NEW.study_id AND number = NEW.number;
-            END IF;
-            IF TG_OP = 'INSERT' OR OLD.state IS DISTINCT FROM NEW.state THEN
-                PERFORM pg_notify('hpt_' || TG_TABLE_SCHEMA || '_' || NEW.study_id, NEW.number::text);
-            END IF;
-            RETURN NULL;
-        END $$
-        """,
+        _trial_state_function("CREATE", "NEW.number::text"),
         "CREATE TRIGGER trials_state AFTER INSERT OR UPDATE OF state ON trials"
         " FOR EACH ROW EXECUTE FUNCTION hpt_trial_state()",
         # A number within the study's budget, as one call (see PostgresSession.reserve_within).
@@ -333,30 +346,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE TRIGGER trials_within_budget BEFORE INSERT ON trials FOR EACH ROW EXECUTE FUNCTION hpt_within_budget()",
         # Notifications name the session that wrote ("<writer> <number>"), so that a tuner is not woken by its own.
-        """
-        CREATE OR REPLACE FUNCTION hpt_trial_state() RETURNS trigger LANGUAGE plpgsql AS $$
-        DECLARE
-            was integer := 0;
-            now_counted integer := 0;
-        BEGIN
-            IF TG_OP = 'UPDATE' AND OLD.state NOT IN ('lost', 'cancelled') THEN
-                was := 1;
-            END IF;
-            IF NEW.state NOT IN ('lost', 'cancelled') THEN
-                now_counted := 1;
-            END IF;
-            IF was <> now_counted THEN
-                UPDATE studies SET used = used + now_counted - was WHERE id = NEW.study_id;
-            END IF;
-            IF TG_OP = 'INSERT' THEN
-                DELETE FROM reservations WHERE study_id = NEW.study_id AND number = NEW.number;
-            END IF;
-            IF TG_OP = 'INSERT' OR OLD.state IS DISTINCT FROM NEW.state THEN
-                PERFORM pg_notify('hpt_' || TG_TABLE_SCHEMA || '_' || NEW.study_id, NEW.writer || ' ' || NEW.number);
-            END IF;
-            RETURN NULL;
-        END $$
-        """,
+        _trial_state_function("CREATE OR REPLACE", "NEW.writer || ' ' || NEW.number"),
     ),
 )
 
