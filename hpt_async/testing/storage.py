@@ -26,7 +26,13 @@ promises beyond the basics:
 
 A ``short_lease_storage`` fixture (a storage on the same backing store
 whose sessions' leases expire within a second) turns on the tests of LOST
-trials; by default they skip.
+trials; by default they skip.  The tests of the exactness calls
+(``reserve_within``, ``release``, ``trial_created_once``,
+``trial_created_retry``) run when the backend's sessions declare
+``exact``; those of what only a durable store promises (numbers given
+back, trials of a closed session claimed, deletion refused while a tuner
+has the study open) when the storage is ``durable``.  The last tests run a
+:class:`~hpt_async.Tuner` on the storage.
 
 hpt-async runs this suite against its memory, SQLite and PostgreSQL
 storages (``tests/test_storage_conformance.py``).
