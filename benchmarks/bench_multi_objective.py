@@ -6,9 +6,13 @@ Subcommands (``--help`` on each lists its options):
   objectives, d = 6), Fonseca-Fleming (d = 2), Kursawe (d = 3), ZDT1 and
   DTLZ2 at d = 10, and DTLZ2 with two objectives (d = 4), minimised.
   Methods: ``hpt-random``, ``hpt-evolution`` (NSGA-II selection),
-  ``hpt-tpe`` (multi-objective TPE), ``hpt-auto``, Optuna's
-  ``NSGAIISampler`` and ``TPESampler`` (both with their defaults) and
+  ``hpt-tpe`` (multi-objective TPE), ``hpt-bayes`` (one GP per objective,
+  log EHVI), ``hpt-auto``, Optuna's ``NSGAIISampler``, ``TPESampler``,
+  ``GPSampler`` (``optuna-gp``: log EHVI; needs torch; slow, so choose
+  ``--methods`` and ``--trials`` to fit), all with their defaults, and
   ``RandomSampler``; each run has ``--trials`` sequential trials.  The
+  table ends with each method's wall time per trial relative to the first
+  method's (whole runs, objective included; it is cheap).  The
   figure is the hypervolume of each run's final front against a fixed
   reference point per problem (see ``PROBLEMS``), computed by
   ``hpt.hypervolume`` (tested against Optuna's own).  Larger is better.
@@ -121,10 +125,12 @@ SYNTHETIC_METHODS = (
     "hpt-random",
     "hpt-evolution",
     "hpt-tpe",
+    "hpt-bayes",
     "hpt-auto",
     "optuna-nsga2",
     "optuna-tpe",
     "optuna-random",
+    "optuna-gp",
 )
 
 
@@ -150,6 +156,7 @@ def run_synthetic(problem: str, method: str, seed: int, trials: int) -> list[tup
         "optuna-nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
         "optuna-tpe": lambda: optuna.samplers.TPESampler(seed=seed),
         "optuna-random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "optuna-gp": lambda: optuna.samplers.GPSampler(seed=seed),
     }[method]()
     study = optuna.create_study(directions=["minimize"] * m, sampler=sampler)
     study.optimize(lambda t: f([t.suggest_float(f"x{i}", 0.0, 1.0) for i in range(dim)]), n_trials=trials)
@@ -175,6 +182,7 @@ def cmd_synthetic(args: argparse.Namespace) -> None:
                     fh.write(json.dumps(row) + "\n")
                 print(f"{problem:6s} seed {seed:3d} {method:14s} hv {hv:9.4f} {seconds:6.2f} s", flush=True)
     report(rows, "problem", args.methods)
+    times(rows, args.methods)
 
 
 # -- the real model ---------------------------------------------------------------------------------
@@ -357,6 +365,14 @@ def report(rows: list[dict[str, Any]], group: str, methods: Sequence[str]) -> No
             cells.append(f"{statistics.mean(hv):.4f} ± {sd:.4f} ({ratio:.3f})")
         wins = ", ".join(f"{m} {sum(by[(m, s)] > by[(anchor, s)] for s in seeds)}/{len(seeds)}" for m in methods[1:])
         print(f"| {g} | " + " | ".join(cells) + f" | {wins} |")
+
+
+def times(rows: list[dict[str, Any]], methods: Sequence[str]) -> None:
+    """Each method's wall time per trial, and its ratio to the first method's, over all the rows."""
+    anchor = methods[0]
+    per = {m: statistics.mean(r["seconds"] / r["trials"] for r in rows if r["method"] == m) for m in methods}
+    print()
+    print("time per trial: " + ", ".join(f"{m} {per[m]:.4f} s ({per[m] / per[anchor]:.3f})" for m in methods))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,8 @@
 
 Runs seeded single-objective studies (``evolution``; ``tpe`` alone and with
 ``asha``; ``random`` with ``asha``, ``hyperband`` and ``median``; 120 trials
-each, reports at nine steps) and
+each; ``bayes`` alone and with ``asha``, 40 trials each; reports at nine
+steps) and
 prints, per study, a hash of every trial's state, value and configuration in
 order.  Two versions that print the same hashes made the same decisions trial
 by trial, so their search quality on these studies is the same::
@@ -40,8 +41,11 @@ def main() -> None:
         ("random", "asha"),
         ("random", "hyperband"),
         ("random", "median"),
+        ("bayes", None),
+        ("bayes", "asha"),
     ]:
-        tuner = hpt.Tuner(objective, SPACE, strategy=strategy, pruner=pruner, max_trials=120, seed=5, loggers=[])
+        trials = 40 if strategy == "bayes" else 120
+        tuner = hpt.Tuner(objective, SPACE, strategy=strategy, pruner=pruner, max_trials=trials, seed=5, loggers=[])
         result = anyio.run(tuner.run)
         trials = [(t.state.value, t.value, sorted(t.params.items())) for t in result.trials]
         print(f"{strategy}+{pruner}: {hashlib.sha1(json.dumps(trials).encode()).hexdigest()[:12]}")

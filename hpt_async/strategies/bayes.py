@@ -55,6 +55,16 @@ too, and suggestions keep the last fitted ones meanwhile.  When the pool
 runs dry first, workers get the last acquisition's spare candidates, and
 the strategy says so in ``study.notes`` (the console prints it) and in one
 warning.  See docs/strategies.md, "Many workers at once".
+
+Several objectives, or constraints (``trial.set_constraints``) with one
+objective or several: one GP per objective and one per constraint (the
+hyperparameters of each fitted on the schedule above, in the thread that
+makes the suggestion), and the acquisition is log expected hypervolume
+improvement over the feasible front times the probability of feasibility,
+or that probability alone while no trial is feasible (see ``_ehvi``).
+Running trials are conditioned on as a kriging believer, and batches for
+many workers come from the same pool as above.  Intermediate reports are
+not modelled then: PRUNED and FAILED trials are avoided points.
 """
 
 from __future__ import annotations
@@ -63,12 +73,13 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio.to_thread
 import numpy as np
 
 from ..hookspecs import hookimpl
+from ..trial import TrialState
 from ._encoding import Encoder
 from ._model import ModelStrategy, one_blas_thread
 
@@ -102,6 +113,11 @@ def default_initial(space_size: int) -> int:
 class BayesStrategy(ModelStrategy):
     """Gaussian-process Bayesian optimisation with log expected improvement.
 
+    With several objectives, or with constraints, one GP per objective and
+    per constraint, and log expected hypervolume improvement times the
+    probability of feasibility (see the module docstring and
+    docs/strategies.md).
+
     Options (all have working defaults):
 
     * ``n_initial``: trials of the quasi-random initial design (default: the
@@ -127,6 +143,7 @@ class BayesStrategy(ModelStrategy):
     """
 
     name = "bayes"
+    multi_objective = True
 
     def __init__(
         self,
@@ -195,8 +212,18 @@ class BayesStrategy(ModelStrategy):
         self.background_fits = 0
         self._noted = 0
         self._warned = False
+        # Several objectives or constraints: every COMPLETE trial's values and constraints, by number.
+        self._outcomes: dict[int, tuple[tuple[float, ...], tuple[float, ...] | None]] = {}
+        self._n_constraints = 0  # constraints per trial (0: none seen)
+        self._multi_mode = False  # the last suggestion used the models of several outcomes
+        self._thetas: list[np.ndarray] | None = None  # their hyperparameters, objectives then constraints
+        self._mfit_n = self._mrestart_n = 0
 
     def _reset(self) -> None:
+        self._outcomes = {}
+        self._n_constraints = 0
+        self._thetas = None
+        self._mfit_n = self._mrestart_n = 0
         self._theta = None
         self._fit_n = self._restart_n = 0
         self._gp = None
@@ -205,9 +232,59 @@ class BayesStrategy(ModelStrategy):
 
     def _level_changed(self) -> None:
         self._fit_n = self._restart_n = 0  # other values: refit at the next suggestion (warm-started)
+        self._mfit_n = self._mrestart_n = 0
         self._gp = None
         self._job = None
         self._acq, self._pool, self._spares = None, [], []
+
+    def _learn(self, record: TrialRecord) -> None:
+        super()._learn(record)
+        number = record.number
+        self._outcomes.pop(number, None)
+        if record.state is not TrialState.COMPLETE or not record.params:
+            return
+        values = record.values if record.values is not None else (record.value,)
+        if any(v is None or not math.isfinite(v) for v in values):
+            return
+        constraints = record.constraints
+        if constraints is not None and not self._n_constraints:
+            self._n_constraints = len(constraints)
+        self._outcomes[number] = (tuple(float(v) for v in values), constraints)
+
+    def _several(self, study: StudyView) -> bool:
+        """Whether suggestions model several outcomes (several objectives, or constraints)."""
+        multi = len(study.directions) > 1 or self._n_constraints > 0
+        if multi != self._multi_mode:
+            self._multi_mode = multi
+            self._level_changed()  # another model: the pool and the fits of the other one are dropped
+        return multi
+
+    def _outcome_data(self, study: StudyView, number: int) -> tuple[np.ndarray, _Outcomes, list[Any], np.ndarray]:
+        """Configurations, losses and constraints of the COMPLETE trials; running trials; avoided points.
+
+        Trials without the study's number of constraints are left out (a
+        COMPLETE trial has them all: the tuner fails a trial that gives
+        another number).
+        """
+        enc = self._enc
+        assert enc is not None
+        m, k = len(study.directions), self._n_constraints
+        signs = np.array([1.0 if d == "minimize" else -1.0 for d in study.directions])
+        rows, values, constraints = [], [], []
+        for n in sorted(self._outcomes):
+            vals, cons = self._outcomes[n]
+            if len(vals) != m or (k and (cons is None or len(cons) != k)):
+                continue
+            rows.append(self._obs[n][0] if n in self._obs else enc.unit(study.trials[n].params))
+            values.append(vals)
+            constraints.append(cons if k else ())
+        u_obs = np.array(rows) if rows else np.empty((0, enc.n_params))
+        losses = np.array(values, dtype=float).reshape(len(rows), m) * signs
+        cons_arr = np.array(constraints, dtype=float).reshape(len(rows), k)
+        running = [r for _, r in sorted(study.running.items()) if r.number != number and r.params]
+        avoided = list(self._failed.values())
+        u_avoid = np.array(avoided) if avoided else np.empty((0, enc.n_params))
+        return u_obs, _Outcomes(losses, cons_arr), running, u_avoid
 
     # -- suggestions --------------------------------------------------------------------
 
@@ -242,6 +319,12 @@ class BayesStrategy(ModelStrategy):
             return [enc.decode(row) for row in out]
         n_init = self.n_initial or default_initial(len(study.space))
         number = numbers[0]
+        if self._several(study):
+            u_obs, outcomes, pending, u_avoid = self._outcome_data(study, number)
+            n_obs = len(u_obs)
+            if n_obs + len(pending) < n_init or n_obs < max(2, n_init // 2):
+                return [await self._design.ask(study, n) for n in numbers]
+            return await self._model_batch(study, numbers, enc, u_obs, outcomes, pending, u_avoid, ())  # type: ignore[arg-type]
         if self.fidelity and self.fidelity_model == "joint":
             joint = self._joint_data(study, number)
             if joint.full is not None and bool(np.any(joint.levels < 1.0)):
@@ -446,6 +529,10 @@ class BayesStrategy(ModelStrategy):
         inline: bool = True,
         spares: int = 0,
     ) -> np.ndarray:
+        if isinstance(losses, _Outcomes):
+            return self._fit_and_maximise_several(
+                enc, u_obs, losses, u_pending, u_avoid, seed, count=count, spares=spares
+            )
         # Imported here: scipy.optimize is slow to import and most tuners never need it.
         from ._acquisition import maximise_log_ei, select_batch
         from ._gp import GP, standardise
@@ -518,6 +605,143 @@ class BayesStrategy(ModelStrategy):
             theta = theta.copy()
             theta[: enc.dim] -= math.log(2.0)
         return u[None, :]
+
+    # -- several objectives, constraints ---------------------------------------------------
+
+    def _several_hyperparameters(self, x: np.ndarray, ys: list[np.ndarray], n: int, rng: np.random.Generator) -> None:
+        """Bring every model's hyperparameters up to date (on the schedule of :meth:`_hyperparameters`).
+
+        The fits are made here, in the worker thread that makes the
+        suggestion (there is no separate background refit for these models).
+        """
+        from ._gp import fit_theta
+
+        dim = x.shape[1]
+        thetas = self._thetas
+        if thetas is None or len(thetas) != len(ys) or len(thetas[0]) != dim + 2:
+            self._thetas = [fit_theta(x, y, None, rng, runs=_FIT_RUNS + 1) for y in ys]
+            self._mfit_n = self._mrestart_n = n
+            return
+        restart = n >= self._mrestart_n + max(1, int(self._restart_fraction * self._mrestart_n))
+        refresh = n >= self._mfit_n + max(1, int(self.refit_fraction * self._mfit_n))
+        if not (restart or refresh):
+            return
+        options: dict[str, Any] = {"runs": _FIT_RUNS} if restart else {"runs": 1, "maxiter": _WARM_ITERS}
+        self._thetas = [fit_theta(x, y, t, rng, **options) for y, t in zip(ys, thetas, strict=True)]
+        self._mfit_n = n
+        if restart:
+            self._mrestart_n = n
+
+    def _fit_and_maximise_several(
+        self,
+        enc: Encoder,
+        u_obs: np.ndarray,
+        outcomes: _Outcomes,
+        u_pending: np.ndarray,
+        u_avoid: np.ndarray,
+        seed: list[int],
+        *,
+        count: int = 1,
+        spares: int = 0,
+    ) -> np.ndarray:
+        """One GP per objective and per constraint; log EHVI times the probability of feasibility (``_ehvi``)."""
+        from ._ehvi import MultiModel, nondominated_mask, select
+        from ._gp import GP, standardise
+
+        rng = np.random.default_rng(seed)
+        losses, cons = outcomes.losses, outcomes.constraints
+        n, m = losses.shape
+        k = cons.shape[1]
+        violation = np.sum(np.maximum(cons, 0.0), axis=1) if k else np.zeros(n)
+        idx = self._several_training_set(losses, violation, rng)
+        x = enc.features(u_obs[idx])
+        ys = [standardise(losses[idx, j]) for j in range(m)]
+        thresholds = np.empty(k)
+        for j in range(k):
+            c = cons[idx, j]
+            centre, scale = float(np.mean(c)), float(np.std(c))
+            scale = scale if scale > 0 else max(abs(centre), 1.0)
+            ys.append((c - centre) / scale)
+            thresholds[j] = -centre / scale
+        self._several_hyperparameters(x, ys, n, rng)
+        assert self._thetas is not None
+        gps = [GP(x, y, theta) for y, theta in zip(ys, self._thetas, strict=True)]
+        y_std = np.column_stack(ys[:m])
+        feasible = violation[idx] <= 0.0
+        front = y_std[feasible]
+        front = front[nondominated_mask(front)] if len(front) else np.empty((0, m))
+        ref = None
+        if len(front):
+            # Up to the worst feasible value of each objective, plus a tenth of their range (or of a unit).
+            seen = y_std[feasible]
+            lo, hi = seen.min(axis=0), seen.max(axis=0)
+            ref = hi + np.maximum(0.1 * (hi - lo), 0.1)
+        if len(u_avoid):
+            # FAILED and PRUNED points as fantasies: each objective no better than its median there.
+            z_avoid = enc.features(u_avoid)
+            fantasised = []
+            for j, gp in enumerate(gps):
+                mean, _ = gp.predict(z_avoid)
+                if j < m:
+                    mean = np.maximum(mean, float(np.median(ys[j])))
+                fantasised.append(gp.with_points(z_avoid, mean))
+            gps = fantasised
+        model = MultiModel(gps, m, thresholds, front, ref)
+        if model.feasible:
+            u_feasible = u_obs[idx][feasible]
+            anchors = u_feasible[nondominated_mask(y_std[feasible])]
+            if len(anchors) > 10:
+                anchors = anchors[rng.choice(len(anchors), 10, replace=False)]
+        else:
+            anchors = u_obs[idx][np.argsort(violation[idx], kind="stable")[:5]]
+        d = enc.n_params
+        candidates = self.candidates or min(2048, 192 * d)
+        local = self.local if self.local is not None else max(256, candidates // 8)
+        starts = self.starts if self.starts is not None else min(10, max(5, d + 2))
+        return select(
+            model,
+            enc,
+            anchors,
+            rng,
+            count,
+            pending=u_pending,
+            spares=spares,
+            believer=self.pending == "believer",
+            candidates=candidates,
+            local=local,
+            starts=starts,
+        )
+
+    def _several_training_set(self, losses: np.ndarray, violation: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Indices the models train on: all, or past ``max_points`` the best fronts (Deb's rule), recent, random."""
+        n = len(losses)
+        cap = self.max_points
+        if n <= cap:
+            return np.arange(n)
+        feasible = violation <= 0.0
+        ranks = np.zeros(n)
+        if feasible.sum() <= 2048:
+            from .._pareto import front_ranks
+
+            ranks[feasible] = front_ranks(losses[feasible].tolist()) if feasible.any() else []
+        else:  # too many for pairwise comparisons: each trial's best rank in any one objective
+            ranks[feasible] = np.argsort(np.argsort(losses[feasible], axis=0), axis=0).min(axis=1)
+        keep = np.zeros(n, dtype=bool)
+        # Feasible trials by front, then infeasible ones by violation (Deb's rule).
+        keep[np.lexsort((ranks, violation))[: cap // 2]] = True
+        keep[n - cap // 5 :] = True
+        rest = np.flatnonzero(~keep)
+        need = cap - int(keep.sum())
+        if need > 0:
+            keep[rng.choice(rest, size=need, replace=False)] = True
+        return np.flatnonzero(keep)
+
+
+class _Outcomes(NamedTuple):
+    """What the models of several outcomes are fitted to: one row per COMPLETE trial."""
+
+    losses: np.ndarray  # one column per objective (``sign * value``)
+    constraints: np.ndarray  # one column per constraint (satisfied when <= 0); no columns without them
 
 
 def _with_fantasies(

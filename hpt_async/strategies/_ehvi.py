@@ -1,0 +1,284 @@
+"""Several objectives and constraints for ``bayes``: log expected hypervolume improvement times feasibility.
+
+The model is one GP per objective and one per constraint, independent of
+each other, all on the same inputs (see ``bayes``).  The acquisition of a
+point is, in logs,
+
+* ``log EHVI + sum_k log P(c_k <= 0)`` once some observation is feasible
+  (Gardner et al. 2014: the improvement, weighted by the probability that
+  the point is feasible), and
+* ``sum_k log P(c_k <= 0)`` while none is (the most probably feasible
+  point first).
+
+Expected hypervolume improvement is exact for independent Gaussian
+objectives.  The region that the feasible front does not dominate, up to
+the reference point, is cut into disjoint axis-aligned boxes
+(:func:`box_decomposition`: slices along the last objective, a 2-D strip
+decomposition inside each slice, recursively).  The improvement a point
+``y`` brings is the sum over boxes of the volume of the part of the box
+that ``y`` dominates, a product over objectives of ``(u - max(y, l))^+``;
+with independent objectives its expectation is a product of
+one-dimensional expectations, each
+``E[(u - max(y, l))^+] = sd (h(z_u) - h(z_l))`` with ``h(z) = phi(z) +
+z Phi(z)`` and ``z_b = (b - mean) / sd``.  Everything is formed in logs
+(``log h`` from ``_gp``, ``log(h(a) - h(b))`` through ``log1mexp``, a
+log-sum-exp over boxes), so the acquisition keeps its ranking far from the
+front where EHVI itself underflows to zero (the log-EI idea of Ament et al.
+2023 applied to EHVI).  With one objective there is one box below the best
+feasible value and log EHVI is log EI.
+
+Pending points (running trials) are conditioned on as a kriging believer:
+each objective's GP is conditioned on its own mean there (which leaves its
+mean everywhere unchanged and collapses its variance around the point),
+and the believed objective values join the front the improvement is
+measured against when the constraints' means there are feasible (so the
+improvement at a pending point is nil, and small around it).  Each
+constraint is believed at its mean, or, while no observation is feasible,
+never better than a little past its threshold (so the most probably
+feasible region is not proposed over and over).  :func:`select` chooses a
+batch greedily in this way over a candidate pool, with rank-one updates of
+every model's posterior over the pool.  (Moving the believed objective
+values behind the front instead, the analogue of the single-objective
+floor at the incumbent, bends a smooth model far from the pending point:
+every objective's mean rises over a length scale, and the next points pile
+up beside the first.)
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+from scipy import special
+
+from ._acquisition import _distinct, _local_candidates
+from ._encoding import Encoder
+from ._gp import GP, _log1mexp, log_h
+
+__all__ = ["MultiModel", "box_decomposition", "log_ehvi", "nondominated_mask", "select"]
+
+_BOX_BLOCK = 1 << 18  # (points x boxes x objectives) entries per block when scoring
+_INFEASIBLE_MARGIN = 0.25  # how far past the threshold a pending point's constraint is believed (standardised)
+
+
+def nondominated_mask(points: np.ndarray) -> np.ndarray:
+    """True for the rows of ``points`` (losses) that no other row dominates; of equal rows, the first only."""
+    n = len(points)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    le = (points[:, None, :] <= points[None, :, :]).all(axis=2)
+    lt = (points[:, None, :] < points[None, :, :]).any(axis=2)
+    dominated = (le & lt).any(axis=0)
+    same = le & le.T
+    earlier_twin = np.triu(same, 1).any(axis=0)  # an equal row comes before
+    return ~dominated & ~earlier_twin
+
+
+def box_decomposition(front: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint boxes ``(lower, upper)`` covering what ``front`` (losses) does not dominate, below ``ref``.
+
+    Lower bounds may be ``-inf``.  A point of ``front`` not strictly below
+    ``ref`` in every objective is left out (it dominates nothing there).
+    One objective: the one box below the best value.  Two: ``K + 1`` strips
+    for a front of ``K`` points.  More: slices between the sorted values of
+    the last objective, each cut up by the front of the points below it
+    (``O(K^(m-1))`` boxes at most).
+    """
+    front = np.asarray(front, dtype=float).reshape(-1, len(ref))
+    ref = np.asarray(ref, dtype=float)
+    front = front[np.all(front < ref, axis=1)]
+    m = len(ref)
+    if m == 1:
+        top = float(np.min(front[:, 0])) if len(front) else float(ref[0])
+        return np.array([[-np.inf]]), np.array([[top]])
+    if len(front):
+        front = front[nondominated_mask(front)]
+    cuts = np.unique(front[:, -1]) if len(front) else np.empty(0)
+    edges = np.concatenate([[-np.inf], cuts, [ref[-1]]])
+    lowers, uppers = [], []
+    for lo, hi in itertools.pairwise(edges):
+        if not lo < hi:
+            continue
+        below = front[front[:, -1] <= lo]
+        sub_lo, sub_hi = box_decomposition(below[:, :-1], ref[:-1])
+        keep = np.all(sub_lo < sub_hi, axis=1)
+        sub_lo, sub_hi = sub_lo[keep], sub_hi[keep]
+        lowers.append(np.hstack([sub_lo, np.full((len(sub_lo), 1), lo)]))
+        uppers.append(np.hstack([sub_hi, np.full((len(sub_hi), 1), hi)]))
+    if not lowers:
+        return np.empty((0, m)), np.empty((0, m))
+    return np.vstack(lowers), np.vstack(uppers)
+
+
+def log_ehvi(mean: np.ndarray, sd: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Log expected hypervolume improvement of independent Gaussians ``N(mean, sd^2)`` (rows) over the boxes."""
+    n, m = mean.shape
+    if len(lower) == 0:
+        return np.full(n, -np.inf)
+    rows = max(1, _BOX_BLOCK // (len(lower) * m))
+    if n > rows:
+        return np.concatenate([log_ehvi(mean[i : i + rows], sd[i : i + rows], lower, upper) for i in range(0, n, rows)])
+    mu, s = mean[:, None, :], sd[:, None, :]
+    lh_up = log_h((upper[None, :, :] - mu) / s)
+    with np.errstate(invalid="ignore"):
+        lh_lo = log_h((lower[None, :, :] - mu) / s)  # -inf for an unbounded side
+        gap = lh_lo - lh_up  # <= 0: h is increasing
+    gap = np.where(np.isnan(gap), -np.inf, np.minimum(gap, 0.0))
+    with np.errstate(divide="ignore"):
+        per_box = np.sum(np.log(s) + lh_up + _log1mexp(gap), axis=2)
+    return special.logsumexp(per_box, axis=1)
+
+
+class MultiModel:
+    """GPs of the (standardised) objectives and constraints, the feasible front, and the acquisition.
+
+    ``gps`` holds the objectives' GPs then the constraints'; ``thresholds``
+    are the constraints' feasibility thresholds in the GPs' standardised
+    units; ``front`` the feasible non-dominated standardised losses (empty
+    while no observation is feasible) and ``ref`` the reference point.
+    """
+
+    def __init__(
+        self, gps: list[GP], n_objectives: int, thresholds: np.ndarray, front: np.ndarray, ref: np.ndarray | None
+    ) -> None:
+        self.gps = gps
+        self.m = n_objectives
+        self.thresholds = np.asarray(thresholds, dtype=float)
+        self.front = front
+        self.feasible = len(front) > 0
+        self.ref = ref
+        self.lower, self.upper = box_decomposition(front, ref) if self.feasible and ref is not None else (None, None)
+
+    def moments(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior means and variances at the rows of ``z``, one column per model."""
+        pairs = [gp.predict(z) for gp in self.gps]
+        return np.column_stack([p[0] for p in pairs]), np.column_stack([p[1] for p in pairs])
+
+    def score(self, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+        """The log acquisition of points with these moments (see the module docstring)."""
+        sd = np.sqrt(np.maximum(var, 1e-12))
+        out = np.zeros(len(mean))
+        if len(self.thresholds):
+            m = self.m
+            out += np.sum(special.log_ndtr((self.thresholds - mean[:, m:]) / sd[:, m:]), axis=1)
+        if self.feasible:
+            assert self.lower is not None and self.upper is not None
+            out += log_ehvi(mean[:, : self.m], sd[:, : self.m], self.lower, self.upper)
+        return np.where(np.isnan(out), -np.inf, out)
+
+    def believe(self, mean: np.ndarray) -> np.ndarray:
+        """The values believed at a pending point whose posterior means are ``mean`` (one per model)."""
+        out = np.array(mean, dtype=float)
+        if not self.feasible and len(self.thresholds):
+            out[self.m :] = np.maximum(out[self.m :], self.thresholds + _INFEASIBLE_MARGIN)
+        return out
+
+    def with_believed(self, believed: np.ndarray) -> MultiModel:
+        """This model with a pending point's believed objectives on its front (if they look feasible and add to it)."""
+        if not self.feasible or np.any(believed[self.m :] > self.thresholds):
+            return self
+        y = believed[: self.m]
+        if np.any(np.all(self.front <= y, axis=1)):
+            return self  # weakly dominated: the front and the boxes stay
+        front = np.vstack([self.front, y])
+        return MultiModel(self.gps, self.m, self.thresholds, front[nondominated_mask(front)], self.ref)
+
+
+def select(
+    model: MultiModel,
+    enc: Encoder,
+    anchors: np.ndarray,
+    rng: np.random.Generator,
+    count: int,
+    *,
+    pending: np.ndarray | None = None,
+    spares: int = 0,
+    believer: bool = True,
+    candidates: int = 1024,
+    local: int = 256,
+    starts: int = 5,
+) -> np.ndarray:
+    """``count`` snapped unit points chosen greedily by the acquisition, each conditioned on the ones before.
+
+    Candidates are uniform points and perturbations of ``anchors``, then a
+    second round of perturbations of the best few (the refinement: the
+    acquisition is maximised without gradients).  The running trials'
+    points (``pending``, unit rows) are conditioned on first.  With
+    ``spares``, up to that many more rows follow (the next best of the
+    pool once the batch is conditioned on, then the candidates past it).
+    ``believer=False`` conditions on nothing (for comparison).
+    """
+    u = np.vstack([rng.random((candidates, enc.n_params)), _local_candidates(enc, anchors, local, rng)])
+    s, _ = enc.snap(u)
+    z = enc.features(s)
+    scores = model.score(*model.moments(z))
+    if starts > 0 and local > 0:
+        order = np.lexsort((np.arange(len(scores)), -scores))
+        top = _distinct(z, order, starts)
+        if len(top):
+            s2, _ = enc.snap(_local_candidates(enc, s[top], local, rng))
+            z2 = enc.features(s2)
+            s, z = np.vstack([s, s2]), np.vstack([z, z2])
+            scores = np.concatenate([scores, model.score(*model.moments(z2))])
+    order = np.lexsort((np.arange(len(scores)), -scores))
+    ranked = _distinct(z, order, count + spares + 64)
+    pool, rest = ranked[: count + 64], ranked[count + 64 :]
+    s_pool, z_pool = s[pool], z[pool]
+    p = 0
+    z_pending = np.empty((0, z.shape[1]))
+    if pending is not None and len(pending):
+        z_pending = enc.features(pending)
+        taken_rows = {r.tobytes() for r in np.round(z_pending, 12)}
+        fresh = np.array([r.tobytes() not in taken_rows for r in np.round(z_pool, 12)], dtype=bool)
+        s_pool, z_pool = s_pool[fresh], z_pool[fresh]
+        if len(rest):
+            rest = rest[[r.tobytes() not in taken_rows for r in np.round(z[rest], 12)]]
+        p = len(z_pending)
+    mpool = len(z_pool)
+    taken = min(count, mpool)
+    zz = np.vstack([z_pending, z_pool])
+    joints = [gp.joint(zz) for gp in model.gps]
+    mean = np.column_stack([j[0] for j in joints])
+    covs = [j[1] for j in joints]
+    var = np.maximum(np.column_stack([np.diag(c) for c in covs]), 1e-12)
+    noises = [float(gp.noise) for gp in model.gps]
+    ws = [np.empty((p + mpool, p + taken)) for _ in model.gps]
+    chosen = np.zeros(p + mpool, dtype=bool)
+    chosen[:p] = True
+    picks: list[int] = []
+    current = model  # its front grows with the points believed
+    for t in range(p + taken):
+        if t < p:
+            j = t
+        else:
+            acq = np.full(p + mpool, -np.inf)
+            acq[p:] = current.score(mean[p:], var[p:])
+            acq[chosen] = -np.inf
+            j = int(np.argmax(acq))
+            chosen[j] = True
+            picks.append(j - p)
+            if t == p + taken - 1:
+                if spares:
+                    acq[j] = -np.inf
+                    after = np.argsort(-acq, kind="stable")[:spares]
+                    picks += [int(i) - p for i in after if np.isfinite(acq[i])]
+                break
+            if not believer:
+                continue
+        believed = current.believe(mean[j])
+        current = current.with_believed(believed)
+        for k, (cov, w) in enumerate(zip(covs, ws, strict=True)):
+            col = cov[:, j] - w[:, :t] @ w[j, :t]
+            root = math.sqrt(max(float(var[j, k]), 1e-12) + noises[k])
+            w[:, t] = col / root
+            mean[:, k] += w[:, t] * ((believed[k] - float(mean[j, k])) / root)
+            var[:, k] -= w[:, t] ** 2
+        np.maximum(var, 1e-12, out=var)
+    out = s_pool[picks] if picks else np.empty((0, enc.n_params))
+    if spares and len(picks) - taken < spares and len(rest):
+        out = np.vstack([out, s[rest[: spares - (len(picks) - taken)]]])
+    if taken < count:
+        extra, _ = enc.snap(rng.random((count - taken, enc.n_params)))
+        out = np.vstack([out, extra])
+    return out

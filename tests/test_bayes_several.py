@@ -1,0 +1,365 @@
+"""``bayes`` with several objectives and with constraints: boxes, log EHVI, feasibility, and runs."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+from scipy import special
+
+import hpt_async as hpt
+from hpt_async.strategies import _gp
+from hpt_async.strategies._ehvi import MultiModel, box_decomposition, log_ehvi, nondominated_mask
+from hpt_async.strategies.bayes import BayesStrategy
+
+# -- the boxes and log EHVI ------------------------------------------------------------------
+
+
+def _improvement(lower: np.ndarray, upper: np.ndarray, y: np.ndarray) -> float:
+    """Hypervolume improvement of ``y`` over the boxes: the part of each box that ``y`` dominates."""
+    return float(np.sum(np.prod(np.clip(upper - np.maximum(y, lower), 0.0, None), axis=1)))
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_the_boxes_give_the_hypervolume_improvement_of_any_point(m: int) -> None:
+    rng = np.random.default_rng(m)
+    for trial in range(12):
+        points = rng.random((int(rng.integers(1, 12)), m))
+        if trial % 3 == 0 and m > 1:
+            points[:, -1] = 1.0 - points[:, 0]  # a front in a plane (equal values across points)
+        ref = np.full(m, 1.1)
+        lower, upper = box_decomposition(points, ref)
+        before = hpt.hypervolume(points.tolist(), ref.tolist())
+        for y in rng.random((15, m)) * 1.2 - 0.05:
+            after = hpt.hypervolume([*points.tolist(), y.tolist()], ref.tolist())
+            assert _improvement(lower, upper, y) == pytest.approx(after - before, abs=1e-9)
+
+
+def test_points_beyond_the_reference_point_are_left_out_and_no_front_leaves_one_box() -> None:
+    lower, upper = box_decomposition(np.array([[2.0, 0.5]]), np.array([1.0, 1.0]))
+    assert len(lower) == 1 and np.all(upper == 1.0) and np.all(np.isneginf(lower))
+    lower, upper = box_decomposition(np.empty((0, 3)), np.array([1.0, 2.0, 3.0]))
+    assert len(lower) == 1 and upper.tolist() == [[1.0, 2.0, 3.0]]
+
+
+def test_nondominated_mask_keeps_one_of_equal_points() -> None:
+    pts = np.array([[1.0, 2.0], [1.0, 2.0], [2.0, 1.0], [2.0, 2.0], [0.5, 3.0]])
+    assert nondominated_mask(pts).tolist() == [True, False, True, False, True]
+
+
+@pytest.mark.parametrize("m", [2, 3])
+def test_log_ehvi_matches_monte_carlo(m: int) -> None:
+    rng = np.random.default_rng(10 + m)
+    front = rng.random((6, m))
+    front = front[nondominated_mask(front)]
+    ref = np.full(m, 1.2)
+    lower, upper = box_decomposition(front, ref)
+    mean = rng.random((4, m))
+    sd = 0.05 + 0.3 * rng.random((4, m))
+    exact = np.exp(log_ehvi(mean, sd, lower, upper))
+    draws = 40000
+    for i in range(4):
+        y = mean[i] + sd[i] * rng.standard_normal((draws, m))
+        hvi = np.sum(np.prod(np.clip(upper[None] - np.maximum(y[:, None, :], lower[None]), 0.0, None), axis=2), axis=1)
+        se = hvi.std() / math.sqrt(draws)
+        assert abs(exact[i] - hvi.mean()) < 5 * se + 1e-12
+
+
+def test_log_ehvi_of_one_objective_is_log_ei_and_stays_finite_far_from_the_front() -> None:
+    lower, upper = box_decomposition(np.array([[0.3], [0.7]]), np.array([2.0]))
+    mean = np.array([[0.0], [0.5], [12.0], [40.0]])
+    sd = np.array([[0.2], [0.1], [0.3], [0.2]])
+    got = log_ehvi(mean, sd, lower, upper)
+    expected = _gp.log_h((0.3 - mean[:, 0]) / sd[:, 0]) + np.log(sd[:, 0])
+    assert np.allclose(got, expected)
+    # Two objectives, hopeless points: EHVI underflows to zero, its log still ranks them.
+    lower, upper = box_decomposition(np.array([[0.2, 0.8], [0.8, 0.2]]), np.array([1.0, 1.0]))
+    far = log_ehvi(np.array([[30.0, 30.0], [60.0, 60.0]]), np.full((2, 2), 0.5), lower, upper)
+    assert np.all(np.isfinite(far)) and far[0] > far[1]
+
+
+def test_probability_of_feasibility_multiplies_the_improvement_and_alone_without_a_feasible_point() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.random((10, 1))
+    gps = [_gp.GP(x, rng.standard_normal(10), _gp.default_theta(1)) for _ in range(3)]
+    front = np.array([[0.0, 0.0]])
+    with_front = MultiModel(gps, 2, np.array([0.5]), front, np.array([1.0, 1.0]))
+    none_feasible = MultiModel(gps, 2, np.array([0.5]), np.empty((0, 2)), None)
+    mean = np.array([[-1.0, -1.0, 0.0], [-1.0, -1.0, 2.0]])
+    var = np.full((2, 3), 0.25)
+    assert with_front.lower is not None and with_front.upper is not None
+    ehvi = log_ehvi(mean[:, :2], np.sqrt(var[:, :2]), with_front.lower, with_front.upper)
+    pof = special.log_ndtr((0.5 - mean[:, 2]) / 0.5)
+    assert np.allclose(with_front.score(mean, var), ehvi + pof)
+    assert np.allclose(none_feasible.score(mean, var), pof)
+
+
+def test_a_pending_point_is_believed_at_its_mean_and_joins_the_front_when_it_looks_feasible() -> None:
+    gps: list[Any] = []
+    front = np.array([[0.0, 1.0], [1.0, 0.0]])
+    model = MultiModel(gps, 2, np.array([0.0]), front, np.array([2.0, 2.0]))
+    believed = model.believe(np.array([0.4, 0.4, -3.0]))
+    assert believed.tolist() == [0.4, 0.4, -3.0]  # the means, constraints included, while some point is feasible
+    grown = model.with_believed(believed)
+    assert grown.front.tolist() == [[0.0, 1.0], [1.0, 0.0], [0.4, 0.4]]
+    assert grown.lower is not None and grown.upper is not None
+    assert _improvement(grown.lower, grown.upper, np.array([0.4, 0.4])) == pytest.approx(0.0, abs=1e-12)
+    # Predicted infeasible, or dominated by the front: the front stays.
+    assert model.with_believed(np.array([0.4, 0.4, 1.0])) is model
+    assert model.with_believed(np.array([1.5, 1.5, -1.0])) is model
+    # No feasible point yet: a constraint is believed a little past its threshold, never better.
+    none_feasible = MultiModel(gps, 2, np.array([0.0]), np.empty((0, 2)), None)
+    assert none_feasible.believe(np.array([0.0, 0.0, -2.0]))[2] > 0.0
+    assert none_feasible.believe(np.array([0.0, 0.0, 3.0]))[2] == 3.0
+
+
+# -- through the Tuner -------------------------------------------------------------------------
+
+
+def _zdt1(x: list[float]) -> tuple[float, float]:
+    g = 1 + 9 * sum(x[1:]) / (len(x) - 1)
+    return x[0], g * (1 - math.sqrt(x[0] / g))
+
+
+ZDT_SPACE = {f"x{i}": hpt.Float(0.0, 1.0) for i in range(3)}
+
+
+def _zdt_objective(trial: hpt.SyncTrial) -> tuple[float, float]:
+    return _zdt1([trial.params[f"x{i}"] for i in range(3)])
+
+
+def _run(objective: Any, space: dict[str, Any], strategy: Any, seed: int, trials: int, **options: Any) -> Any:
+    tuner = hpt.Tuner(objective, space, strategy=strategy, max_trials=trials, seed=seed, loggers=[], **options)
+    return anyio.run(tuner.run)
+
+
+def test_bayes_declares_several_objectives() -> None:
+    assert BayesStrategy.multi_objective
+    hpt.Tuner(None, ZDT_SPACE, directions=["minimize", "minimize"], strategy="bayes", loggers=[])
+
+
+def test_several_objectives_improve_the_hypervolume_over_random_search() -> None:
+    ref = (1.1, 11.0)
+    gains = []
+    for seed in range(3):
+        hv = {}
+        for strategy in ("bayes", "random"):
+            result = _run(_zdt_objective, ZDT_SPACE, strategy, seed, 25, directions=["minimize", "minimize"])
+            assert result.count(hpt.TrialState.COMPLETE) == 25
+            hv[strategy] = hpt.hypervolume([t.values for t in result.trials], ref)
+        gains.append(hv["bayes"] - hv["random"])
+    # ZDT1's best hypervolume against (1.1, 11) is about 11.77; random search ends near 10, bayes near 11.7.
+    assert min(gains) > 0.3, gains
+
+
+def test_maximised_objectives_are_turned_into_losses() -> None:
+    def objective(trial: hpt.SyncTrial) -> tuple[float, float]:
+        f1, f2 = _zdt1([trial.params[f"x{i}"] for i in range(3)])
+        return -f1, f2  # the first one maximised
+
+    result = _run(objective, ZDT_SPACE, "bayes", 0, 25, directions=["maximize", "minimize"])
+    losses = [(-t.values[0], t.values[1]) for t in result.trials]
+    random = _run(objective, ZDT_SPACE, "random", 0, 25, directions=["maximize", "minimize"])
+    random_losses = [(-t.values[0], t.values[1]) for t in random.trials]
+    assert hpt.hypervolume(losses, (1.1, 11.0)) > hpt.hypervolume(random_losses, (1.1, 11.0)) + 0.3
+
+
+def test_three_objectives_run_and_give_a_front() -> None:
+    def dtlz2(trial: hpt.SyncTrial) -> tuple[float, float, float]:
+        x = [trial.params[f"x{i}"] for i in range(3)]
+        g = (x[2] - 0.5) ** 2
+        a, b = x[0] * math.pi / 2, x[1] * math.pi / 2
+        return (1 + g) * math.cos(a) * math.cos(b), (1 + g) * math.cos(a) * math.sin(b), (1 + g) * math.sin(a)
+
+    result = _run(dtlz2, ZDT_SPACE, "bayes", 1, 20, directions=["minimize"] * 3)
+    assert result.count(hpt.TrialState.COMPLETE) == 20
+    assert result.best_trials
+    assert len({tuple(t.params.values()) for t in result.trials}) == 20
+
+
+def _gardner(trial: hpt.SyncTrial) -> float:
+    x, y = trial.params["x"], trial.params["y"]
+    trial.set_constraints([math.cos(x) * math.cos(y) - math.sin(x) * math.sin(y) - 0.5])
+    return math.cos(2 * x) * math.cos(y) + math.sin(x)
+
+
+GARDNER_SPACE = {"x": hpt.Float(0.0, 6.0), "y": hpt.Float(0.0, 6.0)}
+
+
+def test_one_objective_with_a_constraint_finds_a_feasible_optimum_and_reports_it() -> None:
+    for seed in range(3):
+        result = _run(_gardner, GARDNER_SPACE, "bayes", seed, 25)
+        assert result.best is not None and result.best.feasible
+        feasible = [t.value for t in result.trials if t.feasible]
+        assert result.best.value == min(feasible)
+        assert any(not t.feasible for t in result.trials)  # infeasible trials existed and were not chosen
+        # The constrained minimum is -2 (at cos(x + y) = 0.5 or below); random search stays above -1.9 here.
+        assert result.best.value < -1.95
+
+
+def test_with_no_feasible_trial_yet_the_search_heads_for_feasibility() -> None:
+    space = {"x": hpt.Float(0.0, 1.0), "y": hpt.Float(0.0, 1.0)}
+
+    def corner(trial: hpt.SyncTrial) -> float:
+        x, y = trial.params["x"], trial.params["y"]
+        trial.set_constraints([math.hypot(x - 0.85, y - 0.85) - 0.12])  # a disk of 1% of the square
+        return x + y
+
+    found = {"bayes": 0, "random": 0}
+    for seed in range(4):
+        for strategy in found:
+            result = _run(corner, space, strategy, seed, 30)
+            n = sum(t.feasible for t in result.trials)
+            found[strategy] += n
+            if strategy == "bayes":
+                assert n >= 1 and result.best is not None and result.best.feasible
+    assert found["bayes"] >= 3 * max(found["random"], 1), found
+
+
+def test_when_every_trial_is_infeasible_bayes_goes_on_and_there_is_no_best() -> None:
+    def never(trial: hpt.SyncTrial) -> tuple[float, float]:
+        trial.set_constraints([1.0, trial.params["x0"] + 0.5])
+        return _zdt1([trial.params[f"x{i}"] for i in range(3)])
+
+    result = _run(never, ZDT_SPACE, "bayes", 2, 16, directions=["minimize", "minimize"])
+    assert result.count(hpt.TrialState.COMPLETE) == 16
+    assert result.best_trials == []
+    one = _run(lambda t: (t.set_constraints([1.0]), t.params["x0"])[1], ZDT_SPACE, "bayes", 2, 14)
+    assert one.count(hpt.TrialState.COMPLETE) == 14 and one.best is None
+
+
+def test_several_objectives_with_a_constraint_keep_to_the_feasible_front() -> None:
+    def czdt(trial: hpt.SyncTrial) -> tuple[float, float]:
+        f1, f2 = _zdt1([trial.params[f"x{i}"] for i in range(3)])
+        trial.set_constraints([0.05 - (f1 - 0.4) ** 2 - (f2 - 0.4) ** 2])
+        return f1, f2
+
+    result = _run(czdt, ZDT_SPACE, "bayes", 0, 25, directions=["minimize", "minimize"])
+    front = result.best_trials
+    assert front and all(t.feasible for t in front)
+    feasible = [t.values for t in result.trials if t.feasible]
+    assert result.hypervolume((1.1, 11.0)) == pytest.approx(hpt.hypervolume(feasible, (1.1, 11.0)))
+    random = _run(czdt, ZDT_SPACE, "random", 0, 25, directions=["minimize", "minimize"])
+    assert result.hypervolume((1.1, 11.0)) > random.hypervolume((1.1, 11.0)) + 0.3
+
+
+def test_constant_objectives_and_constraints_do_not_break_the_models() -> None:
+    def flat(trial: hpt.SyncTrial) -> tuple[float, float]:
+        trial.set_constraints([-1.0])
+        return 1.0, 2.0
+
+    result = _run(flat, ZDT_SPACE, "bayes", 0, 14, directions=["minimize", "minimize"])
+    assert result.count(hpt.TrialState.COMPLETE) == 14
+    assert len(result.best_trials) == 14  # all equal: all on the front
+
+
+def test_concurrent_suggestions_with_several_objectives_are_distinct_and_pooled() -> None:
+    async def objective(trial: hpt.Trial) -> tuple[float, float]:
+        await anyio.sleep(0.005 * (1 + trial.number % 3))
+        f1, f2 = _zdt1([trial.params[f"x{i}"] for i in range(3)])
+        trial.set_constraints([f2 - 3.0])
+        return f1, f2
+
+    strategy = BayesStrategy()
+    result = _run(objective, ZDT_SPACE, strategy, 4, 32, directions=["minimize", "minimize"], concurrency=6)
+    assert result.count(hpt.TrialState.COMPLETE) == 32
+    assert len({tuple(t.params.values()) for t in result.trials}) == 32
+    assert strategy.pooled + strategy.direct > 0  # the model chose points for several workers at once
+
+
+@pytest.mark.anyio
+async def test_pending_points_move_the_next_suggestion_away_with_several_objectives() -> None:
+    async def suggestions(pending: str) -> tuple[np.ndarray, np.ndarray]:
+        tuner = hpt.Tuner(None, ZDT_SPACE, directions=["minimize", "minimize"],
+                          strategy=BayesStrategy(pending=pending), seed=5, loggers=[])  # fmt: skip
+        for _ in range(12):
+            trial = await tuner.ask()
+            await tuner.tell(trial, _zdt1([trial.params[f"x{i}"] for i in range(3)]))
+        first = await tuner.ask()
+        second = await tuner.ask()
+        await tuner.close()
+        space = hpt.Space(ZDT_SPACE)
+        return np.array(space.to_unit(first.params)), np.array(space.to_unit(second.params))
+
+    with anyio.fail_after(60):
+        a1, a2 = await suggestions("believer")
+        b1, b2 = await suggestions("ignore")
+    assert np.allclose(a1, b1)  # the same history gives the same first suggestion
+    # ZDT1's front is x1 = x2 = 0: the suggestions differ in x0, the point on the front.
+    assert abs(a2[0] - a1[0]) > 3 * max(abs(b2[0] - b1[0]), 0.01)
+
+
+def test_pruned_trials_of_a_several_objective_study_are_avoided_not_modelled() -> None:
+    async def objective(trial: hpt.Trial) -> tuple[float, float]:
+        f1, f2 = _zdt1([trial.params[f"x{i}"] for i in range(3)])
+        for step in range(1, 4):
+            await trial.report((f1 + 1.0 / step, f2), step=step)
+        return f1, f2
+
+    result = _run(objective, ZDT_SPACE, "bayes", 3, 24, directions=["minimize", "minimize"],
+                  pruner={"name": "asha", "max_resource": 3})  # fmt: skip
+    assert result.count(hpt.TrialState.PRUNED) >= 1
+    configs = [tuple(t.params.values()) for t in result.trials]
+    assert len(set(configs)) == len(configs)
+
+
+@pytest.mark.anyio
+async def test_a_resumed_strategy_learns_values_and_constraints_at_start() -> None:
+    tuner = hpt.Tuner(_gardner, GARDNER_SPACE, strategy=BayesStrategy(), seed=8, max_trials=12, loggers=[])
+    with anyio.fail_after(60):
+        await tuner.run()
+        fresh = BayesStrategy()
+        await fresh.start(tuner.study)
+        params = await fresh.ask(tuner.study, 12)
+    design = await hpt.SobolStrategy().ask(tuner.study, 12)
+    assert params != design  # the models are used, not the design
+    assert hpt.Space(GARDNER_SPACE).validate(params) == params
+
+
+def test_the_same_seed_reproduces_a_constrained_several_objective_run() -> None:
+    def czdt(trial: hpt.SyncTrial) -> tuple[float, float]:
+        f1, f2 = _zdt1([trial.params[f"x{i}"] for i in range(3)])
+        trial.set_constraints([0.05 - (f1 - 0.4) ** 2 - (f2 - 0.4) ** 2])
+        return f1, f2
+
+    a = _run(czdt, ZDT_SPACE, "bayes", 9, 14, directions=["minimize", "minimize"])
+    b = _run(czdt, ZDT_SPACE, "bayes", 9, 14, directions=["minimize", "minimize"])
+    assert [dict(t.params) for t in a.trials] == [dict(t.params) for t in b.trials]
+
+
+def test_every_domain_kind_and_conditions_work_with_several_objectives_and_constraints() -> None:
+    from common import MIXED, mixed_loss
+
+    def objective(trial: hpt.SyncTrial) -> tuple[float, float]:
+        p = trial.params
+        trial.set_constraints([math.log2(p["batch"]) - 8.0])  # batch <= 256
+        return mixed_loss(p), p["layers"] * p.get("units", 16)
+
+    result = _run(objective, MIXED, "bayes", 3, 24, directions=["minimize", "minimize"], concurrency=3)
+    assert result.count(hpt.TrialState.COMPLETE) == 24
+    space = hpt.Space(MIXED)
+    assert all(space.validate(dict(t.params)) == dict(t.params) for t in result.trials)
+    assert result.best_trials and all(t.params["batch"] <= 256 for t in result.best_trials)
+
+
+def test_past_max_points_the_models_train_on_the_best_fronts_the_recent_trials_and_some_others() -> None:
+    rng = np.random.default_rng(0)
+    losses = rng.random((40, 2))
+    violation = np.where(rng.random(40) < 0.3, rng.random(40), 0.0)
+    idx = BayesStrategy(max_points=10)._several_training_set(losses, violation, rng)
+    assert len(idx) == 10 and len(set(idx.tolist())) == 10
+    assert {38, 39} <= set(idx.tolist())  # the most recent fifth
+    feasible = violation <= 0
+    front = np.flatnonzero(feasible)[nondominated_mask(losses[feasible])]
+    assert 0 < len(front) <= 5 and set(front.tolist()) <= set(idx.tolist())  # the first feasible front comes first
+
+    # Through the Tuner, with constraints: the subset is used from trial 11 on.
+    def czdt(trial: hpt.SyncTrial) -> tuple[float, float]:
+        trial.set_constraints([trial.params["x1"] - 0.5])
+        return _zdt1([trial.params[f"x{i}"] for i in range(3)])
+
+    result = _run(czdt, ZDT_SPACE, BayesStrategy(max_points=10), 1, 18, directions=["minimize", "minimize"])
+    assert result.count(hpt.TrialState.COMPLETE) == 18 and result.best_trials
