@@ -94,7 +94,11 @@ def run_hpt(method: str, seed: int, trials: int, concurrency: int, sleep: float)
         regret=float(result.best_value) - problem.best,  # type: ignore[arg-type]
         behind=getattr(strategy, "behind", 0),
         fits=getattr(strategy, "background_fits", 0),
+        process=getattr(strategy, "process_acquisitions", getattr(strategy, "process_batches", 0)),
     )
+    remote = getattr(strategy, "_remote", None)
+    if remote is not None:
+        remote.close()  # the model process of this run: not left running beside the next one
     return info
 
 
@@ -149,7 +153,8 @@ def cmd_run(args: argparse.Namespace) -> None:
             if "batches" in row:
                 extra = (
                     f", {row['batches']} batches ({row['batched'] / max(row['batches'], 1):.1f} trials each),"
-                    f" background fits {row['fits']}, behind {row['behind']}"
+                    f" background fits {row['fits']}, behind {row['behind']} ({100 * row['behind'] / trials:.1f}%),"
+                    f" batches in the model process {row['process']}"
                 )
             print(
                 f"  {method:10s} seed {seed}: {trials} trials, wall {row['wall']:.2f}s = "

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._pareto import hypervolume
     from .contracts import Exploit
-    from .convergence import Convergence
+    from .convergence import Convergence, RegretBound
     from .events import StudyEnded, StudyStarted, TrialCreated, TrialEnded, TrialReported, TrialStarted
     from .exceptions import (
         HptError,
@@ -100,6 +100,7 @@ __all__ = [
     "CmaEsStrategy",
     "Choice",
     "Convergence",
+    "RegretBound",
     "ConsoleLogger",
     "JsonlLogger",
     "Decision",
@@ -177,7 +178,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["get_registry", "register_plugin"], ".plugins"),
     **dict.fromkeys(["ASHAPruner", "Decision", "HyperbandPruner", "MedianPruner", "Pruner"], ".pruners"),
     "Exploit": ".contracts",
-    "Convergence": ".convergence",
+    **dict.fromkeys(["Convergence", "RegretBound"], ".convergence"),
     **dict.fromkeys(["SeveralObjectivesError", "StopReason", "StudyResult"], ".result"),
     "hypervolume": "._pareto",
     **dict.fromkeys(["Choice", "Domain", "Float", "Int", "Space", "SpaceError"], ".space"),

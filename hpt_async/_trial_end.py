@@ -13,6 +13,7 @@ trials of other tuners sharing the study.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -187,4 +188,8 @@ class TrialEnd:
             if reached and record.feasible:
                 self._run.stop(StopReason.TARGET, cancel=True)
             elif self._converged is not None and self._converged.observe(self.study.view, record):  # type: ignore[union-attr]
-                self._run.stop(StopReason.CONVERGED, cancel=False)
+                rule = self._converged
+                self._run.stop(rule.reason, cancel=False)  # type: ignore[union-attr]
+                describe = getattr(rule, "describe", None)
+                if describe is not None:  # the figures behind a model-based stop
+                    logging.getLogger("hpt_async").info("study %r stops: %s", self.study.view.name, describe())  # type: ignore[union-attr]

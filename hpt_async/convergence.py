@@ -12,10 +12,25 @@ values), so that improvements too small to tell from noise do not count as
 progress.  Trials still running when the rule fires finish normally; no new
 trial starts.
 
-This is the "no improvement beyond noise for a while" criterion; unlike
-Optuna's Terminator it does not fit a model to bound the remaining regret,
-so it needs no model and works with every strategy, for one objective (a
-study with several objectives refuses it).
+This is the "no improvement beyond noise for a while" criterion: it needs
+no model and works with every strategy, for one objective (a study with
+several objectives refuses it).
+
+:class:`RegretBound` is the model-based criterion, in the spirit of
+Optuna's Terminator: ``Tuner(..., converged=RegretBound())`` fits a
+Gaussian process to the best trials and stops the run, with reason
+``"regret_bound"`` (:attr:`StopReason.REGRET_BOUND
+<hpt_async.StopReason.REGRET_BOUND>`), once the model's bound on what is
+left to gain falls below the statistical error of the objective: the gap
+between the smallest upper confidence bound among the trials tried (how
+bad the best of them may really be) and the smallest lower confidence
+bound anywhere in the space (how good an untried point may be).  When that
+gap is below the error with which a value is measured (``error``: say, the
+standard deviation of a cross-validation score; by default the noise the
+model itself estimates), further trials cannot be told apart from the best
+one.  The bound is checked every ``every`` COMPLETE trials after
+``min_trials`` (a fit of a few milliseconds to a few tenths of a second, on
+the event loop).
 """
 
 from __future__ import annotations
@@ -27,7 +42,7 @@ if TYPE_CHECKING:
     from .study import StudyView
     from .trial import TrialRecord
 
-__all__ = ["Convergence"]
+__all__ = ["Convergence", "RegretBound"]
 
 
 def _check(name: str, value: Any, low: float, kind: type | tuple[type, ...], *, allow_none: bool = False) -> None:
@@ -49,6 +64,9 @@ class Convergence:
     interquartile range of the COMPLETE values); ``rel_noise`` (default
     0.01).  Bad values raise ``ValueError``.
     """
+
+    #: The stop reason the Tuner reports when this rule fires.
+    reason = "converged"
 
     def __init__(
         self,
@@ -104,3 +122,144 @@ class Convergence:
 
     def __repr__(self) -> str:
         return f"Convergence(patience={self.patience}, min_trials={self.min_trials}, noise={self.noise})"
+
+
+class RegretBound(Convergence):
+    """Stop when the model's bound on the regret left falls below the objective's error (see the module).
+
+    ``error``: the statistical error of one measurement of the objective,
+    in its units (e.g. the standard deviation of a cross-validation score
+    over folds); by default the noise standard deviation the GP fits.
+    ``min_trials``: COMPLETE trials before the first check (default 20);
+    ``every``: COMPLETE trials between checks (default 5); ``top``: the
+    fraction of the best COMPLETE trials the model is fitted to (default
+    0.5, at least ``min_trials`` of them, at most ``max_points``), since
+    the bound is about the region of the optimum; ``delta``: the confidence
+    of the bounds (``1 - delta``, default 0.1); ``candidates``: points of
+    the space searched for the smallest lower bound (default 2048, with a
+    quarter of them near the best trials).  After each check
+    :attr:`bound` and :attr:`error_used` hold the figures compared (also in
+    :meth:`describe`).  Needs numpy and scipy (the ``bayes`` extra's
+    dependencies), imported at the first check.  Bad values raise
+    ``ValueError``.
+    """
+
+    reason = "regret_bound"
+
+    def __init__(
+        self,
+        *,
+        error: float | None = None,
+        min_trials: int = 20,
+        every: int = 5,
+        top: float = 0.5,
+        max_points: int = 200,
+        delta: float = 0.1,
+        candidates: int = 2048,
+    ) -> None:
+        _check("min_trials", min_trials, 3, int)
+        _check("every", every, 1, int)
+        _check("max_points", max_points, 3, int)
+        _check("candidates", candidates, 1, int)
+        _check("error", error, 0.0, (int, float), allow_none=True)
+        if isinstance(top, bool) or not isinstance(top, (int, float)) or not 0 < top <= 1:
+            raise ValueError(f"RegretBound: top must be a number in (0, 1], got {top!r}")
+        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
+            raise ValueError(f"RegretBound: delta must be a number in (0, 1), got {delta!r}")
+        super().__init__(patience=1, min_trials=min_trials)
+        self.error = None if error is None else float(error)
+        self.every = every
+        self.top = float(top)
+        self.max_points = max_points
+        self.delta = float(delta)
+        self.candidates = candidates
+        #: The regret bound of the last check (objective units), or ``None`` before the first.
+        self.bound: float | None = None
+        #: The error it was compared with at the last check.
+        self.error_used: float | None = None
+        self._rows: list[Any] = []  # unit coordinates of the COMPLETE trials, in the order of ``_losses``
+        self._enc: Any = None
+        self._theta: Any = None
+        self._checked = 0
+
+    def reset(self, study: StudyView) -> None:
+        """Start over from the COMPLETE trials of ``study`` (called when a run opens the study)."""
+        self._rows = []
+        self._enc = None
+        self._theta = None
+        self._checked = 0
+        self.bound = self.error_used = None
+        super().reset(study)
+
+    def observe(self, study: StudyView, record: TrialRecord) -> bool:
+        """Learn a finished trial; True when the bound has fallen below the error (checked every ``every``)."""
+        from .trial import TrialState
+
+        if record.state is not TrialState.COMPLETE or record.value is None or not math.isfinite(record.value):
+            return False
+        if self._enc is None:
+            from .strategies._encoding import Encoder
+
+            self._enc = Encoder(study.space)
+        self._rows.append(self._enc.unit(record.params))
+        self._losses.append(study.sign() * float(record.value))
+        n = len(self._losses)
+        if n < self.min_trials or n - self._checked < self.every:
+            return False
+        self._checked = n
+        self.bound, self.error_used = self.evaluate(seed=study.seed + n)
+        return self.bound < self.error_used
+
+    def converged(self) -> bool:
+        """True when the last check found the bound below the error."""
+        return self.bound is not None and self.error_used is not None and self.bound < self.error_used
+
+    def evaluate(self, seed: int = 0) -> tuple[float, float]:
+        """The regret bound and the error it is compared with, from the trials learnt so far (objective units)."""
+        import numpy as np
+
+        from .strategies._gp import GP, fit_theta
+
+        enc = self._enc
+        losses = np.asarray(self._losses, dtype=float)
+        keep = max(self.min_trials, math.ceil(self.top * len(losses)))
+        order = np.argsort(losses, kind="stable")[: min(keep, self.max_points)]
+        u = np.asarray(self._rows)[order]
+        y_raw = losses[order]
+        centre, scale = float(np.mean(y_raw)), float(np.std(y_raw))
+        if not scale > 0:
+            return 0.0, self.error if self.error is not None else 0.0
+        y = (y_raw - centre) / scale
+        x = enc.features(u)
+        rng = np.random.default_rng(seed)
+        warm = self._theta if self._theta is not None and len(self._theta) == x.shape[1] + 2 else None
+        self._theta = fit_theta(x, y, warm, rng, runs=2)
+        gp = GP(x, y, self._theta)
+        # The confidence width of GP-UCB (Srinivas et al. 2010), scaled down as is usual in practice.
+        t, d = len(losses), max(enc.n_params, 1)
+        beta = 0.2 * 2.0 * math.log(d * t * t * math.pi**2 / (6.0 * self.delta))
+        width = math.sqrt(max(beta, 0.0))
+        mean_obs, var_obs = gp.predict(x)
+        upper = float(np.min(mean_obs + width * np.sqrt(var_obs)))
+        near = self.candidates // 4
+        rows = u[rng.integers(0, len(u), near)]
+        rows = np.where(np.isnan(rows), rng.random(rows.shape), rows)
+        local = np.clip(rows + rng.normal(0.0, 0.05, rows.shape), 0.0, 1.0)
+        cand, _ = enc.snap(np.vstack([rng.random((self.candidates - near, enc.n_params)), local]))
+        mean_c, var_c = gp.predict(enc.features(cand))
+        lower = min(float(np.min(mean_c - width * np.sqrt(var_c))), float(np.min(mean_obs - width * np.sqrt(var_obs))))
+        bound = max(upper - lower, 0.0) * scale
+        error = self.error if self.error is not None else math.sqrt(gp.noise) * scale
+        return bound, error
+
+    def describe(self) -> str:
+        """The last check's figures, as the reason a run stopped."""
+        if self.bound is None:
+            return "regret bound not checked yet"
+        return f"regret bound {self.bound:.4g} {'<' if self.converged() else '>='} error {self.error_used:.4g}"
+
+    def __repr__(self) -> str:
+        return (
+            f"RegretBound(error={self.error}, min_trials={self.min_trials}, every={self.every}, top={self.top}, "
+            f"delta={self.delta})"
+        )

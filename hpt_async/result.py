@@ -29,6 +29,8 @@ class StopReason:
     FAIL_FAST = "fail_fast"
     #: The search converged by the Tuner's ``converged=`` rule (:class:`~hpt_async.Convergence`).
     CONVERGED = "converged"
+    #: The model's bound on the regret left fell below the objective's error (:class:`~hpt_async.RegretBound`).
+    REGRET_BOUND = "regret_bound"
     #: Ctrl-C (SIGINT) or SIGTERM stopped the run gracefully.
     INTERRUPTED = "interrupted"
     CANCELLED = "cancelled"

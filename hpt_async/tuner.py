@@ -108,7 +108,9 @@ class Tuner(AskAndTell):
     (the result's reason is ``"interrupted"``; a second Ctrl-C aborts at
     once), ``converged`` (a :class:`~hpt_async.Convergence` rule, or
     ``True`` for its defaults: no improvement beyond noise for a while;
-    running trials finish, reason ``"converged"``), or cancellation from
+    running trials finish, reason ``"converged"``; or a
+    :class:`~hpt_async.RegretBound`: the model's bound on the regret left is
+    below the objective's error, reason ``"regret_bound"``), or cancellation from
     outside.  A run with neither ``max_trials``
     nor ``timeout`` says at start that it runs until stopped.
     ``max_failures`` FAILED trials make :meth:`run` raise

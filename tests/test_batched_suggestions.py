@@ -17,7 +17,7 @@ from common import MIXED, SQUARE, branin, mixed_loss, tune
 
 import hpt_async as hpt
 from hpt_async.loggers.console import ConsoleLogger
-from hpt_async.strategies import _gp
+from hpt_async.strategies import _gp, _model_process
 from hpt_async.strategies.bayes import BayesStrategy
 from hpt_async.strategies.tpe import TPEStrategy
 from hpt_async.study import StudyView
@@ -212,3 +212,111 @@ async def test_the_console_shows_when_the_model_falls_behind(caplog: pytest.LogC
     assert "3 suggestions" in study.notes["bayes"]
     line = ConsoleLogger(stream=io.StringIO()).status(study)
     assert "the model fell behind; 3 suggestions" in line
+
+
+# -- the model process ---------------------------------------------------------------------
+
+
+class _Target:
+    """What a model process serves in these tests: a counter and a method that raises."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def add(self, a: int, b: int = 0) -> tuple[int, int]:
+        self.calls += 1
+        return a + b, self.calls
+
+    def fail(self) -> None:
+        raise ValueError("from the child")
+
+
+needs_fork = pytest.mark.skipif(not _model_process.supported(), reason="the model process needs fork (Linux)")
+
+
+@needs_fork
+def test_a_model_process_runs_methods_on_its_copy_and_stops() -> None:
+    target = _Target()
+    remote = _model_process.start(target)
+    assert remote is not None
+    assert remote.call("add", 2, b=3) == (5, 1)
+    assert remote.call("add", 1) == (1, 2)  # the child's copy keeps its state between calls
+    assert target.calls == 0  # ... and the parent's is untouched
+    with pytest.raises(ValueError, match="from the child"):
+        remote.call("fail")
+    remote.close()
+    with pytest.raises(_model_process.RemoteError):
+        remote.call("add", 1)
+
+
+@needs_fork
+def test_a_dead_model_process_raises_remote_error() -> None:
+    remote = _model_process.start(_Target())
+    assert remote is not None
+    remote._process.kill()
+    remote._process.join(5)
+    with pytest.raises(_model_process.RemoteError):
+        remote.call("add", 1)
+    assert not remote.alive
+
+
+@needs_fork
+@pytest.mark.parametrize("name", ["bayes", "tpe"])
+async def test_the_model_process_chooses_the_points_at_high_concurrency(name: str) -> None:
+    strategy: Any = BayesStrategy(model_process=True) if name == "bayes" else TPEStrategy(model_process=True)
+
+    async def objective(trial: hpt.Trial) -> float:
+        await anyio.sleep(0.002 * (trial.number % 5))
+        return branin(trial.params)
+
+    result = await tune(objective, SQUARE, strategy, seed=3, max_trials=60, concurrency=6)
+    assert result.count(hpt.TrialState.COMPLETE) == 60
+    assert len({tuple(t.params.values()) for t in result.trials}) == 60
+    assert strategy._remote is not None
+    done = strategy.process_acquisitions if name == "bayes" else strategy.process_batches
+    assert done > 0
+    strategy._remote.close()
+
+
+@needs_fork
+@pytest.mark.parametrize("name", ["bayes", "tpe"])
+async def test_a_dead_model_process_leaves_the_work_to_threads(name: str) -> None:
+    strategy: Any = BayesStrategy(model_process=True) if name == "bayes" else TPEStrategy(model_process=True)
+    killed: list[int] = []
+
+    async def objective(trial: hpt.Trial) -> float:
+        remote = strategy._remote
+        if remote is not None and not killed:
+            remote._process.kill()  # the model process dies mid-run
+            killed.append(trial.number)
+        await anyio.sleep(0.002 * (trial.number % 5))
+        return branin(trial.params)
+
+    result = await tune(objective, SQUARE, strategy, seed=4, max_trials=50, concurrency=6)
+    assert killed
+    assert result.count(hpt.TrialState.COMPLETE) == 50
+    assert len({tuple(t.params.values()) for t in result.trials}) == 50
+
+
+@pytest.mark.parametrize("cls", [BayesStrategy, TPEStrategy])
+async def test_model_process_false_never_forks_and_bad_values_are_refused(cls: Any) -> None:
+    strategy = cls(model_process=False)
+
+    async def objective(trial: hpt.Trial) -> float:
+        await anyio.sleep(0.001 * (trial.number % 3))
+        return branin(trial.params)
+
+    await tune(objective, SQUARE, strategy, seed=5, max_trials=30, concurrency=6)
+    assert strategy._remote is None
+    with pytest.raises(ValueError, match="model_process"):
+        cls(model_process="yes")
+
+
+def test_below_the_threshold_the_default_keeps_threads() -> None:
+    strategy = BayesStrategy()
+    strategy._widest = _model_process.PROCESS_MIN - 1
+    assert not strategy._wants_process()
+    strategy._widest = _model_process.PROCESS_MIN
+    assert strategy._wants_process()  # (start() then forks only where supported)
+    assert not TPEStrategy()._wants_process(_model_process.PROCESS_MIN - 1)
+    assert TPEStrategy()._wants_process(_model_process.PROCESS_MIN)

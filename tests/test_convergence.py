@@ -104,3 +104,98 @@ def test_what_the_tuner_refuses() -> None:
         hpt.Tuner(plateau, SPACE, converged=5, loggers=[])
     with pytest.raises(ValueError, match="judges one objective"):
         hpt.Tuner(plateau, SPACE, direction=("minimize", "maximize"), converged=True, loggers=[])
+
+
+# -- the model's regret bound ----------------------------------------------------------------
+
+
+def bowl(trial: Any) -> float:
+    """A smooth bowl with its minimum 0 at (0.3, 0.7)."""
+    return (trial.params["x"] - 0.3) ** 2 + (trial.params["y"] - 0.7) ** 2
+
+
+async def test_the_regret_bound_stops_a_converged_search_with_its_own_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    rule = hpt.RegretBound(error=0.01, min_trials=10, every=5)
+    with caplog.at_level(logging.INFO, logger="hpt_async"):
+        result = await tune(bowl, SPACE, "bayes", max_trials=120, converged=rule)
+    assert result.reason == hpt.StopReason.REGRET_BOUND == "regret_bound"
+    assert len(result.trials) < 120
+    assert rule.bound is not None and rule.error_used == 0.01 and rule.bound < 0.01
+    assert "regret bound" in rule.describe() and "< error 0.01" in rule.describe()
+    assert any("regret bound" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_error_too_small_to_reach_runs_to_the_budget() -> None:
+    rule = hpt.RegretBound(error=1e-12, min_trials=10, every=5)
+    result = await tune(bowl, SPACE, "random", max_trials=40, converged=rule)
+    assert result.reason == "max_trials" and len(result.trials) == 40
+    assert rule.bound is not None and rule.bound >= 1e-12
+    assert ">= error" in rule.describe()
+
+
+def _rule_with(points: int, seed: int = 0) -> hpt.RegretBound:
+    """A rule that has learnt ``points`` random trials of the bowl (not yet checked)."""
+    import numpy as np
+
+    from hpt_async.strategies._encoding import Encoder
+
+    rule = hpt.RegretBound(min_trials=5)
+    space = hpt.Space(SPACE)
+    rule._enc = Encoder(space)
+    rng = np.random.default_rng(seed)
+    for _ in range(points):
+        x, y = rng.random(2)
+        rule._rows.append(rule._enc.unit({"x": x, "y": y}))
+        rule._losses.append(float((x - 0.3) ** 2 + (y - 0.7) ** 2))
+    return rule
+
+
+def test_the_bound_shrinks_as_the_data_grows_and_the_default_error_is_the_model_noise() -> None:
+    few_bound, _ = _rule_with(8).evaluate()
+    many_bound, many_error = _rule_with(150).evaluate()
+    assert many_bound < few_bound
+    assert few_bound > 0 and many_error > 0  # the fitted noise, in objective units
+
+
+def test_flat_values_have_nothing_left_to_gain() -> None:
+    rule = _rule_with(10)
+    rule._losses = [1.0] * 10
+    rule.error = 0.5
+    assert rule.evaluate() == (0.0, 0.5)
+
+
+async def test_the_regret_bound_counts_a_resumed_history() -> None:
+    storage = hpt.MemoryStorage()
+    first = await tune(bowl, SPACE, "random", max_trials=12, study="rb", storage=storage)
+    assert len(first.trials) == 12
+    rule = hpt.RegretBound(error=1e-12, min_trials=15, every=5)
+    await tune(bowl, SPACE, "random", max_trials=16, study="rb", storage=storage, converged=rule)
+    # 12 earlier + 4 new COMPLETE trials: the first check came at 15.
+    assert rule.bound is not None and rule._checked == 15
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"error": -1.0}, "error"),
+        ({"min_trials": 2}, "min_trials"),
+        ({"every": 0}, "every"),
+        ({"top": 0.0}, "top"),
+        ({"top": 1.5}, "top"),
+        ({"delta": 1.0}, "delta"),
+        ({"candidates": 0}, "candidates"),
+        ({"max_points": True}, "max_points"),
+    ],
+)
+def test_bad_regret_bound_options_are_refused(options: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        hpt.RegretBound(**options)
+
+
+async def test_several_objectives_refuse_the_regret_bound() -> None:
+    with pytest.raises(ValueError, match="one objective"):
+        hpt.Tuner(lambda t: (1.0, 2.0), SPACE, direction=("minimize", "minimize"), converged=hpt.RegretBound())

@@ -54,7 +54,10 @@ time it is drawn from; hyperparameter refits run in a background thread
 too, and suggestions keep the last fitted ones meanwhile.  When the pool
 runs dry first, workers get the last acquisition's spare candidates, and
 the strategy says so in ``study.notes`` (the console prints it) and in one
-warning.  See docs/strategies.md, "Many workers at once".
+warning.  At 32 or more trials at once (``model_process``), the background
+acquisitions and refits run in a forked model process instead of threads,
+so that their Python-level work never holds the event loop's interpreter
+lock.  See docs/strategies.md, "Many workers at once".
 
 Several objectives, or constraints (``trial.set_constraints``) with one
 objective or several: one GP per objective and one per constraint (the
@@ -63,7 +66,8 @@ makes the suggestion), and the acquisition is log expected hypervolume
 improvement over the feasible front times the probability of feasibility,
 or that probability alone while no trial is feasible (see ``_ehvi``).
 Running trials are conditioned on as a kriging believer, and batches for
-many workers come from the same pool as above.  Intermediate reports are
+many workers come from the same pool as above (made in threads: the
+model process serves one objective only).  Intermediate reports are
 not modelled then: PRUNED and FAILED trials are avoided points.
 """
 
@@ -103,6 +107,13 @@ _SPARES = 4  # spare candidates kept per point chosen
 _BATCH_STARTS = 2  # candidates refined by L-BFGS-B in a batch (the greedy choice then picks among all)
 _RESTART_FRACTION = 0.5  # full refits with restarts when the data has grown by half
 _WARM_ITERS = 30  # L-BFGS-B iterations of a warm-started refresh of the hyperparameters
+_BUSY_FIT_POINTS = 128  # most points a background refit learns from when many trials run at once
+
+
+def _busy_min() -> int:
+    from ._model_process import PROCESS_MIN
+
+    return PROCESS_MIN
 
 
 def default_initial(space_size: int) -> int:
@@ -140,6 +151,10 @@ class BayesStrategy(ModelStrategy):
       and resource, fitted to every level) or ``"highest"`` (the highest
       level with ``fidelity_min`` results); ``fidelity_min``: reports a step
       needs to be modelled under ``"highest"`` (default ``max(6, d + 2)``).
+    * ``model_process``: make the background acquisitions and refits in a
+      forked process (``_model_process``), off the event loop's interpreter
+      lock: ``None`` (default) when ``PROCESS_MIN`` (32) or more trials run
+      at once, on Linux; ``True`` as soon as two do; ``False`` never.
     """
 
     name = "bayes"
@@ -158,6 +173,7 @@ class BayesStrategy(ModelStrategy):
         fidelity: bool = True,
         fidelity_min: int | None = None,
         fidelity_model: str = "joint",
+        model_process: bool | None = None,
     ) -> None:
         if n_initial is not None and (isinstance(n_initial, bool) or not isinstance(n_initial, int) or n_initial < 1):
             raise ValueError(f"n_initial must be an int >= 1, got {n_initial!r}")
@@ -172,6 +188,8 @@ class BayesStrategy(ModelStrategy):
             raise ValueError(f"refit_fraction must be a number in [0, 10], got {refit_fraction!r}")
         if pending not in _PENDING_MODES:
             raise ValueError(f"pending must be one of {_PENDING_MODES}, got {pending!r}")
+        if model_process not in (None, True, False):
+            raise ValueError(f"model_process must be None, True or False, got {model_process!r}")
         if fidelity_model not in _FIDELITY_MODELS:
             raise ValueError(f"fidelity_model must be one of {_FIDELITY_MODELS}, got {fidelity_model!r}")
         self.fidelity_model = fidelity_model
@@ -185,6 +203,7 @@ class BayesStrategy(ModelStrategy):
         # are needed for refit_fraction=0, which refits fully every time.
         self._restart_fraction = _RESTART_FRACTION if refit_fraction > 0 else 0.0
         self.pending = pending
+        self.model_process = model_process
         super().__init__(fidelity=fidelity, fidelity_min=fidelity_min)
         self._theta: np.ndarray | None = None
         self._fit_n = 0
@@ -210,6 +229,8 @@ class BayesStrategy(ModelStrategy):
         self.behind = 0
         #: Background refits whose hyperparameters were taken up.
         self.background_fits = 0
+        #: Background acquisitions made in the model process (``model_process``).
+        self.process_acquisitions = 0
         self._noted = 0
         self._warned = False
         # Several objectives or constraints: every COMPLETE trial's values and constraints, by number.
@@ -218,8 +239,14 @@ class BayesStrategy(ModelStrategy):
         self._multi_mode = False  # the last suggestion used the models of several outcomes
         self._thetas: list[np.ndarray] | None = None  # their hyperparameters, objectives then constraints
         self._mfit_n = self._mrestart_n = 0
+        self._remote: Any = None  # the model process (``_model_process``), once forked
+        self._remote_tried = False
+        self._epoch = 0  # bumped when the model is reset: the model process then takes the new state
+        self._served: int | None = None  # in the model process: the epoch of the state it holds
+        self._handed: set[bytes] = set()  # the model-chosen points handed out so far (``_key``)
 
     def _reset(self) -> None:
+        self._epoch += 1
         self._outcomes = {}
         self._n_constraints = 0
         self._thetas = None
@@ -231,6 +258,7 @@ class BayesStrategy(ModelStrategy):
         self._acq, self._pool, self._spares = None, [], []
 
     def _level_changed(self) -> None:
+        self._epoch += 1
         self._fit_n = self._restart_n = 0  # other values: refit at the next suggestion (warm-started)
         self._mfit_n = self._mrestart_n = 0
         self._gp = None
@@ -306,7 +334,7 @@ class BayesStrategy(ModelStrategy):
             self.pooled += need
             self._asked += need
             self._note(study)
-            return [enc.decode(row) for row in out]
+            return self._hand_out(enc, out)
         elif job is not None and fresh and len(self._pool) + len(self._spares) >= need:
             # The model cannot keep up: the last acquisition's next best candidates, rather than a wait.
             take = need - len(self._pool)
@@ -316,7 +344,7 @@ class BayesStrategy(ModelStrategy):
             self.behind += take
             self._asked += need
             self._note(study)
-            return [enc.decode(row) for row in out]
+            return self._hand_out(enc, out)
         n_init = self.n_initial or default_initial(len(study.space))
         number = numbers[0]
         if self._several(study):
@@ -385,33 +413,87 @@ class BayesStrategy(ModelStrategy):
             self.pooled += need
         self._asked += need
         if not out:
-            # No model-chosen points yet (the first batch): chosen now, jointly, for these workers.
-            u = await anyio.to_thread.run_sync(lambda: self._suggest(*args, count=need, inline=False))
-            out = list(u)
+            # No model-chosen points yet (the first batch): chosen now, jointly, for these workers, and at
+            # high concurrency for as many more as run at once (the wave of results behind these workers).
+            extra = min(_POOL_MAX, self._widest) if self._widest >= _busy_min() else 0
+            u = await anyio.to_thread.run_sync(lambda: self._suggest(*args, count=need + extra, inline=False))
+            out = list(u[:need])
+            if extra:
+                self._pool, self._spares = list(u[need:]), []
+                self._pool_told, self._pool_made = self._told, extra
             self.direct += need
             # The pool's acquisition must know of these points: they are running by the time it starts.
             args = (*args[:3], np.vstack([u_pending, u]), *args[4:])
         if self._acq is None:
             # Refill the pool from the newest data, enough for the workers expected to free up meanwhile.
-            size = min(_POOL_MAX, max(2 * need, self._asked, _POOL_MIN))
+            size = min(_POOL_MAX, max(2 * need, self._asked, _POOL_MIN, self._widest))
             self._asked = 0
+            if not self._remote_tried and self._wants_process():
+                self._remote_tried = True
+                from ._model_process import start
+
+                self._remote = start(self)  # forked now: no thread of this strategy runs meanwhile
             self._acq = _Acquisition(self, args, size, self._told)
             self._acq.start()
         self._note(study)
-        return [enc.decode(row) for row in out]
+        return self._hand_out(enc, out)
+
+    def _hand_out(self, enc: Encoder, rows: list[np.ndarray]) -> list[dict[str, Any] | None]:
+        """Configurations of model-chosen ``rows``, remembered so that a later pool never repeats them."""
+        for row in rows:
+            self._handed.add(_key(row))
+        return [enc.decode(row) for row in rows]
+
+    def _wants_process(self) -> bool:
+        """Whether background acquisitions go to a model process (see ``model_process``)."""
+        from ._model_process import PROCESS_MIN
+
+        if self._multi_mode:
+            return False  # several objectives or constraints: their models stay in this process
+        if self.model_process is None:
+            return self._widest >= PROCESS_MIN
+        return self.model_process
+
+    def _remote_batch(
+        self, args: tuple[Any, ...], size: int, epoch: int, state: tuple[Any, int, int]
+    ) -> tuple[np.ndarray, tuple[Any, int, int], int, int]:
+        """In the model process: an acquisition of ``size`` points (and spares), with the state it leaves.
+
+        The first call, and the first after the parent reset its model
+        (``epoch``), take the parent's hyperparameters and fit counts.
+        """
+        if self._served != epoch:
+            self._served = epoch
+            self._job = self._acq = self._remote = None  # the parent's threads do not exist here
+            self._gp = None
+            self._theta, self._fit_n, self._restart_n = state
+        rows = self._suggest(*args, count=size, inline=False, spares=_SPARES * size)
+        return rows, (self._theta, self._fit_n, self._restart_n), self.background_fits, self.late_fits
 
     def _collect(self) -> None:
         """Take up the points of the background acquisition that ended (they replace the older pool)."""
         job, self._acq = self._acq, None
+        if job is not None and job.state is not None:
+            self.process_acquisitions += 1
+        if job is not None and job.state is not None and job.epoch == self._epoch:
+            # The model process fitted the hyperparameters: the direct path uses them too.
+            self._theta, self._fit_n, self._restart_n = job.state
+            self.background_fits, self.late_fits = job.counts
         if job is not None and job.rows is not None:
-            self._pool = list(job.rows)
-            self._spares = list(job.spares) if job.spares is not None else []
+            # Points handed out from the older pool after this acquisition took its data are not repeated.
+            handed = self._handed
+            self._pool = [row for row in job.rows if _key(row) not in handed]
+            self._spares = [row for row in (job.spares if job.spares is not None else []) if _key(row) not in handed]
             self._pool_told, self._pool_made = job.told, len(job.rows)
             self.acquisitions += 1
 
     def _fresh(self) -> bool:
-        """Fewer results have arrived since the pool's data than twice the points it was chosen with."""
-        return self._told - self._pool_told < 2 * self._pool_made
+        """Fewer results have arrived since the pool's data than twice its size, or than the concurrency.
+
+        At concurrency ``c`` every suggestion is made without the ``c - 1``
+        results still running; a pool point lacks at most that many more.
+        """
+        return self._told - self._pool_told < max(2 * self._pool_made, self._widest)
 
     async def tell(self, study: StudyView, record: TrialRecord) -> None:
         await super().tell(study, record)
@@ -504,11 +586,23 @@ class BayesStrategy(ModelStrategy):
             options = {"runs": 1, "maxiter": _WARM_ITERS}
         if inline:
             self._theta = fit_theta(x, y, self._theta, rng, **options)
+        elif self._remote is not None and self._remote.alive:
+            return  # the model process refits (its hyperparameters come back with its next acquisition)
         elif self._job is not None:
             self.late_fits += 1  # the data outgrew the fit that is running: use the last hyperparameters
             return
         else:
-            self._job = _Fit(x.copy(), y.copy(), self._theta.copy(), int(rng.integers(2**63)), options)
+            fx, fy = x, y
+            if self._widest >= _busy_min() and len(x) > _BUSY_FIT_POINTS:
+                # Many trials at once: the refit learns from a subset (the best quarter, the rest at random),
+                # so that it does not hold up the acquisitions that share its process; the posterior still
+                # conditions on every point of the training set.
+                keep = np.zeros(len(y), dtype=bool)
+                keep[np.argsort(y, kind="stable")[: _BUSY_FIT_POINTS // 4]] = True
+                rest = np.flatnonzero(~keep)
+                keep[rng.choice(rest, size=_BUSY_FIT_POINTS - int(keep.sum()), replace=False)] = True
+                fx, fy = x[keep], y[keep]
+            self._job = _Fit(fx.copy(), fy.copy(), self._theta.copy(), int(rng.integers(2**63)), options)
             self._job.start()
         self._fit_n = n
         if restart:
@@ -744,6 +838,11 @@ class _Outcomes(NamedTuple):
     constraints: np.ndarray  # one column per constraint (satisfied when <= 0); no columns without them
 
 
+def _key(row: np.ndarray) -> bytes:
+    """A unit row as a set key (NaN for inactive parameters compares equal)."""
+    return np.round(np.nan_to_num(row, nan=-1.0), 12).tobytes()
+
+
 def _with_fantasies(
     gp: Any, enc: Encoder, u_pending: np.ndarray, u_avoid: np.ndarray, best: float, median: float, joint: bool
 ) -> Any:
@@ -768,12 +867,33 @@ class _Acquisition(threading.Thread):
         self.strategy, self.args, self.size, self.told = strategy, args, size, told
         self.rows: np.ndarray | None = None
         self.spares: np.ndarray | None = None
+        self.state: tuple[Any, int, int] | None = None  # the model process's hyperparameters, if it chose
+        self.counts = (0, 0)
+        self.epoch = strategy._epoch
         self.error: BaseException | None = None
         self.done = threading.Event()
 
+    def _remote(self) -> np.ndarray | None:
+        """The points chosen by the model process, or None without one (or when it has stopped)."""
+        from ._model_process import RemoteError
+
+        strategy = self.strategy
+        remote = strategy._remote
+        if remote is None or not remote.alive or isinstance(self.args[2], _Outcomes):
+            return None  # several outcomes are modelled in this process (their fits are not handed across)
+        state = (strategy._theta, strategy._fit_n, strategy._restart_n)
+        try:
+            rows, self.state, *counts = remote.call("_remote_batch", self.args, self.size, self.epoch, state)
+        except RemoteError:
+            return None
+        self.counts = (int(counts[0]), int(counts[1]))
+        return rows
+
     def run(self) -> None:
         try:
-            rows = self.strategy._suggest(*self.args, count=self.size, inline=False, spares=_SPARES * self.size)
+            rows = self._remote()
+            if rows is None:
+                rows = self.strategy._suggest(*self.args, count=self.size, inline=False, spares=_SPARES * self.size)
             self.rows, self.spares = rows[: self.size], rows[self.size :]
         except BaseException as exc:  # the next batch is chosen while the workers wait, and raises it there
             self.error = exc

@@ -18,7 +18,11 @@ parents.
 
 Running trials are added to the bad group (a constant liar), so concurrent
 suggestions avoid what is already being evaluated; the points of one batch
-(:meth:`TPEStrategy.ask_batch`) lie about each other the same way.  FAILED and PRUNED
+(:meth:`TPEStrategy.ask_batch`) lie about each other the same way.  With
+others running, a batch also chooses points for the next free workers (as
+many as trials run at once), and the next such pool is chosen in the
+background (a thread, or a forked model process at 32 or more trials at
+once) once half of it is used.  FAILED and PRUNED
 trials are added there too, as configurations, never with their value as a
 final one.  CANCELLED and LOST trials are ignored.
 
@@ -47,6 +51,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -69,9 +74,10 @@ _PENDING_MODES = ("liar", "ignore")
 # A lone suggestion (nothing else running) over at most this many points is made on the event loop; any other
 # in a worker thread, so that free workers queue for one batch meanwhile.
 _INLINE_WORK = 4096
-_POOL_MIN, _POOL_MAX = 8, 256
+_POOL_MIN, _POOL_MAX = 8, 256  # extra points a batch chooses for the next free workers
 # The good group's default fraction with one objective and with several (chosen on ZDT1 and DTLZ2, see benchmarks).
-_GAMMA_ONE, _GAMMA_SEVERAL = 0.15, 0.10  # extra points a batch chooses for the next free workers
+_GAMMA_ONE, _GAMMA_SEVERAL = 0.15, 0.10
+_POOL_SHARE = 1  # ... at least this fraction of the trials running at once
 
 
 class ParzenEstimator:
@@ -139,12 +145,11 @@ class ParzenEstimator:
         on = ~np.isnan(cn)
         x = np.where(on, cn, 0.0)
         fon = on.astype(float)
-        # sum_d on_d [-(x_d - mu_d)^2 s2_d / 2 + const_d], as matrix products over the numeric columns.
-        log_k = (x * x) @ s2.T
-        log_k -= 2.0 * (x @ mu_s2.T)
-        log_k += fon @ mu2_s2.T
-        log_k *= -0.5
-        log_k += fon @ const.T
+        # sum_d on_d [-(x_d - mu_d)^2 s2_d / 2 + const_d], as one matrix product over the numeric columns:
+        # [x^2, x, on] . [-s2 / 2, mu s2, const - mu^2 s2 / 2].
+        left = np.hstack([x * x, x, fon])
+        right = np.hstack([-0.5 * s2, mu_s2, const - 0.5 * mu2_s2])
+        log_k = left @ right.T
         log_prior = np.zeros(c)
         for p in self._choices:
             j, k = p.index, p.n
@@ -220,7 +225,9 @@ class TPEStrategy(ModelStrategy):
     ``"liar"`` (default: running trials count as bad) or ``"ignore"``,
     ``fidelity``: learn from intermediate reports (default ``True``),
     ``fidelity_min``: reports a step needs to be modelled (default
-    ``max(6, d + 2)``).
+    ``max(6, d + 2)``), ``model_process``: choose the batches in a forked
+    process (``None``, the default: at 32 or more trials at once, on
+    Linux; ``True``; ``False``; see ``_model_process``).
     """
 
     name = "tpe"
@@ -237,6 +244,7 @@ class TPEStrategy(ModelStrategy):
         pending: str = "liar",
         fidelity: bool = True,
         fidelity_min: int | None = None,
+        model_process: bool | None = None,
     ) -> None:
         for name, value in (("n_initial", n_initial), ("max_good", max_good), ("candidates", candidates)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -247,6 +255,11 @@ class TPEStrategy(ModelStrategy):
             raise ValueError(f"prior_weight must be > 0, got {prior_weight!r}")
         if pending not in _PENDING_MODES:
             raise ValueError(f"pending must be one of {_PENDING_MODES}, got {pending!r}")
+        if model_process not in (None, True, False):
+            raise ValueError(f"model_process must be None, True or False, got {model_process!r}")
+        self.model_process = model_process
+        self._remote: Any = None  # the model process (``_model_process``), once forked
+        self._remote_tried = False
         self.n_initial = n_initial
         #: The good group's fraction as given (``None``: 0.15 with one objective, 0.10 with several).
         self.gamma = None if gamma is None else float(gamma)
@@ -258,8 +271,14 @@ class TPEStrategy(ModelStrategy):
         super().__init__(fidelity=fidelity, fidelity_min=fidelity_min)
         self._pool: list[np.ndarray] = []  # points of the last batch beyond those asked for
         self._told = self._pool_told = self._pool_made = 0
+        self._job: _Batch | None = None  # the next pool, being chosen in the background
+        self._span = 0  # the most trials asked for or running at once
         #: Suggestions served from the points of an earlier batch.
         self.pooled = 0
+        #: Batches of points chosen for the pool (in the background or while workers waited).
+        self.batches = 0
+        #: Batches chosen in the model process (``model_process``).
+        self.process_batches = 0
         # COMPLETE trials' values and constraints (number -> (values, constraints)); how many have constraints.
         self._values: dict[int, tuple[tuple[float, ...], tuple[float, ...] | None]] = {}
         self._constrained = 0
@@ -272,12 +291,11 @@ class TPEStrategy(ModelStrategy):
         numbers = list(numbers)
         enc = self._bind(study)
         need = len(numbers)
-        if len(self._pool) >= need and self._told - self._pool_told < self._pool_made:
-            # Points of the last batch, chosen for the workers expected to free up; fewer results have
-            # arrived since than it held, so they are no staler than the concurrency makes any suggestion.
-            out, self._pool = self._pool[:need], self._pool[need:]
-            self.pooled += need
-            return [enc.decode(row) for row in out]
+        job = self._job
+        if job is not None and job.done.is_set():
+            self._take(job)
+        if self._usable(need):
+            return self._serve(study, enc, numbers)
         data = self._model_data(study, numbers[0])
         n_obs = len(data.losses)
         if n_obs + len(data.pending) < self.n_initial or n_obs < 2:
@@ -293,14 +311,95 @@ class TPEStrategy(ModelStrategy):
         if not data.pending and need == 1 and n_obs + len(extra) <= _INLINE_WORK:
             # Nothing else running (concurrency 1) and a small model: made in place, well under a millisecond.
             rows = self._suggest(enc, u_obs, order, u_extra, seed, 1)
-        else:
-            # Others running: as many more points as asked for (at least 8) for the workers that free up
-            # next, all in one batch of lies; in a thread, so that free workers queue for one batch meanwhile.
-            count = need + (min(_POOL_MAX, max(need, _POOL_MIN)) if data.pending else 0)
-            rows = await anyio.to_thread.run_sync(self._suggest, enc, u_obs, order, u_extra, seed, count)
-            self._pool = list(rows[need:])
-            self._pool_told, self._pool_made = self._told, len(self._pool)
+            return [enc.decode(row) for row in rows]
+        self._span = max(self._span, need + len(data.pending))  # the most trials running at once
+        job = self._job
+        if job is not None:
+            # The next pool, on newer data, is being chosen: wait for it rather than choose another.
+            await anyio.to_thread.run_sync(job.done.wait)
+            self._take(job)
+            if self._usable(need):
+                return self._serve(study, enc, numbers)
+        # Others running: as many more points as asked for (at least 8, and a share of the trials running)
+        # for the workers that free up next, all in one batch of lies; in a thread, so that free workers
+        # queue for one batch meanwhile.
+        if not self._remote_tried and self._wants_process(self._span):
+            self._remote_tried = True
+            from ._model_process import start
+
+            self._remote = start(self)  # forked now: no thread of this strategy runs meanwhile
+        size = self._size(need) if data.pending else 0
+        rows = await anyio.to_thread.run_sync(self._compute, (enc, u_obs, order, u_extra, seed, need + size))
+        self._pool = list(rows[need:])
+        self._pool_told, self._pool_made = self._told, len(self._pool)
+        self.batches += 1
         return [enc.decode(row) for row in rows[:need]]
+
+    def _size(self, need: int) -> int:
+        """Points a batch chooses for the pool: a share of the trials running at once (8 to 256)."""
+        return min(_POOL_MAX, max(need, _POOL_MIN, self._span // _POOL_SHARE))
+
+    def _usable(self, need: int) -> bool:
+        """The pool holds ``need`` points and fewer results arrived since its data than the concurrency.
+
+        At concurrency ``c`` every suggestion is made without the ``c - 1``
+        results still running; a pool point lacks at most that many more.
+        """
+        return len(self._pool) >= need and self._told - self._pool_told < max(self._pool_made, self._span)
+
+    def _serve(self, study: StudyView, enc: Encoder, numbers: list[int]) -> list[dict[str, Any] | None]:
+        """Points from the pool; the next pool starts in the background once half of this one is used or stale."""
+        need = len(numbers)
+        out, self._pool = self._pool[:need], self._pool[need:]
+        self.pooled += need
+        half = self._pool_made // 2
+        if self._job is None and (len(self._pool) <= half or self._told - self._pool_told >= half):
+            self._refill(study, enc, numbers, out)
+        return [enc.decode(row) for row in out]
+
+    def _wants_process(self, span: int) -> bool:
+        """Whether batches go to a model process (see ``model_process``)."""
+        from ._model_process import PROCESS_MIN
+
+        return span >= PROCESS_MIN if self.model_process is None else self.model_process
+
+    def _compute(self, args: tuple[Any, ...]) -> np.ndarray:
+        """``_suggest(*args)`` in the model process when there is one (and it answers), else here."""
+        remote = self._remote
+        if remote is not None and remote.alive:
+            from ._model_process import RemoteError
+
+            try:
+                rows = remote.call("_suggest", *args)
+            except RemoteError:
+                pass
+            else:
+                self.process_batches += 1  # read on the loop only after the batch is taken up
+                return rows
+        return self._suggest(*args)
+
+    def _refill(self, study: StudyView, enc: Encoder, numbers: list[int], handed: list[np.ndarray]) -> None:
+        """Start choosing the next pool in the background, on the newest data (see ``_Batch``)."""
+        data = self._model_data(study, numbers[-1])
+        extra = list(data.u_avoid)
+        if self.pending == "liar":
+            # The running trials, the points just handed out (not running yet) and the pool left: all lies.
+            extra += [enc.unit(r.params) for r in data.pending] + handed + self._pool
+        u_extra = np.array(extra) if extra else np.empty((0, enc.n_params))
+        seed = [study.seed & (2**64 - 1), (numbers[-1] + 1) & (2**64 - 1)]
+        args = (enc, data.u_obs, self._ranking(study, data), u_extra, seed, self._size(len(numbers)))
+        self._job = _Batch(self, args, self._told)
+        self._job.start()
+
+    def _take(self, job: _Batch) -> None:
+        """The background batch ended: its points, on newer data, replace the pool (or its error is raised)."""
+        self._job = None
+        if job.error is not None:
+            raise job.error
+        assert job.rows is not None
+        self._pool = list(job.rows)
+        self._pool_told, self._pool_made = job.told, len(job.rows)
+        self.batches += 1
 
     async def tell(self, study: StudyView, record: TrialRecord) -> None:
         await super().tell(study, record)
@@ -308,6 +407,7 @@ class TPEStrategy(ModelStrategy):
 
     def _reset(self) -> None:
         self._pool = []
+        self._job = None  # a batch under way for other data is dropped when it ends
         self._values.clear()
         self._constrained = 0
 
@@ -394,6 +494,25 @@ class TPEStrategy(ModelStrategy):
             more, _ = enc.snap(rng.random((count - len(out), enc.n_params)))
             out = np.vstack([out, more])
         return out
+
+
+class _Batch(threading.Thread):
+    """The next pool of points, chosen in a background thread on the data of its start; ``rows`` once ``done``."""
+
+    def __init__(self, strategy: TPEStrategy, args: tuple[Any, ...], told: int) -> None:
+        super().__init__(name="hpt-async-tpe-batch", daemon=True)
+        self.strategy, self.args, self.told = strategy, args, told
+        self.rows: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.rows = self.strategy._compute(self.args)
+        except BaseException as exc:  # raised to the next worker that takes the batch
+            self.error = exc
+        finally:
+            self.done.set()
 
 
 # A last front whose size times the places left in the good group exceeds this is cut by crowding distance, not by
@@ -546,12 +665,14 @@ def greedy_hypervolume_subset(front: np.ndarray, k: int) -> list[int]:
 
 
 def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
-    """``log(sum(exp(a), axis=1))``, -inf for rows of no columns."""
+    """``log(sum(exp(a), axis=1))``, -inf for rows of no columns; ``a`` is overwritten (no copy of it is made)."""
     if a.shape[1] == 0:
         return np.full(a.shape[0], -np.inf)
     top = np.max(a, axis=1)
     top = np.where(np.isfinite(top), top, 0.0)
-    return np.log(np.exp(a - top[:, None]).sum(axis=1)) + top
+    a -= top[:, None]
+    np.exp(a, out=a)
+    return np.log(a.sum(axis=1)) + top
 
 
 @hookimpl
