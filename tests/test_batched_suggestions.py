@@ -230,6 +230,9 @@ class _Target:
     def fail(self) -> None:
         raise ValueError("from the child")
 
+    def hang(self) -> None:
+        threading.Event().wait()  # as a child stuck on a lock it inherited would
+
 
 needs_fork = pytest.mark.skipif(not _model_process.supported(), reason="the model process needs fork (Linux)")
 
@@ -258,6 +261,20 @@ def test_a_dead_model_process_raises_remote_error() -> None:
     with pytest.raises(_model_process.RemoteError):
         remote.call("add", 1)
     assert not remote.alive
+
+
+@needs_fork
+def test_a_model_process_that_never_answers_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_model_process, "CALL_TIMEOUT", 0.5)
+    remote = _model_process.start(_Target())
+    assert remote is not None
+    with pytest.raises(_model_process.RemoteError, match="no answer to hang"):
+        remote.call("hang")
+    assert not remote.alive
+    remote._process.join(5)
+    assert not remote._process.is_alive()  # stopped, not left behind
+    with pytest.raises(_model_process.RemoteError):
+        remote.call("add", 1)
 
 
 @needs_fork

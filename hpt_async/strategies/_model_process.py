@@ -34,6 +34,10 @@ class RemoteError(RuntimeError):
     """The model process could not answer (it died, or its answer could not be sent back)."""
 
 
+#: Seconds :meth:`ModelProcess.call` waits for an answer before it stops the child and raises RemoteError.
+CALL_TIMEOUT = 300.0
+
+
 class ModelProcess:
     """A child process holding a forked copy of ``target``; :meth:`call` runs one of its methods there."""
 
@@ -62,6 +66,12 @@ class ModelProcess:
                 raise RemoteError("the model process has stopped")
             try:
                 self._conn.send((method, args, kwargs))
+                if not self._conn.poll(CALL_TIMEOUT):
+                    # A child that never answers (stuck on a lock a thread of the parent held when it was
+                    # forked, say) is stopped: the work goes back to this process's threads.
+                    self.alive = False
+                    self._process.kill()
+                    raise RemoteError(f"the model process gave no answer to {method} within {CALL_TIMEOUT:g} s")
                 ok, value = self._conn.recv()
             except (EOFError, OSError) as exc:
                 self.alive = False
