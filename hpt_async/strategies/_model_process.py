@@ -27,10 +27,12 @@ import threading
 import weakref
 from typing import Any
 
+from ..exceptions import HptError
+
 __all__ = ["PROCESS_MIN", "ModelProcess", "RemoteError", "start", "supported"]
 
 
-class RemoteError(RuntimeError):
+class RemoteError(HptError, RuntimeError):
     """The model process could not answer (it died, or its answer could not be sent back)."""
 
 
