@@ -130,6 +130,24 @@ def maximise_log_ei(
     return s[j], float(scores[j])
 
 
+def take_best(acq: np.ndarray, chosen: np.ndarray, picks: list[int], p: int, spares: int) -> int:
+    """Choose the best candidate of ``acq`` not ``chosen`` yet: mark it, append its pool index to ``picks``.
+
+    ``acq`` scores the ``p`` pending points, then the pool; with ``spares``,
+    that many next best pool candidates are appended to ``picks`` too.
+    Returns the chosen index into ``acq``.
+    """
+    acq[chosen] = -np.inf
+    j = int(np.argmax(acq))
+    chosen[j] = True
+    picks.append(j - p)
+    if spares:
+        acq[j] = -np.inf
+        after = np.argsort(-acq, kind="stable")[:spares]
+        picks.extend(int(i) - p for i in after if np.isfinite(acq[i]))
+    return j
+
+
 def select_batch(
     gp: GP,
     enc: Encoder,
@@ -201,15 +219,8 @@ def select_batch(
             sd = np.sqrt(var)
             acq = log_h((best - mean) / sd) + np.log(sd)
             acq = np.where(np.isfinite(acq), acq, -np.inf)
-            acq[chosen] = -np.inf
-            j = int(np.argmax(acq))
-            chosen[j] = True
-            picks.append(j - p)
+            j = take_best(acq, chosen, picks, p, spares if t == p + taken - 1 else 0)
             if t == p + taken - 1:
-                if spares:
-                    acq[j] = -np.inf
-                    after = np.argsort(-acq, kind="stable")[:spares]
-                    picks += [int(i) - p for i in after if np.isfinite(acq[i])]
                 break
             if not believer:
                 continue

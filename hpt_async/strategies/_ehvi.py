@@ -52,7 +52,7 @@ import math
 import numpy as np
 from scipy import special
 
-from ._acquisition import _distinct, _local_candidates
+from ._acquisition import _distinct, _local_candidates, take_best
 from ._encoding import Encoder
 from ._gp import GP, _log1mexp, log_h
 
@@ -254,15 +254,8 @@ def select(
         else:
             acq = np.full(p + mpool, -np.inf)
             acq[p:] = current.score(mean[p:], var[p:])
-            acq[chosen] = -np.inf
-            j = int(np.argmax(acq))
-            chosen[j] = True
-            picks.append(j - p)
+            j = take_best(acq, chosen, picks, p, spares if t == p + taken - 1 else 0)
             if t == p + taken - 1:
-                if spares:
-                    acq[j] = -np.inf
-                    after = np.argsort(-acq, kind="stable")[:spares]
-                    picks += [int(i) - p for i in after if np.isfinite(acq[i])]
                 break
             if not believer:
                 continue
