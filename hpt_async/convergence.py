@@ -139,9 +139,12 @@ class RegretBound(Convergence):
     the space searched for the smallest lower bound (default 2048, with a
     quarter of them near the best trials).  After each check
     :attr:`bound` and :attr:`error_used` hold the figures compared (also in
-    :meth:`describe`).  Needs numpy and scipy (the ``bayes`` extra's
-    dependencies), imported at the first check.  Bad values raise
-    ``ValueError``.
+    :meth:`describe`).  A resumed study's history is learnt without a
+    check; the first new COMPLETE trial then checks it all at once.  Each
+    check fits a GP to at most ``max_points`` trials on the event loop
+    (a few tenths of a second at 200), once every ``every`` trials.
+    Needs numpy and scipy (the ``bayes`` extra's dependencies), imported
+    at the first check.  Bad values raise ``ValueError``.
     """
 
     reason = "regret_bound"
@@ -181,6 +184,7 @@ class RegretBound(Convergence):
         self._enc: Any = None
         self._theta: Any = None
         self._checked = 0
+        self._replaying = False
 
     def reset(self, study: StudyView) -> None:
         """Start over from the COMPLETE trials of ``study`` (called when a run opens the study)."""
@@ -189,7 +193,16 @@ class RegretBound(Convergence):
         self._theta = None
         self._checked = 0
         self.bound = self.error_used = None
-        super().reset(study)
+        # The history is learnt without a check at every ``every`` of its trials (each check fits a GP on the
+        # event loop): once it holds ``min_trials``, the first new COMPLETE trial makes one check of it all.
+        self._replaying = True
+        try:
+            super().reset(study)
+        finally:
+            self._replaying = False
+        n = len(self._losses)
+        if n >= self.min_trials:
+            self._checked = n + 1 - self.every
 
     def observe(self, study: StudyView, record: TrialRecord) -> bool:
         """Learn a finished trial; True when the bound has fallen below the error (checked every ``every``)."""
@@ -204,7 +217,7 @@ class RegretBound(Convergence):
         self._rows.append(self._enc.unit(record.params))
         self._losses.append(study.sign() * float(record.value))
         n = len(self._losses)
-        if n < self.min_trials or n - self._checked < self.every:
+        if self._replaying or n < self.min_trials or n - self._checked < self.every:
             return False
         self._checked = n
         self.bound, self.error_used = self.evaluate(seed=study.seed + n)

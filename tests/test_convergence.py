@@ -178,6 +178,23 @@ async def test_the_regret_bound_counts_a_resumed_history() -> None:
     assert rule.bound is not None and rule._checked == 15
 
 
+async def test_a_resumed_history_is_checked_once_by_the_first_new_trial(monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = hpt.MemoryStorage()
+    await tune(bowl, SPACE, "random", max_trials=40, study="rb", storage=storage)
+    rule = hpt.RegretBound(error=1e-12, min_trials=10, every=5)
+    checked_at: list[int] = []
+    evaluate = rule.evaluate
+
+    def counting(seed: int = 0) -> tuple[float, float]:
+        checked_at.append(len(rule._losses))
+        return evaluate(seed)
+
+    monkeypatch.setattr(rule, "evaluate", counting)
+    await tune(bowl, SPACE, "random", max_trials=41, study="rb", storage=storage, converged=rule, concurrency=1)
+    # No check while the 40 earlier trials were replayed; one, of all 41, at the new trial.
+    assert checked_at == [41]
+
+
 @pytest.mark.parametrize(
     ("options", "match"),
     [
