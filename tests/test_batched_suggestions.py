@@ -282,17 +282,41 @@ def test_a_model_process_that_never_answers_is_stopped(monkeypatch: pytest.Monke
 async def test_the_model_process_chooses_the_points_at_high_concurrency(name: str) -> None:
     strategy: Any = BayesStrategy(model_process=True) if name == "bayes" else TPEStrategy(model_process=True)
 
+    forked: list[Any] = []
+
     async def objective(trial: hpt.Trial) -> float:
+        remote = strategy._remote
+        if remote is not None and remote not in forked:
+            forked.append(remote)
         await anyio.sleep(0.002 * (trial.number % 5))
         return branin(trial.params)
 
     result = await tune(objective, SQUARE, strategy, seed=3, max_trials=60, concurrency=6)
     assert result.count(hpt.TrialState.COMPLETE) == 60
     assert len({tuple(t.params.values()) for t in result.trials}) == 60
-    assert strategy._remote is not None
     done = strategy.process_acquisitions if name == "bayes" else strategy.process_batches
-    assert done > 0
-    strategy._remote.close()
+    assert done > 0 and forked
+    # The end of the run stopped the model process (it does not outlive the run).
+    assert strategy._remote is None
+    for remote in forked:
+        remote._process.join(5)
+        assert not remote._process.is_alive()
+
+
+async def test_auto_hands_the_end_of_the_run_to_its_chosen_strategy() -> None:
+    ended: list[str] = []
+
+    class Listening(hpt.RandomStrategy):
+        @hpt.hookimpl
+        def hpt_study_ended(self, event: hpt.StudyEnded, study: Any) -> None:
+            ended.append(event.result.study)
+
+    auto = hpt.AutoStrategy()
+    result = await tune(lambda t: 0.0, SQUARE, auto, max_trials=3, study="handed")
+    assert ended == []  # the strategy auto chose listens to no hook
+    auto.delegate = Listening()
+    await auto.hpt_study_ended(event=hpt.StudyEnded(result, 0.0), study=None)
+    assert ended == ["handed"]
 
 
 @needs_fork

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from ..contracts import Strategy
+from ..hookspecs import hookimpl
 from ..trial import TrialState
 from ._encoding import Encoder
 from .sobol import SobolStrategy
@@ -116,6 +117,19 @@ class ModelStrategy(Strategy):
     """
 
     check_output = False
+
+    @hookimpl
+    def hpt_study_ended(self, event: Any, study: Any) -> None:
+        """The run ended: stop the model process, if one was forked (a later run forks anew).
+
+        A background acquisition still waiting on it then finishes in a
+        thread of this process (its points are not used by this run).
+        """
+        remote = getattr(self, "_remote", None)
+        if remote is not None:
+            self._remote = None
+            self._remote_tried = False
+            remote.close()
 
     def __init__(self, *, fidelity: bool = True, fidelity_min: int | None = None) -> None:
         if not isinstance(fidelity, bool):

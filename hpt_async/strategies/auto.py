@@ -35,6 +35,7 @@ budget or concurrency of the new run would choose differently.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -193,6 +194,15 @@ class AutoStrategy(Strategy):
 
     async def tell(self, study: StudyView, record: TrialRecord) -> None:
         await self.delegate.tell(study, record)  # type: ignore[union-attr]
+
+    @hookimpl
+    async def hpt_study_ended(self, event: Any, study: StudyView) -> None:
+        """Hand the end of the run to the chosen strategy when it listens for it (``bayes`` and ``tpe`` do)."""
+        ended = getattr(self.delegate, "hpt_study_ended", None)
+        if callable(ended):
+            result = ended(event=event, study=study)
+            if inspect.isawaitable(result):
+                await result
 
 
 @hookimpl

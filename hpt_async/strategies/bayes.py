@@ -428,11 +428,14 @@ class BayesStrategy(ModelStrategy):
             # Refill the pool from the newest data, enough for the workers expected to free up meanwhile.
             size = min(_POOL_MAX, max(2 * need, self._asked, _POOL_MIN, self._widest))
             self._asked = 0
-            if not self._remote_tried and self._wants_process():
+            fitting = self._job is not None and not self._job.done.is_set()
+            if not self._remote_tried and not fitting and self._wants_process():
+                # Forked only while no thread of this strategy runs (a refit would leave the child the locks it
+                # held); with a refit running, the next refill forks instead.
                 self._remote_tried = True
                 from ._model_process import start
 
-                self._remote = start(self)  # forked now: no thread of this strategy runs meanwhile
+                self._remote = start(self)
             self._acq = _Acquisition(self, args, size, self._told)
             self._acq.start()
         self._note(study)
