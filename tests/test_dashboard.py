@@ -472,6 +472,30 @@ async def test_the_whole_summaries_wait_for_a_first_chart(tmp_path: Path, monkey
         tg.cancel_scope.cancel()
 
 
+@pytest.mark.anyio
+async def test_a_study_deleted_before_its_whole_summaries_frees_what_waits_for_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpt_async.dashboard import _hub
+
+    url = f"sqlite:///{tmp_path / 'gone.db'}"
+    await _tiny_study(url, "a", 4)
+    monkeypatch.setattr(_hub, "FIRST_CHART_GRACE", 3600.0)  # the whole summaries wait for a first chart
+    hub = _hub.Hub(open_read_only(url), interval=0.05, list_interval=3600)
+    async with anyio.create_task_group() as tg:
+        await tg.start(hub.run)
+        model = hub.models["a"]
+        with anyio.fail_after(30):
+            await model.loaded_event.wait()
+        assert not model.complete_event.is_set()
+        await hpt.studies.open_storage(url).delete("a")
+        await hub.refresh_list()
+        with anyio.fail_after(30):
+            await model.complete_event.wait()  # a request waiting for the table answers instead of hanging
+        assert model.error == "the study is no longer in the storage"
+        tg.cancel_scope.cancel()
+
+
 def test_a_port_in_use_is_one_line_of_error(tmp_path: Path) -> None:
     import socket
 

@@ -95,47 +95,55 @@ class Hub:
     async def _watch(self, model: StudyModel, scope: anyio.CancelScope) -> None:
         name = model.info.name
         with scope:
-            while True:
-                try:
-                    async with await self.storage.watch(name) as reader:
-                        # Every trial's summary first (a query of a few columns in backends that have it),
-                        # then only what changed; full records are read by number when a page shows them.
-                        # A backend that can reads brief summaries first (what the charts' choice of trials
-                        # needs), so that the first chart does not wait for every configuration to be decoded.
-                        brief = reader.brief_summaries
-                        model.load(await reader.read_summaries(brief=brief), complete=not brief)
-                        model.fetch = reader.read_trials
-                        try:
-                            if not model.loaded:
-                                model.loaded = True
-                                model.loaded_event.set()
-                            model.error = None
-                            if brief:
-                                # A page opened as the server starts gets its first chart before the whole
-                                # summaries are decoded (both would share the interpreter), within a bound.
-                                with anyio.move_on_after(FIRST_CHART_GRACE):
-                                    await model.first_chart.wait()
-                                # The whole summaries through a reader of their own, so that the records a first
-                                # chart reads meanwhile (through this reader) do not wait behind them.  Changes
-                                # since the brief read come again from this reader's next read (harmless).
-                                async with await self.storage.watch(name) as other:
-                                    model.load(await other.read_summaries())
-                            while True:
-                                await anyio.sleep(self.interval)
-                                model.apply(await reader.read())
+            try:
+                while True:
+                    try:
+                        async with await self.storage.watch(name) as reader:
+                            # Every trial's summary first (a query of a few columns in backends that have it),
+                            # then only what changed; full records are read by number when a page shows them.
+                            # A backend that can reads brief summaries first (what the charts' choice of trials
+                            # needs), so that the first chart does not wait for every configuration to be decoded.
+                            brief = reader.brief_summaries
+                            model.load(await reader.read_summaries(brief=brief), complete=not brief)
+                            model.fetch = reader.read_trials
+                            try:
+                                if not model.loaded:
+                                    model.loaded = True
+                                    model.loaded_event.set()
                                 model.error = None
-                        finally:
-                            model.fetch = None
-                except StudyNotFound:
+                                if brief:
+                                    # A page opened as the server starts gets its first chart before the whole
+                                    # summaries are decoded (both would share the interpreter), within a bound.
+                                    with anyio.move_on_after(FIRST_CHART_GRACE):
+                                        await model.first_chart.wait()
+                                    # The whole summaries through a reader of their own, so that the records a first
+                                    # chart reads meanwhile (through this reader) do not wait behind them.  Changes
+                                    # since the brief read come again from this reader's next read (harmless).
+                                    async with await self.storage.watch(name) as other:
+                                        model.load(await other.read_summaries())
+                                while True:
+                                    await anyio.sleep(self.interval)
+                                    model.apply(await reader.read())
+                                    model.error = None
+                            finally:
+                                model.fetch = None
+                    except StudyNotFound:
+                        model.error = "the study is no longer in the storage"
+                    except Exception as exc:
+                        model.error = f"{type(exc).__name__}: {exc}"
+                        log.warning("dashboard: reading study %r failed (retrying): %s", name, model.error)
+                    if not model.loaded:
+                        model.loaded = True  # pages stop waiting and show the error
+                        model.loaded_event.set()
+                    model.complete_event.set()
+                    await anyio.sleep(max(1.0, self.interval))
+            finally:
+                # Stopped (the study left the storage): requests waiting for this model answer instead of hanging.
+                if model.error is None:
                     model.error = "the study is no longer in the storage"
-                except Exception as exc:
-                    model.error = f"{type(exc).__name__}: {exc}"
-                    log.warning("dashboard: reading study %r failed (retrying): %s", name, model.error)
-                if not model.loaded:
-                    model.loaded = True  # pages stop waiting and show the error
-                    model.loaded_event.set()
+                model.loaded = True
+                model.loaded_event.set()
                 model.complete_event.set()
-                await anyio.sleep(max(1.0, self.interval))
 
     def studies(self) -> list[dict[str, Any]]:
         """Every study's summary, by name."""
