@@ -23,6 +23,8 @@ class TestSQLite(StorageContract):
     def storage(self, tmp_path: Path) -> Storage:
         return SQLiteStorage(f"sqlite:///{tmp_path / 'contract.db'}")
 
+    short_lease = 0.3
+
     @pytest.fixture
     def short_lease_storage(self, tmp_path: Path) -> Storage:
         return SQLiteStorage(f"sqlite:///{tmp_path / 'contract.db'}?lease=0.3&sync=0.1")
@@ -34,6 +36,8 @@ class TestPostgres(StorageContract):
         from hpt_async.storage.postgres import PostgresStorage
 
         return PostgresStorage(postgres_url)
+
+    short_lease = 0.3
 
     @pytest.fixture
     def short_lease_storage(self, postgres_url: str) -> Storage:

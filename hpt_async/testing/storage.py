@@ -25,8 +25,9 @@ promises beyond the basics:
     :meth:`Storage.checkpoint` returns what a session stored.
 
 A ``short_lease_storage`` fixture (a storage on the same backing store
-whose sessions' leases expire within a second) turns on the tests of LOST
-trials; by default they skip.  The tests of the exactness calls
+whose sessions' leases expire within a second; say how soon in the class
+attribute ``short_lease``) turns on the tests of LOST trials; by default
+they skip.  The tests of the exactness calls
 (``reserve_within``, ``release``, ``trial_created_once``,
 ``trial_created_retry``) run when the backend's sessions declare
 ``exact``; those of what only a durable store promises (numbers given
@@ -108,6 +109,9 @@ async def _add(session: Any, value: float, values: tuple[float, ...] | None = No
 class StorageContract:
     """Tests every storage passes; subclass it with a ``storage`` fixture (see the module docstring)."""
 
+    #: Seconds the leases of ``short_lease_storage``'s sessions last (at most 1): a test that lets a
+    #: session miss its heartbeats waits this long, and a little more, before it takes the session for dead.
+    short_lease: float = 1.0
     shares_studies: bool = True
     keeps_checkpoints: bool = True
 
@@ -501,7 +505,7 @@ class StorageContract:
             await dead.trial_created(running(await dead.reserve()))
         claimers = [await storage.open("race", direction="minimize", space=SPACE) for _ in range(4)]
         try:
-            await _past_lease(dead, claimers)
+            await _past_lease(dead, claimers, self.short_lease)
             results: list[list[TrialRecord]] = []
 
             async def claim(s: Any) -> None:
@@ -525,7 +529,7 @@ class StorageContract:
             # Created after the dead session's last heartbeat: that heartbeat predates the trial.
             late = replace(running(n), started=time.time() + 60)
             await dead.trial_created(late)
-            await _past_lease(dead, [alive])
+            await _past_lease(dead, [alive], self.short_lease)
             (lost,) = await alive.claim_lost()
             assert lost.ended == late.started and lost.duration == 0.0
         finally:
@@ -619,7 +623,7 @@ class StorageContract:
         async with _two_exact(storage) as (slow, other):
             trial = running(await slow.reserve_within(2))
             await slow.trial_created(trial)
-            await _past_lease(slow, [other])  # `slow` misses its heartbeats: taken for dead
+            await _past_lease(slow, [other], self.short_lease)  # `slow` misses its heartbeats: taken for dead
             assert [r.number for r in await other.claim_lost()] == [trial.number]
             assert await slow.refresh() == []  # the owner does not hear of the LOST mark on its own trial
             retry = running(await other.reserve_within(2), retry_of=trial.number)
@@ -637,7 +641,9 @@ class StorageContract:
         async with _two_exact(storage) as (slow, other):
             number = await slow.reserve_within(1)
             assert number is not None
-            await _past_lease(slow, [other])  # `slow` misses its heartbeats: its reservation is given back
+            await _past_lease(
+                slow, [other], self.short_lease
+            )  # `slow` misses its heartbeats: its reservation is given back
             await other.claim_lost()
             mine = await other.reserve_within(1)
             assert mine is not None
@@ -854,7 +860,7 @@ class StorageContract:
         dead = await storage.open("retry", direction="minimize", space=SPACE)
         params = {"x": 0.125, "kind": "a"}
         await dead.trial_created(replace(running(await dead.reserve()), params=params))
-        await _past_lease(dead, [])
+        await _past_lease(dead, [], self.short_lease)
         with anyio.fail_after(120):
             result = await _tuner(storage, "retry", max_trials=3).run()
         await dead.close()
@@ -869,7 +875,7 @@ class StorageContract:
         storage = short_lease_storage
         dead = await storage.open("noretry", direction="minimize", space=SPACE)
         await dead.trial_created(running(await dead.reserve()))
-        await _past_lease(dead, [])
+        await _past_lease(dead, [], self.short_lease)
         with anyio.fail_after(120):
             result = await _tuner(storage, "noretry", max_trials=2, retry_lost=False).run()
         await dead.close()
@@ -895,9 +901,8 @@ def _tuner(storage: Storage, study: str, **kwargs: Any) -> Any:
     return Tuner(objective, kwargs.pop("space", SPACE), storage=storage, study=study, loggers=[], **kwargs)
 
 
-async def _past_lease(dead: Any, alive: Sequence[Any]) -> None:
-    """Wait until ``dead``'s lease has run out while the ``alive`` sessions renew theirs."""
-    lease = max(float(getattr(dead, "sync_interval", 0.1)) * 3, 0.3)
+async def _past_lease(dead: Any, alive: Sequence[Any], lease: float) -> None:
+    """Wait until ``dead``'s lease of ``lease`` seconds has run out while the ``alive`` sessions renew theirs."""
     deadline = time.monotonic() + lease + 0.2
     while time.monotonic() < deadline:
         for session in alive:
