@@ -376,45 +376,12 @@ def _trial_summaries(
             values, constraints = row[3], row[6]
             values = load_values(values) if values is not None else None
             constraints = load_values(constraints) if constraints is not None else None
-            if counts is None:
-                out.append(
-                    make(
-                        (
-                            number,
-                            states[row[1]],
-                            row[2],
-                            values,
-                            row[4],
-                            row[5],
-                            _EMPTY,
-                            0,
-                            None,
-                            None,
-                            None,
-                            constraints,
-                        )
-                    )
-                )
-                continue
-            n, last = reports.get(number, none)
-            out.append(
-                make(
-                    (
-                        number,
-                        states[row[1]],
-                        row[2],
-                        values,
-                        row[4],
-                        row[5],
-                        decode(row[7]),
-                        n,
-                        last,
-                        row[8],
-                        row[9],
-                        constraints,
-                    )
-                )
-            )
+            if counts is None:  # brief: no configuration, reports, error or retry
+                rest: tuple[Any, ...] = (_EMPTY, 0, None, None, None)
+            else:
+                n, last = reports.get(number, none)
+                rest = (decode(row[7]), n, last, row[8], row[9])
+            out.append(make((number, states[row[1]], row[2], values, row[4], row[5], *rest, constraints)))
         except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
             bad.append(f"trial {number!r} ({type(exc).__name__}: {exc})")
     return out
