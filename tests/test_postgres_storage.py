@@ -112,13 +112,14 @@ async def test_the_first_open_makes_the_schema_with_its_version_and_indexes(post
         await c.close()
 
 
-async def test_a_schema_of_version_1_is_migrated_with_its_trials(postgres_url: str, monkeypatch: Any) -> None:
+async def test_a_schema_of_the_first_postgresql_step_is_migrated(postgres_url: str, monkeypatch: Any) -> None:
     from hpt_async.storage import postgres
 
     storage = PostgresStorage(postgres_url)
-    with monkeypatch.context() as m:  # the layout an hpt-async of schema version 1 wrote
-        m.setattr(postgres, "MIGRATIONS", MIGRATIONS[:1])
-        m.setattr(postgres, "SCHEMA_VERSION", 1)
+    first = postgres.FIRST_STEP
+    with monkeypatch.context() as m:  # the layout an hpt-async whose chain ended at PostgreSQL's first step wrote
+        m.setattr(postgres, "MIGRATIONS", MIGRATIONS[:first])
+        m.setattr(postgres, "SCHEMA_VERSION", first)
         old = await storage.open("s", direction="minimize", space=SPACE)
         for value in (1.0, 2.0):
             n = await old.reserve_within(3)
@@ -128,15 +129,39 @@ async def test_a_schema_of_version_1_is_migrated_with_its_trials(postgres_url: s
         await old.close()
     c = await raw(postgres_url)
     try:
-        assert await c.fetchval("SELECT version FROM schema_version") == 1
+        assert await c.fetchval("SELECT version FROM schema_version") == first
         new = await storage.open("s", direction="minimize", space=SPACE)
         try:
             assert await c.fetchval("SELECT version FROM schema_version") == SCHEMA_VERSION
             assert [(r.number, r.value) for r in new.history] == [(0, 1.0), (1, 2.0)]
-            assert await new.reserve_within(3) == 2  # the counts kept by version 1 carry over
+            assert await new.reserve_within(3) == 2  # the counts kept by the first layout carry over
             assert await new.reserve_within(3) is None
         finally:
             await new.close()
+    finally:
+        await c.close()
+
+
+async def test_a_schema_numbered_before_the_one_chain_is_read_as_its_steps(postgres_url: str) -> None:
+    from hpt_async.storage import postgres
+
+    storage = PostgresStorage(postgres_url)
+    session = await storage.open("s", direction="minimize", space=SPACE)
+    n = await session.reserve_within(5)
+    assert n is not None
+    await session.trial_created(running(n))
+    await session.trial_ended(ended(n, 3.0))
+    await session.close()
+    c = await raw(postgres_url)
+    try:  # PostgreSQL's own numbering of the same layout, before it joined the chain (its steps 1, 2)
+        await c.execute("UPDATE schema_version SET version = 2, written_by = 'hpt-async 0.1.0.dev'")
+        assert [s.name for s in await storage.studies()] == ["s"]  # read as version 7: nothing refused
+        again = await storage.open("s", direction="minimize", space=SPACE)
+        try:
+            assert [(r.number, r.value) for r in again.history] == [(0, 3.0)]
+            assert await c.fetchval("SELECT version FROM schema_version") == postgres.SCHEMA_VERSION
+        finally:
+            await again.close()
     finally:
         await c.close()
 

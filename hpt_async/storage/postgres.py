@@ -36,8 +36,9 @@ crash of the *server* may forget the last fraction of a second of them; the
 write-ahead log is sequential, so a durable end makes every earlier write
 durable with it, and nothing forgotten can be half of a finished trial.
 
-The layout is a chain of numbered migrations (:data:`MIGRATIONS`, its own
-chain, independent of SQLite's) run in one transaction under an advisory
+The layout is made by the steps of hpt-async's one migration chain
+(:mod:`hpt_async.storage.migrations`) from :data:`FIRST_STEP` on
+(:data:`MIGRATIONS` holds their statements), run in one transaction under an advisory
 lock, so that several processes starting at once migrate once.  Readers
 (:meth:`PostgresStorage.watch` and each session's refresh) fetch only the
 trials written since their previous read, in commit order: every write of
@@ -77,6 +78,7 @@ from ..exceptions import MAX_STEP, HptError, ReportStepError
 from ..hookspecs import hookimpl
 from ..space import Space
 from ..trial import TrialRecord
+from . import migrations
 from ._rows import (
     _COLUMNS,
     _LOST_ERROR,
@@ -98,11 +100,13 @@ from ._rows import (
     _warn_end_not_stored,
     _warn_malformed,
 )
+from .migrations import chain
 
 if TYPE_CHECKING:  # asyncpg is imported when the first connection opens
     import asyncpg
 
 __all__ = [
+    "FIRST_STEP",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "PostgresReadOnlyError",
@@ -128,7 +132,7 @@ _MIGRATION_LOCK = 0x6870742D6173796E
 def _trial_state_function(create: str, payload: str) -> str:
     """The trigger function that counts a study's budget units and notifies listeners of a trial's change.
 
-    ``payload`` is the SQL of the notification's text (step 1: the trial's number; step 2: the writing
+    ``payload`` is the SQL of the notification's text (step 6: the trial's number; step 7: the writing
     session and the number).
     """
     return _TRIAL_STATE.replace("{create}", create).replace("{payload}", payload)
@@ -160,13 +164,18 @@ _TRIAL_STATE = """
 """
 
 
-# The schema as numbered migrations: step k brings a schema from version k - 1 to k (0: no tables).
-# A change of layout appends a step and never edits one that databases have run.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    # 1: studies, sessions with their leases, trials, reports, checkpoints, reservations; the indexes
+#: The step of the migration chain that creates PostgreSQL's first layout: a new schema runs it and the
+#: steps after it (steps 1-5 changed SQLite's layout, before PostgreSQL joined the chain).
+FIRST_STEP = 6
+
+# The schema: PostgreSQL's statements for its steps of the one migration chain
+# (hpt_async.storage.migrations); version 0 is a schema with no tables.  A change of layout appends a step
+# there and here, and never edits one that databases have run.
+_STEPS: dict[int, tuple[str, ...]] = {
+    # 6: studies, sessions with their leases, trials, reports, checkpoints, reservations; the indexes
     # every query uses; triggers that stamp each trial write with its transaction id, count the trials
     # that use the study's budget, and notify listeners.
-    (
+    6: (
         "CREATE TABLE schema_version (version integer NOT NULL, written_by text NOT NULL, created float8 NOT NULL)",
         """
         CREATE TABLE studies (
@@ -298,12 +307,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         END $$
         """,
     ),
-    # 2: exactness when a live session is taken for dead (its lease ran out while it ran).  Every
+    # 7: exactness when a live session is taken for dead (its lease ran out while it ran).  Every
     # reservation counts until it is used, released, or its session is found dead by claim_lost (which
     # deletes it), not only while its session's lease runs: a session that comes back cannot revive a
     # unit others took meanwhile.  studies.budget keeps the last budget asked for; a trial inserted
     # without a reservation while the budget is used up is not stored.
-    (
+    7: (
         "ALTER TABLE studies ADD COLUMN budget bigint",
         """
         CREATE OR REPLACE FUNCTION hpt_reserve_within(p_study bigint, p_session bigint, p_budget bigint)
@@ -348,10 +357,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Notifications name the session that wrote ("<writer> <number>"), so that a tuner is not woken by its own.
         _trial_state_function("CREATE OR REPLACE", "NEW.writer || ' ' || NEW.number"),
     ),
-)
+}
+MIGRATIONS: tuple[tuple[str, ...], ...] = chain("PostgreSQL", _STEPS, first=FIRST_STEP)
 
-#: The layout this version writes; a database with a higher version is refused.
-SCHEMA_VERSION = len(MIGRATIONS)
+#: The layout this version writes (the chain's last step); a database with a higher version is refused.
+SCHEMA_VERSION = migrations.SCHEMA_VERSION
 
 _TRIAL_VALUES = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17"
 _INSERT_TRIAL = (
@@ -1079,8 +1089,11 @@ class PostgresStorage(Storage):
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise PostgresStorageError(f"cannot connect to the PostgreSQL server at {self.label}: {exc}") from exc
 
-    async def _schema_version(self, c: asyncpg.Connection) -> int | None:
-        """The schema's version; ``None`` when hpt-async's schema does not exist.  Refuses foreign or newer ones."""
+    async def _schema_version(self, c: asyncpg.Connection, *, recorded: bool = False) -> int | None:
+        """The schema's version; ``None`` when hpt-async's schema does not exist.  Refuses foreign or newer ones.
+
+        With ``recorded``, the number as the schema records it (see the renumbering below).
+        """
         tables = {r[0] for r in await c.fetch("SELECT tablename FROM pg_tables WHERE schemaname = $1", self.schema)}
         if not tables:
             return None
@@ -1093,6 +1106,10 @@ class PostgresStorage(Storage):
         version = row["v"] if row is not None else None
         if version is None:
             raise PostgresStorageError(f"the schema {self.schema!r} of {self.label} has no schema version")
+        if 0 < version < FIRST_STEP and not recorded:
+            # Written before PostgreSQL's steps were numbered in the one chain: its versions 1 and 2 are
+            # the layouts of steps 6 and 7 (the same statements).
+            version += FIRST_STEP - 1
         if version > SCHEMA_VERSION:
             raise PostgresStorageError(
                 f"the schema {self.schema!r} of {self.label} was written by a newer hpt-async ({row['w']}, schema "
@@ -1104,13 +1121,13 @@ class PostgresStorage(Storage):
         """Bring the schema to :data:`SCHEMA_VERSION`, in one transaction under an advisory lock."""
         from .. import __version__
 
-        version = await self._schema_version(c)
-        if version == SCHEMA_VERSION:
+        if await self._schema_version(c, recorded=True) == SCHEMA_VERSION:
             return
         async with c.transaction():
             await c.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             await c.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             version = await self._schema_version(c) or 0  # again, under the lock
+            recorded = await self._schema_version(c, recorded=True) or 0
             for step in MIGRATIONS[version:]:
                 for statement in step:
                     await c.execute(statement)
@@ -1122,7 +1139,7 @@ class PostgresStorage(Storage):
                     writer,
                     time.time(),
                 )
-            elif version < SCHEMA_VERSION:
+            elif recorded < SCHEMA_VERSION:
                 await c.execute("UPDATE schema_version SET version = $1, written_by = $2", SCHEMA_VERSION, writer)
         if 0 < version < SCHEMA_VERSION:
             log.info("study storage %s: migrated from schema version %d to %d", self.label, version, SCHEMA_VERSION)

@@ -66,6 +66,7 @@ from ..exceptions import MAX_STEP, HptError, ReportStepError
 from ..hookspecs import hookimpl
 from ..space import Space
 from ..trial import TrialRecord
+from . import migrations
 from ._rows import (
     _COLUMNS,
     _LOST_ERROR,
@@ -88,6 +89,7 @@ from ._rows import (
     _warn_end_not_stored,
     _warn_malformed,
 )
+from .migrations import chain
 
 if TYPE_CHECKING:  # aiosqlite is imported when the first connection opens
     import aiosqlite
@@ -125,13 +127,13 @@ _RECLAIM = (
 )
 _DROP_RESERVATIONS = "DELETE FROM reservations WHERE study_id = ? AND session = ?"
 
-# The schema, as an ordered list of numbered migrations: step k (1-based) brings a file from schema
-# version k - 1 to version k; version 0 is a new, empty file.  A file is brought to the latest
-# version by running the steps after its own, in order, in one transaction.  A change of the layout
-# appends a step (and never edits an earlier one: files that ran it exist).
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+# The schema: SQLite's statements for each step of the one migration chain (hpt_async.storage.migrations);
+# version 0 is a new, empty file.  A file is brought to the latest version by running the steps after its
+# own, in order, in one transaction.  A change of the layout appends a step there and here (and never edits
+# an earlier one: files that ran it exist).
+_STEPS: dict[int, tuple[str, ...]] = {
     # 1: the first layout: studies, the sessions holding leases, trials, their reports.
-    (
+    1: (
         """
         CREATE TABLE schema_version (
             version INTEGER NOT NULL,
@@ -200,7 +202,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
     ),
     # 2: schedules of hyperparameters that change while a trial runs, and checkpoints.
-    (
+    2: (
         "ALTER TABLE trials ADD COLUMN schedule TEXT",
         """
         CREATE TABLE checkpoints (
@@ -215,14 +217,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 3: a study's settings (JSON), the directions of a study with several objectives (JSON list;
     # studies.direction then holds the first), and every objective's value of a trial and of a report
     # that gave several (JSON lists).
-    (
+    3: (
         "ALTER TABLE studies ADD COLUMN settings TEXT",
         "ALTER TABLE studies ADD COLUMN directions TEXT",
         "ALTER TABLE trials ADD COLUMN objective_values TEXT",
         "ALTER TABLE reports ADD COLUMN objective_values TEXT",
     ),
     # 4: a trial's constraint values (JSON list; NULL when it set none).
-    ("ALTER TABLE trials ADD COLUMN constraints TEXT",),
+    4: ("ALTER TABLE trials ADD COLUMN constraints TEXT",),
     # 5: exactness of a shared study.  studies.used counts the units of the study's budget in use: trials
     # running, complete, pruned, failed or paused, and numbers reserved and not yet created.  A reservation
     # adds its unit when it is handed out (with the number, in one statement) and leaves a row in
@@ -231,7 +233,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # rows of created trials at its heartbeats.  The unit of a reservation never used goes back when it is
     # released, when its session closes, or when another session finds the session dead.  trials.claim is
     # the key of a configuration that runs once in the study (grid points); retries are found by retry_of.
-    (
+    5: (
         "ALTER TABLE studies ADD COLUMN used INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE studies ADD COLUMN reserver INTEGER",
         "ALTER TABLE studies ADD COLUMN budget INTEGER",
@@ -283,10 +285,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         END
         """,
     ),
-)
+    # 6 and 7 changed PostgreSQL's layout only.
+    6: (),
+    7: (),
+}
+MIGRATIONS: tuple[tuple[str, ...], ...] = chain("SQLite", _STEPS)
 
-#: The layout this version writes (the number of migrations); files with a higher number are refused.
-SCHEMA_VERSION = len(MIGRATIONS)
+#: The layout this version writes (the chain's last step); files with a higher number are refused.
+SCHEMA_VERSION = migrations.SCHEMA_VERSION
 
 #: The oldest layout a read-only storage reads as it is (reads use nothing that later migrations added).
 READABLE_FROM = 4
