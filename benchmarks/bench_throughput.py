@@ -25,8 +25,12 @@ at their budget of ``max(40, 20 x dim)`` trials, each objective awaiting a
 random 10-30 ms (seeded by trial number) so that concurrency is real:
 ``bayes`` at concurrency 1, 8 and 64, random search at 64 and Optuna's
 TPESampler with ``n_jobs=64``.  One JSON line per run goes to ``--out``;
-``quality-report`` prints the median final regret per problem and method
-and the win counts (by median over seeds, and per seed).
+``quality-report`` prints the median final regret per problem and method,
+the win counts (by median over seeds, and per seed), and how many trials
+each method ran at once on average (the objectives' sleeping time over the
+wall time: Optuna's threads take turns under the interpreter lock, and
+``bayes`` keeps at most ``max_trials // rounds`` running).
+``--bayes-options '{"rounds": null}'`` passes options to ``bayes``.
 
     python benchmarks/bench_throughput.py quality --seeds 10 --first-seed 100
     python benchmarks/bench_throughput.py quality-report bench-results/concurrency-quality.jsonl
@@ -235,14 +239,22 @@ QUALITY_METHODS = ("bayes@1", "bayes@8", "bayes@64", "random@64", "optuna-tpe@64
 QUALITY_PROBLEMS = ("branin", "rosenbrock4", "levy5", "hartmann6", "styblinski8", "ackley10")
 
 
-def quality_run(problem_name: str, method: str, seed: int) -> float:
-    """Final regret of one run of ``method`` (``name@concurrency``) on a problem of ``functions.py``."""
+def quality_run(
+    problem_name: str, method: str, seed: int, options: dict[str, Any] | None = None
+) -> tuple[float, float]:
+    """Final regret of one run of ``method`` (``name@concurrency``) on a problem of ``functions.py``.
+
+    Also returns the trials running on average: the time objectives spent
+    sleeping (their simulated work), summed, over the run's wall time.
+    ``options`` are passed to an hpt-async strategy (``--bayes-options``).
+    """
     problem = PROBLEMS[problem_name]()
     name, workers = method.split("@")
     concurrency = int(workers)
     budget = problem.budget
     durations = np.random.default_rng(seed).uniform(0.01, 0.03, budget + 1024)
     assert problem.best is not None
+    slept = [0.0]
     if name == "optuna-tpe":
         import optuna
 
@@ -251,17 +263,23 @@ def quality_run(problem_name: str, method: str, seed: int) -> float:
 
         def objective(trial: Any) -> float:
             params = {k: trial.suggest_float(k, dom.low, dom.high) for k, dom in problem.space.items()}
+            start = time.perf_counter()
             time.sleep(float(durations[trial.number]))
+            slept[0] += time.perf_counter() - start
             return problem.evaluate(params)
 
+        start = time.perf_counter()
         study.optimize(objective, n_trials=budget, n_jobs=concurrency)
-        return study.best_value - problem.best
+        wall = time.perf_counter() - start
+        return study.best_value - problem.best, slept[0] / wall
 
     async def hpt_objective(trial: hpt.Trial) -> float:
+        start = time.perf_counter()
         await anyio.sleep(float(durations[trial.number]))
+        slept[0] += time.perf_counter() - start
         return problem.evaluate(trial.params)
 
-    strategy: Any = hpt.plugins.get_registry().create("strategy", name)
+    strategy: Any = hpt.plugins.get_registry().create("strategy", {"name": name, **(options or {})})
     tuner = hpt.Tuner(
         hpt_objective,
         problem.space,
@@ -271,8 +289,10 @@ def quality_run(problem_name: str, method: str, seed: int) -> float:
         concurrency=concurrency,
         loggers=[],
     )
+    start = time.perf_counter()
     result = anyio.run(tuner.run)
-    return float(result.best_value) - problem.best  # type: ignore[arg-type]
+    wall = time.perf_counter() - start
+    return float(result.best_value) - problem.best, slept[0] / wall  # type: ignore[arg-type]
 
 
 def cmd_quality(args: argparse.Namespace) -> None:
@@ -280,18 +300,23 @@ def cmd_quality(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    options_of = {"bayes": json.loads(args.bayes_options)} if args.bayes_options else {}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for problem_name in args.problems:
             for method in args.methods:
                 start = time.perf_counter()
-                regret = quality_run(problem_name, method, seed)
+                options = options_of.get(method.split("@")[0])
+                regret, running = quality_run(problem_name, method, seed, options)
                 row = {
                     "problem": problem_name,
                     "method": method,
                     "seed": seed,
                     "regret": regret,
+                    "running": running,
                     "seconds": time.perf_counter() - start,
                 }
+                if options:
+                    row["options"] = options
                 with out.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 print(json.dumps(row), flush=True)
@@ -301,10 +326,13 @@ def cmd_quality_report(args: argparse.Namespace) -> None:
     import json
 
     runs: dict[tuple[str, str], dict[int, float]] = {}
+    running: dict[str, list[float]] = {}
     for name in args.files:
         for line in Path(name).read_text().splitlines():
             row = json.loads(line)
             runs.setdefault((row["problem"], row["method"]), {})[row["seed"]] = row["regret"]
+            if "running" in row:
+                running.setdefault(row["method"], []).append(row["running"])
     methods = [m for m in QUALITY_METHODS if any(k[1] == m for k in runs)]
     problems = [p for p in QUALITY_PROBLEMS if any(k[0] == p for k in runs)]
     print("| problem | " + " | ".join(methods) + " |")
@@ -329,6 +357,13 @@ def cmd_quality_report(args: argparse.Namespace) -> None:
             f"bayes@64 vs {rival}: lower median regret on {wins}/{len(problems)} problems; "
             f"lower regret on {seeds_won}/{seeds} (problem, seed) pairs"
         )
+    for m in methods:
+        if running.get(m):
+            r = running[m]
+            print(
+                f"{m}: trials running on average (objective time / wall), median over runs"
+                f" {statistics.median(r):.1f} (range {min(r):.1f}-{max(r):.1f}, {len(r)} runs)"
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -350,6 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     quality.add_argument("--seeds", type=int, default=10)
     quality.add_argument("--first-seed", type=int, default=100)
     quality.add_argument("--out", default="bench-results/concurrency-quality.jsonl")
+    quality.add_argument("--bayes-options", default="", help="options for bayes, as JSON: '{\"rounds\": null}'")
     report = sub.add_parser("quality-report", help="medians and win counts from quality's JSON lines")
     report.add_argument("files", nargs="+")
     args = parser.parse_args(argv)

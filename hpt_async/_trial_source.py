@@ -21,7 +21,9 @@ while others wait behind it, :meth:`TrialSource.next` reserves a trial
 number for it and for each waiting worker (capped by the remaining budget),
 asks the strategy for all of them in one call, creates the first trial and
 keeps the others ready: the waiting workers, taking the lock in turn, are
-handed theirs without asking again.  A strategy that keeps the default
+handed theirs without asking again.  A strategy that overrides
+:meth:`~hpt_async.contracts.Strategy.batch_limit` is given at most that
+many numbers in one call (at least one).  A strategy that keeps the default
 ``ask_batch`` (random search, say) is asked one trial at a time, exactly as
 before.
 """
@@ -106,6 +108,9 @@ class TrialSource:
         # Batched suggestions, for a strategy that overrides ask_batch: the configurations of a batch's
         # other trials, their numbers reserved with the batch, each for the next worker that asks.
         self._batches = type(parts.strategy).ask_batch is not Strategy.ask_batch
+        # A strategy may bound a batch below the free workers (``Strategy.batch_limit``): asked only if it overrides it.
+        limit = getattr(type(parts.strategy), "batch_limit", Strategy.batch_limit)
+        self._limit = parts.strategy.batch_limit if limit is not Strategy.batch_limit else None
         self._ready: deque[tuple[int, dict[str, Any]]] = deque()
         #: How many workers wait behind the one asking (the tuner sets it); None: ask one at a time.
         self.waiting: Callable[[], int] | None = None
@@ -286,6 +291,10 @@ class TrialSource:
         budget = self._budget
         if budget is not None:
             size = min(size, budget - view.n_counted - len(view.running))
+        if self._limit is not None:
+            limit = self._limit(view)
+            if limit is not None:
+                size = min(size, max(1, int(limit)))
         numbers = [number]
         for _ in range(max(0, min(size, MAX_BATCH) - 1)):
             try:

@@ -322,7 +322,9 @@ async def test_auto_hands_the_end_of_the_run_to_its_chosen_strategy() -> None:
 @needs_fork
 @pytest.mark.parametrize("name", ["bayes", "tpe"])
 async def test_a_dead_model_process_leaves_the_work_to_threads(name: str) -> None:
-    strategy: Any = BayesStrategy(model_process=True) if name == "bayes" else TPEStrategy(model_process=True)
+    # rounds=None: 50 trials 6 at once would otherwise run at most 5 at once, chosen directly (no model process).
+    bayes = BayesStrategy(model_process=True, rounds=None)
+    strategy: Any = bayes if name == "bayes" else TPEStrategy(model_process=True)
     killed: list[int] = []
 
     async def objective(trial: hpt.Trial) -> float:
@@ -361,3 +363,110 @@ def test_below_the_threshold_the_default_keeps_threads() -> None:
     assert strategy._wants_process()  # (start() then forks only where supported)
     assert not TPEStrategy()._wants_process(_model_process.PROCESS_MIN - 1)
     assert TPEStrategy()._wants_process(_model_process.PROCESS_MIN)
+
+
+# -- small budgets, many workers (``rounds``) ------------------------------------------------
+
+
+async def test_a_batch_never_exceeds_the_strategy_batch_limit() -> None:
+    class Limited(Recording):
+        name = "limited"
+
+        def batch_limit(self, study: hpt.StudyView) -> int | None:
+            return 2 if self.batches else 0  # below 1 counts as 1
+
+    strategy = Limited()
+
+    async def objective(trial: hpt.Trial) -> float:
+        await checkpoint()
+        return branin(trial.params)
+
+    result = await tune(objective, SQUARE, strategy, max_trials=30, concurrency=6)
+    assert result.count(hpt.TrialState.COMPLETE) == 30
+    sizes = [len(b) for b in strategy.batches]
+    assert sizes[0] == 1 and max(sizes) == 2  # five workers queued behind the first: two numbers at a time
+    assert sorted(n for b in strategy.batches for n in b) == list(range(30))
+
+
+def _view(max_trials: int | None, concurrency: int | None) -> StudyView:
+    return StudyView("cap", "minimize", hpt.Space(SQUARE), 0, max_trials=max_trials, concurrency=concurrency)
+
+
+def test_the_running_cap_is_a_share_of_the_budget_when_workers_outnumber_it() -> None:
+    strategy = BayesStrategy()
+    assert strategy.running_cap(_view(120, 64)) == 24  # 120 // 5
+    assert strategy.running_cap(_view(40, 64)) == 8
+    assert strategy.running_cap(_view(5, 64)) == 1
+    assert strategy.running_cap(_view(1000, 100)) is None  # 100 at once is within 1000 // 5: not capped
+    assert strategy.running_cap(_view(2000, 200)) is None
+    assert strategy.running_cap(_view(120, 1)) is None  # concurrency 1: never
+    assert strategy.running_cap(_view(None, 64)) is None  # no budget
+    assert strategy.running_cap(_view(120, None)) is None  # asked through tuner.ask(): no concurrency known
+    assert BayesStrategy(rounds=None).running_cap(_view(120, 64)) is None
+    assert BayesStrategy(rounds=10).running_cap(_view(120, 64)) == 12
+    assert BayesStrategy(rounds=10).running_cap(_view(120, 12)) is None
+    view = _view(120, 64)
+    assert strategy.batch_limit(view) == 24
+    for i in range(5):
+        view._put(TrialRecord(number=i, state=TrialState.RUNNING, params={"x": 0.5, "y": 0.5}))
+    assert strategy.batch_limit(view) == 19
+    for i in range(5, 30):
+        view._put(TrialRecord(number=i, state=TrialState.RUNNING, params={"x": 0.5, "y": 0.5}))
+    assert strategy.batch_limit(view) == 1  # full: one number, and that ask waits for a result
+    assert BayesStrategy(rounds=None).batch_limit(view) is None
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 2.5, "10"])
+def test_rounds_must_be_a_positive_int_or_none(value: Any) -> None:
+    with pytest.raises(ValueError, match="rounds"):
+        BayesStrategy(rounds=value)
+
+
+async def _most_running(strategy: Any, max_trials: int, concurrency: int) -> tuple[int, Any]:
+    running, most = [0], [0]
+
+    async def objective(trial: hpt.Trial) -> float:
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        try:
+            await anyio.sleep(0.002 * (1 + trial.number % 4))
+        finally:
+            running[0] -= 1
+        return branin(trial.params)
+
+    result = await tune(objective, SQUARE, strategy, seed=7, max_trials=max_trials, concurrency=concurrency)
+    return most[0], result
+
+
+async def test_bayes_runs_at_most_its_cap_at_once_under_a_small_budget() -> None:
+    strategy = BayesStrategy()  # 40 trials, 16 workers: at most 40 // 5 = 8 at once
+    most, result = await _most_running(strategy, 40, 16)
+    assert result.count(hpt.TrialState.COMPLETE) == 40
+    assert len({tuple(t.params.values()) for t in result.trials}) == 40
+    assert 2 <= most <= 8
+    assert strategy.capped_waits > 0  # asks waited for a result while eight ran
+    assert strategy.pooled == 0 and strategy.acquisitions == 0  # each point chosen directly, from every result known
+    assert strategy.direct > 0
+    # Without the rule every worker is fed at once (the initial design alone is 16 points at the start).
+    free = BayesStrategy(rounds=None)
+    most_free, _ = await _most_running(free, 40, 16)
+    assert most_free > 8 and free.capped_waits == 0
+
+
+async def test_auto_hands_on_its_strategy_batch_limit() -> None:
+    auto = hpt.AutoStrategy()
+    view = _view(120, 64)
+    assert auto.batch_limit(view) is None  # nothing chosen yet
+    auto.delegate = BayesStrategy()
+    assert auto.batch_limit(view) == 24
+
+
+async def test_at_concurrency_one_the_rule_changes_nothing() -> None:
+    async def objective(trial: hpt.Trial) -> float:
+        return branin(trial.params)
+
+    runs = []
+    for rounds in (5, 12, 1, None):  # 12 trials: a cap of 2, 1 or 12, or none; one worker never exceeds any
+        result = await tune(objective, SQUARE, BayesStrategy(rounds=rounds), seed=2, max_trials=12, concurrency=1)
+        runs.append([t.params for t in sorted(result.trials, key=lambda t: t.number)])
+    assert runs[0] == runs[1] == runs[2] == runs[3]

@@ -352,12 +352,13 @@ async def test_eight_pending_suggestions_spread_out() -> None:
 
 
 @pytest.mark.anyio
-async def test_concurrent_run_gives_valid_suggestions() -> None:
+@pytest.mark.parametrize("rounds", [5, None])  # 24 trials 8 at once: capped at 4 running, or not capped
+async def test_concurrent_run_gives_valid_suggestions(rounds: int | None) -> None:
     async def objective(trial: hpt.Trial) -> float:
         await anyio.sleep(0.01 * (1 + trial.number % 3))
         return branin(trial.params)
 
-    result = await tune(objective, SQUARE, "bayes", seed=6, max_trials=24, concurrency=8)
+    result = await tune(objective, SQUARE, BayesStrategy(rounds=rounds), seed=6, max_trials=24, concurrency=8)
     assert result.count(hpt.TrialState.COMPLETE) == 24
     assert len({tuple(t.params.values()) for t in result.trials}) == 24
 

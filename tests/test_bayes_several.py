@@ -263,11 +263,12 @@ def test_concurrent_suggestions_with_several_objectives_are_distinct_and_pooled(
         trial.set_constraints([f2 - 3.0])
         return f1, f2
 
-    strategy = BayesStrategy()
+    strategy = BayesStrategy(rounds=None)  # every worker fed at once: the pool, not the small-budget cap
     result = _run(objective, ZDT_SPACE, strategy, 4, 32, directions=["minimize", "minimize"], concurrency=6)
     assert result.count(hpt.TrialState.COMPLETE) == 32
     assert len({tuple(t.params.values()) for t in result.trials}) == 32
     assert strategy.pooled + strategy.direct > 0  # the model chose points for several workers at once
+    assert strategy.capped_waits == 0
 
 
 @pytest.mark.anyio

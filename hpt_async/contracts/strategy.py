@@ -47,6 +47,12 @@ class Strategy:
     * :meth:`ask_batch` returns configurations for several trial numbers at
       once; a model-based strategy overrides it to fit once for many free
       slots.  The default asks one at a time.
+    * :meth:`batch_limit` bounds how many trial numbers the next
+      :meth:`ask_batch` is given (at least one), below the number of free
+      workers; the default, ``None``, does not bound it.  A strategy that
+      keeps fewer trials running than there are workers (``bayes`` under a
+      small budget) says here how many places are free, and waits in
+      :meth:`ask_batch` for a result when none is.
 
     Declared capabilities (class attributes, read once when a Tuner is
     built):
@@ -110,6 +116,15 @@ class Strategy:
                 out.extend([None] * (len(numbers) - len(out)))
                 break
         return out
+
+    def batch_limit(self, study: StudyView) -> int | None:
+        """The most trial numbers the next :meth:`ask_batch` may be given, or ``None`` for no bound.
+
+        Called (only when overridden) just before a batched ask, on the
+        event loop; it must be cheap and must not suspend.  A value below 1
+        counts as 1.
+        """
+        return None
 
     async def tell(self, study: StudyView, record: TrialRecord) -> None:
         """Learn a finished trial."""

@@ -192,6 +192,10 @@ class AutoStrategy(Strategy):
     async def ask_batch(self, study: StudyView, numbers: Sequence[int]) -> list[dict[str, Any] | None]:
         return await self.delegate.ask_batch(study, numbers)  # type: ignore[union-attr]
 
+    def batch_limit(self, study: StudyView) -> int | None:
+        """The chosen strategy's bound on the next batch (``None`` before the choice)."""
+        return self.delegate.batch_limit(study) if self.delegate is not None else None
+
     async def tell(self, study: StudyView, record: TrialRecord) -> None:
         await self.delegate.tell(study, record)  # type: ignore[union-attr]
 

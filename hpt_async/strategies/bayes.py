@@ -59,6 +59,14 @@ acquisitions and refits run in a forked model process instead of threads,
 so that their Python-level work never holds the event loop's interpreter
 lock.  See docs/strategies.md, "Many workers at once".
 
+Small budgets (``rounds``): with ``max_trials`` and more workers than
+``max_trials // rounds``, at most that many trials run at once
+(:meth:`BayesStrategy.running_cap`; the tuner hands a batched ask no more
+numbers than there are free places, :meth:`BayesStrategy.batch_limit`), an
+ask waits for a result while none is free, and each point is chosen
+directly from every result known, as at concurrency 1 but with the running
+trials as fantasies.  The pool above is not used then.
+
 Several objectives, or constraints (``trial.set_constraints``) with one
 objective or several: one GP per objective and one per constraint (the
 hyperparameters of each fitted on the schedule above, in the thread that
@@ -155,6 +163,13 @@ class BayesStrategy(ModelStrategy):
       forked process (``_model_process``), off the event loop's interpreter
       lock: ``None`` (default) when ``PROCESS_MIN`` (32) or more trials run
       at once, on Linux; ``True`` as soon as two do; ``False`` never.
+    * ``rounds``: with a budget (``max_trials`` = ``B``) and more workers
+      than ``B // rounds``, at most ``max(1, B // rounds)`` trials run at
+      once (the others wait for a result), so that the budget is spent over
+      at least ``rounds`` rounds of results and each point is chosen
+      directly from every result known (default 5; ``None``: every worker
+      is fed at once, whatever the budget).  See docs/strategies.md,
+      "Small budgets, many workers".
     """
 
     name = "bayes"
@@ -174,6 +189,7 @@ class BayesStrategy(ModelStrategy):
         fidelity_min: int | None = None,
         fidelity_model: str = "joint",
         model_process: bool | None = None,
+        rounds: int | None = 5,
     ) -> None:
         if n_initial is not None and (isinstance(n_initial, bool) or not isinstance(n_initial, int) or n_initial < 1):
             raise ValueError(f"n_initial must be an int >= 1, got {n_initial!r}")
@@ -190,6 +206,8 @@ class BayesStrategy(ModelStrategy):
             raise ValueError(f"pending must be one of {_PENDING_MODES}, got {pending!r}")
         if model_process not in (None, True, False):
             raise ValueError(f"model_process must be None, True or False, got {model_process!r}")
+        if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
+            raise ValueError(f"rounds must be None or an int >= 1, got {rounds!r}")
         if fidelity_model not in _FIDELITY_MODELS:
             raise ValueError(f"fidelity_model must be one of {_FIDELITY_MODELS}, got {fidelity_model!r}")
         self.fidelity_model = fidelity_model
@@ -204,6 +222,7 @@ class BayesStrategy(ModelStrategy):
         self._restart_fraction = _RESTART_FRACTION if refit_fraction > 0 else 0.0
         self.pending = pending
         self.model_process = model_process
+        self.rounds = rounds
         super().__init__(fidelity=fidelity, fidelity_min=fidelity_min)
         self._theta: np.ndarray | None = None
         self._fit_n = 0
@@ -244,6 +263,9 @@ class BayesStrategy(ModelStrategy):
         self._epoch = 0  # bumped when the model is reset: the model process then takes the new state
         self._served: int | None = None  # in the model process: the epoch of the state it holds
         self._handed: set[bytes] = set()  # the model-chosen points handed out so far (``_key``)
+        self._result: anyio.Event | None = None  # set by the next tell (a capped ask waits for it)
+        #: Asks that waited for a result because ``running_cap`` trials were running (``rounds``).
+        self.capped_waits = 0
 
     def _reset(self) -> None:
         self._epoch += 1
@@ -323,6 +345,9 @@ class BayesStrategy(ModelStrategy):
         """Configurations for the trials ``numbers``, chosen jointly from one model (see the module docstring)."""
         numbers = list(numbers)
         enc = self._bind(study)
+        cap = self.running_cap(study)
+        if cap is not None:
+            return await self._ask_capped(study, numbers, enc, cap)
         need = len(numbers)
         job = self._acq
         if job is not None and job.done.is_set():
@@ -345,29 +370,83 @@ class BayesStrategy(ModelStrategy):
             self._asked += need
             self._note(study)
             return self._hand_out(enc, out)
+        got = self._gather(study, numbers[0])
+        if got is None:
+            return [await self._design.ask(study, n) for n in numbers]
+        return await self._model_batch(study, numbers, enc, *got)
+
+    def _gather(self, study: StudyView, number: int) -> tuple[Any, ...] | None:
+        """What the model is made from: ``(u_obs, losses, pending, u_avoid, extra)``; ``None`` while in the design."""
         n_init = self.n_initial or default_initial(len(study.space))
-        number = numbers[0]
         if self._several(study):
             u_obs, outcomes, pending, u_avoid = self._outcome_data(study, number)
             n_obs = len(u_obs)
             if n_obs + len(pending) < n_init or n_obs < max(2, n_init // 2):
-                return [await self._design.ask(study, n) for n in numbers]
-            return await self._model_batch(study, numbers, enc, u_obs, outcomes, pending, u_avoid, ())  # type: ignore[arg-type]
+                return None
+            return u_obs, outcomes, pending, u_avoid, ()
         if self.fidelity and self.fidelity_model == "joint":
             joint = self._joint_data(study, number)
             if joint.full is not None and bool(np.any(joint.levels < 1.0)):
                 seen = set(joint.numbers.tolist())
                 waiting = sum(1 for r in joint.pending if r.number not in seen)  # running trials without a value yet
                 if joint.trials + waiting < n_init or joint.trials < max(2, n_init // 2):
-                    return [await self._design.ask(study, n) for n in numbers]
+                    return None
                 extra: tuple[Any, ...] = (joint.levels, joint.final)
-                u_obs, losses, u_avoid, pending = joint.u_obs, joint.losses, joint.u_avoid, joint.pending
-                return await self._model_batch(study, numbers, enc, u_obs, losses, pending, u_avoid, extra)
+                return joint.u_obs, joint.losses, joint.pending, joint.u_avoid, extra
         data = self._model_data(study, number)
         n_obs = len(data.losses)
         if n_obs + len(data.pending) < n_init or n_obs < max(2, n_init // 2):
+            return None
+        return data.u_obs, data.losses, data.pending, data.u_avoid, ()
+
+    def running_cap(self, study: StudyView) -> int | None:
+        """The most trials that run at once under ``rounds``, or ``None`` when the rule does not bind.
+
+        ``max(1, max_trials // rounds)`` when the study has a budget and the
+        tuner runs more trials at once than that; ``None`` otherwise (no
+        budget, ``rounds=None``, or few enough workers: at concurrency 1,
+        always).
+        """
+        budget, concurrency = study.max_trials, getattr(study, "concurrency", None)
+        if self.rounds is None or budget is None or not concurrency:
+            return None
+        cap = max(1, int(budget) // self.rounds)
+        return cap if concurrency > cap else None
+
+    def batch_limit(self, study: StudyView) -> int | None:
+        """The most numbers the next :meth:`ask_batch` may be given: the free room under :meth:`running_cap`."""
+        cap = self.running_cap(study)
+        if cap is None:
+            return None
+        return max(1, cap - len(study.running))
+
+    async def _ask_capped(
+        self, study: StudyView, numbers: list[int], enc: Encoder, cap: int
+    ) -> list[dict[str, Any] | None]:
+        """Suggestions under :meth:`running_cap`: wait for a free place, then choose from every result known.
+
+        The points are chosen now, jointly, with the running trials as
+        fantasies, and the hyperparameters refitted here when due (as at
+        concurrency 1); the pool of the uncapped path is not used.
+        """
+        while len(study.running) + len(numbers) > cap and study.running:
+            self.capped_waits += 1
+            event = self._result = anyio.Event()  # a new one each time: never one of an earlier run's loop
+            with anyio.move_on_after(1.0):  # a guard: a trial that leaves ``running`` unheard cannot stall the ask
+                await event.wait()
+        got = self._gather(study, numbers[0])
+        if got is None:
             return [await self._design.ask(study, n) for n in numbers]
-        return await self._model_batch(study, numbers, enc, data.u_obs, data.losses, data.pending, data.u_avoid, ())
+        u_obs, losses, pending, u_avoid, extra = got
+        rows = [enc.unit(r.params) for r in pending] if self.pending == "believer" else []
+        u_pending = np.array(rows) if rows else np.empty((0, enc.n_params))
+        seed = [study.seed & (2**64 - 1), numbers[0] & (2**64 - 1)]
+        levels, final = extra if extra else (None, None)
+        args = (enc, u_obs, losses, u_pending, u_avoid, seed, levels, final)
+        count = len(numbers)
+        u = await anyio.to_thread.run_sync(lambda: self._suggest(*args, count=count, inline=True))
+        self.direct += count
+        return self._hand_out(enc, list(u[:count]))
 
     async def _model_batch(
         self,
@@ -501,6 +580,9 @@ class BayesStrategy(ModelStrategy):
     async def tell(self, study: StudyView, record: TrialRecord) -> None:
         await super().tell(study, record)
         self._told += 1
+        event, self._result = self._result, None
+        if event is not None:
+            event.set()  # an ask waiting under ``rounds`` for a free place looks again
 
     def _note(self, study: StudyView) -> None:
         """Tell the console when the model falls behind: the study's notes, and one warning per study."""
