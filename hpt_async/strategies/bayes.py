@@ -347,7 +347,7 @@ class BayesStrategy(ModelStrategy):
         enc = self._bind(study)
         cap = self.running_cap(study)
         if cap is not None:
-            return await self._ask_capped(study, numbers, enc, cap)
+            await self._wait_for_room(study, len(numbers), cap)
         need = len(numbers)
         job = self._acq
         if job is not None and job.done.is_set():
@@ -370,34 +370,29 @@ class BayesStrategy(ModelStrategy):
             self._asked += need
             self._note(study)
             return self._hand_out(enc, out)
-        got = self._gather(study, numbers[0])
-        if got is None:
-            return [await self._design.ask(study, n) for n in numbers]
-        return await self._model_batch(study, numbers, enc, *got)
-
-    def _gather(self, study: StudyView, number: int) -> tuple[Any, ...] | None:
-        """What the model is made from: ``(u_obs, losses, pending, u_avoid, extra)``; ``None`` while in the design."""
         n_init = self.n_initial or default_initial(len(study.space))
+        number = numbers[0]
         if self._several(study):
             u_obs, outcomes, pending, u_avoid = self._outcome_data(study, number)
             n_obs = len(u_obs)
             if n_obs + len(pending) < n_init or n_obs < max(2, n_init // 2):
-                return None
-            return u_obs, outcomes, pending, u_avoid, ()
+                return [await self._design.ask(study, n) for n in numbers]
+            return await self._model_batch(study, numbers, enc, u_obs, outcomes, pending, u_avoid, ())  # type: ignore[arg-type]
         if self.fidelity and self.fidelity_model == "joint":
             joint = self._joint_data(study, number)
             if joint.full is not None and bool(np.any(joint.levels < 1.0)):
                 seen = set(joint.numbers.tolist())
                 waiting = sum(1 for r in joint.pending if r.number not in seen)  # running trials without a value yet
                 if joint.trials + waiting < n_init or joint.trials < max(2, n_init // 2):
-                    return None
+                    return [await self._design.ask(study, n) for n in numbers]
                 extra: tuple[Any, ...] = (joint.levels, joint.final)
-                return joint.u_obs, joint.losses, joint.pending, joint.u_avoid, extra
+                u_obs, losses, u_avoid, pending = joint.u_obs, joint.losses, joint.u_avoid, joint.pending
+                return await self._model_batch(study, numbers, enc, u_obs, losses, pending, u_avoid, extra)
         data = self._model_data(study, number)
         n_obs = len(data.losses)
         if n_obs + len(data.pending) < n_init or n_obs < max(2, n_init // 2):
-            return None
-        return data.u_obs, data.losses, data.pending, data.u_avoid, ()
+            return [await self._design.ask(study, n) for n in numbers]
+        return await self._model_batch(study, numbers, enc, data.u_obs, data.losses, data.pending, data.u_avoid, ())
 
     def running_cap(self, study: StudyView) -> int | None:
         """The most trials that run at once under ``rounds``, or ``None`` when the rule does not bind.
@@ -420,33 +415,17 @@ class BayesStrategy(ModelStrategy):
             return None
         return max(1, cap - len(study.running))
 
-    async def _ask_capped(
-        self, study: StudyView, numbers: list[int], enc: Encoder, cap: int
-    ) -> list[dict[str, Any] | None]:
-        """Suggestions under :meth:`running_cap`: wait for a free place, then choose from every result known.
+    async def _wait_for_room(self, study: StudyView, need: int, cap: int) -> None:
+        """Under :meth:`running_cap`: wait until ``need`` more trials fit beside the running ones (or none runs).
 
-        The points are chosen now, jointly, with the running trials as
-        fantasies, and the hyperparameters refitted here when due (as at
-        concurrency 1); the pool of the uncapped path is not used.
+        The points are then chosen in :meth:`_model_batch`, directly, from
+        every result known.
         """
-        while len(study.running) + len(numbers) > cap and study.running:
+        while len(study.running) + need > cap and study.running:
             self.capped_waits += 1
             event = self._result = anyio.Event()  # a new one each time: never one of an earlier run's loop
             with anyio.move_on_after(1.0):  # a guard: a trial that leaves ``running`` unheard cannot stall the ask
                 await event.wait()
-        got = self._gather(study, numbers[0])
-        if got is None:
-            return [await self._design.ask(study, n) for n in numbers]
-        u_obs, losses, pending, u_avoid, extra = got
-        rows = [enc.unit(r.params) for r in pending] if self.pending == "believer" else []
-        u_pending = np.array(rows) if rows else np.empty((0, enc.n_params))
-        seed = [study.seed & (2**64 - 1), numbers[0] & (2**64 - 1)]
-        levels, final = extra if extra else (None, None)
-        args = (enc, u_obs, losses, u_pending, u_avoid, seed, levels, final)
-        count = len(numbers)
-        u = await anyio.to_thread.run_sync(lambda: self._suggest(*args, count=count, inline=True))
-        self.direct += count
-        return self._hand_out(enc, list(u[:count]))
 
     async def _model_batch(
         self,
@@ -474,6 +453,12 @@ class BayesStrategy(ModelStrategy):
         seed = [study.seed & (2**64 - 1), numbers[0] & (2**64 - 1)]
         levels, final = extra if extra else (None, None)
         args = (enc, u_obs, losses, u_pending, u_avoid, seed, levels, final)
+        if self.running_cap(study) is not None:
+            # A small budget (``rounds``): chosen now, jointly, from every result known, with the running
+            # trials as fantasies; no pool (see _wait_for_room).
+            u = await anyio.to_thread.run_sync(lambda: self._suggest(*args, count=need, inline=True))
+            self.direct += need
+            return self._hand_out(enc, list(u[:need]))
         if self._widest <= 1:
             # Nothing else has ever run at once (concurrency 1): fitted and chosen now, reproducibly.
             u = await anyio.to_thread.run_sync(lambda: self._suggest(*args, count=1, inline=True))
