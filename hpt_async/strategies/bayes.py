@@ -252,6 +252,9 @@ class BayesStrategy(ModelStrategy):
         self.process_acquisitions = 0
         self._noted = 0
         self._warned = False
+        self._result: anyio.Event | None = None  # set by the next tell (a capped ask waits for it)
+        #: Asks that waited for a result because ``running_cap`` trials were running (``rounds``).
+        self.capped_waits = 0
         # Several objectives or constraints: every COMPLETE trial's values and constraints, by number.
         self._outcomes: dict[int, tuple[tuple[float, ...], tuple[float, ...] | None]] = {}
         self._n_constraints = 0  # constraints per trial (0: none seen)
@@ -263,9 +266,6 @@ class BayesStrategy(ModelStrategy):
         self._epoch = 0  # bumped when the model is reset: the model process then takes the new state
         self._served: int | None = None  # in the model process: the epoch of the state it holds
         self._handed: set[bytes] = set()  # the model-chosen points handed out so far (``_key``)
-        self._result: anyio.Event | None = None  # set by the next tell (a capped ask waits for it)
-        #: Asks that waited for a result because ``running_cap`` trials were running (``rounds``).
-        self.capped_waits = 0
 
     def _reset(self) -> None:
         self._epoch += 1
@@ -393,39 +393,6 @@ class BayesStrategy(ModelStrategy):
         if n_obs + len(data.pending) < n_init or n_obs < max(2, n_init // 2):
             return [await self._design.ask(study, n) for n in numbers]
         return await self._model_batch(study, numbers, enc, data.u_obs, data.losses, data.pending, data.u_avoid, ())
-
-    def running_cap(self, study: StudyView) -> int | None:
-        """The most trials that run at once under ``rounds``, or ``None`` when the rule does not bind.
-
-        ``max(1, max_trials // rounds)`` when the study has a budget and the
-        tuner runs more trials at once than that; ``None`` otherwise (no
-        budget, ``rounds=None``, or few enough workers: at concurrency 1,
-        always).
-        """
-        budget, concurrency = study.max_trials, getattr(study, "concurrency", None)
-        if self.rounds is None or budget is None or not concurrency:
-            return None
-        cap = max(1, int(budget) // self.rounds)
-        return cap if concurrency > cap else None
-
-    def batch_limit(self, study: StudyView) -> int | None:
-        """The most numbers the next :meth:`ask_batch` may be given: the free room under :meth:`running_cap`."""
-        cap = self.running_cap(study)
-        if cap is None:
-            return None
-        return max(1, cap - len(study.running))
-
-    async def _wait_for_room(self, study: StudyView, need: int, cap: int) -> None:
-        """Under :meth:`running_cap`: wait until ``need`` more trials fit beside the running ones (or none runs).
-
-        The points are then chosen in :meth:`_model_batch`, directly, from
-        every result known.
-        """
-        while len(study.running) + need > cap and study.running:
-            self.capped_waits += 1
-            event = self._result = anyio.Event()  # a new one each time: never one of an earlier run's loop
-            with anyio.move_on_after(1.0):  # a guard: a trial that leaves ``running`` unheard cannot stall the ask
-                await event.wait()
 
     async def _model_batch(
         self,
@@ -561,6 +528,39 @@ class BayesStrategy(ModelStrategy):
         results still running; a pool point lacks at most that many more.
         """
         return self._told - self._pool_told < max(2 * self._pool_made, self._widest)
+
+    def running_cap(self, study: StudyView) -> int | None:
+        """The most trials that run at once under ``rounds``, or ``None`` when the rule does not bind.
+
+        ``max(1, max_trials // rounds)`` when the study has a budget and the
+        tuner runs more trials at once than that; ``None`` otherwise (no
+        budget, ``rounds=None``, or few enough workers: at concurrency 1,
+        always).
+        """
+        budget, concurrency = study.max_trials, getattr(study, "concurrency", None)
+        if self.rounds is None or budget is None or not concurrency:
+            return None
+        cap = max(1, int(budget) // self.rounds)
+        return cap if concurrency > cap else None
+
+    def batch_limit(self, study: StudyView) -> int | None:
+        """The most numbers the next :meth:`ask_batch` may be given: the free room under :meth:`running_cap`."""
+        cap = self.running_cap(study)
+        if cap is None:
+            return None
+        return max(1, cap - len(study.running))
+
+    async def _wait_for_room(self, study: StudyView, need: int, cap: int) -> None:
+        """Under :meth:`running_cap`: wait until ``need`` more trials fit beside the running ones (or none runs).
+
+        The points are then chosen in :meth:`_model_batch`, directly, from
+        every result known.
+        """
+        while len(study.running) + need > cap and study.running:
+            self.capped_waits += 1
+            event = self._result = anyio.Event()  # a new one each time: never one of an earlier run's loop
+            with anyio.move_on_after(1.0):  # a guard: a trial that leaves ``running`` unheard cannot stall the ask
+                await event.wait()
 
     async def tell(self, study: StudyView, record: TrialRecord) -> None:
         await super().tell(study, record)
