@@ -29,10 +29,14 @@ Subcommands (``--help`` on each lists its options):
   ``optuna-nsga2``: Optuna's ``NSGAIISampler``, every trial in full, B/4
   epochs (so a quarter of the trials); ``asha-tpe``: as ``asha-random`` with
   ``tpe``; ``full-tpe``: ``tpe``, every trial in full, B/4 epochs.  ``--eta``
-  and ``--min-resource`` set MO-ASHA's reduction factor and first rung.  The
+  and ``--min-resource`` set MO-ASHA's reduction factor and first rung,
+  ``--mode`` its mode (``promotion``: a paused trial checkpoints its epoch
+  count and, resumed, trains on, charged only the epochs it adds).  The
   front of a run is made of its trials trained in full; a second table
-  counts every trained model (a pruned trial's network at its last report
-  is a model one could keep).
+  counts every trained model (a pruned or paused trial's network at its
+  last report is a model one could keep).  Then every pair of methods,
+  paired by seed, with a two-sided sign test.  The networks are trained
+  with one BLAS thread.
 
 Each run appends one JSON line to ``--out``; the table printed at the end
 covers the runs of that command.
@@ -248,44 +252,69 @@ def _mlp_ref() -> tuple[float, float]:
 
 
 def run_mlp(
-    method: str, seed: int, trials: int, epochs: int, curves: Curves, eta: int = 3, min_resource: int = 1
+    method: str,
+    seed: int,
+    trials: int,
+    epochs: int,
+    curves: Curves,
+    eta: int = 3,
+    min_resource: int = 1,
+    mode: str = "stop",
 ) -> dict[str, Any]:
-    """One run: its full-budget points (error, log10 weights), every trained model's, epochs used, trials started."""
+    """One run: its full-budget points (error, log10 weights), every trained model's, epochs used, trials started.
+
+    ``mode`` is MO-ASHA's (``stop`` or ``promotion``).  In promotion mode a
+    paused trial checkpoints its epoch count and, resumed, trains on from
+    there: only the epochs it adds are charged.
+    """
     budget = trials * epochs
     if method in ("full-random", "asha-random", "asha-tpe", "full-tpe"):
         asha = method.startswith("asha")
-        pruner = {"name": "asha", "min_resource": min_resource, "eta": eta, "max_resource": epochs} if asha else None
+        pruner = (
+            {"name": "asha", "min_resource": min_resource, "eta": eta, "max_resource": epochs, "mode": mode}
+            if asha
+            else None
+        )
+        promotion = asha and mode == "promotion"
         limit = budget // 4 if asha or method == "full-tpe" else budget
         strategy = method.split("-")[1]
 
         async def main() -> dict[str, Any]:
             tuner = hpt.Tuner(None, MLP_SPACE, directions=["minimize", "minimize"], pruner=pruner, seed=seed,
                               strategy=strategy, loggers=[])  # fmt: skip
-            used, started, points, trained = 0, 0, [], []
+            used, started, points = 0, 0, []
+            trained: dict[int, tuple[float, float]] = {}  # trial -> its network at its last report
             while used < limit:
                 trial = await tuner.ask()
-                started += 1
+                first = 1
+                if trial.should_restore:
+                    first = int((await trial.restore()).decode()) + 1
+                else:
+                    started += 1
                 size = math.log10(curves.weights(trial.params))
                 try:
-                    error, last = 1.0, (1.0, size)
-                    for epoch in range(1, epochs + 1):
+                    error = 1.0
+                    for epoch in range(first, epochs + 1):
                         if used >= limit:
                             break
                         error = curves.error(trial.params, epoch)
                         used += 1
-                        last = (error, size)
+                        trained[trial.number] = (error, size)
+                        if promotion:
+                            await trial.checkpoint(str(epoch).encode())
                         await trial.report((error, size), step=epoch)
                     else:
                         await tuner.tell(trial, (error, size))
                         points.append((error, size))
-                        trained.append((error, size))
                         continue
+                    trained.pop(trial.number, None)  # the budget ran out in the middle of its training
                     await tuner.tell(trial, state="cancelled")
+                except hpt.TrialPaused:
+                    await tuner.tell(trial, state="paused")
                 except hpt.TrialPruned:
-                    trained.append(last)
                     await tuner.tell(trial, state="pruned")
             await tuner.close()
-            return {"points": points, "trained": trained, "epochs": used, "trials": started}
+            return {"points": points, "trained": list(trained.values()), "epochs": used, "trials": started}
 
         return anyio.run(main)
     import optuna
@@ -312,6 +341,15 @@ def run_mlp(
 
 
 def cmd_mlp(args: argparse.Namespace) -> None:
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: the networks are small, and on a shared machine threads that wait for each other
+    # made each epoch several times slower; single-threaded, the curves do not depend on the thread count.
+    with threadpool_limits(1):
+        _cmd_mlp(args)
+
+
+def _cmd_mlp(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     curves = Curves()
@@ -320,11 +358,11 @@ def cmd_mlp(args: argparse.Namespace) -> None:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for method in args.methods:
             start = time.perf_counter()
-            run = run_mlp(method, seed, args.trials, args.epochs, curves, args.eta, args.min_resource)
+            run = run_mlp(method, seed, args.trials, args.epochs, curves, args.eta, args.min_resource, args.mode)
             hv = hpt.hypervolume(run["points"], ref) if run["points"] else 0.0
             hv_trained = hpt.hypervolume(run["trained"], ref) if run["trained"] else 0.0
             row = {"problem": "mlp-digits", "method": method, "seed": seed, "hv": hv, "hv_trained": hv_trained,
-                   "eta": args.eta, "min_resource": args.min_resource, "max_epochs": args.epochs,
+                   "eta": args.eta, "min_resource": args.min_resource, "mode": args.mode, "max_epochs": args.epochs,
                    "epochs": run["epochs"],
                    "trials": run["trials"], "complete": len(run["points"]),
                    "seconds": time.perf_counter() - start}  # fmt: skip
@@ -336,6 +374,11 @@ def cmd_mlp(args: argparse.Namespace) -> None:
     report(rows, "problem", args.methods)
     print("\nCounting every trained model (a pruned trial's last report is a model one can keep):")
     report([{**r, "hv": r["hv_trained"]} for r in rows], "problem", args.methods)
+    print("\nPaired by seed (first minus second, mean ± standard error, seeds ahead, two-sided sign test):")
+    for key, label in (("hv", "trained in full"), ("hv_trained", "every trained model")):
+        for i, a in enumerate(args.methods):
+            for b in args.methods[i + 1 :]:
+                print(f"- {a} - {b} ({label}): {paired(rows, a, b, key)}")
     for m in args.methods:
         mine = [r for r in rows if r["method"] == m]
         print(f"- {m}: mean epochs {statistics.mean(r['epochs'] for r in mine):.0f}, trials started "
@@ -367,6 +410,29 @@ def report(rows: list[dict[str, Any]], group: str, methods: Sequence[str]) -> No
         print(f"| {g} | " + " | ".join(cells) + f" | {wins} |")
 
 
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided sign test: the chance of a split at least this uneven between ``wins`` and ``losses`` (ties
+    dropped) when either side is as likely."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    k = min(wins, losses)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+
+
+def paired(rows: list[dict[str, Any]], a: str, b: str, key: str = "hv") -> str:
+    """Method ``a`` minus method ``b`` paired by seed on ``key``: mean ± standard error, seeds ahead, sign test."""
+    by = {(r["method"], r["seed"]): r[key] for r in rows}
+    seeds = sorted({r["seed"] for r in rows if (a, r["seed"]) in by and (b, r["seed"]) in by})
+    d = [by[(a, s)] - by[(b, s)] for s in seeds]
+    if not d:
+        return "no common seeds"
+    se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else 0.0
+    wins, losses = sum(x > 0 for x in d), sum(x < 0 for x in d)
+    return (f"{statistics.mean(d):+.4f} ± {se:.4f}, ahead on {wins}/{len(d)} (behind on {losses}), "
+            f"sign test p = {sign_test(wins, losses):.3f}")  # fmt: skip
+
+
 def times(rows: list[dict[str, Any]], methods: Sequence[str]) -> None:
     """Each method's wall time per trial, and its ratio to the first method's, over all the rows."""
     anchor = methods[0]
@@ -394,6 +460,12 @@ def main(argv: list[str] | None = None) -> None:
     m.add_argument("--epochs", type=int, default=9, help="epochs of a full training (default 9)")
     m.add_argument("--eta", type=int, default=3, help="MO-ASHA's reduction factor (default 3)")
     m.add_argument("--min-resource", type=int, default=1, help="MO-ASHA's first rung, in epochs (default 1)")
+    m.add_argument(
+        "--mode",
+        default="stop",
+        choices=["stop", "promotion"],
+        help="MO-ASHA's mode (default stop; promotion pauses and resumes from a checkpoint)",
+    )
     m.add_argument("--out", default="bench-results/multi_objective_mlp.jsonl")
     m.set_defaults(func=cmd_mlp)
     args = parser.parse_args(argv)
