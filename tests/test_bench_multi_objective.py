@@ -1,0 +1,67 @@
+"""The MLP loop of ``benchmarks/bench_multi_objective.py``: what it charges, and its sign test."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_multi_objective.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_multi_objective", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class FakeCurves:
+    """Deterministic curves that record every (configuration, epoch) asked for, in place of the MLP's."""
+
+    def __init__(self) -> None:
+        self.asked: Counter[tuple[Any, ...]] = Counter()
+
+    weights = staticmethod(lambda p: int(p["width"]) * (10 + 54 * int(p["layers"])))
+
+    def error(self, p: dict[str, Any], epoch: int) -> float:
+        key = tuple(sorted(p.items()))
+        self.asked[(key, epoch)] += 1
+        return 0.05 + 0.5 * float(p["learning_rate_init"]) ** 0.5 + 1.0 / (epoch * math.log(2 + int(p["width"])))
+
+
+@pytest.mark.parametrize("mode", ["stop", "promotion"])
+def test_asha_uses_a_quarter_of_the_epochs_and_never_trains_an_epoch_twice(bench: Any, mode: str) -> None:
+    curves = FakeCurves()
+    run = bench.run_mlp("asha-random", seed=3, trials=12, epochs=9, curves=curves, mode=mode)
+    assert run["epochs"] == 12 * 9 // 4
+    # Each epoch charged is one epoch trained: a resumed trial goes on from its checkpoint.
+    assert sum(curves.asked.values()) == run["epochs"]
+    assert max(curves.asked.values()) == 1
+    assert run["trials"] > 27 // 9  # more configurations than full trainings fit in the budget
+    assert all(err < 1.0 for err, _ in run["points"])
+    assert len(run["trained"]) >= len(run["points"])
+
+
+def test_full_budget_random_trains_every_trial_in_full(bench: Any) -> None:
+    curves = FakeCurves()
+    run = bench.run_mlp("full-random", seed=3, trials=5, epochs=4, curves=curves)
+    assert (run["epochs"], run["trials"], len(run["points"])) == (20, 5, 5)
+    assert run["points"] == run["trained"]
+
+
+def test_sign_test_and_pairing(bench: Any) -> None:
+    assert bench.sign_test(9, 1) == pytest.approx(22 / 1024)
+    assert bench.sign_test(7, 3) == pytest.approx(352 / 1024)
+    assert bench.sign_test(0, 0) == 1.0
+    assert bench.sign_test(5, 5) == 1.0
+    rows = [{"method": "a", "seed": s, "hv": 1.0 + s} for s in range(4)]
+    rows += [{"method": "b", "seed": s, "hv": 2.0} for s in range(4)]
+    text = bench.paired(rows, "a", "b")
+    assert text.startswith("+0.5000 ± ")
+    assert "ahead on 2/4 (behind on 1)" in text
