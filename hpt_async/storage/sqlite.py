@@ -113,6 +113,9 @@ _MAGIC = b"SQLite format 3\x00"
 _OPTIONS = ("synchronous", "sync", "lease", "timeout")
 # Placeholders per IN (...) list, well below SQLite's limit on bound parameters.
 _CHUNK = 500
+# Writes of a connection between two checkpoints of the WAL (its own, in place of SQLite's automatic ones
+# every 1,000 pages: a write of a trial's path changes about three pages).
+_CHECKPOINT_EVERY = 300
 
 # The states whose trials use up a unit of a study's budget (StudySession.reserve_within), as an SQL list.
 _UNIT_STATES = "('running', 'complete', 'pruned', 'failed', 'paused')"
@@ -407,7 +410,7 @@ async def _open_connection(path: str, *, uri: bool = False) -> aiosqlite.Connect
     """
     import aiosqlite
 
-    db = aiosqlite.connect(path, timeout=0, isolation_level=None, uri=uri)
+    db = aiosqlite.connect(path, timeout=0, isolation_level=None, uri=uri, check_same_thread=False)
     thread = getattr(db, "_thread", None)
     if thread is not None and not thread.is_alive():
         thread.daemon = True
@@ -427,8 +430,27 @@ def _stamp(path: str) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+class _Inline:
+    """What transaction bodies call on a connection (``execute``, ``execute_fetchall``,
+    ``executemany``, as aiosqlite's), run at once on the caller's thread."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self._raw = raw
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self._raw.execute(sql, params)
+
+    async def execute_fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._raw.execute(sql, params).fetchall()
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> sqlite3.Cursor:
+        return self._raw.executemany(sql, rows)
+
+
 class _Connection:
-    """One aiosqlite connection: retries on lock contention, and exclusive sections.
+    """One aiosqlite connection: retries on lock contention, exclusive sections, short statements inline.
 
     The connection's thread runs statements in the order they are queued,
     and the tasks of one tuner queue them concurrently.  A transaction (or a
@@ -436,6 +458,20 @@ class _Connection:
     while it runs, other statements of this connection wait at a gate, so
     that none lands inside it (to be committed late, or rolled back with it).
     Statements queued before the section starts run before it.
+
+    Once :meth:`enable_inline` has run (a writable connection in WAL mode),
+    the short statements of a trial's path (``inline=True``: a handful of
+    rows found by key) run on the event loop's own thread, on the same
+    SQLite connection, when nothing is queued to the connection's thread
+    and no section is open; otherwise they wait for both, so that the order
+    of statements is kept.  Handing a statement to the thread and back
+    costs more than running it (two thread switches, each a wait for the
+    scheduler on a busy machine).  Such a statement never waits for a lock
+    (the connection has no busy handler: "locked" is retried with back-off
+    here) nor for the disk: commits in WAL mode with ``synchronous=NORMAL``
+    do not fsync, and the connection's automatic checkpoints (which do) are
+    turned off and run instead in the connection's thread after every
+    :data:`_CHECKPOINT_EVERY` writes.
     """
 
     def __init__(self, db: aiosqlite.Connection, path: str, timeout: float, *, flush_ends: bool = False) -> None:
@@ -450,10 +486,71 @@ class _Connection:
         self.immutable = False
         #: The file's (mtime, size, inode) when an immutable connection was opened, to see that it changed.
         self.stamp: tuple[int, int, int] | None = None
+        #: The sqlite3 connection under ``db``, used from the event loop's thread (None: never).
+        self.raw: sqlite3.Connection | None = None
+        # Calls handed to the connection's thread and not answered yet, and an event set when none is left.
+        self._queued = 0
+        self._drained: anyio.Event | None = None
+        # Writes since the last checkpoint (counted once automatic checkpoints are off).
+        self._writes = 0
+
+    async def enable_inline(self) -> bool:
+        """Run short statements on the event loop's thread from now on, and checkpoint in the connection's.
+
+        Needs aiosqlite's underlying sqlite3 connection (opened with
+        ``check_same_thread=False``) and its call queue; without them (a
+        future aiosqlite), every statement keeps going through the thread.
+        """
+        raw = getattr(self.db, "_conn", None)
+        if not isinstance(raw, sqlite3.Connection) or not callable(getattr(self.db, "_execute", None)):
+            return False
+        await self.fetch("PRAGMA wal_autocheckpoint = 0")
+        self.raw = raw
+        return True
 
     async def _gate(self) -> None:
         while self._section is not None:
             await self._section.wait()
+
+    async def _drain(self) -> None:
+        """Wait until nothing is queued to the connection's thread."""
+        while self._queued:
+            if self._drained is None:
+                self._drained = anyio.Event()
+            await self._drained.wait()
+
+    async def _queue(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Await ``call()``, a call of the connection's thread, counted while it is queued.
+
+        Shielded, so that the count is right (a cancelled caller's call
+        still runs in the thread); the cancellation takes effect after it.
+        """
+        self._queued += 1
+        try:
+            with anyio.CancelScope(shield=True):
+                result = await call()
+        finally:
+            self._queued -= 1
+            if not self._queued and self._drained is not None:
+                self._drained.set()
+                self._drained = None
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        return result
+
+    async def _wrote(self) -> None:
+        """Count a write; after every :data:`_CHECKPOINT_EVERY`, checkpoint the WAL in the connection's thread."""
+        if self.raw is None:
+            return
+        self._writes += 1
+        if self._writes < _CHECKPOINT_EVERY:
+            return
+        self._writes = 0
+        await self._gate()
+        try:
+            # PASSIVE, as SQLite's automatic checkpoints: it waits for no reader or writer of other processes.
+            await self._queue(lambda: self.db.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)"))
+        except sqlite3.Error as exc:  # the next one tries again; until then the log only grows
+            log.debug("study storage %s: WAL checkpoint failed: %s", self.path, exc)
 
     async def _retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
         # The connection has no SQLite busy handler (whose waits start at 1 ms and hold the
@@ -478,27 +575,46 @@ class _Connection:
                 await anyio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 1.5, 0.01)
 
-    async def fetch(self, sql: str, params: Sequence[Any] = (), what: str = "read") -> list[Any]:
+    async def fetch(self, sql: str, params: Sequence[Any] = (), what: str = "read", *, inline: bool = False) -> list[Any]:
         """All rows of one statement, which is its own transaction when it writes.
 
-        Not shielded: one statement is atomic, and the thread runs the
-        connection's statements in order, so a caller cancelled while
-        waiting leaves nothing half-done (the statement takes effect or not,
-        before anything this connection runs next).
+        With ``inline``, a short statement (see the class) runs on the event
+        loop's thread when the connection allows it, without suspending when
+        nothing is queued.  A caller cancelled before the statement ran
+        leaves nothing done; one cancelled while the thread runs it is told
+        after the statement took effect (a statement is atomic, and the
+        thread runs the connection's statements in order).
         """
+        raw = self.raw
+        if inline and raw is not None:
+            # No suspension point when the statement runs at once (as with memory storage): the tuner's
+            # workers yield when the event loop's heartbeat goes stale.
+
+            async def here() -> list[Any]:
+                while self._section is not None or self._queued:
+                    await self._gate()
+                    await self._drain()
+                return raw.execute(sql, params).fetchall()
+
+            rows = await self._retry(here, what)
+            await self._wrote()
+            return rows
         db = self.db
-        if self._section is None:
-            try:
-                return await db.execute_fetchall(sql, params)  # type: ignore[return-value]
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise
+        try:
+            if self._section is None:
+                try:
+                    return await self._queue(lambda: db.execute_fetchall(sql, params))  # type: ignore[arg-type,return-value]
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc):
+                        raise
 
-        async def gated() -> list[Any]:
-            await self._gate()
-            return await db.execute_fetchall(sql, params)  # type: ignore[return-value]
+            async def gated() -> list[Any]:
+                await self._gate()
+                return await self._queue(lambda: db.execute_fetchall(sql, params))  # type: ignore[arg-type,return-value]
 
-        return await self._retry(gated, what)
+            return await self._retry(gated, what)
+        finally:
+            await self._wrote()
 
     async def exclusive(self, op: Callable[[], Awaitable[T]], what: str) -> T:
         """Await ``op()`` alone on this connection, retried while the database is locked.
@@ -517,19 +633,48 @@ class _Connection:
 
     async def transaction(
         self,
-        body: Callable[[aiosqlite.Connection], Awaitable[T]],
+        body: Callable[[Any], Awaitable[T]],
         what: str,
         *,
         write: bool = True,
         flush: bool = False,
+        inline: bool = False,
     ) -> T:
         """Run ``body(db)`` in one transaction (``BEGIN IMMEDIATE`` when it writes), retried as a whole.
 
         With ``flush`` and :attr:`flush_ends`, the commit waits for an fsync.
+        With ``inline`` (a short transaction: a few rows found by key), it
+        runs on the event loop's thread when the connection allows it (see
+        the class), once the statements queued to the thread have run;
+        ``db`` then has the same ``execute``, ``execute_fetchall`` and
+        ``executemany`` as an aiosqlite connection.
         """
         db = self.db
         begin = "BEGIN IMMEDIATE" if write else "BEGIN"
         flush = flush and self.flush_ends
+        raw = self.raw
+        if inline and raw is not None and not flush:
+            here = _Inline(raw)
+
+            async def at_once() -> T:
+                await self._drain()
+                raw.execute(begin)
+                try:
+                    result = await body(here)
+                    raw.execute("COMMIT")
+                except BaseException:
+                    try:
+                        raw.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                    raise
+                return result
+
+            try:
+                return await self.exclusive(at_once, what)
+            finally:
+                if write:
+                    await self._wrote()
 
         async def attempt() -> T:
             if flush:
@@ -550,25 +695,51 @@ class _Connection:
                     await db.execute("PRAGMA synchronous = NORMAL")
             return result
 
-        return await self.exclusive(attempt, what)
+        async def queued() -> T:
+            return await self._queue(attempt)
+
+        try:
+            return await self.exclusive(queued, what)
+        finally:
+            if write:
+                await self._wrote()
 
     async def commit(self, sql: str, params: Sequence[Any], what: str) -> list[Any]:
-        """One writing statement (its rows returned); with :attr:`flush_ends`, committed with an fsync first."""
+        """One writing statement (its rows returned); with :attr:`flush_ends`, committed with an fsync first.
+
+        The flushed commit is one call of the connection's thread (the
+        fsync must not hold the event loop): ``synchronous`` raised to
+        FULL, the statement, ``synchronous`` back to NORMAL.
+        """
         if not self.flush_ends:
-            return await self.fetch(sql, params, what)
-        db = self.db
+            return await self.fetch(sql, params, what, inline=True)
+        db, raw = self.db, self.raw
+
+        def flush_in_thread() -> list[Any]:
+            assert raw is not None
+            raw.execute("PRAGMA synchronous = FULL")
+            try:
+                return raw.execute(sql, params).fetchall()
+            finally:
+                raw.execute("PRAGMA synchronous = NORMAL")
 
         async def flushed() -> list[Any]:
+            if raw is not None:
+                return await self._queue(lambda: db._execute(flush_in_thread))  # type: ignore[attr-defined]
             await db.execute("PRAGMA synchronous = FULL")
             try:
                 return list(await db.execute_fetchall(sql, params))
             finally:
                 await db.execute("PRAGMA synchronous = NORMAL")
 
-        return await self.exclusive(flushed, what)
+        try:
+            return await self.exclusive(flushed, what)
+        finally:
+            await self._wrote()
 
     async def close(self) -> None:
         """Close the connection (its worker thread ends)."""
+        self.raw = None
         with anyio.CancelScope(shield=True):
             await self.db.close()
 
@@ -627,9 +798,12 @@ class _SQLiteSession(StudySession):
             " WHERE id = ? AND (? IS NULL OR used < ?) RETURNING next_number - 1",
             (self._sid, budget, study_id, budget, budget),
             "reserve a trial number",
+            inline=True,
         )
         if not rows:
-            if budget is not None and await self._conn.fetch("SELECT 1 FROM studies WHERE id = ?", (study_id,)):
+            if budget is not None and await self._conn.fetch(
+                "SELECT 1 FROM studies WHERE id = ?", (study_id,), inline=True
+            ):
                 return None
             raise StudyNotFound(f"the study was deleted from {self._conn.path} while this tuner ran")
         number = int(rows[0][0])
@@ -650,11 +824,11 @@ class _SQLiteSession(StudySession):
             if gone:
                 await db.execute("UPDATE studies SET used = used - 1 WHERE id = ?", (study_id,))
 
-        await self._conn.transaction(body, "release a trial number")
+        await self._conn.transaction(body, "release a trial number", inline=True)
         self._reserved.discard(number)
 
     async def trial_created(self, record: TrialRecord) -> None:
-        await self._conn.fetch(_INSERT_TRIAL, self._row(record), f"store trial {record.number}")
+        await self._conn.fetch(_INSERT_TRIAL, self._row(record), f"store trial {record.number}", inline=True)
         self._reserved.discard(record.number)
 
     async def trial_created_once(self, record: TrialRecord, key: str) -> bool:
@@ -671,7 +845,7 @@ class _SQLiteSession(StudySession):
             await db.execute("UPDATE trials SET claim = ? WHERE study_id = ? AND number = ?", (key, study_id, row[1]))
             return True
 
-        created = await self._conn.transaction(body, f"store trial {record.number}")
+        created = await self._conn.transaction(body, f"store trial {record.number}", inline=True)
         if created:
             self._reserved.discard(record.number)
         return created
@@ -716,7 +890,7 @@ class _SQLiteSession(StudySession):
             raise ReportStepError(f"trial {number}: report step {step} does not fit a signed 64-bit integer")
         stored = None if math.isnan(value) else value
         row = (self._study_id, number, step, stored, _dump_values(values))
-        await self._conn.fetch(_INSERT_REPORT, row, "store a report")
+        await self._conn.fetch(_INSERT_REPORT, row, "store a report", inline=True)
         self._reported[number] = self._reported.get(number, 0) + 1
 
     async def trial_ended(self, record: TrialRecord) -> None:
@@ -1195,7 +1369,9 @@ class SQLiteStorage(Storage):
                 await conn.fetch("PRAGMA synchronous = NORMAL")
                 mode = await conn.fetch("PRAGMA journal_mode")
                 if str(mode[0][0]).lower() != "wal":
-                    await conn.fetch("PRAGMA journal_mode = WAL", what="switch the database to WAL mode")
+                    mode = await conn.fetch("PRAGMA journal_mode = WAL", what="switch the database to WAL mode")
+                if str(mode[0][0]).lower() == "wal":
+                    await conn.enable_inline()
             if version < SCHEMA_VERSION and (tables or create):
                 await self._migrate(conn)
         except BaseException:
