@@ -135,9 +135,12 @@ def single(directory: Path, n_hpt: int, n_optuna: int, rounds: int, concurrency:
                     times[name].append(math.nan)
         print(
             f"  concurrency {concurrency:>2}, round {i + 1}: hpt-async {times['hpt-async'][-1] * 1e3:.3f} ms/trial, "
-            f"optuna {times['optuna'][-1] * 1e3:.3f} ms/trial",
+            f"optuna {times['optuna'][-1] * 1e3:.3f} ms/trial, ratio {times['optuna'][-1] / times['hpt-async'][-1]:.1f}x",
             flush=True,
         )
+    ratios = [o / h for h, o in zip(times["hpt-async"], times["optuna"], strict=True) if not math.isnan(o)]
+    if ratios:
+        print(f"  concurrency {concurrency:>2}, ratios of the rounds: {min(ratios):.1f}x to {max(ratios):.1f}x")
     return statistics.median(times["hpt-async"]), statistics.median(times["optuna"])
 
 
@@ -284,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         directory = Path(tmp)
+        print("load average at the start:", " ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
         print(
             f"python {platform.python_version()}, hpt-async {hpt.__version__}, optuna {optuna.__version__}, "
             f"sqlite {__import__('sqlite3').sqlite_version}, {platform.machine()}, {os.cpu_count()} cpus"
@@ -342,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"({last * 1e3:.3f} / {first * 1e3:.3f} ms/trial)"
                 )
             print(f"  resuming the {args.growth}-trial study (open, read its history, close): {resume:.2f} s")
+        print("load average at the end:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     return 0
 
 

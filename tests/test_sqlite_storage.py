@@ -582,3 +582,126 @@ async def test_no_statement_of_other_tasks_lands_inside_a_transaction(tmp_path: 
         assert sorted(numbers) == [0, 1, 2, 3, 4]
     finally:
         await session.close()
+
+
+# -- where statements run: the event loop's thread or the connection's ------------------------------
+
+
+async def trace_threads(session: Any) -> list[tuple[str, int]]:
+    """Every statement the session's connection runs from now on, with the id of the thread that ran it."""
+    import threading
+
+    statements: list[tuple[str, int]] = []
+
+    def keep(sql: str) -> None:
+        if not statements or statements[-1][0] != sql:
+            statements.append((sql, threading.get_ident()))
+
+    await session._conn.db.set_trace_callback(keep)
+    return statements
+
+
+async def test_a_trials_statements_run_on_the_event_loops_thread(tmp_path: Path) -> None:
+    import threading
+
+    storage = SQLiteStorage(url(tmp_path))
+    session: Any = await storage.open("inline", direction="minimize", space=SPACE)
+    loop = threading.get_ident()
+    try:
+        statements = await trace_threads(session)
+        n = await session.reserve()
+        await session.trial_created(running(n))
+        await session.trial_reported(n, 0, 1.0)
+        await session.trial_ended(done(n, 1.0))
+        m = await session.reserve()
+        await session.release(m)
+        await session.put_checkpoint(n, b"blob")
+        await session.heartbeat()
+        await session.refresh()
+    finally:
+        await session.close()
+    on_loop = [sql for sql, ident in statements if ident == loop]
+    # The reservation, the RUNNING trial, the report, the end, and the release of a number (a transaction).
+    for start in (
+        "UPDATE studies SET next_number",
+        "INSERT INTO trials",
+        "INSERT OR REPLACE INTO reports",
+        "BEGIN IMMEDIATE",
+    ):
+        assert any(sql.startswith(start) for sql in on_loop), start
+    assert any(sql.startswith("DELETE FROM reservations") and " AND number = " in sql for sql in on_loop)
+    assert any(sql.startswith("INSERT INTO trials") and "ON CONFLICT" in sql for sql in on_loop)
+    # Blobs, maintenance and reads of other sessions' trials stay in the connection's thread.
+    elsewhere = [sql for sql, ident in statements if ident != loop]
+    assert any(sql.startswith("INSERT OR REPLACE INTO checkpoints") for sql in elsewhere)
+    assert any(sql.startswith("INSERT INTO sessions") for sql in elsewhere)
+    assert any(sql.startswith("SELECT MAX(seq)") for sql in elsewhere)
+    assert (await storage.load("inline"))[0].value == 1.0
+
+
+async def test_wal_checkpoints_run_in_the_connections_thread(tmp_path: Path) -> None:
+    import threading
+
+    from hpt_async.storage import sqlite as module
+
+    storage = SQLiteStorage(url(tmp_path))
+    session: Any = await storage.open("ckpt", direction="minimize", space=SPACE)
+    loop = threading.get_ident()
+    try:
+        # SQLite's own checkpoints (which fsync) would run on the thread of the commit: they are off.
+        assert (await session._conn.fetch("PRAGMA wal_autocheckpoint"))[0][0] == 0
+        statements = await trace_threads(session)
+        for _ in range(module._CHECKPOINT_EVERY // 3 + 2):
+            n = await session.reserve()
+            await session.trial_created(running(n))
+            await session.trial_ended(done(n, 0.5))
+    finally:
+        await session.close()
+    checkpoints = [ident for sql, ident in statements if sql.startswith("PRAGMA wal_checkpoint")]
+    assert checkpoints and loop not in checkpoints
+    assert len(await storage.load("ckpt")) == module._CHECKPOINT_EVERY // 3 + 2
+
+
+async def test_a_short_statement_waits_for_what_is_queued_to_the_connections_thread(tmp_path: Path) -> None:
+    storage = SQLiteStorage(url(tmp_path))
+    session: Any = await storage.open("order", direction="minimize", space=SPACE)
+    try:
+        statements = await trace(session)
+        slow = "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 300000) SELECT COUNT(*) FROM c"
+        numbers: list[int] = []
+
+        async def reserve() -> None:
+            numbers.append(await session.reserve())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(session._conn.fetch, slow)
+            await anyio.sleep(0)
+            assert session._conn._queued == 1
+            tg.start_soon(reserve)
+        # The reservation ran after the statement queued before it, not beside it on another thread.
+        assert statements.index(slow) < next(i for i, sql in enumerate(statements) if "UPDATE studies" in sql)
+        assert numbers == [0]
+    finally:
+        await session.close()
+
+
+async def test_without_aiosqlites_connection_every_statement_goes_through_its_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from hpt_async.storage import sqlite as module
+
+    monkeypatch.setattr(module, "_raw_connection", lambda db: None)
+    storage = SQLiteStorage(url(tmp_path))
+    session: Any = await storage.open("fallback", direction="minimize", space=SPACE)
+    try:
+        assert session._conn.raw is None
+        statements = await trace_threads(session)
+        n = await session.reserve()
+        await session.trial_created(running(n))
+        await session.trial_ended(done(n, 2.0))
+    finally:
+        await session.close()
+    assert statements and threading.get_ident() not in {ident for _, ident in statements}
+    assert (await storage.load("fallback"))[0].value == 2.0

@@ -430,6 +430,19 @@ def _stamp(path: str) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+def _raw_connection(db: aiosqlite.Connection) -> sqlite3.Connection | None:
+    """The sqlite3 connection under aiosqlite's ``db`` when its thread can also run our functions, else None.
+
+    Both are aiosqlite's own (``_conn``, ``_execute``, in every version
+    since 0.16): should a later version lack them, statements all go
+    through its thread as they did before.
+    """
+    raw = getattr(db, "_conn", None)
+    if not isinstance(raw, sqlite3.Connection) or not callable(getattr(db, "_execute", None)):
+        return None
+    return raw
+
+
 class _Inline:
     """What transaction bodies call on a connection (``execute``, ``execute_fetchall``,
     ``executemany``, as aiosqlite's), run at once on the caller's thread."""
@@ -501,8 +514,8 @@ class _Connection:
         ``check_same_thread=False``) and its call queue; without them (a
         future aiosqlite), every statement keeps going through the thread.
         """
-        raw = getattr(self.db, "_conn", None)
-        if not isinstance(raw, sqlite3.Connection) or not callable(getattr(self.db, "_execute", None)):
+        raw = _raw_connection(self.db)
+        if raw is None:
             return False
         await self.fetch("PRAGMA wal_autocheckpoint = 0")
         self.raw = raw
