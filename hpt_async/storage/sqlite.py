@@ -113,9 +113,11 @@ _MAGIC = b"SQLite format 3\x00"
 _OPTIONS = ("synchronous", "sync", "lease", "timeout")
 # Placeholders per IN (...) list, well below SQLite's limit on bound parameters.
 _CHUNK = 500
-# Writes of a connection between two checkpoints of the WAL (its own, in place of SQLite's automatic ones
-# every 1,000 pages: a write of a trial's path changes about three pages).
-_CHECKPOINT_EVERY = 300
+# Writes of a connection between two checkpoints of the WAL, its own in place of SQLite's automatic ones (every
+# 1,000 pages; a write of a trial's path changes about three).  Each checkpoint waits for two fsyncs whatever
+# its size, and copies a page once however often it changed: fewer, larger ones cost less per trial.  How
+# often it runs changes nothing of what survives the death of the process (every commit does).
+_CHECKPOINT_EVERY = 1000
 
 # The states whose trials use up a unit of a study's budget (StudySession.reserve_within), as an SQL list.
 _UNIT_STATES = "('running', 'complete', 'pruned', 'failed', 'paused')"
@@ -555,8 +557,10 @@ class _Connection:
         if self.raw is None:
             return
         self._writes += 1
-        if self._writes < _CHECKPOINT_EVERY:
-            return
+        if self._writes >= _CHECKPOINT_EVERY:
+            await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
         self._writes = 0
         await self._gate()
         try:
@@ -602,6 +606,17 @@ class _Connection:
         if inline and raw is not None:
             # No suspension point when the statement runs at once (as with memory storage): the tuner's
             # workers yield when the event loop's heartbeat goes stale.
+            if self._section is None and not self._queued:
+                try:
+                    rows = raw.execute(sql, params).fetchall()
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc):
+                        raise
+                else:
+                    self._writes += 1
+                    if self._writes >= _CHECKPOINT_EVERY:
+                        await self._checkpoint()
+                    return rows
 
             async def here() -> list[Any]:
                 while self._section is not None or self._queued:
