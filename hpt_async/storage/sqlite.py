@@ -25,6 +25,12 @@ string, e.g. ``sqlite:///tuning.db?synchronous=full&lease=30``:
 Every session (one per running tuner) has its own aiosqlite connection.
 Writes are single statements or short ``BEGIN IMMEDIATE`` transactions;
 "database is locked" answers are retried with back-off within ``timeout``.
+The short statements of a trial's path (its number, its RUNNING record, its
+reports, its end) run on the event loop's own thread, on that connection,
+when nothing else of it is queued: handing each to the connection's thread
+and back cost more than running it.  What may take long (reading many
+trials, checkpoint blobs, the fsync of ``synchronous=full``, checkpoints of
+the WAL) runs in the connection's thread.
 Values, configurations, schedules and user attributes are stored as JSON
 (never pickled); checkpoints are BLOBs of the ``checkpoints`` table, one per
 trial; a Choice is stored as its index into the space's values, and the
@@ -113,11 +119,10 @@ _MAGIC = b"SQLite format 3\x00"
 _OPTIONS = ("synchronous", "sync", "lease", "timeout")
 # Placeholders per IN (...) list, well below SQLite's limit on bound parameters.
 _CHUNK = 500
-# Writes of a connection between two checkpoints of the WAL, its own in place of SQLite's automatic ones (every
-# 1,000 pages; a write of a trial's path changes about three).  Each checkpoint waits for two fsyncs whatever
-# its size, and copies a page once however often it changed: fewer, larger ones cost less per trial.  How
-# often it runs changes nothing of what survives the death of the process (every commit does).
-_CHECKPOINT_EVERY = 1000
+# Writes of a connection between two checkpoints of the WAL, its own in place of SQLite's automatic ones:
+# about 1,000 pages, as SQLite's (a write of a trial's path changes about three), so that what a power loss
+# may take with synchronous=normal (the commits since the last checkpoint) stays what it was.
+_CHECKPOINT_EVERY = 350
 
 # The states whose trials use up a unit of a study's budget (StudySession.reserve_within), as an SQL list.
 _UNIT_STATES = "('running', 'complete', 'pruned', 'failed', 'paused')"
