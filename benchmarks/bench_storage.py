@@ -6,7 +6,11 @@ three-parameter space, every trial persisted in an SQLite file (hpt-async:
 ``sqlite:///...`` through SQLAlchemy).  Reported, as times per trial and
 ratios Optuna / hpt-async:
 
-* one process, concurrency 1 and 64 (Optuna: ``n_jobs`` threads);
+* one process, concurrency 1 and 64 (Optuna: ``n_jobs`` threads); then, at
+  concurrency 1, the two comparisons of equal settings: hpt-async with
+  ``synchronous=full`` against Optuna's defaults (rollback journal,
+  ``synchronous=FULL``), and Optuna with hpt-async's (WAL,
+  ``synchronous=NORMAL``) against hpt-async's;
 * two processes sharing one file and one study, with the errors each library
   let through to the user ("database is locked" and others);
 * growth: hpt-async's time per trial over 1,000-trial windows of one study
@@ -104,12 +108,41 @@ def run_hpt(path: Path, n: int, concurrency: int, windows: _Windows | None = Non
     return elapsed
 
 
-def run_optuna(path: Path, n: int, concurrency: int) -> float:
-    """Seconds for ``n`` Optuna trials on its RDB storage (creating the study included)."""
+def _optuna_wal(path: Path) -> Any:
+    """Optuna's RDB storage on ``path`` with hpt-async's settings: WAL, ``synchronous=NORMAL`` on every connection."""
+    import sqlite3
+
+    import optuna
+    import sqlalchemy
+
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode = WAL")  # kept by the file
+    con.close()
+    storage = optuna.storages.RDBStorage(_url(path))
+
+    @sqlalchemy.event.listens_for(storage.engine, "connect")
+    def normal(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.execute("PRAGMA synchronous = NORMAL")
+
+    storage.engine.dispose()  # connections made from now on get the setting
+    with storage.engine.connect() as c:
+        settings = (c.exec_driver_sql("PRAGMA journal_mode").scalar(), c.exec_driver_sql("PRAGMA synchronous").scalar())
+    if settings != ("wal", 1):
+        raise RuntimeError(f"Optuna's connection has journal_mode, synchronous = {settings}, not ('wal', 1)")
+    return storage
+
+
+def run_optuna(path: Path, n: int, concurrency: int, wal: bool = False) -> float:
+    """Seconds for ``n`` Optuna trials on its RDB storage (creating the study included).
+
+    With ``wal``, the file and connections have hpt-async's settings (WAL, ``synchronous=NORMAL``)
+    instead of SQLite's defaults (rollback journal, ``synchronous=FULL``).
+    """
     import optuna
 
     t0 = time.perf_counter()
-    study = optuna.create_study(storage=_url(path), study_name="bench", sampler=optuna.samplers.RandomSampler(seed=0))
+    storage = _optuna_wal(path) if wal else _url(path)
+    study = optuna.create_study(storage=storage, study_name="bench", sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(optuna_objective, n_trials=n, n_jobs=concurrency)
     elapsed = time.perf_counter() - t0
     done = len(study.trials)
@@ -133,9 +166,10 @@ def single(directory: Path, n_hpt: int, n_optuna: int, rounds: int, concurrency:
                 except Exception as exc:  # Optuna's threads on SQLite may fail
                     print(f"    optuna failed at concurrency {concurrency}: {type(exc).__name__}: {exc}")
                     times[name].append(math.nan)
+        h, o = times["hpt-async"][-1], times["optuna"][-1]
         print(
-            f"  concurrency {concurrency:>2}, round {i + 1}: hpt-async {times['hpt-async'][-1] * 1e3:.3f} ms/trial, "
-            f"optuna {times['optuna'][-1] * 1e3:.3f} ms/trial, ratio {times['optuna'][-1] / times['hpt-async'][-1]:.1f}x",
+            f"  concurrency {concurrency:>2}, round {i + 1}: hpt-async {h * 1e3:.3f} ms/trial, "
+            f"optuna {o * 1e3:.3f} ms/trial, ratio {o / h:.1f}x",
             flush=True,
         )
     ratios = [o / h for h, o in zip(times["hpt-async"], times["optuna"], strict=True) if not math.isnan(o)]
@@ -296,10 +330,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"one process: hpt-async {args.hpt_trials} trials, Optuna {args.optuna_trials} trials per round")
             run_hpt(_fresh(directory, "warm.db"), 200, 1)  # imports and first calls, not measured
             run_optuna(_fresh(directory, "warm-o.db"), 20, 1)
-            optuna_c1 = math.nan
+            optuna_c1 = hpt_c1 = math.nan
             for concurrency in (1, 64):
                 h, o = single(directory, args.hpt_trials, args.optuna_trials, args.rounds, concurrency)
                 optuna_c1 = o if concurrency == 1 else optuna_c1
+                hpt_c1 = h if concurrency == 1 else hpt_c1
                 ratio = o / h
                 print(
                     f"concurrency {concurrency}: hpt-async {h * 1e3:.3f} ms/trial, optuna {o * 1e3:.3f} ms/trial, "
@@ -315,6 +350,15 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"hpt-async with synchronous=full, concurrency 1 ({n_full} trials): {full * 1e3:.3f} ms/trial, "
                 f"optuna at concurrency 1 / that: {optuna_c1 / full:.1f}x"
+            )
+            # The other equal comparison: Optuna with hpt-async's settings (WAL, synchronous=NORMAL).
+            wal = statistics.median(
+                run_optuna(_fresh(directory, "optuna-wal.db"), args.optuna_trials, 1, wal=True) / args.optuna_trials
+                for _ in range(args.rounds)
+            )
+            print(
+                f"optuna with WAL and synchronous=normal, concurrency 1 ({args.optuna_trials} trials): "
+                f"{wal * 1e3:.3f} ms/trial, that / hpt-async at concurrency 1 (above): {wal / hpt_c1:.1f}x"
             )
         if args.only in (None, "shared"):
             print(

@@ -597,7 +597,9 @@ class _Connection:
                 await anyio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 1.5, 0.01)
 
-    async def fetch(self, sql: str, params: Sequence[Any] = (), what: str = "read", *, inline: bool = False) -> list[Any]:
+    async def fetch(
+        self, sql: str, params: Sequence[Any] = (), what: str = "read", *, inline: bool = False
+    ) -> list[Any]:
         """All rows of one statement, which is its own transaction when it writes.
 
         With ``inline``, a short statement (see the class) runs on the event
