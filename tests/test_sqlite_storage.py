@@ -705,3 +705,30 @@ async def test_without_aiosqlites_connection_every_statement_goes_through_its_th
         await session.close()
     assert statements and threading.get_ident() not in {ident for _, ident in statements}
     assert (await storage.load("fallback"))[0].value == 2.0
+
+
+async def test_with_synchronous_full_a_trials_end_and_its_fsync_run_in_the_connections_thread(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    storage = SQLiteStorage(url(tmp_path, query="synchronous=full"))
+    session: Any = await storage.open("full", direction="minimize", space=SPACE)
+    try:
+        statements = await trace_threads(session)
+        n = await session.reserve()
+        await session.trial_created(running(n))
+        await session.trial_ended(done(n, 3.0))
+    finally:
+        await session.close()
+    end = next(i for i, (sql, _) in enumerate(statements) if "ON CONFLICT" in sql)
+    flush = statements[end - 1 : end + 2]
+    assert [sql for sql, _ in flush] == [
+        "PRAGMA synchronous = FULL",
+        statements[end][0],
+        "PRAGMA synchronous = NORMAL",
+    ]
+    # In the connection's thread, not the event loop's (the fsync must not hold the loop).
+    assert len({ident for _, ident in flush}) == 1 and threading.get_ident() not in {ident for _, ident in flush}
+    # The RUNNING trial before it was stored from the event loop's thread.
+    assert any(sql.startswith("INSERT INTO trials") and i == threading.get_ident() for sql, i in statements[:end])
