@@ -81,6 +81,20 @@ _GAMMA_ONE, _GAMMA_SEVERAL = 0.15, 0.10
 _POOL_SHARE = 1  # ... at least this fraction of the trials running at once
 
 
+# A group of more than this many points takes its kernel width from its size rounded down to a step of an eighth
+# of an octave (a factor 2 ** (1/8)): the widths change (by under 1.8 % in one parameter, less in more) only
+# when the group has grown by that factor, so the kernels of the points already in it are kept.
+_WIDTH_EXACT = 64
+_WIDTH_STEPS = 8
+
+
+def _width_count(count: int) -> float:
+    """The group size a kernel width is taken from: ``count`` itself up to 64, then rounded down to a step."""
+    if count <= _WIDTH_EXACT:
+        return max(count, 1)
+    return _WIDTH_EXACT * 2.0 ** (math.floor(_WIDTH_STEPS * math.log2(count / _WIDTH_EXACT)) / _WIDTH_STEPS)
+
+
 class _Layout:
     """What a Parzen estimator needs of an encoder's parameters, worked out once per encoder (see ``_layout``)."""
 
@@ -121,7 +135,16 @@ class ParzenEstimator:
     ``b`` shrinks as ``2 / (m + 2)``.
     """
 
-    def __init__(self, enc: Encoder, points: np.ndarray, prior_weight: float = 1.0, bandwidth: float = 0.1) -> None:
+    def __init__(
+        self,
+        enc: Encoder,
+        points: np.ndarray,
+        prior_weight: float = 1.0,
+        bandwidth: float = 0.1,
+        *,
+        kernels: _Kernels | None = None,
+        index: np.ndarray | None = None,
+    ) -> None:
         from scipy import special  # imported on first use: most tuners never need scipy.special
 
         self._special = special
@@ -143,19 +166,32 @@ class ParzenEstimator:
         else:
             counts = (m - np.count_nonzero(nan, axis=0)).tolist()
         power = -1.0 / (layout.dim + 4)
-        for index, choice, n in layout.kinds:
-            count = counts[index]
+        for j, choice, n in layout.kinds:
+            count = counts[j]
             if choice:
                 # Probability that a component moves off its own category.
-                self.switch[index] = (n - 1) / n * min(1.0, 2.0 / (count + 2))
+                self.switch[j] = (n - 1) / n * min(1.0, 2.0 / (count + 2))
             else:
                 # A fixed width that narrows slowly as the group grows: the group's own
                 # spread would collapse onto a few close good points and crawl.
-                self.bandwidth[index] = bandwidth * max(count, 1) ** power
+                self.bandwidth[j] = bandwidth * _width_count(count) ** power
         self._num = layout.num
         self._choices = layout.choices
-        self._consts = self._constants(points, self._full)
         self._right: np.ndarray | None = None
+        if kernels is not None and index is not None:
+            # The first len(index) points are observations whose kernels ``kernels`` keeps; the rest are new.
+            right = kernels.right(self, index)
+            rest = points[len(index) :]
+            if len(rest):
+                right = np.vstack([right, self._right_of(rest)])
+            self._right = right
+        else:
+            self._consts = self._constants(points, self._full)
+
+    def _right_of(self, points: np.ndarray) -> np.ndarray:
+        """The kernel constants of ``points`` as the rows of the scoring product (see ``log_kernels``)."""
+        s2, mu_s2, mu2_s2, const = self._constants(points, len(points) > 0 and not np.isnan(points).any())
+        return np.hstack([-0.5 * s2, mu_s2, const - 0.5 * mu2_s2])
 
     def _constants(self, points: np.ndarray, full: bool = False) -> tuple[np.ndarray, ...]:
         """Per-component constants of the numeric kernels, so that scoring is a few matrix products.
@@ -191,8 +227,7 @@ class ParzenEstimator:
                 s2, mu_s2, mu2_s2, const = self._consts
                 right = self._right = np.hstack([-0.5 * s2, mu_s2, const - 0.5 * mu2_s2])
         else:
-            s2, mu_s2, mu2_s2, const = self._constants(centres)
-            right = np.hstack([-0.5 * s2, mu_s2, const - 0.5 * mu2_s2])
+            right = self._right_of(centres)
         c = len(s)
         cn = s[:, self._num]
         on = ~np.isnan(cn)
@@ -540,7 +575,12 @@ class TPEStrategy(ModelStrategy):
         rng = np.random.default_rng(seed)
         n_good = self._n_good(len(order))
         good = ParzenEstimator(enc, u_obs[order[:n_good]], self.prior_weight)
-        bad = ParzenEstimator(enc, np.vstack([u_obs[order[n_good:]], u_extra]), self.prior_weight)
+        rows, bad_index = self._rows, order[n_good:]
+        # The bad group's kernels from those kept for the observations, when u_obs is a view of this process's rows.
+        kernels = rows.kernels if rows is not None and u_obs.base is rows.u else None
+        bad = ParzenEstimator(
+            enc, np.vstack([u_obs[bad_index], u_extra]), self.prior_weight, kernels=kernels, index=bad_index
+        )
         # A batch draws fewer candidates per point past 8 points: the lies, not the draws, spread it out.
         total = self.candidates * count if count <= 8 else max(self.candidates * 8, 6 * count)
         s = _snap(enc, good._layout, good.sample(total, rng))
@@ -587,7 +627,7 @@ class _Rows:
     loss (a stable sort, ties by number) and inserts new results into it.
     """
 
-    __slots__ = ("_order", "last", "n", "u", "values")
+    __slots__ = ("_order", "kernels", "last", "n", "u", "values")
 
     def __init__(self, n_params: int, obs: dict[int, tuple[np.ndarray, float]]) -> None:
         numbers = sorted(obs)
@@ -599,6 +639,7 @@ class _Rows:
             self.u[i], self.values[i] = obs[k]
         self.last = numbers[-1] if numbers else -1
         self._order: tuple[int, float, np.ndarray, np.ndarray] | None = None
+        self.kernels = _Kernels(self)
 
     def add(self, number: int, obs: dict[int, tuple[np.ndarray, float]]) -> bool:
         """Append the result of trial ``number`` (False when it is not newer than every other: rebuild)."""
@@ -638,6 +679,41 @@ class _Rows:
             ranked = losses[order]
         self._order = (n, sign, order, ranked)
         return order
+
+
+class _Kernels:
+    """The numeric kernel constants of the observations in a ``_Rows`` at one set of widths, grown as rows arrive.
+
+    A bad group's widths change only when the group has grown by a step
+    (see ``_width_count``): until then each observation's constants are
+    computed once, when it arrives, not at every suggestion.  Shared by the
+    event loop and the background batches (a lock).
+    """
+
+    def __init__(self, rows: _Rows) -> None:
+        self.rows = rows
+        self.lock = threading.Lock()
+        self.h: np.ndarray | None = None
+        self.done = 0  # rows of ``rows`` whose constants ``table`` holds
+        self.table = np.empty((0, 0))
+
+    def right(self, est: ParzenEstimator, index: np.ndarray) -> np.ndarray:
+        """The rows of ``est``'s scoring product for the observations ``index`` (est's widths)."""
+        h = est.bandwidth[est._num]
+        need = int(index.max()) + 1 if len(index) else 0
+        with self.lock:
+            if self.h is None or not np.array_equal(h, self.h):
+                self.h, self.done = h.copy(), 0  # new widths: every observation's constants anew
+            if need > self.done:
+                new = est._right_of(self.rows.u[self.done : need])
+                if need > len(self.table):
+                    table = np.empty((max(need, 2 * len(self.table)), new.shape[1]))
+                    if self.done:
+                        table[: self.done] = self.table[: self.done]
+                    self.table = table
+                self.table[self.done : need] = new
+                self.done = need
+            return self.table[index]
 
 
 class _Batch(threading.Thread):
