@@ -31,7 +31,7 @@ at every check), so that ``report`` applies any constant without running
 again; choose the constants on some seeds, then report others::
 
     python benchmarks/bench_stop.py run --seeds 10 --first-seed 0 --out stop-0.jsonl
-    python benchmarks/bench_stop.py report stop-0.jsonl
+    python benchmarks/bench_stop.py report stop-0.jsonl --choose
     python benchmarks/bench_stop.py run --seeds 10 --first-seed 100 --out stop-100.jsonl
     python benchmarks/bench_stop.py report stop-100.jsonl --detail default error=0.1 static=0.1
 """
@@ -236,6 +236,19 @@ def cmd_report(args: argparse.Namespace) -> None:
         worse = sum(v["regret_stop"] > v["regret_full"] for v in s.values())
         fired = sum(v["fired"] for v in s.values())
         print(f"| {rule} | {100 * saved:.0f} % | {worse} of {len(s)} | {fired} of {len(runs)} runs |")
+    if args.choose:
+        # Per family, the largest constant whose median regret at the stop exceeds the full budget's on at most
+        # one problem: the most budget saved at (almost) no cost in regret.
+        print()
+        for family in ("error", "static", "median"):
+            ok = [r for r in GRID if f"{family}={r}" in rules]
+            ok = [
+                r
+                for r in ok
+                if sum(v["regret_stop"] > v["regret_full"] for v in summarise(runs, f"{family}={r}").values()) <= 1
+            ]
+            if ok:
+                print(f"chosen: {family}={max(ok)}")
     if args.detail:
         for rule in args.detail:
             print()
@@ -267,6 +280,9 @@ def main(argv: list[str] | None = None) -> None:
     report.add_argument("files", nargs="+")
     report.add_argument("--rules", nargs="+")
     report.add_argument("--detail", nargs="+", help="rules to show per problem")
+    report.add_argument(
+        "--choose", action="store_true", help="per family, the largest constant worse on at most one problem"
+    )
     args = parser.parse_args(argv)
     if args.command == "run":
         cmd_run(args)
