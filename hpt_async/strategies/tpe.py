@@ -131,8 +131,12 @@ class ParzenEstimator:
 
     A numeric parameter's kernel is a Gaussian truncated to ``[0, 1]`` of
     width ``bandwidth * m ** (-1 / (d + 4))`` for ``m`` points in ``d``
-    parameters; a Choice keeps its value with probability ``1 - b`` where
-    ``b`` shrinks as ``2 / (m + 2)``.
+    parameters (past 64 points, ``m`` rounded down to an eighth of an
+    octave: ``_width_count``); a Choice keeps its value with probability
+    ``1 - b`` where ``b`` shrinks as ``2 / (m + 2)``.  Given ``kernels``
+    (kept for the observations of a ``_Rows``) and ``index``, the first
+    ``len(index)`` points are those observations and their kernel
+    constants are taken from ``kernels`` rather than computed again.
     """
 
     def __init__(
