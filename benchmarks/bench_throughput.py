@@ -36,9 +36,12 @@ wall time: Optuna's threads take turns under the interpreter lock, and
     python benchmarks/bench_throughput.py quality-report bench-results/concurrency-quality.jsonl
 
 ``tpe-cost`` times one ``tpe`` suggestion with 1,000 observations (and
-Optuna's TPESampler over the same history, side by side):
+Optuna's TPESampler over the same history, side by side, taking turns over
+``--repeats`` rounds): with the history fixed, and growing by one
+observation before each suggestion as in a sequential run:
 
     python benchmarks/bench_throughput.py tpe-cost
+    python benchmarks/bench_throughput.py tpe-cost --modes grow --repeats 9
 """
 
 from __future__ import annotations
@@ -185,53 +188,95 @@ def _record(number: int, params: dict[str, Any], value: float) -> TrialRecord:
 
 
 def cmd_tpe_cost(args: argparse.Namespace) -> None:
-    """Median time of one suggestion with ``--observations`` results: hpt-async tpe and Optuna's TPESampler."""
-    import optuna
+    """Time of one suggestion with ``--observations`` results: hpt-async tpe and Optuna's TPESampler, alternated.
 
-    from hpt_async.strategies.tpe import TPEStrategy
+    Each of ``--repeats`` rounds times ``--asks`` suggestions of each (the
+    first of each round is left out); hpt-async and Optuna take turns by
+    round, so that load changes touch both.  ``fixed``: the history stays at
+    ``--observations`` (what is kept from one suggestion to the next is all
+    reused).  ``grow``: a new observation is told before every suggestion,
+    as in a sequential run (the history grows past ``--observations``).
+    """
+    import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     problem = PROBLEMS["hartmann6"]()
     space = hpt.Space(problem.space)
     rng = np.random.default_rng(0)
     n = args.observations
-    configs = [space.from_unit(rng.random(len(space)).tolist()) for _ in range(n)]
+    more = args.asks * args.repeats if "grow" in args.modes else 0
+    configs = [space.from_unit(rng.random(len(space)).tolist()) for _ in range(n + more)]
     values = [problem.evaluate(c) for c in configs]
-
-    study = StudyView("cost", "minimize", space, 0)
-    for i, (c, v) in enumerate(zip(configs, values, strict=True)):
-        study._put(_record(i, c, v))
-    strategy = TPEStrategy()
-
-    async def hpt_times() -> list[float]:
-        await strategy.start(study)
-        out = []
-        for k in range(args.asks):
-            t0 = time.perf_counter()
-            await strategy.ask(study, n + k)
-            out.append(time.perf_counter() - t0)
-        return out
-
-    hpt_t = anyio.run(hpt_times)
-
     dists = {name: optuna.distributions.FloatDistribution(dom.low, dom.high) for name, dom in problem.space.items()}
+
+    def frozen(i: int) -> optuna.trial.FrozenTrial:
+        return optuna.trial.create_trial(params=configs[i], distributions=dists, value=values[i])
+
+    for mode in args.modes:
+        _tpe_cost_mode(args, mode, configs, values, dists, frozen)
+
+
+def _tpe_cost_mode(
+    args: argparse.Namespace, mode: str, configs: list[Any], values: list[float], dists: Any, frozen: Any
+) -> None:
+    """One mode of ``tpe-cost`` (see ``cmd_tpe_cost``)."""
+    import optuna
+
+    from hpt_async.strategies.tpe import TPEStrategy
+
+    grow = mode == "grow"
+    n = args.observations
+    space = hpt.Space(PROBLEMS["hartmann6"]().space)
+    study = StudyView("cost", "minimize", space, 0)
+    for i in range(n):
+        study._put(_record(i, configs[i], values[i]))
+    strategy = TPEStrategy()
+    anyio.run(strategy.start, study)
     ostudy = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
-    ostudy.add_trials(
-        [
-            optuna.trial.create_trial(params=c, distributions=dists, value=v)
-            for c, v in zip(configs, values, strict=True)
-        ]
-    )
-    opt_t = []
-    for _ in range(args.asks):
-        t0 = time.perf_counter()
-        trial = ostudy.ask(dists)
-        opt_t.append(time.perf_counter() - t0)
-        ostudy.tell(trial, state=optuna.trial.TrialState.FAIL)  # not an observation: the history stays at n
-    h, o = statistics.median(hpt_t[1:]), statistics.median(opt_t[1:])
+    ostudy.add_trials([frozen(i) for i in range(n)])
+    told = [n, n]  # next observation for hpt-async, for Optuna
+    asked = [len(configs)]  # trial numbers asked of hpt-async, past every observation
+
+    async def hpt_round() -> list[float]:
+        out = []
+        for _ in range(args.asks):
+            if grow:
+                record = _record(told[0], configs[told[0]], values[told[0]])
+                study._put(record)
+                await strategy.tell(study, record)
+                told[0] += 1
+            t0 = time.perf_counter()
+            await strategy.ask(study, asked[0])
+            out.append(time.perf_counter() - t0)
+            asked[0] += 1
+        return out[1:]
+
+    def optuna_round() -> list[float]:
+        out = []
+        for _ in range(args.asks):
+            if grow:
+                ostudy.add_trial(frozen(told[1]))
+                told[1] += 1
+            t0 = time.perf_counter()
+            trial = ostudy.ask(dists)
+            out.append(time.perf_counter() - t0)
+            ostudy.tell(trial, state=optuna.trial.TrialState.FAIL)  # not an observation
+        return out[1:]
+
+    rounds = []
+    for r in range(args.repeats):
+        h = statistics.median(anyio.run(hpt_round))
+        o = statistics.median(optuna_round())
+        rounds.append((h, o))
+        print(f"{mode} round {r + 1}: hpt-async tpe {1e3 * h:.3f} ms, Optuna TPESampler {1e3 * o:.3f} ms", flush=True)
+    h = statistics.median(x for x, _ in rounds)
+    o = statistics.median(y for _, y in rounds)
+    lo, hi = min(x for x, _ in rounds), max(x for x, _ in rounds)
     print(
-        f"one suggestion with {n} observations (median of {args.asks - 1}): hpt-async tpe {1e3 * h:.3f} ms,"
-        f" Optuna TPESampler {1e3 * o:.3f} ms, ratio {o / h:.1f}"
+        f"{mode}: one suggestion with {n} observations{' and up' if grow else ''} (median over {args.repeats}"
+        f" rounds of the median of {args.asks - 1}): hpt-async tpe {1e3 * h:.3f} ms (rounds {1e3 * lo:.3f}"
+        f"-{1e3 * hi:.3f}), Optuna TPESampler {1e3 * o:.3f} ms, ratio {o / h:.1f}",
+        flush=True,
     )
 
 
@@ -379,6 +424,8 @@ def main(argv: list[str] | None = None) -> None:
     cost = sub.add_parser("tpe-cost", help="time of one tpe suggestion at 1,000 observations, against Optuna")
     cost.add_argument("--observations", type=int, default=1000)
     cost.add_argument("--asks", type=int, default=21)
+    cost.add_argument("--repeats", type=int, default=7)
+    cost.add_argument("--modes", nargs="+", default=["fixed", "grow"], choices=["fixed", "grow"])
     quality = sub.add_parser("quality", help="bayes at concurrency 1, 8, 64 against random and Optuna TPE")
     quality.add_argument("--problems", nargs="+", default=list(QUALITY_PROBLEMS), choices=QUALITY_PROBLEMS)
     quality.add_argument("--methods", nargs="+", default=list(QUALITY_METHODS), choices=QUALITY_METHODS)

@@ -228,7 +228,18 @@ class RegretBound(Convergence):
         return self.bound is not None and self.error_used is not None and self.bound < self.error_used
 
     def evaluate(self, seed: int = 0) -> tuple[float, float]:
-        """The regret bound and the error it is compared with, from the trials learnt so far (objective units)."""
+        """The regret bound and the error it is compared with, from the trials learnt so far (objective units).
+
+        The fit runs on one BLAS thread, as ``bayes``'s fits do: its matrices
+        are small, and several BLAS threads contending for busy cores made a
+        check take seconds instead of a tenth of one.
+        """
+        from .strategies._model import one_blas_thread
+
+        with one_blas_thread():
+            return self._evaluate(seed)
+
+    def _evaluate(self, seed: int) -> tuple[float, float]:
         import numpy as np
 
         from .strategies._gp import GP, fit_theta

@@ -216,3 +216,34 @@ def test_bad_regret_bound_options_are_refused(options: dict[str, Any], match: st
 async def test_several_objectives_refuse_the_regret_bound() -> None:
     with pytest.raises(ValueError, match="one objective"):
         hpt.Tuner(lambda t: (1.0, 2.0), SPACE, direction=("minimize", "minimize"), converged=hpt.RegretBound())
+
+
+def test_the_bound_is_fitted_on_one_blas_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fit's small matrices run on one BLAS thread: several contending for busy cores made checks take seconds."""
+    import contextlib
+
+    from hpt_async.strategies import _gp, _model
+
+    inside = [False]
+    entered: list[bool] = []
+    fits_inside: list[bool] = []
+    original_fit = _gp.fit_theta
+
+    @contextlib.contextmanager
+    def spy() -> Any:
+        inside[0] = True
+        entered.append(True)
+        try:
+            yield
+        finally:
+            inside[0] = False
+
+    def fit(*args: Any, **kwargs: Any) -> Any:
+        fits_inside.append(inside[0])
+        return original_fit(*args, **kwargs)
+
+    monkeypatch.setattr(_model, "one_blas_thread", spy)
+    monkeypatch.setattr(_gp, "fit_theta", fit)
+    bound, error = _rule_with(30).evaluate()
+    assert entered == [True] and fits_inside == [True]
+    assert bound >= 0 and error > 0

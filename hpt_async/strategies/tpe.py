@@ -52,6 +52,7 @@ from __future__ import annotations
 import heapq
 import math
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -80,53 +81,138 @@ _GAMMA_ONE, _GAMMA_SEVERAL = 0.15, 0.10
 _POOL_SHARE = 1  # ... at least this fraction of the trials running at once
 
 
+# A group of more than this many points takes its kernel width from its size rounded down to a step of an eighth
+# of an octave (a factor 2 ** (1/8)): the widths change (by under 1.8 % in one parameter, less in more) only
+# when the group has grown by that factor, so the kernels of the points already in it are kept.
+_WIDTH_EXACT = 64
+_WIDTH_STEPS = 8
+
+
+def _width_count(count: int) -> float:
+    """The group size a kernel width is taken from: ``count`` itself up to 64, then rounded down to a step."""
+    if count <= _WIDTH_EXACT:
+        return max(count, 1)
+    return _WIDTH_EXACT * 2.0 ** (math.floor(_WIDTH_STEPS * math.log2(count / _WIDTH_EXACT)) / _WIDTH_STEPS)
+
+
+class _Layout:
+    """What a Parzen estimator needs of an encoder's parameters, worked out once per encoder (see ``_layout``)."""
+
+    __slots__ = ("__weakref__", "choices", "dim", "kinds", "num", "plain")
+
+    def __init__(self, enc: Encoder) -> None:
+        self.num = np.array([p.index for p in enc.params if p.kind != "choice"], dtype=np.int64)
+        self.choices = [p for p in enc.params if p.kind == "choice" and p.n > 1]
+        self.kinds = [(p.index, p.kind == "choice", p.n) for p in enc.params]
+        self.dim = max(enc.n_params, 1)
+        # Unconditional and every parameter a plain float: snapping a unit point is clipping it to [0, 1].
+        self.plain = not enc.conditional and all(p.kind == "float" for p in enc.params)
+
+
+_LAYOUTS: weakref.WeakKeyDictionary[Encoder, _Layout] = weakref.WeakKeyDictionary()
+
+
+def _layout(enc: Encoder) -> _Layout:
+    layout = _LAYOUTS.get(enc)
+    if layout is None:
+        layout = _LAYOUTS[enc] = _Layout(enc)
+    return layout
+
+
+def _snap(enc: Encoder, layout: _Layout, u: np.ndarray) -> np.ndarray:
+    """``enc.snap(u)[0]``, in one step when every parameter is an unconditional plain float."""
+    if layout.plain:
+        return np.clip(np.nan_to_num(u, nan=0.5), 0.0, 1.0)
+    return enc.snap(u)[0]
+
+
 class ParzenEstimator:
     """A joint kernel density over the unit coordinates of ``points`` (NaN = inactive), plus a uniform prior.
 
     A numeric parameter's kernel is a Gaussian truncated to ``[0, 1]`` of
     width ``bandwidth * m ** (-1 / (d + 4))`` for ``m`` points in ``d``
-    parameters; a Choice keeps its value with probability ``1 - b`` where
-    ``b`` shrinks as ``2 / (m + 2)``.
+    parameters (past 64 points, ``m`` rounded down to an eighth of an
+    octave: ``_width_count``); a Choice keeps its value with probability
+    ``1 - b`` where ``b`` shrinks as ``2 / (m + 2)``.  Given ``kernels``
+    (kept for the observations of a ``_Rows``) and ``index``, the first
+    ``len(index)`` points are those observations and their kernel
+    constants are taken from ``kernels`` rather than computed again.
     """
 
-    def __init__(self, enc: Encoder, points: np.ndarray, prior_weight: float = 1.0, bandwidth: float = 0.1) -> None:
+    def __init__(
+        self,
+        enc: Encoder,
+        points: np.ndarray,
+        prior_weight: float = 1.0,
+        bandwidth: float = 0.1,
+        *,
+        kernels: _Kernels | None = None,
+        index: np.ndarray | None = None,
+    ) -> None:
         from scipy import special  # imported on first use: most tuners never need scipy.special
 
         self._special = special
         self.enc = enc
+        self._layout = layout = _layout(enc)
         self.points = points
         m = len(points)
         self.log_w = math.log(1.0 / (m + prior_weight)) if m else -math.inf
         self.log_w0 = math.log(prior_weight / (m + prior_weight))
-        dim = max(enc.n_params, 1)
-        self.bandwidth = np.zeros(enc.n_params)
-        self.switch = np.zeros(enc.n_params)
-        counts = np.count_nonzero(~np.isnan(points), axis=0) if m else np.zeros(enc.n_params, dtype=np.int64)
-        for p in enc.params:
-            count = int(counts[p.index])
-            if p.kind == "choice":
+        n_params = enc.n_params
+        self.bandwidth = np.zeros(n_params)
+        self.switch = np.zeros(n_params)
+        nan = np.isnan(points)
+        self._full = m and not nan.any()  # every parameter active in every point
+        if not m:
+            counts = [0] * n_params
+        elif self._full:
+            counts = [m] * n_params
+        else:
+            counts = (m - np.count_nonzero(nan, axis=0)).tolist()
+        power = -1.0 / (layout.dim + 4)
+        for j, choice, n in layout.kinds:
+            count = counts[j]
+            if choice:
                 # Probability that a component moves off its own category.
-                self.switch[p.index] = (p.n - 1) / p.n * min(1.0, 2.0 / (count + 2))
+                self.switch[j] = (n - 1) / n * min(1.0, 2.0 / (count + 2))
             else:
                 # A fixed width that narrows slowly as the group grows: the group's own
                 # spread would collapse onto a few close good points and crawl.
-                self.bandwidth[p.index] = bandwidth * max(count, 1) ** (-1.0 / (dim + 4))
-        self._prepare()
+                self.bandwidth[j] = bandwidth * _width_count(count) ** power
+        self._num = layout.num
+        self._choices = layout.choices
+        self._right: np.ndarray | None = None
+        if kernels is not None and index is not None:
+            # The first len(index) points are observations whose kernels ``kernels`` keeps; the rest are new.
+            right = kernels.right(self, index)
+            rest = points[len(index) :]
+            if len(rest):
+                right = np.vstack([right, self._right_of(rest)])
+            self._right = right
+        else:
+            self._consts = self._constants(points, self._full)
 
-    def _prepare(self) -> None:
-        enc = self.enc
-        self._num = np.array([p.index for p in enc.params if p.kind != "choice"], dtype=np.int64)
-        self._choices = [p for p in enc.params if p.kind == "choice" and p.n > 1]
-        self._consts = self._constants(self.points)
+    def _right_of(self, points: np.ndarray) -> np.ndarray:
+        """The kernel constants of ``points`` as the rows of the scoring product (see ``log_kernels``)."""
+        s2, mu_s2, mu2_s2, const = self._constants(points, len(points) > 0 and not np.isnan(points).any())
+        return np.hstack([-0.5 * s2, mu_s2, const - 0.5 * mu2_s2])
 
-    def _constants(self, points: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Per-component constants of the numeric kernels, so that scoring is a few matrix products."""
-        special = self._special
+    def _constants(self, points: np.ndarray, full: bool = False) -> tuple[np.ndarray, ...]:
+        """Per-component constants of the numeric kernels, so that scoring is a few matrix products.
+
+        ``full``: no point has an inactive parameter (the masks are then left out; the values are the same).
+        """
+        ndtr = self._special.ndtr
         cols = points[:, self._num]
-        on = ~np.isnan(cols)
         h = self.bandwidth[self._num]
+        if full:
+            mu = cols
+            mass = ndtr((1.0 - mu) / h) - ndtr(-mu / h)
+            s2 = np.broadcast_to(1.0 / (h * h), mu.shape)
+            return s2, mu * s2, mu * mu * s2, (-_LOG_SQRT_2PI - np.log(h)) - np.log(mass)
+        on = ~np.isnan(cols)
         mu = np.where(on, cols, 0.5)
-        mass = special.ndtr((1.0 - mu) / h) - special.ndtr(-mu / h)
+        mass = ndtr((1.0 - mu) / h) - ndtr(-mu / h)
         # log kernel of component i at x (numeric column d): -(x - mu)^2 s2 / 2 + const, 0 where i lacks d.
         s2 = np.where(on, 1.0 / (h * h), 0.0)
         return s2, mu * s2, mu * mu * s2, np.where(on, -_LOG_SQRT_2PI - np.log(h) - np.log(mass), 0.0)
@@ -139,16 +225,25 @@ class ParzenEstimator:
         group).
         """
         points = self.points if centres is None else centres
-        s2, mu_s2, mu2_s2, const = self._consts if centres is None else self._constants(centres)
+        if centres is None:
+            right = self._right
+            if right is None:
+                s2, mu_s2, mu2_s2, const = self._consts
+                right = self._right = np.hstack([-0.5 * s2, mu_s2, const - 0.5 * mu2_s2])
+        else:
+            right = self._right_of(centres)
         c = len(s)
         cn = s[:, self._num]
         on = ~np.isnan(cn)
-        x = np.where(on, cn, 0.0)
-        fon = on.astype(float)
+        if on.all():
+            x = cn
+            fon = np.ones(cn.shape)
+        else:
+            x = np.where(on, cn, 0.0)
+            fon = on.astype(float)
         # sum_d on_d [-(x_d - mu_d)^2 s2_d / 2 + const_d], as one matrix product over the numeric columns:
         # [x^2, x, on] . [-s2 / 2, mu s2, const - mu^2 s2 / 2].
         left = np.hstack([x * x, x, fon])
-        right = np.hstack([-0.5 * s2, mu_s2, const - 0.5 * mu2_s2])
         log_k = left @ right.T
         log_prior = np.zeros(c)
         for p in self._choices:
@@ -174,7 +269,9 @@ class ParzenEstimator:
             return log_prior + self.log_w0
         top = np.max(log_k, axis=1)
         top = np.maximum(top, log_prior + self.log_w0 - self.log_w)
-        total = np.exp(log_k - top[:, None]).sum(axis=1) * math.exp(self.log_w)
+        log_k -= top[:, None]
+        np.exp(log_k, out=log_k)
+        total = log_k.sum(axis=1) * math.exp(self.log_w)
         total += np.exp(log_prior + self.log_w0 - top)
         return np.log(total) + top
 
@@ -282,6 +379,7 @@ class TPEStrategy(ModelStrategy):
         # COMPLETE trials' values and constraints (number -> (values, constraints)); how many have constraints.
         self._values: dict[int, tuple[tuple[float, ...], tuple[float, ...] | None]] = {}
         self._constrained = 0
+        self._rows: _Rows | None = None  # the COMPLETE trials as arrays, grown as results arrive (None: rebuild)
 
     async def ask(self, study: StudyView, number: int) -> dict[str, Any]:
         return (await self.ask_batch(study, [number]))[0]  # type: ignore[return-value]
@@ -410,12 +508,17 @@ class TPEStrategy(ModelStrategy):
         self._job = None  # a batch under way for other data is dropped when it ends
         self._values.clear()
         self._constrained = 0
+        self._rows = None
 
     def _learn(self, record: TrialRecord) -> None:
         old = self._values.pop(record.number, None)
         if old is not None and old[1] is not None:
             self._constrained -= 1
+        known = record.number in self._obs
         super()._learn(record)
+        rows = self._rows
+        if rows is not None and (known or (record.number in self._obs and not rows.add(record.number, self._obs))):
+            self._rows = None  # a result replaced, or one older than the newest: rebuilt on next use
         if record.number in self._obs:
             values = record.values if record.values is not None else (record.value,)
             self._values[record.number] = (tuple(float(v) for v in values), record.constraints)  # type: ignore[arg-type]
@@ -432,8 +535,24 @@ class TPEStrategy(ModelStrategy):
         gamma = self.gamma if self.gamma is not None else (_GAMMA_SEVERAL if self._several else _GAMMA_ONE)
         return min(max(1, math.ceil(gamma * n)), self.max_good)
 
+    def _observed(self, study: StudyView) -> tuple[np.ndarray, np.ndarray]:
+        """The COMPLETE trials' unit points and losses, by number (kept as arrays, see ``_Rows``)."""
+        u, values = self._observations().view()
+        return u, study.sign() * values
+
+    def _observations(self) -> _Rows:
+        rows = self._rows
+        if rows is None:
+            assert self._enc is not None
+            rows = self._rows = _Rows(self._enc.n_params, self._obs)
+        return rows
+
     def _ranking(self, study: StudyView, data: ModelData) -> np.ndarray:
         """The observations' indices, the good group first (see :func:`split_order`)."""
+        if data.step is None and len(study.directions) == 1 and not self._constrained:
+            rows = self._rows
+            if rows is not None and rows.n == len(data.losses):
+                return rows.order(study.sign())  # by loss, kept sorted as results arrive
         if data.step is not None or (len(study.directions) == 1 and not self._constrained):
             return np.argsort(data.losses, kind="stable")
         numbers = sorted(self._obs)  # the order of data.u_obs at the final level
@@ -460,10 +579,15 @@ class TPEStrategy(ModelStrategy):
         rng = np.random.default_rng(seed)
         n_good = self._n_good(len(order))
         good = ParzenEstimator(enc, u_obs[order[:n_good]], self.prior_weight)
-        bad = ParzenEstimator(enc, np.vstack([u_obs[order[n_good:]], u_extra]), self.prior_weight)
+        rows, bad_index = self._rows, order[n_good:]
+        # The bad group's kernels from those kept for the observations, when u_obs is a view of this process's rows.
+        kernels = rows.kernels if rows is not None and u_obs.base is rows.u else None
+        bad = ParzenEstimator(
+            enc, np.vstack([u_obs[bad_index], u_extra]), self.prior_weight, kernels=kernels, index=bad_index
+        )
         # A batch draws fewer candidates per point past 8 points: the lies, not the draws, spread it out.
         total = self.candidates * count if count <= 8 else max(self.candidates * 8, 6 * count)
-        s, _ = enc.snap(good.sample(total, rng))
+        s = _snap(enc, good._layout, good.sample(total, rng))
         if count == 1:
             score = good.log_pdf(s) - bad.log_pdf(s)
             return s[None, int(np.argmax(score))]
@@ -494,6 +618,106 @@ class TPEStrategy(ModelStrategy):
             more, _ = enc.snap(rng.random((count - len(out), enc.n_params)))
             out = np.vstack([out, more])
         return out
+
+
+class _Rows:
+    """The COMPLETE trials' unit points and values as arrays in trial-number order, grown in place.
+
+    Results usually arrive in number order; one that does not (or that
+    replaces another) makes the owner rebuild this from ``_obs``.  ``view``
+    hands out read-only slices: rows added later lie past them, and a full
+    buffer is replaced, not resized, so slices already handed to a
+    background batch never change.  ``order`` keeps the indices sorted by
+    loss (a stable sort, ties by number) and inserts new results into it.
+    """
+
+    __slots__ = ("_order", "kernels", "last", "n", "u", "values")
+
+    def __init__(self, n_params: int, obs: dict[int, tuple[np.ndarray, float]]) -> None:
+        numbers = sorted(obs)
+        self.n = len(numbers)
+        size = max(64, 2 * self.n)
+        self.u = np.empty((size, n_params))
+        self.values = np.empty(size)
+        for i, k in enumerate(numbers):
+            self.u[i], self.values[i] = obs[k]
+        self.last = numbers[-1] if numbers else -1
+        self._order: tuple[int, float, np.ndarray, np.ndarray] | None = None
+        self.kernels = _Kernels(self)
+
+    def add(self, number: int, obs: dict[int, tuple[np.ndarray, float]]) -> bool:
+        """Append the result of trial ``number`` (False when it is not newer than every other: rebuild)."""
+        if number <= self.last:
+            return False
+        n = self.n
+        if n == len(self.values):
+            u, values = np.empty((2 * n, self.u.shape[1])), np.empty(2 * n)
+            u[:n], values[:n] = self.u[:n], self.values[:n]
+            self.u, self.values = u, values
+        self.u[n], self.values[n] = obs[number]
+        self.n, self.last = n + 1, number
+        return True
+
+    def view(self) -> tuple[np.ndarray, np.ndarray]:
+        u, values = self.u[: self.n], self.values[: self.n]
+        u.flags.writeable = values.flags.writeable = False
+        return u, values
+
+    def order(self, sign: float) -> np.ndarray:
+        """Indices sorted by loss ``sign * value``, as ``np.argsort(kind="stable")`` gives them."""
+        n, cached = self.n, self._order
+        if cached is not None and cached[1] == sign and cached[0] == n:
+            return cached[2]
+        losses = sign * self.values[:n]
+        if cached is not None and cached[1] == sign and n - cached[0] <= 16:
+            _, _, order, ranked = cached
+            for i in range(cached[0], n):
+                # After every equal loss: the newest index goes last among ties, as a stable sort puts it.
+                at = int(ranked.searchsorted(losses[i], side="right"))
+                longer, after = np.empty(len(ranked) + 1), np.empty(len(order) + 1, dtype=order.dtype)
+                longer[:at], longer[at], longer[at + 1 :] = ranked[:at], losses[i], ranked[at:]
+                after[:at], after[at], after[at + 1 :] = order[:at], i, order[at:]
+                ranked, order = longer, after
+        else:
+            order = np.argsort(losses, kind="stable")
+            ranked = losses[order]
+        self._order = (n, sign, order, ranked)
+        return order
+
+
+class _Kernels:
+    """The numeric kernel constants of the observations in a ``_Rows`` at one set of widths, grown as rows arrive.
+
+    A bad group's widths change only when the group has grown by a step
+    (see ``_width_count``): until then each observation's constants are
+    computed once, when it arrives, not at every suggestion.  Shared by the
+    event loop and the background batches (a lock).
+    """
+
+    def __init__(self, rows: _Rows) -> None:
+        self.rows = rows
+        self.lock = threading.Lock()
+        self.h: np.ndarray | None = None
+        self.done = 0  # rows of ``rows`` whose constants ``table`` holds
+        self.table = np.empty((0, 0))
+
+    def right(self, est: ParzenEstimator, index: np.ndarray) -> np.ndarray:
+        """The rows of ``est``'s scoring product for the observations ``index`` (est's widths)."""
+        h = est.bandwidth[est._num]
+        need = int(index.max()) + 1 if len(index) else 0
+        with self.lock:
+            if self.h is None or not np.array_equal(h, self.h):
+                self.h, self.done = h.copy(), 0  # new widths: every observation's constants anew
+            if need > self.done:
+                new = est._right_of(self.rows.u[self.done : need])
+                if need > len(self.table):
+                    table = np.empty((max(need, 2 * len(self.table)), new.shape[1]))
+                    if self.done:
+                        table[: self.done] = self.table[: self.done]
+                    self.table = table
+                self.table[self.done : need] = new
+                self.done = need
+            return self.table[index]
 
 
 class _Batch(threading.Thread):
