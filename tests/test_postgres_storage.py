@@ -655,6 +655,21 @@ async def test_a_tuner_with_numbers_reserved_ahead_runs_exactly_its_budget(postg
     assert await reservations(postgres_url) == []
 
 
+@pytest.mark.parametrize("pool", [1, 2, 3])
+async def test_small_pools_serve_calls_made_at_once(postgres_url: str, pool: int) -> None:
+    """A session keeps two connections of its pool for the trial path only when one more is left for the rest."""
+
+    async def quick(trial: hpt.Trial) -> float:
+        await anyio.sleep(0.001)
+        return trial.params["x"]
+
+    url = f"{postgres_url}&pool={pool}"
+    tuner = hpt.Tuner(quick, SPACE, storage=url, study="s", max_trials=24, concurrency=6, loggers=[], strategy="random")
+    with anyio.fail_after(HANG_GUARD):
+        await tuner.run()
+    assert [r.number for r in await PostgresStorage(url).load("s")] == list(range(24))
+
+
 async def test_a_session_releases_its_connections_without_a_reset_query(postgres_url: str, monkeypatch: Any) -> None:
     """asyncpg's pool resets a connection it takes back with a query, one more round trip per call: not here."""
     import asyncpg

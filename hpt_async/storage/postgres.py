@@ -36,6 +36,10 @@ crash of the *server* may forget the last fraction of a second of them; the
 write-ahead log is sequential, so a durable end makes every earlier write
 durable with it, and nothing forgotten can be half of a finished trial.
 
+Round trips: a trial costs two on its tuner's path (storing it RUNNING, its
+durable end); its number was reserved on another connection while the
+previous end waited for the disk (see :class:`PostgresSession`).
+
 The layout is made by the steps of hpt-async's one migration chain
 (:mod:`hpt_async.storage.migrations`) from :data:`FIRST_STEP` on
 (:data:`MIGRATIONS` holds their statements), run in one transaction under an advisory
@@ -617,11 +621,16 @@ class PostgresSession(StudySession):
         # The number reserved ahead (see the class docstring): a task giving it (None: none could be), the
         # budget it was reserved within, and when it was reserved.
         self._ahead: asyncio.Task[int | None] | None = None
+        self._ahead_task: asyncio.Task[int | None] | None = None  # the last one started, taken or not
         self._ahead_budget: int | None = None
         self._ahead_at = 0.0
         self._budget: int | None = _UNSET  # the budget of the last reserve_within (_UNSET: none yet)
-        self._own: asyncpg.Connection | None = None  # see _call
-        self._own_busy = False
+        # Two connections of the pool kept for the trial path (see _call, _ahead_number), when the pool
+        # leaves at least one more for calls made meanwhile; a smaller pool runs every call through it.
+        self._direct = storage.pool_size >= 3
+        self._own: asyncpg.Connection | None = None
+        self._side: asyncpg.Connection | None = None
+        self._own_busy = not self._direct
 
     @property
     def session_id(self) -> int:
@@ -635,7 +644,8 @@ class PostgresSession(StudySession):
         """``op(connection)``, shielded: a statement is never abandoned half way.
 
         The session keeps one connection of its pool for itself and runs a call there when no other call
-        is (a tuner at concurrency 1: no pool to go through); calls made meanwhile take pooled connections.
+        is (a tuner at concurrency 1: no pool to go through); calls made meanwhile take pooled connections
+        (with a ``pool`` of 1 or 2, every call does, and no number is reserved ahead).
         """
         with anyio.CancelScope(shield=True):
             if not self._own_busy:
@@ -696,17 +706,29 @@ class PostgresSession(StudySession):
     def _reserve_ahead(self) -> None:
         """Start reserving the next number on another connection (when none is, and a budget is known)."""
         budget = self._budget
-        if self._ahead is not None or budget is _UNSET or self._closed:
+        if self._ahead is not None or budget is _UNSET or self._closed or not self._direct:
+            return
+        last = self._ahead_task
+        if last is not None and not last.done():  # taken, and still running: one at a time on its connection
             return
         self._ahead_budget = budget
-        self._ahead = asyncio.get_running_loop().create_task(self._ahead_number(budget))
+        self._ahead = self._ahead_task = asyncio.get_running_loop().create_task(self._ahead_number(budget))
 
     async def _ahead_number(self, budget: int | None) -> int | None:
+        # On a connection kept for this (one reservation ahead at a time): no pool to go through.
+        c = self._side
         try:
-            async with self._pool.acquire() as c:
-                number = await c.fetchval("SELECT hpt_reserve_ahead($1, $2, $3)", self._study_id, self._sid, budget)
+            if c is None:
+                c = self._side = await self._pool.acquire()
+            number = await c.fetchval("SELECT hpt_reserve_ahead($1, $2, $3)", self._study_id, self._sid, budget)
         except Exception as exc:  # the next reserve_within asks the server itself, and reports errors
             log.debug("study storage %s: no number reserved ahead: %s", self._storage.label, exc)
+            if c is not None:
+                self._side = None
+                try:
+                    await self._pool.release(c)
+                except Exception:
+                    c.terminate()
             return None
         if number is None:
             return None
@@ -1002,6 +1024,10 @@ class PostgresSession(StudySession):
             return
         self._closed = True
         await self._take_ahead()  # a number reserved ahead is given back with the others
+        last = self._ahead_task
+        if last is not None:  # taken by a call that has not seen its end yet: its connection is released below
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait([last])
         study_id, sid = self._study_id, self._sid
         unused = sorted(self._reserved, reverse=True)
 
@@ -1023,10 +1049,11 @@ class PostgresSession(StudySession):
         finally:
             with anyio.CancelScope(shield=True):
                 await self._listener.close()
-                own, self._own = self._own, None
+                kept = [c for c in (self._own, self._side) if c is not None]
+                self._own = self._side = None
                 try:
-                    if own is not None:
-                        await self._pool.release(own)
+                    for conn in kept:
+                        await self._pool.release(conn)
                     await self._pool.close()
                 except Exception:
                     self._pool.terminate()
