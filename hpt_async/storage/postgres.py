@@ -379,7 +379,7 @@ _STEPS: dict[int, tuple[str, ...]] = {
             "EXISTS (SELECT 1 FROM sessions WHERE study_id = NEW.study_id AND id <> NEW.writer)",
         ),
         """
-        CREATE FUNCTION hpt_reserve_ahead(p_study bigint, p_session bigint, p_budget bigint)
+        CREATE OR REPLACE FUNCTION hpt_reserve_ahead(p_study bigint, p_session bigint, p_budget bigint)
         RETURNS bigint LANGUAGE plpgsql AS $$
         DECLARE
             n bigint;
