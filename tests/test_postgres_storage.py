@@ -166,6 +166,59 @@ async def test_a_schema_numbered_before_the_one_chain_is_read_as_its_steps(postg
         await c.close()
 
 
+async def test_a_schema_of_step_7_is_migrated_with_its_trials_and_reservations(
+    postgres_url: str, monkeypatch: Any
+) -> None:
+    from hpt_async.storage import postgres
+
+    storage = PostgresStorage(postgres_url)
+    with monkeypatch.context() as m:  # the layout an hpt-async whose chain ended at step 7 wrote
+        m.setattr(postgres, "MIGRATIONS", MIGRATIONS[:7])
+        m.setattr(postgres, "SCHEMA_VERSION", 7)
+        old = await storage.open("s", direction="minimize", space=SPACE)
+        for value in (1.0, 2.0):
+            n = await old.reserve_within(10)
+            assert n is not None
+            await old.trial_created(running(n))
+            await old.trial_ended(ended(n, value))  # no number reserved ahead: step 7 has no such call
+        held = await old.reserve_within(10)
+        c = await raw(postgres_url)
+        try:
+            assert await c.fetchval("SELECT version FROM schema_version") == 7
+            ahead = (
+                "SELECT count(*) FROM pg_proc WHERE proname = 'hpt_reserve_ahead' AND pronamespace = $1::regnamespace"
+            )
+            assert await c.fetchval(ahead, storage.schema) == 0
+        finally:
+            await c.close()
+    new = await storage.open("s", direction="minimize", space=SPACE)
+    try:
+        c = await raw(postgres_url)
+        try:
+            assert await c.fetchval("SELECT version FROM schema_version") == SCHEMA_VERSION
+        finally:
+            await c.close()
+        assert [(r.number, r.value) for r in new.history] == [(0, 1.0), (1, 2.0)]
+        assert held == 2 and await reservations(postgres_url) == [(2, old.session_id)]  # type: ignore[attr-defined]
+        # The old session's reservation still counts: 2 trials + 1 reservation of 4 leave one unit.
+        assert await new.reserve_within(4) == 3
+        assert await new.reserve_within(4) is None
+        await old.trial_created(running(held))
+        await old.trial_ended(ended(held, 3.0))
+        await old.close()
+        await new.trial_created(running(3))
+        await new.trial_ended(ended(3, 4.0))
+        assert await new.reserve_within(10) == 4
+        await new.trial_created(running(4))
+        await new.trial_ended(ended(4, 5.0))
+        await reserved_ahead(new)  # the function the migration added
+        assert await reservations(postgres_url) == [(5, new.session_id)]  # type: ignore[attr-defined]
+    finally:
+        await old.close()
+        await new.close()
+    assert [r.value for r in await storage.load("s")] == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
 async def test_a_newer_schema_is_refused(postgres_url: str) -> None:
     storage = PostgresStorage(postgres_url)
     await (await storage.open("s", direction="minimize", space=SPACE)).close()
@@ -479,6 +532,222 @@ async def test_a_retry_is_created_once_and_takes_the_checkpoint_in_one_transacti
     finally:
         await a.close()
         await b.close()
+
+
+# -- the trial path: a number reserved ahead, one round trip per call, notifications -------------------------
+
+
+async def reserved_ahead(session: Any) -> None:
+    """Wait until the number ``session`` reserves ahead (if any) is on the server."""
+    import asyncio
+
+    task = session._ahead
+    if task is not None:
+        with anyio.fail_after(HANG_GUARD):
+            await asyncio.shield(task)
+
+
+async def reservations(url: str) -> list[tuple[int, int]]:
+    """``(number, session)`` of every reservation on the server, by number."""
+    c = await raw(url)
+    try:
+        return [(r[0], r[1]) for r in await c.fetch("SELECT number, session FROM reservations ORDER BY number")]
+    finally:
+        await c.close()
+
+
+async def test_a_number_is_reserved_ahead_while_an_end_commits(postgres_url: str) -> None:
+    storage = PostgresStorage(postgres_url)
+    a = await storage.open("s", direction="minimize", space=SPACE)
+    b = await storage.open("s", direction="minimize", space=SPACE)
+    try:
+        assert await a.reserve_within(10) == 0
+        await a.trial_created(running(0))
+        await a.trial_ended(ended(0, 1.0))
+        await reserved_ahead(a)
+        # Reserved on the server (it counts toward the budget), for a's next ask.
+        assert await reservations(postgres_url) == [(1, a.session_id)]  # type: ignore[attr-defined]
+        assert await b.reserve_within(10) == 2
+        assert await a.reserve_within(10) == 1
+        # A larger budget may use it too; a smaller one gives it back and asks again.
+        await a.trial_created(running(1))
+        await a.trial_ended(ended(1, 1.0))
+        await reserved_ahead(a)
+        assert await reservations(postgres_url) == [(2, b.session_id), (3, a.session_id)]  # type: ignore[attr-defined]
+        # Reserved within 10, not within 3 (2 trials and b's number use it up): given back, and none comes.
+        assert await a.reserve_within(3) is None
+        assert await reservations(postgres_url) == [(2, b.session_id)]  # type: ignore[attr-defined]
+    finally:
+        await a.close()
+        await b.close()
+    records = await storage.load("s")
+    assert [(r.number, r.state.value) for r in records] == [(0, "complete"), (1, "complete")]
+
+
+async def test_no_number_is_reserved_ahead_from_the_last_units_of_a_budget(postgres_url: str) -> None:
+    """A number reserved ahead leaves a unit for every other session, so it never keeps one from the last units."""
+    storage = PostgresStorage(postgres_url)
+    a = await storage.open("s", direction="minimize", space=SPACE)
+    b = await storage.open("s", direction="minimize", space=SPACE)
+    try:
+        assert await a.reserve_within(3) == 0
+        await a.trial_created(running(0))
+        await a.trial_ended(ended(0, 1.0))
+        await reserved_ahead(a)
+        assert await reservations(postgres_url) == []  # 1 trial + 2 sessions: no unit to spare
+        assert await b.reserve_within(3) == 1
+        assert await a.reserve_within(3) == 2
+        assert await b.reserve_within(3) is None
+        assert await a.reserve_within(3) is None
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_number_reserved_ahead_and_not_asked_for_is_given_back(postgres_url: str) -> None:
+    storage = PostgresStorage(postgres_url)
+    a = await storage.open("s", direction="minimize", space=SPACE)
+    try:
+        assert await a.reserve_within(10) == 0
+        await a.trial_created(running(0))
+        await a.trial_ended(ended(0, 1.0))
+        await reserved_ahead(a)
+        assert await reservations(postgres_url) == [(1, a.session_id)]  # type: ignore[attr-defined]
+        await a.heartbeat()  # asked for within the sync interval (1 s): kept
+        assert await reservations(postgres_url) == [(1, a.session_id)]  # type: ignore[attr-defined]
+        a.sync_interval = 0.0  # as if a sync interval had passed
+        await anyio.sleep(0.01)
+        await a.heartbeat()
+        assert await reservations(postgres_url) == []
+        assert await a.reserve_within(10) == 1  # the number is handed out again: numbers stay dense
+    finally:
+        await a.close()
+
+
+async def test_closing_gives_back_a_number_reserved_ahead(postgres_url: str) -> None:
+    storage = PostgresStorage(postgres_url)
+    a = await storage.open("s", direction="minimize", space=SPACE)
+    assert await a.reserve_within(None) == 0
+    await a.trial_created(running(0))
+    await a.trial_ended(ended(0, 1.0))  # reserves 1 ahead (no budget)
+    await a.close()
+    assert await reservations(postgres_url) == []
+    b = await storage.open("s", direction="minimize", space=SPACE)
+    try:
+        assert await b.reserve_within(None) == 1
+    finally:
+        await b.close()
+
+
+async def test_a_tuner_with_numbers_reserved_ahead_runs_exactly_its_budget(postgres_url: str) -> None:
+    async def quick(trial: hpt.Trial) -> float:
+        return trial.params["x"]
+
+    for concurrency in (1, 8):
+        tuner = hpt.Tuner(
+            quick, SPACE, storage=postgres_url, study=f"c{concurrency}", max_trials=30, concurrency=concurrency,
+            loggers=[], strategy="random", seed=1,
+        )  # fmt: skip
+        await tuner.run()
+        records = await PostgresStorage(postgres_url).load(f"c{concurrency}")
+        assert [r.number for r in records] == list(range(30))
+        assert all(r.state is hpt.TrialState.COMPLETE for r in records)
+    assert await reservations(postgres_url) == []
+
+
+@pytest.mark.parametrize("pool", [1, 2, 3])
+async def test_small_pools_serve_calls_made_at_once(postgres_url: str, pool: int) -> None:
+    """A session keeps two connections of its pool for the trial path only when one more is left for the rest."""
+
+    async def quick(trial: hpt.Trial) -> float:
+        await anyio.sleep(0.001)
+        return trial.params["x"]
+
+    url = f"{postgres_url}&pool={pool}"
+    tuner = hpt.Tuner(quick, SPACE, storage=url, study="s", max_trials=24, concurrency=6, loggers=[], strategy="random")
+    with anyio.fail_after(HANG_GUARD):
+        await tuner.run()
+    assert [r.number for r in await PostgresStorage(url).load("s")] == list(range(24))
+
+
+async def test_a_session_releases_its_connections_without_a_reset_query(postgres_url: str, monkeypatch: Any) -> None:
+    """asyncpg's pool resets a connection it takes back with a query, one more round trip per call: not here."""
+    import asyncpg
+
+    resets: list[object] = []
+    default = asyncpg.Connection.get_reset_query
+
+    def counted(self: Any) -> str:
+        resets.append(self)
+        return default(self)
+
+    monkeypatch.setattr(asyncpg.Connection, "get_reset_query", counted)
+    storage = PostgresStorage(postgres_url)
+    a = await storage.open("s", direction="minimize", space=SPACE)
+    try:
+        for _ in range(3):
+            n = await a.reserve_within(10)
+            assert n is not None
+            await a.trial_created(running(n))
+            await a.trial_reported(n, 1, 0.5)
+            await a.trial_ended(ended(n, 1.0, reports={1: 0.5}))
+        async with anyio.create_task_group() as tg:  # calls at once take pooled connections
+            for _ in range(4):
+                tg.start_soon(a.refresh)
+        await a.heartbeat()
+        await a.claim_lost()
+    finally:
+        await a.close()
+    assert resets == []
+    assert len(await storage.load("s")) == 3
+
+
+async def test_a_failed_call_leaves_the_session_working(postgres_url: str) -> None:
+    """A call that fails on the server gives its connection back to the pool; the next calls work."""
+    import asyncpg
+
+    storage = PostgresStorage(postgres_url)
+    a = await storage.open("s", direction="minimize", space=SPACE)
+    try:
+        n = await a.reserve_within(None)
+        await a.trial_created(running(n))
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await a.trial_created(running(n))  # the same number twice
+        await a.trial_ended(ended(n, 2.0))
+        assert await a.reserve_within(None) == n + 1
+    finally:
+        await a.close()
+    assert [(r.number, r.value) for r in await storage.load("s")] == [(n, 2.0)]
+
+
+async def test_changes_are_notified_only_when_another_session_may_hear_them(postgres_url: str) -> None:
+    storage = PostgresStorage(postgres_url)
+    a = await storage.open("s", direction="minimize", space=SPACE)
+    c = await raw(postgres_url)
+    heard: list[str] = []
+    try:
+        study_id = await c.fetchval("SELECT id FROM studies WHERE name = 's'")
+        await c.add_listener(f"hpt_{storage.schema}_{study_id}", lambda *args: heard.append(args[-1]))
+        n = await a.reserve()
+        await a.trial_created(running(n))
+        await a.trial_ended(ended(n, 1.0))
+        await c.fetchval("SELECT 1")  # a round trip: notifications sent before it have arrived
+        assert heard == []  # a alone: nobody else to tell
+        b = await storage.open("s", direction="minimize", space=SPACE)
+        try:
+            n = await a.reserve()
+            await a.trial_created(running(n))
+            await a.trial_ended(ended(n, 1.0))
+            with anyio.fail_after(HANG_GUARD):
+                while len(heard) < 2:
+                    await c.fetchval("SELECT 1")
+                    await anyio.sleep(0.01)
+            assert heard == [f"{a.session_id} {n}"] * 2  # type: ignore[attr-defined]
+        finally:
+            await b.close()
+    finally:
+        await c.close()
+        await a.close()
 
 
 # -- the Tuner, load_study, the CLI --------------------------------------------------------------------------

@@ -61,10 +61,11 @@ _V3 = [
     "ALTER TABLE reports ADD COLUMN objective_values TEXT",
 ]
 # Version 4 (constraints) made a new file by running the first four migrations, version 5 (exactness of a
-# shared study) the first five; version 6 (PostgreSQL's first layout) made the same file as version 5.
+# shared study) the first five; versions 6 and 7 (PostgreSQL's first layout and its budget guard) made the same
+# file as version 5.
 _V4 = [statement for step in MIGRATIONS[:4] for statement in step]
 _V5 = [statement for step in MIGRATIONS[:5] for statement in step]
-HISTORY = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V5}
+HISTORY = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V5, 7: _V5}
 # A file that hpt-async of schema version 3 wrote itself: study "mo" (minimize, maximize; three trials, each with
 # a report of both values) and study "one" (minimize; two trials).
 SCHEMA3_FILE = Path(__file__).parent / "data" / "schema3.db"

@@ -55,6 +55,11 @@ STEPS: tuple[Step, ...] = (
         "a session taken for dead cannot push a study past its budget on PostgreSQL (SQLite has it since "
         "step 5), and notifications name the session that wrote (nothing to do on SQLite)",
     ),
+    Step(
+        8,
+        "PostgreSQL reserves a trial's number ahead while the previous end flushes, and notifies only while "
+        "another session of the study exists (nothing to do on SQLite)",
+    ),
 )
 
 #: The newest schema version this hpt-async writes and reads.

@@ -36,6 +36,10 @@ crash of the *server* may forget the last fraction of a second of them; the
 write-ahead log is sequential, so a durable end makes every earlier write
 durable with it, and nothing forgotten can be half of a finished trial.
 
+Round trips: a trial costs two on its tuner's path (storing it RUNNING, its
+durable end); its number was reserved on another connection while the
+previous end waited for the disk (see :class:`PostgresSession`).
+
 The layout is made by the steps of hpt-async's one migration chain
 (:mod:`hpt_async.storage.migrations`) from :data:`FIRST_STEP` on
 (:data:`MIGRATIONS` holds their statements), run in one transaction under an advisory
@@ -50,6 +54,7 @@ early and committed late is never skipped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -129,13 +134,17 @@ _NOW = "extract(epoch FROM clock_timestamp())::float8"
 _MIGRATION_LOCK = 0x6870742D6173796E
 
 
-def _trial_state_function(create: str, payload: str) -> str:
+def _trial_state_function(create: str, payload: str, listeners: str = "") -> str:
     """The trigger function that counts a study's budget units and notifies listeners of a trial's change.
 
     ``payload`` is the SQL of the notification's text (step 6: the trial's number; step 7: the writing
-    session and the number).
+    session and the number); ``listeners`` a further condition of notifying (step 8: another session
+    of the study exists).
     """
-    return _TRIAL_STATE.replace("{create}", create).replace("{payload}", payload)
+    changed = "TG_OP = 'INSERT' OR OLD.state IS DISTINCT FROM NEW.state"
+    if listeners:
+        changed = f"({changed}) AND {listeners}"
+    return _TRIAL_STATE.replace("{create}", create).replace("{payload}", payload).replace("{changed}", changed)
 
 
 _TRIAL_STATE = """
@@ -156,7 +165,7 @@ _TRIAL_STATE = """
             IF TG_OP = 'INSERT' THEN
                 DELETE FROM reservations WHERE study_id = NEW.study_id AND number = NEW.number;
             END IF;
-            IF TG_OP = 'INSERT' OR OLD.state IS DISTINCT FROM NEW.state THEN
+            IF {changed} THEN
                 PERFORM pg_notify('hpt_' || TG_TABLE_SCHEMA || '_' || NEW.study_id, {payload});
             END IF;
             RETURN NULL;
@@ -357,6 +366,41 @@ _STEPS: dict[int, tuple[str, ...]] = {
         # Notifications name the session that wrote ("<writer> <number>"), so that a tuner is not woken by its own.
         _trial_state_function("CREATE OR REPLACE", "NEW.writer || ' ' || NEW.number"),
     ),
+    # 8: a number reserved ahead (see PostgresSession): as hpt_reserve_within, but only while the budget
+    # keeps a unit for every session of the study besides, so that a number reserved ahead and not yet
+    # asked for never keeps another session from the last units of a budget.  A change is notified only
+    # when another session of the study exists to hear it (sessions listen from the moment they exist;
+    # a tuner alone spends nothing on notifications, and its durable ends no longer queue behind the
+    # server-wide lock a notifying commit holds until its flush).
+    8: (
+        _trial_state_function(
+            "CREATE OR REPLACE",
+            "NEW.writer || ' ' || NEW.number",
+            "EXISTS (SELECT 1 FROM sessions WHERE study_id = NEW.study_id AND id <> NEW.writer)",
+        ),
+        """
+        CREATE OR REPLACE FUNCTION hpt_reserve_ahead(p_study bigint, p_session bigint, p_budget bigint)
+        RETURNS bigint LANGUAGE plpgsql AS $$
+        DECLARE
+            n bigint;
+            u bigint;
+        BEGIN
+            SELECT used INTO u FROM studies WHERE id = p_study FOR UPDATE;
+            IF NOT FOUND THEN
+                RETURN NULL;
+            END IF;
+            IF p_budget IS NOT NULL AND
+               u + (SELECT count(*) FROM reservations WHERE study_id = p_study)
+                 + (SELECT count(*) FROM sessions WHERE study_id = p_study) >= p_budget THEN
+                RETURN NULL;
+            END IF;
+            UPDATE studies SET next_number = next_number + 1, budget = COALESCE(p_budget, budget)
+             WHERE id = p_study RETURNING next_number - 1 INTO n;
+            INSERT INTO reservations (study_id, number, session) VALUES (p_study, n, p_session);
+            RETURN n;
+        END $$
+        """,
+    ),
 }
 MIGRATIONS: tuple[tuple[str, ...], ...] = chain("PostgreSQL", _STEPS, first=FIRST_STEP)
 
@@ -455,6 +499,20 @@ def _redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+async def _keep_as_is(connection: asyncpg.Connection) -> None:
+    """How a session's pool takes a connection back: as it is, without asyncpg's reset query.
+
+    asyncpg resets a released connection with one more round trip
+    (``RESET ALL; UNLISTEN *; CLOSE ALL; ...``), which doubled the round
+    trips of every call.  A session's pooled connections keep no state of
+    a session's to reset: settings are made per transaction
+    (``set_config(..., true)``), advisory locks per transaction, nothing
+    LISTENs on them (the listener has a connection of its own), no cursor
+    outlives its call; an open transaction is still rolled back by asyncpg
+    before this runs.
+    """
+
+
 def _import_asyncpg() -> Any:
     try:
         import asyncpg
@@ -517,8 +575,22 @@ class _Listener:
                     conn.terminate()
 
 
+_UNSET: Any = object()
+
+
 class PostgresSession(StudySession):
-    """One tuner's connection pool to one study on the server."""
+    """One tuner's connection pool to one study on the server.
+
+    A number reserved ahead: while a trial's end waits for the server's
+    disk (:meth:`trial_ended` commits durably), the session reserves the
+    next trial number on another connection, within the budget of its last
+    :meth:`reserve_within`, so that the tuner's next :meth:`reserve_within`
+    costs no round trip.  Such a number is a reservation like any other
+    (it counts toward the budget, so exactness holds); it is taken only
+    while the budget keeps a unit for every session of the study besides,
+    and one this session has not asked for within :attr:`sync_interval` is
+    given back at the next :meth:`heartbeat` (and at :meth:`close`).
+    """
 
     #: Every call that decides what counts toward a budget runs in one transaction on the server.
     exact = True
@@ -546,6 +618,19 @@ class PostgresSession(StudySession):
         self._reserved: set[int] = set()
         self._reported: dict[int, int] = {}
         self._closed = False
+        # The number reserved ahead (see the class docstring): a task giving it (None: none could be), the
+        # budget it was reserved within, and when it was reserved.
+        self._ahead: asyncio.Task[int | None] | None = None
+        self._ahead_task: asyncio.Task[int | None] | None = None  # the last one started, taken or not
+        self._ahead_budget: int | None = None
+        self._ahead_at = 0.0
+        self._budget: int | None = _UNSET  # the budget of the last reserve_within (_UNSET: none yet)
+        # Two connections of the pool kept for the trial path (see _call, _ahead_number), when the pool
+        # leaves at least one more for calls made meanwhile; a smaller pool runs every call through it.
+        self._direct = storage.pool_size >= 3
+        self._own: asyncpg.Connection | None = None
+        self._side: asyncpg.Connection | None = None
+        self._own_busy = not self._direct
 
     @property
     def session_id(self) -> int:
@@ -556,8 +641,31 @@ class PostgresSession(StudySession):
         return (*_trial_row(self._study_id, self._sid, record, self._codec), key)
 
     async def _call(self, what: str, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """``op(connection)`` on a pooled connection, shielded: a statement is never abandoned half way."""
+        """``op(connection)``, shielded: a statement is never abandoned half way.
+
+        The session keeps one connection of its pool for itself and runs a call there when no other call
+        is (a tuner at concurrency 1: no pool to go through); calls made meanwhile take pooled connections
+        (with a ``pool`` of 1 or 2, every call does, and no number is reserved ahead).
+        """
         with anyio.CancelScope(shield=True):
+            if not self._own_busy:
+                self._own_busy = True
+                try:
+                    conn = self._own
+                    if conn is None:
+                        conn = self._own = await self._pool.acquire()
+                    try:
+                        return await op(conn)
+                    except BaseException:
+                        # It may be broken or mid-transaction: back to the pool, which resets or replaces it.
+                        self._own = None
+                        try:
+                            await self._pool.release(conn)
+                        except Exception:
+                            conn.terminate()
+                        raise
+                finally:
+                    self._own_busy = False
             async with self._pool.acquire() as conn:
                 return await op(conn)
 
@@ -576,6 +684,12 @@ class PostgresSession(StudySession):
         this session's reservation until a trial takes it, :meth:`release`
         gives it back, or the session ends.
         """
+        ahead = await self._take_ahead()
+        self._budget = budget
+        if ahead is not None:
+            if budget is None or (self._ahead_budget is not None and self._ahead_budget <= budget):
+                return ahead
+            await self._give_back([ahead])  # reserved within a larger budget (or none)
         asyncpg = _import_asyncpg()
         try:
             number = await self._call(
@@ -588,6 +702,74 @@ class PostgresSession(StudySession):
             return None
         self._reserved.add(int(number))
         return int(number)
+
+    def _reserve_ahead(self) -> None:
+        """Start reserving the next number on another connection (when none is, and a budget is known)."""
+        budget = self._budget
+        if self._ahead is not None or budget is _UNSET or self._closed or not self._direct:
+            return
+        last = self._ahead_task
+        if last is not None and not last.done():  # taken, and still running: one at a time on its connection
+            return
+        self._ahead_budget = budget
+        self._ahead = self._ahead_task = asyncio.get_running_loop().create_task(self._ahead_number(budget))
+
+    async def _ahead_number(self, budget: int | None) -> int | None:
+        # On a connection kept for this (one reservation ahead at a time): no pool to go through.
+        c = self._side
+        try:
+            if c is None:
+                c = self._side = await self._pool.acquire()
+            number = await c.fetchval("SELECT hpt_reserve_ahead($1, $2, $3)", self._study_id, self._sid, budget)
+        except Exception as exc:  # the next reserve_within asks the server itself, and reports errors
+            log.debug("study storage %s: no number reserved ahead: %s", self._storage.label, exc)
+            if c is not None:
+                self._side = None
+                try:
+                    await self._pool.release(c)
+                except Exception:
+                    c.terminate()
+            return None
+        if number is None:
+            return None
+        self._ahead_at = time.monotonic()
+        self._reserved.add(int(number))
+        return int(number)
+
+    async def _take_ahead(self) -> int | None:
+        """The number reserved ahead, now this caller's to use or give back; ``None`` when there is none."""
+        task, self._ahead = self._ahead, None
+        if task is None:
+            return None
+        with anyio.CancelScope(shield=True):
+            return await task
+
+    async def _give_back(self, numbers: Iterable[int]) -> None:
+        """End this session's reservations of ``numbers``; a number that is the last one handed out is
+        handed out again next (one transaction)."""
+        numbers = sorted(numbers, reverse=True)
+        if not numbers:
+            return
+        study_id, sid = self._study_id, self._sid
+
+        async def body(c: asyncpg.Connection) -> None:
+            async with c.transaction():
+                for number in numbers:
+                    await c.execute(
+                        "UPDATE studies SET next_number = $1 WHERE id = $2 AND next_number = $3",
+                        number,
+                        study_id,
+                        number + 1,
+                    )
+                await c.execute(
+                    "DELETE FROM reservations WHERE study_id = $1 AND number = ANY($2::bigint[]) AND session = $3",
+                    study_id,
+                    numbers,
+                    sid,
+                )
+
+        await self._call("give back trial numbers", body)
+        self._reserved.difference_update(numbers)
 
     async def release(self, number: int) -> None:
         """End this session's reservation of ``number`` (an unknown number is no error)."""
@@ -678,6 +860,7 @@ class PostgresSession(StudySession):
     async def trial_ended(self, record: TrialRecord) -> None:
         row = self._row(record)
         number = record.number
+        self._reserve_ahead()  # while the end waits for the disk
         if len(record.reports) > self._reported.get(number, 0):
             # Reports that did not go through trial_reported: written with the final record.
             reports = _report_rows(self._study_id, record)
@@ -756,6 +939,12 @@ class PostgresSession(StudySession):
         )
 
     async def heartbeat(self) -> None:
+        task = self._ahead
+        if task is not None and task.done() and time.monotonic() - self._ahead_at > self.sync_interval:
+            # Reserved ahead and not asked for since: given back, so that other sessions may use it.
+            number = await self._take_ahead()
+            if number is not None:
+                await self._give_back([number])
         lease = self._storage.lease
         await self._call(
             "renew the session's lease",
@@ -834,6 +1023,11 @@ class PostgresSession(StudySession):
         if self._closed:
             return
         self._closed = True
+        await self._take_ahead()  # a number reserved ahead is given back with the others
+        last = self._ahead_task
+        if last is not None:  # taken by a call that has not seen its end yet: its connection is released below
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait([last])
         study_id, sid = self._study_id, self._sid
         unused = sorted(self._reserved, reverse=True)
 
@@ -855,7 +1049,11 @@ class PostgresSession(StudySession):
         finally:
             with anyio.CancelScope(shield=True):
                 await self._listener.close()
+                kept = [c for c in (self._own, self._side) if c is not None]
+                self._own = self._side = None
                 try:
+                    for conn in kept:
+                        await self._pool.release(conn)
                     await self._pool.close()
                 except Exception:
                     self._pool.terminate()
@@ -1246,6 +1444,7 @@ class PostgresStorage(Storage):
                     max_size=self.pool_size,
                     timeout=self.timeout,
                     server_settings=self._settings("off"),
+                    reset=_keep_as_is,
                 )
                 await listener.start(self._connect, f"hpt_{self.schema}_{study_id}")
         except BaseException:

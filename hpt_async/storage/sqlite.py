@@ -295,9 +295,10 @@ _STEPS: dict[int, tuple[str, ...]] = {
         END
         """,
     ),
-    # 6 and 7 changed PostgreSQL's layout only.
+    # 6, 7 and 8 changed PostgreSQL's layout only.
     6: (),
     7: (),
+    8: (),
 }
 MIGRATIONS: tuple[tuple[str, ...], ...] = chain("SQLite", _STEPS)
 
