@@ -27,7 +27,7 @@ import numpy as np
 from scipy import optimize
 
 from ._encoding import Encoder
-from ._gp import GP, _cholesky, _tri_solve, log_h
+from ._gp import GP, _cholesky, _tri_solve, log_h_dense
 
 __all__ = ["maximise_log_ei", "select_batch"]
 
@@ -243,7 +243,7 @@ def select_batch(
     picks: list[int] = []
     for t in range(taken):
         sd = np.sqrt(var)
-        acq = log_h((best - mean) / sd) + np.log(sd)
+        acq = log_h_dense((best - mean) / sd) + np.log(sd)
         acq = np.where(np.isfinite(acq), acq, -np.inf)
         last = t == taken - 1
         j = take_best(acq, chosen, picks, 0, spares if last else 0)
