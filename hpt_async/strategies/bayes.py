@@ -413,7 +413,8 @@ class BayesStrategy(ModelStrategy):
         which every free worker waits for.
         """
         self._widest = max(self._widest, len(numbers) + len(study.running))
-        self._fork()
+        if self.running_cap(study) is None:  # under a small budget's cap the points are chosen in threads
+            self._fork()
         return [await self._design.ask(study, n) for n in numbers]
 
     async def _model_batch(
