@@ -141,7 +141,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     import scipy.linalg
     import scipy.optimize
     import scipy.special
-    import scipy.stats.qmc  # noqa: F401
+    import scipy.stats.qmc
+
+    # The first Sobol' engine of a process loads its direction numbers (about 50 ms): once per process, as the
+    # imports are, so not inside the first run that uses a design.
+    scipy.stats.qmc.Sobol(d=2, scramble=False)
 
     ideal = math.ceil(args.trials / args.concurrency) * args.sleep
     regrets: dict[str, list[float]] = {}

@@ -17,7 +17,7 @@ from common import MIXED, SQUARE, branin, mixed_loss, tune
 
 import hpt_async as hpt
 from hpt_async.loggers.console import ConsoleLogger
-from hpt_async.strategies import _gp, _model_process
+from hpt_async.strategies import _acquisition, _gp, _model_process
 from hpt_async.strategies.bayes import BayesStrategy
 from hpt_async.strategies.tpe import TPEStrategy
 from hpt_async.study import StudyView
@@ -132,6 +132,44 @@ async def test_a_bayes_batch_is_distinct_and_spread() -> None:
     assert strategy.direct == 16
 
 
+def _one_at_a_time(mean: np.ndarray, cov: np.ndarray, p: int, noise: float, best: float) -> tuple[Any, Any]:
+    """The first ``p`` points believed one at a time (rank-one steps, as the greedy loop takes its picks)."""
+    mean, cov = mean.copy(), cov.copy()
+    for j in range(p):
+        root = np.sqrt(max(cov[j, j], 1e-12) + noise)
+        col = cov[:, j] / root
+        mean += col * (max(mean[j], best) - mean[j]) / root
+        cov -= np.outer(col, col)
+    return mean[p:], cov[p:, p:]
+
+
+def test_pending_points_are_believed_in_one_block_exactly_as_one_at_a_time() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.random((30, 2))
+    y = _gp.standardise(np.array([branin({"x": a, "y": b}) for a, b in x]))
+    gp = _gp.GP(x, y, np.array([-1.5, -1.2, 0.0, -6.0]))
+    z = rng.random((45, 2))  # 15 pending points, then a pool of 30
+    mean, cov = gp.joint(z)
+    for best in (float(np.min(y)), float(np.median(mean[:15]))):  # a quarter to half below it: moved
+        got_mean, got_cov = _acquisition._condition_on_pending(mean, cov, 15, gp.noise, best)
+        want_mean, want_cov = _one_at_a_time(mean, cov, 15, gp.noise, best)
+        np.testing.assert_allclose(got_mean, want_mean, rtol=1e-8, atol=1e-9)
+        np.testing.assert_allclose(got_cov, want_cov, rtol=1e-8, atol=1e-9)
+    assert not np.allclose(got_mean, mean[15:], atol=1e-3)  # the believed values did move the pool's mean
+
+
+def test_the_joint_posterior_agrees_with_the_marginal_one() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.random((25, 2))
+    gp = _gp.GP(x, rng.normal(size=25), np.array([-1.0, -0.7, 0.2, -5.0]))
+    z = rng.random((12, 2))
+    mean, cov = gp.joint(z)
+    want_mean, want_var = gp.predict(z)
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.diag(cov), want_var, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(cov, cov.T, atol=1e-12)
+
+
 async def test_a_tpe_batch_is_distinct_and_valid_on_a_mixed_space() -> None:
     study = _study(MIXED, 40, mixed_loss)
     strategy = TPEStrategy()
@@ -212,6 +250,99 @@ async def test_the_console_shows_when_the_model_falls_behind(caplog: pytest.LogC
     assert "3 suggestions" in study.notes["bayes"]
     line = ConsoleLogger(stream=io.StringIO()).status(study)
     assert "the model fell behind; 3 suggestions" in line
+
+
+async def test_spares_handed_out_since_are_skipped_and_too_few_mean_the_acquisition_is_awaited() -> None:
+    study = _study(SQUARE, 20, branin)
+    strategy = BayesStrategy()
+    await strategy.start(study)
+    await strategy.ask_batch(study, [20, 21])
+    job = strategy._acq
+    assert job is not None
+    job.join()
+    enc = strategy._enc
+    assert enc is not None
+    spares = list(np.random.default_rng(1).random((4, 2)))
+    # Two of the spares were handed out from an older pool: they are not served again.
+    strategy._pool, strategy._spares = [], list(spares)
+    strategy._hand_out(enc, [spares[1], spares[2]])
+    assert [tuple(r) for r in strategy._take_spares(3)] == [tuple(spares[0]), tuple(spares[3])]
+    assert len(strategy._spares) == 0 and strategy._take_spares(1) == []
+    # Asked for three while only two spares are left: no spare is served, the acquisition under way is awaited.
+    fresh_rows = np.random.default_rng(2).random((8, 2))
+    waiting = type(job)(strategy, job.args, 8)  # never started: it "ends" below
+    strategy._acq = waiting
+    strategy._pool, strategy._spares = [], [spares[0], spares[3]]
+    strategy._pool_told, strategy._pool_made = strategy._told, 16
+
+    def finish() -> None:
+        waiting.rows, waiting.spares = fresh_rows, fresh_rows[:0]
+        waiting.done.set()
+
+    timer = threading.Timer(0.2, finish)
+    timer.start()
+    try:
+        batch = await strategy.ask_batch(study, [22, 23, 24])
+    finally:
+        timer.join()
+    assert strategy.behind == 0
+    got = np.array([hpt.Space(SQUARE).to_unit(p) for p in batch])  # type: ignore[arg-type]
+    np.testing.assert_allclose(got, fresh_rows[:3], atol=1e-12)  # the acquisition's own points
+    if strategy._acq is not None:
+        strategy._acq.join()
+
+
+async def test_running_trials_are_encoded_once_while_they_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    study = _study(SQUARE, 20, branin)
+    strategy = BayesStrategy(model_process=False)
+    await strategy.start(study)
+    for n in (20, 21, 22):
+        study._put(TrialRecord(number=n, state=TrialState.RUNNING, params={"x": n / 40, "y": 0.5}))
+    enc = strategy._enc
+    assert enc is not None
+    encoded: list[Any] = []
+    original = enc.unit
+
+    def unit(params: Any) -> np.ndarray:
+        encoded.append(dict(params))
+        return original(params)
+
+    monkeypatch.setattr(enc, "unit", unit)
+    for number in (23, 24):  # two batches built from the data, each with the running trials as pending points
+        await strategy.ask_batch(study, [number])
+        if strategy._acq is not None:
+            strategy._acq.join()
+        strategy._acq, strategy._pool = None, []  # the next ask builds its data and chooses anew
+    assert strategy.direct == 2
+    assert len(encoded) == 3  # the three running trials, once each
+    done = TrialRecord(number=20, state=TrialState.COMPLETE, params={"x": 0.5, "y": 0.5}, value=1.0, ended=0.0)
+    study._put(done)
+    await strategy.tell(study, done)
+    assert 20 not in strategy._units  # a finished trial's row is dropped with it
+
+
+async def test_without_reports_the_joint_data_is_not_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    study = _study(SQUARE, 20, branin)
+    strategy = BayesStrategy(model_process=False)
+    await strategy.start(study)
+    built: list[int] = []
+    original = strategy._joint_data
+
+    def joint_data(view: Any, number: int) -> Any:
+        built.append(number)
+        return original(view, number)
+
+    monkeypatch.setattr(strategy, "_joint_data", joint_data)
+    await strategy.ask_batch(study, [20])
+    assert built == []  # no trial reported: the final values are the whole model
+    study._put(TrialRecord(number=21, state=TrialState.RUNNING, params={"x": 0.5, "y": 0.5}, reports={1: 3.0}))
+    strategy._pool = []  # the next ask builds its data again
+    if strategy._acq is not None:
+        strategy._acq.join()
+    await strategy.ask_batch(study, [22])
+    assert built == [22]  # a running trial reported: the joint data may hold levels
+    if strategy._acq is not None:
+        strategy._acq.join()
 
 
 # -- the model process ---------------------------------------------------------------------
@@ -339,6 +470,47 @@ async def test_a_dead_model_process_leaves_the_work_to_threads(name: str) -> Non
     assert killed
     assert result.count(hpt.TrialState.COMPLETE) == 50
     assert len({tuple(t.params.values()) for t in result.trials}) == 50
+
+
+@needs_fork
+async def test_the_first_model_batch_is_chosen_in_the_model_process() -> None:
+    study = _study(SQUARE, 20, branin)
+    strategy = BayesStrategy(model_process=True)
+    await strategy.start(study)
+    try:
+        batch = await strategy.ask_batch(study, [20, 21])
+        # Chosen while the workers waited, by the forked child: its fit is taken up by the parent.
+        assert strategy.direct == 2 and strategy.process_acquisitions == 1
+        assert strategy._remote is not None and strategy._remote.alive
+        assert strategy._theta is not None and strategy._fit_n == 20
+        assert len({tuple(p.values()) for p in batch}) == 2  # type: ignore[union-attr]
+    finally:
+        if strategy._acq is not None:
+            strategy._acq.join()
+        strategy.hpt_study_ended(event=None, study=None)
+    threads = BayesStrategy(model_process=False)
+    await threads.start(study)
+    await threads.ask_batch(study, [20, 21])
+    assert threads.direct == 2 and threads.process_acquisitions == 0 and threads._theta is not None
+    if threads._acq is not None:
+        threads._acq.join()
+
+
+@needs_fork
+async def test_the_model_process_is_forked_while_the_initial_design_runs() -> None:
+    study = _study(SQUARE, 0, branin)
+    strategy = BayesStrategy(model_process=True)
+    await strategy.start(study)
+    try:
+        points = await strategy.ask_batch(study, [0, 1, 2])
+        assert len(points) == 3 and strategy.direct == 0  # design points: no model yet
+        assert strategy._remote is not None and strategy._remote.alive  # ... but the child is ready for it
+    finally:
+        strategy.hpt_study_ended(event=None, study=None)
+    default = BayesStrategy()
+    await default.start(study)
+    await default.ask_batch(study, [0, 1, 2])
+    assert default._remote is None  # three at once is below the default's threshold
 
 
 @pytest.mark.parametrize("cls", [BayesStrategy, TPEStrategy])

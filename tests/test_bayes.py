@@ -187,6 +187,21 @@ def test_log_h_matches_the_direct_formula_and_stays_finite_in_the_tail() -> None
     assert math.isfinite(_gp.log_h(np.array([-40.0]))[0])
 
 
+def test_the_dense_log_h_equals_the_masked_one_in_every_regime() -> None:
+    rng = np.random.default_rng(5)
+    z = np.concatenate(
+        [
+            rng.normal(0.0, 2.0, 200),  # the direct formula
+            -(10.0 ** rng.uniform(0, 7, 200)),  # erfcx
+            -(10.0 ** rng.uniform(8, 100, 50)),  # the asymptote
+            np.array([-1.0, np.nextafter(-1.0, 0.0), np.nextafter(-1.0, -2.0), 0.0, 8.0]),
+        ]
+    )
+    rng.shuffle(z)
+    np.testing.assert_array_equal(_gp.log_h_dense(z), _gp.log_h(z))
+    assert np.all(np.isfinite(_gp.log_h_dense(z)))
+
+
 def test_log_ei_is_finite_far_from_data_and_where_improvement_is_hopeless() -> None:
     x = np.array([[0.1], [0.5], [0.9]])
     y = np.array([-1.0, 0.0, 1.0])

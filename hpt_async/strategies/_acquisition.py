@@ -27,7 +27,7 @@ import numpy as np
 from scipy import optimize
 
 from ._encoding import Encoder
-from ._gp import GP, log_h
+from ._gp import GP, _cholesky, _tri_solve, log_h_dense
 
 __all__ = ["maximise_log_ei", "select_batch"]
 
@@ -148,6 +148,35 @@ def take_best(acq: np.ndarray, chosen: np.ndarray, picks: list[int], p: int, spa
     return j
 
 
+def _condition_on_pending(
+    mean: np.ndarray, cov: np.ndarray, p: int, noise: float, best: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pool's posterior (the rows after the first ``p``) once the ``p`` pending points are believed.
+
+    Each pending point, in order, is observed (with the model's noise) at
+    its believed value: the mean there given the pending points before it,
+    never better than ``best``.  This is the greedy loop's rank-one
+    conditioning applied to the pending points in one block: ``L``, the
+    Cholesky factor of their covariance plus noise, gives the whitened
+    cross-covariance ``A = L^-1 cov[P, pool]``; the believed residuals
+    ``r`` follow from ``L`` row by row; the pool's mean moves by ``A^T r``
+    and its covariance by ``-A^T A``.  The same result as ``p`` rank-one
+    steps, in a few matrix products.
+    """
+    chol = _cholesky(cov[:p, :p] + noise * np.eye(p))
+    a = _tri_solve(chol, np.ascontiguousarray(cov[:p, p:]))
+    r = np.zeros(p)
+    mp = mean[:p]
+    diag = np.diag(chol)
+    for t in range(p):
+        mt = float(mp[t]) + float(chol[t, :t] @ r[:t])
+        if mt < best:  # believed at the incumbent: the residual moves the mean elsewhere
+            r[t] = (best - mt) / diag[t]
+    pool_mean = mean[p:] + a.T @ r
+    pool_cov = cov[p:, p:] - a.T @ a
+    return pool_mean, pool_cov
+
+
 def select_batch(
     gp: GP,
     enc: Encoder,
@@ -202,28 +231,24 @@ def select_batch(
         s_pool, z_pool = s_pool[fresh], z_pool[fresh]
         rest = rest[[r.tobytes() not in taken_rows for r in np.round(z[rest], 12)]] if len(rest) else rest
     m = len(z_pool)
-    # The running trials' points join the pool as already chosen: the batch is conditioned on them first.
     p = 0 if pending is None else len(pending)
     mean, cov = gp.joint(z_pool if not p else np.vstack([enc.features(pending), z_pool]))
     noise = float(gp.noise)
+    if p:
+        mean, cov = _condition_on_pending(mean, cov, p, noise, best)
     var = np.maximum(np.diag(cov).copy(), 1e-12)
     taken = min(count, m)
-    w = np.empty((p + m, p + taken))
-    chosen = np.zeros(p + m, dtype=bool)
-    chosen[:p] = True
+    w = np.empty((m, taken))
+    chosen = np.zeros(m, dtype=bool)
     picks: list[int] = []
-    for t in range(p + taken):
-        if t < p:
-            j = t
-        else:
-            sd = np.sqrt(var)
-            acq = log_h((best - mean) / sd) + np.log(sd)
-            acq = np.where(np.isfinite(acq), acq, -np.inf)
-            j = take_best(acq, chosen, picks, p, spares if t == p + taken - 1 else 0)
-            if t == p + taken - 1:
-                break
-            if not believer:
-                continue
+    for t in range(taken):
+        sd = np.sqrt(var)
+        acq = log_h_dense((best - mean) / sd) + np.log(sd)
+        acq = np.where(np.isfinite(acq), acq, -np.inf)
+        last = t == taken - 1
+        j = take_best(acq, chosen, picks, 0, spares if last else 0)
+        if last or not believer:
+            continue
         # Condition on the believed value at j: the mean there, never better than the incumbent.
         col = cov[:, j] - w[:, :t] @ w[j, :t]
         root = np.sqrt(max(float(var[j]), 1e-12) + noise)

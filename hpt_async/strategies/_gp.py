@@ -361,6 +361,28 @@ def log_h(z: np.ndarray) -> np.ndarray:
     return out
 
 
+def log_h_dense(z: np.ndarray) -> np.ndarray:
+    """:func:`log_h` computed over the whole array, each regime's formula on every element (no masking).
+
+    The same values as :func:`log_h` (the same formula in each regime); it
+    costs fewer array operations when most of a small array lies below
+    ``-1``, as in a greedy batch's loop, where the chosen points' neighbours
+    have lost most of their variance.
+    """
+    z = np.asarray(z, dtype=float)
+    with np.errstate(all="ignore"):
+        zu = np.maximum(z, -1.0)
+        upper = np.log(np.exp(-0.5 * zu * zu - _LOG_2PI_HALF) + zu * special.ndtr(zu))
+        zm = np.minimum(z, -1.0)
+        inner = np.log(special.erfcx(-zm / math.sqrt(2.0)) * -zm) + _LOG_PI_2_HALF
+        out = np.where(z > -1.0, upper, -0.5 * zm * zm - _LOG_2PI_HALF + _log1mexp(inner))
+        tail = z < -_INV_SQRT_EPS
+        if tail.any():
+            zt = z[tail]
+            out[tail] = -0.5 * zt * zt - _LOG_2PI_HALF - 2.0 * np.log(np.abs(zt))
+    return out
+
+
 def _dlog_h(z: np.ndarray, lh: np.ndarray) -> np.ndarray:
     """d log_h / dz = Phi(z) / h(z), formed in logs."""
     return np.exp(special.log_ndtr(z) - lh)
@@ -431,31 +453,30 @@ class GP:
             return self
         return self.update(np.vstack([self.x, x_new]), np.concatenate([self.y, y_new]))
 
-    def predict(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and variance (without noise) at the rows of ``z``."""
-        k = self._cross(z)
-        mean = k @ self.alpha
+    def _whitened(self, k: np.ndarray) -> np.ndarray:
+        """The rows of ``L^-1 k^T``, one per row of the cross-kernel ``k`` (``L^-1`` made at the first call)."""
         if self._chol_inv is None:
             inv, info = lapack.dtrtri(self.chol, lower=1)
             self._chol_inv_t = np.ascontiguousarray(inv.T) if info == 0 else None
             self._chol_inv = inv if info == 0 else np.empty(0)
         if self._chol_inv_t is not None:
-            v = k @ self._chol_inv_t  # rows of L^-1 k*^T: a matrix product beats a triangular solve here
-            var = np.einsum("ij,ij->i", v, v)
-        else:  # pragma: no cover - dtrtri fails only on a singular factor
-            v = _tri_solve(self.chol, k.T)
-            var = np.einsum("ij,ij->j", v, v)
+            return k @ self._chol_inv_t  # a matrix product beats a triangular solve here
+        return _tri_solve(self.chol, k.T).T  # pragma: no cover - dtrtri fails only on a singular factor
+
+    def predict(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and variance (without noise) at the rows of ``z``."""
+        k = self._cross(z)
+        mean = k @ self.alpha
+        v = self._whitened(k)
+        var = np.einsum("ij,ij->i", v, v)
         np.subtract(self.s2, var, out=var)
         return mean, np.maximum(var, 1e-12, out=var)
 
     def joint(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean at the rows of ``z`` and their joint covariance (without noise)."""
-        mean, _ = self.predict(z)  # makes L^-1 too
         k = self._cross(z)
-        if self._chol_inv_t is not None:
-            v = k @ self._chol_inv_t
-        else:  # pragma: no cover - dtrtri fails only on a singular factor
-            v = _tri_solve(self.chol, k.T).T
+        mean = k @ self.alpha
+        v = self._whitened(k)
         zs = z * self.inv_ls
         sq = np.einsum("ij,ij->i", zs, zs)
         cov = _matern_k(_sqdist_scaled(zs, sq, zs, sq), self.s2)

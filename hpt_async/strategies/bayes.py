@@ -55,9 +55,11 @@ too, and suggestions keep the last fitted ones meanwhile.  When the pool
 runs dry first, workers get the last acquisition's spare candidates, and
 the strategy says so in ``study.notes`` (the console prints it) and in one
 warning.  At 32 or more trials at once (``model_process``), the background
-acquisitions and refits run in a forked model process instead of threads,
-so that their Python-level work never holds the event loop's interpreter
-lock.  See docs/strategies.md, "Many workers at once".
+acquisitions and refits, and the first model batch with its first fit, run
+in a forked model process instead of threads, so that their Python-level
+work never holds the event loop's interpreter lock; the process is forked
+while the initial design runs.  See docs/strategies.md, "Many workers at
+once".
 
 Small budgets (``rounds``): with ``max_trials`` and more workers than
 ``max_trials // rounds``, at most that many trials run at once
@@ -231,7 +233,7 @@ class BayesStrategy(ModelStrategy):
         self._job: _Fit | None = None  # the refit running in the background, if any
         self._acq: _Acquisition | None = None  # the acquisition running in the background, if any
         self._pool: list[np.ndarray] = []  # points it chose, for the next free workers
-        self._spares: list[np.ndarray] = []  # its next best candidates, for when the pool runs dry
+        self._spares: Any = []  # its next best candidates (rows), for when the pool runs dry
         self._told = 0  # results told so far
         self._pool_told = self._pool_made = 0  # results told when the pool's data was taken; its size
         self._widest = 0  # the most trials ever asked for or running at once
@@ -248,7 +250,8 @@ class BayesStrategy(ModelStrategy):
         self.behind = 0
         #: Background refits whose hyperparameters were taken up.
         self.background_fits = 0
-        #: Background acquisitions made in the model process (``model_process``).
+        #: Acquisitions made in the model process (``model_process``): background ones, and batches chosen
+        #: there while the workers waited (the first model batch, say).
         self.process_acquisitions = 0
         self._noted = 0
         self._warned = False
@@ -265,10 +268,13 @@ class BayesStrategy(ModelStrategy):
         self._remote_tried = False
         self._epoch = 0  # bumped when the model is reset: the model process then takes the new state
         self._served: int | None = None  # in the model process: the epoch of the state it holds
-        self._handed: set[bytes] = set()  # the model-chosen points handed out so far (``_key``)
+        self._handed: set[bytes] = set()  # the model-chosen points handed out so far (``_keys``)
+        self._unkeyed: list[np.ndarray] = []  # points handed out since, not yet in ``_handed``
+        self._units: dict[int, tuple[Any, np.ndarray]] = {}  # running trials' unit rows, by number (``_unit``)
 
     def _reset(self) -> None:
         self._epoch += 1
+        self._units = {}
         self._outcomes = {}
         self._n_constraints = 0
         self._thetas = None
@@ -363,36 +369,53 @@ class BayesStrategy(ModelStrategy):
         elif job is not None and fresh and len(self._pool) + len(self._spares) >= need:
             # The model cannot keep up: the last acquisition's next best candidates, rather than a wait.
             take = need - len(self._pool)
-            out = self._pool + self._spares[:take]
-            self._pool, self._spares = [], self._spares[take:]
-            self.pooled += need - take
-            self.behind += take
-            self._asked += need
-            self._note(study)
-            return self._hand_out(enc, out)
+            spares = self._take_spares(take)
+            if len(spares) == take:
+                out = self._pool + spares
+                self._pool = []
+                self.pooled += need - take
+                self.behind += take
+                self._asked += need
+                self._note(study)
+                return self._hand_out(enc, out)
+            self._put_back_spares(spares)  # too few left that were not handed out: as below
         n_init = self.n_initial or default_initial(len(study.space))
         number = numbers[0]
         if self._several(study):
             u_obs, outcomes, pending, u_avoid = self._outcome_data(study, number)
             n_obs = len(u_obs)
             if n_obs + len(pending) < n_init or n_obs < max(2, n_init // 2):
-                return [await self._design.ask(study, n) for n in numbers]
+                return await self._design_batch(study, numbers)
             return await self._model_batch(study, numbers, enc, u_obs, outcomes, pending, u_avoid, ())  # type: ignore[arg-type]
-        if self.fidelity and self.fidelity_model == "joint":
+        # Without any report (finished or running) the joint data is the final values alone: not built.
+        reports = bool(self._reported) or any(r.reports for r in study.running.values())
+        if self.fidelity and self.fidelity_model == "joint" and reports:
             joint = self._joint_data(study, number)
             if joint.full is not None and bool(np.any(joint.levels < 1.0)):
                 seen = set(joint.numbers.tolist())
                 waiting = sum(1 for r in joint.pending if r.number not in seen)  # running trials without a value yet
                 if joint.trials + waiting < n_init or joint.trials < max(2, n_init // 2):
-                    return [await self._design.ask(study, n) for n in numbers]
+                    return await self._design_batch(study, numbers)
                 extra: tuple[Any, ...] = (joint.levels, joint.final)
                 u_obs, losses, u_avoid, pending = joint.u_obs, joint.losses, joint.u_avoid, joint.pending
                 return await self._model_batch(study, numbers, enc, u_obs, losses, pending, u_avoid, extra)
         data = self._model_data(study, number)
         n_obs = len(data.losses)
         if n_obs + len(data.pending) < n_init or n_obs < max(2, n_init // 2):
-            return [await self._design.ask(study, n) for n in numbers]
+            return await self._design_batch(study, numbers)
         return await self._model_batch(study, numbers, enc, data.u_obs, data.losses, data.pending, data.u_avoid, ())
+
+    async def _design_batch(self, study: StudyView, numbers: list[int]) -> list[dict[str, Any] | None]:
+        """Points of the initial design; the model process is forked meanwhile, if it will be wanted.
+
+        Forking takes tens of milliseconds in a large process: made while the
+        first trials run, it is not on the way of the first model batch,
+        which every free worker waits for.
+        """
+        self._widest = max(self._widest, len(numbers) + len(study.running))
+        if self.running_cap(study) is None:  # under a small budget's cap the points are chosen in threads
+            self._fork()
+        return [await self._design.ask(study, n) for n in numbers]
 
     async def _model_batch(
         self,
@@ -415,7 +438,7 @@ class BayesStrategy(ModelStrategy):
         """
         need = len(numbers)
         self._widest = max(self._widest, need + len(pending))
-        rows = [enc.unit(r.params) for r in pending] if self.pending == "believer" else []
+        rows = [self._unit(enc, r) for r in pending] if self.pending == "believer" else []
         u_pending = np.array(rows) if rows else np.empty((0, enc.n_params))
         seed = [study.seed & (2**64 - 1), numbers[0] & (2**64 - 1)]
         levels, final = extra if extra else (None, None)
@@ -447,7 +470,10 @@ class BayesStrategy(ModelStrategy):
             # No model-chosen points yet (the first batch): chosen now, jointly, for these workers, and at
             # high concurrency for as many more as run at once (the wave of results behind these workers).
             extra = min(_POOL_MAX, self._widest) if self._widest >= _busy_min() else 0
-            u = await anyio.to_thread.run_sync(lambda: self._suggest(*args, count=need + extra, inline=False))
+            self._fork()
+            u, state = await anyio.to_thread.run_sync(lambda: self._direct_batch(args, need + extra))
+            if state is not None:  # chosen in the model process: its fit is the parent's too
+                self._adopt(state)
             out = list(u[:need])
             if extra:
                 self._pool, self._spares = list(u[need:]), []
@@ -459,24 +485,104 @@ class BayesStrategy(ModelStrategy):
             # Refill the pool from the newest data, enough for the workers expected to free up meanwhile.
             size = min(_POOL_MAX, max(2 * need, self._asked, _POOL_MIN, self._widest))
             self._asked = 0
-            fitting = self._job is not None and not self._job.done.is_set()
-            if not self._remote_tried and not fitting and self._wants_process():
-                # Forked only while no thread of this strategy runs (a refit would leave the child the locks it
-                # held); with a refit running, the next refill forks instead.
-                self._remote_tried = True
-                from ._model_process import start
-
-                self._remote = start(self)
+            self._fork()
             self._acq = _Acquisition(self, args, size, self._told)
             self._acq.start()
         self._note(study)
         return self._hand_out(enc, out)
 
+    def _unit(self, enc: Encoder, record: TrialRecord) -> np.ndarray:
+        """The unit row of a running trial's configuration, encoded once while it runs (not at every batch)."""
+        entry = self._units.get(record.number)
+        if entry is not None and entry[0] is record.params:
+            return entry[1]
+        row = enc.unit(record.params)
+        self._units[record.number] = (record.params, row)
+        return row
+
     def _hand_out(self, enc: Encoder, rows: list[np.ndarray]) -> list[dict[str, Any] | None]:
         """Configurations of model-chosen ``rows``, remembered so that a later pool never repeats them."""
-        for row in rows:
-            self._handed.add(_key(row))
+        self._unkeyed.extend(rows)  # keyed in bulk when a pool or the spares are checked (``_handed_keys``)
         return [enc.decode(row) for row in rows]
+
+    def _handed_keys(self) -> set[bytes]:
+        """The keys of every model-chosen point handed out so far."""
+        if self._unkeyed:
+            self._handed.update(_keys(np.asarray(self._unkeyed)))
+            self._unkeyed = []
+        return self._handed
+
+    def _take_spares(self, count: int) -> list[np.ndarray]:
+        """Up to ``count`` spare candidates from the front of ``_spares``, skipping points handed out since.
+
+        The spares are checked against the points handed out only here, when
+        they are drawn from (rarely): not for all of them when a pool arrives.
+        """
+        spares = np.asarray(self._spares)
+        if not len(spares):
+            return []
+        handed = self._handed_keys()
+        taken: list[int] = []
+        used = 0
+        while len(taken) < count and used < len(spares):
+            end = min(len(spares), used + 2 * (count - len(taken)))
+            taken.extend(used + i for i, key in enumerate(_keys(spares[used:end])) if key not in handed)
+            used = end
+        give, back = taken[:count], taken[count:]
+        self._spares = np.concatenate([spares[back], spares[used:]]) if back else spares[used:]
+        return list(spares[give])
+
+    def _put_back_spares(self, rows: list[np.ndarray]) -> None:
+        """Return spare candidates taken by :meth:`_take_spares` to the front of ``_spares``."""
+        if rows:
+            rest = np.asarray(self._spares)
+            self._spares = np.concatenate([np.array(rows), rest]) if len(rest) else np.array(rows)
+
+    def _fork(self) -> None:
+        """Fork the model process, once, when it is wanted (``model_process``) and no refit thread runs.
+
+        Forked only while no thread of this strategy runs (a refit would leave
+        the child the locks it held); with a refit running, a later batch
+        forks instead.
+        """
+        fitting = self._job is not None and not self._job.done.is_set()
+        if not self._remote_tried and not fitting and self._wants_process():
+            self._remote_tried = True
+            from ._model_process import start
+
+            self._remote = start(self)
+
+    def _direct_batch(self, args: tuple[Any, ...], count: int) -> tuple[np.ndarray, tuple[Any, ...] | None]:
+        """``count`` points chosen while the workers wait (in a worker thread), and the model process's state.
+
+        With a live model process (and one objective) they are chosen there,
+        off this process's interpreter lock, so that the event loop takes in
+        the results arriving meanwhile at full speed; the state is then the
+        child's hyperparameters and fit counts, for :meth:`_adopt`.
+        Otherwise, or when the child has stopped, they are chosen here and the
+        state is ``None``.
+        """
+        from ._model_process import RemoteError
+
+        remote = self._remote
+        if remote is not None and remote.alive and not isinstance(args[2], _Outcomes):
+            epoch = self._epoch
+            state = (self._theta, self._fit_n, self._restart_n)
+            try:
+                rows, theta_state, fits, late = remote.call("_remote_batch", args, count, epoch, state, 0)
+            except RemoteError:
+                pass
+            else:
+                return rows, (epoch, theta_state, fits, late)
+        return self._suggest(*args, count=count, inline=False), None
+
+    def _adopt(self, state: tuple[Any, ...]) -> None:
+        """Take up the model process's hyperparameters after a direct batch (unless the model was reset since)."""
+        epoch, theta_state, fits, late = state
+        self.process_acquisitions += 1
+        if epoch == self._epoch:
+            self._theta, self._fit_n, self._restart_n = theta_state
+            self.background_fits, self.late_fits = fits, late
 
     def _wants_process(self) -> bool:
         """Whether background acquisitions go to a model process (see ``model_process``)."""
@@ -489,19 +595,22 @@ class BayesStrategy(ModelStrategy):
         return self.model_process
 
     def _remote_batch(
-        self, args: tuple[Any, ...], size: int, epoch: int, state: tuple[Any, int, int]
+        self, args: tuple[Any, ...], size: int, epoch: int, state: tuple[Any, int, int], spares: int | None = None
     ) -> tuple[np.ndarray, tuple[Any, int, int], int, int]:
         """In the model process: an acquisition of ``size`` points (and spares), with the state it leaves.
 
         The first call, and the first after the parent reset its model
         (``epoch``), take the parent's hyperparameters and fit counts.
+        ``spares``: how many spare candidates follow the points (default
+        ``_SPARES`` per point; none for a batch chosen while workers wait).
         """
         if self._served != epoch:
             self._served = epoch
             self._job = self._acq = self._remote = None  # the parent's threads do not exist here
             self._gp = None
             self._theta, self._fit_n, self._restart_n = state
-        rows = self._suggest(*args, count=size, inline=False, spares=_SPARES * size)
+        spares = _SPARES * size if spares is None else spares
+        rows = self._suggest(*args, count=size, inline=False, spares=spares)
         return rows, (self._theta, self._fit_n, self._restart_n), self.background_fits, self.late_fits
 
     def _collect(self) -> None:
@@ -515,9 +624,11 @@ class BayesStrategy(ModelStrategy):
             self.background_fits, self.late_fits = job.counts
         if job is not None and job.rows is not None:
             # Points handed out from the older pool after this acquisition took its data are not repeated.
-            handed = self._handed
-            self._pool = [row for row in job.rows if _key(row) not in handed]
-            self._spares = [row for row in (job.spares if job.spares is not None else []) if _key(row) not in handed]
+            # The keys of a whole pool in one pass: this runs in the event loop, at every pool.
+            handed = self._handed_keys()
+            rows = job.rows
+            self._pool = [row for row, key in zip(rows, _keys(rows), strict=True) if key not in handed]
+            self._spares = job.spares if job.spares is not None else []  # checked when drawn from
             self._pool_told, self._pool_made = job.told, len(job.rows)
             self.acquisitions += 1
 
@@ -564,6 +675,7 @@ class BayesStrategy(ModelStrategy):
 
     async def tell(self, study: StudyView, record: TrialRecord) -> None:
         await super().tell(study, record)
+        self._units.pop(record.number, None)
         self._told += 1
         event, self._result = self._result, None
         if event is not None:
@@ -908,9 +1020,13 @@ class _Outcomes(NamedTuple):
     constraints: np.ndarray  # one column per constraint (satisfied when <= 0); no columns without them
 
 
-def _key(row: np.ndarray) -> bytes:
-    """A unit row as a set key (NaN for inactive parameters compares equal)."""
-    return np.round(np.nan_to_num(row, nan=-1.0), 12).tobytes()
+def _keys(rows: np.ndarray) -> list[bytes]:
+    """Unit rows as set keys, one per row (NaN for inactive parameters compares equal)."""
+    if len(rows) == 0:
+        return []
+    rows = np.asarray(rows, dtype=float)
+    rounded = np.round(np.where(np.isnan(rows), -1.0, rows), 12)
+    return [row.tobytes() for row in rounded]
 
 
 def _with_fantasies(
