@@ -191,7 +191,10 @@ async def test_constrained_tpe_searches_the_feasible_region(concurrency: int) ->
         result = await tune(_constrained, SQUARE, "tpe", seed=seed, max_trials=60, concurrency=concurrency)
         late = result.trials[-30:]
         assert sum(t.feasible for t in late) >= 15
-        assert result.best is not None and result.best.feasible and result.best.value < 0.35
+        # At concurrency 1 the run repeats exactly; at 4 the order of results (and so the points) depends on
+        # timing, so only a looser bound is certain there (0.365 was seen on a loaded machine).
+        bound = 0.35 if concurrency == 1 else 0.4
+        assert result.best is not None and result.best.feasible and result.best.value < bound
         blind = await tune(_ignoring, SQUARE, "tpe", seed=seed, max_trials=60, concurrency=concurrency)
         assert sum(t.params["x"] + t.params["y"] <= 1.0 for t in blind.trials[-30:]) < 15
 
