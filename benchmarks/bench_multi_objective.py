@@ -36,7 +36,11 @@ Subcommands (``--help`` on each lists its options):
   counts every trained model (a pruned or paused trial's network at its
   last report is a model one could keep).  Then every pair of methods,
   paired by seed, with a two-sided sign test.  The networks are trained
-  with one BLAS thread.
+  with one BLAS thread.  Search at the full budget, every trial trained in
+  full, ``--trials`` trials each: ``full-bayes`` (``bayes``),
+  ``full-optuna-gp``, ``full-optuna-tpe``, ``full-optuna-nsga2`` (Optuna's
+  GPSampler, TPESampler, NSGAIISampler); with ``full-random`` first, the
+  table compares them at equal budgets.
 
 Each run appends one JSON line to ``--out``; the table printed at the end
 covers the runs of that command.
@@ -138,8 +142,10 @@ SYNTHETIC_METHODS = (
 )
 
 
-def run_synthetic(problem: str, method: str, seed: int, trials: int) -> list[tuple[float, ...]]:
-    """Every trial's objective values of one run, in order."""
+def run_synthetic(
+    problem: str, method: str, seed: int, trials: int, options: Mapping[str, Any] | None = None
+) -> list[tuple[float, ...]]:
+    """Every trial's objective values of one run, in order (``options``: the hpt-async strategy's, if any)."""
     f, dim, m, _ = PROBLEMS[problem]
     if method.startswith("hpt"):
         space = {f"x{i}": hpt.Float(0.0, 1.0) for i in range(dim)}
@@ -147,7 +153,9 @@ def run_synthetic(problem: str, method: str, seed: int, trials: int) -> list[tup
         async def objective(trial: hpt.Trial) -> tuple[float, ...]:
             return f([trial.params[f"x{i}"] for i in range(dim)])
 
-        strategy = method.removeprefix("hpt-")
+        strategy: Any = method.removeprefix("hpt-")
+        if options:
+            strategy = {"name": strategy, **options}
         tuner = hpt.Tuner(objective, space, directions=["minimize"] * m, strategy=strategy, max_trials=trials,
                           seed=seed, loggers=[])  # fmt: skip
         result = anyio.run(tuner.run)
@@ -176,11 +184,14 @@ def cmd_synthetic(args: argparse.Namespace) -> None:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for method in args.methods:
                 start = time.perf_counter()
-                values = run_synthetic(problem, method, seed, args.trials)
+                options = json.loads(args.options) if args.options and method.startswith("hpt") else None
+                values = run_synthetic(problem, method, seed, args.trials, options)
                 seconds = time.perf_counter() - start
                 hv = hpt.hypervolume(values, ref)
                 row = {"problem": problem, "method": method, "seed": seed, "trials": args.trials, "hv": hv,
                        "seconds": seconds}  # fmt: skip
+                if options:
+                    row["options"] = options
                 rows.append(row)
                 with out.open("a") as fh:
                     fh.write(json.dumps(row) + "\n")
@@ -198,7 +209,17 @@ MLP_SPACE = {
     "alpha": hpt.Float(1e-6, 1e-1, log=True),
     "batch_size": hpt.Choice([32, 64, 128]),
 }
-MLP_METHODS = ("full-random", "asha-random", "optuna-nsga2", "asha-tpe", "full-tpe")
+MLP_METHODS = (
+    "full-random",
+    "asha-random",
+    "optuna-nsga2",
+    "asha-tpe",
+    "full-tpe",
+    "full-bayes",
+    "full-optuna-gp",
+    "full-optuna-tpe",
+    "full-optuna-nsga2",
+)
 
 
 class Curves:
@@ -268,7 +289,7 @@ def run_mlp(
     there: only the epochs it adds are charged.
     """
     budget = trials * epochs
-    if method in ("full-random", "asha-random", "asha-tpe", "full-tpe"):
+    if method in ("full-random", "asha-random", "asha-tpe", "full-tpe", "full-bayes"):
         asha = method.startswith("asha")
         pruner = (
             {"name": "asha", "min_resource": min_resource, "eta": eta, "max_resource": epochs, "mode": mode}
@@ -320,7 +341,9 @@ def run_mlp(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    n = max(1, budget // 4 // epochs)
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    full = method.startswith("full-")
+    n = trials if full else max(1, budget // 4 // epochs)
     points: list[tuple[float, float]] = []
 
     def objective(t: Any) -> tuple[float, float]:
@@ -335,7 +358,12 @@ def run_mlp(
         points.append(value)
         return value
 
-    study = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.NSGAIISampler(seed=seed))
+    sampler = {
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "gp": lambda: optuna.samplers.GPSampler(seed=seed),
+    }[method.rsplit("-", 1)[1]]()
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
     study.optimize(objective, n_trials=n)
     return {"points": points, "trained": points, "epochs": n * epochs, "trials": n}
 
@@ -450,6 +478,8 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--seeds", type=int, default=10)
     s.add_argument("--first-seed", type=int, default=0)
     s.add_argument("--trials", type=int, default=100)
+    s.add_argument("--options", default=None,
+                   help="JSON object of options for the hpt-async strategies (e.g. '{\"starts\": 10}')")
     s.add_argument("--out", default="bench-results/multi_objective.jsonl")
     s.set_defaults(func=cmd_synthetic)
     m = sub.add_parser("mlp", help="MO-ASHA at a quarter of the epochs against full-budget search, on an MLP")

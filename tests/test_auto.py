@@ -37,13 +37,45 @@ def chosen(space: Any, max_trials: int | None, concurrency: int = 1, objectives:
         (50, 4, "evolution", "4 objectives (more than 3)"),
     ],
 )
-def test_several_objectives_get_a_strategy_that_handles_them(
+def test_several_objectives_in_conditional_or_categorical_spaces(
     budget: int | None, objectives: int, expected: str, said: str
 ) -> None:
-    for space in (box(3), MIXED, {"c": hpt.Choice(list("abcdefghijklmn"))}):
+    for space, shape in (
+        (MIXED, "conditional parameters"),
+        ({"c": hpt.Choice(list("abcdefghijklmn"))}, "1 of 1 parameters are categorical"),
+    ):
         spec, reason = choose(hpt.Space(space), budget, 1, objectives)
-        assert spec == {"name": expected} and reason == said
+        assert spec == {"name": expected}
+        assert reason == (said + f" ({shape})" if expected == "tpe" else said)
         assert hpt.get_registry().create("strategy", spec).multi_objective
+
+
+@pytest.mark.parametrize(
+    ("d", "budget", "concurrency", "objectives", "expected", "said"),
+    [
+        (3, 50, 1, 2, "bayes", "2 objectives, 3 parameters, budget 50 <= 100, concurrency 1"),
+        (10, 100, 8, 3, "bayes", "3 objectives, 10 parameters, budget 100 <= 100, concurrency 8"),
+        (3, 101, 1, 2, "tpe", "2 objectives, budget 101 <= 300"),
+        (11, 50, 1, 2, "tpe", "2 objectives, budget 50 <= 300 (11 parameters)"),
+        (3, 50, 9, 2, "tpe", "2 objectives, budget 50 <= 300 (concurrency 9)"),
+        (3, None, 1, 2, "tpe", "2 objectives, budget 200 (assumed: no max_trials) <= 300"),
+        (3, 301, 1, 3, "evolution", "3 objectives, budget 301 > 300"),
+        (3, 50, 1, 4, "evolution", "4 objectives (more than 3)"),
+    ],
+)
+def test_several_objectives_in_numeric_spaces(
+    d: int, budget: int | None, concurrency: int, objectives: int, expected: str, said: str
+) -> None:
+    spec, reason = choose(box(d), budget, concurrency, objectives)
+    assert spec == {"name": expected} and reason == said
+    assert hpt.get_registry().create("strategy", spec).multi_objective
+
+
+def test_the_bayes_budget_for_several_objectives_is_the_constant() -> None:
+    limit = auto.MO_BAYES_MAX_BUDGET
+    assert chosen(box(2), limit, objectives=2) == "bayes"
+    assert chosen(box(2), limit + 1, objectives=2) == "tpe"
+    assert chosen(box(auto.MO_BAYES_MAX_DIM + 1), limit, objectives=2) == "tpe"
 
 
 def test_conditional_spaces_get_tpe() -> None:
@@ -155,7 +187,8 @@ async def test_several_objectives_run_under_the_default() -> None:
 
     tuner = hpt.Tuner(two, box(2), direction=("minimize", "minimize"), max_trials=8, loggers=[])
     result = await tuner.run()
-    assert len(result.best_trials) >= 1 and tuner.strategy.choice == {"name": "tpe"}
+    assert len(result.best_trials) >= 1 and tuner.strategy.choice == {"name": "bayes"}
+
 
 
 def test_merge_settings_keeps_a_stored_choice_for_the_same_strategy() -> None:

@@ -5,10 +5,18 @@ that vary and ``B`` the budget (``max_trials``; without it the rule assumes
 :data:`ASSUMED_BUDGET` trials):
 
 1. Several objectives (only strategies that declare ``multi_objective`` can
-   serve such a study): ``tpe`` (multi-objective TPE) for two or three
-   objectives and ``B <= MO_TPE_MAX_BUDGET``; otherwise ``evolution``
-   (NSGA-II), whose cost per trial does not grow with the number of trials
-   or objectives.
+   serve such a study), two or three of them:
+
+   a. ``bayes`` (one GP per objective, log EHVI) when ``B <=
+      MO_BAYES_MAX_BUDGET``, ``d <= MO_BAYES_MAX_DIM``, concurrency at most
+      ``BAYES_MAX_CONCURRENCY``, and the space is neither conditional nor
+      categorical (as rules 2 and 3 below define them);
+   b. otherwise ``tpe`` (multi-objective TPE) when ``B <=
+      MO_TPE_MAX_BUDGET``;
+   c. otherwise ``evolution`` (NSGA-II), whose cost per trial does not grow
+      with the number of trials or objectives.
+
+   More than ``MO_TPE_MAX_OBJECTIVES`` objectives: ``evolution``.
 2. Conditional parameters: ``tpe`` (its Parzen estimators model inactive
    parameters as such; the GP of ``bayes`` and CMA-ES do not).
 3. Many categories: ``Choice`` parameters are more than half of the space,
@@ -51,6 +59,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ASSUMED_BUDGET",
+    "MO_BAYES_MAX_BUDGET",
+    "MO_BAYES_MAX_DIM",
     "MO_TPE_MAX_BUDGET",
     "MO_TPE_MAX_OBJECTIVES",
     "BAYES_MAX_BUDGET",
@@ -75,6 +85,10 @@ BAYES_MAX_DIM = 6
 BAYES_MAX_BUDGET = 150
 #: ... and this concurrency.
 BAYES_MAX_CONCURRENCY = 8
+#: Several objectives: ``bayes`` up to this budget ...
+MO_BAYES_MAX_BUDGET = 100
+#: ... and this many parameters (numeric, not conditional), at most ``BAYES_MAX_CONCURRENCY`` trials at once.
+MO_BAYES_MAX_DIM = 10
 #: Several objectives: ``tpe`` up to this budget, ``evolution`` (NSGA-II) beyond ...
 MO_TPE_MAX_BUDGET = 300
 #: ... and beyond this many objectives (the hypervolume tie-break of ``tpe`` grows exponentially with them).
@@ -93,23 +107,44 @@ def choose(
     """The strategy spec ``auto`` picks for a study, and the reason, in words (see the module docstring)."""
     budget = ASSUMED_BUDGET if max_trials is None else int(max_trials)
     told = f"budget {budget}" + (" (assumed: no max_trials)" if max_trials is None else "")
-    if objectives > 1:
-        if objectives <= MO_TPE_MAX_OBJECTIVES and budget <= MO_TPE_MAX_BUDGET:
-            return {"name": "tpe"}, f"{objectives} objectives, {told} <= {MO_TPE_MAX_BUDGET}"
-        if objectives > MO_TPE_MAX_OBJECTIVES:
-            return {"name": "evolution"}, f"{objectives} objectives (more than {MO_TPE_MAX_OBJECTIVES})"
-        return {"name": "evolution"}, f"{objectives} objectives, {told} > {MO_TPE_MAX_BUDGET}"
     searched, others = cmaes_dimensions(space)
     choices = [n for n in space.names if isinstance(space[n], Choice) and len(space[n].values) > 1]  # type: ignore[attr-defined]
     d = len(searched) + len(others)
     plural = "" if d == 1 else "s"
-    if space.conditional:
-        return {"name": "tpe"}, "conditional parameters"
-    if d and len(choices) * 2 > d:
-        return {"name": "tpe"}, f"{len(choices)} of {d} parameters are categorical"
     wide = [n for n in choices if len(space[n].values) > MANY_VALUES]  # type: ignore[attr-defined]
-    if wide:
-        return {"name": "tpe"}, f"categorical parameters with more than {MANY_VALUES} values: {wide}"
+    if space.conditional:
+        shape = "conditional parameters"
+    elif d and len(choices) * 2 > d:
+        shape = f"{len(choices)} of {d} parameters are categorical"
+    elif wide:
+        shape = f"categorical parameters with more than {MANY_VALUES} values: {wide}"
+    else:
+        shape = ""
+    if objectives > 1:
+        if objectives > MO_TPE_MAX_OBJECTIVES:
+            return {"name": "evolution"}, f"{objectives} objectives (more than {MO_TPE_MAX_OBJECTIVES})"
+        if (
+            not shape
+            and budget <= MO_BAYES_MAX_BUDGET
+            and d <= MO_BAYES_MAX_DIM
+            and concurrency <= BAYES_MAX_CONCURRENCY
+        ):
+            return {"name": "bayes"}, (
+                f"{objectives} objectives, {d} parameter{plural}, {told} <= {MO_BAYES_MAX_BUDGET}, "
+                f"concurrency {concurrency}"
+            )
+        if budget <= MO_TPE_MAX_BUDGET:
+            why = shape or (
+                f"{d} parameter{plural}" if d > MO_BAYES_MAX_DIM
+                else f"concurrency {concurrency}" if concurrency > BAYES_MAX_CONCURRENCY
+                else ""
+            )
+            return {"name": "tpe"}, f"{objectives} objectives, {told} <= {MO_TPE_MAX_BUDGET}" + (
+                f" ({why})" if why else ""
+            )
+        return {"name": "evolution"}, f"{objectives} objectives, {told} > {MO_TPE_MAX_BUDGET}"
+    if shape:
+        return {"name": "tpe"}, shape
     popsize = 4 + math.floor(3 * math.log(max(d, 1)))
     if not others and d >= CMAES_MIN_DIM and budget >= CMAES_MIN_GENERATIONS * popsize:
         if _cmaes_installed():
