@@ -478,8 +478,9 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--seeds", type=int, default=10)
     s.add_argument("--first-seed", type=int, default=0)
     s.add_argument("--trials", type=int, default=100)
-    s.add_argument("--options", default=None,
-                   help="JSON object of options for the hpt-async strategies (e.g. '{\"starts\": 10}')")
+    s.add_argument(
+        "--options", default=None, help="JSON object of options for the hpt-async strategies (e.g. '{\"starts\": 10}')"
+    )
     s.add_argument("--out", default="bench-results/multi_objective.jsonl")
     s.set_defaults(func=cmd_synthetic)
     m = sub.add_parser("mlp", help="MO-ASHA at a quarter of the epochs against full-budget search, on an MLP")

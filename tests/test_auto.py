@@ -190,7 +190,6 @@ async def test_several_objectives_run_under_the_default() -> None:
     assert len(result.best_trials) >= 1 and tuner.strategy.choice == {"name": "bayes"}
 
 
-
 def test_merge_settings_keeps_a_stored_choice_for_the_same_strategy() -> None:
     stored = {"seed": 1, "strategy": {"name": "auto", "choice": {"strategy": {"name": "bayes"}}}}
     given = {"seed": 2, "strategy": {"name": "auto", "choice": {"strategy": {"name": "tpe"}}}}

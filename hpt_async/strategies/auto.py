@@ -135,8 +135,10 @@ def choose(
             )
         if budget <= MO_TPE_MAX_BUDGET:
             why = shape or (
-                f"{d} parameter{plural}" if d > MO_BAYES_MAX_DIM
-                else f"concurrency {concurrency}" if concurrency > BAYES_MAX_CONCURRENCY
+                f"{d} parameter{plural}"
+                if d > MO_BAYES_MAX_DIM
+                else f"concurrency {concurrency}"
+                if concurrency > BAYES_MAX_CONCURRENCY
                 else ""
             )
             return {"name": "tpe"}, f"{objectives} objectives, {told} <= {MO_TPE_MAX_BUDGET}" + (
