@@ -108,7 +108,8 @@ class OpenStudy:
             seed,
             settings.max_trials,
             settings.metric_names,
-            concurrency=settings.concurrency,
+            # In ask-and-tell the user's loop decides how many trials run at once: unknown to strategies.
+            concurrency=settings.concurrency if settings.runs_objectives else None,
         )
         for record in session.history:
             self.view._put(record)

@@ -264,3 +264,21 @@ async def test_a_strategy_whose_ask_raises_gives_study_error() -> None:
     tuner = make(strategy=Broken())
     with pytest.raises(hpt.StudyError, match="broken-strategy"):
         await tuner.ask()
+
+
+async def test_bayes_under_a_small_budget_does_not_cap_an_ask_and_tell_loop() -> None:
+    # Under run() these settings cap bayes at 10 // 5 = 2 running trials; a loop of the user's own asks
+    # all of its trials before telling any, so the tuner must not wait for a result there.
+    from hpt_async.strategies.bayes import BayesStrategy
+
+    strategy = BayesStrategy()
+    tuner = hpt.Tuner(None, {"x": hpt.Float(-2.0, 2.0)}, strategy=strategy, max_trials=10, concurrency=4,
+                      seed=1, loggers=[])  # fmt: skip
+    with anyio.fail_after(60):  # a guard against a hang, not a timing assertion
+        trials = [await tuner.ask() for _ in range(4)]
+    assert len({t.number for t in trials}) == 4 and strategy.capped_waits == 0
+    assert tuner.study.concurrency is None
+    for t in trials:
+        await tuner.tell(t, t.params["x"] ** 2)
+    result = await tuner.close()
+    assert len(result.trials) == 4
