@@ -514,6 +514,7 @@ class _Connection:
         self._drained: anyio.Event | None = None
         # Writes since the last checkpoint (counted once automatic checkpoints are off).
         self._writes = 0
+        self._restart = False  # a checkpoint ran: the next write goes to the thread (see _runs_inline)
 
     async def enable_inline(self) -> bool:
         """Run short statements on the event loop's thread from now on, and checkpoint in the connection's.
@@ -574,6 +575,23 @@ class _Connection:
             await self._queue(lambda: self.db.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)"))
         except sqlite3.Error as exc:  # the next one tries again; until then the log only grows
             log.debug("study storage %s: WAL checkpoint failed: %s", self.path, exc)
+        else:
+            # The first write after a checkpoint may start the log over, which syncs its header to disk:
+            # that write goes to the connection's thread, not the event loop's.
+            self._restart = True
+
+    def _runs_inline(self, sql: str | None = None) -> bool:
+        """Whether an ``inline`` call may run on the event loop's thread now (see the class).
+
+        Not the first write after a checkpoint, which may sync the log's
+        header: that one goes to the thread, and the next ones inline again.
+        """
+        if self.raw is None:
+            return False
+        if self._restart and (sql is None or not sql.lstrip().upper().startswith("SELECT")):
+            self._restart = False
+            return False
+        return True
 
     async def _retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
         # The connection has no SQLite busy handler (whose waits start at 1 ms and hold the
@@ -611,7 +629,7 @@ class _Connection:
         thread runs the connection's statements in order).
         """
         raw = self.raw
-        if inline and raw is not None:
+        if inline and raw is not None and self._runs_inline(sql):
             # No suspension point when the statement runs at once (as with memory storage): the tuner's
             # workers yield when the event loop's heartbeat goes stale.
             if self._section is None and not self._queued:
@@ -689,7 +707,7 @@ class _Connection:
         begin = "BEGIN IMMEDIATE" if write else "BEGIN"
         flush = flush and self.flush_ends
         raw = self.raw
-        if inline and raw is not None and not flush:
+        if inline and raw is not None and not flush and (not write or self._runs_inline()):
             here = _Inline(raw)
 
             async def at_once() -> T:
