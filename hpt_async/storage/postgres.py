@@ -367,7 +367,8 @@ _STEPS: dict[int, tuple[str, ...]] = {
         _trial_state_function("CREATE OR REPLACE", "NEW.writer || ' ' || NEW.number"),
     ),
     # 8: a number reserved ahead (see PostgresSession): as hpt_reserve_within, but only while the budget
-    # keeps a unit for every session of the study besides, so that a number reserved ahead and not yet
+    # keeps a unit for every session of the study (its own included: a tuner alone never reserves its last
+    # number ahead), so that a number reserved ahead and not yet
     # asked for never keeps another session from the last units of a budget.  A change is notified only
     # when another session of the study exists to hear it (sessions listen from the moment they exist;
     # a tuner alone spends nothing on notifications, and its durable ends no longer queue behind the
@@ -587,7 +588,8 @@ class PostgresSession(StudySession):
     :meth:`reserve_within`, so that the tuner's next :meth:`reserve_within`
     costs no round trip.  Such a number is a reservation like any other
     (it counts toward the budget, so exactness holds); it is taken only
-    while the budget keeps a unit for every session of the study besides,
+    while the budget keeps a unit for every session of the study (this
+    one included, so the last number of a budget is never taken ahead),
     and one this session has not asked for within :attr:`sync_interval` is
     given back at the next :meth:`heartbeat` (and at :meth:`close`).
     """
