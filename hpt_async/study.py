@@ -38,7 +38,8 @@ class StudyView:
     Trials of other processes appear once storage has shared them.
     ``name``, ``direction``, ``space``, ``seed``, ``max_trials`` and
     ``concurrency`` (how many trials this tuner runs at once; ``None`` when
-    unknown, as in ask-and-tell, where the user's loop decides) are the study's settings for this run.  A study with several objectives has one
+    unknown, as in ask-and-tell, where the user's loop decides) are the
+    study's settings for this run.  A study with several objectives has one
     direction per objective in :attr:`directions` (``direction`` is then the
     first); its :attr:`best` is ``None`` and :meth:`best_trials` gives the
     Pareto front.  Only feasible trials (every constraint ``<= 0``, see
