@@ -674,6 +674,17 @@ async def test_a_short_statement_waits_for_what_is_queued_to_the_connections_thr
     session: Any = await storage.open("order", direction="minimize", space=SPACE)
     try:
         statements = await trace(session)
+        # How many calls were still out in the connection's thread when each statement started: a statement
+        # run inline beside a queued one (blocking the loop on the connection's lock) starts while that one
+        # is still counted, since only the event loop can take its answer back.
+        queued_at: dict[str, int] = {}
+
+        def note(sql: str) -> None:
+            if not statements or statements[-1] != sql:
+                statements.append(sql)
+            queued_at.setdefault(sql, session._conn._queued)
+
+        await session._conn.db.set_trace_callback(note)
         slow = "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 300000) SELECT COUNT(*) FROM c"
         numbers: list[int] = []
 
@@ -685,8 +696,10 @@ async def test_a_short_statement_waits_for_what_is_queued_to_the_connections_thr
             await anyio.sleep(0)
             assert session._conn._queued == 1
             tg.start_soon(reserve)
-        # The reservation ran after the statement queued before it, not beside it on another thread.
-        assert statements.index(slow) < next(i for i, sql in enumerate(statements) if "UPDATE studies" in sql)
+        # The reservation ran after the statement queued before it had been answered, not beside it.
+        update = next(sql for sql in statements if "UPDATE studies" in sql)
+        assert statements.index(slow) < statements.index(update)
+        assert queued_at[slow] == 1 and queued_at[update] == 0
         assert numbers == [0]
     finally:
         await session.close()
