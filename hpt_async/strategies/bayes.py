@@ -640,6 +640,13 @@ class BayesStrategy(ModelStrategy):
         """
         return self._told - self._pool_told < max(2 * self._pool_made, self._widest)
 
+    def _search_sizes(self, d: int) -> tuple[int, int, int]:
+        """The acquisition's uniform candidates, local perturbations and refined starts in ``d`` dimensions."""
+        candidates = self.candidates or min(2048, 192 * d)
+        local = self.local if self.local is not None else max(256, candidates // 8)
+        starts = self.starts if self.starts is not None else min(10, max(5, d + 2))
+        return candidates, local, starts
+
     def running_cap(self, study: StudyView) -> int | None:
         """The most trials that run at once under ``rounds``, or ``None`` when the rule does not bind.
 
@@ -821,10 +828,7 @@ class BayesStrategy(ModelStrategy):
             x = np.hstack([x, levels[idx, None]])
         y = standardise(losses[idx])
         self._hyperparameters(x, y, n, rng, inline)
-        d = enc.n_params
-        candidates = self.candidates or min(2048, 192 * d)
-        local = self.local if self.local is not None else max(256, candidates // 8)
-        starts = self.starts if self.starts is not None else min(10, max(5, d + 2))
+        candidates, local, starts = self._search_sizes(enc.n_params)
         theta = self._theta
         cached = self._gp
         if cached is not None and cached.theta is theta:
@@ -970,10 +974,7 @@ class BayesStrategy(ModelStrategy):
                 anchors = anchors[rng.choice(len(anchors), 10, replace=False)]
         else:
             anchors = u_obs[idx][np.argsort(violation[idx], kind="stable")[:5]]
-        d = enc.n_params
-        candidates = self.candidates or min(2048, 192 * d)
-        local = self.local if self.local is not None else max(256, candidates // 8)
-        starts = self.starts if self.starts is not None else min(10, max(5, d + 2))
+        candidates, local, starts = self._search_sizes(enc.n_params)
         return select(
             model,
             enc,
