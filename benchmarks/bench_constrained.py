@@ -12,6 +12,12 @@ Problems (each constraint satisfied when ``<= 0``), minimised:
   <= 50`` (a disk, as in Gelbart et al. 2014).
 * ``hartmann6-l1`` (d = 6): Hartmann-6 subject to ``sum(x) <= 2`` (the
   unconstrained optimum, whose coordinates sum to about 2.08, is infeasible).
+* Three engineering designs, the usual constrained benchmarks of the
+  optimisation literature (best known values in ``BEST_KNOWN``):
+  ``spring`` (d = 3, four constraints: the tension/compression spring's
+  weight), ``pressure-vessel`` (d = 4, four constraints; its thicknesses
+  continuous) and ``welded-beam`` (d = 4, seven constraints, each written
+  as a ratio to its limit minus one).
 * ``czdt1`` (d = 4, two objectives): ZDT1 with a disk of the objective
   space cut out, ``0.05 - (f1 - 0.4)^2 - (f2 - 0.4)^2 <= 0``, which removes
   part of the true front.  Its figure is the hypervolume of the feasible
@@ -48,6 +54,8 @@ import anyio
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_multi_objective import sign_test
 
 import hpt_async as hpt
 
@@ -100,6 +108,59 @@ def czdt1(x: Sequence[float]) -> Outcome:
     return (f1, f2), (0.05 - (f1 - 0.4) ** 2 - (f2 - 0.4) ** 2,)
 
 
+def spring(x: Sequence[float]) -> Outcome:
+    """Tension/compression spring: wire diameter, coil diameter, active coils; four constraints."""
+    d, coil, n = x
+    f = (n + 2) * coil * d * d
+    g1 = 1 - coil**3 * n / (71785 * d**4)
+    g2 = (4 * coil * coil - d * coil) / (12566 * (coil * d**3 - d**4)) + 1 / (5108 * d * d) - 1
+    g3 = 1 - 140.45 * d / (coil * coil * n)
+    g4 = (d + coil) / 1.5 - 1
+    return (f,), (g1, g2, g3, g4)
+
+
+def pressure_vessel(x: Sequence[float]) -> Outcome:
+    """Pressure vessel (continuous thicknesses): shell and head thickness, radius, length; four constraints.
+
+    The constraints are divided by a scale of their own (a volume of
+    1,296,000 and a length of 240) so that each is of order one.
+    """
+    ts, th, r, length = x
+    f = 0.6224 * ts * r * length + 1.7781 * th * r * r + 3.1661 * ts * ts * length + 19.84 * ts * ts * r
+    g1 = -ts + 0.0193 * r
+    g2 = -th + 0.00954 * r
+    g3 = (1296000 - math.pi * r * r * length - 4 / 3 * math.pi * r**3) / 1296000
+    g4 = length / 240 - 1
+    return (f,), (g1, g2, g3, g4)
+
+
+def welded_beam(x: Sequence[float]) -> Outcome:
+    """Welded beam: weld height and length, bar thickness and width; seven constraints (as ratios to their limits)."""
+    h, weld, t, b = x
+    load, span, e_mod, g_mod = 6000.0, 14.0, 30e6, 12e6
+    f = 1.10471 * h * h * weld + 0.04811 * t * b * (14 + weld)
+    tau_1 = load / (math.sqrt(2) * h * weld)
+    moment = load * (span + weld / 2)
+    radius = math.sqrt(weld * weld / 4 + ((h + t) / 2) ** 2)
+    polar = 2 * (math.sqrt(2) * h * weld * (weld * weld / 12 + ((h + t) / 2) ** 2))
+    tau_2 = moment * radius / polar
+    tau = math.sqrt(tau_1 * tau_1 + 2 * tau_1 * tau_2 * weld / (2 * radius) + tau_2 * tau_2)
+    sigma = 6 * load * span / (b * t * t)
+    delta = 4 * load * span**3 / (e_mod * t**3 * b)
+    buckling = (
+        4.013 * e_mod * math.sqrt(t * t * b**6 / 36) / span**2 * (1 - t / (2 * span) * math.sqrt(e_mod / (4 * g_mod)))
+    )
+    return (f,), (
+        tau / 13600 - 1,
+        sigma / 30000 - 1,
+        h - b,
+        (0.10471 * h * h + 0.04811 * t * b * (14 + weld)) / 5 - 1,
+        0.125 - h,
+        delta / 0.25 - 1,
+        load / buckling - 1,
+    )
+
+
 # name -> (function, bounds of every parameter, dimension, number of objectives)
 PROBLEMS: dict[str, tuple[Callable[[Sequence[float]], Outcome], list[tuple[float, float]], int]] = {
     "gardner": (gardner, [(0.0, 6.0)] * 2, 1),
@@ -107,7 +168,12 @@ PROBLEMS: dict[str, tuple[Callable[[Sequence[float]], Outcome], list[tuple[float
     "branin-disk": (branin_disk, [(-5.0, 10.0), (0.0, 15.0)], 1),
     "hartmann6-l1": (hartmann6_l1, [(0.0, 1.0)] * 6, 1),
     "czdt1": (czdt1, [(0.0, 1.0)] * 4, 2),
+    "spring": (spring, [(0.05, 2.0), (0.25, 1.3), (2.0, 15.0)], 1),
+    "pressure-vessel": (pressure_vessel, [(0.0625, 6.1875), (0.0625, 6.1875), (10.0, 200.0), (10.0, 200.0)], 1),
+    "welded-beam": (welded_beam, [(0.1, 2.0), (0.1, 10.0), (0.1, 10.0), (0.1, 2.0)], 1),
 }
+# The best values reported in the literature for the three engineering designs (at the points in the tests).
+BEST_KNOWN = {"spring": 0.0126652, "pressure-vessel": 5885.33, "welded-beam": 1.724852}
 HV_REF = (1.1, 11.0)
 METHODS = ("hpt-bayes", "hpt-random", "optuna-gp", "optuna-tpe")
 
@@ -170,20 +236,32 @@ def figure(problem: str, points: list[tuple[tuple[float, ...], tuple[float, ...]
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument(
+        "--methods", nargs="+", default=None, help=f"of {', '.join(METHODS)} (default: all); with --report, any labels"
+    )
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--trials", type=int, default=None, help="trials per run (default 40; with --report: any)")
     parser.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--out", default="bench-results/constrained.jsonl")
     parser.add_argument("--tie", type=float, default=1e-3, help="differences up to this count as ties")
     parser.add_argument("--report", nargs="+", metavar="FILE", help="print the table of these JSON lines and stop")
+    parser.add_argument(
+        "--tag", default="", help="appended to the hpt-async methods' labels in the rows written (e.g. --tag=-new)"
+    )
     args = parser.parse_args(argv)
     if args.report:
-        rows = [json.loads(line) for name in args.report for line in Path(name).read_text().splitlines() if line]
-        rows = [r for r in rows if r["method"] in args.methods and r["problem"] in args.problems]
-        report(rows, args.methods, args.tie)
+        rows = read_rows(args.report, args.methods, args.problems, args.trials)
+        if rows:
+            report(rows, args.methods or list(dict.fromkeys(r["method"] for r in rows)), args.tie)
+        else:
+            print("no run matches")
         return
+    args.methods = args.methods or list(METHODS)
+    args.trials = args.trials or 40
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
     if args.torch_threads:
         import torch
 
@@ -199,7 +277,8 @@ def main(argv: list[str] | None = None) -> None:
                 seconds = time.perf_counter() - start
                 value = figure(problem, result["points"])
                 n_feasible = sum(all(x <= 0 for x in c) for _, c in result["points"])
-                row = {"problem": problem, "method": method, "seed": seed, "trials": args.trials, "figure": value,
+                label = method + args.tag if method.startswith("hpt") else method
+                row = {"problem": problem, "method": label, "seed": seed, "trials": args.trials, "figure": value,
                        "feasible": n_feasible, "reported_ok": result["reported_ok"], "seconds": seconds}  # fmt: skip
                 rows.append(row)
                 with out.open("a") as fh:
@@ -207,7 +286,24 @@ def main(argv: list[str] | None = None) -> None:
                 flag = "" if result["reported_ok"] is not False else "  REPORTED AN INFEASIBLE BEST"
                 print(f"{problem:13s} seed {seed:3d} {method:11s} figure {value:10.5f} feasible {n_feasible:3d} "
                       f"{seconds:7.2f} s{flag}", flush=True)  # fmt: skip
-    report(rows, args.methods, args.tie)
+    report(rows, [m + args.tag if m.startswith("hpt") else m for m in args.methods], args.tie)
+
+
+def read_rows(files: Sequence[str], methods: Sequence[str] | None, problems: Sequence[str],
+              trials: int | None) -> list[dict[str, Any]]:  # fmt: skip
+    """The rows of these JSON lines files (of these methods, problems and trials); a later row of the same run wins."""
+    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for name in files:
+        for line in Path(name).read_text().splitlines():
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            if (methods and r["method"] not in methods) or r["problem"] not in problems:
+                continue
+            if trials is not None and r["trials"] != trials:
+                continue
+            rows[(r["problem"], r["method"], r["seed"], r["trials"])] = r
+    return list(rows.values())
 
 
 def report(rows: list[dict[str, Any]], methods: Sequence[str], tie: float = 1e-3) -> None:
@@ -216,6 +312,7 @@ def report(rows: list[dict[str, Any]], methods: Sequence[str], tie: float = 1e-3
     print()
     print("| problem | " + " | ".join(methods) + f" | {anchor} better / worse / seeds (ties within {tie:g}) |")
     print("| --- | " + " | ".join("---" for _ in methods) + " | --- |")
+    paired_lines: list[str] = []
     for problem in dict.fromkeys(r["problem"] for r in rows):
         larger = PROBLEMS[problem][2] > 1
         by = {(r["method"], r["seed"]): r["figure"] for r in rows if r["problem"] == problem}
@@ -236,6 +333,22 @@ def report(rows: list[dict[str, Any]], methods: Sequence[str], tie: float = 1e-3
             for m in methods[1:]
         )
         print(f"| {problem}{' (hypervolume)' if larger else ''} | " + " | ".join(cells) + f" | {wins} |")
+        for m in methods[1:]:
+            ahead = sum(better(by[(anchor, s)], by[(m, s)]) for s in seeds)
+            behind = sum(better(by[(m, s)], by[(anchor, s)]) for s in seeds)
+            # Improvement of the first method over m, in the figure's own direction, where both are finite.
+            gains = [(by[(anchor, s)] - by[(m, s)]) * (1 if larger else -1) for s in seeds
+                     if math.isfinite(by[(anchor, s)]) and math.isfinite(by[(m, s)])]  # fmt: skip
+            se = statistics.stdev(gains) / math.sqrt(len(gains)) if len(gains) > 1 else 0.0
+            gain = f"{statistics.mean(gains):+.4g} ± {se:.2g}" if gains else "n/a"
+            paired_lines.append(
+                f"- {problem}: {anchor} vs {m}: gain {gain} (over {len(gains)} seeds), better on {ahead}, "
+                f"worse on {behind}, sign test p = {sign_test(ahead, behind):.3f}"
+            )
+    print()
+    print("Paired by seed (gain: how much better the first method's figure is, mean ± standard error; "
+          "two-sided sign test over the seeds that differ):")  # fmt: skip
+    print("\n".join(paired_lines))
     bad = [r for r in rows if r["reported_ok"] is False]
     print()
     print(f"hpt-async runs that reported an infeasible best (or none) while a feasible trial existed: {len(bad)}")

@@ -176,6 +176,13 @@ def run_synthetic(
 
 
 def cmd_synthetic(args: argparse.Namespace) -> None:
+    if args.report:
+        rows = read_rows(args.report, args.methods,
+                         lambda r: r["problem"] in args.problems and args.trials in (None, r["trials"]))  # fmt: skip
+        synthetic_tables(rows, args.methods or list(dict.fromkeys(r["method"] for r in rows)))
+        return
+    args.methods = _methods(args.methods, SYNTHETIC_METHODS)
+    args.trials = args.trials or 100
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -188,16 +195,51 @@ def cmd_synthetic(args: argparse.Namespace) -> None:
                 values = run_synthetic(problem, method, seed, args.trials, options)
                 seconds = time.perf_counter() - start
                 hv = hpt.hypervolume(values, ref)
-                row = {"problem": problem, "method": method, "seed": seed, "trials": args.trials, "hv": hv,
-                       "seconds": seconds}  # fmt: skip
+                row = {"problem": problem, "method": label(method, args.tag), "seed": seed, "trials": args.trials,
+                       "hv": hv, "seconds": seconds}  # fmt: skip
                 if options:
                     row["options"] = options
                 rows.append(row)
                 with out.open("a") as fh:
                     fh.write(json.dumps(row) + "\n")
-                print(f"{problem:6s} seed {seed:3d} {method:14s} hv {hv:9.4f} {seconds:6.2f} s", flush=True)
-    report(rows, "problem", args.methods)
-    times(rows, args.methods)
+                print(f"{problem:6s} seed {seed:3d} {row['method']:14s} hv {hv:9.4f} {seconds:6.2f} s", flush=True)
+    synthetic_tables(rows, [label(m, args.tag) for m in args.methods])
+
+
+def synthetic_tables(rows: list[dict[str, Any]], methods: Sequence[str]) -> None:
+    """The table of mean hypervolumes, the first method paired with each other one per problem, and the times."""
+    if not rows:
+        print("no run matches")
+        return
+    report(rows, "problem", methods)
+    print("\nPaired by seed (first minus second, mean ± standard error, seeds ahead, two-sided sign test):")
+    for problem in dict.fromkeys(r["problem"] for r in rows):
+        mine = [r for r in rows if r["problem"] == problem]
+        for b in methods[1:]:
+            print(f"- {problem}: {methods[0]} - {b}: {paired(mine, methods[0], b)}")
+    times(rows, methods)
+
+
+def label(method: str, tag: str) -> str:
+    """The name a run of ``method`` is recorded under: hpt-async's methods get ``tag`` appended (``--tag``)."""
+    return method if "optuna" in method else method + tag
+
+
+def read_rows(
+    files: Sequence[str], methods: Sequence[str] | None, keep: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """The rows of these JSON lines files that ``keep`` accepts (of ``methods``, if given); a run's last row wins."""
+    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for name in files:
+        for line in Path(name).read_text().splitlines():
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            if (methods and r["method"] not in methods) or not keep(r):
+                continue
+            settings = tuple(r.get(k) for k in ("trials", "max_epochs", "eta", "min_resource", "mode"))
+            rows[(r["problem"], r["method"], r["seed"], json.dumps(r.get("options")), settings)] = r
+    return list(rows.values())
 
 
 # -- the real model ---------------------------------------------------------------------------------
@@ -378,6 +420,19 @@ def cmd_mlp(args: argparse.Namespace) -> None:
 
 
 def _cmd_mlp(args: argparse.Namespace) -> None:
+    if args.report:
+
+        def keep(r: dict[str, Any]) -> bool:
+            return all(getattr(args, k) in (None, r.get(f)) for k, f in
+                       (("trials", "full_trials"), ("epochs", "max_epochs"), ("eta", "eta"),
+                        ("min_resource", "min_resource"), ("mode", "mode")))  # fmt: skip
+
+        rows = read_rows(args.report, args.methods, keep)
+        mlp_tables(rows, args.methods or list(dict.fromkeys(r["method"] for r in rows)))
+        return
+    args.methods = _methods(args.methods, MLP_METHODS)
+    for k, default in (("trials", 40), ("epochs", 9), ("eta", 3), ("min_resource", 1), ("mode", "stop")):
+        setattr(args, k, default if getattr(args, k) is None else getattr(args, k))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     curves = Curves()
@@ -389,25 +444,33 @@ def _cmd_mlp(args: argparse.Namespace) -> None:
             run = run_mlp(method, seed, args.trials, args.epochs, curves, args.eta, args.min_resource, args.mode)
             hv = hpt.hypervolume(run["points"], ref) if run["points"] else 0.0
             hv_trained = hpt.hypervolume(run["trained"], ref) if run["trained"] else 0.0
-            row = {"problem": "mlp-digits", "method": method, "seed": seed, "hv": hv, "hv_trained": hv_trained,
-                   "eta": args.eta, "min_resource": args.min_resource, "mode": args.mode, "max_epochs": args.epochs,
-                   "epochs": run["epochs"],
-                   "trials": run["trials"], "complete": len(run["points"]),
+            row = {"problem": "mlp-digits", "method": label(method, args.tag), "seed": seed, "hv": hv,
+                   "hv_trained": hv_trained, "full_trials": args.trials, "eta": args.eta,
+                   "min_resource": args.min_resource, "mode": args.mode, "max_epochs": args.epochs,
+                   "epochs": run["epochs"], "trials": run["trials"], "complete": len(run["points"]),
                    "seconds": time.perf_counter() - start}  # fmt: skip
             rows.append(row)
             with out.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
-            print(f"seed {seed:3d} {method:13s} hv {hv:.4f} epochs {run['epochs']:4d} trials {run['trials']:3d} "
+            print(f"seed {seed:3d} {row['method']:13s} hv {hv:.4f} epochs {run['epochs']:4d} trials {run['trials']:3d} "
                   f"full {len(run['points']):3d}", flush=True)  # fmt: skip
-    report(rows, "problem", args.methods)
+    mlp_tables(rows, [label(m, args.tag) for m in args.methods])
+
+
+def mlp_tables(rows: list[dict[str, Any]], methods: Sequence[str]) -> None:
+    """The MLP's tables: trained in full, every trained model, every pair of methods by seed, epochs and trials."""
+    if not rows:
+        print("no run matches")
+        return
+    report(rows, "problem", methods)
     print("\nCounting every trained model (a pruned trial's last report is a model one can keep):")
-    report([{**r, "hv": r["hv_trained"]} for r in rows], "problem", args.methods)
+    report([{**r, "hv": r["hv_trained"]} for r in rows], "problem", methods)
     print("\nPaired by seed (first minus second, mean ± standard error, seeds ahead, two-sided sign test):")
-    for key, label in (("hv", "trained in full"), ("hv_trained", "every trained model")):
-        for i, a in enumerate(args.methods):
-            for b in args.methods[i + 1 :]:
-                print(f"- {a} - {b} ({label}): {paired(rows, a, b, key)}")
-    for m in args.methods:
+    for key, what in (("hv", "trained in full"), ("hv_trained", "every trained model")):
+        for i, a in enumerate(methods):
+            for b in methods[i + 1 :]:
+                print(f"- {a} - {b} ({what}): {paired(rows, a, b, key)}")
+    for m in methods:
         mine = [r for r in rows if r["method"] == m]
         print(f"- {m}: mean epochs {statistics.mean(r['epochs'] for r in mine):.0f}, trials started "
               f"{statistics.mean(r['trials'] for r in mine):.1f}, trained in full "
@@ -426,7 +489,10 @@ def report(rows: list[dict[str, Any]], group: str, methods: Sequence[str]) -> No
     for g in dict.fromkeys(r[group] for r in rows):
         mine = [r for r in rows if r[group] == g]
         by = {(r["method"], r["seed"]): r["hv"] for r in mine}
-        seeds = sorted({r["seed"] for r in mine})
+        seeds = sorted(s for s in {r["seed"] for r in mine} if all((m, s) in by for m in methods))  # complete seeds
+        if not seeds:
+            print(f"| {g} | no seed has a run of every method |")
+            continue
         cells = []
         base = statistics.mean(by[(anchor, s)] for s in seeds)
         for m in methods:
@@ -469,35 +535,64 @@ def times(rows: list[dict[str, Any]], methods: Sequence[str]) -> None:
     print("time per trial: " + ", ".join(f"{m} {per[m]:.4f} s ({per[m] / per[anchor]:.3f})" for m in methods))
 
 
+def _methods(given: Sequence[str] | None, known: Sequence[str]) -> list[str]:
+    unknown = sorted(set(given or ()) - set(known))
+    if unknown:
+        raise SystemExit(f"unknown methods {unknown}; choose from {', '.join(known)}")
+    return list(given or known)
+
+
+def _shared_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tag", default="", help="appended to the hpt-async methods' labels in the rows written (e.g. --tag=-new)"
+    )
+    p.add_argument(
+        "--report", nargs="+", metavar="FILE",
+        help="print the tables of the runs in these JSON lines files (the other options filter them) and stop",
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(required=True)
     s = sub.add_parser("synthetic", help="ZDT/DTLZ problems, hypervolume per method and seed")
     s.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
-    s.add_argument("--methods", nargs="+", default=list(SYNTHETIC_METHODS), choices=list(SYNTHETIC_METHODS))
+    s.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        help=f"of {', '.join(SYNTHETIC_METHODS)} (default: all); with --report, any labels",
+    )
     s.add_argument("--seeds", type=int, default=10)
     s.add_argument("--first-seed", type=int, default=0)
-    s.add_argument("--trials", type=int, default=100)
+    s.add_argument("--trials", type=int, default=None, help="trials per run (default 100; with --report: any)")
     s.add_argument(
         "--options", default=None, help="JSON object of options for the hpt-async strategies (e.g. '{\"starts\": 10}')"
     )
     s.add_argument("--out", default="bench-results/multi_objective.jsonl")
+    _shared_options(s)
     s.set_defaults(func=cmd_synthetic)
     m = sub.add_parser("mlp", help="MO-ASHA at a quarter of the epochs against full-budget search, on an MLP")
-    m.add_argument("--methods", nargs="+", default=list(MLP_METHODS), choices=list(MLP_METHODS))
+    m.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        help=f"of {', '.join(MLP_METHODS)} (default: all); with --report, any labels",
+    )
     m.add_argument("--seeds", type=int, default=10)
     m.add_argument("--first-seed", type=int, default=0)
-    m.add_argument("--trials", type=int, default=40, help="trials of the full-budget run (default 40)")
-    m.add_argument("--epochs", type=int, default=9, help="epochs of a full training (default 9)")
-    m.add_argument("--eta", type=int, default=3, help="MO-ASHA's reduction factor (default 3)")
-    m.add_argument("--min-resource", type=int, default=1, help="MO-ASHA's first rung, in epochs (default 1)")
+    m.add_argument("--trials", type=int, default=None, help="trials of the full-budget run (default 40)")
+    m.add_argument("--epochs", type=int, default=None, help="epochs of a full training (default 9)")
+    m.add_argument("--eta", type=int, default=None, help="MO-ASHA's reduction factor (default 3)")
+    m.add_argument("--min-resource", type=int, default=None, help="MO-ASHA's first rung, in epochs (default 1)")
     m.add_argument(
         "--mode",
-        default="stop",
+        default=None,
         choices=["stop", "promotion"],
         help="MO-ASHA's mode (default stop; promotion pauses and resumes from a checkpoint)",
     )
     m.add_argument("--out", default="bench-results/multi_objective_mlp.jsonl")
+    _shared_options(m)
     m.set_defaults(func=cmd_mlp)
     args = parser.parse_args(argv)
     args.func(args)

@@ -65,3 +65,23 @@ def test_sign_test_and_pairing(bench: Any) -> None:
     text = bench.paired(rows, "a", "b")
     assert text.startswith("+0.5000 ± ")
     assert "ahead on 2/4 (behind on 1)" in text
+
+
+def test_report_reads_runs_back_from_several_files_with_tags(bench: Any, tmp_path: Path, capsys: Any) -> None:
+    first, second = tmp_path / "anchors.jsonl", tmp_path / "new.jsonl"
+    bench.main(["synthetic", "--problems", "fonseca-2", "--seeds", "2", "--trials", "6", "--methods", "hpt-random",
+                "optuna-random", "--out", str(first)])  # fmt: skip
+    bench.main(["synthetic", "--problems", "fonseca-2", "--seeds", "2", "--trials", "6", "--methods", "hpt-random",
+                "--tag=-again", "--out", str(second)])  # fmt: skip
+    capsys.readouterr()
+    bench.main(["synthetic", "--report", str(first), str(second), "--methods", "hpt-random-again", "hpt-random",
+                "optuna-random"])  # fmt: skip
+    out = capsys.readouterr().out
+    # The same seeded run twice: the tagged copy ties the first on every seed.
+    assert "fonseca-2: hpt-random-again - hpt-random: +0.0000 ± 0.0000, ahead on 0/2 (behind on 0)" in out
+    assert "fonseca-2: hpt-random-again - optuna-random:" in out
+    # A filter that matches no run leaves the table empty.
+    bench.main(["synthetic", "--report", str(first), "--trials", "7"])
+    assert "fonseca-2" not in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="unknown methods"):
+        bench.main(["synthetic", "--methods", "no-such-method", "--out", str(first)])
