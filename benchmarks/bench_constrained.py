@@ -55,7 +55,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_multi_objective import sign_test
+from bench_multi_objective import sign_test, t_test
 
 import hpt_async as hpt
 
@@ -343,11 +343,11 @@ def report(rows: list[dict[str, Any]], methods: Sequence[str], tie: float = 1e-3
             gain = f"{statistics.mean(gains):+.4g} ± {se:.2g}" if gains else "n/a"
             paired_lines.append(
                 f"- {problem}: {anchor} vs {m}: gain {gain} (over {len(gains)} seeds), better on {ahead}, "
-                f"worse on {behind}, sign test p = {sign_test(ahead, behind):.3f}"
+                f"worse on {behind}, sign test p = {sign_test(ahead, behind):.3f}, t-test p = {t_test(gains):.3f}"
             )
     print()
     print("Paired by seed (gain: how much better the first method's figure is, mean ± standard error; "
-          "two-sided sign test over the seeds that differ):")  # fmt: skip
+          "two-sided sign test over the seeds that differ; paired t-test over the gains):")  # fmt: skip
     print("\n".join(paired_lines))
     bad = [r for r in rows if r["reported_ok"] is False]
     print()

@@ -35,7 +35,7 @@ Subcommands (``--help`` on each lists its options):
   front of a run is made of its trials trained in full; a second table
   counts every trained model (a pruned or paused trial's network at its
   last report is a model one could keep).  Then every pair of methods,
-  paired by seed, with a two-sided sign test.  The networks are trained
+  paired by seed, with a two-sided sign test and a paired t-test.  The networks are trained
   with one BLAS thread.  Search at the full budget, every trial trained in
   full, ``--trials`` trials each: ``full-bayes`` (``bayes``),
   ``full-optuna-gp``, ``full-optuna-tpe``, ``full-optuna-nsga2`` (Optuna's
@@ -212,7 +212,9 @@ def synthetic_tables(rows: list[dict[str, Any]], methods: Sequence[str]) -> None
         print("no run matches")
         return
     report(rows, "problem", methods)
-    print("\nPaired by seed (first minus second, mean ± standard error, seeds ahead, two-sided sign test):")
+    print(
+        "\nPaired by seed (first minus second, mean ± standard error, seeds ahead, two-sided sign test, paired t-test):"
+    )
     for problem in dict.fromkeys(r["problem"] for r in rows):
         mine = [r for r in rows if r["problem"] == problem]
         for b in methods[1:]:
@@ -465,7 +467,9 @@ def mlp_tables(rows: list[dict[str, Any]], methods: Sequence[str]) -> None:
     report(rows, "problem", methods)
     print("\nCounting every trained model (a pruned trial's last report is a model one can keep):")
     report([{**r, "hv": r["hv_trained"]} for r in rows], "problem", methods)
-    print("\nPaired by seed (first minus second, mean ± standard error, seeds ahead, two-sided sign test):")
+    print(
+        "\nPaired by seed (first minus second, mean ± standard error, seeds ahead, two-sided sign test, paired t-test):"
+    )
     for key, what in (("hv", "trained in full"), ("hv_trained", "every trained model")):
         for i, a in enumerate(methods):
             for b in methods[i + 1 :]:
@@ -514,6 +518,17 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
 
 
+def t_test(d: Sequence[float]) -> float:
+    """Two-sided paired t-test of differences ``d`` against zero (1.0 for fewer than two, or none that differ)."""
+    from scipy import stats
+
+    if len(d) < 2 or not any(d):
+        return 1.0
+    if statistics.pstdev(d) == 0.0:
+        return 0.0  # every seed moved by the same amount
+    return float(stats.ttest_1samp(d, 0.0).pvalue)
+
+
 def paired(rows: list[dict[str, Any]], a: str, b: str, key: str = "hv") -> str:
     """Method ``a`` minus method ``b`` paired by seed on ``key``: mean ± standard error, seeds ahead, sign test."""
     by = {(r["method"], r["seed"]): r[key] for r in rows}
@@ -524,7 +539,7 @@ def paired(rows: list[dict[str, Any]], a: str, b: str, key: str = "hv") -> str:
     se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else 0.0
     wins, losses = sum(x > 0 for x in d), sum(x < 0 for x in d)
     return (f"{statistics.mean(d):+.4f} ± {se:.4f}, ahead on {wins}/{len(d)} (behind on {losses}), "
-            f"sign test p = {sign_test(wins, losses):.3f}")  # fmt: skip
+            f"sign test p = {sign_test(wins, losses):.3f}, t-test p = {t_test(d):.3f}")  # fmt: skip
 
 
 def times(rows: list[dict[str, Any]], methods: Sequence[str]) -> None:

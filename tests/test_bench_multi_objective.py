@@ -85,3 +85,13 @@ def test_report_reads_runs_back_from_several_files_with_tags(bench: Any, tmp_pat
     assert "fonseca-2" not in capsys.readouterr().out
     with pytest.raises(SystemExit, match="unknown methods"):
         bench.main(["synthetic", "--methods", "no-such-method", "--out", str(first)])
+
+
+def test_t_test_of_paired_differences(bench: Any) -> None:
+    from scipy import stats
+
+    d = [0.3, -0.1, 0.5, 0.2, 0.4]
+    assert bench.t_test(d) == pytest.approx(stats.ttest_rel([x + 1 for x in d], [1.0] * 5).pvalue)
+    assert bench.t_test([0.0, 0.0, 0.0]) == 1.0
+    assert bench.t_test([0.2, 0.2]) == 0.0
+    assert bench.t_test([0.5]) == 1.0
