@@ -25,13 +25,16 @@ Subcommands (``--help`` on each lists its options):
   charged the epochs it asks for.  Methods: ``full-random``: random search,
   every trial trained in full, ``--trials`` trials (the budget B = trials x
   epochs); ``asha-random``: random search with the ``asha`` pruner (MO-ASHA,
-  ``eta=3``, rungs at 1, 3, 9 epochs) stopped once it has used B/4 epochs;
+  ``eta=3``, rungs at 1, 3, 9, ... epochs, the last at ``--epochs``),
+  stopped once it has used B/4 epochs;
   ``optuna-nsga2``: Optuna's ``NSGAIISampler``, every trial in full, B/4
   epochs (so a quarter of the trials); ``asha-tpe``: as ``asha-random`` with
   ``tpe``; ``full-tpe``: ``tpe``, every trial in full, B/4 epochs.  ``--eta``
   and ``--min-resource`` set MO-ASHA's reduction factor and first rung,
   ``--mode`` its mode (``promotion``: a paused trial checkpoints its epoch
-  count and, resumed, trains on, charged only the epochs it adds).  The
+  count and, resumed, trains on, charged only the epochs it adds),
+  ``--pruner hyperband`` runs the ``asha-*`` methods with Hyperband's
+  brackets instead (``--brackets`` of them; default one per rung).  The
   front of a run is made of its trials trained in full; a second table
   counts every trained model (a pruned or paused trial's network at its
   last report is a model one could keep).  Then every pair of methods,
@@ -239,7 +242,8 @@ def read_rows(
             r = json.loads(line)
             if (methods and r["method"] not in methods) or not keep(r):
                 continue
-            settings = tuple(r.get(k) for k in ("trials", "max_epochs", "eta", "min_resource", "mode"))
+            settings = tuple(r.get(k) for k in ("trials", "max_epochs", "eta", "min_resource", "mode", "pruner",
+                                                "brackets"))  # fmt: skip
             rows[(r["problem"], r["method"], r["seed"], json.dumps(r.get("options")), settings)] = r
     return list(rows.values())
 
@@ -316,6 +320,20 @@ def _mlp_ref() -> tuple[float, float]:
     return 1.0, math.log10(Curves.weights({"layers": 2, "width": 128}))
 
 
+def mlp_pruner(
+    name: str, min_resource: int, eta: int, epochs: int, mode: str, brackets: int | None = None
+) -> dict[str, Any]:
+    """The pruner of the ``asha-*`` methods: ``asha`` or ``hyperband`` (``brackets``: its own default when
+    ``None``), rungs from ``min_resource`` up to a full training of ``epochs``."""
+    if brackets is not None and name != "hyperband":
+        raise ValueError(f"brackets is an option of hyperband, not of {name!r}")
+    pruner: dict[str, Any] = {"name": name, "min_resource": min_resource, "eta": eta, "max_resource": epochs,
+                              "mode": mode}  # fmt: skip
+    if brackets is not None:
+        pruner["brackets"] = brackets
+    return pruner
+
+
 def run_mlp(
     method: str,
     seed: int,
@@ -325,21 +343,21 @@ def run_mlp(
     eta: int = 3,
     min_resource: int = 1,
     mode: str = "stop",
+    pruner_name: str = "asha",
+    brackets: int | None = None,
 ) -> dict[str, Any]:
     """One run: its full-budget points (error, log10 weights), every trained model's, epochs used, trials started.
 
     ``mode`` is MO-ASHA's (``stop`` or ``promotion``).  In promotion mode a
     paused trial checkpoints its epoch count and, resumed, trains on from
-    there: only the epochs it adds are charged.
+    there: only the epochs it adds are charged.  ``pruner_name`` is the
+    pruner of the ``asha-*`` methods: ``asha`` (one bracket) or ``hyperband``
+    (``brackets`` brackets, ``None``: its default, one per rung).
     """
     budget = trials * epochs
     if method in ("full-random", "asha-random", "asha-tpe", "full-tpe", "full-bayes"):
         asha = method.startswith("asha")
-        pruner = (
-            {"name": "asha", "min_resource": min_resource, "eta": eta, "max_resource": epochs, "mode": mode}
-            if asha
-            else None
-        )
+        pruner = mlp_pruner(pruner_name, min_resource, eta, epochs, mode, brackets) if asha else None
         promotion = asha and mode == "promotion"
         limit = budget // 4 if asha or method == "full-tpe" else budget
         strategy = method.split("-")[1]
@@ -427,13 +445,15 @@ def _cmd_mlp(args: argparse.Namespace) -> None:
         def keep(r: dict[str, Any]) -> bool:
             return all(getattr(args, k) in (None, r.get(f)) for k, f in
                        (("trials", "full_trials"), ("epochs", "max_epochs"), ("eta", "eta"),
-                        ("min_resource", "min_resource"), ("mode", "mode")))  # fmt: skip
+                        ("min_resource", "min_resource"), ("mode", "mode"), ("brackets", "brackets"))) and (
+                args.pruner in (None, r.get("pruner", "asha")))  # rows written before --pruner: asha  # fmt: skip
 
         rows = read_rows(args.report, args.methods, keep)
         mlp_tables(rows, args.methods or list(dict.fromkeys(r["method"] for r in rows)))
         return
     args.methods = _methods(args.methods, MLP_METHODS)
-    for k, default in (("trials", 40), ("epochs", 9), ("eta", 3), ("min_resource", 1), ("mode", "stop")):
+    for k, default in (("trials", 40), ("epochs", 9), ("eta", 3), ("min_resource", 1), ("mode", "stop"),
+                       ("pruner", "asha")):  # fmt: skip
         setattr(args, k, default if getattr(args, k) is None else getattr(args, k))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -443,12 +463,24 @@ def _cmd_mlp(args: argparse.Namespace) -> None:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for method in args.methods:
             start = time.perf_counter()
-            run = run_mlp(method, seed, args.trials, args.epochs, curves, args.eta, args.min_resource, args.mode)
+            run = run_mlp(
+                method,
+                seed,
+                args.trials,
+                args.epochs,
+                curves,
+                args.eta,
+                args.min_resource,
+                args.mode,
+                args.pruner,
+                args.brackets,
+            )
             hv = hpt.hypervolume(run["points"], ref) if run["points"] else 0.0
             hv_trained = hpt.hypervolume(run["trained"], ref) if run["trained"] else 0.0
             row = {"problem": "mlp-digits", "method": label(method, args.tag), "seed": seed, "hv": hv,
                    "hv_trained": hv_trained, "full_trials": args.trials, "eta": args.eta,
                    "min_resource": args.min_resource, "mode": args.mode, "max_epochs": args.epochs,
+                   "pruner": args.pruner, "brackets": args.brackets,
                    "epochs": run["epochs"], "trials": run["trials"], "complete": len(run["points"]),
                    "seconds": time.perf_counter() - start}  # fmt: skip
             rows.append(row)
@@ -606,10 +638,19 @@ def main(argv: list[str] | None = None) -> None:
         choices=["stop", "promotion"],
         help="MO-ASHA's mode (default stop; promotion pauses and resumes from a checkpoint)",
     )
+    m.add_argument(
+        "--pruner",
+        default=None,
+        choices=["asha", "hyperband"],
+        help="the pruner of the asha-* methods (default asha; hyperband runs several brackets)",
+    )
+    m.add_argument("--brackets", type=int, default=None, help="hyperband's number of brackets (default: one per rung)")
     m.add_argument("--out", default="bench-results/multi_objective_mlp.jsonl")
     _shared_options(m)
     m.set_defaults(func=cmd_mlp)
     args = parser.parse_args(argv)
+    if getattr(args, "brackets", None) is not None and args.pruner != "hyperband":
+        m.error("--brackets needs --pruner hyperband")
     args.func(args)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -95,3 +96,58 @@ def test_t_test_of_paired_differences(bench: Any) -> None:
     assert bench.t_test([0.0, 0.0, 0.0]) == 1.0
     assert bench.t_test([0.2, 0.2]) == 0.0
     assert bench.t_test([0.5]) == 1.0
+
+
+def test_hyperband_runs_within_the_same_budget_and_never_trains_an_epoch_twice(
+    bench: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pruners: list[Any] = []
+    tuner = bench.hpt.Tuner
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        made = tuner(*args, **kwargs)
+        pruners.append(kwargs["pruner"])
+        return made
+
+    monkeypatch.setattr(bench.hpt, "Tuner", recording)
+    curves = FakeCurves()
+    run = bench.run_mlp("asha-random", seed=3, trials=12, epochs=9, curves=curves, mode="promotion",
+                        pruner_name="hyperband", brackets=2)  # fmt: skip
+    assert pruners == [{"name": "hyperband", "min_resource": 1, "eta": 3, "max_resource": 9, "mode": "promotion",
+                        "brackets": 2}]  # fmt: skip
+    assert run["epochs"] == 12 * 9 // 4
+    assert sum(curves.asked.values()) == run["epochs"]
+    assert max(curves.asked.values()) == 1
+
+
+def test_the_pruner_of_the_asha_methods(bench: Any) -> None:
+    assert bench.mlp_pruner("asha", 1, 3, 81, "promotion") == {
+        "name": "asha", "min_resource": 1, "eta": 3, "max_resource": 81, "mode": "promotion"}  # fmt: skip
+    assert bench.mlp_pruner("hyperband", 1, 3, 81, "stop", brackets=3)["brackets"] == 3
+    assert "brackets" not in bench.mlp_pruner("hyperband", 1, 3, 81, "stop")
+    with pytest.raises(ValueError, match="brackets is an option of hyperband"):
+        bench.mlp_pruner("asha", 1, 3, 81, "stop", brackets=2)
+    with pytest.raises(SystemExit):
+        bench.main(["mlp", "--pruner", "asha", "--brackets", "2", "--seeds", "0"])
+
+
+def test_mlp_report_keeps_the_runs_of_one_pruner(bench: Any, tmp_path: Path, capsys: Any) -> None:
+    def row(method: str, seed: int, hv: float, **extra: Any) -> str:
+        r = {"problem": "mlp-digits", "method": method, "seed": seed, "hv": hv, "hv_trained": hv, "full_trials": 4,
+             "eta": 3, "min_resource": 1, "mode": "promotion", "max_epochs": 9, "epochs": 9, "trials": 4,
+             "complete": 4, "seconds": 0.0, **extra}  # fmt: skip
+        return json.dumps(r) + "\n"
+
+    runs = tmp_path / "runs.jsonl"
+    # Rows written before --pruner (asha), and rows of a hyperband run.
+    lines = [row(m, s, 1.0) for m in ("full-random", "asha-random") for s in (0, 1)]
+    lines += [
+        row(m, s, 2.0 + s, pruner="hyperband", brackets=2) for m in ("full-random", "asha-random") for s in (0, 1)
+    ]
+    runs.write_text("".join(lines))
+    bench.main(["mlp", "--report", str(runs), "--pruner", "hyperband", "--methods", "full-random", "asha-random"])
+    out = capsys.readouterr().out
+    assert "2.5000 ± 0.7071 (1.000)" in out and "1.0000 ±" not in out
+    bench.main(["mlp", "--report", str(runs), "--pruner", "asha", "--methods", "full-random", "asha-random"])
+    out = capsys.readouterr().out
+    assert "1.0000 ± 0.0000 (1.000)" in out and "2.5000" not in out

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import pytest
 
 import hpt_async as hpt
-from hpt_async.pruners._halving import ahead_of
+from hpt_async.pruners._halving import Ladder, ahead_counts, ahead_of
 from hpt_async.study import StudyView
 
 pytestmark = pytest.mark.anyio
@@ -211,3 +212,28 @@ async def test_evolution_runs_a_constrained_study_with_several_objectives() -> N
     front = result.best_trials
     assert front and all(t.params["x"] >= 0.1 for t in front)
     assert result.hypervolume([1.1, 11.0]) > 0.0
+
+
+def test_ahead_counts_equals_ahead_of_for_every_trial() -> None:
+    rng = random.Random(7)
+    for size in (1, 2, 3, 5, 12, 40, 90):
+        for _ in range(5):
+            grid = [0.0, 0.5, 1.0, 2.0, math.inf]  # ties, duplicates and non-finite losses
+            m = rng.choice((2, 3))
+            vectors = {
+                3 * i + 1: tuple(rng.choice(grid) if rng.random() < 0.3 else rng.random() for _ in range(m))
+                for i in range(size)
+            }
+            counts = ahead_counts(vectors)
+            assert counts == {n: ahead_of(vectors, n) for n in vectors}
+
+
+def test_a_ladder_ranks_anew_after_each_entry() -> None:
+    ladder = Ladder(1, 2)
+    ladder.level(0)
+    ladder.enter(0, 0, 0.0, 0.0, (1.0, 1.0))
+    ladder.enter(0, 1, 0.0, 0.0, (2.0, 2.0))
+    assert ladder.ahead(0, 1) == 1
+    ladder.enter(0, 2, 0.0, 0.0, (0.5, 0.5))  # dominates both
+    assert ladder.ahead(0, 1) == 2 and ladder.ahead(0, 0) == 1 and ladder.ahead(0, 2) == 0
+    assert ladder.position(0, 1, 0.0) == 2.0

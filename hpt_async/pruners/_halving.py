@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from ..study import StudyView
     from ..trial import TrialRecord
 
-__all__ = ["MODES", "Ladder", "Rung", "RungPruner", "promoted_count", "top_count"]
+__all__ = ["MODES", "Ladder", "Rung", "RungPruner", "ahead_counts", "promoted_count", "top_count"]
 
 _CONTINUE = Decision.CONTINUE
 _STOP = Decision.STOP
@@ -94,10 +94,33 @@ def ahead_of(vectors: Mapping[int, tuple[float, ...]], number: int) -> int:
     return ahead
 
 
+def ahead_counts(vectors: Mapping[int, tuple[float, ...]]) -> dict[int, int]:
+    """:func:`ahead_of` for every trial of ``vectors`` at once (one non-dominated sort instead of one per trial)."""
+    numbers = list(vectors)
+    points = [vectors[n] for n in numbers]
+    ranks = front_ranks(points)
+    fronts: dict[int, list[int]] = {}
+    for i, r in enumerate(ranks):
+        fronts.setdefault(r, []).append(i)
+    out: dict[int, int] = {}
+    before = 0  # trials in better fronts
+    for r in sorted(fronts):
+        same = fronts[r]
+        if len(same) == 1:
+            out[numbers[same[0]]] = before
+        else:
+            crowd = crowding_distance([points[i] for i in same])
+            for i, own in zip(same, crowd, strict=True):
+                # the trials of this front with a strictly larger crowding distance (compared as ahead_of does)
+                out[numbers[i]] = before + sum(1 for c in crowd if c > own)
+        before += len(same)
+    return out
+
+
 class Ladder:
     """The rungs of one bracket; levels are made as trials climb to them."""
 
-    __slots__ = ("eta", "levels", "losses", "members", "min_resource", "vectors")
+    __slots__ = ("_ahead", "eta", "levels", "losses", "members", "min_resource", "vectors")
 
     def __init__(self, min_resource: float, eta: float) -> None:
         self.min_resource = min_resource
@@ -108,6 +131,8 @@ class Ladder:
         self.members: list[dict[int, float]] = []
         # Per rung, with several objectives: number -> loss vector on reaching it.
         self.vectors: list[dict[int, tuple[float, ...]]] = []
+        # Per rung, with several objectives: number -> how many rank ahead of it, until the rung changes.
+        self._ahead: list[dict[int, int] | None] = []
 
     def level(self, k: int) -> float:
         """The resource of rung ``k``."""
@@ -117,6 +142,7 @@ class Ladder:
             self.losses.append([])
             self.members.append({})
             self.vectors.append({})
+            self._ahead.append(None)
         return levels[k]
 
     def enter(self, k: int, number: int, loss: float, value: float, vector: tuple[float, ...] | None = None) -> bool:
@@ -136,6 +162,7 @@ class Ladder:
         if vector is not None:
             vectors = self.vectors[k]
             vectors[number] = vector
+            self._ahead[k] = None
             if math.inf in vector:
                 return False
             return ahead_of(vectors, number) < top_count(len(vectors), self.eta)
@@ -150,7 +177,7 @@ class Ladder:
         if number is not None and number in vectors:
             if math.inf in vectors[number]:
                 return False
-            return ahead_of(vectors, number) < promoted_count(len(vectors), self.eta)
+            return self.ahead(k, number) < promoted_count(len(vectors), self.eta)
         rung = self.losses[k]
         return loss != math.inf and bisect_left(rung, loss) < promoted_count(len(rung), self.eta)
 
@@ -158,8 +185,16 @@ class Ladder:
         """How many entries of rung ``k`` rank ahead of trial ``number`` (its loss alone for one objective)."""
         vectors = self.vectors[k]
         if number in vectors:
-            return float(ahead_of(vectors, number))
+            return float(self.ahead(k, number))
         return loss
+
+    def ahead(self, k: int, number: int) -> int:
+        """:func:`ahead_of` trial ``number`` in rung ``k`` (several objectives), from a per-rung cache that
+        an entry into the rung clears: promotion mode asks it for every waiting trial before each new one."""
+        counts = self._ahead[k]
+        if counts is None:
+            counts = self._ahead[k] = ahead_counts(self.vectors[k])
+        return counts[number]
 
 
 class RungPruner(Pruner):
