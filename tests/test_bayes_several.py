@@ -12,7 +12,9 @@ from scipy import special
 
 import hpt_async as hpt
 from hpt_async.strategies import _gp
-from hpt_async.strategies._ehvi import MultiModel, box_decomposition, log_ehvi, nondominated_mask
+from hpt_async.strategies import _ehvi
+from hpt_async.strategies._encoding import Encoder
+from hpt_async.strategies._ehvi import MultiModel, box_decomposition, log_ehvi, log_ehvi_grad, nondominated_mask
 from hpt_async.strategies.bayes import BayesStrategy
 
 # -- the boxes and log EHVI ------------------------------------------------------------------
@@ -116,6 +118,80 @@ def test_a_pending_point_is_believed_at_its_mean_and_joins_the_front_when_it_loo
     assert none_feasible.believe(np.array([0.0, 0.0, 3.0]))[2] == 3.0
 
 
+# -- the gradient and the refinement -------------------------------------------------------------
+
+
+def _hand_made_model(m: int, k: int, *, feasible: bool = True, seed: int = 0) -> MultiModel:
+    """GPs of ``m`` objectives and ``k`` constraints on 3 inputs, fitted to smooth functions of 14 points."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((14, 3))
+    theta = np.concatenate([np.log(np.full(3, 0.4)), [0.0, math.log(1e-3)]])
+    ys = [np.sin(3.0 * x @ rng.standard_normal(3)) for _ in range(m + k)]
+    ys = [(y - y.mean()) / y.std() for y in ys]
+    gps = [_gp.GP(x, y, theta) for y in ys]
+    thresholds = np.full(k, 0.3)
+    losses = np.column_stack(ys[:m])
+    ok = np.all(np.column_stack(ys[m:]) <= thresholds, axis=1) if k else np.ones(14, dtype=bool)
+    if not feasible:
+        return MultiModel(gps, m, thresholds, np.empty((0, m)), None)
+    front = losses[ok][nondominated_mask(losses[ok])]
+    return MultiModel(gps, m, thresholds, front, losses[ok].max(axis=0) + 0.3)
+
+
+@pytest.mark.parametrize(("m", "k", "feasible"), [(1, 0, True), (2, 0, True), (3, 0, True), (1, 1, True),
+                                                  (2, 2, True), (2, 1, False)])  # fmt: skip
+def test_the_acquisition_gradient_matches_finite_differences(m: int, k: int, feasible: bool) -> None:
+    model = _hand_made_model(m, k, feasible=feasible, seed=m + 3 * k)
+    z = np.random.default_rng(7).random((8, 3))
+    value, grad = model.score_grad(z)
+    assert np.allclose(value, model.score(*model.moments(z)))
+    eps = 1e-6
+    numeric = np.empty_like(z)
+    for j in range(3):
+        step = np.zeros(3)
+        step[j] = eps
+        up, down = model.score(*model.moments(z + step)), model.score(*model.moments(z - step))
+        numeric[:, j] = (up - down) / (2 * eps)
+    assert np.all(np.isfinite(value))
+    assert np.allclose(grad, numeric, rtol=1e-4, atol=1e-5)
+
+
+def test_log_ehvi_grad_gives_log_ehvi_and_its_derivatives_far_from_the_front_too() -> None:
+    rng = np.random.default_rng(5)
+    front = rng.random((5, 2))
+    lower, upper = box_decomposition(front[nondominated_mask(front)], np.full(2, 1.2))
+    mean = np.vstack([rng.random((3, 2)), [[8.0, 9.0]]])  # the last one is far behind the front
+    sd = 0.1 + 0.3 * rng.random((4, 2))
+    value, d_mean, d_sd = log_ehvi_grad(mean, sd, lower, upper)
+    assert np.allclose(value, log_ehvi(mean, sd, lower, upper))
+    eps = 1e-6
+    for j in range(2):
+        step = np.zeros(2)
+        step[j] = eps
+        dm = (log_ehvi(mean + step, sd, lower, upper) - log_ehvi(mean - step, sd, lower, upper)) / (2 * eps)
+        ds = (log_ehvi(mean, sd + step, lower, upper) - log_ehvi(mean, sd - step, lower, upper)) / (2 * eps)
+        assert np.allclose(d_mean[:, j], dm, rtol=1e-4, atol=1e-6)
+        assert np.allclose(d_sd[:, j], ds, rtol=1e-4, atol=1e-6)
+    assert d_mean[3].max() < 0.0  # far behind: a lower mean always helps
+
+
+@pytest.mark.parametrize(("m", "k"), [(2, 0), (1, 1), (3, 0)])
+def test_refining_the_best_candidates_raises_the_acquisition_of_the_point_chosen(m: int, k: int) -> None:
+    model = _hand_made_model(m, k, seed=11 + m + k)
+    enc = Encoder(hpt.Space({f"x{i}": hpt.Float(0.0, 1.0) for i in range(3)}))
+    anchors = np.random.default_rng(1).random((3, 3))
+    gains = []
+    for seed in range(4):
+        # The same draws either way: the refined points join the same candidates.
+        kwargs: dict[str, Any] = {"candidates": 64, "local": 16, "starts": 3}
+        plain, plain_value = _ehvi.select(model, enc, anchors, np.random.default_rng(seed), 1, **kwargs)
+        refined, refined_value = _ehvi.select(model, enc, anchors, np.random.default_rng(seed), 1, refine=3, **kwargs)
+        assert refined_value >= plain_value
+        assert refined_value == pytest.approx(float(model.score(*model.moments(enc.features(refined)))[0]))
+        gains.append(refined_value - plain_value)
+    assert max(gains) > 1e-3
+
+
 # -- through the Tuner -------------------------------------------------------------------------
 
 
@@ -198,6 +274,36 @@ def test_one_objective_with_a_constraint_finds_a_feasible_optimum_and_reports_it
         assert any(not t.feasible for t in result.trials)  # infeasible trials existed and were not chosen
         # The constrained minimum is -2 (at cos(x + y) = 0.5 or below); random search stays above -1.9 here.
         assert result.best.value < -1.95
+
+
+@pytest.mark.parametrize("stalled", [True, False])
+def test_a_stalled_acquisition_is_asked_again_of_less_confident_models(
+    monkeypatch: pytest.MonkeyPatch, stalled: bool
+) -> None:
+    """Below the stall level, the choice is made again with every length scale halved (up to three times)."""
+    real = _ehvi.select
+    calls: list[tuple[np.ndarray, int, int]] = []
+
+    def watched(model: MultiModel, *args: Any, **kwargs: Any) -> tuple[np.ndarray, float]:
+        rows, value = real(model, *args, **kwargs)
+        scales = np.array([gp.theta[:2] for gp in model.gps])
+        calls.append((scales, kwargs["candidates"], kwargs["refine"]))
+        return rows, (-100.0 if stalled else max(value, 0.0))
+
+    monkeypatch.setattr(_ehvi, "select", watched)
+    strategy = BayesStrategy(n_initial=6)
+    result = _run(_gardner, GARDNER_SPACE, strategy, 0, 8)
+    assert result.count(hpt.TrialState.COMPLETE) == 8
+    assert len(calls) == (8 if stalled else 2)  # two suggestions by the models
+    for first in (0, 4) if stalled else (0, 1):
+        scales, candidates, refine = calls[first]
+        assert refine > 0
+        if not stalled:
+            continue
+        for attempt in range(1, 4):
+            retry_scales, retry_candidates, retry_refine = calls[first + attempt]
+            assert np.allclose(retry_scales, scales - attempt * math.log(2.0))
+            assert retry_candidates == candidates // 2 and retry_refine == 0
 
 
 def test_with_no_feasible_trial_yet_the_search_heads_for_feasibility() -> None:

@@ -22,6 +22,7 @@ than ``k`` acquisitions.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 from scipy import optimize
@@ -29,7 +30,7 @@ from scipy import optimize
 from ._encoding import Encoder
 from ._gp import GP, _cholesky, _tri_solve, log_h_dense
 
-__all__ = ["maximise_log_ei", "select_batch"]
+__all__ = ["ascend", "maximise_log_ei", "select_batch"]
 
 _LOCAL_SCALES = np.array([0.01, 0.05, 0.15])
 
@@ -53,6 +54,23 @@ def _local_candidates(enc: Encoder, anchors: np.ndarray, count: int, rng: np.ran
 
 def _refine(gp: GP, enc: Encoder, z0: np.ndarray, s0: np.ndarray, best: float, maxiter: int) -> np.ndarray:
     """Local ascent of log EI from the feature rows ``z0`` (snapped unit rows ``s0``); returns features."""
+    return ascend(lambda z: gp.log_ei_grad(z, best), enc, z0, s0, maxiter)
+
+
+def ascend(
+    value_grad: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    enc: Encoder,
+    z0: np.ndarray,
+    s0: np.ndarray,
+    maxiter: int,
+) -> np.ndarray:
+    """Local ascent (L-BFGS-B) of an acquisition from the feature rows ``z0`` (snapped unit rows ``s0``).
+
+    ``value_grad(z)`` gives the acquisition of each row of ``z`` and its
+    gradient in the features; the rows climb together (their sum is
+    maximised) over their active numeric features, Choice and inactive
+    features held fixed.  Returns the features reached.
+    """
     if len(enc.numeric_cols) == 0:
         return z0
     free = np.zeros_like(z0, dtype=bool)
@@ -65,7 +83,7 @@ def _refine(gp: GP, enc: Encoder, z0: np.ndarray, s0: np.ndarray, best: float, m
     def objective(v: np.ndarray) -> tuple[float, np.ndarray]:
         z = z0.copy()
         z[free] = v
-        value, grad = gp.log_ei_grad(z, best)
+        value, grad = value_grad(z)
         return -float(np.sum(value)), -grad[free]
 
     with warnings.catch_warnings():

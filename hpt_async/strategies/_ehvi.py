@@ -52,11 +52,11 @@ import math
 import numpy as np
 from scipy import special
 
-from ._acquisition import _distinct, _local_candidates, take_best
+from ._acquisition import _distinct, _local_candidates, ascend, take_best
 from ._encoding import Encoder
-from ._gp import GP, _log1mexp, log_h
+from ._gp import _LOG_2PI_HALF, GP, _log1mexp, log_h
 
-__all__ = ["MultiModel", "box_decomposition", "log_ehvi", "nondominated_mask", "select"]
+__all__ = ["MultiModel", "box_decomposition", "log_ehvi", "log_ehvi_grad", "nondominated_mask", "select"]
 
 _BOX_BLOCK = 1 << 18  # (points x boxes x objectives) entries per block when scoring
 _INFEASIBLE_MARGIN = 0.25  # how far past the threshold a pending point's constraint is believed (standardised)
@@ -130,6 +130,45 @@ def log_ehvi(mean: np.ndarray, sd: np.ndarray, lower: np.ndarray, upper: np.ndar
     return special.logsumexp(per_box, axis=1)
 
 
+def log_ehvi_grad(
+    mean: np.ndarray, sd: np.ndarray, lower: np.ndarray, upper: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`log_ehvi` and its partial derivatives with respect to ``mean`` and ``sd`` (same shapes as those).
+
+    For one box and one objective the factor is ``E = sd (h(z_u) - h(z_l))``,
+    whose derivatives are ``dE/dmean = -(Phi(z_u) - Phi(z_l))`` and
+    ``dE/dsd = phi(z_u) - phi(z_l)``; the log of a box's term is a sum of
+    ``log E`` over objectives, and the log-sum-exp over boxes weighs each
+    box's derivatives by its share of the total.  Everything is a ratio
+    to ``E`` formed in logs.  Meant for a few points at a time (no blocks).
+    """
+    n, m = mean.shape
+    if len(lower) == 0:
+        return np.full(n, -np.inf), np.zeros((n, m)), np.zeros((n, m))
+    mu, s = mean[:, None, :], sd[:, None, :]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        z_up = (upper[None, :, :] - mu) / s
+        z_lo = (lower[None, :, :] - mu) / s
+        lh_up = log_h(z_up)
+        lh_lo = log_h(z_lo)
+        gap = lh_lo - lh_up
+        gap = np.where(np.isnan(gap), -np.inf, np.minimum(gap, 0.0))
+        terms = np.log(s) + lh_up + _log1mexp(gap)  # log E per point, box and objective
+        per_box = np.sum(terms, axis=2)
+        value = special.logsumexp(per_box, axis=1)
+        weight = np.exp(per_box - value[:, None])[:, :, None]
+        lcdf_up, lcdf_lo = special.log_ndtr(z_up), special.log_ndtr(z_lo)
+        d_mean = -np.exp(lcdf_up - terms) * -np.expm1(np.minimum(lcdf_lo - lcdf_up, 0.0))
+        lpdf_up = -0.5 * z_up * z_up - _LOG_2PI_HALF
+        lpdf_lo = -0.5 * z_lo * z_lo - _LOG_2PI_HALF
+        d_sd = np.exp(lpdf_up - terms) - np.exp(lpdf_lo - terms)
+        d_mean = np.where(weight > 0, weight * d_mean, 0.0)
+        d_sd = np.where(weight > 0, weight * d_sd, 0.0)
+    d_mean = np.nan_to_num(d_mean.sum(axis=1), nan=0.0, posinf=0.0, neginf=0.0)
+    d_sd = np.nan_to_num(d_sd.sum(axis=1), nan=0.0, posinf=0.0, neginf=0.0)
+    return value, d_mean, d_sd
+
+
 class MultiModel:
     """GPs of the (standardised) objectives and constraints, the feasible front, and the acquisition.
 
@@ -167,6 +206,37 @@ class MultiModel:
             out += log_ehvi(mean[:, : self.m], sd[:, : self.m], self.lower, self.upper)
         return np.where(np.isnan(out), -np.inf, out)
 
+    def score_grad(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The log acquisition at the rows of the features ``z`` and its gradient with respect to each row.
+
+        The chain rule through every model's posterior mean and variance
+        (:meth:`GP.predict_grad`): ``d log Phi((t - mean) / sd)`` for each
+        constraint and :func:`log_ehvi_grad` for the objectives.  Where the
+        value is not finite the gradient is zero.
+        """
+        parts = [gp.predict_grad(z) for gp in self.gps]
+        mean = np.column_stack([p[0] for p in parts])
+        var = np.column_stack([p[1] for p in parts])
+        value = self.score(mean, var)
+        sd = np.sqrt(np.maximum(var, 1e-12))
+        d_mean = np.zeros_like(mean)
+        d_sd = np.zeros_like(mean)
+        m = self.m
+        if len(self.thresholds):
+            w = (self.thresholds - mean[:, m:]) / sd[:, m:]
+            with np.errstate(over="ignore", invalid="ignore"):
+                ratio = np.exp(-0.5 * w * w - _LOG_2PI_HALF - special.log_ndtr(w))  # phi(w) / Phi(w)
+            d_mean[:, m:] = -ratio / sd[:, m:]
+            d_sd[:, m:] = -ratio * w / sd[:, m:]
+        if self.feasible:
+            assert self.lower is not None and self.upper is not None
+            _, d_mean[:, :m], d_sd[:, :m] = log_ehvi_grad(mean[:, :m], sd[:, :m], self.lower, self.upper)
+        grad = np.zeros_like(z, dtype=float)
+        for k, (_, _, dm, dv) in enumerate(parts):
+            grad += d_mean[:, k, None] * dm + (d_sd[:, k] / (2.0 * sd[:, k]))[:, None] * dv
+        grad = np.where(np.isfinite(value)[:, None] & np.isfinite(grad), grad, 0.0)
+        return value, grad
+
     def believe(self, mean: np.ndarray) -> np.ndarray:
         """The values believed at a pending point whose posterior means are ``mean`` (one per model)."""
         out = np.array(mean, dtype=float)
@@ -198,16 +268,23 @@ def select(
     candidates: int = 1024,
     local: int = 256,
     starts: int = 5,
-) -> np.ndarray:
+    refine: int = 0,
+    maxiter: int = 20,
+) -> tuple[np.ndarray, float]:
     """``count`` snapped unit points chosen greedily by the acquisition, each conditioned on the ones before.
 
     Candidates are uniform points and perturbations of ``anchors``, then a
-    second round of perturbations of the best few (the refinement: the
-    acquisition is maximised without gradients).  The running trials'
-    points (``pending``, unit rows) are conditioned on first.  With
-    ``spares``, up to that many more rows follow (the next best of the
-    pool once the batch is conditioned on, then the candidates past it).
-    ``believer=False`` conditions on nothing (for comparison).
+    second round of perturbations of the best ``starts``; then the best
+    ``refine`` distinct candidates climb the acquisition by L-BFGS-B on its
+    analytic gradient (:meth:`MultiModel.score_grad`, at most ``maxiter``
+    iterations) and join the pool.  The running trials' points
+    (``pending``, unit rows) are conditioned on first.  With ``spares``, up
+    to that many more rows follow (the next best of the pool once the batch
+    is conditioned on, then the candidates past it).  ``believer=False``
+    conditions on nothing (for comparison).
+
+    Returns the rows and the acquisition of the first point chosen (once
+    the pending points are conditioned on; ``-inf`` without a pool).
     """
     u = np.vstack([rng.random((candidates, enc.n_params)), _local_candidates(enc, anchors, local, rng)])
     s, _ = enc.snap(u)
@@ -221,6 +298,23 @@ def select(
             z2 = enc.features(s2)
             s, z = np.vstack([s, s2]), np.vstack([z, z2])
             scores = np.concatenate([scores, model.score(*model.moments(z2))])
+    if refine > 0:
+        order = np.lexsort((np.arange(len(scores)), -scores))
+        top = _distinct(z, order, refine)
+        top = top[np.isfinite(scores[top])]
+        if len(top):
+            reached = ascend(model.score_grad, enc, z[top], s[top], maxiter)
+            s3, _ = enc.snap(enc.unit_of_features(reached))
+            z3 = enc.features(s3)
+            s, z = np.vstack([s3, s]), np.vstack([z3, z])  # first: a tie goes to the refined point
+            scores = np.concatenate([model.score(*model.moments(z3)), scores])
+    if model.gps:
+        # A point the models already hold (an observation, or a corner of the box reached again) is not
+        # proposed again: with the observation's noise its acquisition need not be nil.
+        held = {r.tobytes() for r in np.round(model.gps[0].x[:, : z.shape[1]], 12)}
+        fresh = np.array([r.tobytes() not in held for r in np.round(z, 12)], dtype=bool)
+        if fresh.any():
+            s, z, scores = s[fresh], z[fresh], scores[fresh]
     order = np.lexsort((np.arange(len(scores)), -scores))
     ranked = _distinct(z, order, count + spares + 64)
     pool, rest = ranked[: count + 64], ranked[count + 64 :]
@@ -247,6 +341,7 @@ def select(
     chosen = np.zeros(p + mpool, dtype=bool)
     chosen[:p] = True
     picks: list[int] = []
+    value = -math.inf
     current = model  # its front grows with the points believed
     for t in range(p + taken):
         if t < p:
@@ -254,6 +349,8 @@ def select(
         else:
             acq = np.full(p + mpool, -np.inf)
             acq[p:] = current.score(mean[p:], var[p:])
+            if t == p:
+                value = float(np.max(acq[p:][~chosen[p:]])) if mpool else -math.inf
             j = take_best(acq, chosen, picks, p, spares if t == p + taken - 1 else 0)
             if t == p + taken - 1:
                 break
@@ -274,4 +371,4 @@ def select(
     if taken < count:
         extra, _ = enc.snap(rng.random((count - taken, enc.n_params)))
         out = np.vstack([out, extra])
-    return out
+    return out, value

@@ -496,6 +496,30 @@ class GP:
             return log_h((best - mean) / sd) + np.log(sd)
         return np.concatenate([self.log_ei(z[i : i + rows], best) for i in range(0, len(z), rows)])
 
+    def predict_grad(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Posterior mean and variance at the rows of ``z`` and their gradients with respect to each row.
+
+        Returns ``mean`` and ``var`` (one value per row, the variance floored
+        at 1e-12 as in :meth:`predict`) and ``dmean``, ``dvar`` (one row of
+        partial derivatives per row of ``z``; ``dvar`` is zero where the
+        floor applies).
+        """
+        zs = z * self.inv_ls
+        k, g = _matern(_sqdist_scaled(zs, np.einsum("ij,ij->i", zs, zs), self._xs, self._xs_sq), self.s2)
+        mean = k @ self.alpha
+        beta = _chol_solve(self.chol, k.T)  # K^-1 k*, one column per point
+        var_raw = self.s2 - np.einsum("ij,ji->i", k, beta)
+        # dk/dz_j = -g (z_j - x_j) / l_j^2
+        both = np.concatenate([g * self.alpha, -2.0 * (g * beta.T)])  # (2m) x n
+        proj = both @ self.x
+        sums = both.sum(axis=1)
+        il2 = self.inv_ls * self.inv_ls
+        m = len(z)
+        dmean = -(z * sums[:m, None] - proj[:m]) * il2
+        dvar = -(z * sums[m:, None] - proj[m:]) * il2
+        dvar[var_raw <= 1e-12] = 0.0
+        return mean, np.maximum(var_raw, 1e-12), dmean, dvar
+
     def log_ei_grad(self, z: np.ndarray, best: float) -> tuple[np.ndarray, np.ndarray]:
         """Log EI and its gradient with respect to each row of ``z``."""
         zs = z * self.inv_ls

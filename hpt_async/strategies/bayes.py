@@ -111,6 +111,7 @@ _FIT_RUNS = 2
 _STALL_LOG_EI = -8.0  # log EI in standard deviations of the (transformed) losses
 _STALL_SHRINKS = 3
 _REFINE_ITERS = 20
+_REFINE_MAX_OBJECTIVES = 2  # the acquisition of several outcomes is refined by its gradient up to this many objectives
 _POOL_MIN = 16  # fewest points a background acquisition chooses
 _POOL_MAX = 256  # most
 _SPARES = 4  # spare candidates kept per point chosen
@@ -129,6 +130,16 @@ def _busy_min() -> int:
 def default_initial(space_size: int) -> int:
     """Trials of the initial design for a space of ``space_size`` parameters (6 to 10)."""
     return max(6, min(10, space_size + 2))
+
+
+def default_initial_several(space_size: int) -> int:
+    """Trials of the initial design with several objectives or constraints: twice the parameters, 6 to 10.
+
+    Every objective and constraint has its own model to learn from the
+    design; more points (up to the single-objective ceiling) paid off on
+    the benchmark problems of four and six parameters (docs/benchmarks.md).
+    """
+    return max(6, min(10, 2 * space_size))
 
 
 class BayesStrategy(ModelStrategy):
@@ -379,9 +390,10 @@ class BayesStrategy(ModelStrategy):
                 self._note(study)
                 return self._hand_out(enc, out)
             self._put_back_spares(spares)  # too few left that were not handed out: as below
-        n_init = self.n_initial or default_initial(len(study.space))
+        several = self._several(study)
+        n_init = self.n_initial or (default_initial_several if several else default_initial)(len(study.space))
         number = numbers[0]
-        if self._several(study):
+        if several:
             u_obs, outcomes, pending, u_avoid = self._outcome_data(study, number)
             n_obs = len(u_obs)
             if n_obs + len(pending) < n_init or n_obs < max(2, n_init // 2):
@@ -945,7 +957,6 @@ class BayesStrategy(ModelStrategy):
             thresholds[j] = -centre / scale
         self._several_hyperparameters(x, ys, n, rng)
         assert self._thetas is not None
-        gps = [GP(x, y, theta) for y, theta in zip(ys, self._thetas, strict=True)]
         y_std = np.column_stack(ys[:m])
         feasible = violation[idx] <= 0.0
         front = y_std[feasible]
@@ -956,17 +967,23 @@ class BayesStrategy(ModelStrategy):
             seen = y_std[feasible]
             lo, hi = seen.min(axis=0), seen.max(axis=0)
             ref = hi + np.maximum(0.1 * (hi - lo), 0.1)
-        if len(u_avoid):
-            # FAILED and PRUNED points as fantasies: each objective no better than its median there.
-            z_avoid = enc.features(u_avoid)
-            fantasised = []
-            for j, gp in enumerate(gps):
-                mean, _ = gp.predict(z_avoid)
-                if j < m:
-                    mean = np.maximum(mean, float(np.median(ys[j])))
-                fantasised.append(gp.with_points(z_avoid, mean))
-            gps = fantasised
-        model = MultiModel(gps, m, thresholds, front, ref)
+        z_avoid = enc.features(u_avoid) if len(u_avoid) else None
+
+        def models(thetas: list[np.ndarray]) -> MultiModel:
+            gps = [GP(x, y, theta) for y, theta in zip(ys, thetas, strict=True)]
+            if z_avoid is not None:
+                # FAILED and PRUNED points as fantasies: each objective no better than its median there.
+                fantasised = []
+                for j, gp in enumerate(gps):
+                    mean, _ = gp.predict(z_avoid)
+                    if j < m:
+                        mean = np.maximum(mean, float(np.median(ys[j])))
+                    fantasised.append(gp.with_points(z_avoid, mean))
+                gps = fantasised
+            return MultiModel(gps, m, thresholds, front, ref)
+
+        thetas = self._thetas
+        model = models(thetas)
         if model.feasible:
             u_feasible = u_obs[idx][feasible]
             anchors = u_feasible[nondominated_mask(y_std[feasible])]
@@ -975,19 +992,36 @@ class BayesStrategy(ModelStrategy):
         else:
             anchors = u_obs[idx][np.argsort(violation[idx], kind="stable")[:5]]
         candidates, local, starts = self._search_sizes(enc.n_params)
-        return select(
-            model,
-            enc,
-            anchors,
-            rng,
-            count,
-            pending=u_pending,
-            spares=spares,
-            believer=self.pending == "believer",
-            candidates=candidates,
-            local=local,
-            starts=starts,
-        )
+        # The best few candidates climb the acquisition's gradient, with one or two objectives (with three
+        # the refined points did worse on the benchmark problems, see docs/benchmarks.md).
+        refine = 0 if m > _REFINE_MAX_OBJECTIVES else (starts if count == 1 else min(starts, _BATCH_STARTS))
+        tries = _STALL_SHRINKS + 1 if count == 1 and not spares else 1  # a batch is not retried (as with one)
+        for attempt in range(tries):
+            # A retry explores with a less confident model: half the candidates, none refined.
+            rows, value = select(
+                model,
+                enc,
+                anchors,
+                rng,
+                count,
+                pending=u_pending,
+                spares=spares,
+                believer=self.pending == "believer",
+                candidates=candidates if attempt == 0 else max(1, candidates // 2),
+                local=local if attempt == 0 else local // 2,
+                starts=starts if attempt == 0 else 0,
+                refine=refine if attempt == 0 else 0,
+                maxiter=_REFINE_ITERS,
+            )
+            if value >= _STALL_LOG_EI or attempt == tries - 1:
+                break
+            # The models see nothing worth having anywhere: they may be overconfident (as with one objective,
+            # in units of the standardised losses).  Ask less confident ones, with shorter length scales.
+            thetas = [t.copy() for t in thetas]
+            for t in thetas:
+                t[: enc.dim] -= math.log(2.0)
+            model = models(thetas)
+        return rows
 
     def _several_training_set(self, losses: np.ndarray, violation: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Indices the models train on: all, or past ``max_points`` the best fronts (Deb's rule), recent, random."""
