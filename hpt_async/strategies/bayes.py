@@ -153,7 +153,9 @@ class BayesStrategy(ModelStrategy):
     Options (all have working defaults):
 
     * ``n_initial``: trials of the quasi-random initial design (default: the
-      number of parameters plus two, between 6 and 10).
+      number of parameters plus two, between 6 and 10; with several
+      objectives or constraints, twice the number of parameters, between 6
+      and 10).
     * ``candidates`` / ``local``: random and near-incumbent points scored per
       suggestion; ``starts``: how many of the best are refined by L-BFGS-B.
       They grow with the number of parameters ``d``: by default
