@@ -11,10 +11,9 @@ import pytest
 from scipy import special
 
 import hpt_async as hpt
-from hpt_async.strategies import _gp
-from hpt_async.strategies import _ehvi
-from hpt_async.strategies._encoding import Encoder
+from hpt_async.strategies import _ehvi, _gp
 from hpt_async.strategies._ehvi import MultiModel, box_decomposition, log_ehvi, log_ehvi_grad, nondominated_mask
+from hpt_async.strategies._encoding import Encoder
 from hpt_async.strategies.bayes import BayesStrategy
 
 # -- the boxes and log EHVI ------------------------------------------------------------------
@@ -184,12 +183,29 @@ def test_refining_the_best_candidates_raises_the_acquisition_of_the_point_chosen
     for seed in range(4):
         # The same draws either way: the refined points join the same candidates.
         kwargs: dict[str, Any] = {"candidates": 64, "local": 16, "starts": 3}
-        plain, plain_value = _ehvi.select(model, enc, anchors, np.random.default_rng(seed), 1, **kwargs)
+        _, plain_value = _ehvi.select(model, enc, anchors, np.random.default_rng(seed), 1, **kwargs)
         refined, refined_value = _ehvi.select(model, enc, anchors, np.random.default_rng(seed), 1, refine=3, **kwargs)
         assert refined_value >= plain_value
         assert refined_value == pytest.approx(float(model.score(*model.moments(enc.features(refined)))[0]))
         gains.append(refined_value - plain_value)
     assert max(gains) > 1e-3
+
+
+def test_points_the_models_hold_are_not_proposed_again() -> None:
+    enc = Encoder(hpt.Space({"a": hpt.Int(0, 2), "b": hpt.Int(0, 2)}))  # nine configurations
+    every, _ = enc.snap(np.array([[a, b] for a in (0.0, 0.5, 1.0) for b in (0.0, 0.5, 1.0)]))
+    z_all = enc.features(every)
+    x = z_all[:8]  # all but the last one observed
+    y = np.array([-3.0, 0.5, 1.0, 0.5, 1.0, 0.8, 1.0, 0.9])  # the first far ahead, observed with much noise
+    theta = np.concatenate([np.zeros(x.shape[1]), [0.0, 0.0]])
+    gps = [_gp.GP(x, y, theta), _gp.GP(x, y, theta)]
+    losses = np.column_stack([y, y])
+    model = MultiModel(gps, 2, np.empty(0), losses[nondominated_mask(losses)], losses.max(axis=0) + 0.3)
+    scores = model.score(*model.moments(z_all))
+    assert int(np.argmax(scores)) == 0  # the noisy best observation has the best acquisition
+    for seed in range(3):
+        rows, _ = _ehvi.select(model, enc, every[:2], np.random.default_rng(seed), 1, candidates=64, local=32, refine=2)
+        assert np.array_equal(enc.features(rows)[0], z_all[8])  # the one configuration not held
 
 
 # -- through the Tuner -------------------------------------------------------------------------
