@@ -994,9 +994,9 @@ class BayesStrategy(ModelStrategy):
         else:
             anchors = u_obs[idx][np.argsort(violation[idx], kind="stable")[:5]]
         candidates, local, starts = self._search_sizes(enc.n_params)
-        # The best few candidates climb the acquisition's gradient, with one or two objectives (with three
-        # the refined points did worse on the benchmark problems, see docs/benchmarks.md).
-        refine = 0 if m > _REFINE_MAX_OBJECTIVES else (starts if count == 1 else min(starts, _BATCH_STARTS))
+        # The two best candidates climb the acquisition's gradient, with one or two objectives (with three
+        # the refined points did worse on the benchmark problems; more starts gained nothing: docs/benchmarks.md).
+        refine = 0 if m > _REFINE_MAX_OBJECTIVES else min(starts, _BATCH_STARTS)
         tries = _STALL_SHRINKS + 1 if count == 1 and not spares else 1  # a batch is not retried (as with one)
         for attempt in range(tries):
             # A retry explores with a less confident model: half the candidates, none refined.
