@@ -308,15 +308,17 @@ def select(
             z3 = enc.features(s3)
             s, z = np.vstack([s3, s]), np.vstack([z3, z])  # first: a tie goes to the refined point
             scores = np.concatenate([model.score(*model.moments(z3)), scores])
-    if model.gps:
+    order = np.lexsort((np.arange(len(scores)), -scores))
+    held_x = model.gps[0].x[:, : z.shape[1]] if model.gps else np.empty((0, z.shape[1]))
+    ranked = _distinct(z, order, count + spares + 64 + len(held_x))
+    if len(held_x):
         # A point the models already hold (an observation, or a corner of the box reached again) is not
         # proposed again: with the observation's noise its acquisition need not be nil.
-        held = {r.tobytes() for r in np.round(model.gps[0].x[:, : z.shape[1]], 12)}
-        fresh = np.array([r.tobytes() not in held for r in np.round(z, 12)], dtype=bool)
+        held = {r.tobytes() for r in np.round(held_x, 12)}
+        fresh = np.array([r.tobytes() not in held for r in np.round(z[ranked], 12)], dtype=bool)
         if fresh.any():
-            s, z, scores = s[fresh], z[fresh], scores[fresh]
-    order = np.lexsort((np.arange(len(scores)), -scores))
-    ranked = _distinct(z, order, count + spares + 64)
+            ranked = ranked[fresh]
+    ranked = ranked[: count + spares + 64]
     pool, rest = ranked[: count + 64], ranked[count + 64 :]
     s_pool, z_pool = s[pool], z[pool]
     p = 0
