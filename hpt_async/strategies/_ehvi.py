@@ -217,20 +217,24 @@ class MultiModel:
         parts = [gp.predict_grad(z) for gp in self.gps]
         mean = np.column_stack([p[0] for p in parts])
         var = np.column_stack([p[1] for p in parts])
-        value = self.score(mean, var)
         sd = np.sqrt(np.maximum(var, 1e-12))
         d_mean = np.zeros_like(mean)
         d_sd = np.zeros_like(mean)
         m = self.m
+        value = np.zeros(len(mean))  # summed in the order of :meth:`score`, so that the values are the same
         if len(self.thresholds):
             w = (self.thresholds - mean[:, m:]) / sd[:, m:]
+            log_cdf = special.log_ndtr(w)
+            value += np.sum(log_cdf, axis=1)
             with np.errstate(over="ignore", invalid="ignore"):
-                ratio = np.exp(-0.5 * w * w - _LOG_2PI_HALF - special.log_ndtr(w))  # phi(w) / Phi(w)
+                ratio = np.exp(-0.5 * w * w - _LOG_2PI_HALF - log_cdf)  # phi(w) / Phi(w)
             d_mean[:, m:] = -ratio / sd[:, m:]
             d_sd[:, m:] = -ratio * w / sd[:, m:]
         if self.feasible:
             assert self.lower is not None and self.upper is not None
-            _, d_mean[:, :m], d_sd[:, :m] = log_ehvi_grad(mean[:, :m], sd[:, :m], self.lower, self.upper)
+            ehvi, d_mean[:, :m], d_sd[:, :m] = log_ehvi_grad(mean[:, :m], sd[:, :m], self.lower, self.upper)
+            value += ehvi
+        value = np.where(np.isnan(value), -np.inf, value)
         grad = np.zeros_like(z, dtype=float)
         for k, (_, _, dm, dv) in enumerate(parts):
             grad += d_mean[:, k, None] * dm + (d_sd[:, k] / (2.0 * sd[:, k]))[:, None] * dv
