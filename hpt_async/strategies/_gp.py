@@ -522,25 +522,8 @@ class GP:
 
     def log_ei_grad(self, z: np.ndarray, best: float) -> tuple[np.ndarray, np.ndarray]:
         """Log EI and its gradient with respect to each row of ``z``."""
-        zs = z * self.inv_ls
-        k, g = _matern(_sqdist_scaled(zs, np.einsum("ij,ij->i", zs, zs), self._xs, self._xs_sq), self.s2)
-        mean = k @ self.alpha
-        beta = _chol_solve(self.chol, k.T)  # K^-1 k*, one column per point
-        var_raw = self.s2 - np.einsum("ij,ji->i", k, beta)
-        var = np.maximum(var_raw, 1e-12)
+        mean, var, dmean, dvar = self.predict_grad(z)
         sd = np.sqrt(var)
-        # dk/dz_j = -g (z_j - x_j) / l_j^2; both derivatives in one product
-        ga = g * self.alpha
-        gb = g * beta.T
-        gb *= -2.0
-        both = np.concatenate([ga, gb])  # (2m) x n
-        proj = both @ self.x
-        sums = both.sum(axis=1)
-        il2 = self.inv_ls * self.inv_ls
-        m = len(z)
-        dmean = -(z * sums[:m, None] - proj[:m]) * il2
-        dvar = -(z * sums[m:, None] - proj[m:]) * il2
-        dvar[var_raw <= 1e-12] = 0.0
         dsd = dvar / (2.0 * sd[:, None])
         u = (best - mean) / sd
         lh = log_h(u)
