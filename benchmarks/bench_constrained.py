@@ -55,7 +55,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_multi_objective import sign_test, t_test
+from bench_multi_objective import read_rows, sign_test, t_test
 
 import hpt_async as hpt
 
@@ -251,7 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.report:
-        rows = read_rows(args.report, args.methods, args.problems, args.trials)
+        rows = read_rows(args.report, args.methods,
+                         lambda r: r["problem"] in args.problems and args.trials in (None, r["trials"]))  # fmt: skip
         if rows:
             report(rows, args.methods or list(dict.fromkeys(r["method"] for r in rows)), args.tie)
         else:
@@ -287,23 +288,6 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{problem:13s} seed {seed:3d} {method:11s} figure {value:10.5f} feasible {n_feasible:3d} "
                       f"{seconds:7.2f} s{flag}", flush=True)  # fmt: skip
     report(rows, [m + args.tag if m.startswith("hpt") else m for m in args.methods], args.tie)
-
-
-def read_rows(files: Sequence[str], methods: Sequence[str] | None, problems: Sequence[str],
-              trials: int | None) -> list[dict[str, Any]]:  # fmt: skip
-    """The rows of these JSON lines files (of these methods, problems and trials); a later row of the same run wins."""
-    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for name in files:
-        for line in Path(name).read_text().splitlines():
-            if not line.strip():
-                continue
-            r = json.loads(line)
-            if (methods and r["method"] not in methods) or r["problem"] not in problems:
-                continue
-            if trials is not None and r["trials"] != trials:
-                continue
-            rows[(r["problem"], r["method"], r["seed"], r["trials"])] = r
-    return list(rows.values())
 
 
 def report(rows: list[dict[str, Any]], methods: Sequence[str], tie: float = 1e-3) -> None:
