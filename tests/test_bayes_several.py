@@ -322,6 +322,58 @@ def test_a_stalled_acquisition_is_asked_again_of_less_confident_models(
             assert retry_candidates == candidates // 2 and retry_refine == 0
 
 
+def test_a_stalled_batch_is_not_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a single suggestion is retried with less confident models: a batch (or one with spares) is not."""
+    real = _ehvi.select
+    calls: list[tuple[int, int, int]] = []
+
+    def stalled(model: MultiModel, enc: Any, anchors: Any, rng: Any, count: int, **kwargs: Any) -> Any:
+        rows, _ = real(model, enc, anchors, rng, count, **kwargs)
+        calls.append((count, kwargs["spares"], kwargs["refine"]))
+        return rows, -100.0
+
+    monkeypatch.setattr(_ehvi, "select", stalled)
+
+    async def objective(trial: hpt.Trial) -> tuple[float, float]:
+        await anyio.sleep(0.002 * (1 + trial.number % 3))
+        return _zdt1([trial.params[f"x{i}"] for i in range(3)])
+
+    result = _run(objective, ZDT_SPACE, BayesStrategy(rounds=None), 4, 24, directions=["minimize", "minimize"],
+                  concurrency=4)  # fmt: skip
+    assert result.count(hpt.TrialState.COMPLETE) == 24
+    batches = [c for c in calls if c[0] > 1 or c[1] > 0]
+    assert batches  # the models chose for several workers at once
+    # every batch was asked once, with its refinement (a retry has none)
+    assert all(refine > 0 for _, _, refine in batches)
+    singles = [c for c in calls if not (c[0] > 1 or c[1] > 0)]
+    assert len(singles) % 4 == 0  # a single suggestion: the first try and three retries
+
+
+def test_the_initial_design_is_larger_with_several_outcomes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpt_async.strategies.bayes import default_initial, default_initial_several
+
+    assert [default_initial_several(d) for d in range(1, 8)] == [6, 6, 6, 8, 10, 10, 10]
+    assert [default_initial(d) for d in range(1, 8)] == [6, 6, 6, 6, 7, 8, 9]
+    calls: list[int] = []
+    real = _ehvi.select
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_ehvi, "select", counted)
+    space = {f"x{i}": hpt.Float(0.0, 1.0) for i in range(4)}  # d = 4: 8 design points (6 with one objective)
+
+    def objective(trial: hpt.SyncTrial) -> float:
+        x = [trial.params[f"x{i}"] for i in range(4)]
+        trial.set_constraints([sum(x) - 2.0])
+        return sum((v - 0.3) ** 2 for v in x)
+
+    result = _run(objective, space, "bayes", 0, 10)
+    assert result.count(hpt.TrialState.COMPLETE) == 10
+    assert len(calls) == 2  # the models chose trials 8 and 9 only
+
+
 def test_with_no_feasible_trial_yet_the_search_heads_for_feasibility() -> None:
     space = {"x": hpt.Float(0.0, 1.0), "y": hpt.Float(0.0, 1.0)}
 

@@ -237,3 +237,29 @@ def test_a_ladder_ranks_anew_after_each_entry() -> None:
     ladder.enter(0, 2, 0.0, 0.0, (0.5, 0.5))  # dominates both
     assert ladder.ahead(0, 1) == 2 and ladder.ahead(0, 0) == 1 and ladder.ahead(0, 2) == 0
     assert ladder.position(0, 1, 0.0) == 2.0
+
+
+def test_a_rung_is_sorted_once_per_entry_however_often_it_is_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpt_async.pruners import _halving
+
+    rng = random.Random(3)
+    vectors = [(rng.random(), rng.random()) for _ in range(12)]
+    expected = []  # after each entry: whether it went on, then each trial's promotability and position (ahead_of)
+    for number in range(12):
+        rung = dict(enumerate(vectors[: number + 1]))
+        ahead = [ahead_of(rung, n) for n in rung]
+        went_on = ahead[number] < _halving.top_count(len(rung), 3)
+        promotable = [a < _halving.promoted_count(len(rung), 3) for a in ahead]
+        expected.append((went_on, promotable, [float(a) for a in ahead]))
+    sorts: list[int] = []
+    real = _halving.front_ranks
+    monkeypatch.setattr(_halving, "front_ranks", lambda points: sorts.append(len(points)) or real(points))
+    ladder = Ladder(1, 3)
+    ladder.level(0)
+    for number, vector in enumerate(vectors):
+        went_on = ladder.enter(0, number, vector[0], vector[0], vector)
+        # promotion mode asks about every paused trial of the rung: whether it may go on, then which first
+        waiting = [ladder.promotable(0, 0.0, n) for n in range(number + 1)]
+        positions = [ladder.position(0, n, 0.0) for n in range(number + 1)]
+        assert (went_on, waiting, positions) == expected[number]
+    assert sorts == list(range(1, 13))  # one non-dominated sort per entry, none per question

@@ -165,7 +165,8 @@ class Ladder:
             self._ahead[k] = None
             if math.inf in vector:
                 return False
-            return ahead_of(vectors, number) < top_count(len(vectors), self.eta)
+            # Ranked through the cache: promotion mode's later questions about this rung reuse the same sort.
+            return self.ahead(k, number) < top_count(len(vectors), self.eta)
         return loss != math.inf and pos < top_count(len(rung), self.eta)
 
     def promotable(self, k: int, loss: float, number: int | None = None) -> bool:
