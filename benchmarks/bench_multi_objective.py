@@ -233,7 +233,12 @@ def label(method: str, tag: str) -> str:
 def read_rows(
     files: Sequence[str], methods: Sequence[str] | None, keep: Callable[[dict[str, Any]], bool]
 ) -> list[dict[str, Any]]:
-    """The rows of these JSON lines files that ``keep`` accepts (of ``methods``, if given); a run's last row wins."""
+    """The rows of these JSON lines files that ``keep`` accepts (of ``methods``, if given); a run's last row wins.
+
+    Runs of one method and seed under different settings (trials, epochs,
+    pruner...) would be paired as if they were one: that is refused, and
+    the options of ``--report`` choose among them.
+    """
     rows: dict[tuple[Any, ...], dict[str, Any]] = {}
     for name in files:
         for line in Path(name).read_text().splitlines():
@@ -242,9 +247,18 @@ def read_rows(
             r = json.loads(line)
             if (methods and r["method"] not in methods) or not keep(r):
                 continue
-            settings = tuple(r.get(k) for k in ("trials", "max_epochs", "eta", "min_resource", "mode", "pruner",
-                                                "brackets"))  # fmt: skip
+            mlp = "max_epochs" in r  # an MLP run: its "trials" counts the trials it started
+            settings = (r.get("full_trials") if mlp else r.get("trials"), r.get("pruner", "asha") if mlp else None,
+                        *(r.get(k) for k in ("max_epochs", "eta", "min_resource", "mode", "brackets")))  # fmt: skip
             rows[(r["problem"], r["method"], r["seed"], json.dumps(r.get("options")), settings)] = r
+    seen: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for problem, method, seed, options, settings in rows:
+        first = seen.setdefault((problem, method, seed, options), settings)
+        if first != settings:
+            raise SystemExit(
+                f"{method} on {problem}, seed {seed}, has runs of different settings ({first} and {settings}): "
+                "choose one with the options of --report (--trials, --epochs, --eta, --mode, --pruner...)"
+            )
     return list(rows.values())
 
 

@@ -62,3 +62,13 @@ def test_report_pairs_tagged_runs_and_filters_by_trials(bench: Any, tmp_path: Pa
     assert "gramacy: hpt-random-b vs hpt-random: gain +0 ± 0 (over 2 seeds), better on 0, worse on 0" in text
     bench.main(["--report", str(out), "--trials", "6"])
     assert "gramacy:" not in capsys.readouterr().out
+
+
+def test_report_refuses_to_pair_runs_of_different_budgets(bench: Any, tmp_path: Path) -> None:
+    out = tmp_path / "runs.jsonl"
+    for trials in ("4", "5"):
+        bench.main(["--problems", "gramacy", "--seeds", "1", "--trials", trials, "--methods", "hpt-random",
+                    "--out", str(out)])  # fmt: skip
+    with pytest.raises(SystemExit, match="different settings"):
+        bench.main(["--report", str(out)])
+    bench.main(["--report", str(out), "--trials", "4"])  # one budget chosen: no refusal

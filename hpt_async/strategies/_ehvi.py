@@ -221,7 +221,7 @@ class MultiModel:
         d_mean = np.zeros_like(mean)
         d_sd = np.zeros_like(mean)
         m = self.m
-        value = np.zeros(len(mean))  # summed in the order of :meth:`score`, so that the values are the same
+        value = np.zeros(len(mean))  # summed in the order of :meth:`score` (equal to its values up to rounding)
         if len(self.thresholds):
             w = (self.thresholds - mean[:, m:]) / sd[:, m:]
             log_cdf = special.log_ndtr(w)

@@ -887,9 +887,7 @@ class BayesStrategy(ModelStrategy):
                 best,
                 anchors,
                 rng,
-                candidates=candidates if attempt == 0 else max(1, candidates // 2),
-                local=local if attempt == 0 else local // 2,
-                starts=starts if attempt == 0 else 0,
+                **_search_on(attempt, candidates, local, starts),
                 maxiter=_REFINE_ITERS,
             )
             if value >= _STALL_LOG_EI:
@@ -1009,9 +1007,7 @@ class BayesStrategy(ModelStrategy):
                 pending=u_pending,
                 spares=spares,
                 believer=self.pending == "believer",
-                candidates=candidates if attempt == 0 else max(1, candidates // 2),
-                local=local if attempt == 0 else local // 2,
-                starts=starts if attempt == 0 else 0,
+                **_search_on(attempt, candidates, local, starts),
                 refine=refine if attempt == 0 else 0,
                 maxiter=_REFINE_ITERS,
             )
@@ -1055,6 +1051,14 @@ class _Outcomes(NamedTuple):
 
     losses: np.ndarray  # one column per objective (``sign * value``)
     constraints: np.ndarray  # one column per constraint (satisfied when <= 0); no columns without them
+
+
+def _search_on(attempt: int, candidates: int, local: int, starts: int) -> dict[str, int]:
+    """The acquisition's search sizes on a stall retry's ``attempt`` (0: the first search): a retry explores
+    with a less confident model, with half the candidates and none refined."""
+    if attempt == 0:
+        return {"candidates": candidates, "local": local, "starts": starts}
+    return {"candidates": max(1, candidates // 2), "local": local // 2, "starts": 0}
 
 
 def _keys(rows: np.ndarray) -> list[bytes]:
