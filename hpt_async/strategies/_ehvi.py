@@ -285,12 +285,13 @@ def select(
     second round of perturbations of the best ``starts``; then the best
     ``refine`` distinct candidates climb the acquisition by L-BFGS-B on its
     analytic gradient (:meth:`MultiModel.score_grad`, at most ``maxiter``
-    iterations) and join the pool.  The ``warm`` unit rows (e.g. the best
-    feasible observation), if any, climb too, on their own and further
-    (relative tolerance ``_WARM_FTOL``, at most ``_WARM_ITERS`` iterations,
-    instead of 1e-3 and ``maxiter``): a precise local step next to the
-    incumbent, which the candidates' coarser climb does not reach.  The running trials' points
-    (``pending``, unit rows) are conditioned on first.  With ``spares``, up
+    iterations) and join the pool.  With ``refine``, the ``warm`` unit rows
+    (e.g. the best feasible observation), if any, climb too, apart from the
+    candidates and further (relative tolerance ``_WARM_FTOL``, at most
+    ``_WARM_ITERS`` iterations, instead of 1e-3 and ``maxiter``): a precise
+    local step next to the incumbent, which the candidates' coarser climb
+    does not reach.  The running trials' points (``pending``, unit rows)
+    are conditioned on first.  With ``spares``, up
     to that many more rows follow (the next best of the pool once the batch
     is conditioned on, then the candidates past it).  ``believer=False``
     conditions on nothing (for comparison).
