@@ -14,7 +14,7 @@ import hpt_async as hpt
 from hpt_async.strategies import _ehvi, _gp
 from hpt_async.strategies._ehvi import MultiModel, box_decomposition, log_ehvi, log_ehvi_grad, nondominated_mask
 from hpt_async.strategies._encoding import Encoder
-from hpt_async.strategies.bayes import BayesStrategy
+from hpt_async.strategies.bayes import BayesStrategy, _end_game_start
 
 # -- the boxes and log EHVI ------------------------------------------------------------------
 
@@ -189,6 +189,93 @@ def test_refining_the_best_candidates_raises_the_acquisition_of_the_point_chosen
         assert refined_value == pytest.approx(float(model.score(*model.moments(enc.features(refined)))[0]))
         gains.append(refined_value - plain_value)
     assert max(gains) > 1e-3
+
+
+def _best_feasible_input(model: MultiModel) -> np.ndarray:
+    """The training input of a hand-made model (one objective) with the lowest mean among those that look feasible."""
+    x = model.gps[0].x
+    mean, _ = model.moments(x)
+    ok = np.flatnonzero(np.all(mean[:, model.m :] <= model.thresholds, axis=1))
+    i = ok[np.argmin(mean[ok, 0])]
+    return x[i : i + 1]
+
+
+def test_a_warm_start_climbs_on_its_own_to_a_fine_tolerance(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _hand_made_model(1, 1, seed=0)
+    enc = Encoder(hpt.Space({f"x{i}": hpt.Float(0.0, 1.0) for i in range(3)}))
+    warm = _best_feasible_input(model)
+    real = _ehvi.ascend
+    climbs: list[tuple[np.ndarray, int, float]] = []
+
+    def watched(value_grad: Any, enc: Encoder, z0: np.ndarray, s0: np.ndarray, maxiter: int, *args: Any) -> Any:
+        climbs.append((z0.copy(), maxiter, args[0] if args else 1e-3))
+        return real(value_grad, enc, z0, s0, maxiter, *args)
+
+    monkeypatch.setattr(_ehvi, "ascend", watched)
+    kwargs: dict[str, Any] = {"candidates": 64, "local": 16, "starts": 3, "refine": 2, "maxiter": 20}
+    _ehvi.select(model, enc, model.gps[0].x[:3], np.random.default_rng(0), 1, **kwargs)
+    assert [(len(z), it, tol) for z, it, tol in climbs] == [(2, 20, 1e-3)]  # without: the two candidates only
+    climbs.clear()
+    _ehvi.select(model, enc, model.gps[0].x[:3], np.random.default_rng(0), 1, warm=warm, **kwargs)
+    assert [(len(z), it, tol) for z, it, tol in climbs] == [(2, 20, 1e-3), (1, _ehvi._WARM_ITERS, _ehvi._WARM_FTOL)]
+    assert np.array_equal(climbs[1][0], enc.features(warm))  # the warm start climbs from where it is, alone
+    assert _ehvi._WARM_FTOL < 1e-3 and _ehvi._WARM_ITERS > 20
+
+
+@pytest.mark.parametrize("model_seed", [0, 4])
+def test_a_warm_start_raises_the_acquisition_of_the_point_chosen(model_seed: int) -> None:
+    model = _hand_made_model(1, 1, seed=model_seed)
+    enc = Encoder(hpt.Space({f"x{i}": hpt.Float(0.0, 1.0) for i in range(3)}))
+    warm = _best_feasible_input(model)
+    gains = []
+    for seed in range(4):
+        # The same draws either way: the warm start's climb joins the same candidates and refined points.
+        kwargs: dict[str, Any] = {"candidates": 64, "local": 16, "starts": 3, "refine": 2}
+        _, plain_value = _ehvi.select(model, enc, model.gps[0].x[:3], np.random.default_rng(seed), 1, **kwargs)
+        rows, value = _ehvi.select(model, enc, model.gps[0].x[:3], np.random.default_rng(seed), 1, warm=warm, **kwargs)
+        assert value >= plain_value
+        assert value == pytest.approx(float(model.score(*model.moments(enc.features(rows)))[0]))
+        gains.append(value - plain_value)
+    assert max(gains) > 0.1
+
+
+def test_the_end_game_starts_from_the_best_feasible_point_or_the_least_infeasible() -> None:
+    u = np.array([[0.1, 0.1], [0.2, 0.2], [0.3, 0.3], [0.4, 0.4]])
+    losses = np.array([0.5, 0.2, 0.1, 0.2])
+    violation = np.array([0.0, 0.0, 0.3, 0.0])  # the lowest loss is infeasible; two feasible ones tie at 0.2
+    assert np.array_equal(_end_game_start(u, losses, violation), u[1:2])
+    assert np.array_equal(_end_game_start(u, losses, np.array([0.4, 0.2, 0.3, 0.2])), u[1:2])  # none feasible
+
+
+@pytest.mark.parametrize("directions", [["minimize"], ["minimize", "minimize"]])
+def test_one_objective_under_constraints_warm_starts_from_its_incumbent(
+    monkeypatch: pytest.MonkeyPatch, directions: list[str]
+) -> None:
+    """With one objective and constraints, each suggestion's ``warm`` start is the best feasible trial so far;
+    with several objectives there is none."""
+    real = _ehvi.select
+    calls: list[tuple[int, np.ndarray | None]] = []
+
+    def watched(model: MultiModel, *args: Any, **kwargs: Any) -> tuple[np.ndarray, float]:
+        calls.append((len(model.gps[0].x), kwargs.get("warm")))
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(_ehvi, "select", watched)
+
+    def objective(trial: hpt.SyncTrial) -> Any:
+        value = _gardner(trial)
+        return value if len(directions) == 1 else (value, trial.params["x"])
+
+    result = _run(objective, GARDNER_SPACE, "bayes", 3, 14, directions=directions)
+    assert len(calls) >= 4
+    for n, warm in calls:
+        if len(directions) > 1:
+            assert warm is None
+            continue
+        done = [t for t in result.trials if t.number < n]
+        best = min((t for t in done if t.feasible), key=lambda t: t.value)
+        assert warm is not None and warm.shape == (1, 2)
+        assert np.allclose(6.0 * warm[0], [best.params["x"], best.params["y"]])
 
 
 def test_points_the_models_hold_are_not_proposed_again() -> None:

@@ -63,13 +63,16 @@ def ascend(
     z0: np.ndarray,
     s0: np.ndarray,
     maxiter: int,
+    ftol: float = 1e-3,
 ) -> np.ndarray:
     """Local ascent (L-BFGS-B) of an acquisition from the feature rows ``z0`` (snapped unit rows ``s0``).
 
     ``value_grad(z)`` gives the acquisition of each row of ``z`` and its
     gradient in the features; the rows climb together (their sum is
     maximised) over their active numeric features, Choice and inactive
-    features held fixed.  Returns the features reached.
+    features held fixed, for at most ``maxiter`` iterations or until a step
+    gains less than ``ftol`` of the sum (relative).  Returns the features
+    reached.
     """
     if len(enc.numeric_cols) == 0:
         return z0
@@ -94,9 +97,10 @@ def ascend(
             jac=True,
             method="L-BFGS-B",
             bounds=[(0.0, 1.0)] * int(free.sum()),
-            # Stop once the summed log EI gains less than 1e-3 of itself in a step (a few
-            # thousandths per start): finer precision changes nothing worth the evaluations.
-            options={"maxiter": maxiter, "ftol": 1e-3},
+            # By default, stop once the summed log EI gains less than 1e-3 of itself in a step (a few
+            # thousandths per start): finer precision changes nothing worth the evaluations, except in
+            # the end game of one constrained objective (``_ehvi.select``'s ``warm`` start).
+            options={"maxiter": maxiter, "ftol": ftol},
         )
     z = z0.copy()
     z[free] = np.clip(res.x, 0.0, 1.0) if np.all(np.isfinite(res.x)) else z0[free]

@@ -59,6 +59,9 @@ from ._gp import _LOG_2PI_HALF, GP, _log1mexp, log_h
 __all__ = ["MultiModel", "box_decomposition", "log_ehvi", "log_ehvi_grad", "nondominated_mask", "select"]
 
 _BOX_BLOCK = 1 << 18  # (points x boxes x objectives) entries per block when scoring
+# A ``warm`` start of :func:`select` climbs on its own to this relative tolerance, for at most this many iterations.
+_WARM_FTOL = 1e-7
+_WARM_ITERS = 100
 _INFEASIBLE_MARGIN = 0.25  # how far past the threshold a pending point's constraint is believed (standardised)
 
 
@@ -274,6 +277,7 @@ def select(
     starts: int = 5,
     refine: int = 0,
     maxiter: int = 20,
+    warm: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     """``count`` snapped unit points chosen greedily by the acquisition, each conditioned on the ones before.
 
@@ -281,8 +285,13 @@ def select(
     second round of perturbations of the best ``starts``; then the best
     ``refine`` distinct candidates climb the acquisition by L-BFGS-B on its
     analytic gradient (:meth:`MultiModel.score_grad`, at most ``maxiter``
-    iterations) and join the pool.  The running trials' points
-    (``pending``, unit rows) are conditioned on first.  With ``spares``, up
+    iterations) and join the pool.  With ``refine``, the ``warm`` unit rows
+    (e.g. the best feasible observation), if any, climb too, apart from the
+    candidates and further (relative tolerance ``_WARM_FTOL``, at most
+    ``_WARM_ITERS`` iterations, instead of 1e-3 and ``maxiter``): a precise
+    local step next to the incumbent, which the candidates' coarser climb
+    does not reach.  The running trials' points (``pending``, unit rows)
+    are conditioned on first.  With ``spares``, up
     to that many more rows follow (the next best of the pool once the batch
     is conditioned on, then the candidates past it).  ``believer=False``
     conditions on nothing (for comparison).
@@ -306,9 +315,12 @@ def select(
         order = np.lexsort((np.arange(len(scores)), -scores))
         top = _distinct(z, order, refine)
         top = top[np.isfinite(scores[top])]
-        if len(top):
-            reached = ascend(model.score_grad, enc, z[top], s[top], maxiter)
-            s3, _ = enc.snap(enc.unit_of_features(reached))
+        reached = [ascend(model.score_grad, enc, z[top], s[top], maxiter)] if len(top) else []
+        if warm is not None and len(warm):
+            s_warm, _ = enc.snap(warm)
+            reached.append(ascend(model.score_grad, enc, enc.features(s_warm), s_warm, _WARM_ITERS, _WARM_FTOL))
+        if reached:
+            s3, _ = enc.snap(enc.unit_of_features(np.vstack(reached)))
             z3 = enc.features(s3)
             s, z = np.vstack([s3, s]), np.vstack([z3, z])  # first: a tie goes to the refined point
             scores = np.concatenate([model.score(*model.moments(z3)), scores])

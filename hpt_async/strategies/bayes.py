@@ -995,6 +995,9 @@ class BayesStrategy(ModelStrategy):
         # The two best candidates climb the acquisition's gradient, with one or two objectives (with three
         # the refined points did worse on the benchmark problems; more starts gained nothing: docs/benchmarks.md).
         refine = 0 if m > _REFINE_MAX_OBJECTIVES else min(starts, _BATCH_STARTS)
+        # One objective under constraints: the incumbent also climbs, on its own and to a fine tolerance (the
+        # end game next to an optimum on the feasible region's boundary: docs/benchmarks.md).
+        warm = _end_game_start(u_obs[idx], losses[idx, 0], violation[idx]) if m == 1 and k else None
         tries = _STALL_SHRINKS + 1 if count == 1 and not spares else 1  # a batch is not retried (as with one)
         for attempt in range(tries):
             # A retry explores with a less confident model: half the candidates, none refined.
@@ -1010,6 +1013,7 @@ class BayesStrategy(ModelStrategy):
                 **_search_on(attempt, candidates, local, starts),
                 refine=refine if attempt == 0 else 0,
                 maxiter=_REFINE_ITERS,
+                warm=warm if attempt == 0 else None,
             )
             if value >= _STALL_LOG_EI or attempt == tries - 1:
                 break
@@ -1051,6 +1055,18 @@ class _Outcomes(NamedTuple):
 
     losses: np.ndarray  # one column per objective (``sign * value``)
     constraints: np.ndarray  # one column per constraint (satisfied when <= 0); no columns without them
+
+
+def _end_game_start(u: np.ndarray, losses: np.ndarray, violation: np.ndarray) -> np.ndarray:
+    """The unit row (one) of the best feasible observation, or of the least infeasible one when none is feasible.
+
+    ``losses`` are one objective's (lower is better), ``violation`` the
+    summed positive parts of the constraints, one per row of ``u``; the
+    first of equals is taken.
+    """
+    feasible = np.flatnonzero(violation <= 0.0)
+    i = int(feasible[np.argmin(losses[feasible])]) if len(feasible) else int(np.argmin(violation))
+    return u[i : i + 1]
 
 
 def _search_on(attempt: int, candidates: int, local: int, starts: int) -> dict[str, int]:
