@@ -112,6 +112,7 @@ _STALL_LOG_EI = -8.0  # log EI in standard deviations of the (transformed) losse
 _STALL_SHRINKS = 3
 _REFINE_ITERS = 20
 _REFINE_MAX_OBJECTIVES = 2  # the acquisition of several outcomes is refined by its gradient up to this many objectives
+_FLOOR_OBJECTIVES = 2  # objectives with a reached bound floor the boxes of log EHVI with exactly this many objectives
 _POOL_MIN = 16  # fewest points a background acquisition chooses
 _POOL_MAX = 256  # most
 _SPARES = 4  # spare candidates kept per point chosen
@@ -937,7 +938,7 @@ class BayesStrategy(ModelStrategy):
         spares: int = 0,
     ) -> np.ndarray:
         """One GP per objective and per constraint; log EHVI times the probability of feasibility (``_ehvi``)."""
-        from ._ehvi import MultiModel, nondominated_mask, select
+        from ._ehvi import MultiModel, nondominated_mask, reached_floors, select
         from ._gp import GP, standardise
 
         rng = np.random.default_rng(seed)
@@ -967,6 +968,15 @@ class BayesStrategy(ModelStrategy):
             seen = y_std[feasible]
             lo, hi = seen.min(axis=0), seen.max(axis=0)
             ref = hi + np.maximum(0.1 * (hi - lo), 0.1)
+        floor = None
+        if m == _FLOOR_OBJECTIVES and len(front):
+            # An objective's best feasible value reached by two configurations or more is taken as its bound:
+            # the boxes start there instead of at minus infinity.  Without it a point predicted at an end of
+            # the front draws, from the tail of its Gaussian past that end, the whole width of the other
+            # objective up to the reference point, and the search proposes copies of that end again and again.
+            bound = reached_floors(losses[idx][feasible])
+            if bound.any():
+                floor = np.where(bound, y_std[feasible].min(axis=0), -np.inf)
         z_avoid = enc.features(u_avoid) if len(u_avoid) else None
 
         def models(thetas: list[np.ndarray]) -> MultiModel:
@@ -980,7 +990,7 @@ class BayesStrategy(ModelStrategy):
                         mean = np.maximum(mean, float(np.median(ys[j])))
                     fantasised.append(gp.with_points(z_avoid, mean))
                 gps = fantasised
-            return MultiModel(gps, m, thresholds, front, ref)
+            return MultiModel(gps, m, thresholds, front, ref, floor)
 
         thetas = self._thetas
         model = models(thetas)
