@@ -724,3 +724,37 @@ def test_with_two_objectives_the_search_stops_proposing_copies_of_an_end_of_the_
         values = np.array([t.values for t in result.trials])
         at_an_end += int(np.sum(np.any(values[8:] < 1e-9, axis=1)))  # after the design of 8
     assert at_an_end <= 30
+
+
+@pytest.mark.parametrize("m", [1, 2])
+def test_with_several_objectives_the_models_are_refitted_with_restarts_at_every_result(
+    monkeypatch: pytest.MonkeyPatch, m: int
+) -> None:
+    """Two objectives: every suggestion after the first refits each model from restarts (``runs`` of 2 or more).
+
+    One objective with a constraint keeps the schedule of ``refit_fraction`` (warm refreshes in between).
+    """
+    real = _gp.fit_theta
+    fits: list[tuple[int, bool]] = []
+
+    def counted(x: np.ndarray, y: np.ndarray, warm: Any, rng: Any, **kwargs: Any) -> np.ndarray:
+        fits.append((len(y), kwargs.get("runs", 2) >= 2))
+        return real(x, y, warm, rng, **kwargs)
+
+    monkeypatch.setattr(_gp, "fit_theta", counted)
+
+    def objective(trial: hpt.SyncTrial) -> Any:
+        x = [trial.params[f"x{i}"] for i in range(3)]
+        trial.set_constraints([x[2] - 0.9])
+        return _zdt1(x) if m == 2 else sum(x)
+
+    result = _run(objective, ZDT_SPACE, BayesStrategy(n_initial=6), 0, 14, directions=["minimize"] * m)
+    assert result.count(hpt.TrialState.COMPLETE) == 14
+    models = m + 1  # the objectives and the constraint
+    sizes = sorted({n for n, _ in fits})
+    assert sizes == list(range(6, 14))  # a fit at every new result
+    restarts = [n for n, full in fits if full]
+    if m == 2:
+        assert restarts == [n for n in sizes for _ in range(models)]  # every model, every time, from restarts
+    else:
+        assert len(restarts) < len(fits)  # warm refreshes in between
