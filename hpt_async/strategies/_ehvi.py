@@ -56,7 +56,15 @@ from ._acquisition import _distinct, _local_candidates, ascend, take_best
 from ._encoding import Encoder
 from ._gp import _LOG_2PI_HALF, GP, _log1mexp, log_h
 
-__all__ = ["MultiModel", "box_decomposition", "log_ehvi", "log_ehvi_grad", "nondominated_mask", "select"]
+__all__ = [
+    "MultiModel",
+    "box_decomposition",
+    "log_ehvi",
+    "log_ehvi_grad",
+    "nondominated_mask",
+    "reached_floors",
+    "select",
+]
 
 _BOX_BLOCK = 1 << 18  # (points x boxes x objectives) entries per block when scoring
 # A ``warm`` start of :func:`select` climbs on its own to this relative tolerance, for at most this many iterations.
@@ -76,6 +84,23 @@ def nondominated_mask(points: np.ndarray) -> np.ndarray:
     same = le & le.T
     earlier_twin = np.triu(same, 1).any(axis=0)  # an equal row comes before
     return ~dominated & ~earlier_twin
+
+
+def reached_floors(losses: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+    """For each objective (column of ``losses``), whether two or more rows reach its best value.
+
+    Within ``tol`` of the column's range.  A best value that different
+    configurations reach alike (an error of zero, a size at its smallest,
+    ``cos(pi / 2)`` times anything) is most likely a bound of the objective
+    rather than a point on a slope: the acquisition of ``bayes`` with two
+    objectives counts no improvement past it.
+    """
+    losses = np.asarray(losses, dtype=float)
+    if losses.ndim != 2 or len(losses) < 2:
+        return np.zeros(losses.shape[-1] if losses.ndim == 2 else 0, dtype=bool)
+    best = losses.min(axis=0)
+    span = np.maximum(losses.max(axis=0) - best, np.finfo(float).tiny)
+    return np.sum(losses <= best + tol * span, axis=0) >= 2
 
 
 def box_decomposition(front: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,10 +204,20 @@ class MultiModel:
     are the constraints' feasibility thresholds in the GPs' standardised
     units; ``front`` the feasible non-dominated standardised losses (empty
     while no observation is feasible) and ``ref`` the reference point.
+    ``floor`` (optional, one value per objective, ``-inf`` for none) is a
+    value below which an objective is taken not to go: the boxes' lower
+    bounds are raised to it, so no improvement is counted past it (see
+    :func:`reached_floors`).
     """
 
     def __init__(
-        self, gps: list[GP], n_objectives: int, thresholds: np.ndarray, front: np.ndarray, ref: np.ndarray | None
+        self,
+        gps: list[GP],
+        n_objectives: int,
+        thresholds: np.ndarray,
+        front: np.ndarray,
+        ref: np.ndarray | None,
+        floor: np.ndarray | None = None,
     ) -> None:
         self.gps = gps
         self.m = n_objectives
@@ -190,7 +225,13 @@ class MultiModel:
         self.front = front
         self.feasible = len(front) > 0
         self.ref = ref
+        self.floor = floor
         self.lower, self.upper = box_decomposition(front, ref) if self.feasible and ref is not None else (None, None)
+        if floor is not None and self.lower is not None and self.upper is not None:
+            # No improvement is counted below an objective's floor: the boxes start there.
+            lower = np.maximum(self.lower, np.asarray(floor, dtype=float)[None, :])
+            keep = np.all(lower < self.upper, axis=1)
+            self.lower, self.upper = lower[keep], self.upper[keep]
 
     def moments(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior means and variances at the rows of ``z``, one column per model."""
@@ -259,7 +300,7 @@ class MultiModel:
         if np.any(np.all(self.front <= y, axis=1)):
             return self  # weakly dominated: the front and the boxes stay
         front = np.vstack([self.front, y])
-        return MultiModel(self.gps, self.m, self.thresholds, front[nondominated_mask(front)], self.ref)
+        return MultiModel(self.gps, self.m, self.thresholds, front[nondominated_mask(front)], self.ref, self.floor)
 
 
 def select(
