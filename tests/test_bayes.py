@@ -253,6 +253,11 @@ async def test_bayes_is_registered_and_configurable_by_name() -> None:
     assert result.count(hpt.TrialState.COMPLETE) == 12
     with pytest.raises(ValueError, match="pending"):
         BayesStrategy(pending="nope")
+    for bad in (-0.1, 11, True, "0.1"):
+        with pytest.raises(ValueError, match="refit_fraction"):
+            BayesStrategy(refit_fraction=bad)  # type: ignore[arg-type]
+    assert BayesStrategy().refit_fraction == 0.1  # unset: 0.1 with one objective
+    assert BayesStrategy(refit_fraction=0).refit_fraction == 0.0
 
 
 @pytest.mark.anyio

@@ -726,13 +726,14 @@ def test_with_two_objectives_the_search_stops_proposing_copies_of_an_end_of_the_
     assert at_an_end <= 35
 
 
-@pytest.mark.parametrize("m", [1, 2])
+@pytest.mark.parametrize(("m", "refit_fraction"), [(1, None), (2, None), (2, 0.1)])
 def test_with_several_objectives_the_models_are_refitted_with_restarts_at_every_result(
-    monkeypatch: pytest.MonkeyPatch, m: int
+    monkeypatch: pytest.MonkeyPatch, m: int, refit_fraction: float | None
 ) -> None:
     """Two objectives: every suggestion after the first refits each model from restarts (``runs`` of 2 or more).
 
-    One objective with a constraint keeps the schedule of ``refit_fraction`` (warm refreshes in between).
+    One objective with a constraint keeps the schedule of ``refit_fraction`` (warm refreshes in between), and
+    so do two objectives when the user sets ``refit_fraction``.
     """
     real = _gp.fit_theta
     fits: list[tuple[int, bool]] = []
@@ -748,13 +749,14 @@ def test_with_several_objectives_the_models_are_refitted_with_restarts_at_every_
         trial.set_constraints([x[2] - 0.9])
         return _zdt1(x) if m == 2 else sum(x)
 
-    result = _run(objective, ZDT_SPACE, BayesStrategy(n_initial=6), 0, 14, directions=["minimize"] * m)
+    strategy = BayesStrategy(n_initial=6, refit_fraction=refit_fraction)
+    result = _run(objective, ZDT_SPACE, strategy, 0, 14, directions=["minimize"] * m)
     assert result.count(hpt.TrialState.COMPLETE) == 14
     models = m + 1  # the objectives and the constraint
     sizes = sorted({n for n, _ in fits})
     assert sizes == list(range(6, 14))  # a fit at every new result
     restarts = [n for n, full in fits if full]
-    if m == 2:
+    if m == 2 and refit_fraction is None:
         assert restarts == [n for n in sizes for _ in range(models)]  # every model, every time, from restarts
     else:
         assert len(restarts) < len(fits)  # warm refreshes in between

@@ -114,6 +114,7 @@ _REFINE_ITERS = 20
 _REFINE_MAX_OBJECTIVES = 2  # the acquisition of several outcomes is refined by its gradient up to this many objectives
 _FLOOR_OBJECTIVES = 2  # objectives with a reached bound floor the boxes of log EHVI with exactly this many objectives
 _REFIT_EVERY_OBJECTIVES = 2  # from this many objectives, the models are refitted with restarts at every new result
+_REFIT_FRACTION = 0.1  # ``refit_fraction`` left unset, with fewer objectives
 _POOL_MIN = 16  # fewest points a background acquisition chooses
 _POOL_MAX = 256  # most
 _SPARES = 4  # spare candidates kept per point chosen
@@ -166,8 +167,9 @@ class BayesStrategy(ModelStrategy):
     * ``max_points``: largest training set; beyond it a subset is used.
     * ``refit_fraction``: refresh hyperparameters when the data has grown by
       this fraction since the last fit (0 refits fully, with restarts, at
-      every suggestion).  With two objectives or more, every model is
-      refitted fully, with restarts, at each new result whatever this is.
+      every suggestion).  Left unset (``None``): 0.1 with one objective, and
+      0 with two objectives or more (every model refitted fully, with
+      restarts, at each new result).
     * ``pending``: ``"believer"`` (default) conditions on running trials;
       ``"ignore"`` does not (concurrent suggestions then tend to coincide;
       for comparison only).  Failed trials, and pruned ones the model does
@@ -201,7 +203,7 @@ class BayesStrategy(ModelStrategy):
         local: int | None = None,
         starts: int | None = None,
         max_points: int = 256,
-        refit_fraction: float = 0.1,
+        refit_fraction: float | None = None,
         pending: str = "believer",
         fidelity: bool = True,
         fidelity_min: int | None = None,
@@ -216,8 +218,9 @@ class BayesStrategy(ModelStrategy):
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 10:
             raise ValueError(f"max_points must be an int >= 10, got {max_points!r}")
-        if isinstance(refit_fraction, bool) or not (
-            isinstance(refit_fraction, (int, float)) and 0 <= refit_fraction <= 10
+        if refit_fraction is not None and (
+            isinstance(refit_fraction, bool)
+            or not (isinstance(refit_fraction, (int, float)) and 0 <= refit_fraction <= 10)
         ):
             raise ValueError(f"refit_fraction must be a number in [0, 10], got {refit_fraction!r}")
         if pending not in _PENDING_MODES:
@@ -234,6 +237,9 @@ class BayesStrategy(ModelStrategy):
         self.local = local
         self.starts = starts
         self.max_points = max_points
+        # Left unset, several objectives refit fully at every result (``_several_hyperparameters``).
+        self._refit_chosen = refit_fraction is not None
+        refit_fraction = _REFIT_FRACTION if refit_fraction is None else refit_fraction
         self.refit_fraction = float(refit_fraction)
         # Full refits (with restarts) when the data has grown by this much; none in between
         # are needed for refit_fraction=0, which refits fully every time.
@@ -911,7 +917,8 @@ class BayesStrategy(ModelStrategy):
         The fits are made here, in the worker thread that makes the
         suggestion (there is no separate background refit for these models).
         With ``every``, a full refit with restarts follows every new result
-        (the schedule of ``refit_fraction=0``), whatever ``refit_fraction``.
+        (the schedule of ``refit_fraction=0``), whatever ``refit_fraction``
+        (the caller passes it when the user left ``refit_fraction`` unset).
         """
         from ._gp import fit_theta
 
@@ -963,9 +970,11 @@ class BayesStrategy(ModelStrategy):
             scale = scale if scale > 0 else max(abs(centre), 1.0)
             ys.append((c - centre) / scale)
             thresholds[j] = -centre / scale
-        # With several objectives every model is refitted in full, with restarts, at each new result: it gained
-        # on the benchmark problems over the schedule of one objective, for 1.3-1.6x the time (docs/benchmarks.md).
-        self._several_hyperparameters(x, ys, n, rng, every=m >= _REFIT_EVERY_OBJECTIVES)
+        # With several objectives, unless the user chose a ``refit_fraction``, every model is refitted in full,
+        # with restarts, at each new result: it gained on the benchmark problems over the schedule of one
+        # objective, for 1.3-1.6x the time (docs/benchmarks.md).
+        every = m >= _REFIT_EVERY_OBJECTIVES and not self._refit_chosen
+        self._several_hyperparameters(x, ys, n, rng, every=every)
         assert self._thetas is not None
         y_std = np.column_stack(ys[:m])
         feasible = violation[idx] <= 0.0
