@@ -760,3 +760,67 @@ def test_with_several_objectives_the_models_are_refitted_with_restarts_at_every_
         assert restarts == [n for n in sizes for _ in range(models)]  # every model, every time, from restarts
     else:
         assert len(restarts) < len(fits)  # warm refreshes in between
+
+
+def test_a_front_on_every_floor_keeps_the_open_boxes_and_a_batch_has_no_repeats() -> None:
+    """One point at the best of both objectives, each reached twice: floored, no box would be left."""
+    x = np.random.default_rng(0).random((6, 3))
+    theta = np.concatenate([np.log(np.full(3, 0.4)), [0.0, math.log(1e-3)]])
+    gps = [_gp.GP(x, np.sin(3.0 * x @ w), theta) for w in (np.ones(3), np.arange(3.0))]
+    front, ref = np.array([[0.0, 0.0]]), np.array([1.0, 1.0])
+    plain = MultiModel(gps, 2, np.empty(0), front, ref)
+    floored = MultiModel(gps, 2, np.empty(0), front, ref, np.array([0.0, 0.0]))
+    assert len(floored.lower) == len(plain.lower) > 0
+    assert np.array_equal(floored.lower, plain.lower) and np.array_equal(floored.upper, plain.upper)
+    z = np.random.default_rng(1).random((16, 3))
+    assert np.all(np.isfinite(floored.score(*floored.moments(z))))
+    # A floor on one objective only still raises the boxes.
+    one = MultiModel(gps, 2, np.empty(0), front, ref, np.array([0.0, -np.inf]))
+    assert len(one.lower) and np.all(one.lower[:, 0] >= 0.0)
+    enc = Encoder(hpt.Space({f"x{i}": hpt.Float(0.0, 1.0) for i in range(3)}))
+    pending = np.random.default_rng(2).random((2, 3))
+    rows, _ = _ehvi.select(floored, enc, x[:2], np.random.default_rng(3), 4, pending=pending, candidates=64, local=16)
+    assert len({r.tobytes() for r in rows}) == 4
+
+
+def test_when_every_candidate_scores_minus_infinity_a_batch_takes_distinct_ones() -> None:
+    from hpt_async.strategies._acquisition import take_best
+
+    p, pool = 2, 5
+    chosen = np.zeros(p + pool, dtype=bool)
+    chosen[:p] = True  # the pending points
+    picks: list[int] = []
+    for _ in range(4):
+        take_best(np.full(p + pool, -np.inf), chosen, picks, p, 0)
+    assert picks == [0, 1, 2, 3]
+    picks = []
+    chosen = np.zeros(pool, dtype=bool)
+    acq = np.array([-np.inf, 2.0, -np.inf, 1.0, -np.inf])
+    assert [take_best(acq.copy(), chosen, picks, 0, 0) for _ in range(4)] == [1, 3, 0, 2]
+
+
+def test_reached_floors_counts_a_configuration_tried_twice_once() -> None:
+    losses = np.array([[0.0, 3.0], [0.0, 2.0], [0.5, 1.0], [1.0, 1.0]])
+    assert _ehvi.reached_floors(losses).tolist() == [True, True]
+    assert _ehvi.reached_floors(losses, configs=["a", "a", "b", "c"]).tolist() == [False, True]
+    assert _ehvi.reached_floors(losses, configs=["a", "b", "c", "c"]).tolist() == [True, False]
+
+
+def test_a_configuration_tried_twice_at_the_best_value_floors_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first objective's unique minimum (zero), tried twice through the queue, is not taken as a bound."""
+    seen = _capture_floors(monkeypatch)
+
+    def objective(trial: hpt.SyncTrial) -> tuple[float, float]:
+        x = [trial.params[f"x{i}"] for i in range(3)]
+        return (x[0] - 0.25) ** 2 + (x[1] - 0.5) ** 2 + (x[2] - 0.5) ** 2, (1 - x[0]) + x[1] ** 2
+
+    best = {"x0": 0.25, "x1": 0.5, "x2": 0.5}
+    tuner = hpt.Tuner(
+        objective, ZDT_SPACE, strategy=BayesStrategy(n_initial=6), max_trials=10, seed=0, loggers=[],
+        directions=["minimize", "minimize"],
+    )  # fmt: skip
+    tuner.enqueue(best)
+    tuner.enqueue(best)
+    result = anyio.run(tuner.run)
+    assert sum(1 for t in result.trials if t.values[0] == 0.0) == 2
+    assert seen and all(floor is None or np.isneginf(floor[0]) for floor, _ in seen)

@@ -161,6 +161,8 @@ def take_best(acq: np.ndarray, chosen: np.ndarray, picks: list[int], p: int, spa
     """
     acq[chosen] = -np.inf
     j = int(np.argmax(acq))
+    if chosen[j]:  # every candidate left scores -inf: the first pool candidate not chosen yet, not a repeat
+        j = p + int(np.argmax(~chosen[p:]))
     chosen[j] = True
     picks.append(j - p)
     if spares:

@@ -42,12 +42,18 @@ values behind the front instead, the analogue of the single-objective
 floor at the incumbent, bends a smooth model far from the pending point:
 every objective's mean rises over a length scale, and the next points pile
 up beside the first.)
+
+With exactly two objectives, ``bayes`` may floor the boxes
+(:class:`MultiModel`'s ``floor``): an objective whose best feasible value
+two different configurations reach (:func:`reached_floors`) is taken to be
+bounded there, and no improvement is counted past that value.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 from scipy import special
@@ -86,21 +92,26 @@ def nondominated_mask(points: np.ndarray) -> np.ndarray:
     return ~dominated & ~earlier_twin
 
 
-def reached_floors(losses: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+def reached_floors(losses: np.ndarray, tol: float = 1e-9, configs: Sequence[Hashable] | None = None) -> np.ndarray:
     """For each objective (column of ``losses``), whether two or more rows reach its best value.
 
     Within ``tol`` of the column's range.  A best value that different
     configurations reach alike (an error of zero, a size at its smallest,
     ``cos(pi / 2)`` times anything) is most likely a bound of the objective
     rather than a point on a slope: the acquisition of ``bayes`` with two
-    objectives counts no improvement past it.
+    objectives counts no improvement past it.  ``configs`` (optional, one
+    key per row) names each row's configuration: rows of the same
+    configuration then count once.
     """
     losses = np.asarray(losses, dtype=float)
     if losses.ndim != 2 or len(losses) < 2:
         return np.zeros(losses.shape[-1] if losses.ndim == 2 else 0, dtype=bool)
     best = losses.min(axis=0)
     span = np.maximum(losses.max(axis=0) - best, np.finfo(float).tiny)
-    return np.sum(losses <= best + tol * span, axis=0) >= 2
+    at_best = losses <= best + tol * span
+    if configs is None:
+        return np.sum(at_best, axis=0) >= 2
+    return np.array([len({configs[i] for i in np.flatnonzero(col)}) >= 2 for col in at_best.T], dtype=bool)
 
 
 def box_decomposition(front: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -207,7 +218,8 @@ class MultiModel:
     ``floor`` (optional, one value per objective, ``-inf`` for none) is a
     value below which an objective is taken not to go: the boxes' lower
     bounds are raised to it, so no improvement is counted past it (see
-    :func:`reached_floors`).
+    :func:`reached_floors`), unless that would leave no box at all (the
+    front on every floor at once), when the boxes stay open.
     """
 
     def __init__(
@@ -231,7 +243,10 @@ class MultiModel:
             # No improvement is counted below an objective's floor: the boxes start there.
             lower = np.maximum(self.lower, np.asarray(floor, dtype=float)[None, :])
             keep = np.all(lower < self.upper, axis=1)
-            self.lower, self.upper = lower[keep], self.upper[keep]
+            if keep.any():
+                self.lower, self.upper = lower[keep], self.upper[keep]
+            # else the front sits on every floor (one point at the best of each objective): floored, no box
+            # would be left and every point would score -inf alike; the open boxes are kept instead.
 
     def moments(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior means and variances at the rows of ``z``, one column per model."""

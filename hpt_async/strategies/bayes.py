@@ -988,11 +988,12 @@ class BayesStrategy(ModelStrategy):
             ref = hi + np.maximum(0.1 * (hi - lo), 0.1)
         floor = None
         if m == _FLOOR_OBJECTIVES and len(front):
-            # An objective's best feasible value reached by two configurations or more is taken as its bound:
+            # An objective's best feasible value reached by two different configurations or more is taken as its bound:
             # the boxes start there instead of at minus infinity.  Without it a point predicted at an end of
             # the front draws, from the tail of its Gaussian past that end, the whole width of the other
             # objective up to the reference point, and the search proposes copies of that end again and again.
-            bound = reached_floors(losses[idx][feasible])
+            # Distinct configurations only: a configuration tried twice is not a second witness of a bound.
+            bound = reached_floors(losses[idx][feasible], configs=_keys(u_obs[idx][feasible]))
             if bound.any():
                 floor = np.where(bound, y_std[feasible].min(axis=0), -np.inf)
         z_avoid = enc.features(u_avoid) if len(u_avoid) else None
