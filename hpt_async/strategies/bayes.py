@@ -972,7 +972,7 @@ class BayesStrategy(ModelStrategy):
             thresholds[j] = -centre / scale
         # With several objectives, unless the user chose a ``refit_fraction``, every model is refitted in full,
         # with restarts, at each new result: it gained on the benchmark problems over the schedule of one
-        # objective, for 1.3-1.6x the time (docs/benchmarks.md).
+        # objective, for 1.1-1.8x the time per trial (docs/benchmarks.md).
         every = m >= _REFIT_EVERY_OBJECTIVES and not self._refit_chosen
         self._several_hyperparameters(x, ys, n, rng, every=every)
         assert self._thetas is not None
