@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -312,11 +314,28 @@ async def test_schema_version_1_files_are_migrated(tmp_path: Path) -> None:
         con.close()
 
 
+def _meet(folder: str, number: int, members: int, timeout: float = 30.0) -> None:
+    """Wait until ``members`` trials have called this with ``folder`` (files as a barrier across processes)."""
+    Path(folder, f"started-{number}").touch()
+    deadline = time.monotonic() + timeout
+    while len(list(Path(folder).glob("started-*"))) < members and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def exploited_objective(trial: Any) -> float:
-    """Reports ten steps; a member that is told to restore checks it got its donor's state."""
+    """Reports ten steps; a member that is told to restore checks it got its donor's state.
+
+    With ``HPT_ASYNC_TEST_BARRIER`` set to a folder, the members start together and pause between steps, so
+    that they run side by side (a member that ran alone from start to end would have nobody to copy).
+    """
+    barrier = os.environ.get("HPT_ASYNC_TEST_BARRIER")
+    if barrier:
+        _meet(barrier, trial.number, 2)
     state = trial.restore()
     x = 0.0 if state is None else float(state["x"])
     for step in range(10):
+        if barrier:
+            time.sleep(0.05)
         x += trial.params["x"]
         trial.checkpoint({"x": np.float64(x), "owner": np.int64(trial.number)})
         trial.report(x, step=step)
@@ -329,10 +348,13 @@ def exploited_objective(trial: Any) -> float:
     return x
 
 
-async def test_checkpoints_and_exploits_travel_from_a_dask_worker() -> None:
+async def test_checkpoints_and_exploits_travel_from_a_dask_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from distributed import LocalCluster
     from hpt_async_dask import DaskExecutor
 
+    monkeypatch.setenv("HPT_ASYNC_TEST_BARRIER", str(tmp_path))  # the worker processes inherit it
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40) as lc:
         strategy = hpt.PBTStrategy(perturbation_interval=2, quantile=0.5)
         tuner = hpt.Tuner(
@@ -342,6 +364,7 @@ async def test_checkpoints_and_exploits_travel_from_a_dask_worker() -> None:
         with anyio.fail_after(60):
             result = await tuner.run()
     assert [t.state for t in result.trials] == [hpt.TrialState.COMPLETE] * 2, [t.traceback for t in result.trials]
+    assert sorted(p.name for p in tmp_path.glob("started-*")) == ["started-0", "started-1"]  # they met
     assert strategy.events
     for t in result.trials:
         assert t.user_attrs.get("restored", 0) == max(len(t.schedule) - 1, 0)
