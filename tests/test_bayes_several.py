@@ -217,9 +217,10 @@ def test_a_warm_start_climbs_on_its_own_to_a_fine_tolerance(monkeypatch: pytest.
     assert [(len(z), it, tol) for z, it, tol in climbs] == [(2, 20, 1e-3)]  # without: the two candidates only
     climbs.clear()
     _ehvi.select(model, enc, model.gps[0].x[:3], np.random.default_rng(0), 1, warm=warm, **kwargs)
-    assert [(len(z), it, tol) for z, it, tol in climbs] == [(2, 20, 1e-3), (1, _ehvi._WARM_ITERS, _ehvi._WARM_FTOL)]
+    end_game = (1, _ehvi._END_GAME_ITERS, _ehvi._END_GAME_FTOL)
+    assert [(len(z), it, tol) for z, it, tol in climbs] == [(2, 20, 1e-3), end_game]
     assert np.array_equal(climbs[1][0], enc.features(warm))  # the warm start climbs from where it is, alone
-    assert _ehvi._WARM_FTOL < 1e-3 and _ehvi._WARM_ITERS > 20
+    assert _ehvi._END_GAME_FTOL < 1e-3 and _ehvi._END_GAME_ITERS > 20
 
 
 @pytest.mark.parametrize("model_seed", [0, 4])

@@ -74,8 +74,8 @@ __all__ = [
 
 _BOX_BLOCK = 1 << 18  # (points x boxes x objectives) entries per block when scoring
 # A ``warm`` start of :func:`select` climbs on its own to this relative tolerance, for at most this many iterations.
-_WARM_FTOL = 1e-7
-_WARM_ITERS = 100
+_END_GAME_FTOL = 1e-7
+_END_GAME_ITERS = 100
 _INFEASIBLE_MARGIN = 0.25  # how far past the threshold a pending point's constraint is believed (standardised)
 
 
@@ -343,8 +343,8 @@ def select(
     analytic gradient (:meth:`MultiModel.score_grad`, at most ``maxiter``
     iterations) and join the pool.  With ``refine``, the ``warm`` unit rows
     (e.g. the best feasible observation), if any, climb too, apart from the
-    candidates and further (relative tolerance ``_WARM_FTOL``, at most
-    ``_WARM_ITERS`` iterations, instead of 1e-3 and ``maxiter``): a precise
+    candidates and further (relative tolerance ``_END_GAME_FTOL``, at most
+    ``_END_GAME_ITERS`` iterations, instead of 1e-3 and ``maxiter``): a precise
     local step next to the incumbent, which the candidates' coarser climb
     does not reach.  The running trials' points (``pending``, unit rows)
     are conditioned on first.  With ``spares``, up
@@ -374,7 +374,7 @@ def select(
         reached = [ascend(model.score_grad, enc, z[top], s[top], maxiter)] if len(top) else []
         if warm is not None and len(warm):
             s_warm, _ = enc.snap(warm)
-            reached.append(ascend(model.score_grad, enc, enc.features(s_warm), s_warm, _WARM_ITERS, _WARM_FTOL))
+            reached.append(ascend(model.score_grad, enc, enc.features(s_warm), s_warm, _END_GAME_ITERS, _END_GAME_FTOL))
         if reached:
             s3, _ = enc.snap(enc.unit_of_features(np.vstack(reached)))
             z3 = enc.features(s3)
